@@ -1,0 +1,159 @@
+//! `ApiError`: every error the HTTP API answers, as one closed set of codes.
+//!
+//! The body is always `{"error": CODE, "detail": SENTENCE}` (plus `violations` for an
+//! invalid manifest). Internals (driver errors, stack traces) are logged with the
+//! request's trace id and never sent.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use vivified_domain::{RegistryError, Violation};
+
+/// An error answer of the API.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400 `invalid_body`: not JSON, not an object, or a bad field.
+    InvalidBody(String),
+    /// 400 `invalid_manifest`.
+    InvalidManifest(Vec<Violation>),
+    /// 401 `unauthorized`, with a reason code.
+    Unauthorized(&'static str),
+    /// 403 `forbidden`, with a reason code.
+    Forbidden(&'static str),
+    /// 403 `plugin_disabled`.
+    PluginDisabled,
+    /// 404 `not_found`.
+    NotFound,
+    /// 405 `method_not_allowed`.
+    MethodNotAllowed,
+    /// 409 `already_registered`.
+    AlreadyRegistered,
+    /// 413 `payload_too_large`.
+    PayloadTooLarge(usize),
+    /// 415 `unsupported_media_type`.
+    UnsupportedMediaType,
+    /// 503 `unavailable`: a dependency failed or the request took too long.
+    Unavailable(&'static str),
+}
+
+impl ApiError {
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidBody(_) | Self::InvalidManifest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) | Self::PluginDisabled => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::AlreadyRegistered => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidBody(_) => "invalid_body",
+            Self::InvalidManifest(_) => "invalid_manifest",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::PluginDisabled => "plugin_disabled",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::AlreadyRegistered => "already_registered",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Unavailable(_) => "unavailable",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Self::InvalidBody(why) => format!("The request body is invalid: {why}."),
+            Self::InvalidManifest(_) => "Invalid manifest".to_owned(),
+            Self::Unauthorized(reason) => match *reason {
+                "missing_credentials" => {
+                    "Authentication required: send `Authorization: Bearer <token>`.".to_owned()
+                }
+                "expired_token" => "The token has expired; refresh or re-register.".to_owned(),
+                "revoked_token" => "The token has been replaced or revoked.".to_owned(),
+                "unknown_plugin" => "The token's plugin is no longer registered.".to_owned(),
+                "registration_secret_required" => {
+                    "Registering a new plugin requires the registration secret as a bearer token."
+                        .to_owned()
+                }
+                _ => "The credential is not valid.".to_owned(),
+            },
+            Self::Forbidden(reason) => match *reason {
+                "admin_token_required" => "This endpoint requires the admin token.".to_owned(),
+                "plugin_token_required" => {
+                    "This endpoint requires the plugin's own token.".to_owned()
+                }
+                _ => "The token does not grant access to this plugin.".to_owned(),
+            },
+            Self::PluginDisabled => "The plugin has been disabled by an operator.".to_owned(),
+            Self::NotFound => "No such resource.".to_owned(),
+            Self::MethodNotAllowed => "This method is not allowed on this path.".to_owned(),
+            Self::AlreadyRegistered => {
+                "A plugin with this id is already registered; re-register with its current token."
+                    .to_owned()
+            }
+            Self::PayloadTooLarge(limit) => format!("The request body exceeds {limit} bytes."),
+            Self::UnsupportedMediaType => {
+                "The request body must be JSON (`Content-Type: application/json`).".to_owned()
+            }
+            Self::Unavailable(what) => {
+                format!("The service is temporarily unavailable ({what}); retry later.")
+            }
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::InvalidManifest(v) => Self::InvalidManifest(v),
+            RegistryError::Unauthorized(r) => Self::Unauthorized(r),
+            RegistryError::Forbidden(r) => Self::Forbidden(r),
+            RegistryError::PluginDisabled => Self::PluginDisabled,
+            RegistryError::NotFound => Self::NotFound,
+            RegistryError::AlreadyRegistered => Self::AlreadyRegistered,
+            RegistryError::Unavailable { what, source } => {
+                tracing::error!(dependency = what, error = %source, cause = ?source.source().map(ToString::to_string), "dependency failed");
+                Self::Unavailable(what)
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut body = json!({ "error": self.code(), "detail": self.detail() });
+        match &self {
+            Self::InvalidManifest(v) => body["violations"] = json!(v),
+            Self::Unauthorized(r) | Self::Forbidden(r) => body["reason"] = json!(r),
+            _ => {}
+        }
+        if status.is_client_error() {
+            tracing::debug!(
+                status = status.as_u16(),
+                error = self.code(),
+                "request refused"
+            );
+        }
+        let mut resp = (status, Json(body)).into_response();
+        if let Self::Unauthorized(reason) = self {
+            let value = if reason == "missing_credentials" {
+                HeaderValue::from_static("Bearer realm=\"vivified\"")
+            } else {
+                HeaderValue::from_static("Bearer realm=\"vivified\", error=\"invalid_token\"")
+            };
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        }
+        resp
+    }
+}

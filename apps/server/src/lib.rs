@@ -1,0 +1,12 @@
+//! The Vivified core as an HTTP server: settings, wiring, routes. Thin by design: the
+//! rules live in `vivified-domain`, the backends in `vivified-adapters`.
+
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+pub mod telemetry;
+
+pub use settings::Settings;
+pub use startup::{AppState, Application, StartupError};

@@ -1,0 +1,281 @@
+//! HTTP handlers: thin translations between wire bodies and the registry.
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use vivified_domain::{HeartbeatReport, IssuedRegistration};
+use vivified_ports::{Health, PluginId, PluginRecord};
+
+use crate::error::ApiError;
+use crate::extract::{Bearer, JsonObject, OptionalJson};
+use crate::startup::AppState;
+use crate::telemetry::TraceId;
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+/// `GET /health`: liveness of the process; nothing sensitive, no dependency details.
+pub async fn health() -> Json<Value> {
+    Json(json!({
+        "status": "healthy",
+        "timestamp": rfc3339(OffsetDateTime::now_utc()),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// `GET /ready`: 200 when the store answers, 503 otherwise.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    match state.registry.ready().await {
+        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "unavailable", "error": "unavailable", "detail": "The plugin store is not answering." })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The answer to a registration or a refresh.
+#[derive(Serialize)]
+struct TokenBody<'a> {
+    status: &'a str,
+    plugin_id: &'a str,
+    token: &'a str,
+    expires_at: String,
+    heartbeat_interval_secs: u64,
+    heartbeat_interval_ms: u64,
+}
+
+fn token_body(status: &str, reg: &IssuedRegistration) -> Response {
+    let body = TokenBody {
+        status,
+        plugin_id: reg.plugin_id.as_str(),
+        token: reg.token.expose(),
+        expires_at: rfc3339(reg.expires_at),
+        heartbeat_interval_secs: reg.heartbeat_interval.as_secs().max(1),
+        heartbeat_interval_ms: reg.heartbeat_interval.as_millis() as u64,
+    };
+    Json(body).into_response()
+}
+
+/// `POST /plugins/register`.
+pub async fn register(
+    State(state): State<AppState>,
+    Extension(TraceId(trace_id)): Extension<TraceId>,
+    bearer: Bearer,
+    JsonObject(manifest): JsonObject,
+) -> Result<Response, ApiError> {
+    let reg = state
+        .registry
+        .register(&manifest, bearer.as_deref(), &trace_id)
+        .await
+        .map_err(|e| {
+            tracing::info!(reason = %e, "registration refused");
+            ApiError::from(e)
+        })?;
+    Ok(token_body("registered", &reg))
+}
+
+/// Body of `POST /plugins/{id}/heartbeat`; unknown members are ignored.
+#[derive(Debug, Default, Deserialize)]
+pub struct HeartbeatBody {
+    health: Option<String>,
+    details: Option<Value>,
+}
+
+/// Largest `details` object accepted in a heartbeat.
+pub const MAX_HEARTBEAT_DETAILS: usize = 4096;
+
+impl HeartbeatBody {
+    fn try_into_domain(self) -> Result<HeartbeatReport, ApiError> {
+        let health = match self.health.as_deref() {
+            None => Health::Healthy,
+            Some(h @ ("healthy" | "degraded" | "unhealthy")) => {
+                h.parse().unwrap_or(Health::Healthy)
+            }
+            Some(_) => {
+                return Err(ApiError::InvalidBody(
+                    "`health` must be healthy, degraded or unhealthy".into(),
+                ));
+            }
+        };
+        if let Some(details) = &self.details {
+            if !details.is_object() {
+                return Err(ApiError::InvalidBody("`details` must be an object".into()));
+            }
+            let size = serde_json::to_vec(details)
+                .map(|v| v.len())
+                .unwrap_or(usize::MAX);
+            if size > MAX_HEARTBEAT_DETAILS {
+                return Err(ApiError::InvalidBody(format!(
+                    "`details` must be at most {MAX_HEARTBEAT_DETAILS} bytes"
+                )));
+            }
+        }
+        Ok(HeartbeatReport { health })
+    }
+}
+
+/// `POST /plugins/{id}/heartbeat`.
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    bearer: Bearer,
+    body: Result<OptionalJson<HeartbeatBody>, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    // Authenticate before looking at the body: 401/403 come before 400.
+    let claims = state
+        .registry
+        .heartbeat_caller(&id, bearer.as_deref())
+        .await?;
+    let OptionalJson(body) = body?;
+    let report = body.try_into_domain()?;
+    state.registry.record_heartbeat(&claims, report).await?;
+    Ok(Json(json!({ "status": "ok" })))
+}
+
+/// `POST /plugins/{id}/token`.
+pub async fn refresh(
+    State(state): State<AppState>,
+    Extension(TraceId(trace_id)): Extension<TraceId>,
+    Path(id): Path<String>,
+    bearer: Bearer,
+) -> Result<Response, ApiError> {
+    let reg = state
+        .registry
+        .refresh_token(&id, bearer.as_deref(), &trace_id)
+        .await?;
+    Ok(token_body("refreshed", &reg))
+}
+
+/// A plugin record on the wire (no token id, no version).
+#[derive(Serialize)]
+pub struct PluginView<'a> {
+    plugin_id: &'a str,
+    manifest: &'a Value,
+    status: &'static str,
+    health: &'static str,
+    enabled: bool,
+    disabled_reason: Option<&'a str>,
+    registered_at: String,
+    last_heartbeat: Option<String>,
+}
+
+impl<'a> From<&'a PluginRecord> for PluginView<'a> {
+    fn from(r: &'a PluginRecord) -> Self {
+        Self {
+            plugin_id: r.plugin_id.as_str(),
+            manifest: &r.manifest,
+            status: r.status.as_str(),
+            health: r.health.as_str(),
+            enabled: r.enabled,
+            disabled_reason: r.disabled_reason.as_deref(),
+            registered_at: rfc3339(r.registered_at),
+            last_heartbeat: r.last_heartbeat.map(rfc3339),
+        }
+    }
+}
+
+/// Query of `GET /plugins`.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+/// Default and largest page of `GET /plugins`.
+pub const DEFAULT_PAGE: usize = 100;
+/// Largest page of `GET /plugins`.
+pub const MAX_PAGE: usize = 1000;
+
+/// `GET /plugins?limit=&after=` (admin).
+pub async fn list(
+    State(state): State<AppState>,
+    bearer: Bearer,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    // 401/403 before 400.
+    if let vivified_domain::Caller::Plugin(_) =
+        state.registry.authenticate(bearer.as_deref()).await?
+    {
+        return Err(ApiError::Forbidden("admin_token_required"));
+    }
+    let Query(q) = query.map_err(|_| ApiError::InvalidBody("bad query string".into()))?;
+    let limit = match q.limit.as_deref() {
+        None => DEFAULT_PAGE,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .ok_or_else(|| {
+                ApiError::InvalidBody(format!("`limit` must be between 1 and {MAX_PAGE}"))
+            })?,
+    };
+    let after = match q.after.as_deref() {
+        None | Some("") => None,
+        Some(a) => Some(
+            PluginId::parse(a)
+                .map_err(|_| ApiError::InvalidBody("`after` must be a plugin id".into()))?,
+        ),
+    };
+    let records = state.registry.list(bearer.as_deref(), after, limit).await?;
+    let next_after = (records.len() == limit)
+        .then(|| records.last().map(|r| r.plugin_id.to_string()))
+        .flatten();
+    let plugins: Vec<PluginView<'_>> = records.iter().map(PluginView::from).collect();
+    Ok(Json(
+        json!({ "plugins": plugins, "next_after": next_after }),
+    ))
+}
+
+/// `GET /plugins/{id}` (admin or the plugin itself).
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    bearer: Bearer,
+) -> Result<Json<Value>, ApiError> {
+    let record = state.registry.get(&id, bearer.as_deref()).await?;
+    Ok(Json(json!(PluginView::from(&record))))
+}
+
+/// `DELETE /plugins/{id}` (admin or the plugin itself).
+pub async fn deregister(
+    State(state): State<AppState>,
+    Extension(TraceId(trace_id)): Extension<TraceId>,
+    Path(id): Path<String>,
+    bearer: Bearer,
+) -> Result<StatusCode, ApiError> {
+    state
+        .registry
+        .deregister(&id, bearer.as_deref(), &trace_id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The OpenAPI document (dev mode only).
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+/// `GET /openapi.json`.
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// Fallback for unknown paths.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+/// Fallback for a known path with the wrong method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

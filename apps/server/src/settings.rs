@@ -1,0 +1,643 @@
+//! Typed settings, loaded in layers: defaults → optional TOML file → environment.
+//!
+//! Every setting has one canonical key (the TOML key) and environment names: the
+//! `VIVIFIED_*` name always wins over the seed's name (`JWT_SECRET`, `ALLOWED_ORIGINS`,
+//! `LOG_LEVEL`, `DATABASE_URL`, `NATS_URL`) when both are set.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use vivified_domain::Mode;
+use vivified_ports::Secret;
+
+/// A setting: its TOML key and its environment names, strongest first.
+struct Key {
+    key: &'static str,
+    env: &'static [&'static str],
+}
+
+const KEYS: &[Key] = &[
+    Key {
+        key: "mode",
+        env: &["VIVIFIED_MODE"],
+    },
+    Key {
+        key: "bind",
+        env: &["VIVIFIED_BIND"],
+    },
+    Key {
+        key: "dev_allow_remote",
+        env: &["VIVIFIED_DEV_ALLOW_REMOTE"],
+    },
+    Key {
+        key: "admin_token",
+        env: &["VIVIFIED_ADMIN_TOKEN"],
+    },
+    Key {
+        key: "registration_secret",
+        env: &["VIVIFIED_REGISTRATION_SECRET"],
+    },
+    Key {
+        key: "jwt_secret",
+        env: &["VIVIFIED_JWT_SECRET", "JWT_SECRET"],
+    },
+    Key {
+        key: "jwt_previous_secrets",
+        env: &["VIVIFIED_JWT_PREVIOUS_SECRETS"],
+    },
+    Key {
+        key: "token_ttl",
+        env: &["VIVIFIED_TOKEN_TTL"],
+    },
+    Key {
+        key: "reregister_grace",
+        env: &["VIVIFIED_REREGISTER_GRACE"],
+    },
+    Key {
+        key: "heartbeat_interval",
+        env: &["VIVIFIED_HEARTBEAT_INTERVAL"],
+    },
+    Key {
+        key: "store",
+        env: &["VIVIFIED_STORE", "DATABASE_URL"],
+    },
+    Key {
+        key: "bus",
+        env: &["VIVIFIED_BUS", "NATS_URL"],
+    },
+    Key {
+        key: "max_body_bytes",
+        env: &["VIVIFIED_MAX_BODY_BYTES"],
+    },
+    Key {
+        key: "request_timeout",
+        env: &["VIVIFIED_REQUEST_TIMEOUT"],
+    },
+    Key {
+        key: "header_read_timeout",
+        env: &["VIVIFIED_HEADER_READ_TIMEOUT"],
+    },
+    Key {
+        key: "allowed_origins",
+        env: &["VIVIFIED_ALLOWED_ORIGINS", "ALLOWED_ORIGINS"],
+    },
+    Key {
+        key: "log_level",
+        env: &["VIVIFIED_LOG_LEVEL", "LOG_LEVEL"],
+    },
+    Key {
+        key: "log_format",
+        env: &["VIVIFIED_LOG_FORMAT"],
+    },
+];
+
+/// Secrets that ship in examples and must never guard a production core.
+const KNOWN_DEFAULT_SECRETS: &[&str] = &[
+    "change-this-secret",
+    "changeme",
+    "change-me",
+    "secret",
+    "your-secret-key",
+    "jwt-secret",
+    "password",
+];
+
+/// Where plugin records live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreSetting {
+    /// In memory: lost on restart.
+    Memory,
+}
+
+/// Where events travel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BusSetting {
+    /// In process.
+    Memory,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (default).
+    Json,
+    /// Human-readable.
+    Pretty,
+}
+
+/// The server's settings, validated.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Dev or production.
+    pub mode: Mode,
+    /// Address to listen on.
+    pub bind: SocketAddr,
+    /// Dev mode may bind a non-loopback address.
+    pub dev_allow_remote: bool,
+    /// Admin token; generated in dev mode when missing.
+    pub admin_token: Option<Secret>,
+    /// Registration secret; required in production.
+    pub registration_secret: Option<Secret>,
+    /// JWT signing secret; generated in dev mode when missing.
+    pub jwt_secret: Option<Secret>,
+    /// Older JWT secrets whose tokens still verify.
+    pub jwt_previous_secrets: Vec<Secret>,
+    /// Token lifetime.
+    pub token_ttl: Duration,
+    /// How long an expired token whose `jti` is current may re-register.
+    pub reregister_grace: Duration,
+    /// Heartbeat interval told to plugins.
+    pub heartbeat_interval: Duration,
+    /// Plugin store backend.
+    pub store: StoreSetting,
+    /// Event bus backend.
+    pub bus: BusSetting,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Bound on a whole request.
+    pub request_timeout: Duration,
+    /// Bound on reading a request's headers.
+    pub header_read_timeout: Duration,
+    /// Exact CORS origins (empty: no CORS).
+    pub allowed_origins: Vec<String>,
+    /// Log filter (`RUST_LOG` wins when set).
+    pub log_level: String,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+/// A setting is missing or wrong; the message is one line and names the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A value does not parse.
+    #[error("{name}: {reason}")]
+    Invalid {
+        /// The environment name (or TOML key) of the setting.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The config file cannot be read or parsed.
+    #[error("config file {path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Production mode refuses to start.
+    #[error("production mode refuses to start: {0}")]
+    Production(String),
+    /// Dev mode refuses a non-loopback bind.
+    #[error(
+        "dev mode refuses to listen on non-loopback {0}: set VIVIFIED_DEV_ALLOW_REMOTE=true to allow it, or use production mode"
+    )]
+    DevRemote(SocketAddr),
+}
+
+/// Raw values by canonical key, with the name they came from (for error messages).
+type Raw = BTreeMap<&'static str, (String, String)>;
+
+impl Settings {
+    /// Loads settings from an optional TOML `file`, then the environment as `env` reports
+    /// it; `bind_override` (the `--bind` flag) wins over both.
+    ///
+    /// # Errors
+    /// [`SettingsError`] naming the first setting that is wrong.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+        bind_override: Option<SocketAddr>,
+    ) -> Result<Self, SettingsError> {
+        let mut raw = Raw::new();
+        if let Some(path) = file {
+            read_file(path, &mut raw)?;
+        }
+        for k in KEYS {
+            if let Some((name, value)) = k
+                .env
+                .iter()
+                .find_map(|name| env(name).map(|v| (name.to_string(), v)))
+            {
+                raw.insert(k.key, (name, value));
+            }
+        }
+        let mut settings = Self::from_raw(&raw)?;
+        if let Some(bind) = bind_override {
+            settings.bind = bind;
+        }
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn from_raw(raw: &Raw) -> Result<Self, SettingsError> {
+        let get = |k: &str| raw.get(k).map(|(n, v)| (n.as_str(), v.as_str()));
+        let invalid = |name: &str, reason: String| SettingsError::Invalid {
+            name: name.to_owned(),
+            reason,
+        };
+        let duration = |k: &str, default: Duration| -> Result<Duration, SettingsError> {
+            match get(k) {
+                None => Ok(default),
+                Some((n, v)) => humantime::parse_duration(v.trim())
+                    .map_err(|e| invalid(n, format!("not a duration like `30s` or `24h`: {e}"))),
+            }
+        };
+        let boolean = |k: &str| -> Result<bool, SettingsError> {
+            match get(k) {
+                None => Ok(false),
+                Some((n, v)) => match v.trim().to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" | "on" => Ok(true),
+                    "0" | "false" | "no" | "off" | "" => Ok(false),
+                    _ => Err(invalid(n, "expected true or false".into())),
+                },
+            }
+        };
+        let secret = |k: &str| {
+            get(k)
+                .map(|(_, v)| v.trim())
+                .filter(|v| !v.is_empty())
+                .map(Secret::new)
+        };
+
+        let mode = match get("mode") {
+            None => Mode::Dev,
+            Some((n, v)) => match v.trim().to_ascii_lowercase().as_str() {
+                "dev" | "development" => Mode::Dev,
+                "production" | "prod" => Mode::Production,
+                _ => return Err(invalid(n, "expected `dev` or `production`".into())),
+            },
+        };
+        let bind = match get("bind") {
+            None => SocketAddr::from(([127, 0, 0, 1], 8000)),
+            Some((n, v)) => v
+                .trim()
+                .parse()
+                .map_err(|_| invalid(n, "expected HOST:PORT, e.g. 127.0.0.1:8000".into()))?,
+        };
+        let store = match get("store") {
+            None => StoreSetting::Memory,
+            Some((_, v)) if v.trim() == "memory" => StoreSetting::Memory,
+            Some((n, v)) => {
+                let scheme = v.split(':').next().unwrap_or_default();
+                return Err(invalid(
+                    n,
+                    format!(
+                        "store `{scheme}:…` is not available in this build yet; only `memory` is"
+                    ),
+                ));
+            }
+        };
+        let bus = match get("bus") {
+            None => BusSetting::Memory,
+            Some((_, v)) if v.trim() == "memory" => BusSetting::Memory,
+            Some((n, v)) => {
+                let scheme = v.split(':').next().unwrap_or_default();
+                return Err(invalid(
+                    n,
+                    format!(
+                        "bus `{scheme}:…` is not available in this build yet; only `memory` is"
+                    ),
+                ));
+            }
+        };
+        let max_body_bytes = match get("max_body_bytes") {
+            None => 64 * 1024,
+            Some((n, v)) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|b| (1024..=16 * 1024 * 1024).contains(b))
+                .ok_or_else(|| {
+                    invalid(n, "expected a byte count between 1024 and 16777216".into())
+                })?,
+        };
+        let log_format = match get("log_format") {
+            None => LogFormat::Json,
+            Some((n, v)) => match v.trim() {
+                "json" => LogFormat::Json,
+                "pretty" | "text" => LogFormat::Pretty,
+                _ => return Err(invalid(n, "expected `json` or `pretty`".into())),
+            },
+        };
+        let list = |k: &str| -> Vec<String> {
+            get(k)
+                .map(|(_, v)| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Ok(Self {
+            mode,
+            bind,
+            dev_allow_remote: boolean("dev_allow_remote")?,
+            admin_token: secret("admin_token"),
+            registration_secret: secret("registration_secret"),
+            jwt_secret: secret("jwt_secret"),
+            jwt_previous_secrets: list("jwt_previous_secrets")
+                .into_iter()
+                .map(Secret::new)
+                .collect(),
+            token_ttl: duration("token_ttl", Duration::from_secs(24 * 3600))?,
+            reregister_grace: duration("reregister_grace", Duration::from_secs(7 * 24 * 3600))?,
+            heartbeat_interval: duration("heartbeat_interval", Duration::from_secs(10))?,
+            store,
+            bus,
+            max_body_bytes,
+            request_timeout: duration("request_timeout", Duration::from_secs(30))?,
+            header_read_timeout: duration("header_read_timeout", Duration::from_secs(10))?,
+            allowed_origins: list("allowed_origins"),
+            log_level: get("log_level")
+                .map_or_else(|| "info".to_owned(), |(_, v)| v.trim().to_owned()),
+            log_format,
+        })
+    }
+
+    fn check(&self) -> Result<(), SettingsError> {
+        let positive = [
+            ("VIVIFIED_TOKEN_TTL", self.token_ttl),
+            ("VIVIFIED_HEARTBEAT_INTERVAL", self.heartbeat_interval),
+            ("VIVIFIED_REQUEST_TIMEOUT", self.request_timeout),
+            ("VIVIFIED_HEADER_READ_TIMEOUT", self.header_read_timeout),
+        ];
+        for (name, d) in positive {
+            if d.is_zero() {
+                return Err(SettingsError::Invalid {
+                    name: name.into(),
+                    reason: "must be greater than zero".into(),
+                });
+            }
+        }
+        if self.token_ttl > Duration::from_secs(366 * 24 * 3600) {
+            return Err(SettingsError::Invalid {
+                name: "VIVIFIED_TOKEN_TTL".into(),
+                reason: "must be at most 366 days".into(),
+            });
+        }
+        if self.heartbeat_interval < Duration::from_secs(1) && self.mode == Mode::Production {
+            return Err(SettingsError::Invalid {
+                name: "VIVIFIED_HEARTBEAT_INTERVAL".into(),
+                reason: "sub-second intervals are for dev mode only".into(),
+            });
+        }
+        for origin in &self.allowed_origins {
+            if origin == "*" || !(origin.starts_with("https://") || origin.starts_with("http://")) {
+                return Err(SettingsError::Invalid {
+                    name: "ALLOWED_ORIGINS".into(),
+                    reason: "list exact origins like https://app.example.com; `*` is not allowed"
+                        .into(),
+                });
+            }
+        }
+        match self.mode {
+            Mode::Dev => {
+                if !self.bind.ip().is_loopback() && !self.dev_allow_remote {
+                    return Err(SettingsError::DevRemote(self.bind));
+                }
+            }
+            Mode::Production => self.check_production()?,
+        }
+        Ok(())
+    }
+
+    fn check_production(&self) -> Result<(), SettingsError> {
+        let refuse = |m: &str| Err(SettingsError::Production(m.to_owned()));
+        let Some(jwt) = &self.jwt_secret else {
+            return refuse("JWT_SECRET (or VIVIFIED_JWT_SECRET) is not set");
+        };
+        let jwt = jwt.expose();
+        if jwt.len() < 32 {
+            return refuse("JWT_SECRET must be at least 32 bytes");
+        }
+        if is_weak(jwt) {
+            return refuse(
+                "JWT_SECRET is a known default or has too little variety; generate one with `openssl rand -base64 48`",
+            );
+        }
+        let Some(admin) = &self.admin_token else {
+            return refuse("VIVIFIED_ADMIN_TOKEN is not set");
+        };
+        let Some(registration) = &self.registration_secret else {
+            return refuse("VIVIFIED_REGISTRATION_SECRET is not set");
+        };
+        for (name, s) in [
+            ("VIVIFIED_ADMIN_TOKEN", admin),
+            ("VIVIFIED_REGISTRATION_SECRET", registration),
+        ] {
+            if s.expose().len() < 16 || is_weak(s.expose()) {
+                return refuse(&format!(
+                    "{name} must be at least 16 bytes and not a known default"
+                ));
+            }
+            if s.expose() == jwt {
+                return refuse(&format!("{name} must differ from JWT_SECRET"));
+            }
+        }
+        if admin == registration {
+            return refuse("VIVIFIED_ADMIN_TOKEN and VIVIFIED_REGISTRATION_SECRET must differ");
+        }
+        Ok(())
+    }
+}
+
+fn is_weak(secret: &str) -> bool {
+    let lower = secret.to_ascii_lowercase();
+    let distinct = lower
+        .bytes()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    KNOWN_DEFAULT_SECRETS.iter().any(|d| lower == *d)
+        || lower.contains("change-this")
+        || lower.contains("changeme")
+        || distinct < 8
+}
+
+fn read_file(path: &Path, raw: &mut Raw) -> Result<(), SettingsError> {
+    let file_err = |reason: String| SettingsError::File {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| file_err(e.message().to_owned()))?;
+    for (k, v) in table {
+        let Some(key) = KEYS.iter().find(|key| key.key == k) else {
+            return Err(file_err(format!("unknown setting `{k}`")));
+        };
+        let value = match v {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|i| {
+                    i.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| file_err(format!("`{k}` must be a list of strings")))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+                .join(","),
+            _ => return Err(file_err(format!("`{k}` has an unsupported type"))),
+        };
+        raw.insert(key.key, (k, value));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load(None, |k| map.get(k).cloned(), None)
+    }
+
+    const GOOD_JWT: &str = "Zq3v9X1pLk2Rt7Yw0Bn4Hs8Dm6Fc5Ja1Ge";
+
+    fn prod(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut v = vec![
+            ("VIVIFIED_MODE", "production"),
+            ("JWT_SECRET", GOOD_JWT),
+            ("VIVIFIED_ADMIN_TOKEN", "adm-8f3k2j5h7g9d1s"),
+            ("VIVIFIED_REGISTRATION_SECRET", "reg-2m4n6b8v0c1x3z"),
+        ];
+        v.extend_from_slice(extra);
+        v
+    }
+
+    #[test]
+    fn defaults() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.mode, Mode::Dev);
+        assert_eq!(s.bind, "127.0.0.1:8000".parse().unwrap());
+        assert_eq!(s.token_ttl, Duration::from_secs(86400));
+        assert_eq!(s.reregister_grace, Duration::from_secs(7 * 86400));
+        assert_eq!(s.max_body_bytes, 65536);
+        assert!(s.allowed_origins.is_empty());
+        assert_eq!(s.store, StoreSetting::Memory);
+    }
+
+    #[test]
+    fn vivified_names_win_over_seed_names() {
+        let s = load(&[
+            ("JWT_SECRET", "seed"),
+            ("VIVIFIED_JWT_SECRET", "ours"),
+            ("LOG_LEVEL", "debug"),
+        ])
+        .unwrap();
+        assert_eq!(s.jwt_secret.unwrap().expose(), "ours");
+        assert_eq!(s.log_level, "debug");
+        let s = load(&[("ALLOWED_ORIGINS", "https://a.example, https://b.example")]).unwrap();
+        assert_eq!(
+            s.allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+    }
+
+    #[test]
+    fn production_refusals_name_the_setting() {
+        assert!(load(&prod(&[])).is_ok());
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("JWT_SECRET", "")], "JWT_SECRET"),
+            (&[("JWT_SECRET", "short")], "at least 32 bytes"),
+            (
+                &[("JWT_SECRET", "change-this-secret-change-this-secret")],
+                "known default",
+            ),
+            (
+                &[("JWT_SECRET", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")],
+                "known default",
+            ),
+            (&[("VIVIFIED_ADMIN_TOKEN", "")], "VIVIFIED_ADMIN_TOKEN"),
+            (
+                &[("VIVIFIED_REGISTRATION_SECRET", "")],
+                "VIVIFIED_REGISTRATION_SECRET",
+            ),
+            (
+                &[("VIVIFIED_REGISTRATION_SECRET", "adm-8f3k2j5h7g9d1s")],
+                "must differ",
+            ),
+        ];
+        for (over, needle) in cases {
+            let mut env = prod(&[]);
+            for (k, v) in *over {
+                env.retain(|(ek, _)| ek != k);
+                env.push((k, v));
+            }
+            let err = load(&env).expect_err(needle).to_string();
+            assert!(err.contains(needle), "{err} should mention {needle}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn dev_refuses_remote_bind_unless_allowed() {
+        assert!(matches!(
+            load(&[("VIVIFIED_BIND", "0.0.0.0:8000")]),
+            Err(SettingsError::DevRemote(_))
+        ));
+        assert!(
+            load(&[
+                ("VIVIFIED_BIND", "0.0.0.0:8000"),
+                ("VIVIFIED_DEV_ALLOW_REMOTE", "true")
+            ])
+            .is_ok()
+        );
+        assert!(load(&prod(&[("VIVIFIED_BIND", "0.0.0.0:8000")])).is_ok());
+    }
+
+    #[test]
+    fn bad_values_are_one_line_errors() {
+        for (k, v) in [
+            ("VIVIFIED_TOKEN_TTL", "soon"),
+            ("VIVIFIED_MODE", "staging"),
+            ("VIVIFIED_BIND", "nowhere"),
+            ("VIVIFIED_MAX_BODY_BYTES", "12"),
+            ("ALLOWED_ORIGINS", "*"),
+            ("DATABASE_URL", "postgres://u:p@h/db"),
+        ] {
+            let err = load(&[(k, v)]).expect_err(k).to_string();
+            assert!(
+                err.contains(k.trim_start_matches("VIVIFIED_")) || err.contains(k),
+                "{err} names {k}"
+            );
+            assert!(
+                !err.contains("u:p"),
+                "never echo a URL's credentials: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn file_layer_under_env() {
+        let dir = std::env::temp_dir().join(format!("vivified-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("core.toml");
+        std::fs::write(&path, "token_ttl = \"1h\"\nheartbeat_interval = \"5s\"\nallowed_origins = [\"https://x.example\"]\n").unwrap();
+        let env: BTreeMap<String, String> =
+            [("VIVIFIED_HEARTBEAT_INTERVAL".to_string(), "7s".to_string())].into();
+        let s = Settings::load(Some(&path), |k| env.get(k).cloned(), None).unwrap();
+        assert_eq!(s.token_ttl, Duration::from_secs(3600));
+        assert_eq!(s.heartbeat_interval, Duration::from_secs(7));
+        assert_eq!(s.allowed_origins, ["https://x.example"]);
+        std::fs::write(&path, "nonsense_key = 1\n").unwrap();
+        assert!(
+            Settings::load(Some(&path), |_| None, None)
+                .unwrap_err()
+                .to_string()
+                .contains("nonsense_key")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,313 @@
+//! `Application::build`: settings in, a bound, running core out. `main` and the tests
+//! start the server the same way (tests bind port 0).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderValue, Method, header};
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tracing::Instrument;
+use vivified_adapters::clock::SystemClock;
+use vivified_adapters::jwt::{JwtConfig, JwtTokenIssuer};
+use vivified_adapters::memory::{InMemoryAuditLog, InMemoryEventBus, InMemoryPluginStore};
+use vivified_domain::{ManifestValidator, Mode, Ports, Registry, RegistryConfig};
+use vivified_ports::Secret;
+
+use crate::routes;
+use crate::settings::{BusSetting, Settings, StoreSetting};
+use crate::telemetry;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The registry service.
+    pub registry: Registry,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+}
+
+/// Why the core did not start. One line each, naming the setting where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// A setting is wrong.
+    #[error(transparent)]
+    Settings(#[from] crate::settings::SettingsError),
+    /// The address cannot be bound.
+    #[error("VIVIFIED_BIND: cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The manifest schema did not compile (a build defect).
+    #[error(transparent)]
+    Schema(#[from] vivified_domain::manifest::SchemaError),
+    /// The token issuer could not be built.
+    #[error("JWT_SECRET: {0}")]
+    Jwt(#[from] vivified_adapters::jwt::JwtConfigError),
+    /// No randomness from the OS.
+    #[error("cannot generate a secret: {0}")]
+    Random(String),
+}
+
+/// Secrets the core generated because they were not configured (dev mode only).
+#[derive(Clone, Debug, Default)]
+pub struct GeneratedSecrets {
+    /// The generated admin token, shown once in the banner.
+    pub admin_token: Option<Secret>,
+    /// Whether the JWT secret was generated (tokens die with the process).
+    pub jwt_secret: bool,
+}
+
+fn random_secret(bytes: usize) -> Result<Secret, StartupError> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| StartupError::Random(e.to_string()))?;
+    Ok(Secret::new(hex::encode(buf)))
+}
+
+/// A core that is bound to its address and ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    local_addr: SocketAddr,
+    admin_token: Option<Secret>,
+    generated: GeneratedSecrets,
+    settings: Settings,
+}
+
+impl Application {
+    /// Builds the adapters the settings choose, the registry and the router, and binds
+    /// the listener.
+    ///
+    /// # Errors
+    /// [`StartupError`] with a one-line reason.
+    pub async fn build(mut settings: Settings) -> Result<Self, StartupError> {
+        let mut generated = GeneratedSecrets::default();
+        if settings.mode == Mode::Dev {
+            if settings.admin_token.is_none() {
+                let token = random_secret(24)?;
+                generated.admin_token = Some(token.clone());
+                settings.admin_token = Some(token);
+            }
+            if settings.jwt_secret.is_none() {
+                settings.jwt_secret = Some(random_secret(32)?);
+                generated.jwt_secret = true;
+            }
+        }
+        let jwt_secret =
+            settings
+                .jwt_secret
+                .clone()
+                .ok_or(crate::settings::SettingsError::Production(
+                    "JWT_SECRET is not set".into(),
+                ))?;
+        let tokens = JwtTokenIssuer::new(JwtConfig {
+            secret: jwt_secret,
+            previous: settings.jwt_previous_secrets.clone(),
+            ttl: settings.token_ttl,
+        })?;
+        let store = match settings.store {
+            StoreSetting::Memory => Arc::new(InMemoryPluginStore::new()),
+        };
+        let bus = match settings.bus {
+            BusSetting::Memory => Arc::new(InMemoryEventBus::new(1024)),
+        };
+        let ports = Ports {
+            store,
+            tokens: Arc::new(tokens),
+            clock: Arc::new(SystemClock),
+            bus,
+            audit: Arc::new(InMemoryAuditLog::new(10_000)),
+        };
+        let config = RegistryConfig {
+            mode: settings.mode,
+            admin_token: settings.admin_token.clone(),
+            registration_secret: settings.registration_secret.clone(),
+            heartbeat_interval: settings.heartbeat_interval,
+            reregister_grace: settings.reregister_grace,
+        };
+        let registry = Registry::new(ports, Arc::new(ManifestValidator::new()?), config);
+        let router = router(
+            AppState {
+                registry,
+                max_body_bytes: settings.max_body_bytes,
+            },
+            &settings,
+        );
+        let listener =
+            TcpListener::bind(settings.bind)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: settings.bind,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: settings.bind,
+            source,
+        })?;
+        Ok(Self {
+            listener,
+            router,
+            local_addr,
+            admin_token: settings.admin_token.clone(),
+            generated,
+            settings,
+        })
+    }
+
+    /// The bound address (with the real port when the settings asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The admin token in force (configured or generated).
+    pub fn admin_token(&self) -> Option<&Secret> {
+        self.admin_token.as_ref()
+    }
+
+    /// What was generated at this start.
+    pub fn generated(&self) -> &GeneratedSecrets {
+        &self.generated
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Serves until SIGINT or SIGTERM, then drains connections.
+    ///
+    /// # Errors
+    /// An I/O error of the listener.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `signal` completes, then stops accepting and drains open connections
+    /// (for at most the request timeout).
+    ///
+    /// # Errors
+    /// An I/O error of the listener.
+    pub async fn run_until(self, signal: impl Future<Output = ()> + Send) -> std::io::Result<()> {
+        let span = telemetry::system_span();
+        let drain_for = self.settings.request_timeout;
+        let header_timeout = self.settings.header_read_timeout;
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        tokio::pin!(signal);
+        span.in_scope(|| tracing::info!(addr = %self.local_addr, mode = ?self.settings.mode, "vivified core listening"));
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let (stream, _peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off, keep serving.
+                            span.in_scope(|| tracing::warn!(error = %e, "accept failed"));
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let service = TowerToHyperService::new(self.router.clone());
+                    let mut builder = auto::Builder::new(TokioExecutor::new());
+                    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                }
+                () = &mut signal => break,
+            }
+        }
+        async {
+            tracing::info!("shutting down: draining connections");
+            drop(self.listener);
+            if tokio::time::timeout(drain_for, graceful.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!("connections still open after the drain timeout; closing them");
+            }
+            tracing::info!("vivified core stopped");
+        }
+        .instrument(span)
+        .await;
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// The HTTP API over `state`. Tests drive it with `tower::ServiceExt::oneshot`.
+pub fn router(state: AppState, settings: &Settings) -> Router {
+    let mut api = Router::new()
+        .route("/health", get(routes::health))
+        .route("/ready", get(routes::ready))
+        .route("/plugins", get(routes::list))
+        .route("/plugins/register", post(routes::register))
+        .route("/plugins/{id}", get(routes::get).delete(routes::deregister))
+        .route("/plugins/{id}/heartbeat", post(routes::heartbeat))
+        .route("/plugins/{id}/token", post(routes::refresh));
+    if settings.mode == Mode::Dev {
+        api = api.route("/openapi.json", get(routes::openapi));
+    }
+    let mut app = api
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            settings.request_timeout,
+            telemetry::trace_and_timeout,
+        ));
+    if !settings.allowed_origins.is_empty() {
+        let origins: Vec<HeaderValue> = settings
+            .allowed_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        app = app.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST, Method::DELETE])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    telemetry::X_REQUEST_ID.clone(),
+                ])
+                .expose_headers([telemetry::X_REQUEST_ID.clone()])
+                .allow_credentials(true)
+                .max_age(Duration::from_secs(600)),
+        );
+    }
+    app
+}

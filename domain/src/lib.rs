@@ -1,0 +1,58 @@
+//! The rules and services of the Vivified core, embeddable as a library.
+//!
+//! `vivified-domain` validates manifests and runs the plugin registry. It talks to the
+//! world only through the traits of [`vivified_ports`], so you choose the adapters: the
+//! in-memory ones below for a test or an embedded registry, SQL and NATS ones in a
+//! server. No HTTP, no database driver, no networking in this crate.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use vivified_adapters::{
+//!     clock::SystemClock, jwt::{JwtConfig, JwtTokenIssuer},
+//!     memory::{InMemoryAuditLog, InMemoryEventBus, InMemoryPluginStore},
+//! };
+//! use vivified_domain::{
+//!     manifest::ManifestValidator,
+//!     registry::{HeartbeatReport, Ports, Registry, RegistryConfig},
+//! };
+//! use vivified_ports::{Health, Liveness, Secret};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let ports = Ports {
+//!     store: Arc::new(InMemoryPluginStore::new()),
+//!     tokens: Arc::new(JwtTokenIssuer::new(JwtConfig::new(Secret::new("a-secret-of-at-least-32-bytes!!!")))?),
+//!     clock: Arc::new(SystemClock),
+//!     bus: Arc::new(InMemoryEventBus::new(64)),
+//!     audit: Arc::new(InMemoryAuditLog::new(1024)),
+//! };
+//! let registry = Registry::new(ports, Arc::new(ManifestValidator::new()?), RegistryConfig::default());
+//!
+//! // Register the seed's example plugin (dev mode: open registration).
+//! let manifest: serde_json::Value =
+//!     serde_json::from_str(include_str!("../../schemas/examples/user-management.json"))?;
+//! let reg = registry.register(&manifest, None, "trace-1").await?;
+//!
+//! // The plugin heartbeats with its token …
+//! let token = reg.token.expose();
+//! registry.heartbeat("user-management", Some(token), HeartbeatReport { health: Health::Healthy }).await?;
+//!
+//! // … and reads its record back.
+//! let record = registry.get("user-management", Some(token)).await?;
+//! assert_eq!(record.status, Liveness::Active);
+//! assert_eq!(record.health, Health::Healthy);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! Architecture Invariant: this crate depends on `vivified-ports` and pure libraries
+//! only — never on an adapter, axum, hyper, sqlx, async-nats, jsonwebtoken or tokio's
+//! networking (`tests/architecture.rs` enforces it).
+
+pub mod manifest;
+pub mod registry;
+
+pub use manifest::{Manifest, ManifestValidator, Violation};
+pub use registry::{
+    Caller, HeartbeatReport, IssuedRegistration, Mode, Ports, Registry, RegistryConfig,
+    RegistryError,
+};

@@ -1,0 +1,729 @@
+//! The plugin registry: register, re-register, heartbeat, refresh, get, list and
+//! deregister, through the ports.
+//!
+//! Authorization happens here, in one order for every operation: 401 (no credential,
+//! or a credential that does not verify, or a token whose plugin or `jti` is gone) →
+//! 403 (a valid credential for something else) → 404 (unknown id, admin only).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+use vivified_ports::{
+    AuditEntry, AuditLog, AuditOutcome, BusEvent, Clock, EventBus, Health, IssuedToken, Liveness,
+    PluginId, PluginRecord, PluginStore, Secret, StoreError, TokenClaims, TokenError, TokenIssuer,
+    VerifyOptions,
+};
+
+use crate::manifest::{ManifestValidator, Violation};
+
+/// How open registration is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Anyone may register a new id; for a developer's machine.
+    Dev,
+    /// A new id needs the registration secret.
+    Production,
+}
+
+/// Settings of the [`Registry`].
+#[derive(Clone, Debug)]
+pub struct RegistryConfig {
+    /// Dev or production.
+    pub mode: Mode,
+    /// The admin token (constant-time compared). `None`: no admin access.
+    pub admin_token: Option<Secret>,
+    /// Needed to register a new id in production mode.
+    pub registration_secret: Option<Secret>,
+    /// The heartbeat interval told to plugins.
+    pub heartbeat_interval: Duration,
+    /// How long after expiry a token whose `jti` is still current may re-register.
+    pub reregister_grace: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Dev,
+            admin_token: None,
+            registration_secret: None,
+            heartbeat_interval: Duration::from_secs(10),
+            reregister_grace: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// The ports the registry works through.
+#[derive(Clone)]
+pub struct Ports {
+    /// Plugin records.
+    pub store: Arc<dyn PluginStore>,
+    /// Token signing and verification.
+    pub tokens: Arc<dyn TokenIssuer>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Lifecycle events go here.
+    pub bus: Arc<dyn EventBus>,
+    /// Every decision is recorded here.
+    pub audit: Arc<dyn AuditLog>,
+}
+
+/// Why a registry operation failed. Each maps to one HTTP status and error code.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// 400 `invalid_manifest`: every violation.
+    #[error("invalid manifest")]
+    InvalidManifest(Vec<Violation>),
+    /// 401 `unauthorized`, with a reason code (`missing_credentials`, `invalid_token`,
+    /// `expired_token`, `revoked_token`, `unknown_plugin`, `registration_secret_required`).
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    /// 403 `forbidden`, with a reason code.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// 403 `plugin_disabled`.
+    #[error("plugin disabled")]
+    PluginDisabled,
+    /// 404 `not_found`.
+    #[error("plugin not found")]
+    NotFound,
+    /// 409 `already_registered`: the id is held by another registration.
+    #[error("plugin already registered")]
+    AlreadyRegistered,
+    /// 503 `unavailable`: a port failed; the cause is kept for the log, never sent.
+    #[error("{what} unavailable")]
+    Unavailable {
+        /// Which dependency.
+        what: &'static str,
+        /// The port's error.
+        #[source]
+        source: vivified_ports::BoxError,
+    },
+}
+
+impl RegistryError {
+    fn store(e: StoreError) -> Self {
+        Self::Unavailable {
+            what: "plugin store",
+            source: Box::new(e),
+        }
+    }
+}
+
+impl From<StoreError> for RegistryError {
+    fn from(e: StoreError) -> Self {
+        Self::store(e)
+    }
+}
+
+/// Who is calling, once the credential has verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// The operator, with the admin token.
+    Admin,
+    /// A plugin, with a correctly signed, unexpired token (revocation not yet checked).
+    Plugin(TokenClaims),
+}
+
+/// What a plugin reports in a heartbeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeartbeatReport {
+    /// Self-reported health (a missing one means healthy).
+    pub health: Health,
+}
+
+/// A successful (re-)registration or refresh: the token goes to the plugin only.
+#[derive(Clone, Debug)]
+pub struct IssuedRegistration {
+    /// The plugin's id.
+    pub plugin_id: PluginId,
+    /// Its new token.
+    pub token: Secret,
+    /// When the token expires.
+    pub expires_at: OffsetDateTime,
+    /// How often the plugin must heartbeat.
+    pub heartbeat_interval: Duration,
+    /// Whether this replaced an existing registration.
+    pub reregistered: bool,
+    /// The stored record.
+    pub record: PluginRecord,
+}
+
+/// Attempts of a conditional write before giving up on a hot record.
+const CAS_ATTEMPTS: usize = 8;
+
+/// The registry service. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct Registry {
+    ports: Ports,
+    validator: Arc<ManifestValidator>,
+    config: Arc<RegistryConfig>,
+}
+
+impl Registry {
+    /// Builds a registry over `ports`.
+    pub fn new(ports: Ports, validator: Arc<ManifestValidator>, config: RegistryConfig) -> Self {
+        Self {
+            ports,
+            validator,
+            config: Arc::new(config),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    /// The manifest validator.
+    pub fn validator(&self) -> &ManifestValidator {
+        &self.validator
+    }
+
+    /// Whether the store answers.
+    ///
+    /// # Errors
+    /// [`RegistryError::Unavailable`] if it does not.
+    pub async fn ready(&self) -> Result<(), RegistryError> {
+        self.ports.store.ping().await.map_err(RegistryError::store)
+    }
+
+    fn is_secret(given: &str, secret: Option<&Secret>) -> bool {
+        secret.is_some_and(|s| bool::from(given.as_bytes().ct_eq(s.expose().as_bytes())))
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        self.ports.clock.now()
+    }
+
+    async fn verify(&self, token: &str, grace: Duration) -> Result<TokenClaims, RegistryError> {
+        let opts = VerifyOptions {
+            now: self.now(),
+            expired_grace: grace,
+        };
+        self.ports
+            .tokens
+            .verify(token, opts)
+            .await
+            .map_err(|e| match e {
+                TokenError::Expired => RegistryError::Unauthorized("expired_token"),
+                TokenError::Invalid(_) => RegistryError::Unauthorized("invalid_token"),
+                TokenError::Signing(source) => RegistryError::Unavailable {
+                    what: "token issuer",
+                    source,
+                },
+            })
+    }
+
+    /// Identifies the caller from a bearer credential (signature and expiry only).
+    ///
+    /// # Errors
+    /// [`RegistryError::Unauthorized`] if there is none or it does not verify.
+    pub async fn authenticate(&self, bearer: Option<&str>) -> Result<Caller, RegistryError> {
+        let bearer = bearer.ok_or(RegistryError::Unauthorized("missing_credentials"))?;
+        if Self::is_secret(bearer, self.config.admin_token.as_ref()) {
+            return Ok(Caller::Admin);
+        }
+        self.verify(bearer, Duration::ZERO)
+            .await
+            .map(Caller::Plugin)
+    }
+
+    /// Checks that `bearer` is the current token of plugin `id` and returns its claims
+    /// and record. Disabled plugins pass; callers that must refuse them check `enabled`.
+    async fn authorize_plugin(
+        &self,
+        id: &str,
+        bearer: Option<&str>,
+    ) -> Result<(TokenClaims, PluginRecord), RegistryError> {
+        let claims = match self.authenticate(bearer).await? {
+            Caller::Admin => return Err(RegistryError::Forbidden("plugin_token_required")),
+            Caller::Plugin(c) => c,
+        };
+        if claims.plugin_id.as_str() != id {
+            return Err(RegistryError::Forbidden("token_for_another_plugin"));
+        }
+        let record = self
+            .ports
+            .store
+            .get(&claims.plugin_id)
+            .await?
+            .ok_or(RegistryError::Unauthorized("unknown_plugin"))?;
+        if record.token_jti != claims.jti {
+            return Err(RegistryError::Unauthorized("revoked_token"));
+        }
+        Ok((claims, record))
+    }
+
+    async fn audit(
+        &self,
+        trace_id: &str,
+        actor: &str,
+        action: &str,
+        target: &str,
+        outcome: AuditOutcome,
+        reason: &str,
+        details: Value,
+    ) -> Result<(), RegistryError> {
+        let entry = AuditEntry {
+            at: self.now(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            outcome,
+            reason: reason.to_owned(),
+            trace_id: trace_id.to_owned(),
+            details,
+        };
+        self.ports
+            .audit
+            .append(entry)
+            .await
+            .map_err(|e| RegistryError::Unavailable {
+                what: "audit log",
+                source: Box::new(e),
+            })
+    }
+
+    async fn lifecycle(&self, event_type: &str, id: &PluginId, version: u64, trace_id: &str) {
+        let event = BusEvent {
+            event_id: format!("{event_type}:{id}:{version}"),
+            event_type: event_type.to_owned(),
+            trace_id: trace_id.to_owned(),
+            source: "core".to_owned(),
+            data_traits: Vec::new(),
+            at: self.now(),
+            payload: json!({ "plugin_id": id }),
+        };
+        if let Err(e) = self.ports.bus.publish(event).await {
+            tracing::warn!(plugin_id = %id, event_type, error = %e, "lifecycle event not published");
+        }
+    }
+
+    /// Registers a plugin, or re-registers it when `bearer` is its current token.
+    ///
+    /// A new id needs no credential in dev mode and the registration secret in
+    /// production mode. An id that is held needs the plugin's current token (which may
+    /// have expired less than `reregister_grace` ago); the registration secret never
+    /// re-registers a held id. Re-registration replaces the manifest, keeps
+    /// `registered_at`, the liveness and the enabled flag, and rotates the token.
+    ///
+    /// # Errors
+    /// `InvalidManifest`, `Unauthorized`, `AlreadyRegistered`, `Unavailable`.
+    pub async fn register(
+        &self,
+        manifest: &Value,
+        bearer: Option<&str>,
+        trace_id: &str,
+    ) -> Result<IssuedRegistration, RegistryError> {
+        let result = self.register_inner(manifest, bearer, trace_id).await;
+        let target = manifest
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|s| PluginId::is_valid(s));
+        let target = target.unwrap_or("-");
+        match &result {
+            Ok(reg) => {
+                let action = if reg.reregistered {
+                    "plugin.reregister"
+                } else {
+                    "plugin.register"
+                };
+                self.audit(
+                    trace_id,
+                    target,
+                    action,
+                    target,
+                    AuditOutcome::Success,
+                    "registered",
+                    json!({ "token_expires_at": reg.expires_at.unix_timestamp() }),
+                )
+                .await?;
+                let event = if reg.reregistered {
+                    "plugin.reregistered"
+                } else {
+                    "plugin.registered"
+                };
+                self.lifecycle(event, &reg.plugin_id, reg.record.version, trace_id)
+                    .await;
+            }
+            Err(e) => {
+                let (reason, details) = match e {
+                    RegistryError::InvalidManifest(v) => (
+                        "invalid_manifest",
+                        json!({ "violations": v.iter().map(|v| json!({"path": v.path, "code": v.code})).collect::<Vec<_>>() }),
+                    ),
+                    RegistryError::Unauthorized(r) | RegistryError::Forbidden(r) => {
+                        (*r, Value::Null)
+                    }
+                    RegistryError::AlreadyRegistered => ("already_registered", Value::Null),
+                    _ => return result,
+                };
+                self.audit(
+                    trace_id,
+                    "anonymous",
+                    "plugin.register",
+                    target,
+                    AuditOutcome::Denied,
+                    reason,
+                    details,
+                )
+                .await?;
+            }
+        }
+        result
+    }
+
+    async fn register_inner(
+        &self,
+        manifest: &Value,
+        bearer: Option<&str>,
+        trace_id: &str,
+    ) -> Result<IssuedRegistration, RegistryError> {
+        let claimed_id = manifest
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(|s| PluginId::parse(s).ok());
+        let existing = match &claimed_id {
+            Some(id) => self.ports.store.get(id).await?,
+            None => None,
+        };
+        match existing {
+            Some(current) => self.reregister(manifest, bearer, current, trace_id).await,
+            None => {
+                if self.config.mode == Mode::Production
+                    && !bearer.is_some_and(|b| {
+                        Self::is_secret(b, self.config.registration_secret.as_ref())
+                    })
+                {
+                    return Err(RegistryError::Unauthorized("registration_secret_required"));
+                }
+                let valid = self
+                    .validator
+                    .validate(manifest)
+                    .map_err(RegistryError::InvalidManifest)?;
+                let now = self.now();
+                let issued = self.issue(&valid.id, now).await?;
+                let record = PluginRecord {
+                    plugin_id: valid.id.clone(),
+                    manifest: valid.raw,
+                    status: Liveness::Registered,
+                    health: Health::Unknown,
+                    enabled: true,
+                    disabled_reason: None,
+                    registered_at: now,
+                    last_heartbeat: None,
+                    token_jti: issued.jti.clone(),
+                    version: 0,
+                };
+                let stored = self.ports.store.insert(record).await.map_err(|e| match e {
+                    StoreError::Conflict => RegistryError::AlreadyRegistered,
+                    e => RegistryError::store(e),
+                })?;
+                tracing::info!(plugin_id = %stored.plugin_id, "plugin registered");
+                Ok(self.issued(issued, stored, false))
+            }
+        }
+    }
+
+    async fn reregister(
+        &self,
+        manifest: &Value,
+        bearer: Option<&str>,
+        mut current: PluginRecord,
+        _trace_id: &str,
+    ) -> Result<IssuedRegistration, RegistryError> {
+        let bearer = bearer.ok_or(RegistryError::AlreadyRegistered)?;
+        if Self::is_secret(bearer, self.config.registration_secret.as_ref())
+            || Self::is_secret(bearer, self.config.admin_token.as_ref())
+        {
+            return Err(RegistryError::AlreadyRegistered);
+        }
+        let claims = self.verify(bearer, self.config.reregister_grace).await?;
+        if claims.plugin_id != current.plugin_id {
+            return Err(RegistryError::AlreadyRegistered);
+        }
+        let valid = self
+            .validator
+            .validate(manifest)
+            .map_err(RegistryError::InvalidManifest)?;
+        for _ in 0..CAS_ATTEMPTS {
+            if current.token_jti != claims.jti {
+                return Err(RegistryError::Unauthorized("revoked_token"));
+            }
+            let now = self.now();
+            let issued = self.issue(&current.plugin_id, now).await?;
+            let mut next = current.clone();
+            next.manifest = valid.raw.clone();
+            next.token_jti = issued.jti.clone();
+            match self.ports.store.replace(next, current.version).await {
+                Ok(stored) => {
+                    tracing::info!(plugin_id = %stored.plugin_id, "plugin re-registered");
+                    return Ok(self.issued(issued, stored, true));
+                }
+                Err(StoreError::PreconditionFailed) => {
+                    current = self
+                        .ports
+                        .store
+                        .get(&claims.plugin_id)
+                        .await?
+                        .ok_or(RegistryError::Unauthorized("unknown_plugin"))?;
+                }
+                Err(StoreError::NotFound) => {
+                    return Err(RegistryError::Unauthorized("unknown_plugin"));
+                }
+                Err(e) => return Err(RegistryError::store(e)),
+            }
+        }
+        Err(RegistryError::store(StoreError::Unavailable(
+            "record too contended".into(),
+        )))
+    }
+
+    async fn issue(
+        &self,
+        id: &PluginId,
+        now: OffsetDateTime,
+    ) -> Result<IssuedToken, RegistryError> {
+        self.ports.tokens.issue(id, now).await.map_err(|e| match e {
+            TokenError::Signing(source) => RegistryError::Unavailable {
+                what: "token issuer",
+                source,
+            },
+            other => RegistryError::Unavailable {
+                what: "token issuer",
+                source: Box::new(other),
+            },
+        })
+    }
+
+    fn issued(
+        &self,
+        token: IssuedToken,
+        record: PluginRecord,
+        reregistered: bool,
+    ) -> IssuedRegistration {
+        IssuedRegistration {
+            plugin_id: record.plugin_id.clone(),
+            token: token.token,
+            expires_at: token.expires_at,
+            heartbeat_interval: self.config.heartbeat_interval,
+            reregistered,
+            record,
+        }
+    }
+
+    /// Records a heartbeat from plugin `id`, authenticated by its current token.
+    ///
+    /// # Errors
+    /// `Unauthorized` (missing, invalid, expired or revoked token; plugin gone),
+    /// `Forbidden` (a token for another plugin, or the admin token), `PluginDisabled`,
+    /// `Unavailable`.
+    pub async fn heartbeat(
+        &self,
+        id: &str,
+        bearer: Option<&str>,
+        report: HeartbeatReport,
+    ) -> Result<PluginRecord, RegistryError> {
+        let claims = self.heartbeat_caller(id, bearer).await?;
+        self.record_heartbeat(&claims, report).await
+    }
+
+    /// First half of [`Registry::heartbeat`]: checks that `bearer` is a correctly signed
+    /// token for plugin `id` (revocation is checked by [`Registry::record_heartbeat`]).
+    /// Lets a server answer 401/403 before it looks at the request body.
+    ///
+    /// # Errors
+    /// `Unauthorized`, `Forbidden`, `Unavailable`.
+    pub async fn heartbeat_caller(
+        &self,
+        id: &str,
+        bearer: Option<&str>,
+    ) -> Result<TokenClaims, RegistryError> {
+        let claims = match self.authenticate(bearer).await? {
+            Caller::Admin => return Err(RegistryError::Forbidden("plugin_token_required")),
+            Caller::Plugin(c) => c,
+        };
+        if claims.plugin_id.as_str() != id {
+            return Err(RegistryError::Forbidden("token_for_another_plugin"));
+        }
+        Ok(claims)
+    }
+
+    /// Second half of [`Registry::heartbeat`]: one conditional store write that applies
+    /// only if `claims.jti` is still the plugin's current token and it is enabled.
+    ///
+    /// # Errors
+    /// `Unauthorized` (revoked token, plugin gone), `PluginDisabled`, `Unavailable`.
+    pub async fn record_heartbeat(
+        &self,
+        claims: &TokenClaims,
+        report: HeartbeatReport,
+    ) -> Result<PluginRecord, RegistryError> {
+        let now = self.now();
+        match self
+            .ports
+            .store
+            .record_heartbeat(&claims.plugin_id, &claims.jti, report.health, now)
+            .await
+        {
+            Ok(record) => Ok(record),
+            Err(StoreError::NotFound) => Err(RegistryError::Unauthorized("unknown_plugin")),
+            Err(StoreError::PreconditionFailed) => {
+                // Rare path: find out which condition failed.
+                match self.ports.store.get(&claims.plugin_id).await? {
+                    None => Err(RegistryError::Unauthorized("unknown_plugin")),
+                    Some(r) if r.token_jti != claims.jti => {
+                        Err(RegistryError::Unauthorized("revoked_token"))
+                    }
+                    Some(r) if !r.enabled => Err(RegistryError::PluginDisabled),
+                    Some(_) => Err(RegistryError::store(StoreError::Unavailable(
+                        "heartbeat precondition failed on a current, enabled record".into(),
+                    ))),
+                }
+            }
+            Err(e) => Err(RegistryError::store(e)),
+        }
+    }
+
+    /// Issues plugin `id` a fresh token; the old one stops working.
+    ///
+    /// # Errors
+    /// `Unauthorized`, `Forbidden`, `PluginDisabled`, `Unavailable`.
+    pub async fn refresh_token(
+        &self,
+        id: &str,
+        bearer: Option<&str>,
+        trace_id: &str,
+    ) -> Result<IssuedRegistration, RegistryError> {
+        let (claims, mut current) = self.authorize_plugin(id, bearer).await?;
+        for _ in 0..CAS_ATTEMPTS {
+            if current.token_jti != claims.jti {
+                return Err(RegistryError::Unauthorized("revoked_token"));
+            }
+            if !current.enabled {
+                return Err(RegistryError::PluginDisabled);
+            }
+            let issued = self.issue(&current.plugin_id, self.now()).await?;
+            let mut next = current.clone();
+            next.token_jti = issued.jti.clone();
+            match self.ports.store.replace(next, current.version).await {
+                Ok(stored) => {
+                    self.audit(
+                        trace_id,
+                        stored.plugin_id.as_str(),
+                        "token.refresh",
+                        stored.plugin_id.as_str(),
+                        AuditOutcome::Success,
+                        "refreshed",
+                        Value::Null,
+                    )
+                    .await?;
+                    return Ok(self.issued(issued, stored, false));
+                }
+                Err(StoreError::PreconditionFailed) => {
+                    current = self
+                        .ports
+                        .store
+                        .get(&claims.plugin_id)
+                        .await?
+                        .ok_or(RegistryError::Unauthorized("unknown_plugin"))?;
+                }
+                Err(StoreError::NotFound) => {
+                    return Err(RegistryError::Unauthorized("unknown_plugin"));
+                }
+                Err(e) => return Err(RegistryError::store(e)),
+            }
+        }
+        Err(RegistryError::store(StoreError::Unavailable(
+            "record too contended".into(),
+        )))
+    }
+
+    /// Returns plugin `id`'s record to the admin or to the plugin itself.
+    ///
+    /// # Errors
+    /// `Unauthorized`, `Forbidden`, `NotFound` (admin only), `Unavailable`.
+    pub async fn get(&self, id: &str, bearer: Option<&str>) -> Result<PluginRecord, RegistryError> {
+        match self.authenticate(bearer).await? {
+            Caller::Admin => {
+                let id = PluginId::parse(id).map_err(|_| RegistryError::NotFound)?;
+                self.ports
+                    .store
+                    .get(&id)
+                    .await?
+                    .ok_or(RegistryError::NotFound)
+            }
+            Caller::Plugin(_) => self.authorize_plugin(id, bearer).await.map(|(_, r)| r),
+        }
+    }
+
+    /// Lists records sorted by id, `limit` at most, after `after` (admin only).
+    ///
+    /// # Errors
+    /// `Unauthorized`, `Forbidden` (a plugin token), `Unavailable`.
+    pub async fn list(
+        &self,
+        bearer: Option<&str>,
+        after: Option<PluginId>,
+        limit: usize,
+    ) -> Result<Vec<PluginRecord>, RegistryError> {
+        match self.authenticate(bearer).await? {
+            Caller::Admin => Ok(self.ports.store.list(after, limit).await?),
+            Caller::Plugin(_) => Err(RegistryError::Forbidden("admin_token_required")),
+        }
+    }
+
+    /// Deregisters plugin `id` (admin, or the plugin with its current token). Its token
+    /// stops working and its id is free.
+    ///
+    /// # Errors
+    /// `Unauthorized`, `Forbidden`, `NotFound` (admin only), `Unavailable`.
+    pub async fn deregister(
+        &self,
+        id: &str,
+        bearer: Option<&str>,
+        trace_id: &str,
+    ) -> Result<(), RegistryError> {
+        let (actor, plugin_id, expected_jti) = match self.authenticate(bearer).await? {
+            Caller::Admin => {
+                let id = PluginId::parse(id).map_err(|_| RegistryError::NotFound)?;
+                ("admin".to_owned(), id, None)
+            }
+            Caller::Plugin(_) => {
+                let (claims, _) = self.authorize_plugin(id, bearer).await?;
+                (
+                    claims.plugin_id.to_string(),
+                    claims.plugin_id,
+                    Some(claims.jti),
+                )
+            }
+        };
+        let admin = expected_jti.is_none();
+        match self.ports.store.delete(&plugin_id, expected_jti).await {
+            Ok(()) => {}
+            Err(StoreError::NotFound) if admin => return Err(RegistryError::NotFound),
+            Err(StoreError::NotFound) => return Err(RegistryError::Unauthorized("unknown_plugin")),
+            Err(StoreError::PreconditionFailed) => {
+                return Err(RegistryError::Unauthorized("revoked_token"));
+            }
+            Err(e) => return Err(RegistryError::store(e)),
+        }
+        self.audit(
+            trace_id,
+            &actor,
+            "plugin.deregister",
+            plugin_id.as_str(),
+            AuditOutcome::Success,
+            "deregistered",
+            Value::Null,
+        )
+        .await?;
+        tracing::info!(plugin_id = %plugin_id, "plugin deregistered");
+        self.lifecycle("plugin.deregistered", &plugin_id, 0, trace_id)
+            .await;
+        Ok(())
+    }
+}

@@ -1,0 +1,33 @@
+//! The ports of the Vivified core: the async traits the core talks through and the
+//! plain data they carry.
+//!
+//! Architecture Invariant: this crate does no I/O and knows no backend. It depends on
+//! serde, async-trait, thiserror and time only (plus mockall/futures under the
+//! `testing` feature, which also exports the shared conformance suites).
+//!
+//! Every port is object-safe and used as `Arc<dyn Port>`, so the backend is chosen by
+//! configuration at run time. Each method states its contract with MUST wording; the
+//! conformance suites in [`testing`] check those sentences against every adapter.
+#![warn(missing_docs)]
+
+pub mod audit;
+pub mod bus;
+pub mod clock;
+pub mod plugin;
+pub mod secret;
+pub mod store;
+pub mod token;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use audit::{AuditEntry, AuditError, AuditLog, AuditOutcome};
+pub use bus::{BusError, BusEvent, EventBus};
+pub use clock::Clock;
+pub use plugin::{Health, InvalidPluginId, Liveness, PluginId, PluginRecord};
+pub use secret::Secret;
+pub use store::{PluginStore, StoreError};
+pub use token::{IssuedToken, TokenClaims, TokenError, TokenIssuer, VerifyOptions};
+
+/// A boxed error from a backend, carried as the `source` of port errors.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

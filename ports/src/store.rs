@@ -1,0 +1,112 @@
+//! `PluginStore`: where plugin records live.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::BoxError;
+use crate::plugin::{Health, PluginId, PluginRecord};
+
+/// Errors of every [`PluginStore`] operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No record with this id.
+    #[error("plugin not found")]
+    NotFound,
+    /// A record with this id already exists (a unique-key violation in the backend).
+    #[error("a plugin with this id already exists")]
+    Conflict,
+    /// The record exists but a condition of a conditional write did not hold
+    /// (its version, its token id, or its enabled flag changed underneath).
+    #[error("the record changed; the conditional write was not applied")]
+    PreconditionFailed,
+    /// The backend cannot be reached or failed; the operation may be retried.
+    #[error("plugin store unavailable")]
+    Unavailable(#[source] BoxError),
+}
+
+impl StoreError {
+    /// Whether this is a uniqueness conflict.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Conflict)
+    }
+}
+
+/// Durable storage of [`PluginRecord`]s, keyed by [`PluginId`].
+///
+/// Concurrency rule (for every adapter): every write is atomic and conditional where
+/// this contract says so; a write never resurrects a deleted record, never lowers a
+/// record's `version`, and never applies a heartbeat carrying a revoked token id.
+/// Uniqueness of ids MUST be enforced by the backend itself (a primary key), never by
+/// a read followed by a write.
+#[cfg_attr(feature = "testing", mockall::automock)]
+#[async_trait]
+pub trait PluginStore: Send + Sync {
+    /// Inserts a new record and returns it as stored, with `version` set to 1.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Conflict`] if a record with this id exists; of several
+    /// concurrent inserts of one id exactly one MUST succeed.
+    /// MUST return [`StoreError::Unavailable`] if the backend fails.
+    async fn insert(&self, record: PluginRecord) -> Result<PluginRecord, StoreError>;
+
+    /// Returns the record with this id, or `None`.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Unavailable`] if the backend fails.
+    async fn get(&self, id: &PluginId) -> Result<Option<PluginRecord>, StoreError>;
+
+    /// Returns up to `limit` records with ids strictly greater than `after` (all if
+    /// `None`), sorted by id ascending (byte order).
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Unavailable`] if the backend fails.
+    async fn list(
+        &self,
+        after: Option<PluginId>,
+        limit: usize,
+    ) -> Result<Vec<PluginRecord>, StoreError>;
+
+    /// Replaces the record with `record.plugin_id` if and only if its stored `version`
+    /// equals `expected_version`; the stored version becomes `expected_version + 1`,
+    /// and the stored record is returned.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::NotFound`] if no such record exists (it MUST NOT be
+    /// created), [`StoreError::PreconditionFailed`] if the version differs (nothing is
+    /// written), [`StoreError::Unavailable`] if the backend fails.
+    async fn replace(
+        &self,
+        record: PluginRecord,
+        expected_version: u64,
+    ) -> Result<PluginRecord, StoreError>;
+
+    /// Records a heartbeat in one atomic conditional write: only if the record exists,
+    /// its `token_jti` equals `token_jti` and it is enabled, sets `last_heartbeat = at`,
+    /// `health`, `status = Active`, bumps `version`, and returns the stored record.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::NotFound`] if no such record exists,
+    /// [`StoreError::PreconditionFailed`] if the token id differs or the plugin is
+    /// disabled (nothing is written), [`StoreError::Unavailable`] if the backend fails.
+    async fn record_heartbeat(
+        &self,
+        id: &PluginId,
+        token_jti: &str,
+        health: Health,
+        at: OffsetDateTime,
+    ) -> Result<PluginRecord, StoreError>;
+
+    /// Deletes the record; if `expected_jti` is given, only if its `token_jti` equals it.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::NotFound`] if no such record exists,
+    /// [`StoreError::PreconditionFailed`] if `expected_jti` differs (nothing deleted),
+    /// [`StoreError::Unavailable`] if the backend fails.
+    async fn delete(&self, id: &PluginId, expected_jti: Option<String>) -> Result<(), StoreError>;
+
+    /// Checks that the backend answers (used by `/ready`).
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Unavailable`] if it does not.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

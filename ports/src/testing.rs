@@ -1,0 +1,318 @@
+//! Shared test support (feature `testing`): the conformance suites every adapter runs,
+//! and record builders. The suites are the executable form of the MUST sentences in
+//! the port docs.
+
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use time::{Duration, OffsetDateTime};
+
+use crate::plugin::{Health, Liveness, PluginId, PluginRecord};
+use crate::store::{PluginStore, StoreError};
+
+/// A fixed instant for test records (2026-01-01T00:00:00Z), truncated to whole
+/// microseconds so every backend stores it exactly.
+pub fn t0() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_767_225_600).expect("valid timestamp")
+}
+
+/// A minimal record for `id`, as the registry would insert it.
+pub fn record(id: &str, jti: &str) -> PluginRecord {
+    PluginRecord {
+        plugin_id: PluginId::parse(id).expect("test ids are valid"),
+        manifest: serde_json::json!({ "id": id, "name": format!("Plugin {id}"), "version": "1.0.0" }),
+        status: Liveness::Registered,
+        health: Health::Unknown,
+        enabled: true,
+        disabled_reason: None,
+        registered_at: t0(),
+        last_heartbeat: None,
+        token_jti: jti.to_owned(),
+        version: 0,
+    }
+}
+
+fn pid(id: &str) -> PluginId {
+    PluginId::parse(id).expect("test ids are valid")
+}
+
+/// Runs every check of the [`PluginStore`] contract against `store`, which MUST be
+/// empty when the suite starts. Panics (failing the calling test) with the contract
+/// sentence that was broken.
+pub async fn plugin_store_conformance(store: Arc<dyn PluginStore>) {
+    insert_then_get_round_trips(&*store).await;
+    insert_duplicate_conflicts(&*store).await;
+    get_missing_is_none(&*store).await;
+    list_is_sorted_and_paged(&*store).await;
+    replace_is_conditional_on_version(&*store).await;
+    replace_never_resurrects(&*store).await;
+    heartbeat_is_conditional(&*store).await;
+    delete_is_conditional(&*store).await;
+    concurrent_inserts_one_winner(&store).await;
+    concurrent_replaces_no_lost_update(&store).await;
+    concurrent_heartbeats_all_counted(&store).await;
+    store
+        .ping()
+        .await
+        .expect("ping MUST succeed on a healthy store");
+}
+
+async fn insert_then_get_round_trips(store: &dyn PluginStore) {
+    let mut rec = record("conf-a", "jti-a");
+    rec.manifest["extra"] = serde_json::json!({"kept": [1, 2, 3]});
+    rec.disabled_reason = Some("why not".into());
+    let stored = store
+        .insert(rec.clone())
+        .await
+        .expect("insert MUST succeed");
+    assert_eq!(stored.version, 1, "insert MUST set version to 1");
+    let got = store
+        .get(&pid("conf-a"))
+        .await
+        .unwrap()
+        .expect("inserted record MUST be found");
+    assert_eq!(
+        got,
+        PluginRecord { version: 1, ..rec },
+        "get MUST return what was inserted"
+    );
+}
+
+async fn insert_duplicate_conflicts(store: &dyn PluginStore) {
+    let err = store
+        .insert(record("conf-a", "jti-other"))
+        .await
+        .expect_err("a duplicate insert MUST fail");
+    assert!(
+        err.is_conflict(),
+        "a duplicate insert MUST be Conflict, got {err:?}"
+    );
+    let got = store.get(&pid("conf-a")).await.unwrap().unwrap();
+    assert_eq!(
+        got.token_jti, "jti-a",
+        "a failed insert MUST NOT change the record"
+    );
+}
+
+async fn get_missing_is_none(store: &dyn PluginStore) {
+    assert!(store.get(&pid("conf-missing")).await.unwrap().is_none());
+}
+
+async fn list_is_sorted_and_paged(store: &dyn PluginStore) {
+    for id in ["list-c", "list-a", "list-b", "list-a-1"] {
+        store.insert(record(id, "j")).await.unwrap();
+    }
+    let all: Vec<String> = store
+        .list(None, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.plugin_id.to_string())
+        .collect();
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(all, sorted, "list MUST be sorted by id");
+    let page = store.list(Some(pid("list-a")), 2).await.unwrap();
+    let ids: Vec<&str> = page.iter().map(|r| r.plugin_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["list-a-1", "list-b"],
+        "list MUST start strictly after `after` and honour `limit`"
+    );
+    assert!(store.list(Some(pid("zzzz")), 10).await.unwrap().is_empty());
+    assert!(
+        store.list(None, 0).await.unwrap().is_empty(),
+        "limit 0 MUST return nothing"
+    );
+}
+
+async fn replace_is_conditional_on_version(store: &dyn PluginStore) {
+    let stored = store.insert(record("conf-r", "j1")).await.unwrap();
+    let mut next = stored.clone();
+    next.token_jti = "j2".into();
+    next.manifest["version"] = "2.0.0".into();
+    let replaced = store
+        .replace(next.clone(), stored.version)
+        .await
+        .expect("replace at the current version MUST succeed");
+    assert_eq!(replaced.version, 2, "replace MUST bump the version");
+    assert_eq!(replaced.token_jti, "j2");
+    let mut stale = stored.clone();
+    stale.token_jti = "j3".into();
+    let err = store
+        .replace(stale, stored.version)
+        .await
+        .expect_err("replace at an old version MUST fail");
+    assert!(matches!(err, StoreError::PreconditionFailed), "got {err:?}");
+    let got = store.get(&pid("conf-r")).await.unwrap().unwrap();
+    assert_eq!(got.token_jti, "j2", "a failed replace MUST NOT write");
+    assert_eq!(got.manifest["version"], "2.0.0");
+}
+
+async fn replace_never_resurrects(store: &dyn PluginStore) {
+    let stored = store.insert(record("conf-dead", "j")).await.unwrap();
+    store.delete(&pid("conf-dead"), None).await.unwrap();
+    let err = store
+        .replace(stored.clone(), stored.version)
+        .await
+        .expect_err("replace of a deleted record MUST fail");
+    assert!(matches!(err, StoreError::NotFound), "got {err:?}");
+    let err = store
+        .record_heartbeat(&pid("conf-dead"), "j", Health::Healthy, t0())
+        .await
+        .expect_err("heartbeat of a deleted record MUST fail");
+    assert!(matches!(err, StoreError::NotFound), "got {err:?}");
+    assert!(
+        store.get(&pid("conf-dead")).await.unwrap().is_none(),
+        "a deleted record MUST stay deleted"
+    );
+}
+
+async fn heartbeat_is_conditional(store: &dyn PluginStore) {
+    let stored = store.insert(record("conf-hb", "good")).await.unwrap();
+    let at = t0() + Duration::seconds(30);
+    let hb = store
+        .record_heartbeat(&pid("conf-hb"), "good", Health::Degraded, at)
+        .await
+        .expect("heartbeat with the current jti MUST succeed");
+    assert_eq!(hb.status, Liveness::Active);
+    assert_eq!(hb.health, Health::Degraded);
+    assert_eq!(hb.last_heartbeat, Some(at));
+    assert_eq!(
+        hb.version,
+        stored.version + 1,
+        "heartbeat MUST bump the version"
+    );
+    let err = store
+        .record_heartbeat(
+            &pid("conf-hb"),
+            "revoked",
+            Health::Healthy,
+            at + Duration::seconds(1),
+        )
+        .await
+        .expect_err("heartbeat with another jti MUST fail");
+    assert!(matches!(err, StoreError::PreconditionFailed), "got {err:?}");
+    let mut disabled = hb.clone();
+    disabled.enabled = false;
+    disabled.disabled_reason = Some("maintenance".into());
+    let disabled = store.replace(disabled, hb.version).await.unwrap();
+    let err = store
+        .record_heartbeat(
+            &pid("conf-hb"),
+            "good",
+            Health::Healthy,
+            at + Duration::seconds(2),
+        )
+        .await
+        .expect_err("heartbeat of a disabled plugin MUST fail");
+    assert!(matches!(err, StoreError::PreconditionFailed), "got {err:?}");
+    let got = store.get(&pid("conf-hb")).await.unwrap().unwrap();
+    assert_eq!(got, disabled, "a refused heartbeat MUST NOT write");
+    let err = store
+        .record_heartbeat(&pid("conf-nobody"), "good", Health::Healthy, at)
+        .await
+        .expect_err("heartbeat of an unknown id MUST fail");
+    assert!(matches!(err, StoreError::NotFound), "got {err:?}");
+}
+
+async fn delete_is_conditional(store: &dyn PluginStore) {
+    store.insert(record("conf-del", "mine")).await.unwrap();
+    let err = store
+        .delete(&pid("conf-del"), Some("other".into()))
+        .await
+        .expect_err("delete with another jti MUST fail");
+    assert!(matches!(err, StoreError::PreconditionFailed), "got {err:?}");
+    assert!(store.get(&pid("conf-del")).await.unwrap().is_some());
+    store
+        .delete(&pid("conf-del"), Some("mine".into()))
+        .await
+        .expect("delete with the current jti MUST succeed");
+    assert!(store.get(&pid("conf-del")).await.unwrap().is_none());
+    let err = store
+        .delete(&pid("conf-del"), None)
+        .await
+        .expect_err("deleting twice MUST fail");
+    assert!(matches!(err, StoreError::NotFound), "got {err:?}");
+    store
+        .insert(record("conf-del", "again"))
+        .await
+        .expect("a deleted id MUST be free again");
+}
+
+async fn concurrent_inserts_one_winner(store: &Arc<dyn PluginStore>) {
+    let results = join_all((0..16).map(|i| {
+        let store = Arc::clone(store);
+        async move { store.insert(record("conf-race", &format!("jti-{i}"))).await }
+    }))
+    .await;
+    let wins = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(
+        wins, 1,
+        "of concurrent inserts of one id exactly one MUST succeed"
+    );
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(r.is_conflict(), "the losers MUST get Conflict, got {r:?}");
+    }
+}
+
+async fn concurrent_replaces_no_lost_update(store: &Arc<dyn PluginStore>) {
+    store.insert(record("conf-cas", "j")).await.unwrap();
+    let writers = 8;
+    let per_writer = 5;
+    join_all((0..writers).map(|w| {
+        let store = Arc::clone(store);
+        async move {
+            let mut done = 0;
+            while done < per_writer {
+                let cur = store.get(&pid("conf-cas")).await.unwrap().unwrap();
+                let mut next = cur.clone();
+                let count = next.manifest["count"].as_u64().unwrap_or(0);
+                next.manifest["count"] = (count + 1).into();
+                next.manifest[format!("w{w}")] = done.into();
+                match store.replace(next, cur.version).await {
+                    Ok(_) => done += 1,
+                    Err(StoreError::PreconditionFailed) => {}
+                    Err(e) => panic!("replace failed: {e:?}"),
+                }
+            }
+        }
+    }))
+    .await;
+    let got = store.get(&pid("conf-cas")).await.unwrap().unwrap();
+    assert_eq!(
+        got.manifest["count"],
+        writers * per_writer,
+        "conditional replaces MUST NOT lose updates"
+    );
+    assert_eq!(got.version, 1 + (writers * per_writer) as u64);
+}
+
+async fn concurrent_heartbeats_all_counted(store: &Arc<dyn PluginStore>) {
+    store.insert(record("conf-hbs", "j")).await.unwrap();
+    let n = 20u64;
+    let results = join_all((0..n).map(|i| {
+        let store = Arc::clone(store);
+        async move {
+            store
+                .record_heartbeat(
+                    &pid("conf-hbs"),
+                    "j",
+                    Health::Healthy,
+                    t0() + Duration::seconds(i as i64),
+                )
+                .await
+        }
+    }))
+    .await;
+    assert!(
+        results.iter().all(Result::is_ok),
+        "concurrent heartbeats MUST all apply"
+    );
+    let got = store.get(&pid("conf-hbs")).await.unwrap().unwrap();
+    assert_eq!(
+        got.version,
+        1 + n,
+        "every heartbeat MUST bump the version exactly once"
+    );
+}
