@@ -1,1 +1,1 @@
-
+//! Architecture invariants (placeholder, being written).

@@ -1,1 +1,1 @@
-fn main() {}
+//! HTTP API tests (placeholder, being written).

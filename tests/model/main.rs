@@ -1,0 +1,1 @@
+//! Model-based tests of the registry (placeholder, being written).
