@@ -3,6 +3,8 @@
 //! - [`memory`] (feature `memory`): `InMemoryPluginStore`, `InMemoryEventBus`,
 //!   `InMemoryAuditLog` — ephemeral, single process; for tests, demos and embedding.
 //! - [`jwt`] (feature `jwt`): `JwtTokenIssuer`, HS256 JWTs with key rotation.
+//! - [`sqlite`] (feature `sqlite`): `SqlitePluginStore`, the embedded default.
+//! - [`postgres`] (feature `postgres`): `PostgresPluginStore`, for production and replicas.
 //! - [`clock`]: `SystemClock` and a controllable `ManualClock` for tests.
 //!
 //! Architecture Invariant: adapters depend on `vivified-ports`, never on
@@ -13,3 +15,9 @@ pub mod clock;
 pub mod jwt;
 #[cfg(feature = "memory")]
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;

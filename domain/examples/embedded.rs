@@ -74,11 +74,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         bad["id"] = "lab-results".into();
         bad["version"] = "1.0".into();
         bad["traits"] = serde_json::json!(["handles_phi"]);
-        if let Err(e) = registry.register(&bad, None, "embedded-example").await {
-            if let vivified_domain::RegistryError::InvalidManifest(violations) = e {
-                for v in violations {
-                    println!("violation: {v}");
-                }
+        if let Err(vivified_domain::RegistryError::InvalidManifest(violations)) =
+            registry.register(&bad, None, "embedded-example").await
+        {
+            for v in violations {
+                println!("violation: {v}");
             }
         }
         Ok(())

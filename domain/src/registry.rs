@@ -151,6 +151,13 @@ pub struct IssuedRegistration {
     pub record: PluginRecord,
 }
 
+/// Who did what to what, for an audit entry.
+struct Subject<'a> {
+    actor: &'a str,
+    action: &'a str,
+    target: &'a str,
+}
+
 /// Attempts of a conditional write before giving up on a hot record.
 const CAS_ATTEMPTS: usize = 8;
 
@@ -231,6 +238,36 @@ impl Registry {
             .map(Caller::Plugin)
     }
 
+    /// The record of the token's own plugin, if the token is still its current one.
+    ///
+    /// # Errors
+    /// `Unauthorized("unknown_plugin" | "revoked_token")`, `Unavailable`.
+    async fn current_record(&self, claims: &TokenClaims) -> Result<PluginRecord, RegistryError> {
+        let record = self
+            .ports
+            .store
+            .get(&claims.plugin_id)
+            .await?
+            .ok_or(RegistryError::Unauthorized("unknown_plugin"))?;
+        if record.token_jti != claims.jti {
+            return Err(RegistryError::Unauthorized("revoked_token"));
+        }
+        Ok(record)
+    }
+
+    /// 403 for a plugin token used where it has no business — unless the token is no
+    /// longer current, which is 401 (a gone or revoked token is 401 everywhere).
+    async fn forbidden_unless_stale(
+        &self,
+        claims: &TokenClaims,
+        reason: &'static str,
+    ) -> RegistryError {
+        match self.current_record(claims).await {
+            Ok(_) => RegistryError::Forbidden(reason),
+            Err(e) => e,
+        }
+    }
+
     /// Checks that `bearer` is the current token of plugin `id` and returns its claims
     /// and record. Disabled plugins pass; callers that must refuse them check `enabled`.
     async fn authorize_plugin(
@@ -242,27 +279,31 @@ impl Registry {
             Caller::Admin => return Err(RegistryError::Forbidden("plugin_token_required")),
             Caller::Plugin(c) => c,
         };
+        let record = self.current_record(&claims).await?;
         if claims.plugin_id.as_str() != id {
             return Err(RegistryError::Forbidden("token_for_another_plugin"));
         }
-        let record = self
-            .ports
-            .store
-            .get(&claims.plugin_id)
-            .await?
-            .ok_or(RegistryError::Unauthorized("unknown_plugin"))?;
-        if record.token_jti != claims.jti {
-            return Err(RegistryError::Unauthorized("revoked_token"));
-        }
         Ok((claims, record))
+    }
+
+    /// Checks that a plugin token is still current and answers the 403 an admin-only
+    /// operation gives it (401 if it is not current).
+    ///
+    /// # Errors
+    /// Always: `Unauthorized` or `Forbidden("admin_token_required")`.
+    pub async fn refuse_plugin_on_admin_route(&self, claims: &TokenClaims) -> RegistryError {
+        self.forbidden_unless_stale(claims, "admin_token_required")
+            .await
     }
 
     async fn audit(
         &self,
         trace_id: &str,
-        actor: &str,
-        action: &str,
-        target: &str,
+        Subject {
+            actor,
+            action,
+            target,
+        }: Subject<'_>,
         outcome: AuditOutcome,
         reason: &str,
         details: Value,
@@ -287,9 +328,11 @@ impl Registry {
             })
     }
 
-    async fn lifecycle(&self, event_type: &str, id: &PluginId, version: u64, trace_id: &str) {
+    /// Publishes a lifecycle event. Its id is deterministic — the type, the plugin and
+    /// the token id of the registration it concerns — so consumers can drop duplicates.
+    async fn lifecycle(&self, event_type: &str, id: &PluginId, token_jti: &str, trace_id: &str) {
         let event = BusEvent {
-            event_id: format!("{event_type}:{id}:{version}"),
+            event_id: format!("{event_type}:{id}:{token_jti}"),
             event_type: event_type.to_owned(),
             trace_id: trace_id.to_owned(),
             source: "core".to_owned(),
@@ -318,35 +361,43 @@ impl Registry {
         bearer: Option<&str>,
         trace_id: &str,
     ) -> Result<IssuedRegistration, RegistryError> {
-        let result = self.register_inner(manifest, bearer, trace_id).await;
+        let result = self.register_inner(manifest, bearer).await;
         let target = manifest
             .get("id")
             .and_then(Value::as_str)
             .filter(|s| PluginId::is_valid(s));
         let target = target.unwrap_or("-");
         match &result {
-            Ok(reg) => {
+            Ok((reg, previous)) => {
                 let action = if reg.reregistered {
                     "plugin.reregister"
                 } else {
                     "plugin.register"
                 };
-                self.audit(
-                    trace_id,
-                    target,
-                    action,
-                    target,
-                    AuditOutcome::Success,
-                    "registered",
-                    json!({ "token_expires_at": reg.expires_at.unix_timestamp() }),
-                )
-                .await?;
+                let audited = self
+                    .audit(
+                        trace_id,
+                        Subject {
+                            actor: target,
+                            action,
+                            target,
+                        },
+                        AuditOutcome::Success,
+                        "registered",
+                        json!({ "token_expires_at": reg.expires_at.unix_timestamp() }),
+                    )
+                    .await;
+                // Fail closed: an unaudited registration must not stand.
+                if let Err(e) = audited {
+                    self.undo(&reg.record, previous.clone()).await;
+                    return Err(e);
+                }
                 let event = if reg.reregistered {
                     "plugin.reregistered"
                 } else {
                     "plugin.registered"
                 };
-                self.lifecycle(event, &reg.plugin_id, reg.record.version, trace_id)
+                self.lifecycle(event, &reg.plugin_id, &reg.record.token_jti, trace_id)
                     .await;
             }
             Err(e) => {
@@ -359,13 +410,15 @@ impl Registry {
                         (*r, Value::Null)
                     }
                     RegistryError::AlreadyRegistered => ("already_registered", Value::Null),
-                    _ => return result,
+                    _ => return result.map(|(reg, _)| reg),
                 };
                 self.audit(
                     trace_id,
-                    "anonymous",
-                    "plugin.register",
-                    target,
+                    Subject {
+                        actor: "anonymous",
+                        action: "plugin.register",
+                        target,
+                    },
                     AuditOutcome::Denied,
                     reason,
                     details,
@@ -373,15 +426,39 @@ impl Registry {
                 .await?;
             }
         }
-        result
+        result.map(|(reg, _)| reg)
     }
 
+    /// Undoes a write whose audit entry could not be stored: restores `previous`, or
+    /// deletes `written` if there was none. Conditional, so a later write is never
+    /// overwritten. Until the audit issue writes state and entry in one transaction,
+    /// this is how an operation fails closed.
+    async fn undo(&self, written: &PluginRecord, previous: Option<PluginRecord>) {
+        let undone = match previous {
+            Some(prev) => self
+                .ports
+                .store
+                .replace(prev, written.version)
+                .await
+                .map(|_| ()),
+            None => {
+                self.ports
+                    .store
+                    .delete(&written.plugin_id, Some(written.token_jti.clone()))
+                    .await
+            }
+        };
+        if let Err(e) = undone {
+            tracing::error!(plugin_id = %written.plugin_id, error = %e, "could not undo an unaudited write");
+        }
+    }
+
+    /// Registers or re-registers; also returns the record a re-registration replaced.
     async fn register_inner(
         &self,
         manifest: &Value,
         bearer: Option<&str>,
-        trace_id: &str,
-    ) -> Result<IssuedRegistration, RegistryError> {
+    ) -> Result<(IssuedRegistration, Option<PluginRecord>), RegistryError> {
         let claimed_id = manifest
             .get("id")
             .and_then(Value::as_str)
@@ -391,7 +468,7 @@ impl Registry {
             None => None,
         };
         match existing {
-            Some(current) => self.reregister(manifest, bearer, current, trace_id).await,
+            Some(current) => self.reregister(manifest, bearer, current).await,
             None => {
                 if self.config.mode == Mode::Production
                     && !bearer.is_some_and(|b| {
@@ -423,7 +500,7 @@ impl Registry {
                     e => RegistryError::store(e),
                 })?;
                 tracing::info!(plugin_id = %stored.plugin_id, "plugin registered");
-                Ok(self.issued(issued, stored, false))
+                Ok((self.issued(issued, stored, false), None))
             }
         }
     }
@@ -433,8 +510,7 @@ impl Registry {
         manifest: &Value,
         bearer: Option<&str>,
         mut current: PluginRecord,
-        _trace_id: &str,
-    ) -> Result<IssuedRegistration, RegistryError> {
+    ) -> Result<(IssuedRegistration, Option<PluginRecord>), RegistryError> {
         let bearer = bearer.ok_or(RegistryError::AlreadyRegistered)?;
         if Self::is_secret(bearer, self.config.registration_secret.as_ref())
             || Self::is_secret(bearer, self.config.admin_token.as_ref())
@@ -444,6 +520,10 @@ impl Registry {
         let claims = self.verify(bearer, self.config.reregister_grace).await?;
         if claims.plugin_id != current.plugin_id {
             return Err(RegistryError::AlreadyRegistered);
+        }
+        // 401 before 400: a revoked token learns nothing about its manifest.
+        if current.token_jti != claims.jti {
+            return Err(RegistryError::Unauthorized("revoked_token"));
         }
         let valid = self
             .validator
@@ -461,7 +541,7 @@ impl Registry {
             match self.ports.store.replace(next, current.version).await {
                 Ok(stored) => {
                     tracing::info!(plugin_id = %stored.plugin_id, "plugin re-registered");
-                    return Ok(self.issued(issued, stored, true));
+                    return Ok((self.issued(issued, stored, true), Some(current)));
                 }
                 Err(StoreError::PreconditionFailed) => {
                     current = self
@@ -547,9 +627,21 @@ impl Registry {
             Caller::Plugin(c) => c,
         };
         if claims.plugin_id.as_str() != id {
-            return Err(RegistryError::Forbidden("token_for_another_plugin"));
+            return Err(self
+                .forbidden_unless_stale(&claims, "token_for_another_plugin")
+                .await);
         }
         Ok(claims)
+    }
+
+    /// A heartbeat whose body was refused: 401 if the token is no longer current
+    /// (authorization comes before the body), else the body's error.
+    pub async fn refuse_heartbeat_body<E>(
+        &self,
+        claims: &TokenClaims,
+        body_error: E,
+    ) -> Result<E, RegistryError> {
+        self.current_record(claims).await.map(|_| body_error)
     }
 
     /// Second half of [`Registry::heartbeat`]: one conditional store write that applies
@@ -611,16 +703,23 @@ impl Registry {
             next.token_jti = issued.jti.clone();
             match self.ports.store.replace(next, current.version).await {
                 Ok(stored) => {
-                    self.audit(
-                        trace_id,
-                        stored.plugin_id.as_str(),
-                        "token.refresh",
-                        stored.plugin_id.as_str(),
-                        AuditOutcome::Success,
-                        "refreshed",
-                        Value::Null,
-                    )
-                    .await?;
+                    let audited = self
+                        .audit(
+                            trace_id,
+                            Subject {
+                                actor: stored.plugin_id.as_str(),
+                                action: "token.refresh",
+                                target: stored.plugin_id.as_str(),
+                            },
+                            AuditOutcome::Success,
+                            "refreshed",
+                            Value::Null,
+                        )
+                        .await;
+                    if let Err(e) = audited {
+                        self.undo(&stored, Some(current)).await;
+                        return Err(e);
+                    }
                     return Ok(self.issued(issued, stored, false));
                 }
                 Err(StoreError::PreconditionFailed) => {
@@ -672,7 +771,7 @@ impl Registry {
     ) -> Result<Vec<PluginRecord>, RegistryError> {
         match self.authenticate(bearer).await? {
             Caller::Admin => Ok(self.ports.store.list(after, limit).await?),
-            Caller::Plugin(_) => Err(RegistryError::Forbidden("admin_token_required")),
+            Caller::Plugin(claims) => Err(self.refuse_plugin_on_admin_route(&claims).await),
         }
     }
 
@@ -687,43 +786,81 @@ impl Registry {
         bearer: Option<&str>,
         trace_id: &str,
     ) -> Result<(), RegistryError> {
-        let (actor, plugin_id, expected_jti) = match self.authenticate(bearer).await? {
+        let (actor, mut record) = match self.authenticate(bearer).await? {
             Caller::Admin => {
                 let id = PluginId::parse(id).map_err(|_| RegistryError::NotFound)?;
-                ("admin".to_owned(), id, None)
+                let record = self
+                    .ports
+                    .store
+                    .get(&id)
+                    .await?
+                    .ok_or(RegistryError::NotFound)?;
+                ("admin".to_owned(), record)
             }
             Caller::Plugin(_) => {
-                let (claims, _) = self.authorize_plugin(id, bearer).await?;
-                (
-                    claims.plugin_id.to_string(),
-                    claims.plugin_id,
-                    Some(claims.jti),
-                )
+                let (claims, record) = self.authorize_plugin(id, bearer).await?;
+                (claims.plugin_id.to_string(), record)
             }
         };
-        let admin = expected_jti.is_none();
-        match self.ports.store.delete(&plugin_id, expected_jti).await {
-            Ok(()) => {}
-            Err(StoreError::NotFound) if admin => return Err(RegistryError::NotFound),
-            Err(StoreError::NotFound) => return Err(RegistryError::Unauthorized("unknown_plugin")),
-            Err(StoreError::PreconditionFailed) => {
-                return Err(RegistryError::Unauthorized("revoked_token"));
+        let admin = actor == "admin";
+        // Delete exactly the record read (by its token id), so that the audit entry and
+        // a possible undo describe what was really removed.
+        let mut attempts = 0;
+        loop {
+            match self
+                .ports
+                .store
+                .delete(&record.plugin_id, Some(record.token_jti.clone()))
+                .await
+            {
+                Ok(()) => break,
+                Err(StoreError::NotFound) if admin => return Err(RegistryError::NotFound),
+                Err(StoreError::NotFound) => {
+                    return Err(RegistryError::Unauthorized("unknown_plugin"));
+                }
+                Err(StoreError::PreconditionFailed) if admin && attempts < CAS_ATTEMPTS => {
+                    attempts += 1;
+                    record = self
+                        .ports
+                        .store
+                        .get(&record.plugin_id)
+                        .await?
+                        .ok_or(RegistryError::NotFound)?;
+                }
+                Err(StoreError::PreconditionFailed) => {
+                    return Err(RegistryError::Unauthorized("revoked_token"));
+                }
+                Err(e) => return Err(RegistryError::store(e)),
             }
-            Err(e) => return Err(RegistryError::store(e)),
         }
-        self.audit(
-            trace_id,
-            &actor,
-            "plugin.deregister",
-            plugin_id.as_str(),
-            AuditOutcome::Success,
-            "deregistered",
-            Value::Null,
-        )
-        .await?;
-        tracing::info!(plugin_id = %plugin_id, "plugin deregistered");
-        self.lifecycle("plugin.deregistered", &plugin_id, 0, trace_id)
+        let audited = self
+            .audit(
+                trace_id,
+                Subject {
+                    actor: &actor,
+                    action: "plugin.deregister",
+                    target: record.plugin_id.as_str(),
+                },
+                AuditOutcome::Success,
+                "deregistered",
+                Value::Null,
+            )
             .await;
+        if let Err(e) = audited {
+            // Fail closed: put the plugin back as it was (its token works again).
+            if let Err(undo) = self.ports.store.insert(record.clone()).await {
+                tracing::error!(plugin_id = %record.plugin_id, error = %undo, "could not undo an unaudited deregistration");
+            }
+            return Err(e);
+        }
+        tracing::info!(plugin_id = %record.plugin_id, "plugin deregistered");
+        self.lifecycle(
+            "plugin.deregistered",
+            &record.plugin_id,
+            &record.token_jti,
+            trace_id,
+        )
+        .await;
         Ok(())
     }
 }

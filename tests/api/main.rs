@@ -1,1 +1,20 @@
-//! HTTP API tests (placeholder, being written).
+//! HTTP API tests: every row of the API table and every error code, through the real
+//! router (`vivified_server::startup::router`) driven with `tower::ServiceExt::oneshot`.
+
+mod concurrency;
+mod cors;
+mod deregister;
+mod health;
+mod heartbeat;
+mod helpers;
+mod limits;
+mod list;
+mod ordering;
+mod plugin_get;
+mod production;
+mod register;
+mod reregister;
+mod routing;
+mod token;
+mod trace;
+mod unavailable;

@@ -1,6 +1,7 @@
 //! The Vivified core as an HTTP server: settings, wiring, routes. Thin by design: the
 //! rules live in `vivified-domain`, the backends in `vivified-adapters`.
 
+pub mod dev_secrets;
 pub mod error;
 pub mod extract;
 pub mod routes;

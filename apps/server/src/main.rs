@@ -81,9 +81,26 @@ fn print_banner(app: &Application) {
         }
         None => out.push_str("  admin token: from VIVIFIED_ADMIN_TOKEN\n"),
     }
-    if app.generated().jwt_secret {
-        out.push_str("  JWT secret: generated for this start (tokens stop working on restart)\n");
+    match (
+        &app.generated().kept_in,
+        app.generated().admin_token.is_some() || app.generated().jwt_secret,
+    ) {
+        (Some(path), true) => out.push_str(&format!(
+            "  generated secrets kept in {} (mode 0600)\n",
+            path.display()
+        )),
+        (Some(path), false) => out.push_str(&format!(
+            "  secrets from {} or the environment\n",
+            path.display()
+        )),
+        (None, _) if app.generated().jwt_secret => {
+            out.push_str(
+                "  JWT secret: generated for this start (tokens stop working on restart)\n",
+            );
+        }
+        (None, _) => {}
     }
+    out.push_str(&format!("  store: {:?}\n", settings.store));
     if settings.log_format == LogFormat::Json {
         out.push_str("  logs: JSON on stdout (VIVIFIED_LOG_FORMAT=pretty for text)\n");
     }

@@ -138,8 +138,11 @@ pub async fn heartbeat(
         .registry
         .heartbeat_caller(&id, bearer.as_deref())
         .await?;
-    let OptionalJson(body) = body?;
-    let report = body.try_into_domain()?;
+    let report = match body.and_then(|OptionalJson(b)| b.try_into_domain()) {
+        Ok(report) => report,
+        // A refused body is 400 only for a token that is still current.
+        Err(e) => return Err(state.registry.refuse_heartbeat_body(&claims, e).await?),
+    };
     state.registry.record_heartbeat(&claims, report).await?;
     Ok(Json(json!({ "status": "ok" })))
 }
@@ -205,10 +208,14 @@ pub async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     // 401/403 before 400.
-    if let vivified_domain::Caller::Plugin(_) =
+    if let vivified_domain::Caller::Plugin(claims) =
         state.registry.authenticate(bearer.as_deref()).await?
     {
-        return Err(ApiError::Forbidden("admin_token_required"));
+        return Err(state
+            .registry
+            .refuse_plugin_on_admin_route(&claims)
+            .await
+            .into());
     }
     let Query(q) = query.map_err(|_| ApiError::InvalidBody("bad query string".into()))?;
     let limit = match q.limit.as_deref() {

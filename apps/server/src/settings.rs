@@ -64,6 +64,14 @@ const KEYS: &[Key] = &[
         env: &["VIVIFIED_STORE", "DATABASE_URL"],
     },
     Key {
+        key: "data_dir",
+        env: &["VIVIFIED_DATA_DIR"],
+    },
+    Key {
+        key: "db_max_connections",
+        env: &["VIVIFIED_DB_MAX_CONNECTIONS"],
+    },
+    Key {
         key: "bus",
         env: &["VIVIFIED_BUS", "NATS_URL"],
     },
@@ -105,10 +113,24 @@ const KNOWN_DEFAULT_SECRETS: &[&str] = &[
 ];
 
 /// Where plugin records live.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreSetting {
     /// In memory: lost on restart.
     Memory,
+    /// An SQLite file (the embedded default: `<data_dir>/vivified.db`).
+    Sqlite(PathBuf),
+    /// A Postgres database; the URL may hold a password, so it is never printed.
+    Postgres(Secret),
+}
+
+impl std::fmt::Debug for StoreSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Memory => f.write_str("memory"),
+            Self::Sqlite(p) => write!(f, "sqlite://{}", p.display()),
+            Self::Postgres(_) => f.write_str("postgres://[redacted]"),
+        }
+    }
 }
 
 /// Where events travel.
@@ -152,6 +174,12 @@ pub struct Settings {
     pub heartbeat_interval: Duration,
     /// Plugin store backend.
     pub store: StoreSetting,
+    /// The setting `store` came from (for error messages).
+    pub store_source: String,
+    /// Directory for the SQLite file and dev-mode secrets.
+    pub data_dir: PathBuf,
+    /// Postgres connection pool size.
+    pub db_max_connections: u32,
     /// Event bus backend.
     pub bus: BusSetting,
     /// Largest request body accepted.
@@ -277,18 +305,48 @@ impl Settings {
                 .parse()
                 .map_err(|_| invalid(n, "expected HOST:PORT, e.g. 127.0.0.1:8000".into()))?,
         };
-        let store = match get("store") {
-            None => StoreSetting::Memory,
-            Some((_, v)) if v.trim() == "memory" => StoreSetting::Memory,
+        let data_dir = get("data_dir").map_or_else(
+            || PathBuf::from("vivified-data"),
+            |(_, v)| PathBuf::from(v.trim()),
+        );
+        let store_source =
+            get("store").map_or_else(|| "VIVIFIED_STORE".to_owned(), |(n, _)| n.to_owned());
+        let store = match get("store").map(|(n, v)| (n, v.trim())) {
+            None => StoreSetting::Sqlite(data_dir.join("vivified.db")),
+            Some((_, "memory")) => StoreSetting::Memory,
             Some((n, v)) => {
-                let scheme = v.split(':').next().unwrap_or_default();
-                return Err(invalid(
-                    n,
-                    format!(
-                        "store `{scheme}:…` is not available in this build yet; only `memory` is"
-                    ),
-                ));
+                if let Some(path) = v
+                    .strip_prefix("sqlite://")
+                    .or_else(|| v.strip_prefix("sqlite:"))
+                {
+                    if path.is_empty() {
+                        return Err(invalid(
+                            n,
+                            "sqlite:// needs a file path, e.g. sqlite://./vivified-data/vivified.db".into(),
+                        ));
+                    }
+                    StoreSetting::Sqlite(PathBuf::from(path))
+                } else if v.starts_with("postgres://") || v.starts_with("postgresql://") {
+                    StoreSetting::Postgres(Secret::new(v))
+                } else {
+                    let scheme = v.split(':').next().unwrap_or_default();
+                    return Err(invalid(
+                        n,
+                        format!(
+                            "unknown store `{scheme}`: use memory, sqlite://PATH or postgres://…"
+                        ),
+                    ));
+                }
             }
+        };
+        let db_max_connections = match get("db_max_connections") {
+            None => 10,
+            Some((n, v)) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|c| (1..=1000).contains(c))
+                .ok_or_else(|| invalid(n, "expected a number between 1 and 1000".into()))?,
         };
         let bus = match get("bus") {
             None => BusSetting::Memory,
@@ -348,6 +406,9 @@ impl Settings {
             reregister_grace: duration("reregister_grace", Duration::from_secs(7 * 24 * 3600))?,
             heartbeat_interval: duration("heartbeat_interval", Duration::from_secs(10))?,
             store,
+            store_source,
+            data_dir,
+            db_max_connections,
             bus,
             max_body_bytes,
             request_timeout: duration("request_timeout", Duration::from_secs(30))?,
@@ -525,7 +586,34 @@ mod tests {
         assert_eq!(s.reregister_grace, Duration::from_secs(7 * 86400));
         assert_eq!(s.max_body_bytes, 65536);
         assert!(s.allowed_origins.is_empty());
-        assert_eq!(s.store, StoreSetting::Memory);
+        assert_eq!(
+            s.store,
+            StoreSetting::Sqlite(PathBuf::from("vivified-data/vivified.db"))
+        );
+        let s = load(&[("VIVIFIED_DATA_DIR", "/var/lib/vivified")]).unwrap();
+        assert_eq!(
+            s.store,
+            StoreSetting::Sqlite(PathBuf::from("/var/lib/vivified/vivified.db"))
+        );
+        let s = load(&[
+            ("VIVIFIED_STORE", "memory"),
+            ("DATABASE_URL", "postgres://x@h/db"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.store,
+            StoreSetting::Memory,
+            "VIVIFIED_STORE wins over DATABASE_URL"
+        );
+        let s = load(&[("DATABASE_URL", "postgres://u:pw@h/db")]).unwrap();
+        assert!(matches!(s.store, StoreSetting::Postgres(_)));
+        assert_eq!(s.store_source, "DATABASE_URL");
+        assert!(
+            !format!("{s:?}").contains("pw@"),
+            "a store URL never prints"
+        );
+        let s = load(&[("VIVIFIED_STORE", "sqlite:///tmp/x.db")]).unwrap();
+        assert_eq!(s.store, StoreSetting::Sqlite(PathBuf::from("/tmp/x.db")));
     }
 
     #[test]
@@ -605,7 +693,8 @@ mod tests {
             ("VIVIFIED_BIND", "nowhere"),
             ("VIVIFIED_MAX_BODY_BYTES", "12"),
             ("ALLOWED_ORIGINS", "*"),
-            ("DATABASE_URL", "postgres://u:p@h/db"),
+            ("DATABASE_URL", "mysql://u:p@h/db"),
+            ("VIVIFIED_STORE", "sqlite://"),
         ] {
             let err = load(&[(k, v)]).expect_err(k).to_string();
             assert!(

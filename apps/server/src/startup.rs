@@ -18,8 +18,10 @@ use tracing::Instrument;
 use vivified_adapters::clock::SystemClock;
 use vivified_adapters::jwt::{JwtConfig, JwtTokenIssuer};
 use vivified_adapters::memory::{InMemoryAuditLog, InMemoryEventBus, InMemoryPluginStore};
+use vivified_adapters::postgres::{PostgresConfig, PostgresPluginStore};
+use vivified_adapters::sqlite::SqlitePluginStore;
 use vivified_domain::{ManifestValidator, Mode, Ports, Registry, RegistryConfig};
-use vivified_ports::Secret;
+use vivified_ports::{PluginStore, Secret};
 
 use crate::routes;
 use crate::settings::{BusSetting, Settings, StoreSetting};
@@ -54,9 +56,19 @@ pub enum StartupError {
     /// The token issuer could not be built.
     #[error("JWT_SECRET: {0}")]
     Jwt(#[from] vivified_adapters::jwt::JwtConfigError),
-    /// No randomness from the OS.
-    #[error("cannot generate a secret: {0}")]
-    Random(String),
+    /// Dev secrets cannot be read, generated or kept.
+    #[error(transparent)]
+    DevSecrets(#[from] crate::dev_secrets::DevSecretsError),
+    /// The store cannot be opened.
+    #[error("{setting}: cannot open the {kind} store: {reason}")]
+    Store {
+        /// The setting that chose it.
+        setting: String,
+        /// sqlite or postgres.
+        kind: &'static str,
+        /// Why (never the URL).
+        reason: String,
+    },
 }
 
 /// Secrets the core generated because they were not configured (dev mode only).
@@ -64,14 +76,10 @@ pub enum StartupError {
 pub struct GeneratedSecrets {
     /// The generated admin token, shown once in the banner.
     pub admin_token: Option<Secret>,
-    /// Whether the JWT secret was generated (tokens die with the process).
+    /// Whether the JWT secret was generated at this start.
     pub jwt_secret: bool,
-}
-
-fn random_secret(bytes: usize) -> Result<Secret, StartupError> {
-    let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| StartupError::Random(e.to_string()))?;
-    Ok(Secret::new(hex::encode(buf)))
+    /// Where generated secrets are kept (`None`: nowhere, they die with the process).
+    pub kept_in: Option<std::path::PathBuf>,
 }
 
 /// A core that is bound to its address and ready to serve.
@@ -93,15 +101,22 @@ impl Application {
     pub async fn build(mut settings: Settings) -> Result<Self, StartupError> {
         let mut generated = GeneratedSecrets::default();
         if settings.mode == Mode::Dev {
-            if settings.admin_token.is_none() {
-                let token = random_secret(24)?;
-                generated.admin_token = Some(token.clone());
-                settings.admin_token = Some(token);
+            // Keep generated secrets next to a persistent store, so that a restart keeps
+            // the admin token and every token issued before it.
+            let keep_in =
+                (settings.store != StoreSetting::Memory).then_some(settings.data_dir.as_path());
+            let dev = crate::dev_secrets::resolve(
+                settings.admin_token.take(),
+                settings.jwt_secret.take(),
+                keep_in,
+            )?;
+            if dev.generated_admin_token {
+                generated.admin_token = dev.admin_token.clone();
             }
-            if settings.jwt_secret.is_none() {
-                settings.jwt_secret = Some(random_secret(32)?);
-                generated.jwt_secret = true;
-            }
+            generated.jwt_secret = dev.generated_jwt_secret;
+            generated.kept_in = dev.path.clone();
+            settings.admin_token = dev.admin_token;
+            settings.jwt_secret = dev.jwt_secret;
         }
         let jwt_secret =
             settings
@@ -115,9 +130,7 @@ impl Application {
             previous: settings.jwt_previous_secrets.clone(),
             ttl: settings.token_ttl,
         })?;
-        let store = match settings.store {
-            StoreSetting::Memory => Arc::new(InMemoryPluginStore::new()),
-        };
+        let store = open_store(&settings).await?;
         let bus = match settings.bus {
             BusSetting::Memory => Arc::new(InMemoryEventBus::new(1024)),
         };
@@ -244,6 +257,46 @@ impl Application {
         .await;
         Ok(())
     }
+}
+
+/// Opens the store the settings choose (running its migrations).
+///
+/// # Errors
+/// [`StartupError::Store`] naming the setting, never the URL.
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn PluginStore>, StartupError> {
+    let fail = |kind: &'static str, e: vivified_ports::StoreError| StartupError::Store {
+        setting: settings.store_source.clone(),
+        kind,
+        reason: std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string),
+    };
+    Ok(match &settings.store {
+        StoreSetting::Memory => Arc::new(InMemoryPluginStore::new()),
+        StoreSetting::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                crate::dev_secrets::create_private_dir(dir).map_err(|e| StartupError::Store {
+                    setting: settings.store_source.clone(),
+                    kind: "sqlite",
+                    reason: format!("cannot create {}: {e}", dir.display()),
+                })?;
+            }
+            Arc::new(
+                SqlitePluginStore::open(path)
+                    .await
+                    .map_err(|e| fail("sqlite", e))?,
+            )
+        }
+        StoreSetting::Postgres(url) => {
+            let config = PostgresConfig {
+                max_connections: settings.db_max_connections,
+                ..PostgresConfig::default()
+            };
+            Arc::new(
+                PostgresPluginStore::connect(url.expose(), &config)
+                    .await
+                    .map_err(|e| fail("postgres", e))?,
+            )
+        }
+    })
 }
 
 async fn shutdown_signal() {

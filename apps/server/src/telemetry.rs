@@ -1,13 +1,15 @@
 //! Logging: structured (JSON by default) to stdout, one trace id on every line.
 //!
-//! Request lines carry the request's `trace_id` through the `request` span; start-up and
-//! shutdown lines run inside a `system` span whose `trace_id` is `system`. Nothing here
+//! Every line has a top-level `trace_id`: the request's, through the `request` span;
+//! `system` for start-up, shutdown, background work and anything outside a request. Nothing here
 //! ever records a header value, a body, a token or a secret.
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
@@ -28,21 +30,145 @@ pub fn init<W>(level: &str, format: LogFormat, writer: W) -> bool
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .with_target(true);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(SpanFieldsLayer);
     match format {
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .event_format(JsonLines)
+                    .with_writer(writer),
+            )
             .try_init()
             .is_ok(),
-        LogFormat::Pretty => builder.with_ansi(false).try_init().is_ok(),
+        LogFormat::Pretty => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(writer),
+            )
+            .try_init()
+            .is_ok(),
+    }
+}
+
+/// The fields of a span, kept in its extensions so every event inside it can carry them
+/// (above all `trace_id`).
+struct SpanFields(serde_json::Map<String, serde_json::Value>);
+
+/// Collects an event's or a span's fields into a JSON map.
+struct JsonVisitor<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl tracing::field::Visit for JsonVisitor<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(
+            field.name().to_owned(),
+            serde_json::Value::String(format!("{value:?}")),
+        );
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+}
+
+/// Keeps each span's fields in its extensions.
+struct SpanFieldsLayer;
+
+impl<S> tracing_subscriber::Layer<S> for SpanFieldsLayer
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut fields = serde_json::Map::new();
+        attrs.record(&mut JsonVisitor(&mut fields));
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(SpanFields(fields));
+        }
+    }
+}
+
+/// One JSON object per line: `timestamp`, `level`, `target`, `trace_id` (from the
+/// innermost span that has one; `system` outside any request), `message`, the event's
+/// `fields`, and the enclosing `span` (its name and fields).
+struct JsonLines;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JsonLines
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut fields = serde_json::Map::new();
+        event.record(&mut JsonVisitor(&mut fields));
+        let message = fields.remove("message").unwrap_or(serde_json::Value::Null);
+        let mut trace_id = None;
+        let mut span_json = serde_json::Map::new();
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope {
+                let ext = span.extensions();
+                let Some(SpanFields(f)) = ext.get::<SpanFields>() else {
+                    continue;
+                };
+                if trace_id.is_none() {
+                    trace_id = f.get("trace_id").cloned();
+                }
+                if span_json.is_empty() {
+                    span_json = f.clone();
+                    span_json.insert("name".into(), span.name().into());
+                }
+            }
+        }
+        let meta = event.metadata();
+        let mut line = serde_json::Map::new();
+        line.insert(
+            "timestamp".into(),
+            OffsetDateTime::now_utc()
+                .format(&Rfc3339)
+                .unwrap_or_default()
+                .into(),
+        );
+        line.insert("level".into(), meta.level().as_str().into());
+        line.insert("target".into(), meta.target().into());
+        line.insert(
+            "trace_id".into(),
+            trace_id.unwrap_or_else(|| "system".into()),
+        );
+        line.insert("message".into(), message);
+        if !fields.is_empty() {
+            line.insert("fields".into(), fields.into());
+        }
+        if !span_json.is_empty() {
+            line.insert("span".into(), span_json.into());
+        }
+        writeln!(writer, "{}", serde_json::Value::Object(line))
     }
 }
 

@@ -1,0 +1,672 @@
+//! Process-level tests: the real `vivified-server` binary, started with a clean
+//! environment on a free loopback port, driven over HTTP and TCP, its stdout (the
+//! structured log) and stderr (the banner and start-up refusals) captured and checked.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{Spawn, client, json_lines, message, repo_path, target, trace_id};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// Production secrets that pass every start-up check.
+const PROD_JWT: &str = "Zq3v9X1pLk2Rt7Yw0Bn4Hs8Dm6Fc5Ja1Ge-process-tests";
+const PROD_ADMIN: &str = "adm-8f3k2j5h7g9d1s-process";
+const PROD_REGISTRATION: &str = "reg-2m4n6b8v0c1x3z-process";
+
+fn user_management() -> Value {
+    let path = repo_path("schemas/examples/user-management.json");
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).expect("the example manifest is JSON")
+}
+
+fn production() -> Spawn {
+    Spawn::new()
+        .env("VIVIFIED_MODE", "production")
+        .env("JWT_SECRET", PROD_JWT)
+        .env("VIVIFIED_ADMIN_TOKEN", PROD_ADMIN)
+        .env("VIVIFIED_REGISTRATION_SECRET", PROD_REGISTRATION)
+}
+
+async fn json_body(resp: reqwest::Response) -> Value {
+    let status = resp.status();
+    let text = resp.text().await.expect("a response body");
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{status}: body is not JSON ({e}): {text}"))
+}
+
+/// The value after `export VIVIFIED_ADMIN_TOKEN=` in the banner.
+fn banner_admin_token(stderr: &str) -> String {
+    let (_, rest) = stderr
+        .split_once("VIVIFIED_ADMIN_TOKEN=")
+        .unwrap_or_else(|| panic!("no generated admin token in the banner:\n{stderr}"));
+    rest.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// 1. Dev mode: the banner says so and shows a generated admin token that works, once,
+/// on stderr only; a configured admin token is never printed.
+#[tokio::test]
+async fn dev_banner_shows_a_generated_admin_token_once_and_never_logs_it() {
+    let mut server = Spawn::new().env("RUST_LOG", "trace").start().await;
+    let stderr = server
+        .wait_stderr(Duration::from_secs(5), |e| e.contains("DEV MODE"))
+        .await;
+    let token = banner_admin_token(&stderr);
+    assert!(token.len() >= 32, "a strong generated token: {token:?}");
+
+    let http = client();
+    let resp = http
+        .get(server.url("/plugins"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "the banner's token is admin");
+    let resp = http
+        .get(server.url("/plugins"))
+        .bearer_auth(format!("{token}x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    assert!(server.stop(Duration::from_secs(5)).success());
+    let (stdout, stderr) = (server.stdout(), server.stderr());
+    assert_eq!(
+        stderr.matches(token.as_str()).count(),
+        1,
+        "the generated token appears exactly once on stderr:\n{stderr}"
+    );
+    assert!(
+        !stdout.contains(&token),
+        "the admin token must never reach the structured log"
+    );
+    assert!(!stdout.is_empty(), "the log was captured");
+
+    // A configured admin token is used as given and not printed.
+    let configured = "configured-admin-token-5Tq9Wz";
+    let mut server = Spawn::new()
+        .env("VIVIFIED_ADMIN_TOKEN", configured)
+        .start()
+        .await;
+    let stderr = server
+        .wait_stderr(Duration::from_secs(5), |e| e.contains("DEV MODE"))
+        .await;
+    let resp = http
+        .get(server.url("/plugins"))
+        .bearer_auth(configured)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(server.stop(Duration::from_secs(5)).success());
+    let (stdout, stderr2) = (server.stdout(), server.stderr());
+    assert!(stderr2.starts_with(&stderr));
+    assert!(
+        !stderr2.contains(configured),
+        "a configured token is never printed:\n{stderr2}"
+    );
+    assert!(!stdout.contains(configured));
+    assert!(
+        !stderr2.contains("VIVIFIED_ADMIN_TOKEN="),
+        "no export line when the token is configured:\n{stderr2}"
+    );
+}
+
+/// 2. The README walkthrough: register the seed's example over HTTP, heartbeat, list.
+#[tokio::test]
+async fn readme_walkthrough_register_heartbeat_list() {
+    let admin = "walkthrough-admin-token-7Hc2";
+    let server = Spawn::new()
+        .env("VIVIFIED_ADMIN_TOKEN", admin)
+        .start()
+        .await;
+    let http = client();
+    let manifest = std::fs::read(repo_path("schemas/examples/user-management.json")).unwrap();
+
+    let resp = http
+        .post(server.url("/plugins/register"))
+        .header("content-type", "application/json")
+        .body(manifest)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let reg = json_body(resp).await;
+    assert_eq!(reg["status"], "registered");
+    assert_eq!(reg["plugin_id"], "user-management");
+    assert!(
+        reg["heartbeat_interval_secs"]
+            .as_u64()
+            .is_some_and(|s| s > 0)
+    );
+    assert!(reg["expires_at"].is_string());
+    let token = reg["token"].as_str().expect("a token").to_owned();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+
+    let resp = http
+        .post(server.url("/plugins/user-management/heartbeat"))
+        .bearer_auth(&token)
+        .json(&json!({ "health": "healthy" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(json_body(resp).await, json!({ "status": "ok" }));
+
+    let resp = http
+        .get(server.url("/plugins"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let list = json_body(resp).await;
+    let plugins = list["plugins"].as_array().expect("a plugins array");
+    assert_eq!(plugins.len(), 1, "{list}");
+    let p = &plugins[0];
+    assert_eq!(p["plugin_id"], "user-management");
+    assert_eq!(p["status"], "active");
+    assert_eq!(p["health"], "healthy");
+    assert_eq!(p["manifest"], user_management());
+    assert!(p["last_heartbeat"].is_string());
+}
+
+/// 3. At `RUST_LOG=trace`, a full plugin life leaves no token, secret or manifest PII in
+/// either stream, and every log line is JSON with a trace id.
+#[tokio::test]
+async fn trace_logs_carry_no_token_secret_or_pii() {
+    const ADMIN: &str = "ADMIN-SECRET-MARKER-a1b2c3d4e5f6";
+    const JWT: &str = "JWT-SECRET-MARKER-z9y8x7w6v5u4t3s2r1q0";
+    const REGISTRATION: &str = "REGISTRATION-SECRET-MARKER-m3n4b5v6";
+    const NAME_MARKER: &str = "NAME-MARKER-Jane-Doe-4e1c";
+    const PII_MARKER: &str = "PII-MARKER-jane.doe@example.com";
+    const DETAILS_MARKER: &str = "DETAILS-MARKER-ssn-078-05-1120";
+
+    let mut server = Spawn::new()
+        .env("RUST_LOG", "trace")
+        .env("VIVIFIED_ADMIN_TOKEN", ADMIN)
+        .env("JWT_SECRET", JWT)
+        .env("VIVIFIED_REGISTRATION_SECRET", REGISTRATION)
+        .start()
+        .await;
+    let http = client();
+    let mut manifest = user_management();
+    manifest["id"] = json!("secrecy-probe");
+    manifest["name"] = json!(format!("Probe {NAME_MARKER}"));
+    manifest["description"] = json!(format!("Owner contact: {PII_MARKER}"));
+
+    let resp = http
+        .post(server.url("/plugins/register"))
+        .json(&manifest)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let first = json_body(resp).await["token"].as_str().unwrap().to_owned();
+
+    let resp = http
+        .post(server.url("/plugins/secrecy-probe/heartbeat"))
+        .bearer_auth(&first)
+        .json(&json!({ "health": "degraded", "details": { "note": DETAILS_MARKER } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    let resp = http
+        .post(server.url("/plugins/secrecy-probe/token"))
+        .bearer_auth(&first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let refreshed = json_body(resp).await["token"].as_str().unwrap().to_owned();
+    assert_ne!(first, refreshed);
+
+    // Rejections are where credentials tend to leak: a revoked token, a wrong admin token.
+    let resp = http
+        .post(server.url("/plugins/secrecy-probe/heartbeat"))
+        .bearer_auth(&first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::UNAUTHORIZED,
+        "the old token is revoked"
+    );
+    let resp = http
+        .get(server.url("/plugins"))
+        .bearer_auth(format!("{ADMIN}-wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    let resp = http
+        .get(server.url("/plugins"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let list = resp.text().await.unwrap();
+    assert!(
+        list.contains(PII_MARKER),
+        "the API itself returns the manifest"
+    );
+
+    let resp = http
+        .get(server.url("/plugins/secrecy-probe"))
+        .bearer_auth(&refreshed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = http
+        .delete(server.url("/plugins/secrecy-probe"))
+        .bearer_auth(&refreshed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+
+    assert!(server.stop(Duration::from_secs(5)).success());
+    let (stdout, stderr) = (server.stdout(), server.stderr());
+    assert!(
+        stdout.contains("\"level\":\"DEBUG\""),
+        "RUST_LOG=trace took effect:\n{stdout}"
+    );
+
+    let signature = |t: &str| t.rsplit('.').next().unwrap_or_default().to_owned();
+    let forbidden = [
+        ("the first token", first.clone()),
+        ("the first token's signature", signature(&first)),
+        ("the refreshed token", refreshed.clone()),
+        ("the refreshed token's signature", signature(&refreshed)),
+        ("the admin token", ADMIN.to_owned()),
+        ("the JWT secret", JWT.to_owned()),
+        ("the registration secret", REGISTRATION.to_owned()),
+        ("the manifest name", NAME_MARKER.to_owned()),
+        ("the manifest description", PII_MARKER.to_owned()),
+        ("an e-mail address", "jane.doe".to_owned()),
+        ("the heartbeat details", DETAILS_MARKER.to_owned()),
+        ("a secret marker", "SECRET-MARKER".to_owned()),
+    ];
+    for (what, needle) in &forbidden {
+        for (stream, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+            if let Some(line) = text.lines().find(|l| l.contains(needle.as_str())) {
+                panic!("{what} leaked to {stream}: {line}");
+            }
+        }
+    }
+
+    // Every line is JSON and carries a trace id: the request's, or `system`. (At this
+    // level no dependency writes a line outside a span; if one ever does, this names it.)
+    for line in json_lines(&stdout) {
+        assert!(
+            trace_id(&line).is_some_and(|t| !t.is_empty()),
+            "a log line without span.trace_id (target {}): {line}",
+            target(&line)
+        );
+    }
+}
+
+/// 4. SIGTERM: exit 0 within seconds, the last lines say so, under `trace_id=system`.
+#[tokio::test]
+async fn sigterm_stops_gracefully_with_system_trace_id() {
+    let mut server = Spawn::new().start().await;
+    // Idle connections must not hold the shutdown up: a pooled keep-alive connection
+    // (as a heartbeating plugin keeps) and one that connected but never sent a byte.
+    let http = client();
+    let resp = http.get(server.url("/ready")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let _silent = TcpStream::connect(server.addr()).expect("connect");
+
+    let started = Instant::now();
+    server.terminate();
+    let status = server
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits within 5 s of SIGTERM");
+    assert!(status.success(), "exit status {status}");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
+    drop(http);
+
+    let lines = json_lines(&server.stdout());
+    let last = lines.last().expect("log lines");
+    assert_eq!(message(last), "vivified core stopped", "{last}");
+    assert_eq!(trace_id(last), Some("system"), "{last}");
+    let shutting_down = lines
+        .iter()
+        .find(|l| message(l).starts_with("shutting down"))
+        .expect("a shutting-down line");
+    assert_eq!(trace_id(shutting_down), Some("system"));
+    let listening = lines
+        .iter()
+        .find(|l| message(l).contains("listening"))
+        .expect("a start-up line");
+    assert_eq!(trace_id(listening), Some("system"));
+    assert!(!server.stderr().contains("panicked"));
+}
+
+/// Asserts a refused start: non-zero exit, exactly one line on stderr naming `setting`,
+/// no panic, no backtrace.
+fn assert_refused(case: &str, spawn: &Spawn, setting: &str) {
+    let out = spawn.run_to_exit(Duration::from_secs(10));
+    assert!(
+        !out.status.success(),
+        "{case}: must not start (status {})",
+        out.status
+    );
+    assert_eq!(
+        out.status.code().map(|c| c != 101),
+        Some(true),
+        "{case}: a clean exit code, not a panic or a signal: {}",
+        out.status
+    );
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{case}: one line on stderr:\n{}",
+        out.stderr
+    );
+    let line = lines[0];
+    assert!(line.contains(setting), "{case}: names {setting}: {line}");
+    for bad in ["panicked", "backtrace", "RUST_BACKTRACE", "stack"] {
+        assert!(!line.contains(bad), "{case}: {bad}: {line}");
+    }
+    assert!(!out.stdout.contains("panicked"), "{case}: {}", out.stdout);
+}
+
+/// 5. Start-up refusals, and the one remote bind dev mode allows.
+#[tokio::test]
+async fn startup_refusals_are_one_line_naming_the_setting() {
+    // Production with every required secret except `key`.
+    let without = |key: &str| {
+        let mut s = Spawn::new();
+        for (k, v) in [
+            ("VIVIFIED_MODE", "production"),
+            ("JWT_SECRET", PROD_JWT),
+            ("VIVIFIED_ADMIN_TOKEN", PROD_ADMIN),
+            ("VIVIFIED_REGISTRATION_SECRET", PROD_REGISTRATION),
+        ] {
+            if k != key {
+                s = s.env(k, v);
+            }
+        }
+        s
+    };
+    let cases: Vec<(&str, Spawn, &str)> = vec![
+        (
+            "production without JWT_SECRET",
+            without("JWT_SECRET"),
+            "JWT_SECRET",
+        ),
+        (
+            "production with the seed's default secret",
+            without("JWT_SECRET").env("JWT_SECRET", "change-this-secret"),
+            "JWT_SECRET",
+        ),
+        (
+            "production with a long default-looking secret",
+            without("JWT_SECRET").env("JWT_SECRET", "change-this-secret-change-this-secret"),
+            "JWT_SECRET",
+        ),
+        (
+            "production with a short secret",
+            without("JWT_SECRET").env("JWT_SECRET", "Zq3v9X1pLk2Rt7Yw"),
+            "JWT_SECRET",
+        ),
+        (
+            "production without an admin token",
+            without("VIVIFIED_ADMIN_TOKEN"),
+            "VIVIFIED_ADMIN_TOKEN",
+        ),
+        (
+            "production without a registration secret",
+            without("VIVIFIED_REGISTRATION_SECRET"),
+            "VIVIFIED_REGISTRATION_SECRET",
+        ),
+        (
+            "dev mode on a non-loopback address",
+            Spawn::new().bind_host("0.0.0.0"),
+            "VIVIFIED_DEV_ALLOW_REMOTE",
+        ),
+        (
+            "a token TTL that is not a duration",
+            Spawn::new().env("VIVIFIED_TOKEN_TTL", "banana"),
+            "VIVIFIED_TOKEN_TTL",
+        ),
+    ];
+    // Each refusal is a separate process; run them side by side.
+    let handles: Vec<_> = cases
+        .into_iter()
+        .map(|(case, spawn, setting)| {
+            std::thread::spawn(move || assert_refused(case, &spawn, setting))
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for h in handles {
+        if let Err(e) = h.join() {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            failures.push(msg);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "refusals failed:\n{}",
+        failures.join("\n")
+    );
+
+    // The same remote bind starts when dev mode is told it may.
+    let mut server = Spawn::new()
+        .bind_host("0.0.0.0")
+        .env("VIVIFIED_DEV_ALLOW_REMOTE", "true")
+        .start()
+        .await;
+    assert!(server.stop(Duration::from_secs(5)).success());
+}
+
+/// 6. Production: registration needs the registration secret, no API docs, no banner.
+#[tokio::test]
+async fn production_requires_the_registration_secret_and_hides_docs() {
+    let mut server = production().start().await;
+    let http = client();
+
+    let resp = http
+        .post(server.url("/plugins/register"))
+        .json(&user_management())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        resp.headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("Bearer")),
+        "{:?}",
+        resp.headers()
+    );
+    let body = json_body(resp).await;
+    assert_eq!(body["error"], "unauthorized");
+    assert!(body["detail"].is_string());
+
+    let resp = http
+        .post(server.url("/plugins/register"))
+        .bearer_auth(PROD_ADMIN)
+        .json(&user_management())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::UNAUTHORIZED,
+        "the admin token is not the registration secret"
+    );
+
+    let resp = http
+        .post(server.url("/plugins/register"))
+        .bearer_auth(PROD_REGISTRATION)
+        .json(&user_management())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let reg = json_body(resp).await;
+    assert_eq!(reg["status"], "registered");
+    assert!(reg["token"].as_str().is_some_and(|t| !t.is_empty()));
+
+    let resp = http.get(server.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(json_body(resp).await["error"], "not_found");
+
+    assert!(server.stop(Duration::from_secs(5)).success());
+    let stderr = server.stderr();
+    assert!(
+        stderr.trim().is_empty(),
+        "production prints no banner:\n{stderr}"
+    );
+    let stdout = server.stdout();
+    for secret in [PROD_JWT, PROD_ADMIN, PROD_REGISTRATION] {
+        assert!(!stdout.contains(secret));
+    }
+}
+
+/// 7. The trace id comes from `traceparent`, is echoed in `X-Request-Id`, and marks the
+/// request's log lines.
+#[tokio::test]
+async fn traceparent_sets_the_request_id_and_the_log_trace_id() {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let server = Spawn::new().env("LOG_LEVEL", "debug").start().await;
+    let http = client();
+
+    let resp = http
+        .get(server.url("/health"))
+        .header("traceparent", format!("00-{TRACE}-00f067aa0ba902b7-01"))
+        .header("x-request-id", "loses-to-traceparent")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some(TRACE)
+    );
+    let stdout = server
+        .wait_stdout(Duration::from_secs(5), |o| o.contains(TRACE))
+        .await;
+    let lines = json_lines(&stdout);
+    let ours: Vec<&Value> = lines
+        .iter()
+        .filter(|l| trace_id(l) == Some(TRACE))
+        .collect();
+    assert!(
+        ours.iter().any(|l| message(l) == "request completed"),
+        "the per-request line carries the trace id:\n{stdout}"
+    );
+    assert!(!stdout.contains("loses-to-traceparent"));
+
+    // A well-formed X-Request-Id is used when there is no traceparent.
+    let resp = http
+        .get(server.url("/health"))
+        .header("x-request-id", "req-42.a:b_c")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("req-42.a:b_c")
+    );
+    server
+        .wait_stdout(Duration::from_secs(5), |o| o.contains("\"req-42.a:b_c\""))
+        .await;
+
+    // A malformed one is replaced by a fresh id.
+    let resp = http
+        .get(server.url("/health"))
+        .header("x-request-id", "not a valid {id}")
+        .send()
+        .await
+        .unwrap();
+    let echoed = resp
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!echoed.is_empty() && !echoed.contains(' '), "{echoed:?}");
+    server
+        .wait_stdout(Duration::from_secs(5), |o| o.contains(&echoed))
+        .await;
+}
+
+/// 8. A client that never finishes its headers is disconnected after the header timeout.
+#[tokio::test]
+async fn slow_headers_are_cut_off() {
+    let server = Spawn::new()
+        .env("VIVIFIED_HEADER_READ_TIMEOUT", "1s")
+        .start()
+        .await;
+    let addr = server.addr();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(8)))
+            .unwrap();
+        let started = Instant::now();
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            .unwrap();
+        let mut received = Vec::new();
+        let mut buf = [0u8; 1024];
+        let closed = loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+                Err(_) => break false,
+            }
+        };
+        (closed, started.elapsed(), received)
+    })
+    .await
+    .unwrap();
+    let (closed, elapsed, received) = outcome;
+    assert!(closed, "the connection stayed open for {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(800),
+        "closed before the timeout: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "closed too late: {elapsed:?}"
+    );
+    let received = String::from_utf8_lossy(&received);
+    assert!(
+        received.is_empty() || received.starts_with("HTTP/1.1 408"),
+        "no answer but a timeout: {received}"
+    );
+}

@@ -1,0 +1,922 @@
+//! The registry model: random action sequences run against the real
+//! [`vivified_domain::Registry`] (real JWTs, a [`ManualClock`], in-memory audit log and
+//! bus, any [`PluginStore`]) and against a tiny reference model, compared after every
+//! step.
+//!
+//! The model states the registry's intended semantics in a few lines each:
+//! - every operation checks 401 (no credential, a credential that does not verify, an
+//!   expired token, a token whose plugin or `jti` is gone) before 403 (a valid
+//!   credential for something else) before 404 (unknown id, admin only);
+//! - a new id registers without a credential in dev mode and with the registration
+//!   secret in production mode;
+//! - a held id re-registers only with the plugin's current token, which may have
+//!   expired less than `reregister_grace` ago; never with the registration secret, the
+//!   admin token or another plugin's token (409);
+//! - re-registration keeps `registered_at`, liveness and health, replaces the manifest
+//!   and rotates the token; refresh rotates the token; deregistration frees the id.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration as StdDuration;
+
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use serde_json::{Value, json};
+use time::{Duration, OffsetDateTime};
+use tokio::sync::broadcast::error::TryRecvError;
+use vivified_adapters::clock::ManualClock;
+use vivified_adapters::jwt::{JwtConfig, JwtTokenIssuer};
+use vivified_adapters::memory::{InMemoryAuditLog, InMemoryEventBus};
+use vivified_domain::{
+    HeartbeatReport, IssuedRegistration, ManifestValidator, Mode, Ports, Registry, RegistryConfig,
+    RegistryError,
+};
+use vivified_ports::{
+    Health, Liveness, PluginRecord, PluginStore, Secret, TokenIssuer, VerifyOptions,
+};
+
+/// Ids the actions draw from: few, so that registrations collide. The last one is not
+/// a valid plugin id; only lookups and heartbeats use it.
+const IDS: &[&str] = &["alpha", "beta", "gamma", "Not_An_Id"];
+const REGISTERABLE: usize = 3;
+const ADMIN: &str = "model-admin-token-0123456789abcdef";
+const REGISTRATION_SECRET: &str = "model-registration-secret-0123456789";
+const JWT_SECRET: &str = "model-jwt-secret-of-at-least-32-bytes";
+const GARBAGE: &str = "eyJhbGciOiJIUzI1NiJ9.not-a-token.at-all";
+/// Token lifetime.
+const TTL: i64 = 3600;
+/// Clock leeway of the JWT issuer on expiry.
+const LEEWAY: i64 = 5;
+/// Re-registration grace for expired tokens.
+const GRACE: i64 = 7 * 24 * 3600;
+
+/// Which credential an action presents, relative to its target id.
+#[derive(Clone, Debug)]
+pub enum Cred {
+    /// No `Authorization` header.
+    None,
+    /// The admin token.
+    Admin,
+    /// The registration secret.
+    RegistrationSecret,
+    /// Something that is not a token.
+    Garbage,
+    /// The target's current token (none if the target is not registered).
+    Current,
+    /// One of the target's earlier tokens: refreshed, re-registered or deregistered
+    /// (its current token if it has no earlier one).
+    Revoked(Index),
+    /// A token issued to another plugin, current or not.
+    OtherPlugin(Index),
+}
+
+/// The manifest an action sends.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    /// A valid manifest for the target id.
+    Valid,
+    /// `version` breaks its pattern.
+    BadVersion,
+    /// `handles_phi` without encryption, audit, …: only the domain rules object.
+    PhiWithoutSafeguards,
+    /// The id breaks its pattern (the target id is ignored).
+    BadId,
+}
+
+/// The id an action is about.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// One of the ids registered at that moment (the first id if none is).
+    Registered(Index),
+    /// An id of [`IDS`], registered or not.
+    Pool(usize),
+}
+
+/// One step.
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// `Registry::register`.
+    Register {
+        id: Target,
+        cred: Cred,
+        kind: Kind,
+        major: u8,
+    },
+    /// `Registry::heartbeat`.
+    Heartbeat {
+        id: Target,
+        cred: Cred,
+        health: Health,
+    },
+    /// `Registry::refresh_token`.
+    Refresh { id: Target, cred: Cred },
+    /// `Registry::deregister`.
+    Deregister { id: Target, cred: Cred },
+    /// `Registry::get`.
+    Get { id: Target, cred: Cred },
+    /// `Registry::list`; `id` says whose tokens `cred` draws from.
+    List { id: Target, cred: Cred },
+    /// Moves the clock forward.
+    Advance { secs: i64 },
+}
+
+fn cred() -> impl Strategy<Value = Cred> {
+    prop_oneof![
+        1 => Just(Cred::None),
+        1 => Just(Cred::Admin),
+        1 => Just(Cred::RegistrationSecret),
+        1 => Just(Cred::Garbage),
+        6 => Just(Cred::Current),
+        4 => any::<Index>().prop_map(Cred::Revoked),
+        2 => any::<Index>().prop_map(Cred::OtherPlugin),
+    ]
+}
+
+/// Registration credentials: the registration secret (needed in production) more often.
+fn register_cred() -> impl Strategy<Value = Cred> {
+    prop_oneof![
+        2 => Just(Cred::None),
+        1 => Just(Cred::Admin),
+        4 => Just(Cred::RegistrationSecret),
+        1 => Just(Cred::Garbage),
+        6 => Just(Cred::Current),
+        4 => any::<Index>().prop_map(Cred::Revoked),
+        2 => any::<Index>().prop_map(Cred::OtherPlugin),
+    ]
+}
+
+fn kind() -> impl Strategy<Value = Kind> {
+    prop_oneof![
+        8 => Just(Kind::Valid),
+        1 => Just(Kind::BadVersion),
+        1 => Just(Kind::PhiWithoutSafeguards),
+        1 => Just(Kind::BadId),
+    ]
+}
+
+fn health() -> impl Strategy<Value = Health> {
+    prop_oneof![
+        Just(Health::Healthy),
+        Just(Health::Degraded),
+        Just(Health::Unhealthy),
+    ]
+}
+
+fn target() -> impl Strategy<Value = Target> {
+    prop_oneof![
+        6 => any::<Index>().prop_map(Target::Registered),
+        3 => (0..REGISTERABLE).prop_map(Target::Pool),
+        1 => Just(Target::Pool(IDS.len() - 1)),
+    ]
+}
+
+fn register_target() -> impl Strategy<Value = Target> {
+    prop_oneof![
+        1 => any::<Index>().prop_map(Target::Registered),
+        1 => (0..REGISTERABLE).prop_map(Target::Pool),
+    ]
+}
+
+fn advance() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        5 => 1i64..=60,
+        // Around a token's expiry (TTL + leeway).
+        2 => (TTL - 10)..=(TTL + 10),
+        1 => Just(24 * 3600),
+        // Around the end of the re-registration grace of a fresh token.
+        1 => (TTL + LEEWAY + GRACE - 5)..=(TTL + LEEWAY + GRACE + 5),
+    ]
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    prop_oneof![
+        6 => (register_target(), register_cred(), kind(), 1u8..4)
+            .prop_map(|(id, cred, kind, major)| Action::Register { id, cred, kind, major }),
+        6 => (target(), cred(), health())
+            .prop_map(|(id, cred, health)| Action::Heartbeat { id, cred, health }),
+        4 => (target(), cred()).prop_map(|(id, cred)| Action::Refresh { id, cred }),
+        2 => (target(), cred()).prop_map(|(id, cred)| Action::Deregister { id, cred }),
+        2 => (target(), cred()).prop_map(|(id, cred)| Action::Get { id, cred }),
+        1 => (target(), cred()).prop_map(|(id, cred)| Action::List { id, cred }),
+        3 => advance().prop_map(|secs| Action::Advance { secs }),
+    ]
+}
+
+/// A sequence: first a few registrations with the registration secret (so that most
+/// sequences start with plugins to act on), then up to 40 random actions.
+fn actions() -> impl Strategy<Value = Vec<Action>> {
+    (
+        0..=REGISTERABLE,
+        proptest::collection::vec(action(), 5..=40),
+    )
+        .prop_map(|(n, rest)| {
+            (0..n)
+                .map(|i| Action::Register {
+                    id: Target::Pool(i),
+                    cred: Cred::RegistrationSecret,
+                    kind: Kind::Valid,
+                    major: 1,
+                })
+                .chain(rest)
+                .collect()
+        })
+}
+
+fn mode() -> impl Strategy<Value = Mode> {
+    prop_oneof![Just(Mode::Dev), Just(Mode::Production)]
+}
+
+/// The class of an operation's result, with the reason codes the registry promises.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Unauthorized(&'static str),
+    Forbidden(&'static str),
+    PluginDisabled,
+    NotFound,
+    AlreadyRegistered,
+    InvalidManifest,
+    Unavailable,
+}
+
+fn class<T>(r: &Result<T, RegistryError>) -> Outcome {
+    match r {
+        Ok(_) => Outcome::Ok,
+        Err(RegistryError::Unauthorized(why)) => Outcome::Unauthorized(why),
+        Err(RegistryError::Forbidden(why)) => Outcome::Forbidden(why),
+        Err(RegistryError::PluginDisabled) => Outcome::PluginDisabled,
+        Err(RegistryError::NotFound) => Outcome::NotFound,
+        Err(RegistryError::AlreadyRegistered) => Outcome::AlreadyRegistered,
+        Err(RegistryError::InvalidManifest(_)) => Outcome::InvalidManifest,
+        Err(RegistryError::Unavailable { .. }) => Outcome::Unavailable,
+    }
+}
+
+/// A token the test holds (every token ever issued).
+#[derive(Clone, Debug)]
+struct Held {
+    plugin: String,
+    jti: String,
+    expires_at: OffsetDateTime,
+    token: String,
+}
+
+/// What the model knows of one registered plugin.
+#[derive(Clone, Debug, PartialEq)]
+struct Rec {
+    jti: String,
+    registered_at: OffsetDateTime,
+    manifest_version: String,
+    status: Liveness,
+    health: Health,
+    last_heartbeat: Option<OffsetDateTime>,
+    version: u64,
+}
+
+/// A credential after resolving it against the tokens held.
+#[derive(Clone, Copy, Debug)]
+enum Bearer {
+    None,
+    Admin,
+    Secret,
+    Garbage,
+    Token(usize),
+}
+
+enum Caller<'a> {
+    Admin,
+    Plugin(&'a Held),
+}
+
+struct Model {
+    /// How often each (operation, expected outcome) occurred.
+    coverage: BTreeMap<String, usize>,
+    mode: Mode,
+    now: OffsetDateTime,
+    records: BTreeMap<String, Rec>,
+    held: Vec<Held>,
+}
+
+impl Model {
+    fn note(&mut self, label: String) {
+        *self.coverage.entry(label).or_default() += 1;
+    }
+
+    fn target(&self, t: &Target) -> &'static str {
+        match t {
+            Target::Pool(i) => IDS[*i],
+            Target::Registered(ix) => {
+                let ids: Vec<&'static str> = IDS
+                    .iter()
+                    .copied()
+                    .filter(|id| self.records.contains_key(*id))
+                    .collect();
+                if ids.is_empty() {
+                    IDS[0]
+                } else {
+                    ids[ix.index(ids.len())]
+                }
+            }
+        }
+    }
+
+    fn resolve(&self, target: &str, cred: &Cred) -> Bearer {
+        let pick = |ix: &Index, f: &dyn Fn(&Held) -> bool| {
+            let found: Vec<usize> = (0..self.held.len()).filter(|&i| f(&self.held[i])).collect();
+            if found.is_empty() {
+                Bearer::None
+            } else {
+                Bearer::Token(found[ix.index(found.len())])
+            }
+        };
+        let current = self.records.get(target).map(|r| r.jti.as_str());
+        match cred {
+            Cred::None => Bearer::None,
+            Cred::Admin => Bearer::Admin,
+            Cred::RegistrationSecret => Bearer::Secret,
+            Cred::Garbage => Bearer::Garbage,
+            Cred::Current => self.current(target),
+            Cred::Revoked(ix) => match pick(ix, &|h| {
+                h.plugin == target && Some(h.jti.as_str()) != current
+            }) {
+                Bearer::None => self.current(target),
+                b => b,
+            },
+            Cred::OtherPlugin(ix) => pick(ix, &|h| h.plugin != target),
+        }
+    }
+
+    fn current(&self, target: &str) -> Bearer {
+        self.records
+            .get(target)
+            .and_then(|r| self.held.iter().position(|h| h.jti == r.jti))
+            .map_or(Bearer::None, Bearer::Token)
+    }
+
+    fn bearer(&self, b: Bearer) -> Option<String> {
+        match b {
+            Bearer::None => None,
+            Bearer::Admin => Some(ADMIN.to_owned()),
+            Bearer::Secret => Some(REGISTRATION_SECRET.to_owned()),
+            Bearer::Garbage => Some(GARBAGE.to_owned()),
+            Bearer::Token(i) => Some(self.held[i].token.clone()),
+        }
+    }
+
+    fn expired(&self, h: &Held, grace: i64) -> bool {
+        self.now > h.expires_at + Duration::seconds(LEEWAY + grace)
+    }
+
+    /// 401 or the caller (signature and expiry only).
+    fn authenticate(&self, b: Bearer) -> Result<Caller<'_>, Outcome> {
+        match b {
+            Bearer::None => Err(Outcome::Unauthorized("missing_credentials")),
+            Bearer::Admin => Ok(Caller::Admin),
+            Bearer::Secret | Bearer::Garbage => Err(Outcome::Unauthorized("invalid_token")),
+            Bearer::Token(i) if self.expired(&self.held[i], 0) => {
+                Err(Outcome::Unauthorized("expired_token"))
+            }
+            Bearer::Token(i) => Ok(Caller::Plugin(&self.held[i])),
+        }
+    }
+
+    /// The checks of every plugin-only operation on `id`: 401 → 403 → 401 (gone or
+    /// revoked).
+    fn authorize_plugin(&self, id: &str, b: Bearer) -> Result<(), Outcome> {
+        let held = match self.authenticate(b)? {
+            Caller::Admin => return Err(Outcome::Forbidden("plugin_token_required")),
+            Caller::Plugin(h) => h,
+        };
+        if held.plugin != id {
+            return Err(Outcome::Forbidden("token_for_another_plugin"));
+        }
+        match self.records.get(id) {
+            None => Err(Outcome::Unauthorized("unknown_plugin")),
+            Some(r) if r.jti != held.jti => Err(Outcome::Unauthorized("revoked_token")),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Admin: 404 for an unknown id; a plugin: its own checks.
+    fn authorize_admin_or_plugin(&self, id: &str, b: Bearer) -> Result<(), Outcome> {
+        match self.authenticate(b)? {
+            Caller::Admin if self.records.contains_key(id) => Ok(()),
+            Caller::Admin => Err(Outcome::NotFound),
+            Caller::Plugin(_) => self.authorize_plugin(id, b),
+        }
+    }
+
+    fn list(&self, b: Bearer) -> Result<(), Outcome> {
+        match self.authenticate(b)? {
+            Caller::Admin => Ok(()),
+            Caller::Plugin(_) => Err(Outcome::Forbidden("admin_token_required")),
+        }
+    }
+
+    /// `Ok(true)` for a re-registration, `Ok(false)` for a new one.
+    fn register(&self, id: Option<&str>, valid: bool, b: Bearer) -> Result<bool, Outcome> {
+        if let Some(rec) = id.and_then(|id| self.records.get(id)) {
+            let held = match b {
+                Bearer::None | Bearer::Admin | Bearer::Secret => {
+                    return Err(Outcome::AlreadyRegistered);
+                }
+                Bearer::Garbage => return Err(Outcome::Unauthorized("invalid_token")),
+                Bearer::Token(i) => &self.held[i],
+            };
+            if self.expired(held, GRACE) {
+                return Err(Outcome::Unauthorized("expired_token"));
+            }
+            if Some(held.plugin.as_str()) != id {
+                return Err(Outcome::AlreadyRegistered);
+            }
+            if !valid {
+                return Err(Outcome::InvalidManifest);
+            }
+            if held.jti != rec.jti {
+                return Err(Outcome::Unauthorized("revoked_token"));
+            }
+            return Ok(true);
+        }
+        if self.mode == Mode::Production && !matches!(b, Bearer::Secret) {
+            return Err(Outcome::Unauthorized("registration_secret_required"));
+        }
+        if !valid {
+            return Err(Outcome::InvalidManifest);
+        }
+        Ok(false)
+    }
+}
+
+fn manifest(id: &str, kind: Kind, major: u8, step: usize) -> Value {
+    let mut m = json!({
+        "id": id,
+        "name": format!("Model plugin {id}"),
+        "version": format!("{major}.0.0"),
+        "contracts": ["CommunicationPlugin"],
+        "traits": ["audit_required"],
+        "security": {"authentication_required": true, "data_classification": ["internal"]},
+        "compliance": {"hipaa_controls": [], "audit_level": "basic"},
+        "x-model-step": step
+    });
+    match kind {
+        Kind::Valid => {}
+        Kind::BadVersion => m["version"] = json!(format!("{major}.0")),
+        Kind::PhiWithoutSafeguards => {
+            m["traits"] = json!(["handles_phi"]);
+            m["security"]["data_classification"] = json!(["phi"]);
+        }
+        Kind::BadId => m["id"] = json!("Bad_ID"),
+    }
+    m
+}
+
+fn fail(msg: String) -> TestCaseError {
+    TestCaseError::fail(msg)
+}
+
+macro_rules! check {
+    ($cond:expr, $($fmt:tt)*) => {
+        if !$cond {
+            return Err(fail(format!($($fmt)*)));
+        }
+    };
+}
+
+/// Everything one case needs.
+struct World {
+    registry: Registry,
+    store: Arc<dyn PluginStore>,
+    clock: Arc<ManualClock>,
+    tokens: Arc<JwtTokenIssuer>,
+    audit: Arc<InMemoryAuditLog>,
+    events: tokio::sync::broadcast::Receiver<vivified_ports::BusEvent>,
+}
+
+fn t0() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_767_225_600).expect("valid timestamp")
+}
+
+fn world(store: Arc<dyn PluginStore>, mode: Mode) -> World {
+    let clock = Arc::new(ManualClock::new(t0()));
+    let mut jwt = JwtConfig::new(Secret::new(JWT_SECRET));
+    jwt.ttl = StdDuration::from_secs(TTL as u64);
+    let tokens = Arc::new(JwtTokenIssuer::new(jwt).expect("jwt config"));
+    let audit = Arc::new(InMemoryAuditLog::new(4096));
+    let bus = Arc::new(InMemoryEventBus::new(256));
+    let events = bus.subscribe();
+    let ports = Ports {
+        store: Arc::clone(&store),
+        tokens: tokens.clone(),
+        clock: clock.clone(),
+        bus,
+        audit: audit.clone(),
+    };
+    let config = RegistryConfig {
+        mode,
+        admin_token: Some(Secret::new(ADMIN)),
+        registration_secret: Some(Secret::new(REGISTRATION_SECRET)),
+        heartbeat_interval: StdDuration::from_secs(10),
+        reregister_grace: StdDuration::from_secs(GRACE as u64),
+    };
+    let registry = Registry::new(
+        ports,
+        Arc::new(ManifestValidator::new().expect("schema compiles")),
+        config,
+    );
+    World {
+        registry,
+        store,
+        clock,
+        tokens,
+        audit,
+        events,
+    }
+}
+
+/// Checks a freshly issued token and returns what the test keeps of it.
+async fn take_token(
+    w: &World,
+    m: &Model,
+    id: &str,
+    reg: &IssuedRegistration,
+) -> Result<Held, TestCaseError> {
+    check!(
+        reg.plugin_id.as_str() == id,
+        "issued for {} not {id}",
+        reg.plugin_id
+    );
+    check!(
+        reg.expires_at == m.now + Duration::seconds(TTL),
+        "expires_at {} != now + ttl",
+        reg.expires_at
+    );
+    check!(
+        reg.heartbeat_interval == StdDuration::from_secs(10),
+        "heartbeat interval {:?}",
+        reg.heartbeat_interval
+    );
+    let claims = w
+        .tokens
+        .verify(
+            reg.token.expose(),
+            VerifyOptions {
+                now: m.now,
+                expired_grace: StdDuration::ZERO,
+            },
+        )
+        .await
+        .map_err(|e| fail(format!("an issued token must verify: {e}")))?;
+    check!(
+        claims.plugin_id.as_str() == id,
+        "token subject {}",
+        claims.plugin_id
+    );
+    check!(
+        claims.jti == reg.record.token_jti,
+        "the store keeps the jti of the token just issued"
+    );
+    check!(
+        m.held.iter().all(|h| h.jti != claims.jti),
+        "jti {} was issued before",
+        claims.jti
+    );
+    Ok(Held {
+        plugin: id.to_owned(),
+        jti: claims.jti,
+        expires_at: reg.expires_at,
+        token: reg.token.expose().to_owned(),
+    })
+}
+
+fn same_record(got: &PluginRecord, id: &str, want: &Rec) -> Result<(), TestCaseError> {
+    let ctx = format!("record {id}: got {got:?}, model {want:?}");
+    check!(got.plugin_id.as_str() == id, "{ctx}");
+    check!(got.manifest["id"] == id, "{ctx}");
+    check!(
+        got.manifest["version"] == want.manifest_version.as_str(),
+        "{ctx}"
+    );
+    check!(got.token_jti == want.jti, "{ctx}");
+    check!(
+        got.registered_at == want.registered_at,
+        "registered_at: {ctx}"
+    );
+    check!(got.status == want.status, "status: {ctx}");
+    check!(got.health == want.health, "health: {ctx}");
+    check!(
+        got.last_heartbeat == want.last_heartbeat,
+        "last_heartbeat: {ctx}"
+    );
+    check!(got.version == want.version, "version: {ctx}");
+    check!(got.enabled && got.disabled_reason.is_none(), "{ctx}");
+    Ok(())
+}
+
+async fn compare_store(w: &World, m: &Model) -> Result<(), TestCaseError> {
+    let all = w
+        .store
+        .list(None, 1000)
+        .await
+        .map_err(|e| fail(format!("store list: {e}")))?;
+    let ids: Vec<&str> = all.iter().map(|r| r.plugin_id.as_str()).collect();
+    let want: Vec<&str> = m.records.keys().map(String::as_str).collect();
+    check!(ids == want, "store ids {ids:?}, model ids {want:?}");
+    for r in &all {
+        same_record(r, r.plugin_id.as_str(), &m.records[r.plugin_id.as_str()])?;
+    }
+    Ok(())
+}
+
+fn drain_events(w: &mut World) -> Result<Vec<String>, TestCaseError> {
+    let mut out = Vec::new();
+    loop {
+        match w.events.try_recv() {
+            Ok(e) => out.push(format!(
+                "{} {}",
+                e.event_type,
+                e.payload["plugin_id"].as_str().unwrap_or("?")
+            )),
+            Err(TryRecvError::Empty) => return Ok(out),
+            Err(e) => return Err(fail(format!("bus: {e}"))),
+        }
+    }
+}
+
+async fn step(
+    w: &mut World,
+    m: &mut Model,
+    n: usize,
+    action: &Action,
+) -> Result<(), TestCaseError> {
+    let mut events: Vec<String> = Vec::new();
+    match action {
+        Action::Advance { secs } => {
+            w.clock.advance(Duration::seconds(*secs));
+            m.now += Duration::seconds(*secs);
+        }
+        Action::Register {
+            id,
+            cred,
+            kind,
+            major,
+        } => {
+            let id = m.target(id);
+            let b = m.resolve(id, cred);
+            let body = manifest(id, *kind, *major, n);
+            let valid = matches!(kind, Kind::Valid);
+            let claimed = (!matches!(kind, Kind::BadId)).then_some(id);
+            let want = m.register(claimed, valid, b);
+            let got = w
+                .registry
+                .register(&body, m.bearer(b).as_deref(), "model")
+                .await;
+            let want_class = want.as_ref().map_or_else(Clone::clone, |_| Outcome::Ok);
+            let late = matches!(b, Bearer::Token(i) if m.expired(&m.held[i], 0));
+            m.note(match &want {
+                Ok(true) if late => "register reregistered with an expired token".to_owned(),
+                Ok(true) => "register reregistered".to_owned(),
+                Ok(false) => "register new".to_owned(),
+                Err(e) => format!("register {e:?}"),
+            });
+            check!(
+                class(&got) == want_class,
+                "register {id} {kind:?} with {b:?}: got {:?}, model {want_class:?}",
+                got.as_ref().map(|_| ())
+            );
+            if let (Ok(reg), Ok(reregistered)) = (got, want) {
+                check!(reg.reregistered == reregistered, "reregistered flag");
+                let held = take_token(w, m, id, &reg).await?;
+                let version = format!("{major}.0.0");
+                let rec = match m.records.get(id) {
+                    Some(old) => Rec {
+                        jti: held.jti.clone(),
+                        manifest_version: version,
+                        version: old.version + 1,
+                        ..old.clone()
+                    },
+                    None => Rec {
+                        jti: held.jti.clone(),
+                        registered_at: m.now,
+                        manifest_version: version,
+                        status: Liveness::Registered,
+                        health: Health::Unknown,
+                        last_heartbeat: None,
+                        version: 1,
+                    },
+                };
+                check!(
+                    reg.record.manifest == body,
+                    "the manifest is stored as sent"
+                );
+                same_record(&reg.record, id, &rec)?;
+                m.records.insert(id.to_owned(), rec);
+                m.held.push(held);
+                let event = if reregistered {
+                    "plugin.reregistered"
+                } else {
+                    "plugin.registered"
+                };
+                events.push(format!("{event} {id}"));
+            }
+        }
+        Action::Heartbeat { id, cred, health } => {
+            let id = m.target(id);
+            let b = m.resolve(id, cred);
+            let want = m.authorize_plugin(id, b);
+            let got = w
+                .registry
+                .heartbeat(
+                    id,
+                    m.bearer(b).as_deref(),
+                    HeartbeatReport { health: *health },
+                )
+                .await;
+            let want_class = want.clone().err().unwrap_or(Outcome::Ok);
+            m.note(format!("heartbeat {want_class:?}"));
+            check!(
+                class(&got) == want_class,
+                "heartbeat {id} with {b:?}: got {:?}, model {want_class:?}",
+                got.as_ref().map(|_| ())
+            );
+            if let Ok(record) = got {
+                let now = m.now;
+                let rec = m.records.get_mut(id).expect("model has the record");
+                rec.status = Liveness::Active;
+                rec.health = *health;
+                rec.last_heartbeat = Some(now);
+                rec.version += 1;
+                same_record(&record, id, rec)?;
+            }
+        }
+        Action::Refresh { id, cred } => {
+            let id = m.target(id);
+            let b = m.resolve(id, cred);
+            let want = m.authorize_plugin(id, b);
+            let got = w
+                .registry
+                .refresh_token(id, m.bearer(b).as_deref(), "model")
+                .await;
+            let want_class = want.clone().err().unwrap_or(Outcome::Ok);
+            m.note(format!("refresh {want_class:?}"));
+            check!(
+                class(&got) == want_class,
+                "refresh {id} with {b:?}: got {:?}, model {want_class:?}",
+                got.as_ref().map(|_| ())
+            );
+            if let Ok(reg) = got {
+                check!(!reg.reregistered, "a refresh is not a re-registration");
+                let held = take_token(w, m, id, &reg).await?;
+                let rec = m.records.get_mut(id).expect("model has the record");
+                rec.jti = held.jti.clone();
+                rec.version += 1;
+                same_record(&reg.record, id, rec)?;
+                m.held.push(held);
+            }
+        }
+        Action::Deregister { id, cred } => {
+            let id = m.target(id);
+            let b = m.resolve(id, cred);
+            let want = m.authorize_admin_or_plugin(id, b);
+            let got = w
+                .registry
+                .deregister(id, m.bearer(b).as_deref(), "model")
+                .await;
+            let want_class = want.clone().err().unwrap_or(Outcome::Ok);
+            m.note(format!("deregister {want_class:?}"));
+            check!(
+                class(&got) == want_class,
+                "deregister {id} with {b:?}: got {got:?}, model {want_class:?}"
+            );
+            if got.is_ok() {
+                m.records.remove(id);
+                events.push(format!("plugin.deregistered {id}"));
+            }
+        }
+        Action::Get { id, cred } => {
+            let id = m.target(id);
+            let b = m.resolve(id, cred);
+            let want = m.authorize_admin_or_plugin(id, b);
+            let got = w.registry.get(id, m.bearer(b).as_deref()).await;
+            let want_class = want.clone().err().unwrap_or(Outcome::Ok);
+            m.note(format!("get {want_class:?}"));
+            check!(
+                class(&got) == want_class,
+                "get {id} with {b:?}: got {:?}, model {want_class:?}",
+                got.as_ref().map(|_| ())
+            );
+            if let Ok(record) = got {
+                same_record(&record, id, &m.records[id])?;
+            }
+        }
+        Action::List { id, cred } => {
+            let b = m.resolve(m.target(id), cred);
+            let want = m.list(b);
+            let got = w.registry.list(m.bearer(b).as_deref(), None, 100).await;
+            let want_class = want.clone().err().unwrap_or(Outcome::Ok);
+            m.note(format!("list {want_class:?}"));
+            check!(
+                class(&got) == want_class,
+                "list with {b:?}: got {:?}, model {want_class:?}",
+                got.as_ref().map(|_| ())
+            );
+            if let Ok(records) = got {
+                let ids: Vec<&str> = records.iter().map(|r| r.plugin_id.as_str()).collect();
+                let want: Vec<&str> = m.records.keys().map(String::as_str).collect();
+                check!(ids == want, "list {ids:?}, model {want:?}");
+                for r in &records {
+                    same_record(r, r.plugin_id.as_str(), &m.records[r.plugin_id.as_str()])?;
+                }
+            }
+        }
+    }
+    compare_store(w, m).await?;
+    let published = drain_events(w)?;
+    check!(
+        published == events,
+        "events {published:?}, expected {events:?}"
+    );
+    Ok(())
+}
+
+async fn run_case(
+    store: Arc<dyn PluginStore>,
+    mode: Mode,
+    actions: &[Action],
+    coverage: &Mutex<Coverage>,
+) -> Result<(), TestCaseError> {
+    let mut w = world(store, mode);
+    let mut m = Model {
+        coverage: BTreeMap::new(),
+        mode,
+        now: t0(),
+        records: BTreeMap::new(),
+        held: Vec::new(),
+    };
+    check!(
+        w.store
+            .list(None, 1)
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .is_empty(),
+        "the store factory must return an empty store"
+    );
+    for (n, action) in actions.iter().enumerate() {
+        step(&mut w, &mut m, n, action)
+            .await
+            .map_err(|e| fail(format!("step {n} ({action:?}): {e}")))?;
+    }
+    // No audit entry ever carries a token or a secret.
+    for entry in w.audit.entries() {
+        let text = serde_json::to_string(&entry).map_err(|e| fail(e.to_string()))?;
+        for secret in
+            m.held
+                .iter()
+                .map(|h| h.token.as_str())
+                .chain([ADMIN, REGISTRATION_SECRET, JWT_SECRET])
+        {
+            check!(
+                !text.contains(secret),
+                "audit entry leaks a credential: {}",
+                entry.action
+            );
+        }
+    }
+    let mut total = coverage.lock().unwrap_or_else(PoisonError::into_inner);
+    for (label, n) in m.coverage {
+        *total.entry(label).or_default() += n;
+    }
+    Ok(())
+}
+
+/// How often each (operation, expected outcome) occurred over a run, e.g.
+/// `heartbeat Unauthorized("revoked_token")`, so callers can check that the generator
+/// reached the states that matter.
+pub type Coverage = BTreeMap<String, usize>;
+
+/// Runs `cases` random action sequences (up to 40 actions each) against a registry over
+/// a fresh store from `make_store` (which must return an empty store each time), and
+/// panics with the shrunk failing sequence if the registry and the model disagree.
+/// Returns what the sequences covered.
+pub fn run_model(make_store: impl Fn() -> Arc<dyn PluginStore>, cases: u32) -> Coverage {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let coverage = Mutex::new(Coverage::new());
+    let strategy = (mode(), actions());
+    let result = runner.run(&strategy, |(mode, actions)| {
+        rt.block_on(run_case(make_store(), mode, &actions, &coverage))
+    });
+    if let Err(e) = result {
+        panic!("the registry disagrees with the model: {e}");
+    }
+    coverage
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+}
