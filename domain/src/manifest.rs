@@ -310,6 +310,9 @@ fn to_snake(keyword: &str) -> String {
     out
 }
 
+/// Ids that would collide with the core's own routes (`/plugins/register`).
+pub const RESERVED_IDS: &[&str] = &["register"];
+
 /// Strings of a JSON array member, leniently (non-strings skipped): rules run even on
 /// manifests the schema rejected, so the caller sees every violation at once.
 fn strings<'a>(v: &'a Value, key: &str) -> Vec<&'a str> {
@@ -408,6 +411,13 @@ fn check_rules(m: &Value, out: &mut Vec<Violation>) {
     }
 
     let own_id = m.get("id").and_then(Value::as_str);
+    if let Some(id) = own_id.filter(|id| RESERVED_IDS.contains(id)) {
+        out.push(Violation::new(
+            "/id",
+            "reserved_id",
+            format!("`{id}` is reserved by the core's HTTP API"),
+        ));
+    }
     for (i, d) in m
         .get("dependencies")
         .and_then(Value::as_array)
@@ -528,6 +538,22 @@ mod tests {
         ] {
             assert!(check_domain(bad).is_err(), "{bad} must be rejected");
         }
+    }
+
+    #[test]
+    fn reserved_ids() {
+        let v = ManifestValidator::new().unwrap();
+        let mut m: Value =
+            serde_json::from_str(include_str!("../../schemas/examples/minimal.json")).unwrap();
+        m["id"] = "register".into();
+        let errs = v.validate(&m).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(
+            (errs[0].path.as_str(), errs[0].code.as_str()),
+            ("/id", "reserved_id")
+        );
+        m["id"] = "registered".into();
+        assert!(v.validate(&m).is_ok());
     }
 
     #[test]

@@ -827,6 +827,11 @@ impl Registry {
                         .await?
                         .ok_or(RegistryError::NotFound)?;
                 }
+                Err(StoreError::PreconditionFailed) if admin => {
+                    return Err(RegistryError::store(StoreError::Unavailable(
+                        "record too contended".into(),
+                    )));
+                }
                 Err(StoreError::PreconditionFailed) => {
                     return Err(RegistryError::Unauthorized("revoked_token"));
                 }

@@ -6,14 +6,21 @@
 //! The model states the registry's intended semantics in a few lines each:
 //! - every operation checks 401 (no credential, a credential that does not verify, an
 //!   expired token, a token whose plugin or `jti` is gone) before 403 (a valid
-//!   credential for something else) before 404 (unknown id, admin only);
+//!   credential for something else) before 404 (unknown id, admin only); a correctly
+//!   signed plugin token that is no longer its plugin's current one is 401 everywhere,
+//!   also on another plugin's routes and on admin-only routes: only a current plugin
+//!   token is told 403;
 //! - a new id registers without a credential in dev mode and with the registration
 //!   secret in production mode;
 //! - a held id re-registers only with the plugin's current token, which may have
 //!   expired less than `reregister_grace` ago; never with the registration secret, the
-//!   admin token or another plugin's token (409);
+//!   admin token or another plugin's token (409); a revoked token of the plugin itself
+//!   is 401 before its manifest is looked at;
 //! - re-registration keeps `registered_at`, liveness and health, replaces the manifest
-//!   and rotates the token; refresh rotates the token; deregistration frees the id.
+//!   and rotates the token; refresh rotates the token; deregistration frees the id;
+//! - lifecycle events have the id `{event_type}:{plugin_id}:{token_jti}`, `token_jti`
+//!   being the registration concerned: the new token's for `plugin.registered` and
+//!   `plugin.reregistered`, the removed record's for `plugin.deregistered`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -69,6 +76,10 @@ pub enum Cred {
     Revoked(Index),
     /// A token issued to another plugin, current or not.
     OtherPlugin(Index),
+    /// An unexpired token issued to another plugin that is no longer current (that
+    /// plugin deregistered, or its token replaced); any token of another plugin if there
+    /// is none.
+    StaleOther(Index),
 }
 
 /// The manifest an action sends.
@@ -130,6 +141,7 @@ fn cred() -> impl Strategy<Value = Cred> {
         6 => Just(Cred::Current),
         4 => any::<Index>().prop_map(Cred::Revoked),
         2 => any::<Index>().prop_map(Cred::OtherPlugin),
+        2 => any::<Index>().prop_map(Cred::StaleOther),
     ]
 }
 
@@ -143,14 +155,15 @@ fn register_cred() -> impl Strategy<Value = Cred> {
         6 => Just(Cred::Current),
         4 => any::<Index>().prop_map(Cred::Revoked),
         2 => any::<Index>().prop_map(Cred::OtherPlugin),
+        2 => any::<Index>().prop_map(Cred::StaleOther),
     ]
 }
 
 fn kind() -> impl Strategy<Value = Kind> {
     prop_oneof![
         8 => Just(Kind::Valid),
-        1 => Just(Kind::BadVersion),
-        1 => Just(Kind::PhiWithoutSafeguards),
+        2 => Just(Kind::BadVersion),
+        2 => Just(Kind::PhiWithoutSafeguards),
         1 => Just(Kind::BadId),
     ]
 }
@@ -196,9 +209,9 @@ fn action() -> impl Strategy<Value = Action> {
         6 => (target(), cred(), health())
             .prop_map(|(id, cred, health)| Action::Heartbeat { id, cred, health }),
         4 => (target(), cred()).prop_map(|(id, cred)| Action::Refresh { id, cred }),
-        2 => (target(), cred()).prop_map(|(id, cred)| Action::Deregister { id, cred }),
+        3 => (target(), cred()).prop_map(|(id, cred)| Action::Deregister { id, cred }),
         2 => (target(), cred()).prop_map(|(id, cred)| Action::Get { id, cred }),
-        1 => (target(), cred()).prop_map(|(id, cred)| Action::List { id, cred }),
+        2 => (target(), cred()).prop_map(|(id, cred)| Action::List { id, cred }),
         3 => advance().prop_map(|secs| Action::Advance { secs }),
     ]
 }
@@ -344,6 +357,14 @@ impl Model {
                 b => b,
             },
             Cred::OtherPlugin(ix) => pick(ix, &|h| h.plugin != target),
+            Cred::StaleOther(ix) => match pick(ix, &|h| {
+                h.plugin != target
+                    && !self.expired(h, 0)
+                    && self.records.get(&h.plugin).is_none_or(|r| r.jti != h.jti)
+            }) {
+                Bearer::None => pick(ix, &|h| h.plugin != target),
+                b => b,
+            },
         }
     }
 
@@ -381,21 +402,36 @@ impl Model {
         }
     }
 
-    /// The checks of every plugin-only operation on `id`: 401 → 403 → 401 (gone or
-    /// revoked).
+    /// 401 unless `held` is still the current token of its own plugin.
+    fn is_current(&self, held: &Held) -> Result<(), Outcome> {
+        match self.records.get(&held.plugin) {
+            None => Err(Outcome::Unauthorized("unknown_plugin")),
+            Some(r) if r.jti != held.jti => Err(Outcome::Unauthorized("revoked_token")),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Whether `b` is a correctly signed, unexpired token of a plugin other than `id`
+    /// that is no longer current (its plugin gone or its `jti` replaced).
+    fn stale_of_another(&self, id: &str, b: Bearer) -> bool {
+        match self.authenticate(b) {
+            Ok(Caller::Plugin(h)) => h.plugin != id && self.is_current(h).is_err(),
+            _ => false,
+        }
+    }
+
+    /// The checks of every plugin-only operation on `id`: signature and expiry (401) →
+    /// the token is still its plugin's current one (401) → it is for `id` (403).
     fn authorize_plugin(&self, id: &str, b: Bearer) -> Result<(), Outcome> {
         let held = match self.authenticate(b)? {
             Caller::Admin => return Err(Outcome::Forbidden("plugin_token_required")),
             Caller::Plugin(h) => h,
         };
+        self.is_current(held)?;
         if held.plugin != id {
             return Err(Outcome::Forbidden("token_for_another_plugin"));
         }
-        match self.records.get(id) {
-            None => Err(Outcome::Unauthorized("unknown_plugin")),
-            Some(r) if r.jti != held.jti => Err(Outcome::Unauthorized("revoked_token")),
-            Some(_) => Ok(()),
-        }
+        Ok(())
     }
 
     /// Admin: 404 for an unknown id; a plugin: its own checks.
@@ -410,7 +446,10 @@ impl Model {
     fn list(&self, b: Bearer) -> Result<(), Outcome> {
         match self.authenticate(b)? {
             Caller::Admin => Ok(()),
-            Caller::Plugin(_) => Err(Outcome::Forbidden("admin_token_required")),
+            Caller::Plugin(h) => {
+                self.is_current(h)?;
+                Err(Outcome::Forbidden("admin_token_required"))
+            }
         }
     }
 
@@ -430,11 +469,12 @@ impl Model {
             if Some(held.plugin.as_str()) != id {
                 return Err(Outcome::AlreadyRegistered);
             }
-            if !valid {
-                return Err(Outcome::InvalidManifest);
-            }
+            // 401 before 400: a revoked token learns nothing about its manifest.
             if held.jti != rec.jti {
                 return Err(Outcome::Unauthorized("revoked_token"));
+            }
+            if !valid {
+                return Err(Outcome::InvalidManifest);
             }
             return Ok(true);
         }
@@ -628,12 +668,19 @@ async fn compare_store(w: &World, m: &Model) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// A lifecycle event as [`drain_events`] renders it: its id — type, plugin and the
+/// `jti` of the registration concerned — then its type and its payload's plugin.
+fn lifecycle(event_type: &str, id: &str, jti: &str) -> String {
+    format!("{event_type}:{id}:{jti} {event_type} {id}")
+}
+
 fn drain_events(w: &mut World) -> Result<Vec<String>, TestCaseError> {
     let mut out = Vec::new();
     loop {
         match w.events.try_recv() {
             Ok(e) => out.push(format!(
-                "{} {}",
+                "{} {} {}",
+                e.event_id,
                 e.event_type,
                 e.payload["plugin_id"].as_str().unwrap_or("?")
             )),
@@ -679,6 +726,11 @@ async fn step(
                 Ok(false) => "register new".to_owned(),
                 Err(e) => format!("register {e:?}"),
             });
+            if !valid && want_class == Outcome::Unauthorized("revoked_token") {
+                m.note(
+                    "register Unauthorized(\"revoked_token\") before InvalidManifest".to_owned(),
+                );
+            }
             check!(
                 class(&got) == want_class,
                 "register {id} {kind:?} with {b:?}: got {:?}, model {want_class:?}",
@@ -710,19 +762,20 @@ async fn step(
                     "the manifest is stored as sent"
                 );
                 same_record(&reg.record, id, &rec)?;
-                m.records.insert(id.to_owned(), rec);
-                m.held.push(held);
                 let event = if reregistered {
                     "plugin.reregistered"
                 } else {
                     "plugin.registered"
                 };
-                events.push(format!("{event} {id}"));
+                events.push(lifecycle(event, id, &held.jti));
+                m.records.insert(id.to_owned(), rec);
+                m.held.push(held);
             }
         }
         Action::Heartbeat { id, cred, health } => {
             let id = m.target(id);
             let b = m.resolve(id, cred);
+            let stale = m.stale_of_another(id, b);
             let want = m.authorize_plugin(id, b);
             let got = w
                 .registry
@@ -734,6 +787,11 @@ async fn step(
                 .await;
             let want_class = want.clone().err().unwrap_or(Outcome::Ok);
             m.note(format!("heartbeat {want_class:?}"));
+            if stale {
+                m.note(format!(
+                    "another plugin's route, stale token: {want_class:?}"
+                ));
+            }
             check!(
                 class(&got) == want_class,
                 "heartbeat {id} with {b:?}: got {:?}, model {want_class:?}",
@@ -752,6 +810,7 @@ async fn step(
         Action::Refresh { id, cred } => {
             let id = m.target(id);
             let b = m.resolve(id, cred);
+            let stale = m.stale_of_another(id, b);
             let want = m.authorize_plugin(id, b);
             let got = w
                 .registry
@@ -759,6 +818,11 @@ async fn step(
                 .await;
             let want_class = want.clone().err().unwrap_or(Outcome::Ok);
             m.note(format!("refresh {want_class:?}"));
+            if stale {
+                m.note(format!(
+                    "another plugin's route, stale token: {want_class:?}"
+                ));
+            }
             check!(
                 class(&got) == want_class,
                 "refresh {id} with {b:?}: got {:?}, model {want_class:?}",
@@ -777,6 +841,7 @@ async fn step(
         Action::Deregister { id, cred } => {
             let id = m.target(id);
             let b = m.resolve(id, cred);
+            let stale = m.stale_of_another(id, b);
             let want = m.authorize_admin_or_plugin(id, b);
             let got = w
                 .registry
@@ -784,22 +849,36 @@ async fn step(
                 .await;
             let want_class = want.clone().err().unwrap_or(Outcome::Ok);
             m.note(format!("deregister {want_class:?}"));
+            if stale {
+                m.note(format!(
+                    "another plugin's route, stale token: {want_class:?}"
+                ));
+            }
             check!(
                 class(&got) == want_class,
                 "deregister {id} with {b:?}: got {got:?}, model {want_class:?}"
             );
             if got.is_ok() {
-                m.records.remove(id);
-                events.push(format!("plugin.deregistered {id}"));
+                let removed = m
+                    .records
+                    .remove(id)
+                    .ok_or_else(|| fail(format!("deregistered {id}, which the model lacks")))?;
+                events.push(lifecycle("plugin.deregistered", id, &removed.jti));
             }
         }
         Action::Get { id, cred } => {
             let id = m.target(id);
             let b = m.resolve(id, cred);
+            let stale = m.stale_of_another(id, b);
             let want = m.authorize_admin_or_plugin(id, b);
             let got = w.registry.get(id, m.bearer(b).as_deref()).await;
             let want_class = want.clone().err().unwrap_or(Outcome::Ok);
             m.note(format!("get {want_class:?}"));
+            if stale {
+                m.note(format!(
+                    "another plugin's route, stale token: {want_class:?}"
+                ));
+            }
             check!(
                 class(&got) == want_class,
                 "get {id} with {b:?}: got {:?}, model {want_class:?}",

@@ -28,6 +28,8 @@ pub struct DevSecrets {
     pub generated_admin_token: bool,
     /// The JWT secret was generated at this start.
     pub generated_jwt_secret: bool,
+    /// The admin token came from the secrets file (generated at an earlier start).
+    pub kept_admin_token: bool,
     /// Where they are kept, if anywhere.
     pub path: Option<PathBuf>,
 }
@@ -81,7 +83,10 @@ pub fn resolve(
     out.admin_token = match admin_token {
         Some(t) => Some(t),
         None => match stored.admin_token.clone() {
-            Some(t) => Some(Secret::new(t)),
+            Some(t) => {
+                out.kept_admin_token = true;
+                Some(Secret::new(t))
+            }
             None => {
                 let t = random_secret(24)?;
                 stored.admin_token = Some(t.expose().to_owned());

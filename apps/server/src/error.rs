@@ -78,7 +78,7 @@ impl ApiError {
                 "missing_credentials" => {
                     "Authentication required: send `Authorization: Bearer <token>`.".to_owned()
                 }
-                "expired_token" => "The token has expired; refresh or re-register.".to_owned(),
+                "expired_token" => "The token has expired; re-register with it (within the grace period) to get a new one.".to_owned(),
                 "revoked_token" => "The token has been replaced or revoked.".to_owned(),
                 "unknown_plugin" => "The token's plugin is no longer registered.".to_owned(),
                 "registration_secret_required" => {
@@ -147,7 +147,10 @@ impl IntoResponse for ApiError {
         }
         let mut resp = (status, Json(body)).into_response();
         if let Self::Unauthorized(reason) = self {
-            let value = if reason == "missing_credentials" {
+            let value = if matches!(
+                reason,
+                "missing_credentials" | "registration_secret_required"
+            ) {
                 HeaderValue::from_static("Bearer realm=\"vivified\"")
             } else {
                 HeaderValue::from_static("Bearer realm=\"vivified\", error=\"invalid_token\"")

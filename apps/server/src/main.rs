@@ -79,7 +79,12 @@ fn print_banner(app: &Application) {
                 token.expose()
             ));
         }
-        None => out.push_str("  admin token: from VIVIFIED_ADMIN_TOKEN\n"),
+        None if std::env::var_os("VIVIFIED_ADMIN_TOKEN").is_some() => {
+            out.push_str("  admin token: from VIVIFIED_ADMIN_TOKEN\n");
+        }
+        None => out.push_str(
+            "  admin token: the one shown when it was generated (kept with the secrets below)\n",
+        ),
     }
     match (
         &app.generated().kept_in,

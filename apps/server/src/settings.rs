@@ -247,7 +247,12 @@ impl Settings {
             if let Some((name, value)) = k
                 .env
                 .iter()
-                .find_map(|name| env(name).map(|v| (name.to_string(), v)))
+                // An empty variable (`DATABASE_URL=` in a .env) counts as unset.
+                .find_map(|name| {
+                    env(name)
+                        .filter(|v| !v.trim().is_empty())
+                        .map(|v| (name.to_string(), v))
+                })
             {
                 raw.insert(k.key, (name, value));
             }
@@ -614,6 +619,19 @@ mod tests {
         );
         let s = load(&[("VIVIFIED_STORE", "sqlite:///tmp/x.db")]).unwrap();
         assert_eq!(s.store, StoreSetting::Sqlite(PathBuf::from("/tmp/x.db")));
+    }
+
+    #[test]
+    fn empty_variables_count_as_unset() {
+        let s = load(&[
+            ("DATABASE_URL", ""),
+            ("NATS_URL", " "),
+            ("VIVIFIED_STORE", "memory"),
+        ])
+        .unwrap();
+        assert_eq!(s.store, StoreSetting::Memory);
+        let s = load(&[("VIVIFIED_JWT_SECRET", ""), ("JWT_SECRET", "seed-value")]).unwrap();
+        assert_eq!(s.jwt_secret.unwrap().expose(), "seed-value");
     }
 
     #[test]

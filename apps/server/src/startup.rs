@@ -78,6 +78,8 @@ pub struct GeneratedSecrets {
     pub admin_token: Option<Secret>,
     /// Whether the JWT secret was generated at this start.
     pub jwt_secret: bool,
+    /// The admin token was generated at an earlier start and read back.
+    pub kept_admin_token: bool,
     /// Where generated secrets are kept (`None`: nowhere, they die with the process).
     pub kept_in: Option<std::path::PathBuf>,
 }
@@ -114,6 +116,7 @@ impl Application {
                 generated.admin_token = dev.admin_token.clone();
             }
             generated.jwt_secret = dev.generated_jwt_secret;
+            generated.kept_admin_token = dev.kept_admin_token;
             generated.kept_in = dev.path.clone();
             settings.admin_token = dev.admin_token;
             settings.jwt_secret = dev.jwt_secret;

@@ -228,10 +228,10 @@ impl Server {
             if let Some(status) = self.try_exited() {
                 return Err(format!("exited before it was healthy: {status}"));
             }
-            if let Ok(resp) = client.get(self.url("/health")).send().await {
-                if resp.status() == reqwest::StatusCode::OK {
-                    return Ok(());
-                }
+            if let Ok(resp) = client.get(self.url("/health")).send().await
+                && resp.status() == reqwest::StatusCode::OK
+            {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(format!("/health did not answer 200 within {timeout:?}"));
@@ -262,12 +262,11 @@ impl Server {
 
     /// The exit status, if the process has exited (without waiting).
     fn try_exited(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.status = Some(status);
-                }
-            }
+        if self.status.is_none()
+            && let Some(child) = self.child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            self.status = Some(status);
         }
         self.status
     }
@@ -288,6 +287,18 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Sends SIGKILL (`kill -9`: no drain, no cleanup, like a crash) and waits for the
+    /// process to die; its output is complete afterwards.
+    pub fn kill_hard(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-KILL", &self.pid().to_string()])
+            .status()
+            .expect("run kill -KILL");
+        assert!(status.success(), "kill -KILL failed: {status}");
+        self.wait_exit(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("the server survived SIGKILL for 10 s"))
     }
 
     /// SIGTERM, then waits (at most `timeout`) for a clean exit; panics otherwise.
