@@ -63,7 +63,9 @@ impl TryFrom<PluginRow> for PluginRecord {
     fn try_from(r: PluginRow) -> Result<Self, StoreError> {
         Ok(Self {
             plugin_id: PluginId::parse(&r.plugin_id).map_err(|_| corrupt("id"))?,
-            manifest: serde_json::from_str(&r.manifest).map_err(|_| corrupt("manifest"))?,
+            manifest: std::sync::Arc::new(
+                serde_json::from_str(&r.manifest).map_err(|_| corrupt("manifest"))?,
+            ),
             status: r.status.parse().map_err(|()| corrupt("status"))?,
             health: r.health.parse().map_err(|()| corrupt("health"))?,
             enabled: r.enabled,

@@ -202,16 +202,25 @@ impl ManifestValidator {
     /// # Errors
     /// Every violation found, sorted by path then code; never only the first.
     pub fn validate(&self, manifest: &Value) -> Result<Manifest, Vec<Violation>> {
+        self.validate_owned(manifest.clone())
+    }
+
+    /// [`ManifestValidator::validate`] for a manifest the caller no longer needs: it
+    /// becomes [`Manifest::raw`] without a copy.
+    ///
+    /// # Errors
+    /// Every violation found, sorted by path then code.
+    pub fn validate_owned(&self, manifest: Value) -> Result<Manifest, Vec<Violation>> {
         let mut violations: Vec<Violation> = self
             .schema
-            .iter_errors(manifest)
+            .iter_errors(&manifest)
             .map(|e| schema_violation(&e))
             .collect();
-        check_rules(manifest, &mut violations);
+        check_rules(&manifest, &mut violations);
         if violations.is_empty() {
-            match Manifest::deserialize(manifest) {
+            match Manifest::deserialize(&manifest) {
                 Ok(mut m) => {
-                    m.raw = manifest.clone();
+                    m.raw = manifest;
                     return Ok(m);
                 }
                 Err(e) => violations.push(Violation::new("", "type", e.to_string())),

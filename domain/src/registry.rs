@@ -361,12 +361,29 @@ impl Registry {
         bearer: Option<&str>,
         trace_id: &str,
     ) -> Result<IssuedRegistration, RegistryError> {
-        let result = self.register_inner(manifest, bearer).await;
+        self.register_owned(manifest.clone(), bearer, trace_id)
+            .await
+    }
+
+    /// [`Registry::register`] taking the manifest by value, which saves a copy of it
+    /// (the server's request path).
+    ///
+    /// # Errors
+    /// As [`Registry::register`].
+    pub async fn register_owned(
+        &self,
+        manifest: Value,
+        bearer: Option<&str>,
+        trace_id: &str,
+    ) -> Result<IssuedRegistration, RegistryError> {
         let target = manifest
             .get("id")
             .and_then(Value::as_str)
-            .filter(|s| PluginId::is_valid(s));
-        let target = target.unwrap_or("-");
+            .filter(|s| PluginId::is_valid(s))
+            .unwrap_or("-")
+            .to_owned();
+        let target = target.as_str();
+        let result = self.register_inner(manifest, bearer).await;
         match &result {
             Ok((reg, previous)) => {
                 let action = if reg.reregistered {
@@ -456,7 +473,7 @@ impl Registry {
     /// Registers or re-registers; also returns the record a re-registration replaced.
     async fn register_inner(
         &self,
-        manifest: &Value,
+        manifest: Value,
         bearer: Option<&str>,
     ) -> Result<(IssuedRegistration, Option<PluginRecord>), RegistryError> {
         let claimed_id = manifest
@@ -479,13 +496,13 @@ impl Registry {
                 }
                 let valid = self
                     .validator
-                    .validate(manifest)
+                    .validate_owned(manifest)
                     .map_err(RegistryError::InvalidManifest)?;
                 let now = self.now();
                 let issued = self.issue(&valid.id, now).await?;
                 let record = PluginRecord {
                     plugin_id: valid.id.clone(),
-                    manifest: valid.raw,
+                    manifest: Arc::new(valid.raw),
                     status: Liveness::Registered,
                     health: Health::Unknown,
                     enabled: true,
@@ -507,7 +524,7 @@ impl Registry {
 
     async fn reregister(
         &self,
-        manifest: &Value,
+        manifest: Value,
         bearer: Option<&str>,
         mut current: PluginRecord,
     ) -> Result<(IssuedRegistration, Option<PluginRecord>), RegistryError> {
@@ -527,8 +544,9 @@ impl Registry {
         }
         let valid = self
             .validator
-            .validate(manifest)
+            .validate_owned(manifest)
             .map_err(RegistryError::InvalidManifest)?;
+        let raw = Arc::new(valid.raw);
         for _ in 0..CAS_ATTEMPTS {
             if current.token_jti != claims.jti {
                 return Err(RegistryError::Unauthorized("revoked_token"));
@@ -536,7 +554,7 @@ impl Registry {
             let now = self.now();
             let issued = self.issue(&current.plugin_id, now).await?;
             let mut next = current.clone();
-            next.manifest = valid.raw.clone();
+            next.manifest = Arc::clone(&raw);
             next.token_jti = issued.jti.clone();
             match self.ports.store.replace(next, current.version).await {
                 Ok(stored) => {

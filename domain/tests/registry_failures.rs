@@ -141,7 +141,7 @@ fn registry(store: MockPluginStore) -> Registry {
 fn stored(id: &str, jti: &str) -> PluginRecord {
     PluginRecord {
         version: 3,
-        manifest: manifest(id),
+        manifest: Arc::new(manifest(id)),
         ..record(id, jti)
     }
 }

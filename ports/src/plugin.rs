@@ -148,8 +148,9 @@ impl FromStr for Health {
 pub struct PluginRecord {
     /// The plugin's id (also `manifest.id`).
     pub plugin_id: PluginId,
-    /// The manifest as the plugin sent it, validated, unknown members kept.
-    pub manifest: serde_json::Value,
+    /// The manifest as the plugin sent it, validated, unknown members kept. Shared:
+    /// records are cloned on every read, the manifest need not be.
+    pub manifest: std::sync::Arc<serde_json::Value>,
     /// Liveness.
     pub status: Liveness,
     /// Self-reported health.

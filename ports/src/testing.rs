@@ -20,7 +20,9 @@ pub fn t0() -> OffsetDateTime {
 pub fn record(id: &str, jti: &str) -> PluginRecord {
     PluginRecord {
         plugin_id: PluginId::parse(id).expect("test ids are valid"),
-        manifest: serde_json::json!({ "id": id, "name": format!("Plugin {id}"), "version": "1.0.0" }),
+        manifest: Arc::new(
+            serde_json::json!({ "id": id, "name": format!("Plugin {id}"), "version": "1.0.0" }),
+        ),
         status: Liveness::Registered,
         health: Health::Unknown,
         enabled: true,
@@ -59,7 +61,7 @@ pub async fn plugin_store_conformance(store: Arc<dyn PluginStore>) {
 
 async fn insert_then_get_round_trips(store: &dyn PluginStore) {
     let mut rec = record("conf-a", "jti-a");
-    rec.manifest["extra"] = serde_json::json!({"kept": [1, 2, 3]});
+    Arc::make_mut(&mut rec.manifest)["extra"] = serde_json::json!({"kept": [1, 2, 3]});
     rec.disabled_reason = Some("why not".into());
     let stored = store
         .insert(rec.clone())
@@ -130,7 +132,7 @@ async fn replace_is_conditional_on_version(store: &dyn PluginStore) {
     let stored = store.insert(record("conf-r", "j1")).await.unwrap();
     let mut next = stored.clone();
     next.token_jti = "j2".into();
-    next.manifest["version"] = "2.0.0".into();
+    Arc::make_mut(&mut next.manifest)["version"] = "2.0.0".into();
     let replaced = store
         .replace(next.clone(), stored.version)
         .await
@@ -268,8 +270,8 @@ async fn concurrent_replaces_no_lost_update(store: &Arc<dyn PluginStore>) {
                 let cur = store.get(&pid("conf-cas")).await.unwrap().unwrap();
                 let mut next = cur.clone();
                 let count = next.manifest["count"].as_u64().unwrap_or(0);
-                next.manifest["count"] = (count + 1).into();
-                next.manifest[format!("w{w}")] = done.into();
+                Arc::make_mut(&mut next.manifest)["count"] = (count + 1).into();
+                Arc::make_mut(&mut next.manifest)[format!("w{w}")] = done.into();
                 match store.replace(next, cur.version).await {
                     Ok(_) => done += 1,
                     Err(StoreError::PreconditionFailed) => {}

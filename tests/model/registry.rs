@@ -758,7 +758,7 @@ async fn step(
                     },
                 };
                 check!(
-                    reg.record.manifest == body,
+                    *reg.record.manifest == body,
                     "the manifest is stored as sent"
                 );
                 same_record(&reg.record, id, &rec)?;

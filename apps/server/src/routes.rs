@@ -77,7 +77,7 @@ pub async fn register(
 ) -> Result<Response, ApiError> {
     let reg = state
         .registry
-        .register(&manifest, bearer.as_deref(), &trace_id)
+        .register_owned(manifest, bearer.as_deref(), &trace_id)
         .await
         .map_err(|e| {
             tracing::info!(reason = %e, "registration refused");
@@ -178,7 +178,7 @@ impl<'a> From<&'a PluginRecord> for PluginView<'a> {
     fn from(r: &'a PluginRecord) -> Self {
         Self {
             plugin_id: r.plugin_id.as_str(),
-            manifest: &r.manifest,
+            manifest: &*r.manifest,
             status: r.status.as_str(),
             health: r.health.as_str(),
             enabled: r.enabled,

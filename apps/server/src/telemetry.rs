@@ -43,6 +43,7 @@ where
             .with(
                 tracing_subscriber::fmt::layer()
                     .event_format(JsonLines)
+                    .fmt_fields(NoFields)
                     .with_writer(writer),
             )
             .try_init()
@@ -60,7 +61,23 @@ where
 
 /// The fields of a span, kept in its extensions so every event inside it can carry them
 /// (above all `trace_id`).
-struct SpanFields(serde_json::Map<String, serde_json::Value>);
+struct SpanFields(Vec<(&'static str, serde_json::Value)>);
+
+/// Collects a span's fields cheaply (field names are `'static`); spans are made on every
+/// request, events that read them are rare.
+struct SpanVisitor<'a>(&'a mut Vec<(&'static str, serde_json::Value)>);
+
+impl tracing::field::Visit for SpanVisitor<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push((
+            field.name(),
+            serde_json::Value::String(format!("{value:?}")),
+        ));
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.push((field.name(), value.into()));
+    }
+}
 
 /// Collects an event's or a span's fields into a JSON map.
 struct JsonVisitor<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
@@ -102,11 +119,25 @@ where
         id: &tracing::span::Id,
         ctx: tracing_subscriber::layer::Context<'_, S>,
     ) {
-        let mut fields = serde_json::Map::new();
-        attrs.record(&mut JsonVisitor(&mut fields));
+        let mut fields = Vec::with_capacity(attrs.metadata().fields().len());
+        attrs.record(&mut SpanVisitor(&mut fields));
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(SpanFields(fields));
         }
+    }
+}
+
+/// The fmt layer formats every new span's fields into its extensions; `JsonLines` reads
+/// them from [`SpanFields`] instead, so that work (on every request) is skipped.
+struct NoFields;
+
+impl<'w> tracing_subscriber::fmt::FormatFields<'w> for NoFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        _writer: tracing_subscriber::fmt::format::Writer<'w>,
+        _fields: R,
+    ) -> std::fmt::Result {
+        Ok(())
     }
 }
 
@@ -138,10 +169,16 @@ where
                     continue;
                 };
                 if trace_id.is_none() {
-                    trace_id = f.get("trace_id").cloned();
+                    trace_id = f
+                        .iter()
+                        .find(|(k, _)| *k == "trace_id")
+                        .map(|(_, v)| v.clone());
                 }
                 if span_json.is_empty() {
-                    span_json = f.clone();
+                    span_json = f
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                        .collect();
                     span_json.insert("name".into(), span.name().into());
                 }
             }
@@ -174,7 +211,7 @@ where
 
 /// The span for start-up, shutdown and background work.
 pub fn system_span() -> tracing::Span {
-    tracing::info_span!("system", trace_id = "system")
+    tracing::error_span!("system", trace_id = "system")
 }
 
 /// The trace id of a request: the W3C `traceparent` trace id (wins), else a well-formed
@@ -194,7 +231,42 @@ pub fn trace_id(headers: &axum::http::HeaderMap) -> String {
     {
         return id.to_owned();
     }
-    uuid::Uuid::new_v4().simple().to_string()
+    fresh_trace_id()
+}
+
+/// A fresh random trace id (32 hex digits, as W3C's). A thread-local xorshift generator
+/// seeded from the OS: a syscall per request would cost more than the rest of `/health`.
+/// Trace ids correlate log lines; they are not secrets.
+fn fresh_trace_id() -> String {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<(u64, u64)> = Cell::new(seed());
+    }
+    fn seed() -> (u64, u64) {
+        let mut buf = [0u8; 16];
+        if getrandom::fill(&mut buf).is_err() {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos());
+            buf = t.to_le_bytes();
+        }
+        let a = u64::from_le_bytes(buf[..8].try_into().unwrap_or_default()) | 1;
+        let b = u64::from_le_bytes(buf[8..].try_into().unwrap_or_default()) | 1;
+        (a, b)
+    }
+    STATE.with(|state| {
+        // xorshift128+
+        let next = |state: &Cell<(u64, u64)>| {
+            let (mut s1, s0) = state.get();
+            s1 ^= s1 << 23;
+            s1 ^= s1 >> 17;
+            s1 ^= s0 ^ (s0 >> 26);
+            state.set((s0, s1));
+            s1.wrapping_add(s0)
+        };
+        let (a, b) = (next(state), next(state));
+        format!("{a:016x}{b:016x}")
+    })
 }
 
 /// `00-<32 hex>-<16 hex>-<2 hex>`, trace id not all zeros.
@@ -232,14 +304,14 @@ pub async fn trace_and_timeout(
 ) -> Response {
     let trace_id = trace_id(req.headers());
     req.extensions_mut().insert(TraceId(trace_id.clone()));
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("-", |p| p.as_str())
-        .to_owned();
-    let method = req.method().clone();
-    let span =
-        tracing::info_span!("request", trace_id = %trace_id, method = %method, route = %route);
+    let span = {
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("-", |p| p.as_str());
+        // At ERROR level so the span (and its trace id) exists whenever anything logs.
+        tracing::error_span!("request", trace_id = %trace_id, method = %req.method(), route = %route)
+    };
     let started = std::time::Instant::now();
     let mut resp = async move {
         match tokio::time::timeout(timeout, next.run(req)).await {
