@@ -978,6 +978,16 @@ pub type Coverage = BTreeMap<String, usize>;
 /// panics with the shrunk failing sequence if the registry and the model disagree.
 /// Returns what the sequences covered.
 pub fn run_model(make_store: impl Fn() -> Arc<dyn PluginStore>, cases: u32) -> Coverage {
+    run_model_async(|| std::future::ready(make_store()), cases)
+}
+
+/// [`run_model`] for stores that are made asynchronously (SQL stores): `make_store`
+/// runs on the model's runtime and must return an empty store each time.
+pub fn run_model_async<F, Fut>(make_store: F, cases: u32) -> Coverage
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Arc<dyn PluginStore>>,
+{
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -990,7 +1000,10 @@ pub fn run_model(make_store: impl Fn() -> Arc<dyn PluginStore>, cases: u32) -> C
     let coverage = Mutex::new(Coverage::new());
     let strategy = (mode(), actions());
     let result = runner.run(&strategy, |(mode, actions)| {
-        rt.block_on(run_case(make_store(), mode, &actions, &coverage))
+        rt.block_on(async {
+            let store = make_store().await;
+            run_case(store, mode, &actions, &coverage).await
+        })
     });
     if let Err(e) = result {
         panic!("the registry disagrees with the model: {e}");
