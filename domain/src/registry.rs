@@ -480,6 +480,30 @@ impl Registry {
             .get("id")
             .and_then(Value::as_str)
             .and_then(|s| PluginId::parse(s).ok());
+        // Fast path for the credentials that can only register a NEW id (none in dev
+        // mode, or the registration secret): an id that is held answers 409 to them
+        // whatever the manifest says, so try the insert first and let the store's
+        // primary key decide — one round trip instead of a read and a write.
+        let new_only = bearer.map_or(self.config.mode == Mode::Dev, |b| {
+            Self::is_secret(b, self.config.registration_secret.as_ref())
+        });
+        if new_only {
+            let valid = match self.validator.validate_owned(manifest) {
+                Ok(valid) => valid,
+                Err(violations) => {
+                    let held = match &claimed_id {
+                        Some(id) => self.ports.store.get(id).await?.is_some(),
+                        None => false,
+                    };
+                    return Err(if held {
+                        RegistryError::AlreadyRegistered
+                    } else {
+                        RegistryError::InvalidManifest(violations)
+                    });
+                }
+            };
+            return self.insert_new(valid).await.map(|reg| (reg, None));
+        }
         let existing = match &claimed_id {
             Some(id) => self.ports.store.get(id).await?,
             None => None,
@@ -498,28 +522,36 @@ impl Registry {
                     .validator
                     .validate_owned(manifest)
                     .map_err(RegistryError::InvalidManifest)?;
-                let now = self.now();
-                let issued = self.issue(&valid.id, now).await?;
-                let record = PluginRecord {
-                    plugin_id: valid.id.clone(),
-                    manifest: Arc::new(valid.raw),
-                    status: Liveness::Registered,
-                    health: Health::Unknown,
-                    enabled: true,
-                    disabled_reason: None,
-                    registered_at: now,
-                    last_heartbeat: None,
-                    token_jti: issued.jti.clone(),
-                    version: 0,
-                };
-                let stored = self.ports.store.insert(record).await.map_err(|e| match e {
-                    StoreError::Conflict => RegistryError::AlreadyRegistered,
-                    e => RegistryError::store(e),
-                })?;
-                tracing::info!(plugin_id = %stored.plugin_id, "plugin registered");
-                Ok((self.issued(issued, stored, false), None))
+                self.insert_new(valid).await.map(|reg| (reg, None))
             }
         }
+    }
+
+    /// Inserts a validated manifest as a new registration with a fresh token.
+    async fn insert_new(
+        &self,
+        valid: crate::manifest::Manifest,
+    ) -> Result<IssuedRegistration, RegistryError> {
+        let now = self.now();
+        let issued = self.issue(&valid.id, now).await?;
+        let record = PluginRecord {
+            plugin_id: valid.id.clone(),
+            manifest: Arc::new(valid.raw),
+            status: Liveness::Registered,
+            health: Health::Unknown,
+            enabled: true,
+            disabled_reason: None,
+            registered_at: now,
+            last_heartbeat: None,
+            token_jti: issued.jti.clone(),
+            version: 0,
+        };
+        let stored = self.ports.store.insert(record).await.map_err(|e| match e {
+            StoreError::Conflict => RegistryError::AlreadyRegistered,
+            e => RegistryError::store(e),
+        })?;
+        tracing::info!(plugin_id = %stored.plugin_id, "plugin registered");
+        Ok(self.issued(issued, stored, false))
     }
 
     async fn reregister(

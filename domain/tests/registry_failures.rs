@@ -184,14 +184,46 @@ fn healthy() -> HeartbeatReport {
 
 #[tokio::test]
 async fn register_when_store_get_fails_is_unavailable() {
+    // A plugin token means a possible re-registration: the record is read first.
     let mut store = MockPluginStore::new();
     store.expect_get().returning(|_| Err(down()));
     store.expect_insert().never();
     let r = registry(store);
+    let bearer = tok("alpha", "j1");
     assert_unavailable(
-        r.register(&manifest("alpha"), None, "t").await,
+        r.register(&manifest("alpha"), Some(&bearer), "t").await,
         "plugin store",
     );
+}
+
+#[tokio::test]
+async fn a_new_registration_is_one_store_write_and_no_read() {
+    // Without a credential (dev mode) only a new id can be registered: the store's
+    // primary key decides, with no read before the insert.
+    let mut store = MockPluginStore::new();
+    store.expect_get().never();
+    store.expect_insert().times(1).returning(|mut r| {
+        r.version = 1;
+        Ok(r)
+    });
+    let r = registry(store);
+    assert!(r.register(&manifest("alpha"), None, "t").await.is_ok());
+}
+
+#[tokio::test]
+async fn an_invalid_manifest_for_a_held_id_is_still_409_without_a_token() {
+    let mut store = MockPluginStore::new();
+    store
+        .expect_get()
+        .returning(|_| Ok(Some(stored("alpha", "j1"))));
+    store.expect_insert().never();
+    let r = registry(store);
+    let mut bad = manifest("alpha");
+    bad["version"] = json!("1.0");
+    assert!(matches!(
+        r.register(&bad, None, "t").await,
+        Err(RegistryError::AlreadyRegistered)
+    ));
 }
 
 #[tokio::test]

@@ -51,10 +51,12 @@ async fn ready_is_503_with_a_json_body_when_the_store_does_not_answer() {
 
 #[tokio::test]
 async fn register_is_503_when_the_store_cannot_be_read() {
+    // With a plugin token the registration may be a re-registration: the record is read.
     let mut store = MockPluginStore::new();
     store.expect_get().returning(|_| Err(down()));
     let app = app_over(store);
-    let resp = app.register(&manifest("blocked"), None).await;
+    let token = app.forge("blocked").await;
+    let resp = app.register(&manifest("blocked"), Some(&token)).await;
     assert_unavailable(&resp);
 }
 
