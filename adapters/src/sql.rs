@@ -97,3 +97,159 @@ pub(crate) fn manifest_text(record: &PluginRecord) -> Result<String, StoreError>
 pub(crate) fn limit_i64(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
+
+/// The statements of a SQL [`vivified_ports::PluginStore`], in one backend's dialect.
+/// Every write is one conditional statement returning the row as stored.
+pub(crate) struct Queries {
+    /// Insert a record with version 1, returning it.
+    pub insert: &'static str,
+    /// One record by id.
+    pub get: &'static str,
+    /// Records with id > $1, by id, limit $2.
+    pub list: &'static str,
+    /// Replace if the version matches, returning the row.
+    pub replace: &'static str,
+    /// Heartbeat if the token id matches and the plugin is enabled, returning the row.
+    pub heartbeat: &'static str,
+    /// Delete by id, and by token id when one is given.
+    pub delete: &'static str,
+    /// Whether a record exists (to tell `NotFound` from `PreconditionFailed`).
+    pub exists: &'static str,
+}
+
+/// Implements `PluginStore` for a store type with a `pool` field, running `$queries`.
+/// One implementation for every SQL backend: only the dialect differs.
+macro_rules! sql_plugin_store {
+    ($store:ty, $queries:expr) => {
+        impl $store {
+            /// `NotFound` if the record is gone, else `PreconditionFailed`.
+            async fn missed(&self, id: &PluginId) -> StoreError {
+                match sqlx::query($queries.exists)
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                {
+                    Ok(Some(_)) => StoreError::PreconditionFailed,
+                    Ok(None) => StoreError::NotFound,
+                    Err(e) => $crate::sql::map_err(e),
+                }
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl PluginStore for $store {
+            async fn insert(&self, record: PluginRecord) -> Result<PluginRecord, StoreError> {
+                let row: $crate::sql::PluginRow = sqlx::query_as($queries.insert)
+                    .bind(record.plugin_id.as_str())
+                    .bind($crate::sql::manifest_text(&record)?)
+                    .bind(record.status.as_str())
+                    .bind(record.health.as_str())
+                    .bind(record.enabled)
+                    .bind(record.disabled_reason.as_deref())
+                    .bind($crate::sql::to_micros(record.registered_at))
+                    .bind(record.last_heartbeat.map($crate::sql::to_micros))
+                    .bind(&record.token_jti)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err($crate::sql::map_err)?;
+                row.try_into()
+            }
+
+            async fn get(&self, id: &PluginId) -> Result<Option<PluginRecord>, StoreError> {
+                let row: Option<$crate::sql::PluginRow> = sqlx::query_as($queries.get)
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::sql::map_err)?;
+                row.map(PluginRecord::try_from).transpose()
+            }
+
+            async fn list(
+                &self,
+                after: Option<PluginId>,
+                limit: usize,
+            ) -> Result<Vec<PluginRecord>, StoreError> {
+                let rows: Vec<$crate::sql::PluginRow> = sqlx::query_as($queries.list)
+                    .bind(after.as_ref().map_or("", PluginId::as_str))
+                    .bind($crate::sql::limit_i64(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::sql::map_err)?;
+                rows.into_iter().map(PluginRecord::try_from).collect()
+            }
+
+            async fn replace(
+                &self,
+                record: PluginRecord,
+                expected_version: u64,
+            ) -> Result<PluginRecord, StoreError> {
+                let row: Option<$crate::sql::PluginRow> = sqlx::query_as($queries.replace)
+                    .bind($crate::sql::manifest_text(&record)?)
+                    .bind(record.status.as_str())
+                    .bind(record.health.as_str())
+                    .bind(record.enabled)
+                    .bind(record.disabled_reason.as_deref())
+                    .bind($crate::sql::to_micros(record.registered_at))
+                    .bind(record.last_heartbeat.map($crate::sql::to_micros))
+                    .bind(&record.token_jti)
+                    .bind(record.plugin_id.as_str())
+                    .bind($crate::sql::version_i64(expected_version)?)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::sql::map_err)?;
+                match row {
+                    Some(row) => row.try_into(),
+                    None => Err(self.missed(&record.plugin_id).await),
+                }
+            }
+
+            async fn record_heartbeat(
+                &self,
+                id: &PluginId,
+                token_jti: &str,
+                health: Health,
+                at: OffsetDateTime,
+            ) -> Result<PluginRecord, StoreError> {
+                let row: Option<$crate::sql::PluginRow> = sqlx::query_as($queries.heartbeat)
+                    .bind($crate::sql::to_micros(at))
+                    .bind(health.as_str())
+                    .bind(id.as_str())
+                    .bind(token_jti)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::sql::map_err)?;
+                match row {
+                    Some(row) => row.try_into(),
+                    None => Err(self.missed(id).await),
+                }
+            }
+
+            async fn delete(
+                &self,
+                id: &PluginId,
+                expected_jti: Option<String>,
+            ) -> Result<(), StoreError> {
+                let done = sqlx::query($queries.delete)
+                    .bind(id.as_str())
+                    .bind(expected_jti.as_deref())
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::sql::map_err)?;
+                if done.rows_affected() == 1 {
+                    Ok(())
+                } else {
+                    Err(self.missed(id).await)
+                }
+            }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1")
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::sql::map_err)
+                    .map(|_| ())
+            }
+        }
+    };
+}
+pub(crate) use sql_plugin_store;

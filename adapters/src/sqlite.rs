@@ -5,14 +5,13 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{SqlSafeStr, SqlitePool};
 use time::OffsetDateTime;
 use vivified_ports::{Health, PluginId, PluginRecord, PluginStore, StoreError};
 
-use crate::sql::{PluginRow, limit_i64, manifest_text, map_err, to_micros, version_i64};
+use crate::sql::{Queries, map_err, sql_plugin_store};
 
 macro_rules! cols {
     () => {
@@ -90,159 +89,38 @@ impl SqlitePluginStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
-
-    async fn exists(&self, id: &PluginId) -> Result<bool, StoreError> {
-        let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM plugins WHERE plugin_id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(row.is_some())
-    }
-
-    async fn missed(&self, id: &PluginId) -> StoreError {
-        match self.exists(id).await {
-            Ok(true) => StoreError::PreconditionFailed,
-            Ok(false) => StoreError::NotFound,
-            Err(e) => e,
-        }
-    }
 }
 
-#[async_trait]
-impl PluginStore for SqlitePluginStore {
-    async fn insert(&self, record: PluginRecord) -> Result<PluginRecord, StoreError> {
-        let row: PluginRow = sqlx::query_as(concat!(
-            "INSERT INTO plugins (",
-            cols!(),
-            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING ",
-            cols!()
-        ))
-        .bind(record.plugin_id.as_str())
-        .bind(manifest_text(&record)?)
-        .bind(record.status.as_str())
-        .bind(record.health.as_str())
-        .bind(record.enabled)
-        .bind(record.disabled_reason.as_deref())
-        .bind(to_micros(record.registered_at))
-        .bind(record.last_heartbeat.map(to_micros))
-        .bind(&record.token_jti)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map_err)?;
-        row.try_into()
-    }
+const QUERIES: Queries = Queries {
+    insert: concat!(
+        "INSERT INTO plugins (",
+        cols!(),
+        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING ",
+        cols!()
+    ),
+    get: concat!("SELECT ", cols!(), " FROM plugins WHERE plugin_id = ?"),
+    list: concat!(
+        "SELECT ",
+        cols!(),
+        " FROM plugins WHERE plugin_id > ? ORDER BY plugin_id LIMIT ?"
+    ),
+    replace: concat!(
+        "UPDATE plugins SET manifest = ?, status = ?, health = ?, enabled = ?, disabled_reason = ?, ",
+        "registered_at = ?, last_heartbeat = ?, token_jti = ?, version = version + 1 ",
+        "WHERE plugin_id = ? AND version = ? RETURNING ",
+        cols!()
+    ),
+    heartbeat: concat!(
+        "UPDATE plugins SET last_heartbeat = ?, health = ?, status = 'active', version = version + 1 ",
+        "WHERE plugin_id = ? AND token_jti = ? AND enabled RETURNING ",
+        cols!()
+    ),
+    // `?1`/`?2`: the token id is bound once and used twice.
+    delete: "DELETE FROM plugins WHERE plugin_id = ?1 AND (?2 IS NULL OR token_jti = ?2)",
+    exists: "SELECT 1 FROM plugins WHERE plugin_id = ?",
+};
 
-    async fn get(&self, id: &PluginId) -> Result<Option<PluginRecord>, StoreError> {
-        let row: Option<PluginRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            cols!(),
-            " FROM plugins WHERE plugin_id = ?"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
-        row.map(PluginRecord::try_from).transpose()
-    }
-
-    async fn list(
-        &self,
-        after: Option<PluginId>,
-        limit: usize,
-    ) -> Result<Vec<PluginRecord>, StoreError> {
-        let rows: Vec<PluginRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            cols!(),
-            " FROM plugins WHERE plugin_id > ? ORDER BY plugin_id LIMIT ?"
-        ))
-        .bind(after.as_ref().map_or("", PluginId::as_str))
-        .bind(limit_i64(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
-        rows.into_iter().map(PluginRecord::try_from).collect()
-    }
-
-    async fn replace(
-        &self,
-        record: PluginRecord,
-        expected_version: u64,
-    ) -> Result<PluginRecord, StoreError> {
-        let row: Option<PluginRow> = sqlx::query_as(concat!(
-            "UPDATE plugins SET manifest = ?, status = ?, health = ?, enabled = ?, disabled_reason = ?, ",
-            "registered_at = ?, last_heartbeat = ?, token_jti = ?, version = version + 1 ",
-            "WHERE plugin_id = ? AND version = ? RETURNING ",
-            cols!()
-        ))
-        .bind(manifest_text(&record)?)
-        .bind(record.status.as_str())
-        .bind(record.health.as_str())
-        .bind(record.enabled)
-        .bind(record.disabled_reason.as_deref())
-        .bind(to_micros(record.registered_at))
-        .bind(record.last_heartbeat.map(to_micros))
-        .bind(&record.token_jti)
-        .bind(record.plugin_id.as_str())
-        .bind(version_i64(expected_version)?)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
-        match row {
-            Some(row) => row.try_into(),
-            None => Err(self.missed(&record.plugin_id).await),
-        }
-    }
-
-    async fn record_heartbeat(
-        &self,
-        id: &PluginId,
-        token_jti: &str,
-        health: Health,
-        at: OffsetDateTime,
-    ) -> Result<PluginRecord, StoreError> {
-        let row: Option<PluginRow> = sqlx::query_as(concat!(
-            "UPDATE plugins SET last_heartbeat = ?, health = ?, status = 'active', version = version + 1 ",
-            "WHERE plugin_id = ? AND token_jti = ? AND enabled RETURNING ",
-            cols!()
-        ))
-        .bind(to_micros(at))
-        .bind(health.as_str())
-        .bind(id.as_str())
-        .bind(token_jti)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
-        match row {
-            Some(row) => row.try_into(),
-            None => Err(self.missed(id).await),
-        }
-    }
-
-    async fn delete(&self, id: &PluginId, expected_jti: Option<String>) -> Result<(), StoreError> {
-        let done =
-            sqlx::query("DELETE FROM plugins WHERE plugin_id = ? AND (? IS NULL OR token_jti = ?)")
-                .bind(id.as_str())
-                .bind(expected_jti.as_deref())
-                .bind(expected_jti.as_deref())
-                .execute(&self.pool)
-                .await
-                .map_err(map_err)?;
-        if done.rows_affected() == 1 {
-            Ok(())
-        } else {
-            Err(self.missed(id).await)
-        }
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)
-            .map(|_| ())
-    }
-}
+sql_plugin_store!(SqlitePluginStore, QUERIES);
 
 #[cfg(test)]
 mod tests {
