@@ -14,7 +14,6 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tracing::Instrument;
 use vivified_adapters::clock::SystemClock;
 use vivified_adapters::jwt::{JwtConfig, JwtTokenIssuer};
 use vivified_adapters::memory::{InMemoryAuditLog, InMemoryEventBus, InMemoryPluginStore};
@@ -214,12 +213,12 @@ impl Application {
     /// # Errors
     /// An I/O error of the listener.
     pub async fn run_until(self, signal: impl Future<Output = ()> + Send) -> std::io::Result<()> {
-        let span = telemetry::system_span();
+        // Lines outside a request carry `trace_id` `system` (see `telemetry`).
         let drain_for = self.settings.request_timeout;
         let header_timeout = self.settings.header_read_timeout;
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(signal);
-        span.in_scope(|| tracing::info!(addr = %self.local_addr, mode = ?self.settings.mode, "vivified core listening"));
+        tracing::info!(addr = %self.local_addr, mode = ?self.settings.mode, "vivified core listening");
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => {
@@ -227,7 +226,7 @@ impl Application {
                         Ok(a) => a,
                         Err(e) => {
                             // Out of file descriptors and the like: back off, keep serving.
-                            span.in_scope(|| tracing::warn!(error = %e, "accept failed"));
+                            tracing::warn!(error = %e, "accept failed");
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;
                         }
@@ -245,19 +244,15 @@ impl Application {
                 () = &mut signal => break,
             }
         }
-        async {
-            tracing::info!("shutting down: draining connections");
-            drop(self.listener);
-            if tokio::time::timeout(drain_for, graceful.shutdown())
-                .await
-                .is_err()
-            {
-                tracing::warn!("connections still open after the drain timeout; closing them");
-            }
-            tracing::info!("vivified core stopped");
+        tracing::info!("shutting down: draining connections");
+        drop(self.listener);
+        if tokio::time::timeout(drain_for, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after the drain timeout; closing them");
         }
-        .instrument(span)
-        .await;
+        tracing::info!("vivified core stopped");
         Ok(())
     }
 }

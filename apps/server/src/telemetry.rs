@@ -71,7 +71,7 @@ tokio::task_local! {
     pub static REQUEST: RequestContext;
 }
 
-/// Collects an event's or a span's fields into a JSON map.
+/// Collects an event's fields into a JSON map.
 struct JsonVisitor<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
 
 impl tracing::field::Visit for JsonVisitor<'_> {
@@ -171,11 +171,6 @@ where
         }
         writeln!(writer, "{}", serde_json::Value::Object(line))
     }
-}
-
-/// The span for start-up, shutdown and background work.
-pub fn system_span() -> tracing::Span {
-    tracing::error_span!("system", trace_id = "system")
 }
 
 /// The trace id of a request: the W3C `traceparent` trace id (wins), else a well-formed
