@@ -1,0 +1,1 @@
+//! Vivified test kit (work in progress, issue 4).

@@ -1,0 +1,1 @@
+//! Vivified plugin SDK (work in progress, issue 4).
