@@ -1,1 +1,434 @@
-//! Vivified test kit (work in progress, issue 4).
+//! A real Vivified core, in-process, for plugin tests.
+//!
+//! [`TestCore::start`] builds the core exactly as the `vivified-server` binary does
+//! (`vivified_server::Application::build`), on a free loopback port, with the in-memory
+//! store, and serves it on a task of the calling tokio runtime. It hands back the URL,
+//! the admin token and a handle that stops the core — explicitly with
+//! [`TestCore::stop`], or when it is dropped. Nothing is written to disk and nothing
+//! needs installing: a plugin author tests registration and heartbeats in `cargo test`.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), vivified_testkit::TestkitError> {
+//! use std::time::Duration;
+//!
+//! let core = vivified_testkit::TestCore::builder()
+//!     .heartbeat_interval(Duration::from_millis(200))
+//!     .start()
+//!     .await?;
+//! let answer = core.register(&vivified_testkit::manifest("demo", &[])).await?;
+//! assert_eq!(answer["status"], "registered");
+//! assert_eq!(core.plugins().await?.len(), 1);
+//! core.stop().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Helpers talk to the core as the operator (admin token) or as an anonymous client;
+//! they are for test assertions, not a plugin client (that is `vivified-plugin-sdk`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use vivified_server::{Application, Settings};
+
+/// Why a test core could not start or a helper request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TestkitError {
+    /// The settings the builder produced were refused.
+    #[error("test core settings: {0}")]
+    Settings(#[from] vivified_server::settings::SettingsError),
+    /// The core did not start.
+    #[error("test core did not start: {0}")]
+    Start(#[from] vivified_server::StartupError),
+    /// A helper request did not get an answer.
+    #[error("request to the test core failed: {0}")]
+    Http(#[from] reqwest::Error),
+    /// A helper request got an answer it did not expect.
+    #[error("unexpected answer {status} from the test core: {body}")]
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The body (error bodies of the core never carry secrets).
+        body: String,
+    },
+    /// [`TestCore::wait_for_plugin`] gave up.
+    #[error("timed out after {0:?} waiting for: {1}")]
+    Timeout(Duration, String),
+}
+
+/// Chooses how a [`TestCore`] runs. Every setting not given here has a test-friendly
+/// default: dev mode, in-memory store, loopback port 0, a 250 ms heartbeat interval, a
+/// 5 s request timeout, and random admin token and JWT secret.
+#[derive(Clone, Debug, Default)]
+pub struct TestCoreBuilder {
+    env: BTreeMap<String, String>,
+    bind: Option<SocketAddr>,
+}
+
+/// 24 random bytes as hex (48 characters).
+fn random_secret(prefix: &str) -> String {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).expect("the OS random source answers");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
+}
+
+fn humantime_ms(d: Duration) -> String {
+    format!("{}ms", d.as_millis().max(1))
+}
+
+impl TestCoreBuilder {
+    /// Production mode: registering a new id needs the registration secret (a random
+    /// one unless [`TestCoreBuilder::registration_secret`] sets it). Production mode
+    /// refuses heartbeat intervals under one second, so this sets 1 s unless an interval
+    /// was chosen.
+    pub fn production(mut self) -> Self {
+        self.env.insert("VIVIFIED_MODE".into(), "production".into());
+        self.env
+            .entry("VIVIFIED_REGISTRATION_SECRET".into())
+            .or_insert_with(|| random_secret("tk-reg-"));
+        self.env
+            .entry("VIVIFIED_HEARTBEAT_INTERVAL".into())
+            .or_insert_with(|| "1s".into());
+        self
+    }
+
+    /// The registration secret (used by a production-mode core).
+    pub fn registration_secret(self, secret: &str) -> Self {
+        self.env("VIVIFIED_REGISTRATION_SECRET", secret)
+    }
+
+    /// The admin token.
+    pub fn admin_token(self, token: &str) -> Self {
+        self.env("VIVIFIED_ADMIN_TOKEN", token)
+    }
+
+    /// The JWT secret (two cores with the same secret accept each other's tokens).
+    pub fn jwt_secret(self, secret: &str) -> Self {
+        self.env("JWT_SECRET", secret)
+    }
+
+    /// The heartbeat interval the core tells plugins (sub-second only in dev mode).
+    pub fn heartbeat_interval(self, interval: Duration) -> Self {
+        self.env("VIVIFIED_HEARTBEAT_INTERVAL", &humantime_ms(interval))
+    }
+
+    /// The lifetime of plugin tokens (whole seconds in the token; at least 1 s).
+    pub fn token_ttl(self, ttl: Duration) -> Self {
+        self.env("VIVIFIED_TOKEN_TTL", &humantime_ms(ttl))
+    }
+
+    /// Listens on `addr` instead of a free loopback port (for a core that must come up
+    /// on an address a plugin was already told about).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = Some(addr);
+        self
+    }
+
+    /// Any other core setting, by its environment name (see the README's table).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Builds and starts the core on the current tokio runtime.
+    ///
+    /// # Errors
+    /// [`TestkitError::Settings`] or [`TestkitError::Start`] when the core refuses the
+    /// settings or cannot bind.
+    pub async fn start(self) -> Result<TestCore, TestkitError> {
+        let mut env = self.env;
+        env.entry("VIVIFIED_STORE".into())
+            .or_insert_with(|| "memory".into());
+        env.entry("VIVIFIED_HEARTBEAT_INTERVAL".into())
+            .or_insert_with(|| "250ms".into());
+        env.entry("VIVIFIED_REQUEST_TIMEOUT".into())
+            .or_insert_with(|| "5s".into());
+        env.entry("VIVIFIED_ADMIN_TOKEN".into())
+            .or_insert_with(|| random_secret("tk-adm-"));
+        env.entry("JWT_SECRET".into())
+            .or_insert_with(|| random_secret("tk-jwt-"));
+        let bind = self
+            .bind
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let settings = Settings::load(None, |k| env.get(k).cloned(), Some(bind))?;
+        let registration_secret = settings
+            .registration_secret
+            .as_ref()
+            .map(|s| s.expose().to_owned());
+        let app = Application::build(settings).await?;
+        let addr = app.local_addr();
+        let admin_token = app
+            .admin_token()
+            .map(|t| t.expose().to_owned())
+            .unwrap_or_default();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until(async {
+            let _ = stop_rx.await;
+        }));
+        tracing::debug!(addr = %addr, "test core started");
+        Ok(TestCore {
+            url: format!("http://{addr}"),
+            addr,
+            admin_token,
+            registration_secret,
+            stop: Some(stop_tx),
+            task: Some(task),
+            http: client(),
+        })
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("a plain HTTP client builds")
+}
+
+/// A running in-process core. Dropping it stops the core (without waiting for open
+/// connections); [`TestCore::stop`] stops it and waits until it has.
+pub struct TestCore {
+    url: String,
+    addr: SocketAddr,
+    admin_token: String,
+    registration_secret: Option<String>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for TestCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestCore")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestCore {
+    /// A builder for a core with non-default settings.
+    pub fn builder() -> TestCoreBuilder {
+        TestCoreBuilder::default()
+    }
+
+    /// A dev-mode core with the defaults of [`TestCoreBuilder`].
+    ///
+    /// # Errors
+    /// As [`TestCoreBuilder::start`].
+    pub async fn start() -> Result<Self, TestkitError> {
+        Self::builder().start().await
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The admin token.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// The registration secret, when one is configured.
+    pub fn registration_secret(&self) -> Option<&str> {
+        self.registration_secret.as_deref()
+    }
+
+    /// Stops accepting, lets open requests finish (at most the request timeout, 5 s by
+    /// default) and waits until the core has stopped.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Every plugin record (`GET /plugins`, all pages), as JSON.
+    ///
+    /// # Errors
+    /// [`TestkitError`] when the core does not answer 200.
+    pub async fn plugins(&self) -> Result<Vec<Value>, TestkitError> {
+        let mut all = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = self
+                .admin_get(&format!("/plugins?limit=1000&after={after}"))
+                .await?
+                .ok_or_else(|| TestkitError::Status {
+                    status: 404,
+                    body: "GET /plugins answered 404".into(),
+                })?;
+            if let Some(records) = page["plugins"].as_array() {
+                all.extend(records.iter().cloned());
+            }
+            match page["next_after"].as_str() {
+                Some(next) => after = next.to_owned(),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// One plugin's record (`GET /plugins/{id}` as the admin); `None` on 404.
+    ///
+    /// # Errors
+    /// [`TestkitError`] on any answer but 200 or 404.
+    pub async fn plugin(&self, id: &str) -> Result<Option<Value>, TestkitError> {
+        self.admin_get(&format!("/plugins/{id}")).await
+    }
+
+    /// Deregisters a plugin as the admin (`DELETE /plugins/{id}`); `false` if unknown.
+    ///
+    /// # Errors
+    /// [`TestkitError`] on any answer but 204 or 404.
+    pub async fn deregister(&self, id: &str) -> Result<bool, TestkitError> {
+        let resp = self
+            .http
+            .delete(format!("{}/plugins/{id}", self.url))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await?;
+        match resp.status().as_u16() {
+            204 => Ok(true),
+            404 => Ok(false),
+            status => Err(TestkitError::Status {
+                status,
+                body: resp.text().await.unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// Registers `manifest` directly (`POST /plugins/register`, with the registration
+    /// secret when there is one) and returns the 200 answer, token included: a quick way
+    /// to get a second plugin's token for authorization tests.
+    ///
+    /// # Errors
+    /// [`TestkitError::Status`] with the core's error body on any answer but 200.
+    pub async fn register(&self, manifest: &Value) -> Result<Value, TestkitError> {
+        let mut req = self
+            .http
+            .post(format!("{}/plugins/register", self.url))
+            .json(manifest);
+        if let Some(secret) = &self.registration_secret {
+            req = req.bearer_auth(secret);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let body = resp.text().await?;
+        if status != 200 {
+            return Err(TestkitError::Status { status, body });
+        }
+        serde_json::from_str(&body).map_err(|e| TestkitError::Status {
+            status,
+            body: format!("not JSON: {e}"),
+        })
+    }
+
+    /// Polls the plugin's record every 25 ms until `pred` holds for it (a missing
+    /// record is passed as `Value::Null`), and returns it.
+    ///
+    /// # Errors
+    /// [`TestkitError::Timeout`] (naming `what`) if it does not hold within `timeout`.
+    pub async fn wait_for_plugin(
+        &self,
+        id: &str,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Result<Value, TestkitError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let record = self.plugin(id).await?.unwrap_or(Value::Null);
+            if pred(&record) {
+                return Ok(record);
+            }
+            if Instant::now() >= deadline {
+                return Err(TestkitError::Timeout(
+                    timeout,
+                    format!("{what} (last record: {record})"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn admin_get(&self, path: &str) -> Result<Option<Value>, TestkitError> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await?;
+        match resp.status().as_u16() {
+            200 => Ok(Some(resp.json().await?)),
+            404 => Ok(None),
+            status => Err(TestkitError::Status {
+                status,
+                body: resp.text().await.unwrap_or_default(),
+            }),
+        }
+    }
+}
+
+impl Drop for TestCore {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            // The runtime may be shutting down with the test: do not wait for the drain,
+            // free the port now.
+            task.abort();
+        }
+    }
+}
+
+/// A valid manifest for `id`, declaring `traits` (strings such as `"handles_pii"`) and
+/// the data classification and compliance those traits require, so that the core
+/// accepts it: a quick way to get a second plugin with or without a trait.
+pub fn manifest(id: &str, traits: &[&str]) -> Value {
+    let has = |t: &str| traits.contains(&t);
+    let mut all: Vec<&str> = traits.to_vec();
+    let mut classes = vec!["internal"];
+    if has("handles_pii") {
+        classes.push("pii");
+    }
+    if has("handles_phi") {
+        classes.push("phi");
+        for needed in ["requires_encryption", "audit_required"] {
+            if !all.contains(&needed) {
+                all.push(needed);
+            }
+        }
+    }
+    let sensitive = has("handles_pii") || has("handles_phi");
+    json!({
+        "id": id,
+        "name": format!("Test plugin {id}"),
+        "version": "1.0.0",
+        "contracts": [],
+        "traits": all,
+        "allowed_domains": if has("external_service") { json!(["api.example.com"]) } else { json!([]) },
+        "security": {
+            "authentication_required": sensitive,
+            "data_classification": classes,
+        },
+        "compliance": {
+            "hipaa_controls": if has("handles_phi") { json!(["164.312(a)"]) } else { json!([]) },
+            "audit_level": if has("handles_phi") { "detailed" } else { "basic" },
+        },
+    })
+}

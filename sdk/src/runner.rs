@@ -1,0 +1,576 @@
+//! `Runner`: registers a [`Plugin`] with the core and keeps it registered — retrying
+//! with backoff while the core is down, heartbeating at the interval the core returned,
+//! refreshing the token before it expires, re-registering when the token stops
+//! working, backing off while an operator has disabled the plugin — until it is told
+//! to stop.
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep_until};
+
+use crate::backoff::BackoffState;
+use crate::client::{CoreClient, CoreError, InvalidCoreUrl, Registration};
+use crate::config::{Config, ConfigError};
+use crate::introspect::{Shared, TokenIntrospector};
+use crate::manifest::{Manifest, ManifestError};
+use crate::plugin::{HealthReport, InitializeError, Plugin, PluginContext, ShutdownError};
+use crate::secret::Secret;
+use crate::status::{PluginStatus, Refusal};
+use crate::token_file::TokenFile;
+
+/// Why a runner stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A setting from the environment is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The core URL is not usable.
+    #[error(transparent)]
+    CoreUrl(#[from] InvalidCoreUrl),
+    /// The manifest is invalid (found by the SDK's check or by the core); retrying
+    /// cannot help, so the runner stops.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// [`Plugin::initialize`] failed.
+    #[error("plugin initialization failed: {0}")]
+    Initialize(#[from] InitializeError),
+    /// [`Plugin::shutdown`] failed.
+    #[error("plugin shutdown failed: {0}")]
+    Shutdown(#[from] ShutdownError),
+}
+
+/// Watches and stops a running [`Runner`]. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct RunnerHandle {
+    status: watch::Receiver<PluginStatus>,
+    stop: Arc<watch::Sender<bool>>,
+    introspector: TokenIntrospector,
+}
+
+impl RunnerHandle {
+    /// The current status.
+    pub fn status(&self) -> PluginStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status change.
+    pub fn subscribe(&self) -> watch::Receiver<PluginStatus> {
+        self.status.clone()
+    }
+
+    /// Asks the runner to stop (as a signal would).
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// The introspector of this plugin (checks callers' tokens with the core).
+    pub fn introspector(&self) -> &TokenIntrospector {
+        &self.introspector
+    }
+
+    /// Waits until `pred` holds for the status, at most `timeout`; returns the status
+    /// that satisfied it, or `None` on timeout.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        pred: impl FnMut(&PluginStatus) -> bool,
+    ) -> Option<PluginStatus> {
+        let mut rx = self.status.clone();
+        tokio::time::timeout(timeout, rx.wait_for(pred))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|s| s.clone())
+    }
+}
+
+/// Where the runner is in its cycle.
+enum Phase {
+    /// Not registered (or the token stopped working): register.
+    Register,
+    /// Registered: heartbeat, refresh.
+    Active(Active),
+}
+
+struct Active {
+    expires_at: OffsetDateTime,
+    interval: Duration,
+    next_beat: Instant,
+    refresh_at: Instant,
+}
+
+/// What kind of credential a registration attempt carried (never the value).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bearer {
+    Token,
+    RegistrationSecret,
+    None,
+}
+
+impl Bearer {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Token => "token",
+            Self::RegistrationSecret => "registration_secret",
+            Self::None => "none",
+        }
+    }
+}
+
+/// Runs one plugin against one core. See the crate documentation for the lifecycle.
+pub struct Runner<P: Plugin> {
+    plugin: Arc<P>,
+    config: Config,
+    client: CoreClient,
+    manifest: Manifest,
+    shared: Arc<Shared>,
+    token_file: Option<TokenFile>,
+    status: watch::Sender<PluginStatus>,
+    stop: Arc<watch::Sender<bool>>,
+    introspector: TokenIntrospector,
+}
+
+impl<P: Plugin> Runner<P> {
+    /// Prepares `plugin` to run with `config`: checks its manifest and the core URL.
+    ///
+    /// # Errors
+    /// [`RunError::Manifest`] or [`RunError::CoreUrl`].
+    pub fn new(plugin: P, config: Config) -> Result<Self, RunError> {
+        let manifest = plugin.manifest();
+        manifest.check()?;
+        let client = CoreClient::new(&config.core_url, config.request_timeout)?;
+        let shared = Arc::new(Shared::new(manifest.id.clone(), None));
+        let introspector =
+            TokenIntrospector::new(client.clone(), shared.clone(), config.introspection_cache);
+        let (status, _) = watch::channel(PluginStatus::Starting);
+        let (stop, _) = watch::channel(false);
+        Ok(Self {
+            plugin: Arc::new(plugin),
+            token_file: config.token_file.clone().map(TokenFile::new),
+            config,
+            client,
+            manifest,
+            shared,
+            status,
+            stop: Arc::new(stop),
+            introspector,
+        })
+    }
+
+    /// A handle to watch and stop the runner; take it before calling `run_*`.
+    pub fn handle(&self) -> RunnerHandle {
+        RunnerHandle {
+            status: self.status.subscribe(),
+            stop: self.stop.clone(),
+            introspector: self.introspector.clone(),
+        }
+    }
+
+    /// The plugin.
+    pub fn plugin(&self) -> &Arc<P> {
+        &self.plugin
+    }
+
+    /// Runs until SIGINT or SIGTERM (or [`RunnerHandle::stop`]).
+    ///
+    /// # Errors
+    /// As [`Runner::run_until`].
+    pub async fn run(self) -> Result<(), RunError> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Initializes the plugin, registers it and keeps it registered until `signal`
+    /// completes (or [`RunnerHandle::stop`] is called); then deregisters it if so
+    /// configured and shuts the plugin down.
+    ///
+    /// # Errors
+    /// [`RunError::Initialize`] (nothing was registered), [`RunError::Manifest`] when
+    /// the core refuses the manifest, [`RunError::Shutdown`].
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> Result<(), RunError> {
+        let id = self.manifest.id.clone();
+        self.status.send_replace(PluginStatus::Starting);
+        if let Some(file) = &self.token_file {
+            match file.load(&id) {
+                Ok(Some(token)) => {
+                    tracing::info!(plugin_id = %id, path = %file.path().display(), "using the token kept from the previous run");
+                    self.shared.set_token(Some(token));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(plugin_id = %id, error = %e, "ignoring an unreadable token file")
+                }
+            }
+        }
+        let ctx = PluginContext {
+            plugin_id: id.clone(),
+            core_url: self.client.base_url().to_owned(),
+            status: self.status.subscribe(),
+            stopping: self.stop.subscribe(),
+            introspector: self.introspector.clone(),
+        };
+        if let Err(e) = self.plugin.initialize(ctx).await {
+            tracing::error!(plugin_id = %id, error = %e, "plugin initialization failed");
+            self.status.send_replace(PluginStatus::Stopped);
+            return Err(e.into());
+        }
+        tracing::info!(plugin_id = %id, core_url = %self.client.base_url(), "plugin initialized; registering with the core");
+        let mut stop_rx = self.stop.subscribe();
+        let outcome = tokio::select! {
+            r = self.drive(&mut stop_rx) => r,
+            () = signal => Ok(()),
+        };
+        let finished = self.finish().await;
+        outcome.and(finished)
+    }
+
+    /// The bearer for a registration: the current token, else the registration secret.
+    fn bearer(&self) -> (Bearer, Option<Secret>) {
+        if let Some(token) = self.shared.token() {
+            (Bearer::Token, Some(token))
+        } else if let Some(secret) = &self.config.registration_secret {
+            (Bearer::RegistrationSecret, Some(secret.clone()))
+        } else {
+            (Bearer::None, None)
+        }
+    }
+
+    /// Takes a new token: in memory, on disk, and the refresh schedule.
+    fn adopt(&self, reg: &Registration, next_beat: Instant) -> Active {
+        self.shared.set_token(Some(reg.token.clone()));
+        if let Some(file) = &self.token_file
+            && let Err(e) = file.save(&self.manifest.id, &reg.token)
+        {
+            tracing::warn!(plugin_id = %self.manifest.id, error = %e, "cannot keep the token on disk; a restart will need a new registration");
+        }
+        let left = reg.expires_at - OffsetDateTime::now_utc();
+        let refresh_in = Duration::try_from(left)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .map_or(reg.heartbeat_interval, |d| d.mul_f64(0.75));
+        self.status.send_replace(PluginStatus::Registered {
+            expires_at: reg.expires_at,
+            heartbeat_interval: reg.heartbeat_interval,
+        });
+        Active {
+            expires_at: reg.expires_at,
+            interval: reg.heartbeat_interval,
+            next_beat,
+            refresh_at: Instant::now() + refresh_in,
+        }
+    }
+
+    /// Drops the token (it is dead): memory and disk.
+    fn forget_token(&self) {
+        self.shared.set_token(None);
+        if let Some(file) = &self.token_file
+            && let Err(e) = file.remove()
+        {
+            tracing::warn!(plugin_id = %self.manifest.id, error = %e, "cannot remove the dead token from disk");
+        }
+    }
+
+    /// Waits `delay` unless told to stop first; `true` when told to stop.
+    async fn pause(stop: &mut watch::Receiver<bool>, delay: Duration) -> bool {
+        let stopped = tokio::select! {
+            () = tokio::time::sleep(delay) => false,
+            r = stop.wait_for(|s| *s) => r.is_ok(),
+        };
+        stopped || *stop.borrow()
+    }
+
+    async fn drive(&self, stop: &mut watch::Receiver<bool>) -> Result<(), RunError> {
+        let id = self.manifest.id.as_str();
+        let mut backoff = BackoffState::new(self.config.backoff);
+        let mut refresh_backoff = BackoffState::new(self.config.backoff);
+        let mut phase = Phase::Register;
+        loop {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            match &mut phase {
+                Phase::Register => {
+                    let (kind, bearer) = self.bearer();
+                    match self.client.register(&self.manifest, bearer.as_ref()).await {
+                        Ok(reg) => {
+                            tracing::info!(
+                                plugin_id = %id,
+                                credential = kind.as_str(),
+                                expires_at = %reg.expires_at,
+                                heartbeat_interval_ms = reg.heartbeat_interval.as_millis() as u64,
+                                after_failures = backoff.failures(),
+                                "registered with the core"
+                            );
+                            backoff.reset();
+                            refresh_backoff.reset();
+                            phase = Phase::Active(self.adopt(&reg, Instant::now()));
+                        }
+                        Err(CoreError::InvalidManifest { violations }) => {
+                            for v in &violations {
+                                tracing::error!(plugin_id = %id, path = %v.path, code = %v.code, message = %v.message, "the core refused the manifest");
+                            }
+                            return Err(RunError::Manifest(ManifestError { violations }));
+                        }
+                        Err(CoreError::Unauthorized { reason }) if kind == Bearer::Token => {
+                            // The kept token is dead (another JWT secret, an emptied store,
+                            // expired past the grace, replaced): register as new.
+                            tracing::warn!(plugin_id = %id, reason = %reason, "the core refused the kept token; registering as a new plugin");
+                            self.forget_token();
+                        }
+                        Err(e) => {
+                            let delay = backoff.next_delay();
+                            let status = match &e {
+                                CoreError::AlreadyRegistered => {
+                                    PluginStatus::Refused(Refusal::AlreadyRegistered)
+                                }
+                                CoreError::Unauthorized { reason }
+                                    if reason == "registration_secret_required" =>
+                                {
+                                    PluginStatus::Refused(Refusal::RegistrationSecretRequired)
+                                }
+                                CoreError::Unauthorized { reason }
+                                | CoreError::Forbidden { reason } => {
+                                    PluginStatus::Refused(Refusal::Unauthorized(reason.clone()))
+                                }
+                                CoreError::PluginDisabled => PluginStatus::Disabled,
+                                _ => PluginStatus::Connecting {
+                                    attempt: backoff.failures(),
+                                },
+                            };
+                            let message = match &e {
+                                CoreError::AlreadyRegistered => {
+                                    "the id is held by another registration and this plugin has no valid token for it; an operator can free it with DELETE /plugins/{id}; retrying"
+                                }
+                                CoreError::Unauthorized { .. } | CoreError::Forbidden { .. } => {
+                                    "the core refused the registration credential; retrying"
+                                }
+                                CoreError::PluginDisabled => {
+                                    "the plugin is disabled by an operator; retrying"
+                                }
+                                e if e.is_transient() => {
+                                    "core not reachable; retrying registration"
+                                }
+                                _ => "registration failed; retrying",
+                            };
+                            tracing::warn!(
+                                plugin_id = %id,
+                                attempt = backoff.failures(),
+                                retry_in_ms = delay.as_millis() as u64,
+                                credential = kind.as_str(),
+                                error = %e,
+                                "{message}"
+                            );
+                            self.status.send_replace(status);
+                            if Self::pause(stop, delay).await {
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+                Phase::Active(active) => {
+                    let wake_at = active.next_beat.min(active.refresh_at);
+                    tokio::select! {
+                        () = sleep_until(wake_at) => {}
+                        r = stop.wait_for(|s| *s) => {
+                            if r.is_ok() {
+                                return Ok(());
+                            }
+                        }
+                        () = self.shared.token_refused.notified() => {
+                            active.next_beat = Instant::now();
+                        }
+                    }
+                    let now = Instant::now();
+                    if now >= active.refresh_at
+                        && let Some(next) = self.refresh(active, &mut refresh_backoff).await
+                    {
+                        phase = next;
+                        continue;
+                    }
+                    if now >= active.next_beat
+                        && let Some(next) = self.heartbeat(active, &mut backoff).await
+                    {
+                        phase = next;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Refreshes the token; `Some(phase)` when the runner must change phase.
+    async fn refresh(&self, active: &mut Active, backoff: &mut BackoffState) -> Option<Phase> {
+        let id = self.manifest.id.as_str();
+        let token = self.shared.token()?;
+        match self.client.refresh(id, &token).await {
+            Ok(reg) => {
+                tracing::info!(plugin_id = %id, expires_at = %reg.expires_at, "token refreshed");
+                backoff.reset();
+                let next_beat = active.next_beat;
+                Some(Phase::Active(self.adopt(&reg, next_beat)))
+            }
+            Err(
+                e @ (CoreError::Unauthorized { .. }
+                | CoreError::NotFound
+                | CoreError::Forbidden { .. }),
+            ) => {
+                tracing::info!(plugin_id = %id, error = %e, "token refresh refused; re-registering");
+                Some(Phase::Register)
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(plugin_id = %id, attempt = backoff.failures(), retry_in_ms = delay.as_millis() as u64, expires_at = %active.expires_at, error = %e, "token refresh failed; retrying");
+                active.refresh_at = Instant::now() + delay;
+                None
+            }
+        }
+    }
+
+    /// Sends one heartbeat; `Some(phase)` when the runner must change phase.
+    async fn heartbeat(&self, active: &mut Active, backoff: &mut BackoffState) -> Option<Phase> {
+        let id = self.manifest.id.as_str();
+        let Some(token) = self.shared.token() else {
+            return Some(Phase::Register);
+        };
+        let report = match tokio::time::timeout(
+            self.config.request_timeout,
+            self.plugin.health_check(),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!(plugin_id = %id, timeout_ms = self.config.request_timeout.as_millis() as u64, "health check timed out; reporting unhealthy");
+                HealthReport::unhealthy().with_detail("reason", "health_check_timeout")
+            }
+        };
+        match self.client.heartbeat(id, &token, &report).await {
+            Ok(()) => {
+                let was = self.status.borrow().clone();
+                if !was.is_registered() {
+                    tracing::info!(plugin_id = %id, after_failures = backoff.failures(), "heartbeats accepted");
+                }
+                backoff.reset();
+                self.status.send_replace(PluginStatus::Registered {
+                    expires_at: active.expires_at,
+                    heartbeat_interval: active.interval,
+                });
+                active.next_beat = Instant::now() + active.interval;
+                None
+            }
+            Err(
+                e @ (CoreError::Unauthorized { .. }
+                | CoreError::NotFound
+                | CoreError::Forbidden { .. }),
+            ) => {
+                // The token is no longer accepted (expired, replaced, the plugin was
+                // deregistered, the core lost its store): register again with it — the
+                // core accepts it within the grace — or as new.
+                tracing::info!(plugin_id = %id, error = %e, "heartbeat refused; re-registering");
+                Some(Phase::Register)
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                let (status, message) = match &e {
+                    CoreError::PluginDisabled => (
+                        PluginStatus::Disabled,
+                        "the plugin is disabled by an operator; heartbeating with backoff",
+                    ),
+                    e if e.is_transient() => (
+                        PluginStatus::CoreUnavailable {
+                            failures: backoff.failures(),
+                        },
+                        "heartbeat failed; core unavailable, retrying",
+                    ),
+                    _ => (
+                        PluginStatus::CoreUnavailable {
+                            failures: backoff.failures(),
+                        },
+                        "heartbeat rejected; retrying",
+                    ),
+                };
+                tracing::warn!(plugin_id = %id, attempt = backoff.failures(), retry_in_ms = delay.as_millis() as u64, error = %e, "{message}");
+                self.status.send_replace(status);
+                active.next_beat = Instant::now() + delay;
+                None
+            }
+        }
+    }
+
+    async fn finish(&self) -> Result<(), RunError> {
+        let id = self.manifest.id.as_str();
+        self.status.send_replace(PluginStatus::Stopping);
+        self.stop.send_replace(true);
+        if self.config.deregister_on_shutdown
+            && let Some(token) = self.shared.token()
+        {
+            match self.client.deregister(id, &token).await {
+                Ok(()) => {
+                    tracing::info!(plugin_id = %id, "deregistered from the core");
+                    self.forget_token();
+                }
+                Err(e) => tracing::warn!(plugin_id = %id, error = %e, "deregistration failed"),
+            }
+        }
+        let result =
+            match tokio::time::timeout(self.config.request_timeout, self.plugin.shutdown()).await {
+                Ok(r) => r,
+                Err(_) => Err(ShutdownError::Timeout(self.config.request_timeout)),
+            };
+        if let Err(e) = &result {
+            tracing::error!(plugin_id = %id, error = %e, "plugin shutdown failed");
+        }
+        self.status.send_replace(PluginStatus::Stopped);
+        tracing::info!(plugin_id = %id, "plugin stopped");
+        result.map_err(RunError::from)
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Everything a plugin's `main` needs: JSON logs on stdout ([`crate::init_logging`]),
+/// [`Config::from_env`], and a [`Runner`] until SIGINT/SIGTERM. Returns the exit code:
+/// success after a clean stop, 2 for a configuration or manifest error, 1 otherwise.
+pub async fn run<P: Plugin>(plugin: P) -> ExitCode {
+    crate::init_logging();
+    let result = async {
+        let config = Config::from_env()?;
+        Runner::new(plugin, config)?.run().await
+    }
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "plugin stopped with an error");
+            match e {
+                RunError::Config(_) | RunError::CoreUrl(_) | RunError::Manifest(_) => {
+                    ExitCode::from(2)
+                }
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
