@@ -1,1 +1,64 @@
-fn main() {}
+//! `vivified`: validate plugin manifests, run the core, and operate a running core.
+//!
+//! Exit codes: 0 success; 1 the thing asked about is not so (an invalid manifest, an
+//! unhealthy endpoint) or the core refused or could not be reached; 2 bad usage, a bad
+//! setting or an unreadable file. Every error is one line on stderr, `vivified: …`.
+
+mod client;
+mod error;
+mod healthcheck;
+mod plugins;
+#[cfg(feature = "serve")]
+mod serve;
+mod text;
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use error::Error;
+
+/// The Vivified plugin platform's command line: validate manifests, run the core,
+/// operate a running core.
+#[derive(Debug, Parser)]
+#[command(name = "vivified", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check plugin manifests with the core's own schema and rules (exit 0 valid, 1
+    /// invalid, 2 unreadable).
+    Validate(validate::Args),
+    /// Start the core: the same settings and start-up as the vivified-server binary.
+    #[cfg(feature = "serve")]
+    Serve(serve::Args),
+    /// List, inspect, disable, enable and deregister the plugins of a running core
+    /// (admin token from VIVIFIED_ADMIN_TOKEN).
+    Plugins(plugins::Args),
+    /// Exit 0 when a health endpoint answers 200, else 1 (for container health checks).
+    Healthcheck(healthcheck::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => validate::run(&args),
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => serve::run(args),
+        Command::Plugins(args) => plugins::run(args),
+        Command::Healthcheck(args) => healthcheck::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if !e.is_broken_pipe() {
+                eprintln!("vivified: {e}");
+            }
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! The command's errors: one line each, and the exit code each one means.
+
+use crate::client::ClientError;
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Talking to the core failed (usage, transport or an answer of the core).
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The manifest schema embedded in the binary did not compile (a build defect).
+    #[error(transparent)]
+    Schema(#[from] vivified_domain::manifest::SchemaError),
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// Writing to stdout failed.
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+    /// `vivified serve`: a setting is wrong or the core could not start.
+    #[cfg(feature = "serve")]
+    #[error(transparent)]
+    Startup(#[from] vivified_server::StartupError),
+    /// `vivified serve`: a setting is wrong.
+    #[cfg(feature = "serve")]
+    #[error(transparent)]
+    Settings(#[from] vivified_server::settings::SettingsError),
+}
+
+impl Error {
+    /// 2 for usage and configuration errors (the command never got to ask), else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Client(e) if e.is_usage() => 2,
+            Self::Schema(_) => 2,
+            #[cfg(feature = "serve")]
+            Self::Startup(_) | Self::Settings(_) => 2,
+            _ => 1,
+        }
+    }
+
+    /// A closed stdout (`vivified plugins list | head -1`) is not worth a message.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Self::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// A current-thread runtime for the HTTP commands.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)
+}
