@@ -511,6 +511,11 @@ impl ManifestBuilder {
         self
     }
 
+    /// The manifest without checking it, for tools that want the core to be the judge.
+    pub fn into_unchecked(self) -> Manifest {
+        self.manifest
+    }
+
     /// Checks and returns the manifest.
     ///
     /// # Errors

@@ -1,0 +1,198 @@
+//! Shared by the SDK's integration tests: a configurable test plugin, log capture,
+//! temporary directories.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use vivified_plugin_sdk::{
+    Backoff, Config, HealthReport, InitializeError, Manifest, Plugin, PluginContext, async_trait,
+};
+
+/// A plugin whose manifest, health and initialization outcome the test chooses, and
+/// which records what the runner did to it.
+pub struct TestPlugin {
+    pub manifest: Manifest,
+    pub health: Arc<Mutex<HealthReport>>,
+    pub fail_init: bool,
+    pub initialized: Arc<AtomicBool>,
+    pub shut_down: Arc<AtomicBool>,
+    pub health_checks: Arc<AtomicU32>,
+    pub ctx: Arc<Mutex<Option<PluginContext>>>,
+}
+
+impl TestPlugin {
+    pub fn new(id: &str) -> Self {
+        Self::with_manifest(
+            Manifest::builder(id, format!("Test {id}"), "1.0.0")
+                .build()
+                .unwrap(),
+        )
+    }
+
+    pub fn with_manifest(manifest: Manifest) -> Self {
+        Self {
+            manifest,
+            health: Arc::new(Mutex::new(HealthReport::healthy())),
+            fail_init: false,
+            initialized: Arc::new(AtomicBool::new(false)),
+            shut_down: Arc::new(AtomicBool::new(false)),
+            health_checks: Arc::new(AtomicU32::new(0)),
+            ctx: Arc::new(Mutex::new(None)),
+        }
+    }
+}
+
+#[async_trait]
+impl Plugin for TestPlugin {
+    fn manifest(&self) -> Manifest {
+        self.manifest.clone()
+    }
+
+    async fn initialize(&self, ctx: PluginContext) -> Result<(), InitializeError> {
+        if self.fail_init {
+            return Err(InitializeError::Config(
+                "PLUGIN_TEST: refused on purpose".into(),
+            ));
+        }
+        *self.ctx.lock().unwrap_or_else(PoisonError::into_inner) = Some(ctx);
+        self.initialized.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn health_check(&self) -> HealthReport {
+        self.health_checks.fetch_add(1, Ordering::SeqCst);
+        self.health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    async fn shutdown(&self) -> Result<(), vivified_plugin_sdk::ShutdownError> {
+        self.shut_down.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// A configuration for `core_url` with fast retries.
+pub fn fast_config(core_url: &str) -> Config {
+    let mut c = Config::new(core_url);
+    c.backoff = Backoff {
+        initial: Duration::from_millis(40),
+        max: Duration::from_millis(300),
+    };
+    c.request_timeout = Duration::from_secs(3);
+    c
+}
+
+/// Log lines written while the guard lives (on this thread: tests use the
+/// current-thread runtime, so the runner's tasks log here too).
+#[derive(Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<u8>>>);
+
+pub struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = LogWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        LogWriter(self.0.clone())
+    }
+}
+
+impl Logs {
+    /// Captures JSON logs (as `init_logging` writes them) until the guard drops.
+    pub fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Self::default();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(logs.clone())
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        (logs, guard)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+    }
+
+    /// Every line, parsed (panics on a line that is not JSON).
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        self.text()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    /// The lines whose message is `message`.
+    pub fn with_message(&self, message: &str) -> Vec<serde_json::Value> {
+        self.lines()
+            .into_iter()
+            .filter(|l| l["fields"]["message"] == message)
+            .collect()
+    }
+}
+
+/// A new empty directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "vivified-sdk-{tag}-{}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The token kept in a token file.
+pub fn token_in(file: &std::path::Path) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(file).expect("token file")).unwrap();
+    v["token"].as_str().unwrap().to_owned()
+}

@@ -1,0 +1,183 @@
+//! Every manifest the SDK builds is one the core's schema and rules accept, and the
+//! SDK's own check agrees with the core's validator (`vivified-domain`'s
+//! `ManifestValidator`, compiled from `schemas/manifest.schema.json`).
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use vivified_domain::ManifestValidator;
+use vivified_plugin_sdk::{AuditLevel, Contract, DataClass, Manifest, PluginTrait};
+
+const TRAITS: [PluginTrait; 5] = [
+    PluginTrait::HandlesPhi,
+    PluginTrait::HandlesPii,
+    PluginTrait::RequiresEncryption,
+    PluginTrait::ExternalService,
+    PluginTrait::AuditRequired,
+];
+
+const CLASSES: [DataClass; 3] = [DataClass::Internal, DataClass::Phi, DataClass::Pii];
+
+fn example(name: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../schemas/examples")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("example file")).expect("JSON")
+}
+
+fn user_management() -> Manifest {
+    Manifest::builder("user-management", "User Management Plugin", "1.0.0")
+        .description("Manages user profiles and extended attributes")
+        .contract(Contract::IdentityPlugin)
+        .traits([PluginTrait::HandlesPii, PluginTrait::AuditRequired])
+        .endpoint("health", "/health")
+        .endpoint("user_info", "/api/users/{id}")
+        .authentication_required(true)
+        .data_classification([DataClass::Pii, DataClass::Internal])
+        .hipaa_controls(["164.312(a)", "164.312(d)"])
+        .audit_level(AuditLevel::Detailed)
+        .build()
+        .expect("the seed's manifest is valid")
+}
+
+#[test]
+fn the_seed_manifest_serialises_to_the_example_file() {
+    let built = serde_json::to_value(user_management()).unwrap();
+    assert_eq!(built, example("user-management.json"));
+    let validator = ManifestValidator::new().unwrap();
+    validator.validate(&built).expect("the core accepts it");
+    // And the example parses into the typed manifest.
+    let parsed: Manifest = serde_json::from_value(example("user-management.json")).unwrap();
+    assert_eq!(parsed, user_management());
+}
+
+#[test]
+fn a_full_manifest_is_accepted() {
+    let m = Manifest::builder("records-gateway", "Records gateway", "2.10.3")
+        .description("Everything a manifest can say")
+        .contract(Contract::CommunicationPlugin)
+        .contract(Contract::StoragePlugin)
+        .contract(Contract::IdentityPlugin)
+        .traits(TRAITS)
+        .dependency("user-management")
+        .allowed_domain("api.example.com")
+        .allowed_domain("*.records.example.org")
+        .endpoint("health", "/health")
+        .authentication_required(true)
+        .data_classification([
+            DataClass::Public,
+            DataClass::Internal,
+            DataClass::Confidential,
+            DataClass::Phi,
+            DataClass::Pii,
+        ])
+        .hipaa_controls(["164.312(a)", "164.312(b)", "164.312(e)"])
+        .audit_level(AuditLevel::Complete)
+        .build()
+        .unwrap();
+    let v = serde_json::to_value(&m).unwrap();
+    ManifestValidator::new().unwrap().validate(&v).unwrap();
+    let minimal =
+        serde_json::to_value(Manifest::builder("m", "M", "0.0.1").build().unwrap()).unwrap();
+    ManifestValidator::new()
+        .unwrap()
+        .validate(&minimal)
+        .unwrap();
+}
+
+fn codes_of_domain(v: &Value, validator: &ManifestValidator) -> BTreeSet<(String, String)> {
+    match validator.validate(v) {
+        Ok(_) => BTreeSet::new(),
+        Err(violations) => violations.into_iter().map(|v| (v.path, v.code)).collect(),
+    }
+}
+
+/// Every combination of traits, classes, authentication, audit level, HIPAA controls
+/// and allowed domains: the SDK's check and the core's validator find the same
+/// violations (path and code), and whatever the SDK builds the core accepts.
+#[test]
+fn sdk_check_agrees_with_the_core_on_every_rule_combination() {
+    let validator = ManifestValidator::new().unwrap();
+    let mut accepted = 0;
+    let mut checked = 0;
+    for trait_bits in 0u32..(1 << TRAITS.len()) {
+        for class_bits in 0u32..(1 << CLASSES.len()) {
+            for auth in [false, true] {
+                for level in [AuditLevel::Basic, AuditLevel::Detailed] {
+                    for controls in [false, true] {
+                        for domains in [false, true] {
+                            let traits = TRAITS
+                                .iter()
+                                .enumerate()
+                                .filter(|(i, _)| trait_bits & (1 << i) != 0)
+                                .map(|(_, t)| *t);
+                            let classes = CLASSES
+                                .iter()
+                                .enumerate()
+                                .filter(|(i, _)| class_bits & (1 << i) != 0)
+                                .map(|(_, c)| *c);
+                            let mut b = Manifest::builder("combo", "Combo", "1.2.3")
+                                .traits(traits)
+                                .data_classification(classes)
+                                .authentication_required(auth)
+                                .audit_level(level);
+                            if controls {
+                                b = b.hipaa_controls(["164.312(a)"]);
+                            }
+                            if domains {
+                                b = b.allowed_domain("api.example.com");
+                            }
+                            let sdk = match b.clone().build() {
+                                Ok(m) => {
+                                    let v = serde_json::to_value(&m).unwrap();
+                                    assert!(
+                                        validator.validate(&v).is_ok(),
+                                        "the SDK built a manifest the core refuses: {v}"
+                                    );
+                                    accepted += 1;
+                                    BTreeSet::new()
+                                }
+                                Err(e) => {
+                                    e.violations.into_iter().map(|v| (v.path, v.code)).collect()
+                                }
+                            };
+                            // Serialise the unchecked manifest to compare the verdicts.
+                            let raw = serde_json::to_value(b.into_unchecked()).unwrap();
+                            assert_eq!(sdk, codes_of_domain(&raw, &validator), "{raw}");
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 32 * 8 * 2 * 2 * 2 * 2);
+    assert!(accepted > 50, "only {accepted} combinations were valid");
+}
+
+#[test]
+fn shape_violations_match_the_core() {
+    let validator = ManifestValidator::new().unwrap();
+    let cases = [
+        Manifest::builder("Bad_Id", "Bad", "1.0.0"),
+        Manifest::builder("ok", "", "1.0.0"),
+        Manifest::builder("ok", "Ok", "1.0"),
+        Manifest::builder("ok", "Ok", "v1.0.0"),
+        Manifest::builder("register", "Reserved", "1.0.0"),
+        Manifest::builder("ok", "Ok", "1.0.0").dependency("Not An Id"),
+        Manifest::builder("ok", "Ok", "1.0.0").dependency("ok"),
+        Manifest::builder("ok", "Ok", "1.0.0").endpoint("x/y", "relative"),
+        Manifest::builder(&"x".repeat(64), "Long", "1.0.0"),
+        Manifest::builder("ok", "n".repeat(129), "1.0.0"),
+        Manifest::builder("ok", "Ok", "1.0.0").description("d".repeat(1025)),
+    ];
+    for b in cases {
+        let sdk: BTreeSet<(String, String)> = match b.clone().build() {
+            Ok(_) => BTreeSet::new(),
+            Err(e) => e.violations.into_iter().map(|v| (v.path, v.code)).collect(),
+        };
+        let raw = serde_json::to_value(b.into_unchecked()).unwrap();
+        assert!(!sdk.is_empty(), "the SDK accepted {raw}");
+        assert_eq!(sdk, codes_of_domain(&raw, &validator), "{raw}");
+    }
+}
