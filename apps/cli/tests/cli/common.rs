@@ -1,0 +1,235 @@
+//! Test support: the `vivified` binary run as a child process with a clean
+//! environment, and a real core started in-process (`Application::build` on a free
+//! loopback port, memory store) on a runtime of its own.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use vivified_server::{Application, Settings};
+
+/// The admin token of every in-process core.
+pub const ADMIN_TOKEN: &str = "adm-cli-test-Q7w2E9r4T6y1U3i5";
+/// The JWT secret of every in-process core.
+pub const JWT_SECRET: &str = "jwt-cli-test-Zq3v9X1pLk2Rt7Yw0Bn4Hs8Dm6Fc5Ja1Ge";
+
+/// A path under the repository root.
+pub fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
+}
+
+/// A fresh, empty temporary directory (removed by [`TempDir`]'s drop).
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("vivified-cli-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `vivified` with an empty environment (plus `PATH`), stdin closed, run in `dir`.
+pub fn vivified(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vivified"));
+    cmd.env_clear().current_dir(dir).stdin(Stdio::null());
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd
+}
+
+/// A finished run: exit code, stdout and stderr as text.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Runs `cmd` to completion.
+    pub fn of(cmd: &mut Command) -> Self {
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = cmd.output().expect("run vivified");
+        Self {
+            code: status.code().expect("exited, not killed by a signal"),
+            stdout: String::from_utf8(stdout).expect("utf-8 stdout"),
+            stderr: String::from_utf8(stderr).expect("utf-8 stderr"),
+        }
+    }
+
+    /// Asserts stderr is exactly one `vivified: …` line containing `needle`.
+    pub fn assert_one_error_line(&self, needle: &str) {
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line on stderr: {:?}", self.stderr);
+        assert!(
+            lines[0].starts_with("vivified: ") && lines[0].contains(needle),
+            "stderr {:?} should contain {needle:?}",
+            lines[0]
+        );
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A real core on a free loopback port, in dev mode on the memory store, with a known
+/// admin token, served by a runtime of its own; dropping it stops it.
+pub struct Core {
+    runtime: tokio::runtime::Runtime,
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    http: reqwest::Client,
+}
+
+impl Core {
+    pub fn start() -> Self {
+        let env: BTreeMap<&str, &str> = [
+            ("VIVIFIED_STORE", "memory"),
+            ("VIVIFIED_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("JWT_SECRET", JWT_SECRET),
+        ]
+        .into();
+        let settings = Settings::load(
+            None,
+            |k| env.get(k).map(|v| (*v).to_owned()),
+            Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        )
+        .expect("test settings");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let app = runtime
+            .block_on(Application::build(settings))
+            .expect("the core starts");
+        let addr = app.local_addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        runtime.spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("an HTTP client");
+        Self {
+            runtime,
+            addr,
+            stop: Some(stop),
+            http,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `vivified` in `dir` pointed at this core with its admin token.
+    pub fn cli(&self, dir: &Path) -> Command {
+        let mut cmd = vivified(dir);
+        cmd.env("VIVIFIED_CORE_URL", self.url())
+            .env("VIVIFIED_ADMIN_TOKEN", ADMIN_TOKEN);
+        cmd
+    }
+
+    /// Sends a request; the status and the JSON body (`Null` when empty).
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.runtime.block_on(async {
+            let mut req = self.http.request(method, format!("{}{path}", self.url()));
+            if let Some(t) = bearer {
+                req = req.bearer_auth(t);
+            }
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let resp = req.send().await.expect("the core answers");
+            let status = resp.status().as_u16();
+            let bytes = resp.bytes().await.expect("a body");
+            let body = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).expect("a JSON body")
+            };
+            (status, body)
+        })
+    }
+
+    /// Registers `id` with the example manifest `user-management.json` (dev mode: no
+    /// credential needed); returns the plugin's token.
+    pub fn register(&self, id: &str) -> String {
+        let mut manifest: Value = serde_json::from_slice(
+            &std::fs::read(repo("schemas/examples/user-management.json")).expect("example"),
+        )
+        .expect("example JSON");
+        manifest["id"] = json!(id);
+        let (status, body) = self.request(
+            reqwest::Method::POST,
+            "/plugins/register",
+            None,
+            Some(manifest),
+        );
+        assert_eq!(status, 200, "register {id}: {body}");
+        body["token"].as_str().expect("a token").to_owned()
+    }
+
+    /// Sends one heartbeat as the plugin.
+    pub fn heartbeat(&self, id: &str, token: &str) {
+        let (status, body) = self.request(
+            reqwest::Method::POST,
+            &format!("/plugins/{id}/heartbeat"),
+            Some(token),
+            Some(json!({"health": "degraded"})),
+        );
+        assert_eq!(status, 200, "heartbeat {id}: {body}");
+    }
+
+    /// `GET /plugins/{id}` with the admin token.
+    pub fn record(&self, id: &str) -> (u16, Value) {
+        self.request(
+            reqwest::Method::GET,
+            &format!("/plugins/{id}"),
+            Some(ADMIN_TOKEN),
+            None,
+        )
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

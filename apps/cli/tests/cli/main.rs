@@ -1,0 +1,9 @@
+//! Process tests of the `vivified` binary (`CARGO_BIN_EXE_vivified`): validate,
+//! plugins against a real in-process core, healthcheck and serve. One test binary, one
+//! module per command.
+
+mod common;
+mod healthcheck;
+mod plugins;
+mod serve;
+mod validate;

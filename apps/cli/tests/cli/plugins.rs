@@ -1,0 +1,251 @@
+//! `vivified plugins …` against a real core started in-process.
+
+use serde_json::Value;
+
+use crate::common::{ADMIN_TOKEN, Core, Run, TempDir, free_port, vivified};
+
+/// No run may ever show the admin token.
+fn assert_no_token(run: &Run) {
+    assert!(
+        !run.stdout.contains(ADMIN_TOKEN) && !run.stderr.contains(ADMIN_TOKEN),
+        "the admin token leaked: {run:?}"
+    );
+}
+
+#[test]
+fn list_prints_every_plugin_as_a_table_sorted_by_id() {
+    let core = Core::start();
+    let dir = TempDir::new();
+    let run = Run::of(core.cli(&dir.0).args(["plugins", "list"]));
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout, "no plugins registered\n");
+
+    let token = core.register("user-management");
+    core.register("billing");
+    core.register("audit-export");
+    core.heartbeat("user-management", &token);
+    let run = Run::of(core.cli(&dir.0).args(["plugins", "list"]));
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stderr, "");
+    assert_no_token(&run);
+    let lines: Vec<Vec<&str>> = run
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        [
+            "ID",
+            "VERSION",
+            "STATUS",
+            "HEALTH",
+            "ENABLED",
+            "LAST",
+            "HEARTBEAT"
+        ]
+    );
+    assert_eq!(lines.len(), 4, "{}", run.stdout);
+    assert_eq!(
+        lines[1],
+        ["audit-export", "1.0.0", "registered", "unknown", "yes", "-"]
+    );
+    assert_eq!(lines[2][0], "billing");
+    assert_eq!(
+        &lines[3][..5],
+        ["user-management", "1.0.0", "active", "degraded", "yes"]
+    );
+    assert!(
+        lines[3][5].ends_with('Z'),
+        "an RFC 3339 time: {}",
+        lines[3][5]
+    );
+}
+
+#[test]
+fn list_json_is_the_cores_records_across_pages() {
+    let core = Core::start();
+    let dir = TempDir::new();
+    // One more than the largest page, so the CLI must follow `next_after`.
+    let ids: Vec<String> = (0..1001).map(|i| format!("p-{i:04}")).collect();
+    for id in &ids {
+        core.register(id);
+    }
+    let run = Run::of(core.cli(&dir.0).args(["plugins", "list", "--json"]));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let records: Vec<Value> = serde_json::from_str(&run.stdout).expect("a JSON array");
+    let got: Vec<&str> = records
+        .iter()
+        .map(|r| r["plugin_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, ids, "every plugin once, in order");
+    let (_, first) = core.record("p-0000");
+    assert_eq!(
+        records[0], first,
+        "records exactly as the core answers them"
+    );
+}
+
+#[test]
+fn show_prints_one_record_and_json_is_the_record() {
+    let core = Core::start();
+    let dir = TempDir::new();
+    let token = core.register("user-management");
+    core.heartbeat("user-management", &token);
+
+    let run = Run::of(
+        core.cli(&dir.0)
+            .args(["plugins", "show", "user-management"]),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_no_token(&run);
+    let fields: Vec<(&str, &str)> = run
+        .stdout
+        .lines()
+        .map(|l| l.split_once("  ").map(|(k, v)| (k, v.trim())).unwrap())
+        .collect();
+    let get = |k: &str| fields.iter().find(|(f, _)| *f == k).map(|(_, v)| *v);
+    assert_eq!(get("plugin_id"), Some("user-management"));
+    assert_eq!(get("name"), Some("User Management Plugin"));
+    assert_eq!(get("status"), Some("active"));
+    assert_eq!(get("health"), Some("degraded"));
+    assert_eq!(get("enabled"), Some("yes"));
+    assert_eq!(get("disabled_reason"), Some("-"));
+    assert_eq!(get("contracts"), Some("IdentityPlugin"));
+
+    let run = Run::of(
+        core.cli(&dir.0)
+            .args(["plugins", "show", "user-management", "--json"]),
+    );
+    assert_eq!(run.code, 0);
+    let shown: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(shown, core.record("user-management").1);
+}
+
+#[test]
+fn deregister_removes_the_plugin_and_a_second_time_is_the_cores_404() {
+    let core = Core::start();
+    let dir = TempDir::new();
+    let token = core.register("user-management");
+
+    let run = Run::of(
+        core.cli(&dir.0)
+            .args(["plugins", "deregister", "user-management"]),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout, "deregistered user-management\n");
+    assert_eq!(core.record("user-management").0, 404);
+    let (status, body) = core.request(
+        reqwest::Method::POST,
+        "/plugins/user-management/heartbeat",
+        Some(&token),
+        None,
+    );
+    assert_eq!(status, 401, "its token stopped working: {body}");
+
+    let run = Run::of(
+        core.cli(&dir.0)
+            .args(["plugins", "deregister", "user-management"]),
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    run.assert_one_error_line("the core answered 404 not_found");
+
+    core.register("other");
+    let run = Run::of(
+        core.cli(&dir.0)
+            .args(["plugins", "deregister", "other", "--json"]),
+    );
+    assert_eq!(run.code, 0);
+    let v: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v, serde_json::json!({"deregistered": "other"}));
+}
+
+#[test]
+fn the_cores_refusals_are_one_line_and_exit_1() {
+    let core = Core::start();
+    let dir = TempDir::new();
+    let run = Run::of(core.cli(&dir.0).args(["plugins", "show", "nobody"]));
+    assert_eq!(run.code, 1, "{run:?}");
+    run.assert_one_error_line("the core answered 404 not_found: ");
+    assert_eq!(run.stdout, "");
+
+    let run = Run::of(
+        core.cli(&dir.0)
+            .env("VIVIFIED_ADMIN_TOKEN", "not-the-admin-token-0123456789")
+            .args(["plugins", "list"]),
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    run.assert_one_error_line("the core answered 401 unauthorized (invalid_token)");
+    assert!(!run.stderr.contains("not-the-admin-token"));
+}
+
+#[test]
+fn usage_errors_exit_2_before_any_request() {
+    let core = Core::start();
+    let dir = TempDir::new();
+    let run = Run::of(
+        vivified(&dir.0)
+            .env("VIVIFIED_CORE_URL", core.url())
+            .args(["plugins", "list"]),
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    run.assert_one_error_line("VIVIFIED_ADMIN_TOKEN is not set");
+
+    let run = Run::of(core.cli(&dir.0).args(["plugins", "show", "../admin"]));
+    assert_eq!(run.code, 2, "{run:?}");
+    run.assert_one_error_line("`../admin` is not a plugin id");
+
+    let run = Run::of(core.cli(&dir.0).args([
+        "plugins",
+        "list",
+        "--core-url",
+        "https://user:pw@core.example:8443",
+    ]));
+    assert_eq!(run.code, 2, "{run:?}");
+    run.assert_one_error_line("https is not supported");
+    assert!(!run.stderr.contains("pw"), "{}", run.stderr);
+
+    let run = Run::of(core.cli(&dir.0).args(["plugins", "disable", "x"]));
+    assert_eq!(run.code, 2, "--reason is required: {run:?}");
+    assert!(run.stderr.contains("--reason"));
+}
+
+#[test]
+fn core_url_flag_wins_over_the_environment() {
+    let core = Core::start();
+    let dir = TempDir::new();
+    core.register("user-management");
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let run = Run::of(core.cli(&dir.0).env("VIVIFIED_CORE_URL", &dead).args([
+        "plugins",
+        "--core-url",
+        &core.url(),
+        "list",
+    ]));
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("user-management"));
+
+    // The flag also works after the subcommand (a global option).
+    let run = Run::of(core.cli(&dir.0).env("VIVIFIED_CORE_URL", &dead).args([
+        "plugins",
+        "show",
+        "user-management",
+        "--core-url",
+        &core.url(),
+    ]));
+    assert_eq!(run.code, 0, "{run:?}");
+}
+
+#[test]
+fn an_unreachable_core_is_one_line_and_exit_1() {
+    let dir = TempDir::new();
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let run = Run::of(
+        vivified(&dir.0)
+            .env("VIVIFIED_ADMIN_TOKEN", ADMIN_TOKEN)
+            .args(["plugins", "list", "--core-url", &url]),
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    run.assert_one_error_line(&format!("cannot reach the core at {url}/plugins"));
+    assert_no_token(&run);
+}
