@@ -1,1 +1,9 @@
-fn main() {}
+//! `user-management-plugin`: the seed's example plugin. Configured by the environment:
+//! `CORE_URL` (default `http://127.0.0.1:8000`), `PLUGIN_BIND` (default
+//! `127.0.0.1:8001`), `PLUGIN_TOKEN_FILE` (optional), `VIVIFIED_REGISTRATION_SECRET`
+//! (sent when set, for a core in production mode); see `vivified_plugin_sdk::Config`.
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    vivified_plugin_sdk::run(user_management_plugin::UserManagement::from_env()).await
+}
