@@ -46,8 +46,14 @@ fn bench_store(
     g.bench_function("record_heartbeat", |b| {
         b.iter(|| {
             let at = t0() + time::Duration::milliseconds(k.fetch_add(1, Ordering::Relaxed) as i64);
-            rt.block_on(store.record_heartbeat(&id, "jti", Health::Healthy, at))
-                .expect("heartbeat")
+            rt.block_on(store.record_heartbeat(
+                &id,
+                "jti",
+                Health::Healthy,
+                at,
+                at + time::Duration::seconds(30),
+            ))
+            .expect("heartbeat")
         })
     });
     g.finish();

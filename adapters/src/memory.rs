@@ -1,7 +1,7 @@
 //! In-memory adapters: ephemeral, one process. The in-memory store passes the same
 //! conformance suite as the SQL stores, which is what makes it a trustworthy fake.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 use std::sync::{Mutex, PoisonError, RwLock};
 
@@ -9,14 +9,59 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use vivified_ports::{
-    AuditEntry, AuditError, AuditLog, BusError, BusEvent, EventBus, Health, Liveness, PluginId,
-    PluginRecord, PluginStore, StoreError,
+    AuditEntry, AuditError, AuditLog, BusError, BusEvent, EventBus, Health, HeartbeatOutcome,
+    Liveness, LivenessCounts, PluginId, PluginRecord, PluginStore, StoreError,
 };
 
-/// A [`PluginStore`] in a `BTreeMap` behind a lock: every operation is atomic.
+/// A [`PluginStore`] in a `BTreeMap` behind a lock: every operation is atomic. An
+/// ordered set of `(next_deadline, id)` beside it makes a sweep cost what expires.
 #[derive(Debug, Default)]
 pub struct InMemoryPluginStore {
-    records: RwLock<BTreeMap<PluginId, PluginRecord>>,
+    inner: RwLock<Records>,
+}
+
+#[derive(Debug, Default)]
+struct Records {
+    by_id: BTreeMap<PluginId, PluginRecord>,
+    deadlines: BTreeSet<(OffsetDateTime, PluginId)>,
+}
+
+impl Records {
+    /// Stores `record`, keeping the deadline index in step.
+    fn put(&mut self, record: PluginRecord) {
+        let id = record.plugin_id.clone();
+        if let Some(d) = self.by_id.get(&id).and_then(|old| old.next_deadline) {
+            self.deadlines.remove(&(d, id.clone()));
+        }
+        if let Some(d) = record.next_deadline {
+            self.deadlines.insert((d, id.clone()));
+        }
+        self.by_id.insert(id, record);
+    }
+
+    fn remove(&mut self, id: &PluginId) -> Option<PluginRecord> {
+        let old = self.by_id.remove(id)?;
+        if let Some(d) = old.next_deadline {
+            self.deadlines.remove(&(d, id.clone()));
+        }
+        Some(old)
+    }
+
+    /// Ids with `next_deadline <= now` whose record passes `want`, earliest first.
+    fn due(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+        want: impl Fn(&PluginRecord) -> bool,
+    ) -> Vec<PluginId> {
+        self.deadlines
+            .iter()
+            .take_while(|(d, _)| *d <= now)
+            .filter(|(_, id)| self.by_id.get(id).is_some_and(&want))
+            .take(limit)
+            .map(|(_, id)| id.clone())
+            .collect()
+    }
 }
 
 impl InMemoryPluginStore {
@@ -27,37 +72,37 @@ impl InMemoryPluginStore {
 
     /// Number of records.
     pub fn len(&self) -> usize {
-        self.records
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.read().by_id.len()
     }
 
     /// Whether the store is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Records> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Records> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 #[async_trait]
 impl PluginStore for InMemoryPluginStore {
     async fn insert(&self, mut record: PluginRecord) -> Result<PluginRecord, StoreError> {
-        let mut map = self.records.write().unwrap_or_else(PoisonError::into_inner);
-        if map.contains_key(&record.plugin_id) {
+        let mut inner = self.write();
+        if inner.by_id.contains_key(&record.plugin_id) {
             return Err(StoreError::Conflict);
         }
         record.version = 1;
-        map.insert(record.plugin_id.clone(), record.clone());
+        inner.put(record.clone());
         Ok(record)
     }
 
     async fn get(&self, id: &PluginId) -> Result<Option<PluginRecord>, StoreError> {
-        Ok(self
-            .records
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-            .cloned())
+        Ok(self.read().by_id.get(id).cloned())
     }
 
     async fn list(
@@ -65,12 +110,13 @@ impl PluginStore for InMemoryPluginStore {
         after: Option<PluginId>,
         limit: usize,
     ) -> Result<Vec<PluginRecord>, StoreError> {
-        let map = self.records.read().unwrap_or_else(PoisonError::into_inner);
+        let inner = self.read();
         let lower = match &after {
             Some(a) => Bound::Excluded(a),
             None => Bound::Unbounded,
         };
-        Ok(map
+        Ok(inner
+            .by_id
             .range((lower, Bound::Unbounded))
             .take(limit)
             .map(|(_, r)| r.clone())
@@ -82,13 +128,16 @@ impl PluginStore for InMemoryPluginStore {
         mut record: PluginRecord,
         expected_version: u64,
     ) -> Result<PluginRecord, StoreError> {
-        let mut map = self.records.write().unwrap_or_else(PoisonError::into_inner);
-        let slot = map.get_mut(&record.plugin_id).ok_or(StoreError::NotFound)?;
+        let mut inner = self.write();
+        let slot = inner
+            .by_id
+            .get(&record.plugin_id)
+            .ok_or(StoreError::NotFound)?;
         if slot.version != expected_version {
             return Err(StoreError::PreconditionFailed);
         }
         record.version = expected_version + 1;
-        *slot = record.clone();
+        inner.put(record.clone());
         Ok(record)
     }
 
@@ -98,27 +147,88 @@ impl PluginStore for InMemoryPluginStore {
         token_jti: &str,
         health: Health,
         at: OffsetDateTime,
-    ) -> Result<PluginRecord, StoreError> {
-        let mut map = self.records.write().unwrap_or_else(PoisonError::into_inner);
-        let slot = map.get_mut(id).ok_or(StoreError::NotFound)?;
+        next_deadline: OffsetDateTime,
+    ) -> Result<HeartbeatOutcome, StoreError> {
+        let mut inner = self.write();
+        let slot = inner.by_id.get(id).ok_or(StoreError::NotFound)?;
         if slot.token_jti != token_jti || !slot.enabled {
             return Err(StoreError::PreconditionFailed);
         }
-        slot.last_heartbeat = Some(at);
-        slot.health = health;
-        slot.status = Liveness::Active;
-        slot.version += 1;
-        Ok(slot.clone())
+        let recovered = slot.status == Liveness::Stale;
+        let mut next = slot.clone();
+        next.last_heartbeat = Some(at);
+        next.health = health;
+        next.status = Liveness::Active;
+        next.next_deadline = Some(next_deadline);
+        next.version += 1;
+        inner.put(next.clone());
+        Ok(HeartbeatOutcome {
+            record: next,
+            recovered,
+        })
     }
 
     async fn delete(&self, id: &PluginId, expected_jti: Option<String>) -> Result<(), StoreError> {
-        let mut map = self.records.write().unwrap_or_else(PoisonError::into_inner);
-        let slot = map.get(id).ok_or(StoreError::NotFound)?;
+        let mut inner = self.write();
+        let slot = inner.by_id.get(id).ok_or(StoreError::NotFound)?;
         if expected_jti.is_some_and(|j| j != slot.token_jti) {
             return Err(StoreError::PreconditionFailed);
         }
-        map.remove(id);
+        inner.remove(id);
         Ok(())
+    }
+
+    async fn earliest_deadline(&self) -> Result<Option<OffsetDateTime>, StoreError> {
+        Ok(self.read().deadlines.first().map(|(d, _)| *d))
+    }
+
+    async fn liveness_counts(&self, now: OffsetDateTime) -> Result<LivenessCounts, StoreError> {
+        let inner = self.read();
+        let mut counts = LivenessCounts::default();
+        for r in inner.by_id.values() {
+            if r.enabled && r.status.is_live() {
+                counts.live += 1;
+                if r.next_deadline.is_some_and(|d| d <= now) {
+                    counts.due += 1;
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn mark_stale(
+        &self,
+        now: OffsetDateTime,
+        deregister_in: Option<std::time::Duration>,
+        limit: usize,
+    ) -> Result<Vec<PluginRecord>, StoreError> {
+        let mut inner = self.write();
+        let due = inner.due(now, limit, |r| r.enabled && r.status.is_live());
+        let mut changed = Vec::with_capacity(due.len());
+        for id in due {
+            let Some(mut r) = inner.by_id.get(&id).cloned() else {
+                continue;
+            };
+            r.status = Liveness::Stale;
+            r.next_deadline = match (r.next_deadline, deregister_in) {
+                (Some(d), Some(after)) => Some(d + after),
+                _ => None,
+            };
+            r.version += 1;
+            inner.put(r.clone());
+            changed.push(r);
+        }
+        Ok(changed)
+    }
+
+    async fn remove_expired(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<PluginRecord>, StoreError> {
+        let mut inner = self.write();
+        let due = inner.due(now, limit, |r| r.enabled && r.status == Liveness::Stale);
+        Ok(due.iter().filter_map(|id| inner.remove(id)).collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

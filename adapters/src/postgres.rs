@@ -7,26 +7,37 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, SqlSafeStr};
 use time::OffsetDateTime;
-use vivified_ports::{Health, PluginId, PluginRecord, PluginStore, StoreError};
+use vivified_ports::{
+    Health, HeartbeatOutcome, LivenessCounts, PluginId, PluginRecord, PluginStore, StoreError,
+};
 
 use crate::sql::{Queries, map_err, sql_plugin_store};
 
 macro_rules! cols {
     () => {
-        "plugin_id, manifest::text AS manifest, status, health, enabled, disabled_reason, registered_at, last_heartbeat, token_jti, version"
+        "plugin_id, manifest::text AS manifest, status, health, enabled, disabled_reason, registered_at, last_heartbeat, token_jti, next_deadline, version"
     };
 }
 
 /// The embedded migrations of the Postgres store, in order. Running them takes a
 /// Postgres advisory lock, so replicas starting together migrate once.
 pub fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "plugins".into(),
-        MigrationType::Simple,
-        include_str!("../migrations/postgres/0001_plugins.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "plugins".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0001_plugins.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "deadlines".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0002_deadlines.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 /// Settings of a [`PostgresPluginStore`].
@@ -94,8 +105,8 @@ impl PostgresPluginStore {
 const QUERIES: Queries = Queries {
     insert: concat!(
         "INSERT INTO plugins (plugin_id, manifest, status, health, enabled, disabled_reason, ",
-        "registered_at, last_heartbeat, token_jti, version) ",
-        "VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9, 1) RETURNING ",
+        "registered_at, last_heartbeat, token_jti, next_deadline, version) ",
+        "VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, 1) RETURNING ",
         cols!()
     ),
     get: concat!("SELECT ", cols!(), " FROM plugins WHERE plugin_id = $1"),
@@ -106,17 +117,49 @@ const QUERIES: Queries = Queries {
     ),
     replace: concat!(
         "UPDATE plugins SET manifest = $1::jsonb, status = $2, health = $3, enabled = $4, disabled_reason = $5, ",
-        "registered_at = $6, last_heartbeat = $7, token_jti = $8, version = version + 1 ",
-        "WHERE plugin_id = $9 AND version = $10 RETURNING ",
+        "registered_at = $6, last_heartbeat = $7, token_jti = $8, next_deadline = $9, version = version + 1 ",
+        "WHERE plugin_id = $10 AND version = $11 RETURNING ",
         cols!()
     ),
-    heartbeat: concat!(
-        "UPDATE plugins SET last_heartbeat = $1, health = $2, status = 'active', version = version + 1 ",
-        "WHERE plugin_id = $3 AND token_jti = $4 AND enabled RETURNING ",
+    heartbeat_live: concat!(
+        "UPDATE plugins SET last_heartbeat = $1, health = $2, status = 'active', next_deadline = $3, ",
+        "version = version + 1 ",
+        "WHERE plugin_id = $4 AND token_jti = $5 AND enabled AND status <> 'stale' RETURNING ",
+        cols!()
+    ),
+    heartbeat_stale: concat!(
+        "UPDATE plugins SET last_heartbeat = $1, health = $2, status = 'active', next_deadline = $3, ",
+        "version = version + 1 ",
+        "WHERE plugin_id = $4 AND token_jti = $5 AND enabled AND status = 'stale' RETURNING ",
+        cols!()
+    ),
+    earliest_deadline: "SELECT next_deadline FROM plugins WHERE next_deadline IS NOT NULL \
+                        ORDER BY next_deadline LIMIT 1",
+    liveness_counts: "SELECT COUNT(*), COALESCE(SUM(CASE WHEN next_deadline <= $1 THEN 1 ELSE 0 END), 0)::bigint \
+                      FROM plugins WHERE enabled AND status IN ('registered', 'active')",
+    // Replicas sweeping together: each claims its rows with SKIP LOCKED, and the
+    // outer conditions are checked again on the locked row, so a record changes once.
+    mark_stale: concat!(
+        "WITH due AS (SELECT plugin_id AS due_id FROM plugins WHERE enabled ",
+        "AND status IN ('registered', 'active') AND next_deadline <= $1 ",
+        "ORDER BY next_deadline LIMIT $3 FOR UPDATE SKIP LOCKED) ",
+        "UPDATE plugins SET status = 'stale', version = version + 1, ",
+        "next_deadline = CASE WHEN $2::bigint IS NULL THEN NULL ELSE next_deadline + $2::bigint END ",
+        "FROM due WHERE plugin_id = due.due_id AND enabled ",
+        "AND status IN ('registered', 'active') AND next_deadline <= $1 RETURNING ",
+        cols!()
+    ),
+    remove_expired: concat!(
+        "WITH due AS (SELECT plugin_id AS due_id FROM plugins WHERE enabled ",
+        "AND status = 'stale' AND next_deadline <= $1 ",
+        "ORDER BY next_deadline LIMIT $2 FOR UPDATE SKIP LOCKED) ",
+        "DELETE FROM plugins USING due WHERE plugin_id = due.due_id AND enabled ",
+        "AND status = 'stale' AND next_deadline <= $1 RETURNING ",
         cols!()
     ),
     delete: "DELETE FROM plugins WHERE plugin_id = $1 AND ($2::text IS NULL OR token_jti = $2)",
     exists: "SELECT 1 FROM plugins WHERE plugin_id = $1",
+    heartbeat_check: "SELECT token_jti, enabled FROM plugins WHERE plugin_id = $1",
 };
 
 sql_plugin_store!(PostgresPluginStore, QUERIES);

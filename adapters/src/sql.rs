@@ -17,6 +17,7 @@ pub(crate) struct PluginRow {
     pub registered_at: i64,
     pub last_heartbeat: Option<i64>,
     pub token_jti: String,
+    pub next_deadline: Option<i64>,
     pub version: i64,
 }
 
@@ -40,6 +41,7 @@ where
             registered_at: row.try_get("registered_at")?,
             last_heartbeat: row.try_get("last_heartbeat")?,
             token_jti: row.try_get("token_jti")?,
+            next_deadline: row.try_get("next_deadline")?,
             version: row.try_get("version")?,
         })
     }
@@ -73,6 +75,7 @@ impl TryFrom<PluginRow> for PluginRecord {
             registered_at: from_micros(r.registered_at)?,
             last_heartbeat: r.last_heartbeat.map(from_micros).transpose()?,
             token_jti: r.token_jti,
+            next_deadline: r.next_deadline.map(from_micros).transpose()?,
             version: u64::try_from(r.version).map_err(|_| corrupt("version"))?,
         })
     }
@@ -109,12 +112,25 @@ pub(crate) struct Queries {
     pub list: &'static str,
     /// Replace if the version matches, returning the row.
     pub replace: &'static str,
-    /// Heartbeat if the token id matches and the plugin is enabled, returning the row.
-    pub heartbeat: &'static str,
+    /// Heartbeat if the token id matches, the plugin is enabled and not stale,
+    /// returning the row.
+    pub heartbeat_live: &'static str,
+    /// The same for a stale plugin (which thereby recovers).
+    pub heartbeat_stale: &'static str,
+    /// The smallest deadline.
+    pub earliest_deadline: &'static str,
+    /// `(live, due)` at $1.
+    pub liveness_counts: &'static str,
+    /// Mark stale what is due at $1, moving the deadline by $2 (NULL: clear), limit $3.
+    pub mark_stale: &'static str,
+    /// Delete the stale records due at $1, limit $2, returning them.
+    pub remove_expired: &'static str,
     /// Delete by id, and by token id when one is given.
     pub delete: &'static str,
     /// Whether a record exists (to tell `NotFound` from `PreconditionFailed`).
     pub exists: &'static str,
+    /// `(token_jti, enabled)` of a record.
+    pub heartbeat_check: &'static str,
 }
 
 /// Implements `PluginStore` for a store type with a `pool` field, running `$queries`.
@@ -149,6 +165,7 @@ macro_rules! sql_plugin_store {
                     .bind($crate::sql::to_micros(record.registered_at))
                     .bind(record.last_heartbeat.map($crate::sql::to_micros))
                     .bind(&record.token_jti)
+                    .bind(record.next_deadline.map($crate::sql::to_micros))
                     .fetch_one(&self.pool)
                     .await
                     .map_err($crate::sql::map_err)?;
@@ -192,6 +209,7 @@ macro_rules! sql_plugin_store {
                     .bind($crate::sql::to_micros(record.registered_at))
                     .bind(record.last_heartbeat.map($crate::sql::to_micros))
                     .bind(&record.token_jti)
+                    .bind(record.next_deadline.map($crate::sql::to_micros))
                     .bind(record.plugin_id.as_str())
                     .bind($crate::sql::version_i64(expected_version)?)
                     .fetch_optional(&self.pool)
@@ -209,19 +227,104 @@ macro_rules! sql_plugin_store {
                 token_jti: &str,
                 health: Health,
                 at: OffsetDateTime,
-            ) -> Result<PluginRecord, StoreError> {
-                let row: Option<$crate::sql::PluginRow> = sqlx::query_as($queries.heartbeat)
-                    .bind($crate::sql::to_micros(at))
-                    .bind(health.as_str())
-                    .bind(id.as_str())
-                    .bind(token_jti)
+                next_deadline: OffsetDateTime,
+            ) -> Result<HeartbeatOutcome, StoreError> {
+                // The common case (not stale) first; a stale plugin takes a second
+                // statement. Each is one atomic conditional write, and together they
+                // tell exactly whether this heartbeat ended a stale spell. A status that
+                // flips between the two is retried.
+                for _ in 0..4 {
+                    for (query, recovered) in [
+                        ($queries.heartbeat_live, false),
+                        ($queries.heartbeat_stale, true),
+                    ] {
+                        let row: Option<$crate::sql::PluginRow> = sqlx::query_as(query)
+                            .bind($crate::sql::to_micros(at))
+                            .bind(health.as_str())
+                            .bind($crate::sql::to_micros(next_deadline))
+                            .bind(id.as_str())
+                            .bind(token_jti)
+                            .fetch_optional(&self.pool)
+                            .await
+                            .map_err($crate::sql::map_err)?;
+                        if let Some(row) = row {
+                            return Ok(HeartbeatOutcome {
+                                record: row.try_into()?,
+                                recovered,
+                            });
+                        }
+                    }
+                    match sqlx::query_as::<_, (String, bool)>($queries.heartbeat_check)
+                        .bind(id.as_str())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err($crate::sql::map_err)?
+                    {
+                        None => return Err(StoreError::NotFound),
+                        Some((jti, enabled)) if jti != token_jti || !enabled => {
+                            return Err(StoreError::PreconditionFailed);
+                        }
+                        Some(_) => {}
+                    }
+                }
+                Err(StoreError::Unavailable(
+                    "heartbeat kept racing a sweep".into(),
+                ))
+            }
+
+            async fn earliest_deadline(&self) -> Result<Option<OffsetDateTime>, StoreError> {
+                let row: Option<(i64,)> = sqlx::query_as($queries.earliest_deadline)
                     .fetch_optional(&self.pool)
                     .await
                     .map_err($crate::sql::map_err)?;
-                match row {
-                    Some(row) => row.try_into(),
-                    None => Err(self.missed(id).await),
-                }
+                row.map(|(us,)| $crate::sql::from_micros(us)).transpose()
+            }
+
+            async fn liveness_counts(
+                &self,
+                now: OffsetDateTime,
+            ) -> Result<LivenessCounts, StoreError> {
+                let (live, due): (i64, i64) = sqlx::query_as($queries.liveness_counts)
+                    .bind($crate::sql::to_micros(now))
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err($crate::sql::map_err)?;
+                Ok(LivenessCounts {
+                    live: u64::try_from(live).unwrap_or(0),
+                    due: u64::try_from(due).unwrap_or(0),
+                })
+            }
+
+            async fn mark_stale(
+                &self,
+                now: OffsetDateTime,
+                deregister_in: Option<std::time::Duration>,
+                limit: usize,
+            ) -> Result<Vec<PluginRecord>, StoreError> {
+                let shift =
+                    deregister_in.map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 4));
+                let rows: Vec<$crate::sql::PluginRow> = sqlx::query_as($queries.mark_stale)
+                    .bind($crate::sql::to_micros(now))
+                    .bind(shift)
+                    .bind($crate::sql::limit_i64(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::sql::map_err)?;
+                rows.into_iter().map(PluginRecord::try_from).collect()
+            }
+
+            async fn remove_expired(
+                &self,
+                now: OffsetDateTime,
+                limit: usize,
+            ) -> Result<Vec<PluginRecord>, StoreError> {
+                let rows: Vec<$crate::sql::PluginRow> = sqlx::query_as($queries.remove_expired)
+                    .bind($crate::sql::to_micros(now))
+                    .bind($crate::sql::limit_i64(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err($crate::sql::map_err)?;
+                rows.into_iter().map(PluginRecord::try_from).collect()
             }
 
             async fn delete(

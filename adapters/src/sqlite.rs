@@ -9,25 +9,36 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{SqlSafeStr, SqlitePool};
 use time::OffsetDateTime;
-use vivified_ports::{Health, PluginId, PluginRecord, PluginStore, StoreError};
+use vivified_ports::{
+    Health, HeartbeatOutcome, LivenessCounts, PluginId, PluginRecord, PluginStore, StoreError,
+};
 
 use crate::sql::{Queries, map_err, sql_plugin_store};
 
 macro_rules! cols {
     () => {
-        "plugin_id, manifest, status, health, enabled, disabled_reason, registered_at, last_heartbeat, token_jti, version"
+        "plugin_id, manifest, status, health, enabled, disabled_reason, registered_at, last_heartbeat, token_jti, next_deadline, version"
     };
 }
 
 /// The embedded migrations of the SQLite store, in order.
 pub fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "plugins".into(),
-        MigrationType::Simple,
-        include_str!("../migrations/sqlite/0001_plugins.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "plugins".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0001_plugins.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "deadlines".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0002_deadlines.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 /// A [`PluginStore`] in one SQLite file.
@@ -95,7 +106,7 @@ const QUERIES: Queries = Queries {
     insert: concat!(
         "INSERT INTO plugins (",
         cols!(),
-        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING ",
+        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING ",
         cols!()
     ),
     get: concat!("SELECT ", cols!(), " FROM plugins WHERE plugin_id = ?"),
@@ -106,18 +117,44 @@ const QUERIES: Queries = Queries {
     ),
     replace: concat!(
         "UPDATE plugins SET manifest = ?, status = ?, health = ?, enabled = ?, disabled_reason = ?, ",
-        "registered_at = ?, last_heartbeat = ?, token_jti = ?, version = version + 1 ",
+        "registered_at = ?, last_heartbeat = ?, token_jti = ?, next_deadline = ?, version = version + 1 ",
         "WHERE plugin_id = ? AND version = ? RETURNING ",
         cols!()
     ),
-    heartbeat: concat!(
-        "UPDATE plugins SET last_heartbeat = ?, health = ?, status = 'active', version = version + 1 ",
-        "WHERE plugin_id = ? AND token_jti = ? AND enabled RETURNING ",
+    heartbeat_live: concat!(
+        "UPDATE plugins SET last_heartbeat = ?, health = ?, status = 'active', next_deadline = ?, ",
+        "version = version + 1 ",
+        "WHERE plugin_id = ? AND token_jti = ? AND enabled AND status <> 'stale' RETURNING ",
+        cols!()
+    ),
+    heartbeat_stale: concat!(
+        "UPDATE plugins SET last_heartbeat = ?, health = ?, status = 'active', next_deadline = ?, ",
+        "version = version + 1 ",
+        "WHERE plugin_id = ? AND token_jti = ? AND enabled AND status = 'stale' RETURNING ",
+        cols!()
+    ),
+    earliest_deadline: "SELECT next_deadline FROM plugins WHERE next_deadline IS NOT NULL \
+                        ORDER BY next_deadline LIMIT 1",
+    liveness_counts: "SELECT COUNT(*), COALESCE(SUM(CASE WHEN next_deadline <= ? THEN 1 ELSE 0 END), 0) \
+                      FROM plugins WHERE enabled AND status IN ('registered', 'active')",
+    // One statement under SQLite's single writer: each record changes once.
+    mark_stale: concat!(
+        "UPDATE plugins SET status = 'stale', version = version + 1, ",
+        "next_deadline = CASE WHEN ?2 IS NULL THEN NULL ELSE next_deadline + ?2 END ",
+        "WHERE plugin_id IN (SELECT plugin_id FROM plugins WHERE enabled ",
+        "AND status IN ('registered', 'active') AND next_deadline <= ?1 ",
+        "ORDER BY next_deadline LIMIT ?3) RETURNING ",
+        cols!()
+    ),
+    remove_expired: concat!(
+        "DELETE FROM plugins WHERE plugin_id IN (SELECT plugin_id FROM plugins WHERE enabled ",
+        "AND status = 'stale' AND next_deadline <= ?1 ORDER BY next_deadline LIMIT ?2) RETURNING ",
         cols!()
     ),
     // `?1`/`?2`: the token id is bound once and used twice.
     delete: "DELETE FROM plugins WHERE plugin_id = ?1 AND (?2 IS NULL OR token_jti = ?2)",
     exists: "SELECT 1 FROM plugins WHERE plugin_id = ?",
+    heartbeat_check: "SELECT token_jti, enabled FROM plugins WHERE plugin_id = ?",
 };
 
 sql_plugin_store!(SqlitePluginStore, QUERIES);

@@ -53,6 +53,6 @@ pub mod registry;
 
 pub use manifest::{Manifest, ManifestValidator, Violation};
 pub use registry::{
-    Caller, HeartbeatReport, IssuedRegistration, Mode, Ports, Registry, RegistryConfig,
-    RegistryError,
+    Caller, HeartbeatReport, Introspection, IssuedRegistration, Mode, Ports, Registry,
+    RegistryConfig, RegistryError, SweepReport,
 };

@@ -6,6 +6,7 @@
 //! 403 (a valid credential for something else) → 404 (unknown id, admin only).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -41,6 +42,19 @@ pub struct RegistryConfig {
     pub heartbeat_interval: Duration,
     /// How long after expiry a token whose `jti` is still current may re-register.
     pub reregister_grace: Duration,
+    /// A plugin silent for longer than this becomes `stale` (default 3 × interval).
+    pub heartbeat_ttl: Duration,
+    /// A plugin silent for longer than this is deregistered (`None`: never). Must be
+    /// longer than `heartbeat_ttl`.
+    pub deregister_after: Option<Duration>,
+    /// Self-preservation: if more than this share of the live plugins would go stale
+    /// in one sweep, none does.
+    pub self_preservation_threshold: f64,
+    /// Self-preservation only applies with at least this many live plugins (one
+    /// plugin of one going quiet is not a network partition).
+    pub self_preservation_min_live: u64,
+    /// Records changed per store call of a sweep.
+    pub sweep_batch: usize,
 }
 
 impl Default for RegistryConfig {
@@ -51,6 +65,11 @@ impl Default for RegistryConfig {
             registration_secret: None,
             heartbeat_interval: Duration::from_secs(10),
             reregister_grace: Duration::from_secs(7 * 24 * 3600),
+            heartbeat_ttl: Duration::from_secs(30),
+            deregister_after: None,
+            self_preservation_threshold: 0.5,
+            self_preservation_min_live: 3,
+            sweep_batch: 500,
         }
     }
 }
@@ -151,6 +170,48 @@ pub struct IssuedRegistration {
     pub record: PluginRecord,
 }
 
+/// The answer of [`Registry::introspect`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Introspection {
+    /// Whether the token is the current token of an enabled plugin.
+    pub active: bool,
+    /// Its plugin (active only).
+    pub plugin_id: Option<PluginId>,
+    /// The plugin's declared traits (active only).
+    pub traits: Vec<String>,
+    /// The plugin's declared data classification (active only).
+    pub data_classification: Vec<String>,
+    /// When the token expires (active only).
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl Introspection {
+    fn inactive() -> Self {
+        Self {
+            active: false,
+            plugin_id: None,
+            traits: Vec::new(),
+            data_classification: Vec::new(),
+            expires_at: None,
+        }
+    }
+}
+
+/// What one [`Registry::sweep`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Live plugins counted (0 when nothing was due: not counted).
+    pub live: u64,
+    /// Of those, past their deadline.
+    pub due: u64,
+    /// Marked stale.
+    pub stale: usize,
+    /// Deregistered.
+    pub deregistered: usize,
+    /// Expiry was held back (self-preservation).
+    pub self_preservation: bool,
+}
+
 /// Who did what to what, for an audit entry.
 struct Subject<'a> {
     actor: &'a str,
@@ -167,6 +228,8 @@ pub struct Registry {
     ports: Ports,
     validator: Arc<ManifestValidator>,
     config: Arc<RegistryConfig>,
+    /// Whether this replica's last sweep held back a mass expiry.
+    self_preservation: Arc<AtomicBool>,
 }
 
 impl Registry {
@@ -176,6 +239,7 @@ impl Registry {
             ports,
             validator,
             config: Arc::new(config),
+            self_preservation: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -329,10 +393,11 @@ impl Registry {
     }
 
     /// Publishes a lifecycle event. Its id is deterministic — the type, the plugin and
-    /// the token id of the registration it concerns — so consumers can drop duplicates.
-    async fn lifecycle(&self, event_type: &str, id: &PluginId, token_jti: &str, trace_id: &str) {
+    /// `key` (the token id of the registration it concerns, plus the record version
+    /// for transitions that can repeat) — so consumers can drop duplicates.
+    async fn lifecycle(&self, event_type: &str, id: &PluginId, key: &str, trace_id: &str) {
         let event = BusEvent {
-            event_id: format!("{event_type}:{id}:{token_jti}"),
+            event_id: format!("{event_type}:{id}:{key}"),
             event_type: event_type.to_owned(),
             trace_id: trace_id.to_owned(),
             source: "core".to_owned(),
@@ -416,6 +481,12 @@ impl Registry {
                 };
                 self.lifecycle(event, &reg.plugin_id, &reg.record.token_jti, trace_id)
                     .await;
+                if previous
+                    .as_ref()
+                    .is_some_and(|p| p.status == Liveness::Stale)
+                {
+                    self.recovered(&reg.record, trace_id).await;
+                }
             }
             Err(e) => {
                 let (reason, details) = match e {
@@ -544,6 +615,7 @@ impl Registry {
             registered_at: now,
             last_heartbeat: None,
             token_jti: issued.jti.clone(),
+            next_deadline: Some(now + self.config.heartbeat_ttl),
             version: 0,
         };
         let stored = self.ports.store.insert(record).await.map_err(|e| match e {
@@ -588,6 +660,12 @@ impl Registry {
             let mut next = current.clone();
             next.manifest = Arc::clone(&raw);
             next.token_jti = issued.jti.clone();
+            // A re-registration is a sign of life: a stale plugin is registered again
+            // and every enabled plugin gets a fresh deadline.
+            if next.status == Liveness::Stale {
+                next.status = Liveness::Registered;
+            }
+            next.next_deadline = self.deadline_for(&next, now);
             match self.ports.store.replace(next, current.version).await {
                 Ok(stored) => {
                     tracing::info!(plugin_id = %stored.plugin_id, "plugin re-registered");
@@ -658,7 +736,7 @@ impl Registry {
         report: HeartbeatReport,
     ) -> Result<PluginRecord, RegistryError> {
         let claims = self.heartbeat_caller(id, bearer).await?;
-        self.record_heartbeat(&claims, report).await
+        self.record_heartbeat(&claims, report, "system").await
     }
 
     /// First half of [`Registry::heartbeat`]: checks that `bearer` is a correctly signed
@@ -703,15 +781,27 @@ impl Registry {
         &self,
         claims: &TokenClaims,
         report: HeartbeatReport,
+        trace_id: &str,
     ) -> Result<PluginRecord, RegistryError> {
         let now = self.now();
         match self
             .ports
             .store
-            .record_heartbeat(&claims.plugin_id, &claims.jti, report.health, now)
+            .record_heartbeat(
+                &claims.plugin_id,
+                &claims.jti,
+                report.health,
+                now,
+                now + self.config.heartbeat_ttl,
+            )
             .await
         {
-            Ok(record) => Ok(record),
+            Ok(outcome) => {
+                if outcome.recovered {
+                    self.recovered(&outcome.record, trace_id).await;
+                }
+                Ok(outcome.record)
+            }
             Err(StoreError::NotFound) => Err(RegistryError::Unauthorized("unknown_plugin")),
             Err(StoreError::PreconditionFailed) => {
                 // Rare path: find out which condition failed.
@@ -917,5 +1007,307 @@ impl Registry {
         )
         .await;
         Ok(())
+    }
+
+    /// The deadline a record should carry from `now`, when it last showed life.
+    fn deadline_for(&self, record: &PluginRecord, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        if !record.enabled {
+            return None;
+        }
+        match record.status {
+            Liveness::Registered | Liveness::Active => Some(now + self.config.heartbeat_ttl),
+            Liveness::Stale => self.config.deregister_after.map(|d| now + d),
+        }
+    }
+
+    /// Publishes and audits the end of a stale spell.
+    async fn recovered(&self, record: &PluginRecord, trace_id: &str) {
+        tracing::info!(plugin_id = %record.plugin_id, "plugin recovered");
+        self.audit_system(trace_id, "plugin.recovered", &record.plugin_id, "heartbeat")
+            .await;
+        let key = format!("{}:{}", record.token_jti, record.version);
+        self.lifecycle("plugin.recovered", &record.plugin_id, &key, trace_id)
+            .await;
+    }
+
+    /// Audits a transition the core made by itself. It has already happened, so a
+    /// failed append cannot refuse it: it is logged as an error instead.
+    async fn audit_system(&self, trace_id: &str, action: &str, id: &PluginId, reason: &str) {
+        let entry = self
+            .audit(
+                trace_id,
+                Subject {
+                    actor: "system",
+                    action,
+                    target: id.as_str(),
+                },
+                AuditOutcome::Success,
+                reason,
+                Value::Null,
+            )
+            .await;
+        if let Err(e) = entry {
+            tracing::error!(plugin_id = %id, action, error = %e, "transition not audited");
+        }
+    }
+
+    /// Whether this replica's last sweep held back a mass expiry (self-preservation).
+    pub fn self_preservation(&self) -> bool {
+        self.self_preservation.load(Ordering::Relaxed)
+    }
+
+    /// Requires the admin token; 401/403 otherwise.
+    async fn require_admin(&self, bearer: Option<&str>) -> Result<(), RegistryError> {
+        match self.authenticate(bearer).await? {
+            Caller::Admin => Ok(()),
+            Caller::Plugin(claims) => Err(self.refuse_plugin_on_admin_route(&claims).await),
+        }
+    }
+
+    /// Disables plugin `id` (admin): its token keeps verifying, but heartbeats,
+    /// refreshes, publishing and pulling answer 403 `plugin_disabled`, it receives no
+    /// events, and the sweeper leaves it alone. Idempotent; a new `reason` replaces
+    /// the old one.
+    ///
+    /// # Errors
+    /// `Unauthorized`, `Forbidden`, `NotFound`, `Unavailable`.
+    pub async fn disable(
+        &self,
+        id: &str,
+        bearer: Option<&str>,
+        reason: &str,
+        trace_id: &str,
+    ) -> Result<PluginRecord, RegistryError> {
+        self.set_enabled(id, bearer, Some(reason), trace_id).await
+    }
+
+    /// Enables plugin `id` again (admin). Its deadline starts afresh from now.
+    /// Idempotent.
+    ///
+    /// # Errors
+    /// `Unauthorized`, `Forbidden`, `NotFound`, `Unavailable`.
+    pub async fn enable(
+        &self,
+        id: &str,
+        bearer: Option<&str>,
+        trace_id: &str,
+    ) -> Result<PluginRecord, RegistryError> {
+        self.set_enabled(id, bearer, None, trace_id).await
+    }
+
+    async fn set_enabled(
+        &self,
+        id: &str,
+        bearer: Option<&str>,
+        disable_reason: Option<&str>,
+        trace_id: &str,
+    ) -> Result<PluginRecord, RegistryError> {
+        self.require_admin(bearer).await?;
+        let id = PluginId::parse(id).map_err(|_| RegistryError::NotFound)?;
+        let enable = disable_reason.is_none();
+        let (action, event) = if enable {
+            ("plugin.enable", "plugin.enabled")
+        } else {
+            ("plugin.disable", "plugin.disabled")
+        };
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self
+                .ports
+                .store
+                .get(&id)
+                .await?
+                .ok_or(RegistryError::NotFound)?;
+            let reason = disable_reason.map(str::to_owned);
+            if current.enabled == enable && current.disabled_reason == reason {
+                return Ok(current);
+            }
+            let changed = current.enabled != enable;
+            let mut next = current.clone();
+            next.enabled = enable;
+            next.disabled_reason = reason;
+            next.next_deadline = self.deadline_for(&next, self.now());
+            match self.ports.store.replace(next, current.version).await {
+                Ok(stored) => {
+                    let audited = self
+                        .audit(
+                            trace_id,
+                            Subject {
+                                actor: "admin",
+                                action,
+                                target: id.as_str(),
+                            },
+                            AuditOutcome::Success,
+                            if changed { action } else { "reason_changed" },
+                            Value::Null,
+                        )
+                        .await;
+                    if let Err(e) = audited {
+                        self.undo(&stored, Some(current)).await;
+                        return Err(e);
+                    }
+                    if changed {
+                        tracing::info!(plugin_id = %id, action, "plugin {action}d");
+                        let key = format!("{}:{}", stored.token_jti, stored.version);
+                        self.lifecycle(event, &id, &key, trace_id).await;
+                    }
+                    return Ok(stored);
+                }
+                Err(StoreError::PreconditionFailed) => {}
+                Err(StoreError::NotFound) => return Err(RegistryError::NotFound),
+                Err(e) => return Err(RegistryError::store(e)),
+            }
+        }
+        Err(RegistryError::store(StoreError::Unavailable(
+            "record too contended".into(),
+        )))
+    }
+
+    /// Token introspection for plugins that serve other plugins: the caller (a plugin
+    /// with its own current token, or the admin) asks whether `token` is a current
+    /// token of an enabled plugin, and what that plugin declared. An inactive answer
+    /// carries no details, whatever the reason.
+    ///
+    /// # Errors
+    /// The caller's own `Unauthorized` / `PluginDisabled`; `Unavailable`.
+    pub async fn introspect(
+        &self,
+        bearer: Option<&str>,
+        token: &str,
+    ) -> Result<Introspection, RegistryError> {
+        if let Caller::Plugin(claims) = self.authenticate(bearer).await? {
+            let caller = self.current_record(&claims).await?;
+            if !caller.enabled {
+                return Err(RegistryError::PluginDisabled);
+            }
+        }
+        let claims = match self.verify(token, Duration::ZERO).await {
+            Ok(claims) => claims,
+            Err(RegistryError::Unauthorized(_)) => return Ok(Introspection::inactive()),
+            Err(e) => return Err(e),
+        };
+        let record = match self.current_record(&claims).await {
+            Ok(record) if record.enabled => record,
+            Ok(_) | Err(RegistryError::Unauthorized(_)) => return Ok(Introspection::inactive()),
+            Err(e) => return Err(e),
+        };
+        let strings = |v: Option<&Value>| -> Vec<String> {
+            v.and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Ok(Introspection {
+            active: true,
+            traits: strings(record.manifest.get("traits")),
+            data_classification: strings(
+                record
+                    .manifest
+                    .get("security")
+                    .and_then(|s| s.get("data_classification")),
+            ),
+            expires_at: Some(claims.expires_at),
+            plugin_id: Some(record.plugin_id),
+        })
+    }
+
+    /// One sweep of liveness deadlines; run it on a timer. Cheap when nothing is due
+    /// (one indexed lookup). Safe with several replicas on one store: each expiry is
+    /// applied by exactly one of them, and its lifecycle event has a deterministic id.
+    ///
+    /// # Errors
+    /// `Unavailable` if the store fails; what was applied before stays applied.
+    pub async fn sweep(&self) -> Result<SweepReport, RegistryError> {
+        let now = self.now();
+        let mut report = SweepReport::default();
+        let due = self.ports.store.earliest_deadline().await?;
+        if due.is_none_or(|d| d > now) {
+            self.leave_self_preservation();
+            return Ok(report);
+        }
+        let counts = self.ports.store.liveness_counts(now).await?;
+        report.live = counts.live;
+        report.due = counts.due;
+        #[allow(clippy::cast_precision_loss)] // plugin counts are far below 2^52
+        let share = counts.due as f64 / counts.live.max(1) as f64;
+        if counts.due > 0
+            && counts.live >= self.config.self_preservation_min_live
+            && share > self.config.self_preservation_threshold
+        {
+            if !self.self_preservation.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    silent = counts.due,
+                    live = counts.live,
+                    threshold = self.config.self_preservation_threshold,
+                    "SELF-PRESERVATION: too many plugins went silent at once; none is expired \
+                     until the share of silent plugins falls under the threshold"
+                );
+            }
+            report.self_preservation = true;
+            return Ok(report);
+        }
+        self.leave_self_preservation();
+        let batch = self.config.sweep_batch.max(1);
+        loop {
+            let stale = self
+                .ports
+                .store
+                .mark_stale(
+                    now,
+                    self.config
+                        .deregister_after
+                        .map(|d| d.saturating_sub(self.config.heartbeat_ttl)),
+                    batch,
+                )
+                .await?;
+            for record in &stale {
+                tracing::info!(plugin_id = %record.plugin_id, "plugin stale: no heartbeat within the ttl");
+                self.audit_system("system", "plugin.stale", &record.plugin_id, "heartbeat_ttl")
+                    .await;
+                let key = format!("{}:{}", record.token_jti, record.version);
+                self.lifecycle("plugin.stale", &record.plugin_id, &key, "system")
+                    .await;
+            }
+            report.stale += stale.len();
+            if stale.len() < batch {
+                break;
+            }
+        }
+        if self.config.deregister_after.is_some() {
+            loop {
+                let gone = self.ports.store.remove_expired(now, batch).await?;
+                for record in &gone {
+                    tracing::info!(plugin_id = %record.plugin_id, "plugin deregistered: silent beyond deregister_after");
+                    self.audit_system(
+                        "system",
+                        "plugin.deregister",
+                        &record.plugin_id,
+                        "deregister_after",
+                    )
+                    .await;
+                    self.lifecycle(
+                        "plugin.deregistered",
+                        &record.plugin_id,
+                        &record.token_jti,
+                        "system",
+                    )
+                    .await;
+                }
+                report.deregistered += gone.len();
+                if gone.len() < batch {
+                    break;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    fn leave_self_preservation(&self) {
+        if self.self_preservation.swap(false, Ordering::Relaxed) {
+            tracing::warn!("self-preservation ended: silent plugins are under the threshold again");
+        }
     }
 }

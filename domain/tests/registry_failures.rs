@@ -262,7 +262,7 @@ async fn heartbeat_when_store_record_heartbeat_fails_is_unavailable() {
     store
         .expect_record_heartbeat()
         .times(1)
-        .returning(|_, _, _, _| Err(down()));
+        .returning(|_, _, _, _, _| Err(down()));
     let r = registry(store);
     let bearer = tok("alpha", "j1");
     assert_unavailable(
@@ -276,7 +276,7 @@ async fn heartbeat_when_the_diagnosing_get_fails_is_unavailable() {
     let mut store = MockPluginStore::new();
     store
         .expect_record_heartbeat()
-        .returning(|_, _, _, _| Err(StoreError::PreconditionFailed));
+        .returning(|_, _, _, _, _| Err(StoreError::PreconditionFailed));
     store.expect_get().times(1).returning(|_| Err(down()));
     let r = registry(store);
     let bearer = tok("alpha", "j1");
@@ -293,7 +293,7 @@ async fn heartbeat_precondition_failures_are_diagnosed() {
     let mut store = MockPluginStore::new();
     store
         .expect_record_heartbeat()
-        .returning(|_, _, _, _| Err(StoreError::PreconditionFailed));
+        .returning(|_, _, _, _, _| Err(StoreError::PreconditionFailed));
     store
         .expect_get()
         .returning(|_| Ok(Some(stored("alpha", "j1"))));
@@ -307,7 +307,7 @@ async fn heartbeat_precondition_failures_are_diagnosed() {
     let mut store = MockPluginStore::new();
     store
         .expect_record_heartbeat()
-        .returning(|_, _, _, _| Err(StoreError::PreconditionFailed));
+        .returning(|_, _, _, _, _| Err(StoreError::PreconditionFailed));
     store.expect_get().returning(|_| {
         Ok(Some(PluginRecord {
             enabled: false,
@@ -325,7 +325,7 @@ async fn heartbeat_precondition_failures_are_diagnosed() {
     let mut store = MockPluginStore::new();
     store
         .expect_record_heartbeat()
-        .returning(|_, _, _, _| Err(StoreError::PreconditionFailed));
+        .returning(|_, _, _, _, _| Err(StoreError::PreconditionFailed));
     store
         .expect_get()
         .returning(|_| Ok(Some(stored("alpha", "j2"))));
@@ -339,7 +339,7 @@ async fn heartbeat_precondition_failures_are_diagnosed() {
     let mut store = MockPluginStore::new();
     store
         .expect_record_heartbeat()
-        .returning(|_, _, _, _| Err(StoreError::PreconditionFailed));
+        .returning(|_, _, _, _, _| Err(StoreError::PreconditionFailed));
     store.expect_get().returning(|_| Ok(None));
     assert!(matches!(
         registry(store)
@@ -351,7 +351,7 @@ async fn heartbeat_precondition_failures_are_diagnosed() {
     let mut store = MockPluginStore::new();
     store
         .expect_record_heartbeat()
-        .returning(|_, _, _, _| Err(StoreError::NotFound));
+        .returning(|_, _, _, _, _| Err(StoreError::NotFound));
     assert!(matches!(
         registry(store)
             .heartbeat("alpha", Some(&bearer), healthy())
@@ -751,7 +751,7 @@ fn failures_never_panic_on_a_current_thread_runtime() {
         store.expect_replace().returning(|_, _| Err(down()));
         store
             .expect_record_heartbeat()
-            .returning(|_, _, _, _| Err(down()));
+            .returning(|_, _, _, _, _| Err(down()));
         store.expect_delete().returning(|_, _| Err(down()));
         store.expect_ping().returning(|| Err(down()));
         let r = registry(store);

@@ -80,6 +80,11 @@ pub enum Liveness {
 }
 
 impl Liveness {
+    /// Whether the plugin counts as alive (`registered` or `active`).
+    pub fn is_live(self) -> bool {
+        matches!(self, Self::Registered | Self::Active)
+    }
+
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -167,6 +172,12 @@ pub struct PluginRecord {
     pub last_heartbeat: Option<OffsetDateTime>,
     /// The `jti` of the plugin's one valid token. A token with any other `jti` is revoked.
     pub token_jti: String,
+    /// When the sweeper next has to look at this record: for a `registered` or
+    /// `active` plugin the moment it goes stale, for a `stale` one the moment it is
+    /// deregistered; `None` when nothing is due (disabled, or stale with automatic
+    /// deregistration off). Indexed by every store, so a sweep costs what expires.
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub next_deadline: Option<OffsetDateTime>,
     /// Optimistic-concurrency version: 1 on insert, +1 on every write.
     pub version: u64,
 }

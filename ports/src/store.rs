@@ -31,6 +31,24 @@ impl StoreError {
     }
 }
 
+/// A heartbeat as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeartbeatOutcome {
+    /// The record after the heartbeat.
+    pub record: PluginRecord,
+    /// Whether the plugin was `stale` just before (it has recovered).
+    pub recovered: bool,
+}
+
+/// How many plugins are alive and how many of them are past their deadline.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LivenessCounts {
+    /// Enabled plugins that are `registered` or `active`.
+    pub live: u64,
+    /// Of those, how many have `next_deadline <= now`.
+    pub due: u64,
+}
+
 /// Durable storage of [`PluginRecord`]s, keyed by [`PluginId`].
 ///
 /// Concurrency rule (for every adapter): every write is atomic and conditional where
@@ -82,7 +100,8 @@ pub trait PluginStore: Send + Sync {
 
     /// Records a heartbeat in one atomic conditional write: only if the record exists,
     /// its `token_jti` equals `token_jti` and it is enabled, sets `last_heartbeat = at`,
-    /// `health`, `status = Active`, bumps `version`, and returns the stored record.
+    /// `health`, `status = Active`, `next_deadline`, bumps `version`, and returns the
+    /// stored record and whether it was `stale` just before this write.
     ///
     /// # Errors
     /// MUST return [`StoreError::NotFound`] if no such record exists,
@@ -94,7 +113,8 @@ pub trait PluginStore: Send + Sync {
         token_jti: &str,
         health: Health,
         at: OffsetDateTime,
-    ) -> Result<PluginRecord, StoreError>;
+        next_deadline: OffsetDateTime,
+    ) -> Result<HeartbeatOutcome, StoreError>;
 
     /// Deletes the record; if `expected_jti` is given, only if its `token_jti` equals it.
     ///
@@ -103,6 +123,47 @@ pub trait PluginStore: Send + Sync {
     /// [`StoreError::PreconditionFailed`] if `expected_jti` differs (nothing deleted),
     /// [`StoreError::Unavailable`] if the backend fails.
     async fn delete(&self, id: &PluginId, expected_jti: Option<String>) -> Result<(), StoreError>;
+
+    /// The earliest `next_deadline` of any record, or `None` if no record has one.
+    /// MUST cost about the same whatever the number of records (an index lookup).
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Unavailable`] if the backend fails.
+    async fn earliest_deadline(&self) -> Result<Option<OffsetDateTime>, StoreError>;
+
+    /// Counts the enabled `registered`/`active` records, and those of them whose
+    /// `next_deadline <= now`.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Unavailable`] if the backend fails.
+    async fn liveness_counts(&self, now: OffsetDateTime) -> Result<LivenessCounts, StoreError>;
+
+    /// Marks stale up to `limit` enabled `registered`/`active` records whose
+    /// `next_deadline <= now` (earliest first): `status = Stale`, `next_deadline`
+    /// moved on by `deregister_in` (`None`: set to `None`), `version` bumped. Returns
+    /// the records as stored. Each record is changed by exactly one of several
+    /// concurrent callers (across processes sharing the backend).
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Unavailable`] if the backend fails (nothing changed).
+    async fn mark_stale(
+        &self,
+        now: OffsetDateTime,
+        deregister_in: Option<std::time::Duration>,
+        limit: usize,
+    ) -> Result<Vec<PluginRecord>, StoreError>;
+
+    /// Deletes up to `limit` enabled `stale` records whose `next_deadline <= now`
+    /// (earliest first) and returns them as they were. Each record is returned by
+    /// exactly one of several concurrent callers.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Unavailable`] if the backend fails (nothing deleted).
+    async fn remove_expired(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<PluginRecord>, StoreError>;
 
     /// Checks that the backend answers (used by `/ready`).
     ///

@@ -8,7 +8,7 @@ use futures_util::future::join_all;
 use time::{Duration, OffsetDateTime};
 
 use crate::plugin::{Health, Liveness, PluginId, PluginRecord};
-use crate::store::{PluginStore, StoreError};
+use crate::store::{LivenessCounts, PluginStore, StoreError};
 
 /// A fixed instant for test records (2026-01-01T00:00:00Z), truncated to whole
 /// microseconds so every backend stores it exactly.
@@ -30,6 +30,7 @@ pub fn record(id: &str, jti: &str) -> PluginRecord {
         registered_at: t0(),
         last_heartbeat: None,
         token_jti: jti.to_owned(),
+        next_deadline: None,
         version: 0,
     }
 }
@@ -42,6 +43,10 @@ fn pid(id: &str) -> PluginId {
 /// empty when the suite starts. Panics (failing the calling test) with the contract
 /// sentence that was broken.
 pub async fn plugin_store_conformance(store: Arc<dyn PluginStore>) {
+    // Liveness first: it counts records, so it needs the store to itself.
+    deadlines_round_trip_and_order(&*store).await;
+    stale_plugins_recover_on_heartbeat(&*store).await;
+    sweeps_apply_each_expiry_once(&store).await;
     insert_then_get_round_trips(&*store).await;
     insert_duplicate_conflicts(&*store).await;
     get_missing_is_none(&*store).await;
@@ -160,7 +165,7 @@ async fn replace_never_resurrects(store: &dyn PluginStore) {
         .expect_err("replace of a deleted record MUST fail");
     assert!(matches!(err, StoreError::NotFound), "got {err:?}");
     let err = store
-        .record_heartbeat(&pid("conf-dead"), "j", Health::Healthy, t0())
+        .record_heartbeat(&pid("conf-dead"), "j", Health::Healthy, t0(), t0())
         .await
         .expect_err("heartbeat of a deleted record MUST fail");
     assert!(matches!(err, StoreError::NotFound), "got {err:?}");
@@ -173,10 +178,21 @@ async fn replace_never_resurrects(store: &dyn PluginStore) {
 async fn heartbeat_is_conditional(store: &dyn PluginStore) {
     let stored = store.insert(record("conf-hb", "good")).await.unwrap();
     let at = t0() + Duration::seconds(30);
+    let deadline = at + Duration::seconds(90);
     let hb = store
-        .record_heartbeat(&pid("conf-hb"), "good", Health::Degraded, at)
+        .record_heartbeat(&pid("conf-hb"), "good", Health::Degraded, at, deadline)
         .await
         .expect("heartbeat with the current jti MUST succeed");
+    assert!(
+        !hb.recovered,
+        "a registered plugin's heartbeat is no recovery"
+    );
+    let hb = hb.record;
+    assert_eq!(
+        hb.next_deadline,
+        Some(deadline),
+        "heartbeat MUST set the deadline"
+    );
     assert_eq!(hb.status, Liveness::Active);
     assert_eq!(hb.health, Health::Degraded);
     assert_eq!(hb.last_heartbeat, Some(at));
@@ -191,6 +207,7 @@ async fn heartbeat_is_conditional(store: &dyn PluginStore) {
             "revoked",
             Health::Healthy,
             at + Duration::seconds(1),
+            deadline,
         )
         .await
         .expect_err("heartbeat with another jti MUST fail");
@@ -205,6 +222,7 @@ async fn heartbeat_is_conditional(store: &dyn PluginStore) {
             "good",
             Health::Healthy,
             at + Duration::seconds(2),
+            deadline,
         )
         .await
         .expect_err("heartbeat of a disabled plugin MUST fail");
@@ -212,7 +230,7 @@ async fn heartbeat_is_conditional(store: &dyn PluginStore) {
     let got = store.get(&pid("conf-hb")).await.unwrap().unwrap();
     assert_eq!(got, disabled, "a refused heartbeat MUST NOT write");
     let err = store
-        .record_heartbeat(&pid("conf-nobody"), "good", Health::Healthy, at)
+        .record_heartbeat(&pid("conf-nobody"), "good", Health::Healthy, at, deadline)
         .await
         .expect_err("heartbeat of an unknown id MUST fail");
     assert!(matches!(err, StoreError::NotFound), "got {err:?}");
@@ -302,6 +320,7 @@ async fn concurrent_heartbeats_all_counted(store: &Arc<dyn PluginStore>) {
                     "j",
                     Health::Healthy,
                     t0() + Duration::seconds(i as i64),
+                    t0() + Duration::seconds(60),
                 )
                 .await
         }
@@ -317,4 +336,216 @@ async fn concurrent_heartbeats_all_counted(store: &Arc<dyn PluginStore>) {
         1 + n,
         "every heartbeat MUST bump the version exactly once"
     );
+}
+
+fn due_at(id: &str, status: Liveness, deadline: Option<OffsetDateTime>) -> PluginRecord {
+    PluginRecord {
+        status,
+        next_deadline: deadline,
+        ..record(id, &format!("jti-{id}"))
+    }
+}
+
+async fn clear(store: &dyn PluginStore) {
+    for r in store.list(None, 10_000).await.unwrap() {
+        store.delete(&r.plugin_id, None).await.unwrap();
+    }
+}
+
+async fn deadlines_round_trip_and_order(store: &dyn PluginStore) {
+    assert_eq!(
+        store.earliest_deadline().await.unwrap(),
+        None,
+        "an empty store MUST have no deadline"
+    );
+    let s = |n: i64| t0() + Duration::seconds(n);
+    store
+        .insert(due_at("live-a", Liveness::Active, Some(s(30))))
+        .await
+        .unwrap();
+    store
+        .insert(due_at("live-b", Liveness::Registered, Some(s(10))))
+        .await
+        .unwrap();
+    store
+        .insert(due_at("live-c", Liveness::Stale, Some(s(20))))
+        .await
+        .unwrap();
+    store
+        .insert(due_at("live-d", Liveness::Active, None))
+        .await
+        .unwrap();
+    let mut off = due_at("live-e", Liveness::Active, Some(s(5)));
+    off.enabled = false;
+    store.insert(off).await.unwrap();
+    let got = store.get(&pid("live-a")).await.unwrap().unwrap();
+    assert_eq!(
+        got.next_deadline,
+        Some(s(30)),
+        "the deadline MUST round-trip"
+    );
+    assert_eq!(
+        store.earliest_deadline().await.unwrap(),
+        Some(s(5)),
+        "earliest_deadline MUST be the smallest deadline of any record"
+    );
+    assert_eq!(
+        store.liveness_counts(s(15)).await.unwrap(),
+        LivenessCounts { live: 3, due: 1 },
+        "live counts enabled registered/active records; due those past their deadline"
+    );
+    assert_eq!(
+        store.liveness_counts(s(30)).await.unwrap(),
+        LivenessCounts { live: 3, due: 2 },
+        "a deadline equal to now is due"
+    );
+    // Nothing due yet: nothing changes.
+    assert!(store.mark_stale(s(9), None, 100).await.unwrap().is_empty());
+    assert!(store.remove_expired(s(19), 100).await.unwrap().is_empty());
+    // Limits are honoured, earliest first.
+    let stale = store
+        .mark_stale(s(40), Some(std::time::Duration::from_secs(100)), 1)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = stale.iter().map(|r| r.plugin_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["live-b"],
+        "mark_stale MUST take the earliest deadline first"
+    );
+    assert_eq!(stale[0].status, Liveness::Stale);
+    assert_eq!(
+        stale[0].next_deadline,
+        Some(s(110)),
+        "mark_stale MUST move the deadline on by deregister_in"
+    );
+    assert_eq!(stale[0].version, 2, "mark_stale MUST bump the version");
+    let stale = store.mark_stale(s(40), None, 100).await.unwrap();
+    let ids: Vec<&str> = stale.iter().map(|r| r.plugin_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["live-a"],
+        "disabled and deadline-less records MUST NOT go stale"
+    );
+    assert_eq!(
+        stale[0].next_deadline, None,
+        "no deregistration: no deadline"
+    );
+    assert_eq!(store.get(&pid("live-a")).await.unwrap().unwrap(), stale[0]);
+    // live-c (stale, due at 20) is removed; live-b (stale, due at 110) is not yet.
+    let gone = store.remove_expired(s(40), 100).await.unwrap();
+    let ids: Vec<&str> = gone.iter().map(|r| r.plugin_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["live-c"],
+        "remove_expired MUST delete exactly the due stale records"
+    );
+    assert!(store.get(&pid("live-c")).await.unwrap().is_none());
+    let gone = store.remove_expired(s(110), 100).await.unwrap();
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].plugin_id.as_str(), "live-b");
+    assert!(
+        store.get(&pid("live-e")).await.unwrap().is_some(),
+        "a disabled record MUST NOT be removed"
+    );
+    clear(store).await;
+}
+
+async fn stale_plugins_recover_on_heartbeat(store: &dyn PluginStore) {
+    let s = |n: i64| t0() + Duration::seconds(n);
+    store
+        .insert(due_at("live-r", Liveness::Active, Some(s(10))))
+        .await
+        .unwrap();
+    let stale = store.mark_stale(s(11), None, 10).await.unwrap();
+    assert_eq!(stale.len(), 1);
+    let hb = store
+        .record_heartbeat(&pid("live-r"), "jti-live-r", Health::Healthy, s(12), s(42))
+        .await
+        .expect("a stale plugin's heartbeat MUST apply");
+    assert!(
+        hb.recovered,
+        "the heartbeat MUST report that the plugin was stale"
+    );
+    assert_eq!(hb.record.status, Liveness::Active);
+    assert_eq!(hb.record.next_deadline, Some(s(42)));
+    let again = store
+        .record_heartbeat(&pid("live-r"), "jti-live-r", Health::Healthy, s(13), s(43))
+        .await
+        .unwrap();
+    assert!(!again.recovered);
+    clear(store).await;
+}
+
+async fn sweeps_apply_each_expiry_once(store: &Arc<dyn PluginStore>) {
+    let s = |n: i64| t0() + Duration::seconds(n);
+    let n = 40;
+    for i in 0..n {
+        store
+            .insert(due_at(
+                &format!("live-x{i:02}"),
+                Liveness::Active,
+                Some(s(i)),
+            ))
+            .await
+            .unwrap();
+    }
+    let deregister_in = Some(std::time::Duration::from_secs(1000));
+    let marked = join_all((0..6).map(|_| {
+        let store = Arc::clone(store);
+        async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = store.mark_stale(s(1000), deregister_in, 3).await.unwrap();
+                if batch.is_empty() {
+                    return mine;
+                }
+                mine.extend(batch.into_iter().map(|r| r.plugin_id));
+            }
+        }
+    }))
+    .await;
+    let mut all: Vec<PluginId> = marked.into_iter().flatten().collect();
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(
+        before,
+        all.len(),
+        "concurrent sweeps MUST NOT mark a record stale twice"
+    );
+    assert_eq!(
+        all.len(),
+        n as usize,
+        "concurrent sweeps MUST mark every due record"
+    );
+    let removed = join_all((0..6).map(|_| {
+        let store = Arc::clone(store);
+        async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = store.remove_expired(s(5000), 4).await.unwrap();
+                if batch.is_empty() {
+                    return mine;
+                }
+                mine.extend(batch.into_iter().map(|r| r.plugin_id));
+            }
+        }
+    }))
+    .await;
+    let mut all: Vec<PluginId> = removed.into_iter().flatten().collect();
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(
+        before,
+        all.len(),
+        "concurrent sweeps MUST NOT remove a record twice"
+    );
+    assert_eq!(
+        all.len(),
+        n as usize,
+        "concurrent sweeps MUST remove every due record"
+    );
+    assert!(store.list(None, 10).await.unwrap().is_empty());
 }

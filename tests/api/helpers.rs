@@ -19,7 +19,7 @@ use tower::ServiceExt;
 use vivified_adapters::clock::ManualClock;
 use vivified_adapters::jwt::{JwtConfig, JwtTokenIssuer};
 use vivified_adapters::memory::{InMemoryAuditLog, InMemoryEventBus, InMemoryPluginStore};
-use vivified_domain::{ManifestValidator, Ports, Registry, RegistryConfig};
+use vivified_domain::{ManifestValidator, Ports, Registry};
 use vivified_ports::{PluginId, PluginRecord, PluginStore, Secret, TokenIssuer};
 use vivified_server::startup::router;
 use vivified_server::{AppState, Settings};
@@ -38,11 +38,13 @@ pub const RECORD_FIELDS: &[&str] = &[
     "plugin_id",
     "manifest",
     "status",
+    "liveness",
     "health",
     "enabled",
     "disabled_reason",
     "registered_at",
     "last_heartbeat",
+    "next_deadline",
 ];
 
 /// The members of a register/refresh answer, exactly.
@@ -104,20 +106,15 @@ impl AppBuilder {
                 .replace_nanosecond(0)
                 .expect("zero nanoseconds"),
         ));
+        let bus = Arc::new(InMemoryEventBus::new(1024));
         let ports = Ports {
             store: store.clone(),
             tokens: Arc::new(tokens),
             clock: clock.clone(),
-            bus: Arc::new(InMemoryEventBus::new(1024)),
+            bus: bus.clone(),
             audit: Arc::new(InMemoryAuditLog::new(10_000)),
         };
-        let config = RegistryConfig {
-            mode: settings.mode,
-            admin_token: settings.admin_token.clone(),
-            registration_secret: settings.registration_secret.clone(),
-            heartbeat_interval: settings.heartbeat_interval,
-            reregister_grace: settings.reregister_grace,
-        };
+        let config = settings.registry_config();
         let registry = Registry::new(
             ports,
             Arc::new(ManifestValidator::new().expect("schema compiles")),
@@ -125,7 +122,7 @@ impl AppBuilder {
         );
         let router = router(
             AppState {
-                registry,
+                registry: registry.clone(),
                 max_body_bytes: settings.max_body_bytes,
             },
             &settings,
@@ -142,6 +139,8 @@ impl AppBuilder {
             settings,
             clock,
             store,
+            registry,
+            bus,
             known: Mutex::new(known),
         }
     }
@@ -156,6 +155,10 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     /// The plugin store.
     pub store: Arc<dyn PluginStore>,
+    /// The registry behind the router (to run sweeps).
+    pub registry: Registry,
+    /// The in-process bus (to watch lifecycle events).
+    pub bus: Arc<InMemoryEventBus>,
     /// Tokens and secrets no response may carry (except the token just issued).
     known: Mutex<BTreeSet<String>>,
 }
@@ -447,16 +450,16 @@ impl TestApp {
             .expect("record exists")
     }
 
-    /// Disables plugin `id` in the store, as an operator would.
+    /// Disables plugin `id` through `POST /plugins/{id}/disable`, as an operator would.
     pub async fn disable(&self, id: &str, reason: &str) {
-        let mut record = self.stored(id).await;
-        let version = record.version;
-        record.enabled = false;
-        record.disabled_reason = Some(reason.to_owned());
-        self.store
-            .replace(record, version)
-            .await
-            .expect("replace succeeds");
+        let resp = self
+            .post_json(
+                &format!("/plugins/{id}/disable"),
+                Some(ADMIN_TOKEN),
+                &serde_json::json!({ "reason": reason }),
+            )
+            .await;
+        assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
     }
 }
 
@@ -556,6 +559,10 @@ pub fn assert_record_shape(v: &Value) {
     assert!(
         ["registered", "active", "stale"].contains(&v["status"].as_str().unwrap_or("")),
         "status: {v}"
+    );
+    assert_eq!(
+        v["liveness"], v["status"],
+        "liveness is status under its own name: {v}"
     );
     assert!(
         ["unknown", "healthy", "degraded", "unhealthy"]

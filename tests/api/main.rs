@@ -4,11 +4,14 @@
 mod concurrency;
 mod cors;
 mod deregister;
+mod disable;
 mod health;
 mod heartbeat;
 mod helpers;
+mod introspect;
 mod limits;
 mod list;
+mod liveness;
 mod ordering;
 mod plugin_get;
 mod production;

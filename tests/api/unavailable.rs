@@ -75,7 +75,7 @@ async fn heartbeat_is_503_when_the_store_fails() {
     let mut store = MockPluginStore::new();
     store
         .expect_record_heartbeat()
-        .returning(|_, _, _, _| Err(down()));
+        .returning(|_, _, _, _, _| Err(down()));
     let app = app_over(store);
     let token = app.forge("pulse").await;
     let resp = app

@@ -1,6 +1,6 @@
 //! Model-based property tests: random sequences of register / re-register / heartbeat
-//! / refresh / deregister / get / list (with right and wrong credentials) and clock
-//! moves, run against the real registry and a tiny reference model, compared after
+//! / refresh / deregister / get / list / disable / enable (with right and wrong
+//! credentials), clock moves and liveness sweeps, run against the real registry and a tiny reference model, compared after
 //! every step. [`registry::run_model`] is generic over the store, so every
 //! `PluginStore` adapter can run the same model.
 
@@ -42,6 +42,16 @@ fn registry_matches_the_model_on_the_in_memory_store() {
         "refresh Unauthorized(\"revoked_token\")",
         "deregister Ok",
         "get Ok",
+        "sweep marks stale",
+        "sweep deregisters",
+        "sweep self-preservation",
+        "heartbeat recovers a stale plugin",
+        "heartbeat PluginDisabled",
+        "refresh PluginDisabled",
+        "disable Ok",
+        "disable Forbidden(\"admin_token_required\")",
+        "disable NotFound",
+        "enable Ok",
     ] {
         assert!(
             coverage.get(label).is_some_and(|n| *n > 0),

@@ -20,7 +20,16 @@
 //!   and rotates the token; refresh rotates the token; deregistration frees the id;
 //! - lifecycle events have the id `{event_type}:{plugin_id}:{token_jti}`, `token_jti`
 //!   being the registration concerned: the new token's for `plugin.registered` and
-//!   `plugin.reregistered`, the removed record's for `plugin.deregistered`.
+//!   `plugin.reregistered`, the removed record's for `plugin.deregistered`; transitions
+//!   that can repeat (`plugin.stale`, `plugin.recovered`, `plugin.disabled`,
+//!   `plugin.enabled`) append the record version: `{token_jti}:{version}`;
+//! - liveness: registration, re-registration, a heartbeat and enabling set a deadline
+//!   `HB_TTL` from now; a sweep marks stale every enabled live plugin past it (and
+//!   moves the deadline to `DEREGISTER_AFTER` after its last sign of life), and
+//!   deregisters every enabled stale plugin past that — unless more than half of at
+//!   least three live plugins are due at once (self-preservation: nothing changes);
+//!   a heartbeat or re-registration of a stale plugin recovers it; disabling clears
+//!   the deadline, refuses heartbeats and refreshes with 403 `plugin_disabled`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -57,6 +66,10 @@ const TTL: i64 = 3600;
 const LEEWAY: i64 = 5;
 /// Re-registration grace for expired tokens.
 const GRACE: i64 = 7 * 24 * 3600;
+/// Silence after which a plugin is stale.
+const HB_TTL: i64 = 30;
+/// Silence after which a plugin is deregistered.
+const DEREGISTER_AFTER: i64 = 120;
 
 /// Which credential an action presents, relative to its target id.
 #[derive(Clone, Debug)]
@@ -130,6 +143,12 @@ pub enum Action {
     List { id: Target, cred: Cred },
     /// Moves the clock forward.
     Advance { secs: i64 },
+    /// `Registry::sweep`.
+    Sweep,
+    /// `Registry::disable` with one of two reasons.
+    Disable { id: Target, cred: Cred, reason: u8 },
+    /// `Registry::enable`.
+    Enable { id: Target, cred: Cred },
 }
 
 fn cred() -> impl Strategy<Value = Cred> {
@@ -156,6 +175,18 @@ fn register_cred() -> impl Strategy<Value = Cred> {
         4 => any::<Index>().prop_map(Cred::Revoked),
         2 => any::<Index>().prop_map(Cred::OtherPlugin),
         2 => any::<Index>().prop_map(Cred::StaleOther),
+    ]
+}
+
+/// Credentials of admin-only operations: the admin token most often.
+fn admin_cred() -> impl Strategy<Value = Cred> {
+    prop_oneof![
+        8 => Just(Cred::Admin),
+        1 => Just(Cred::None),
+        1 => Just(Cred::Garbage),
+        2 => Just(Cred::Current),
+        1 => any::<Index>().prop_map(Cred::Revoked),
+        1 => any::<Index>().prop_map(Cred::StaleOther),
     ]
 }
 
@@ -194,6 +225,9 @@ fn register_target() -> impl Strategy<Value = Target> {
 fn advance() -> impl Strategy<Value = i64> {
     prop_oneof![
         5 => 1i64..=60,
+        // Around the heartbeat ttl and the deregistration deadline.
+        2 => (HB_TTL - 2)..=(HB_TTL + 2),
+        1 => (DEREGISTER_AFTER - HB_TTL - 2)..=(DEREGISTER_AFTER + 2),
         // Around a token's expiry (TTL + leeway).
         2 => (TTL - 10)..=(TTL + 10),
         1 => Just(24 * 3600),
@@ -213,6 +247,9 @@ fn action() -> impl Strategy<Value = Action> {
         2 => (target(), cred()).prop_map(|(id, cred)| Action::Get { id, cred }),
         2 => (target(), cred()).prop_map(|(id, cred)| Action::List { id, cred }),
         3 => advance().prop_map(|secs| Action::Advance { secs }),
+        3 => Just(Action::Sweep),
+        2 => (target(), admin_cred(), 0u8..2).prop_map(|(id, cred, reason)| Action::Disable { id, cred, reason }),
+        2 => (target(), admin_cred()).prop_map(|(id, cred)| Action::Enable { id, cred }),
     ]
 }
 
@@ -285,6 +322,9 @@ struct Rec {
     health: Health,
     last_heartbeat: Option<OffsetDateTime>,
     version: u64,
+    enabled: bool,
+    disabled_reason: Option<String>,
+    next_deadline: Option<OffsetDateTime>,
 }
 
 /// A credential after resolving it against the tokens held.
@@ -309,9 +349,39 @@ struct Model {
     now: OffsetDateTime,
     records: BTreeMap<String, Rec>,
     held: Vec<Held>,
+    self_preservation: bool,
 }
 
 impl Model {
+    /// The deadline a record gets when it shows life now.
+    fn deadline_for(&self, rec: &Rec) -> Option<OffsetDateTime> {
+        if !rec.enabled {
+            return None;
+        }
+        Some(match rec.status {
+            Liveness::Registered | Liveness::Active => self.now + Duration::seconds(HB_TTL),
+            Liveness::Stale => self.now + Duration::seconds(DEREGISTER_AFTER),
+        })
+    }
+
+    /// 403 `plugin_disabled` for an authorized plugin that is disabled.
+    fn enabled(&self, id: &str) -> Result<(), Outcome> {
+        match self.records.get(id) {
+            Some(r) if !r.enabled => Err(Outcome::PluginDisabled),
+            _ => Ok(()),
+        }
+    }
+
+    /// Admin-only operations on `id`: 401 → 403 (a current plugin token) → 404.
+    fn admin_on(&self, id: &str, b: Bearer) -> Result<(), Outcome> {
+        self.list(b)?;
+        if self.records.contains_key(id) {
+            Ok(())
+        } else {
+            Err(Outcome::NotFound)
+        }
+    }
+
     fn note(&mut self, label: String) {
         *self.coverage.entry(label).or_default() += 1;
     }
@@ -558,6 +628,12 @@ fn world(store: Arc<dyn PluginStore>, mode: Mode) -> World {
         registration_secret: Some(Secret::new(REGISTRATION_SECRET)),
         heartbeat_interval: StdDuration::from_secs(10),
         reregister_grace: StdDuration::from_secs(GRACE as u64),
+        heartbeat_ttl: StdDuration::from_secs(HB_TTL as u64),
+        deregister_after: Some(StdDuration::from_secs(DEREGISTER_AFTER as u64)),
+        self_preservation_threshold: 0.5,
+        self_preservation_min_live: 3,
+        // Small batches, so that a sweep takes several store calls.
+        sweep_batch: 2,
     };
     let registry = Registry::new(
         ports,
@@ -649,7 +725,15 @@ fn same_record(got: &PluginRecord, id: &str, want: &Rec) -> Result<(), TestCaseE
         "last_heartbeat: {ctx}"
     );
     check!(got.version == want.version, "version: {ctx}");
-    check!(got.enabled && got.disabled_reason.is_none(), "{ctx}");
+    check!(got.enabled == want.enabled, "enabled: {ctx}");
+    check!(
+        got.disabled_reason == want.disabled_reason,
+        "disabled_reason: {ctx}"
+    );
+    check!(
+        got.next_deadline == want.next_deadline,
+        "next_deadline: {ctx}"
+    );
     Ok(())
 }
 
@@ -672,6 +756,11 @@ async fn compare_store(w: &World, m: &Model) -> Result<(), TestCaseError> {
 /// `jti` of the registration concerned — then its type and its payload's plugin.
 fn lifecycle(event_type: &str, id: &str, jti: &str) -> String {
     format!("{event_type}:{id}:{jti} {event_type} {id}")
+}
+
+/// A transition that can repeat: its id also carries the record version.
+fn transition(event_type: &str, id: &str, rec: &Rec) -> String {
+    lifecycle(event_type, id, &format!("{}:{}", rec.jti, rec.version))
 }
 
 fn drain_events(w: &mut World) -> Result<Vec<String>, TestCaseError> {
@@ -740,11 +829,20 @@ async fn step(
                 check!(reg.reregistered == reregistered, "reregistered flag");
                 let held = take_token(w, m, id, &reg).await?;
                 let version = format!("{major}.0.0");
-                let rec = match m.records.get(id) {
+                let was_stale = m
+                    .records
+                    .get(id)
+                    .is_some_and(|r| r.status == Liveness::Stale);
+                let mut rec = match m.records.get(id) {
                     Some(old) => Rec {
                         jti: held.jti.clone(),
                         manifest_version: version,
                         version: old.version + 1,
+                        status: if was_stale {
+                            Liveness::Registered
+                        } else {
+                            old.status
+                        },
                         ..old.clone()
                     },
                     None => Rec {
@@ -755,8 +853,15 @@ async fn step(
                         health: Health::Unknown,
                         last_heartbeat: None,
                         version: 1,
+                        enabled: true,
+                        disabled_reason: None,
+                        next_deadline: None,
                     },
                 };
+                rec.next_deadline = m.deadline_for(&rec);
+                if was_stale {
+                    m.note("register recovers a stale plugin".to_owned());
+                }
                 check!(
                     *reg.record.manifest == body,
                     "the manifest is stored as sent"
@@ -768,6 +873,9 @@ async fn step(
                     "plugin.registered"
                 };
                 events.push(lifecycle(event, id, &held.jti));
+                if was_stale {
+                    events.push(transition("plugin.recovered", id, &rec));
+                }
                 m.records.insert(id.to_owned(), rec);
                 m.held.push(held);
             }
@@ -776,7 +884,7 @@ async fn step(
             let id = m.target(id);
             let b = m.resolve(id, cred);
             let stale = m.stale_of_another(id, b);
-            let want = m.authorize_plugin(id, b);
+            let want = m.authorize_plugin(id, b).and_then(|()| m.enabled(id));
             let got = w
                 .registry
                 .heartbeat(
@@ -800,18 +908,24 @@ async fn step(
             if let Ok(record) = got {
                 let now = m.now;
                 let rec = m.records.get_mut(id).expect("model has the record");
+                let was_stale = rec.status == Liveness::Stale;
                 rec.status = Liveness::Active;
                 rec.health = *health;
                 rec.last_heartbeat = Some(now);
+                rec.next_deadline = Some(now + Duration::seconds(HB_TTL));
                 rec.version += 1;
                 same_record(&record, id, rec)?;
+                if was_stale {
+                    events.push(transition("plugin.recovered", id, rec));
+                    m.note("heartbeat recovers a stale plugin".to_owned());
+                }
             }
         }
         Action::Refresh { id, cred } => {
             let id = m.target(id);
             let b = m.resolve(id, cred);
             let stale = m.stale_of_another(id, b);
-            let want = m.authorize_plugin(id, b);
+            let want = m.authorize_plugin(id, b).and_then(|()| m.enabled(id));
             let got = w
                 .registry
                 .refresh_token(id, m.bearer(b).as_deref(), "model")
@@ -908,9 +1022,137 @@ async fn step(
                 }
             }
         }
+        Action::Sweep => {
+            let report = w
+                .registry
+                .sweep()
+                .await
+                .map_err(|e| fail(format!("sweep: {e}")))?;
+            let now = m.now;
+            let due = |r: &Rec| r.next_deadline.is_some_and(|d| d <= now);
+            let (mut stale, mut gone) = (0, 0);
+            let mut preserve = false;
+            if m.records.values().any(due) {
+                let live = m
+                    .records
+                    .values()
+                    .filter(|r| r.enabled && r.status != Liveness::Stale)
+                    .count();
+                let silent = m
+                    .records
+                    .values()
+                    .filter(|r| r.enabled && r.status != Liveness::Stale && due(r))
+                    .count();
+                preserve = silent > 0 && live >= 3 && silent * 2 > live;
+            }
+            if preserve {
+                m.note("sweep self-preservation".to_owned());
+            } else {
+                for (id, rec) in &mut m.records {
+                    if rec.enabled && rec.status != Liveness::Stale && due(rec) {
+                        rec.status = Liveness::Stale;
+                        rec.next_deadline = rec
+                            .next_deadline
+                            .map(|d| d + Duration::seconds(DEREGISTER_AFTER - HB_TTL));
+                        rec.version += 1;
+                        events.push(transition("plugin.stale", id, rec));
+                        stale += 1;
+                    }
+                }
+                let expired: Vec<String> = m
+                    .records
+                    .iter()
+                    .filter(|(_, r)| r.enabled && r.status == Liveness::Stale && due(r))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in expired {
+                    let rec = m.records.remove(&id).expect("listed above");
+                    events.push(lifecycle("plugin.deregistered", &id, &rec.jti));
+                    gone += 1;
+                }
+                if stale > 0 {
+                    m.note("sweep marks stale".to_owned());
+                }
+                if gone > 0 {
+                    m.note("sweep deregisters".to_owned());
+                }
+            }
+            m.self_preservation = preserve;
+            check!(
+                (report.stale, report.deregistered, report.self_preservation)
+                    == (stale, gone, preserve),
+                "sweep report {report:?}, model stale {stale} gone {gone} preserve {preserve}"
+            );
+            check!(
+                w.registry.self_preservation() == preserve,
+                "self-preservation flag"
+            );
+        }
+        Action::Disable { id, cred, reason } => {
+            let id = m.target(id);
+            let b = m.resolve(id, cred);
+            let reason = format!("reason {reason}");
+            let want = m.admin_on(id, b);
+            let got = w
+                .registry
+                .disable(id, m.bearer(b).as_deref(), &reason, "model")
+                .await;
+            let want_class = want.clone().err().unwrap_or(Outcome::Ok);
+            m.note(format!("disable {want_class:?}"));
+            check!(
+                class(&got) == want_class,
+                "disable {id} with {b:?}: got {:?}, model {want_class:?}",
+                got.as_ref().map(|_| ())
+            );
+            if let Ok(record) = got {
+                let rec = m.records.get_mut(id).expect("model has the record");
+                let changed = rec.enabled;
+                if rec.enabled || rec.disabled_reason.as_deref() != Some(reason.as_str()) {
+                    rec.enabled = false;
+                    rec.disabled_reason = Some(reason);
+                    rec.next_deadline = None;
+                    rec.version += 1;
+                }
+                same_record(&record, id, rec)?;
+                if changed {
+                    events.push(transition("plugin.disabled", id, rec));
+                }
+            }
+        }
+        Action::Enable { id, cred } => {
+            let id = m.target(id);
+            let b = m.resolve(id, cred);
+            let want = m.admin_on(id, b);
+            let got = w.registry.enable(id, m.bearer(b).as_deref(), "model").await;
+            let want_class = want.clone().err().unwrap_or(Outcome::Ok);
+            m.note(format!("enable {want_class:?}"));
+            check!(
+                class(&got) == want_class,
+                "enable {id} with {b:?}: got {:?}, model {want_class:?}",
+                got.as_ref().map(|_| ())
+            );
+            if let Ok(record) = got {
+                let mut rec = m.records[id].clone();
+                let changed = !rec.enabled;
+                if changed {
+                    rec.enabled = true;
+                    rec.disabled_reason = None;
+                    rec.next_deadline = m.deadline_for(&rec);
+                    rec.version += 1;
+                    events.push(transition("plugin.enabled", id, &rec));
+                }
+                same_record(&record, id, &rec)?;
+                m.records.insert(id.to_owned(), rec);
+            }
+        }
     }
     compare_store(w, m).await?;
-    let published = drain_events(w)?;
+    let mut published = drain_events(w)?;
+    if matches!(action, Action::Sweep) {
+        // One sweep's events are in no promised order (SQL RETURNING has none).
+        published.sort();
+        events.sort();
+    }
     check!(
         published == events,
         "events {published:?}, expected {events:?}"
@@ -931,6 +1173,7 @@ async fn run_case(
         now: t0(),
         records: BTreeMap::new(),
         held: Vec::new(),
+        self_preservation: false,
     };
     check!(
         w.store

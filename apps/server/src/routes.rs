@@ -33,7 +33,11 @@ pub async fn health() -> Json<Value> {
 /// `GET /ready`: 200 when the store answers, 503 otherwise.
 pub async fn ready(State(state): State<AppState>) -> Response {
     match state.registry.ready().await {
-        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
+        Ok(()) => Json(json!({
+            "status": "ready",
+            "self_preservation": state.registry.self_preservation(),
+        }))
+        .into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
             (
@@ -129,6 +133,7 @@ impl HeartbeatBody {
 /// `POST /plugins/{id}/heartbeat`.
 pub async fn heartbeat(
     State(state): State<AppState>,
+    Extension(TraceId(trace_id)): Extension<TraceId>,
     Path(id): Path<String>,
     bearer: Bearer,
     body: Result<OptionalJson<HeartbeatBody>, ApiError>,
@@ -143,7 +148,10 @@ pub async fn heartbeat(
         // A refused body is 400 only for a token that is still current.
         Err(e) => return Err(state.registry.refuse_heartbeat_body(&claims, e).await?),
     };
-    state.registry.record_heartbeat(&claims, report).await?;
+    state
+        .registry
+        .record_heartbeat(&claims, report, &trace_id)
+        .await?;
     Ok(Json(json!({ "status": "ok" })))
 }
 
@@ -161,17 +169,21 @@ pub async fn refresh(
     Ok(token_body("refreshed", &reg))
 }
 
-/// A plugin record on the wire (no token id, no version).
+/// A plugin record on the wire (no token id, no version). `status` is the liveness
+/// under its original name; `liveness` says the same under its own; `next_deadline`
+/// is when the plugin goes stale (or, once stale, is deregistered) without a heartbeat.
 #[derive(Serialize)]
 pub struct PluginView<'a> {
     plugin_id: &'a str,
     manifest: &'a Value,
     status: &'static str,
+    liveness: &'static str,
     health: &'static str,
     enabled: bool,
     disabled_reason: Option<&'a str>,
     registered_at: String,
     last_heartbeat: Option<String>,
+    next_deadline: Option<String>,
 }
 
 impl<'a> From<&'a PluginRecord> for PluginView<'a> {
@@ -180,11 +192,13 @@ impl<'a> From<&'a PluginRecord> for PluginView<'a> {
             plugin_id: r.plugin_id.as_str(),
             manifest: &*r.manifest,
             status: r.status.as_str(),
+            liveness: r.status.as_str(),
             health: r.health.as_str(),
             enabled: r.enabled,
             disabled_reason: r.disabled_reason.as_deref(),
             registered_at: rfc3339(r.registered_at),
             last_heartbeat: r.last_heartbeat.map(rfc3339),
+            next_deadline: r.next_deadline.map(rfc3339),
         }
     }
 }
@@ -267,6 +281,110 @@ pub async fn deregister(
         .deregister(&id, bearer.as_deref(), &trace_id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `POST /plugins/{id}/disable`.
+#[derive(Debug, Default, Deserialize)]
+pub struct DisableBody {
+    reason: Option<Value>,
+}
+
+/// Longest disable reason.
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// `POST /plugins/{id}/disable` (admin), body `{"reason": "…"}`.
+pub async fn disable(
+    State(state): State<AppState>,
+    Extension(TraceId(trace_id)): Extension<TraceId>,
+    Path(id): Path<String>,
+    bearer: Bearer,
+    body: Result<OptionalJson<DisableBody>, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    // 401/403 before 400.
+    if let vivified_domain::Caller::Plugin(claims) =
+        state.registry.authenticate(bearer.as_deref()).await?
+    {
+        return Err(state
+            .registry
+            .refuse_plugin_on_admin_route(&claims)
+            .await
+            .into());
+    }
+    let reason = match body?.0.reason {
+        Some(Value::String(r)) if !r.trim().is_empty() && r.chars().count() <= MAX_REASON_CHARS => {
+            r
+        }
+        _ => {
+            return Err(ApiError::InvalidBody(format!(
+                "`reason` must be a non-empty string of at most {MAX_REASON_CHARS} characters"
+            )));
+        }
+    };
+    let record = state
+        .registry
+        .disable(&id, bearer.as_deref(), &reason, &trace_id)
+        .await?;
+    Ok(Json(json!(PluginView::from(&record))))
+}
+
+/// `POST /plugins/{id}/enable` (admin).
+pub async fn enable(
+    State(state): State<AppState>,
+    Extension(TraceId(trace_id)): Extension<TraceId>,
+    Path(id): Path<String>,
+    bearer: Bearer,
+) -> Result<Json<Value>, ApiError> {
+    let record = state
+        .registry
+        .enable(&id, bearer.as_deref(), &trace_id)
+        .await?;
+    Ok(Json(json!(PluginView::from(&record))))
+}
+
+/// Body of `POST /tokens/introspect`.
+#[derive(Debug, Default, Deserialize)]
+pub struct IntrospectBody {
+    token: Option<Value>,
+}
+
+/// `POST /tokens/introspect` (a plugin's own token, or admin), body `{"token": "…"}`.
+/// Never reveals why a token is inactive.
+pub async fn introspect(
+    State(state): State<AppState>,
+    bearer: Bearer,
+    body: Result<OptionalJson<IntrospectBody>, ApiError>,
+) -> Result<Response, ApiError> {
+    // Authenticate the caller before looking at the body: 401/403 come before 400.
+    if let vivified_domain::Caller::Plugin(claims) =
+        state.registry.authenticate(bearer.as_deref()).await?
+    {
+        state.registry.refuse_heartbeat_body(&claims, ()).await?;
+    }
+    let token = match body?.0.token {
+        Some(Value::String(t)) if !t.is_empty() && t.len() <= 8192 => t,
+        _ => {
+            return Err(ApiError::InvalidBody(
+                "`token` must be a non-empty string".into(),
+            ));
+        }
+    };
+    let answer = state.registry.introspect(bearer.as_deref(), &token).await?;
+    // Never cached by intermediaries: the answer changes when the token is revoked.
+    let headers = [(header::CACHE_CONTROL, "no-store")];
+    if !answer.active {
+        return Ok((headers, Json(json!({ "active": false }))).into_response());
+    }
+    Ok((
+        headers,
+        Json(json!({
+            "active": true,
+            "plugin_id": answer.plugin_id.as_ref().map(PluginId::as_str),
+            "traits": answer.traits,
+            "data_classification": answer.data_classification,
+            "exp": answer.expires_at.map(OffsetDateTime::unix_timestamp),
+        })),
+    )
+        .into_response())
 }
 
 /// The OpenAPI document (dev mode only).

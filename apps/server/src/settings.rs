@@ -60,6 +60,26 @@ const KEYS: &[Key] = &[
         env: &["VIVIFIED_HEARTBEAT_INTERVAL"],
     },
     Key {
+        key: "heartbeat_ttl",
+        env: &["VIVIFIED_HEARTBEAT_TTL"],
+    },
+    Key {
+        key: "deregister_after",
+        env: &["VIVIFIED_DEREGISTER_AFTER"],
+    },
+    Key {
+        key: "sweep_interval",
+        env: &["VIVIFIED_SWEEP_INTERVAL"],
+    },
+    Key {
+        key: "self_preservation_threshold",
+        env: &["VIVIFIED_SELF_PRESERVATION_THRESHOLD"],
+    },
+    Key {
+        key: "self_preservation_min_plugins",
+        env: &["VIVIFIED_SELF_PRESERVATION_MIN_PLUGINS"],
+    },
+    Key {
         key: "store",
         env: &["VIVIFIED_STORE", "DATABASE_URL"],
     },
@@ -172,6 +192,16 @@ pub struct Settings {
     pub reregister_grace: Duration,
     /// Heartbeat interval told to plugins.
     pub heartbeat_interval: Duration,
+    /// Silence after which a plugin is stale (default 3 × interval).
+    pub heartbeat_ttl: Duration,
+    /// Silence after which a plugin is deregistered (`None`: never).
+    pub deregister_after: Option<Duration>,
+    /// How often this replica sweeps liveness deadlines.
+    pub sweep_interval: Duration,
+    /// Share of live plugins going silent in one sweep above which none is expired.
+    pub self_preservation_threshold: f64,
+    /// Self-preservation applies from this many live plugins on.
+    pub self_preservation_min_plugins: u64,
     /// Plugin store backend.
     pub store: StoreSetting,
     /// The setting `store` came from (for error messages).
@@ -396,6 +426,7 @@ impl Settings {
                 })
                 .unwrap_or_default()
         };
+        let heartbeat_interval = duration("heartbeat_interval", Duration::from_secs(10))?;
         Ok(Self {
             mode,
             bind,
@@ -409,7 +440,34 @@ impl Settings {
                 .collect(),
             token_ttl: duration("token_ttl", Duration::from_secs(24 * 3600))?,
             reregister_grace: duration("reregister_grace", Duration::from_secs(7 * 24 * 3600))?,
-            heartbeat_interval: duration("heartbeat_interval", Duration::from_secs(10))?,
+            heartbeat_interval,
+            heartbeat_ttl: duration("heartbeat_ttl", heartbeat_interval * 3)?,
+            deregister_after: match get("deregister_after") {
+                None => None,
+                Some(_) => Some(duration("deregister_after", Duration::ZERO)?),
+            },
+            sweep_interval: duration(
+                "sweep_interval",
+                heartbeat_interval.clamp(Duration::from_millis(50), Duration::from_secs(5)),
+            )?,
+            self_preservation_threshold: match get("self_preservation_threshold") {
+                None => 0.5,
+                Some((n, v)) => v
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|t| (0.0..=1.0).contains(t))
+                    .ok_or_else(|| {
+                        invalid(n, "expected a share between 0 and 1, like 0.5".into())
+                    })?,
+            },
+            self_preservation_min_plugins: match get("self_preservation_min_plugins") {
+                None => 3,
+                Some((n, v)) => v
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| invalid(n, "expected a whole number".into()))?,
+            },
             store,
             store_source,
             data_dir,
@@ -425,10 +483,28 @@ impl Settings {
         })
     }
 
+    /// The registry's settings taken from these.
+    pub fn registry_config(&self) -> vivified_domain::RegistryConfig {
+        vivified_domain::RegistryConfig {
+            mode: self.mode,
+            admin_token: self.admin_token.clone(),
+            registration_secret: self.registration_secret.clone(),
+            heartbeat_interval: self.heartbeat_interval,
+            reregister_grace: self.reregister_grace,
+            heartbeat_ttl: self.heartbeat_ttl,
+            deregister_after: self.deregister_after,
+            self_preservation_threshold: self.self_preservation_threshold,
+            self_preservation_min_live: self.self_preservation_min_plugins,
+            ..vivified_domain::RegistryConfig::default()
+        }
+    }
+
     fn check(&self) -> Result<(), SettingsError> {
         let positive = [
             ("VIVIFIED_TOKEN_TTL", self.token_ttl),
             ("VIVIFIED_HEARTBEAT_INTERVAL", self.heartbeat_interval),
+            ("VIVIFIED_HEARTBEAT_TTL", self.heartbeat_ttl),
+            ("VIVIFIED_SWEEP_INTERVAL", self.sweep_interval),
             ("VIVIFIED_REQUEST_TIMEOUT", self.request_timeout),
             ("VIVIFIED_HEADER_READ_TIMEOUT", self.header_read_timeout),
         ];
@@ -446,11 +522,42 @@ impl Settings {
                 reason: "must be at most 366 days".into(),
             });
         }
-        if self.heartbeat_interval < Duration::from_secs(1) && self.mode == Mode::Production {
-            return Err(SettingsError::Invalid {
-                name: "VIVIFIED_HEARTBEAT_INTERVAL".into(),
-                reason: "sub-second intervals are for dev mode only".into(),
-            });
+        let invalid = |name: &str, reason: &str| {
+            Err(SettingsError::Invalid {
+                name: name.into(),
+                reason: reason.into(),
+            })
+        };
+        if self.mode == Mode::Production {
+            for (name, d) in [
+                ("VIVIFIED_HEARTBEAT_INTERVAL", self.heartbeat_interval),
+                ("VIVIFIED_HEARTBEAT_TTL", self.heartbeat_ttl),
+                ("VIVIFIED_SWEEP_INTERVAL", self.sweep_interval),
+            ] {
+                if d < Duration::from_secs(1) {
+                    return invalid(name, "sub-second values are for dev mode only");
+                }
+            }
+        }
+        if self.heartbeat_ttl < self.heartbeat_interval {
+            return invalid(
+                "VIVIFIED_HEARTBEAT_TTL",
+                "must be at least VIVIFIED_HEARTBEAT_INTERVAL (default: 3 × the interval)",
+            );
+        }
+        if let Some(after) = self.deregister_after {
+            if after <= self.heartbeat_ttl {
+                return invalid(
+                    "VIVIFIED_DEREGISTER_AFTER",
+                    "must be longer than VIVIFIED_HEARTBEAT_TTL (a plugin is stale before it is deregistered)",
+                );
+            }
+            if self.mode == Mode::Production && after < Duration::from_secs(60) {
+                return invalid(
+                    "VIVIFIED_DEREGISTER_AFTER",
+                    "must be at least one minute in production mode",
+                );
+            }
         }
         for origin in &self.allowed_origins {
             if origin == "*" || !(origin.starts_with("https://") || origin.starts_with("http://")) {

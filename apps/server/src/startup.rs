@@ -19,7 +19,7 @@ use vivified_adapters::jwt::{JwtConfig, JwtTokenIssuer};
 use vivified_adapters::memory::{InMemoryAuditLog, InMemoryEventBus, InMemoryPluginStore};
 use vivified_adapters::postgres::{PostgresConfig, PostgresPluginStore};
 use vivified_adapters::sqlite::SqlitePluginStore;
-use vivified_domain::{ManifestValidator, Mode, Ports, Registry, RegistryConfig};
+use vivified_domain::{ManifestValidator, Mode, Ports, Registry};
 use vivified_ports::{PluginStore, Secret};
 
 use crate::routes;
@@ -87,6 +87,7 @@ pub struct GeneratedSecrets {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    registry: Registry,
     local_addr: SocketAddr,
     admin_token: Option<Secret>,
     generated: GeneratedSecrets,
@@ -143,17 +144,11 @@ impl Application {
             bus,
             audit: Arc::new(InMemoryAuditLog::new(10_000)),
         };
-        let config = RegistryConfig {
-            mode: settings.mode,
-            admin_token: settings.admin_token.clone(),
-            registration_secret: settings.registration_secret.clone(),
-            heartbeat_interval: settings.heartbeat_interval,
-            reregister_grace: settings.reregister_grace,
-        };
+        let config = settings.registry_config();
         let registry = Registry::new(ports, Arc::new(ManifestValidator::new()?), config);
         let router = router(
             AppState {
-                registry,
+                registry: registry.clone(),
                 max_body_bytes: settings.max_body_bytes,
             },
             &settings,
@@ -172,6 +167,7 @@ impl Application {
         Ok(Self {
             listener,
             router,
+            registry,
             local_addr,
             admin_token: settings.admin_token.clone(),
             generated,
@@ -192,6 +188,11 @@ impl Application {
     /// What was generated at this start.
     pub fn generated(&self) -> &GeneratedSecrets {
         &self.generated
+    }
+
+    /// The registry this application serves (for embedding and tests).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The settings in force.
@@ -219,6 +220,10 @@ impl Application {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(signal);
         tracing::info!(addr = %self.local_addr, mode = ?self.settings.mode, "vivified core listening");
+        let sweeper = tokio::spawn(sweep_forever(
+            self.registry.clone(),
+            self.settings.sweep_interval,
+        ));
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => {
@@ -245,6 +250,7 @@ impl Application {
             }
         }
         tracing::info!("shutting down: draining connections");
+        sweeper.abort();
         drop(self.listener);
         if tokio::time::timeout(drain_for, graceful.shutdown())
             .await
@@ -254,6 +260,38 @@ impl Application {
         }
         tracing::info!("vivified core stopped");
         Ok(())
+    }
+}
+
+/// Sweeps liveness deadlines every `every` until aborted. A failing store is
+/// logged once per outage, not once per tick.
+async fn sweep_forever(registry: Registry, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        match registry.sweep().await {
+            Ok(report) => {
+                if failing {
+                    tracing::info!("liveness sweep works again");
+                    failing = false;
+                }
+                if report.stale + report.deregistered > 0 {
+                    tracing::info!(
+                        stale = report.stale,
+                        deregistered = report.deregistered,
+                        "liveness sweep"
+                    );
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "liveness sweep failed; retrying every tick");
+                    failing = true;
+                }
+            }
+        }
     }
 }
 
@@ -327,7 +365,10 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .route("/plugins/register", post(routes::register))
         .route("/plugins/{id}", get(routes::get).delete(routes::deregister))
         .route("/plugins/{id}/heartbeat", post(routes::heartbeat))
-        .route("/plugins/{id}/token", post(routes::refresh));
+        .route("/plugins/{id}/token", post(routes::refresh))
+        .route("/plugins/{id}/disable", post(routes::disable))
+        .route("/plugins/{id}/enable", post(routes::enable))
+        .route("/tokens/introspect", post(routes::introspect));
     if settings.mode == Mode::Dev {
         api = api.route("/openapi.json", get(routes::openapi));
     }
