@@ -167,7 +167,7 @@ fn shape_violations_match_the_core() {
         Manifest::builder("ok", "Ok", "1.0.0").dependency("Not An Id"),
         Manifest::builder("ok", "Ok", "1.0.0").dependency("ok"),
         Manifest::builder("ok", "Ok", "1.0.0").endpoint("x/y", "relative"),
-        Manifest::builder(&"x".repeat(64), "Long", "1.0.0"),
+        Manifest::builder("x".repeat(64), "Long", "1.0.0"),
         Manifest::builder("ok", "n".repeat(129), "1.0.0"),
         Manifest::builder("ok", "Ok", "1.0.0").description("d".repeat(1025)),
     ];
