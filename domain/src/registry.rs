@@ -47,8 +47,9 @@ pub struct RegistryConfig {
     /// A plugin silent for longer than this is deregistered (`None`: never). Must be
     /// longer than `heartbeat_ttl`.
     pub deregister_after: Option<Duration>,
-    /// Self-preservation: if more than this share of the live plugins would go stale
-    /// in one sweep, none does.
+    /// Self-preservation: if, when some plugin is due to go stale, more than this
+    /// share of the live plugins is silent (has missed two heartbeats in a row),
+    /// none goes stale.
     pub self_preservation_threshold: f64,
     /// Self-preservation only applies with at least this many live plugins (one
     /// plugin of one going quiet is not a network partition).
@@ -202,8 +203,8 @@ impl Introspection {
 pub struct SweepReport {
     /// Live plugins counted (0 when nothing was due: not counted).
     pub live: u64,
-    /// Of those, past their deadline.
-    pub due: u64,
+    /// Of those, silent: past their deadline or within one `ttl - 2 × interval` of it.
+    pub silent: u64,
     /// Marked stale.
     pub stale: usize,
     /// Deregistered.
@@ -1228,9 +1229,17 @@ impl Registry {
             self.leave_self_preservation();
             return Ok(report);
         }
-        let counts = self.ports.store.liveness_counts(now).await?;
+        // "Silent": missed two heartbeats in a row, even if not yet past the ttl.
+        // Counting those (not only the due ones) is what recognises a partition:
+        // plugins cut off together have deadlines spread over one interval, and a
+        // sweep would otherwise expire the first of them before the rest are due.
+        let horizon = self
+            .config
+            .heartbeat_ttl
+            .saturating_sub(self.config.heartbeat_interval * 2);
+        let counts = self.ports.store.liveness_counts(now + horizon).await?;
         report.live = counts.live;
-        report.due = counts.due;
+        report.silent = counts.due;
         #[allow(clippy::cast_precision_loss)] // plugin counts are far below 2^52
         let share = counts.due as f64 / counts.live.max(1) as f64;
         if counts.due > 0

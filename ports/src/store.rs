@@ -45,7 +45,7 @@ pub struct HeartbeatOutcome {
 pub struct LivenessCounts {
     /// Enabled plugins that are `registered` or `active`.
     pub live: u64,
-    /// Of those, how many have `next_deadline <= now`.
+    /// Of those, how many have `next_deadline <= due_by`.
     pub due: u64,
 }
 
@@ -132,11 +132,11 @@ pub trait PluginStore: Send + Sync {
     async fn earliest_deadline(&self) -> Result<Option<OffsetDateTime>, StoreError>;
 
     /// Counts the enabled `registered`/`active` records, and those of them whose
-    /// `next_deadline <= now`.
+    /// `next_deadline <= due_by`.
     ///
     /// # Errors
     /// MUST return [`StoreError::Unavailable`] if the backend fails.
-    async fn liveness_counts(&self, now: OffsetDateTime) -> Result<LivenessCounts, StoreError>;
+    async fn liveness_counts(&self, due_by: OffsetDateTime) -> Result<LivenessCounts, StoreError>;
 
     /// Marks stale up to `limit` enabled `registered`/`active` records whose
     /// `next_deadline <= now` (earliest first): `status = Stale`, `next_deadline`

@@ -217,3 +217,37 @@ async fn disabled_plugins_are_left_alone_by_the_sweeper_and_start_afresh_when_en
         "the token survived the disable"
     );
 }
+
+#[tokio::test]
+async fn a_partition_is_recognised_although_the_deadlines_are_spread_over_an_interval() {
+    // Ten plugins heartbeat at different moments of one 10 s interval, then all are
+    // cut off together. Sweeping every second, the first deadline passes while the
+    // others are still ahead: self-preservation must see the whole silent herd.
+    let app = app(Some("2m"));
+    let mut tokens = Vec::new();
+    for i in 0..10 {
+        tokens.push(app.register_ok(&format!("spread-{i}")).await);
+    }
+    for (i, token) in tokens.iter().enumerate() {
+        app.clock.advance(Duration::seconds(1));
+        let resp = app
+            .heartbeat(&format!("spread-{i}"), Some(token), None)
+            .await;
+        assert_eq!(resp.status, StatusCode::OK);
+    }
+    let mut preserved = false;
+    for _ in 0..60 {
+        app.clock.advance(Duration::seconds(1));
+        let report = app.registry.sweep().await.unwrap();
+        assert_eq!((report.stale, report.deregistered), (0, 0), "{report:?}");
+        preserved |= report.self_preservation;
+    }
+    assert!(
+        preserved,
+        "the herd went silent: self-preservation must have started"
+    );
+    assert_eq!(
+        app.get("/ready", None).await.json()["self_preservation"],
+        true
+    );
+}

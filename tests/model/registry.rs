@@ -26,8 +26,9 @@
 //! - liveness: registration, re-registration, a heartbeat and enabling set a deadline
 //!   `HB_TTL` from now; a sweep marks stale every enabled live plugin past it (and
 //!   moves the deadline to `DEREGISTER_AFTER` after its last sign of life), and
-//!   deregisters every enabled stale plugin past that — unless more than half of at
-//!   least three live plugins are due at once (self-preservation: nothing changes);
+//!   deregisters every enabled stale plugin past that — unless, when something is
+//!   due, more than half of at least three live plugins are silent (deadline within
+//!   `HB_TTL - 2 × interval` from now; self-preservation: nothing changes);
 //!   a heartbeat or re-registration of a stale plugin recovers it; disabling clears
 //!   the deadline, refuses heartbeats and refreshes with 403 `plugin_disabled`.
 
@@ -1038,10 +1039,17 @@ async fn step(
                     .values()
                     .filter(|r| r.enabled && r.status != Liveness::Stale)
                     .count();
+                // Silent: missed two heartbeats (interval 10 s) — deadline within
+                // `HB_TTL - 2 × 10 s` from now.
+                let horizon = now + Duration::seconds(HB_TTL - 20);
                 let silent = m
                     .records
                     .values()
-                    .filter(|r| r.enabled && r.status != Liveness::Stale && due(r))
+                    .filter(|r| {
+                        r.enabled
+                            && r.status != Liveness::Stale
+                            && r.next_deadline.is_some_and(|d| d <= horizon)
+                    })
                     .count();
                 preserve = silent > 0 && live >= 3 && silent * 2 > live;
             }
