@@ -458,3 +458,40 @@ async fn refusals_before_anything_is_sent() {
     assert_eq!(handle.status(), PluginStatus::Stopped);
     assert!(core.plugins().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_disabled_plugin_keeps_running_and_comes_back_when_enabled() {
+    let (logs, _guard) = Logs::capture();
+    let core = TestCore::start().await.unwrap();
+    let runner = Runner::new(TestPlugin::new("switched"), fast_config(core.url())).unwrap();
+    let handle = runner.handle();
+    let task = spawn(runner);
+    handle
+        .wait_for(WAIT, PluginStatus::is_registered)
+        .await
+        .unwrap();
+
+    core.disable("switched", "maintenance").await.unwrap();
+    handle
+        .wait_for(WAIT, |s| *s == PluginStatus::Disabled)
+        .await
+        .expect("403 plugin_disabled is reported");
+    assert!(!task.is_finished(), "it keeps running");
+    core.enable("switched").await.unwrap();
+    handle
+        .wait_for(WAIT, PluginStatus::is_registered)
+        .await
+        .expect("heartbeats accepted again once enabled");
+    assert!(
+        !logs
+            .with_message("the plugin is disabled by an operator; heartbeating with backoff")
+            .is_empty()
+    );
+    core.wait_for_plugin("switched", WAIT, "enabled and active", |r| {
+        r["enabled"] == true && r["status"] == "active"
+    })
+    .await
+    .unwrap();
+    handle.stop();
+    task.await.unwrap().unwrap();
+}

@@ -311,6 +311,45 @@ impl TestCore {
         }
     }
 
+    /// Disables a plugin as the admin (`POST /plugins/{id}/disable` with `reason`).
+    ///
+    /// # Errors
+    /// [`TestkitError::Status`] on any answer but 200.
+    pub async fn disable(&self, id: &str, reason: &str) -> Result<(), TestkitError> {
+        self.admin_post(
+            &format!("/plugins/{id}/disable"),
+            Some(json!({ "reason": reason })),
+        )
+        .await
+    }
+
+    /// Enables a plugin again as the admin (`POST /plugins/{id}/enable`).
+    ///
+    /// # Errors
+    /// [`TestkitError::Status`] on any answer but 200.
+    pub async fn enable(&self, id: &str) -> Result<(), TestkitError> {
+        self.admin_post(&format!("/plugins/{id}/enable"), None)
+            .await
+    }
+
+    async fn admin_post(&self, path: &str, body: Option<Value>) -> Result<(), TestkitError> {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.admin_token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await?;
+        match resp.status().as_u16() {
+            200 | 204 => Ok(()),
+            status => Err(TestkitError::Status {
+                status,
+                body: resp.text().await.unwrap_or_default(),
+            }),
+        }
+    }
+
     /// Registers `manifest` directly (`POST /plugins/register`, with the registration
     /// secret when there is one) and returns the 200 answer, token included: a quick way
     /// to get a second plugin's token for authorization tests.

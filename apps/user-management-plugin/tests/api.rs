@@ -183,6 +183,16 @@ async fn serves_users_only_to_active_callers_with_handles_pii() {
     let (status, body, _) = app.get_user("999", Some(&reader)).await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
 
+    // A disabled caller is refused as not active once the cached answer runs out.
+    app.core.disable("basic-reader", "test").await.unwrap();
+    tokio::time::timeout(WAIT, async {
+        while app.get_user("1", Some(&basic)).await.0 != 401 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the disabled caller's token is not active");
+
     // A deregistered caller is refused once the cached answer (1 s here) runs out.
     assert!(app.core.deregister("pii-reader").await.unwrap());
     tokio::time::timeout(WAIT, async {
