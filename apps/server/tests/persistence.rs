@@ -832,3 +832,73 @@ fn malformed_postgres_url_is_a_one_line_error_without_the_password() {
         "pw-Malformed-94w",
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// 4. Two replicas sweeping one Postgres database
+// ---------------------------------------------------------------------------------------
+
+/// The `plugin_id` of every log line of `server` whose message is `msg`.
+fn logged_ids(server: &common::Server, msg: &str) -> Vec<String> {
+    common::json_lines(&server.stdout())
+        .into_iter()
+        .filter(|l| common::message(l) == msg)
+        .filter_map(|l| {
+            l.get("fields")
+                .and_then(|f| f.get("plugin_id"))
+                .or_else(|| l.get("plugin_id"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// Both replicas sweep every 20 ms; 60 silent plugins go stale and are deregistered.
+/// Each transition is applied by exactly one replica: across both logs, every plugin
+/// is marked stale once and deregistered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_sweeping_one_postgres_apply_each_expiry_once() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let spawn = on_postgres(&db.url())
+        .env("VIVIFIED_HEARTBEAT_INTERVAL", "200ms")
+        .env("VIVIFIED_HEARTBEAT_TTL", "600ms")
+        .env("VIVIFIED_DEREGISTER_AFTER", "1200ms")
+        .env("VIVIFIED_SWEEP_INTERVAL", "20ms")
+        // Plugins expiring in step is what this test wants: no self-preservation.
+        .env("VIVIFIED_SELF_PRESERVATION_THRESHOLD", "1");
+    let http = client();
+    let (a, b) = tokio::join!(spawn.start(), spawn.start());
+    let (base_a, base_b) = (a.url(""), b.url(""));
+    let ids: Vec<String> = (0..60).map(|i| format!("swept-{i:02}")).collect();
+    let (on_a, on_b) = ids.split_at(30);
+    register_all(&http, &base_a, on_a).await;
+    register_all(&http, &base_b, on_b).await;
+
+    eventually(Duration::from_secs(20), "every plugin deregistered", || {
+        let (http, base) = (http.clone(), base_a.clone());
+        async move { list_all(&http, &base, ADMIN).await.is_empty() }
+    })
+    .await;
+    // Let a last sweep of either replica run (it must find nothing).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    for (what, msg) in [
+        ("stale", "plugin stale: no heartbeat within the ttl"),
+        (
+            "deregistered",
+            "plugin deregistered: silent beyond deregister_after",
+        ),
+    ] {
+        let (from_a, from_b) = (logged_ids(&a, msg), logged_ids(&b, msg));
+        let mut all: Vec<String> = from_a.iter().chain(&from_b).cloned().collect();
+        all.sort();
+        assert_eq!(
+            all,
+            ids,
+            "every plugin {what} exactly once across both replicas (A: {}, B: {})",
+            from_a.len(),
+            from_b.len()
+        );
+    }
+}
