@@ -249,3 +249,127 @@ fn an_unreachable_core_is_one_line_and_exit_1() {
     run.assert_one_error_line(&format!("cannot reach the core at {url}/plugins"));
     assert_no_token(&run);
 }
+
+#[test]
+fn disable_and_enable_change_the_record_and_are_idempotent() {
+    let core = Core::start();
+    let dir = TempDir::new();
+    let token = core.register("user-management");
+    let heartbeat = || {
+        core.request(
+            reqwest::Method::POST,
+            "/plugins/user-management/heartbeat",
+            Some(&token),
+            None,
+        )
+    };
+
+    for _ in 0..2 {
+        let run = Run::of(core.cli(&dir.0).args([
+            "plugins",
+            "disable",
+            "user-management",
+            "--reason",
+            "maintenance window",
+        ]));
+        assert_eq!(run.code, 0, "{run:?}");
+        assert_eq!(
+            run.stdout,
+            "disabled user-management (maintenance window)\n"
+        );
+        assert_no_token(&run);
+    }
+    let (_, record) = core.record("user-management");
+    assert_eq!(record["enabled"], false);
+    assert_eq!(record["disabled_reason"], "maintenance window");
+    let (status, body) = heartbeat();
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("plugin_disabled"))
+    );
+
+    let run = Run::of(core.cli(&dir.0).args(["plugins", "list"]));
+    let row: Vec<&str> = run
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[0], "user-management");
+    assert_eq!(row[4], "no", "ENABLED column: {}", run.stdout);
+    let run = Run::of(
+        core.cli(&dir.0)
+            .args(["plugins", "show", "user-management"]),
+    );
+    assert!(
+        run.stdout
+            .contains("disabled_reason      maintenance window\n"),
+        "{}",
+        run.stdout
+    );
+
+    for _ in 0..2 {
+        let run = Run::of(
+            core.cli(&dir.0)
+                .args(["plugins", "enable", "user-management"]),
+        );
+        assert_eq!(run.code, 0, "{run:?}");
+        assert_eq!(run.stdout, "enabled user-management\n");
+    }
+    let (_, record) = core.record("user-management");
+    assert_eq!(record["enabled"], true);
+    assert_eq!(record["disabled_reason"], Value::Null);
+    assert_eq!(heartbeat().0, 200, "heartbeats are accepted again");
+}
+
+#[test]
+fn disable_and_enable_json_are_the_cores_records() {
+    let core = Core::start();
+    let dir = TempDir::new();
+    core.register("user-management");
+    let run = Run::of(core.cli(&dir.0).args([
+        "plugins",
+        "disable",
+        "user-management",
+        "--reason",
+        "audit",
+        "--json",
+    ]));
+    assert_eq!(run.code, 0, "{run:?}");
+    let shown: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(shown, core.record("user-management").1);
+    assert_eq!(shown["enabled"], false);
+
+    let run = Run::of(
+        core.cli(&dir.0)
+            .args(["plugins", "enable", "user-management", "--json"]),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let shown: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(shown, core.record("user-management").1);
+    assert_eq!(shown["enabled"], true);
+}
+
+#[test]
+fn disable_and_enable_refusals_are_the_cores() {
+    let core = Core::start();
+    let dir = TempDir::new();
+    for args in [
+        &["plugins", "disable", "nobody", "--reason", "x"][..],
+        &["plugins", "enable", "nobody"],
+    ] {
+        let run = Run::of(core.cli(&dir.0).args(args));
+        assert_eq!(run.code, 1, "{args:?}: {run:?}");
+        run.assert_one_error_line("the core answered 404 not_found");
+    }
+    core.register("user-management");
+    let run =
+        Run::of(
+            core.cli(&dir.0)
+                .args(["plugins", "disable", "user-management", "--reason", "  "]),
+        );
+    assert_eq!(run.code, 1, "{run:?}");
+    run.assert_one_error_line("the core answered 400 invalid_body");
+    assert_eq!(core.record("user-management").1["enabled"], true);
+}
