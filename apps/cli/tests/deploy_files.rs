@@ -911,3 +911,17 @@ fn deny_license_allow_list_covers_every_crate_of_the_graph() {
     }
     assert!(checked > 100, "checked {checked} crates");
 }
+
+// ---------------------------------------------------------------------------------
+// docs/operations.md
+
+#[test]
+fn the_operations_guide_documents_every_setting_the_core_reads() {
+    let doc = read("docs/operations.md");
+    for name in core_setting_names() {
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "docs/operations.md documents `{name}`"
+        );
+    }
+}
