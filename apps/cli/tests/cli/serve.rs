@@ -65,30 +65,47 @@ impl Drop for Served {
     }
 }
 
+/// Starts `vivified serve` on a free port with the memory store and waits until the
+/// CLI's own health check passes, as a container engine would. A start that lost the
+/// race for its port (taken between the probe and the bind) is retried on another.
+fn start_serve(dir: &std::path::Path) -> (Served, String) {
+    for _ in 0..3 {
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut served = Served::spawn(vivified(dir).env("VIVIFIED_STORE", "memory").args([
+            "serve",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+        ]));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let run = Run::of(vivified(dir).args(["healthcheck", "--url", &url]));
+            if run.code == 0 {
+                return (served, url);
+            }
+            if served.child.try_wait().expect("try_wait").is_some() {
+                assert!(
+                    served.stderr().contains("cannot listen"),
+                    "serve exited: {}",
+                    served.stderr()
+                );
+                break; // lost the port: another attempt
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the core did not come up: {}",
+                served.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    panic!("no free port after three attempts");
+}
+
 #[test]
 fn serve_starts_the_core_and_stops_on_sigterm() {
     let dir = TempDir::new();
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let mut served = Served::spawn(vivified(&dir.0).env("VIVIFIED_STORE", "memory").args([
-        "serve",
-        "--bind",
-        &format!("127.0.0.1:{port}"),
-    ]));
-    // Waits with the CLI's own health check, as a container engine would.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let run = Run::of(vivified(&dir.0).args(["healthcheck", "--url", &url]));
-        if run.code == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the core did not come up: {}",
-            served.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (mut served, url) = start_serve(&dir.0);
     let banner = served.stderr();
     assert!(banner.contains("DEV MODE"), "{banner}");
     assert!(banner.contains(&format!("listening on {url}")), "{banner}");
