@@ -854,4 +854,73 @@ mod tests {
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn liveness_defaults_follow_the_heartbeat_interval() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.heartbeat_interval, Duration::from_secs(10));
+        assert_eq!(s.heartbeat_ttl, Duration::from_secs(30), "3 × the interval");
+        assert_eq!(s.deregister_after, None, "off by default");
+        assert_eq!(s.sweep_interval, Duration::from_secs(5));
+        assert!((s.self_preservation_threshold - 0.5).abs() < f64::EPSILON);
+        let s = load(&[("VIVIFIED_HEARTBEAT_INTERVAL", "200ms")]).unwrap();
+        assert_eq!(s.heartbeat_ttl, Duration::from_millis(600));
+        assert_eq!(s.sweep_interval, Duration::from_millis(200));
+        let c = s.registry_config();
+        assert_eq!(c.heartbeat_ttl, Duration::from_millis(600));
+        assert_eq!(c.deregister_after, None);
+    }
+
+    #[test]
+    fn liveness_settings_are_checked() {
+        let bad = |pairs: &[(&str, &str)], name: &str| match load(pairs) {
+            Err(SettingsError::Invalid { name: n, .. }) => assert_eq!(n, name, "{pairs:?}"),
+            other => panic!("{pairs:?}: expected {name} to be refused, got {other:?}"),
+        };
+        bad(
+            &[("VIVIFIED_HEARTBEAT_TTL", "5s")],
+            "VIVIFIED_HEARTBEAT_TTL",
+        );
+        bad(
+            &[("VIVIFIED_DEREGISTER_AFTER", "30s")],
+            "VIVIFIED_DEREGISTER_AFTER",
+        );
+        bad(
+            &[("VIVIFIED_DEREGISTER_AFTER", "soon")],
+            "VIVIFIED_DEREGISTER_AFTER",
+        );
+        bad(
+            &[("VIVIFIED_SWEEP_INTERVAL", "0s")],
+            "VIVIFIED_SWEEP_INTERVAL",
+        );
+        bad(
+            &[("VIVIFIED_SELF_PRESERVATION_THRESHOLD", "1.5")],
+            "VIVIFIED_SELF_PRESERVATION_THRESHOLD",
+        );
+        bad(
+            &[("VIVIFIED_SELF_PRESERVATION_THRESHOLD", "half")],
+            "VIVIFIED_SELF_PRESERVATION_THRESHOLD",
+        );
+        bad(
+            &prod(&[("VIVIFIED_DEREGISTER_AFTER", "45s")]),
+            "VIVIFIED_DEREGISTER_AFTER",
+        );
+        bad(
+            &prod(&[("VIVIFIED_SWEEP_INTERVAL", "100ms")]),
+            "VIVIFIED_SWEEP_INTERVAL",
+        );
+        let s = load(&prod(&[("VIVIFIED_DEREGISTER_AFTER", "10m")])).unwrap();
+        assert_eq!(s.deregister_after, Some(Duration::from_secs(600)));
+        // Sub-second values are fine in dev mode, so tests run fast.
+        let s = load(&[
+            ("VIVIFIED_HEARTBEAT_INTERVAL", "100ms"),
+            ("VIVIFIED_HEARTBEAT_TTL", "300ms"),
+            ("VIVIFIED_DEREGISTER_AFTER", "1s"),
+            ("VIVIFIED_SWEEP_INTERVAL", "50ms"),
+            ("VIVIFIED_SELF_PRESERVATION_THRESHOLD", "0.8"),
+        ])
+        .unwrap();
+        assert_eq!(s.deregister_after, Some(Duration::from_secs(1)));
+        assert!((s.self_preservation_threshold - 0.8).abs() < f64::EPSILON);
+    }
 }
