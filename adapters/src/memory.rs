@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use vivified_ports::{
     AuditEntry, AuditError, AuditLog, BusError, BusEvent, EventBus, Health, HeartbeatOutcome,
-    Liveness, LivenessCounts, PluginId, PluginRecord, PluginStore, StoreError,
+    Liveness, LivenessCounts, OutboxEntry, PluginId, PluginRecord, PluginStore, StoreError,
 };
 
 /// A [`PluginStore`] in a `BTreeMap` behind a lock: every operation is atomic. An
@@ -24,6 +24,19 @@ pub struct InMemoryPluginStore {
 struct Records {
     by_id: BTreeMap<PluginId, PluginRecord>,
     deadlines: BTreeSet<(OffsetDateTime, PluginId)>,
+    /// Unacknowledged lifecycle events: (type, plugin, jti, version) → written at.
+    outbox: BTreeMap<OutboxKey, OffsetDateTime>,
+}
+
+type OutboxKey = (String, PluginId, String, u64);
+
+fn outbox_key(e: &OutboxEntry) -> OutboxKey {
+    (
+        e.event_type.clone(),
+        e.plugin_id.clone(),
+        e.token_jti.clone(),
+        e.version,
+    )
 }
 
 impl Records {
@@ -216,6 +229,15 @@ impl PluginStore for InMemoryPluginStore {
             };
             r.version += 1;
             inner.put(r.clone());
+            inner.outbox.insert(
+                (
+                    "plugin.stale".to_owned(),
+                    r.plugin_id.clone(),
+                    r.token_jti.clone(),
+                    r.version,
+                ),
+                now,
+            );
             changed.push(r);
         }
         Ok(changed)
@@ -228,7 +250,58 @@ impl PluginStore for InMemoryPluginStore {
     ) -> Result<Vec<PluginRecord>, StoreError> {
         let mut inner = self.write();
         let due = inner.due(now, limit, |r| r.enabled && r.status == Liveness::Stale);
-        Ok(due.iter().filter_map(|id| inner.remove(id)).collect())
+        let gone: Vec<PluginRecord> = due.iter().filter_map(|id| inner.remove(id)).collect();
+        for r in &gone {
+            inner.outbox.insert(
+                (
+                    "plugin.deregistered".to_owned(),
+                    r.plugin_id.clone(),
+                    r.token_jti.clone(),
+                    r.version,
+                ),
+                now,
+            );
+        }
+        Ok(gone)
+    }
+
+    async fn claim_outbox(
+        &self,
+        older_than: OffsetDateTime,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let mut inner = self.write();
+        let mut due: Vec<(OffsetDateTime, OutboxKey)> = inner
+            .outbox
+            .iter()
+            .filter(|(_, at)| **at <= older_than)
+            .map(|(k, at)| (*at, k.clone()))
+            .collect();
+        due.sort();
+        due.truncate(limit);
+        Ok(due
+            .into_iter()
+            .map(|(_, key)| {
+                inner.outbox.insert(key.clone(), now);
+                let (event_type, plugin_id, token_jti, version) = key;
+                OutboxEntry {
+                    event_type,
+                    plugin_id,
+                    token_jti,
+                    version,
+                    at: now,
+                }
+            })
+            .collect())
+    }
+
+    async fn ack_outbox(&self, entries: &[OutboxEntry]) -> Result<(), StoreError> {
+        let mut inner = self.write();
+        for e in entries {
+            inner.outbox.remove(&outbox_key(e));
+        }
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -8,7 +8,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, SqlSafeStr};
 use time::OffsetDateTime;
 use vivified_ports::{
-    Health, HeartbeatOutcome, LivenessCounts, PluginId, PluginRecord, PluginStore, StoreError,
+    Health, HeartbeatOutcome, LivenessCounts, OutboxEntry, PluginId, PluginRecord, PluginStore,
+    StoreError,
 };
 
 use crate::sql::{Queries, map_err, sql_plugin_store};
@@ -35,6 +36,13 @@ pub fn migrator() -> Migrator {
             "deadlines".into(),
             MigrationType::Simple,
             include_str!("../migrations/postgres/0002_deadlines.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            3,
+            "outbox".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0003_outbox.sql").into_sql_str(),
             false,
         ),
     ])
@@ -160,6 +168,19 @@ const QUERIES: Queries = Queries {
     delete: "DELETE FROM plugins WHERE plugin_id = $1 AND ($2::text IS NULL OR token_jti = $2)",
     exists: "SELECT 1 FROM plugins WHERE plugin_id = $1",
     heartbeat_check: "SELECT token_jti, enabled FROM plugins WHERE plugin_id = $1",
+    outbox_insert: "INSERT INTO lifecycle_outbox (event_type, plugin_id, token_jti, version, at) \
+                    VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    claim_outbox: "WITH due AS (SELECT event_type AS t, plugin_id AS p, token_jti AS j, version AS v \
+                   FROM lifecycle_outbox WHERE at <= $1 ORDER BY at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                   UPDATE lifecycle_outbox SET at = $2 FROM due WHERE event_type = due.t \
+                   AND plugin_id = due.p AND token_jti = due.j AND version = due.v AND at <= $1 \
+                   RETURNING event_type, plugin_id, token_jti, version, at",
+    ack_outbox: "DELETE FROM lifecycle_outbox WHERE event_type = $1 AND plugin_id = $2 \
+                 AND token_jti = $3 AND version = $4",
 };
+
+impl crate::sql::HasDb for PostgresPluginStore {
+    type Db = sqlx::Postgres;
+}
 
 sql_plugin_store!(PostgresPluginStore, QUERIES);

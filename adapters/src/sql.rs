@@ -131,6 +131,17 @@ pub(crate) struct Queries {
     pub exists: &'static str,
     /// `(token_jti, enabled)` of a record.
     pub heartbeat_check: &'static str,
+    /// One outbox entry: type, plugin, jti, version, at.
+    pub outbox_insert: &'static str,
+    /// Claim entries at or before $1, setting `at` to $2, limit $3.
+    pub claim_outbox: &'static str,
+    /// Delete one entry by type, plugin, jti, version.
+    pub ack_outbox: &'static str,
+}
+
+/// The sqlx database of a SQL store.
+pub(crate) trait HasDb {
+    type Db: sqlx::Database;
 }
 
 /// Implements `PluginStore` for a store type with a `pool` field, running `$queries`.
@@ -138,6 +149,28 @@ pub(crate) struct Queries {
 macro_rules! sql_plugin_store {
     ($store:ty, $queries:expr) => {
         impl $store {
+            /// Writes one outbox entry per record, inside the caller's transaction.
+            async fn write_outbox(
+                &self,
+                tx: &mut sqlx::Transaction<'_, <$store as $crate::sql::HasDb>::Db>,
+                event_type: &str,
+                records: &[PluginRecord],
+                at: OffsetDateTime,
+            ) -> Result<(), StoreError> {
+                for r in records {
+                    sqlx::query($queries.outbox_insert)
+                        .bind(event_type)
+                        .bind(r.plugin_id.as_str())
+                        .bind(&r.token_jti)
+                        .bind($crate::sql::version_i64(r.version)?)
+                        .bind($crate::sql::to_micros(at))
+                        .execute(&mut **tx)
+                        .await
+                        .map_err($crate::sql::map_err)?;
+                }
+                Ok(())
+            }
+
             /// `NotFound` if the record is gone, else `PreconditionFailed`.
             async fn missed(&self, id: &PluginId) -> StoreError {
                 match sqlx::query($queries.exists)
@@ -303,14 +336,23 @@ macro_rules! sql_plugin_store {
             ) -> Result<Vec<PluginRecord>, StoreError> {
                 let shift =
                     deregister_in.map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 4));
+                // The transition and its outbox entries commit together.
+                let mut tx = self.pool.begin().await.map_err($crate::sql::map_err)?;
                 let rows: Vec<$crate::sql::PluginRow> = sqlx::query_as($queries.mark_stale)
                     .bind($crate::sql::to_micros(now))
                     .bind(shift)
                     .bind($crate::sql::limit_i64(limit))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *tx)
                     .await
                     .map_err($crate::sql::map_err)?;
-                rows.into_iter().map(PluginRecord::try_from).collect()
+                let records = rows
+                    .into_iter()
+                    .map(PluginRecord::try_from)
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.write_outbox(&mut tx, "plugin.stale", &records, now)
+                    .await?;
+                tx.commit().await.map_err($crate::sql::map_err)?;
+                Ok(records)
             }
 
             async fn remove_expired(
@@ -318,13 +360,67 @@ macro_rules! sql_plugin_store {
                 now: OffsetDateTime,
                 limit: usize,
             ) -> Result<Vec<PluginRecord>, StoreError> {
+                let mut tx = self.pool.begin().await.map_err($crate::sql::map_err)?;
                 let rows: Vec<$crate::sql::PluginRow> = sqlx::query_as($queries.remove_expired)
                     .bind($crate::sql::to_micros(now))
                     .bind($crate::sql::limit_i64(limit))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *tx)
                     .await
                     .map_err($crate::sql::map_err)?;
-                rows.into_iter().map(PluginRecord::try_from).collect()
+                let records = rows
+                    .into_iter()
+                    .map(PluginRecord::try_from)
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.write_outbox(&mut tx, "plugin.deregistered", &records, now)
+                    .await?;
+                tx.commit().await.map_err($crate::sql::map_err)?;
+                Ok(records)
+            }
+
+            async fn claim_outbox(
+                &self,
+                older_than: OffsetDateTime,
+                now: OffsetDateTime,
+                limit: usize,
+            ) -> Result<Vec<OutboxEntry>, StoreError> {
+                let rows: Vec<(String, String, String, i64, i64)> =
+                    sqlx::query_as($queries.claim_outbox)
+                        .bind($crate::sql::to_micros(older_than))
+                        .bind($crate::sql::to_micros(now))
+                        .bind($crate::sql::limit_i64(limit))
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err($crate::sql::map_err)?;
+                let corrupt = || StoreError::Unavailable("corrupt outbox row".into());
+                rows.into_iter()
+                    .map(|(event_type, id, token_jti, version, at)| {
+                        Ok(OutboxEntry {
+                            event_type,
+                            plugin_id: PluginId::parse(&id).map_err(|_| corrupt())?,
+                            token_jti,
+                            version: u64::try_from(version).map_err(|_| corrupt())?,
+                            at: $crate::sql::from_micros(at)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn ack_outbox(&self, entries: &[OutboxEntry]) -> Result<(), StoreError> {
+                if entries.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.pool.begin().await.map_err($crate::sql::map_err)?;
+                for e in entries {
+                    sqlx::query($queries.ack_outbox)
+                        .bind(&e.event_type)
+                        .bind(e.plugin_id.as_str())
+                        .bind(&e.token_jti)
+                        .bind($crate::sql::version_i64(e.version)?)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err($crate::sql::map_err)?;
+                }
+                tx.commit().await.map_err($crate::sql::map_err)
             }
 
             async fn delete(

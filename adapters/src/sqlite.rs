@@ -10,7 +10,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{SqlSafeStr, SqlitePool};
 use time::OffsetDateTime;
 use vivified_ports::{
-    Health, HeartbeatOutcome, LivenessCounts, PluginId, PluginRecord, PluginStore, StoreError,
+    Health, HeartbeatOutcome, LivenessCounts, OutboxEntry, PluginId, PluginRecord, PluginStore,
+    StoreError,
 };
 
 use crate::sql::{Queries, map_err, sql_plugin_store};
@@ -36,6 +37,13 @@ pub fn migrator() -> Migrator {
             "deadlines".into(),
             MigrationType::Simple,
             include_str!("../migrations/sqlite/0002_deadlines.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            3,
+            "outbox".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0003_outbox.sql").into_sql_str(),
             false,
         ),
     ])
@@ -155,7 +163,18 @@ const QUERIES: Queries = Queries {
     delete: "DELETE FROM plugins WHERE plugin_id = ?1 AND (?2 IS NULL OR token_jti = ?2)",
     exists: "SELECT 1 FROM plugins WHERE plugin_id = ?",
     heartbeat_check: "SELECT token_jti, enabled FROM plugins WHERE plugin_id = ?",
+    outbox_insert: "INSERT INTO lifecycle_outbox (event_type, plugin_id, token_jti, version, at) \
+                    VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    claim_outbox: "UPDATE lifecycle_outbox SET at = ?2 WHERE rowid IN (SELECT rowid FROM lifecycle_outbox \
+                   WHERE at <= ?1 ORDER BY at LIMIT ?3) \
+                   RETURNING event_type, plugin_id, token_jti, version, at",
+    ack_outbox: "DELETE FROM lifecycle_outbox WHERE event_type = ? AND plugin_id = ? \
+                 AND token_jti = ? AND version = ?",
 };
+
+impl crate::sql::HasDb for SqlitePluginStore {
+    type Db = sqlx::Sqlite;
+}
 
 sql_plugin_store!(SqlitePluginStore, QUERIES);
 

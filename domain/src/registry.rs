@@ -14,8 +14,8 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use vivified_ports::{
     AuditEntry, AuditLog, AuditOutcome, BusEvent, Clock, EventBus, Health, IssuedToken, Liveness,
-    PluginId, PluginRecord, PluginStore, Secret, StoreError, TokenClaims, TokenError, TokenIssuer,
-    VerifyOptions,
+    OutboxEntry, PluginId, PluginRecord, PluginStore, Secret, StoreError, TokenClaims, TokenError,
+    TokenIssuer, VerifyOptions,
 };
 
 use crate::manifest::{ManifestValidator, Violation};
@@ -56,6 +56,8 @@ pub struct RegistryConfig {
     pub self_preservation_min_live: u64,
     /// Records changed per store call of a sweep.
     pub sweep_batch: usize,
+    /// An outbox entry unacknowledged this long is published again by any sweep.
+    pub outbox_lease: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -71,6 +73,7 @@ impl Default for RegistryConfig {
             self_preservation_threshold: 0.5,
             self_preservation_min_live: 3,
             sweep_batch: 500,
+            outbox_lease: Duration::from_secs(30),
         }
     }
 }
@@ -211,6 +214,9 @@ pub struct SweepReport {
     pub deregistered: usize,
     /// Expiry was held back (self-preservation).
     pub self_preservation: bool,
+    /// Events of earlier sweeps' transitions published now (their sweep died
+    /// between the transition and the publication).
+    pub republished: usize,
 }
 
 /// Who did what to what, for an audit entry.
@@ -396,7 +402,7 @@ impl Registry {
     /// Publishes a lifecycle event. Its id is deterministic — the type, the plugin and
     /// `key` (the token id of the registration it concerns, plus the record version
     /// for transitions that can repeat) — so consumers can drop duplicates.
-    async fn lifecycle(&self, event_type: &str, id: &PluginId, key: &str, trace_id: &str) {
+    async fn lifecycle(&self, event_type: &str, id: &PluginId, key: &str, trace_id: &str) -> bool {
         let event = BusEvent {
             event_id: format!("{event_type}:{id}:{key}"),
             event_type: event_type.to_owned(),
@@ -406,9 +412,39 @@ impl Registry {
             at: self.now(),
             payload: json!({ "plugin_id": id }),
         };
-        if let Err(e) = self.ports.bus.publish(event).await {
-            tracing::warn!(plugin_id = %id, event_type, error = %e, "lifecycle event not published");
+        match self.ports.bus.publish(event).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(plugin_id = %id, event_type, error = %e, "lifecycle event not published");
+                false
+            }
         }
+    }
+
+    /// Publishes the event of a sweeper transition from its outbox entry; true once
+    /// the bus has taken it. `plugin.deregistered` has the same id as when an admin
+    /// deregisters (a record is deleted once); `plugin.stale` adds the version.
+    async fn publish_outbox(&self, entry: &OutboxEntry) -> bool {
+        let key = if entry.event_type == "plugin.deregistered" {
+            entry.token_jti.clone()
+        } else {
+            format!("{}:{}", entry.token_jti, entry.version)
+        };
+        self.lifecycle(&entry.event_type, &entry.plugin_id, &key, "system")
+            .await
+    }
+
+    /// Publishes `entries` and acknowledges those the bus took. Whatever is not
+    /// acknowledged is claimed again by a later sweep after `outbox_lease`.
+    async fn flush_outbox(&self, entries: Vec<OutboxEntry>) -> Result<usize, RegistryError> {
+        let mut published = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if self.publish_outbox(&entry).await {
+                published.push(entry);
+            }
+        }
+        self.ports.store.ack_outbox(&published).await?;
+        Ok(published.len())
     }
 
     /// Registers a plugin, or re-registers it when `bearer` is its current token.
@@ -1224,6 +1260,22 @@ impl Registry {
     pub async fn sweep(&self) -> Result<SweepReport, RegistryError> {
         let now = self.now();
         let mut report = SweepReport::default();
+        let batch = self.config.sweep_batch.max(1);
+        // Events of transitions whose sweep died before publishing them.
+        let lease =
+            time::Duration::try_from(self.config.outbox_lease).unwrap_or(time::Duration::MAX);
+        let orphans = self
+            .ports
+            .store
+            .claim_outbox(now.checked_sub(lease).unwrap_or(now), now, batch)
+            .await?;
+        if !orphans.is_empty() {
+            tracing::warn!(
+                events = orphans.len(),
+                "publishing lifecycle events a sweep left unpublished"
+            );
+            report.republished = self.flush_outbox(orphans).await?;
+        }
         let due = self.ports.store.earliest_deadline().await?;
         if due.is_none_or(|d| d > now) {
             self.leave_self_preservation();
@@ -1259,7 +1311,6 @@ impl Registry {
             return Ok(report);
         }
         self.leave_self_preservation();
-        let batch = self.config.sweep_batch.max(1);
         loop {
             let stale = self
                 .ports
@@ -1276,10 +1327,9 @@ impl Registry {
                 tracing::info!(plugin_id = %record.plugin_id, "plugin stale: no heartbeat within the ttl");
                 self.audit_system("system", "plugin.stale", &record.plugin_id, "heartbeat_ttl")
                     .await;
-                let key = format!("{}:{}", record.token_jti, record.version);
-                self.lifecycle("plugin.stale", &record.plugin_id, &key, "system")
-                    .await;
             }
+            self.flush_outbox(Self::outbox_of("plugin.stale", &stale, now))
+                .await?;
             report.stale += stale.len();
             if stale.len() < batch {
                 break;
@@ -1297,14 +1347,9 @@ impl Registry {
                         "deregister_after",
                     )
                     .await;
-                    self.lifecycle(
-                        "plugin.deregistered",
-                        &record.plugin_id,
-                        &record.token_jti,
-                        "system",
-                    )
-                    .await;
                 }
+                self.flush_outbox(Self::outbox_of("plugin.deregistered", &gone, now))
+                    .await?;
                 report.deregistered += gone.len();
                 if gone.len() < batch {
                     break;
@@ -1312,6 +1357,24 @@ impl Registry {
             }
         }
         Ok(report)
+    }
+
+    /// The outbox entries the store wrote with these records.
+    fn outbox_of(
+        event_type: &str,
+        records: &[PluginRecord],
+        at: OffsetDateTime,
+    ) -> Vec<OutboxEntry> {
+        records
+            .iter()
+            .map(|r| OutboxEntry {
+                event_type: event_type.to_owned(),
+                plugin_id: r.plugin_id.clone(),
+                token_jti: r.token_jti.clone(),
+                version: r.version,
+                at,
+            })
+            .collect()
     }
 
     fn leave_self_preservation(&self) {

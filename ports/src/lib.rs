@@ -26,7 +26,7 @@ pub use bus::{BusError, BusEvent, EventBus};
 pub use clock::Clock;
 pub use plugin::{Health, InvalidPluginId, Liveness, PluginId, PluginRecord};
 pub use secret::Secret;
-pub use store::{HeartbeatOutcome, LivenessCounts, PluginStore, StoreError};
+pub use store::{HeartbeatOutcome, LivenessCounts, OutboxEntry, PluginStore, StoreError};
 pub use token::{IssuedToken, TokenClaims, TokenError, TokenIssuer, VerifyOptions};
 
 /// A boxed error from a backend, carried as the `source` of port errors.

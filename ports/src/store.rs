@@ -40,6 +40,24 @@ pub struct HeartbeatOutcome {
     pub recovered: bool,
 }
 
+/// A lifecycle event the store wrote in the same atomic write as the transition it
+/// announces (`plugin.stale` by [`PluginStore::mark_stale`], `plugin.deregistered` by
+/// [`PluginStore::remove_expired`]), kept until acknowledged: if the core dies between
+/// the write and the publication, another sweep publishes it (at least once).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OutboxEntry {
+    /// `plugin.stale` or `plugin.deregistered`.
+    pub event_type: String,
+    /// The plugin concerned.
+    pub plugin_id: PluginId,
+    /// The `token_jti` of the record concerned.
+    pub token_jti: String,
+    /// The record's `version` after the transition (before it, for a deletion).
+    pub version: u64,
+    /// When it was written, or last claimed.
+    pub at: OffsetDateTime,
+}
+
 /// How many plugins are alive and how many of them are past their deadline.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LivenessCounts {
@@ -141,8 +159,9 @@ pub trait PluginStore: Send + Sync {
     /// Marks stale up to `limit` enabled `registered`/`active` records whose
     /// `next_deadline <= now` (earliest first): `status = Stale`, `next_deadline`
     /// moved on by `deregister_in` (`None`: set to `None`), `version` bumped. Returns
-    /// the records as stored. Each record is changed by exactly one of several
-    /// concurrent callers (across processes sharing the backend).
+    /// the records as stored, and in the same atomic write one `plugin.stale`
+    /// [`OutboxEntry`] per record (at `now`). Each record is changed by exactly one
+    /// of several concurrent callers (across processes sharing the backend).
     ///
     /// # Errors
     /// MUST return [`StoreError::Unavailable`] if the backend fails (nothing changed).
@@ -154,8 +173,9 @@ pub trait PluginStore: Send + Sync {
     ) -> Result<Vec<PluginRecord>, StoreError>;
 
     /// Deletes up to `limit` enabled `stale` records whose `next_deadline <= now`
-    /// (earliest first) and returns them as they were. Each record is returned by
-    /// exactly one of several concurrent callers.
+    /// (earliest first) and returns them as they were, writing in the same atomic
+    /// write one `plugin.deregistered` [`OutboxEntry`] per record (at `now`). Each
+    /// record is returned by exactly one of several concurrent callers.
     ///
     /// # Errors
     /// MUST return [`StoreError::Unavailable`] if the backend fails (nothing deleted).
@@ -164,6 +184,27 @@ pub trait PluginStore: Send + Sync {
         now: OffsetDateTime,
         limit: usize,
     ) -> Result<Vec<PluginRecord>, StoreError>;
+
+    /// Claims up to `limit` outbox entries written (or last claimed) at or before
+    /// `older_than`, oldest first: sets their `at` to `now` and returns them. Of
+    /// several concurrent callers, each entry goes to exactly one.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Unavailable`] if the backend fails (nothing claimed).
+    async fn claim_outbox(
+        &self,
+        older_than: OffsetDateTime,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Deletes these outbox entries (matched by type, plugin, `token_jti` and
+    /// version; `at` is ignored): their events have been published. Entries that are
+    /// gone already are skipped.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Unavailable`] if the backend fails.
+    async fn ack_outbox(&self, entries: &[OutboxEntry]) -> Result<(), StoreError>;
 
     /// Checks that the backend answers (used by `/ready`).
     ///

@@ -8,7 +8,7 @@ use futures_util::future::join_all;
 use time::{Duration, OffsetDateTime};
 
 use crate::plugin::{Health, Liveness, PluginId, PluginRecord};
-use crate::store::{LivenessCounts, PluginStore, StoreError};
+use crate::store::{LivenessCounts, OutboxEntry, PluginStore, StoreError};
 
 /// A fixed instant for test records (2026-01-01T00:00:00Z), truncated to whole
 /// microseconds so every backend stores it exactly.
@@ -47,6 +47,7 @@ pub async fn plugin_store_conformance(store: Arc<dyn PluginStore>) {
     deadlines_round_trip_and_order(&*store).await;
     stale_plugins_recover_on_heartbeat(&*store).await;
     sweeps_apply_each_expiry_once(&store).await;
+    outbox_holds_each_transition_until_acked(&store).await;
     insert_then_get_round_trips(&*store).await;
     insert_duplicate_conflicts(&*store).await;
     get_missing_is_none(&*store).await;
@@ -548,4 +549,137 @@ async fn sweeps_apply_each_expiry_once(store: &Arc<dyn PluginStore>) {
         "concurrent sweeps MUST remove every due record"
     );
     assert!(store.list(None, 10).await.unwrap().is_empty());
+}
+
+/// Claims and acknowledges every outbox entry; returns them.
+async fn drain_outbox(store: &dyn PluginStore) -> Vec<OutboxEntry> {
+    let far = t0() + Duration::days(3650);
+    let all = store.claim_outbox(far, far, 100_000).await.unwrap();
+    store.ack_outbox(&all).await.unwrap();
+    all
+}
+
+async fn outbox_holds_each_transition_until_acked(store: &Arc<dyn PluginStore>) {
+    drain_outbox(&**store).await;
+    let s = |n: i64| t0() + Duration::seconds(n);
+    for (i, id) in ["ob-a", "ob-b", "ob-c"].iter().enumerate() {
+        store
+            .insert(due_at(id, Liveness::Active, Some(s(i as i64))))
+            .await
+            .unwrap();
+    }
+    let stale = store
+        .mark_stale(s(10), Some(std::time::Duration::from_secs(100)), 10)
+        .await
+        .unwrap();
+    assert_eq!(stale.len(), 3);
+    assert!(
+        store
+            .claim_outbox(s(9), s(20), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "entries are written at `now` of the transition"
+    );
+    let first = store.claim_outbox(s(10), s(20), 2).await.unwrap();
+    assert_eq!(first.len(), 2, "claim_outbox MUST honour the limit");
+    for e in &first {
+        assert_eq!(e.event_type, "plugin.stale");
+        assert_eq!(e.at, s(20), "a claim MUST move `at` to now");
+        let r = stale
+            .iter()
+            .find(|r| r.plugin_id == e.plugin_id)
+            .expect("one of ours");
+        assert_eq!(
+            (e.token_jti.as_str(), e.version),
+            (r.token_jti.as_str(), r.version)
+        );
+    }
+    let second = store.claim_outbox(s(10), s(21), 10).await.unwrap();
+    assert_eq!(
+        second.len(),
+        1,
+        "claimed entries MUST NOT be claimed again within their lease"
+    );
+    store.ack_outbox(&first).await.unwrap();
+    let again = store.claim_outbox(s(30), s(40), 10).await.unwrap();
+    assert_eq!(
+        again,
+        vec![OutboxEntry {
+            at: s(40),
+            ..second[0].clone()
+        }],
+        "acked entries MUST be gone"
+    );
+    store.ack_outbox(&again).await.unwrap();
+    store
+        .ack_outbox(&again)
+        .await
+        .expect("acking twice MUST be harmless");
+    assert!(
+        store
+            .claim_outbox(s(1000), s(1000), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let gone = store.remove_expired(s(200), 10).await.unwrap();
+    assert_eq!(gone.len(), 3);
+    let mut entries = store.claim_outbox(s(200), s(201), 10).await.unwrap();
+    entries.sort();
+    let mut want: Vec<(String, u64)> = gone
+        .iter()
+        .map(|r| (r.plugin_id.to_string(), r.version))
+        .collect();
+    want.sort();
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.event_type == "plugin.deregistered")
+    );
+    let got: Vec<(String, u64)> = entries
+        .iter()
+        .map(|e| (e.plugin_id.to_string(), e.version))
+        .collect();
+    assert_eq!(
+        got, want,
+        "remove_expired MUST write one entry per removed record"
+    );
+    store.ack_outbox(&entries).await.unwrap();
+
+    // Concurrent claimers: each entry goes to exactly one.
+    for i in 0..30 {
+        store
+            .insert(due_at(&format!("ob-x{i:02}"), Liveness::Active, Some(s(i))))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.mark_stale(s(100), None, 100).await.unwrap().len(), 30);
+    let claimed = join_all((0..6).map(|_| {
+        let store = Arc::clone(store);
+        async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = store.claim_outbox(s(100), s(500), 4).await.unwrap();
+                if batch.is_empty() {
+                    return mine;
+                }
+                mine.extend(batch);
+            }
+        }
+    }))
+    .await;
+    let mut all: Vec<OutboxEntry> = claimed.into_iter().flatten().collect();
+    all.sort();
+    let n = all.len();
+    all.dedup();
+    assert_eq!(
+        n,
+        all.len(),
+        "concurrent claims MUST NOT hand out an entry twice"
+    );
+    assert_eq!(n, 30);
+    store.ack_outbox(&all).await.unwrap();
+    clear(&**store).await;
 }

@@ -635,6 +635,7 @@ fn world(store: Arc<dyn PluginStore>, mode: Mode) -> World {
         self_preservation_min_live: 3,
         // Small batches, so that a sweep takes several store calls.
         sweep_batch: 2,
+        outbox_lease: StdDuration::from_secs(30),
     };
     let registry = Registry::new(
         ports,
