@@ -799,6 +799,19 @@ impl Registry {
         Ok(claims)
     }
 
+    /// Checks that `claims` is its plugin's current token and that the plugin is
+    /// enabled (routes a disabled plugin may not use check this before the body).
+    ///
+    /// # Errors
+    /// `Unauthorized` (revoked token, plugin gone), `PluginDisabled`, `Unavailable`.
+    pub async fn require_enabled(&self, claims: &TokenClaims) -> Result<(), RegistryError> {
+        if self.current_record(claims).await?.enabled {
+            Ok(())
+        } else {
+            Err(RegistryError::PluginDisabled)
+        }
+    }
+
     /// A heartbeat whose body was refused: 401 if the token is no longer current
     /// (authorization comes before the body), else the body's error.
     pub async fn refuse_heartbeat_body<E>(
@@ -1183,7 +1196,7 @@ impl Registry {
                         return Err(e);
                     }
                     if changed {
-                        tracing::info!(plugin_id = %id, action, "plugin {action}d");
+                        tracing::info!(plugin_id = %id, event, "plugin {}", if enable { "enabled" } else { "disabled" });
                         let key = format!("{}:{}", stored.token_jti, stored.version);
                         self.lifecycle(event, &id, &key, trace_id).await;
                     }

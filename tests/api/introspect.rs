@@ -101,6 +101,11 @@ async fn the_caller_must_be_a_current_enabled_plugin_or_the_admin() {
         )
         .await;
     assert_error(&resp, StatusCode::FORBIDDEN, "plugin_disabled");
+    // 403 before 400: a disabled caller learns nothing about its body.
+    let resp = app
+        .post_json("/tokens/introspect", Some(&caller), &json!({ "token": 5 }))
+        .await;
+    assert_error(&resp, StatusCode::FORBIDDEN, "plugin_disabled");
     for bad in [json!({}), json!({"token": ""}), json!({"token": 5})] {
         let resp = app
             .post_json("/tokens/introspect", Some(ADMIN_TOKEN), &bad)

@@ -358,7 +358,7 @@ pub async fn introspect(
     if let vivified_domain::Caller::Plugin(claims) =
         state.registry.authenticate(bearer.as_deref()).await?
     {
-        state.registry.refuse_heartbeat_body(&claims, ()).await?;
+        state.registry.require_enabled(&claims).await?;
     }
     let token = match body?.0.token {
         Some(Value::String(t)) if !t.is_empty() && t.len() <= 8192 => t,

@@ -647,6 +647,7 @@ fn read_file(path: &Path, raw: &mut Raw) -> Result<(), SettingsError> {
         let value = match v {
             toml::Value::String(s) => s,
             toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
             toml::Value::Array(items) => items
                 .iter()
@@ -845,6 +846,10 @@ mod tests {
         assert_eq!(s.token_ttl, Duration::from_secs(3600));
         assert_eq!(s.heartbeat_interval, Duration::from_secs(7));
         assert_eq!(s.allowed_origins, ["https://x.example"]);
+        // Numbers may be written as TOML numbers.
+        std::fs::write(&path, "self_preservation_threshold = 0.75\n").unwrap();
+        let s = Settings::load(Some(&path), |_| None, None).unwrap();
+        assert!((s.self_preservation_threshold - 0.75).abs() < f64::EPSILON);
         std::fs::write(&path, "nonsense_key = 1\n").unwrap();
         assert!(
             Settings::load(Some(&path), |_| None, None)
