@@ -1248,3 +1248,46 @@ proptest! {
         prop_assert_eq!(m.version, version);
     }
 }
+
+#[test]
+fn subscriptions_are_optional_event_type_patterns() {
+    assert_valid(&with(
+        minimal(),
+        "/subscriptions",
+        json!(["user.created", "user.*", "*.deleted", "*"]),
+    ));
+    for bad in [
+        "User.created",
+        "user.",
+        "user..x",
+        "user.>",
+        "user.**",
+        "",
+        "a b",
+    ] {
+        assert_violations(
+            &with(minimal(), "/subscriptions", json!([bad])),
+            &[("/subscriptions/0", "pattern")],
+        );
+    }
+    assert_violations(
+        &with(minimal(), "/subscriptions", json!(["a.b", "a.b"])),
+        &[("/subscriptions", "unique_items")],
+    );
+    assert_violations(
+        &with(minimal(), "/subscriptions", json!(["a".repeat(256)])),
+        &[("/subscriptions/0", "max_length")],
+    );
+    assert_violations(
+        &with(
+            minimal(),
+            "/subscriptions",
+            distinct(65, |i| format!("e.{i}")),
+        ),
+        &[("/subscriptions", "max_items")],
+    );
+    assert_violations(
+        &with(minimal(), "/subscriptions", json!("user.*")),
+        &[("/subscriptions", "type")],
+    );
+}
