@@ -62,7 +62,7 @@ pub enum EventError {
 /// back an equal value (for payload numbers as described in [`crate::payload`]). Both
 /// directions check `event_type`, the timestamp's range and the payload, so an event that
 /// converts one way converts back.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CanonicalEventJson {
     /// Assigned by the core when the event is published.

@@ -19,6 +19,23 @@
 //!   and depth rules.
 //! - [`event_type`] — [`validate_event_type`] (`^[a-z0-9_-]+(\.[a-z0-9_-]+)*$`).
 //!
+//! # Example
+//!
+//! ```
+//! use vivified_proto::{CanonicalEventJson, decode_event, encode_event};
+//!
+//! let json: CanonicalEventJson = serde_json::from_str(r#"{
+//!     "event_id": "e-1", "trace_id": "t-1", "event_type": "user.created",
+//!     "timestamp": "2026-11-28T00:04:37Z", "source_plugin": "user-management",
+//!     "data_traits": ["pii"], "payload": {"user_id": "u-1", "age": 42}
+//! }"#)?;
+//! let event = json.clone().into_proto()?;          // CanonicalEvent, payload packed
+//! let bytes = encode_event(&event);                // what goes on the bus
+//! let back = CanonicalEventJson::from_proto(decode_event(&bytes)?)?;
+//! assert_eq!(back, json);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Regenerating
 //!
 //! After editing `canonical_models.proto` (or the prost-build configuration in
@@ -34,6 +51,7 @@
 //!
 //! Field numbers are the contract between core replicas and versions: never renumber or
 //! reuse one; a breaking change goes to a new package (`vivified.canonical.v2`).
+#![warn(missing_docs)]
 
 pub mod event;
 pub mod event_type;
