@@ -6,7 +6,7 @@
 #   make down      stop the stack (volumes are kept; `docker compose down -v` drops them)
 #   make test      the whole test suite
 #   make lint      rustfmt, clippy (warnings are errors), and cargo-deny when installed
-#   make proto     check the canonical protobuf models compile (after issue 6)
+#   make proto     regenerate the checked-in protobuf code (proto/src/generated/)
 #   make bench     criterion benchmarks of the domain and the stores
 #   make clean     remove build output
 
