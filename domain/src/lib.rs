@@ -50,9 +50,13 @@
 
 pub mod events;
 pub mod manifest;
+pub mod policy;
 pub mod registry;
 
 pub use manifest::{Manifest, ManifestValidator, Violation};
+pub use policy::{
+    Action, CompiledFacts, DataTraits, Decision, Effect, PluginFacts, Policy, PolicyError,
+};
 pub use registry::{
     Caller, HeartbeatReport, Introspection, IssuedRegistration, Mode, Ports, Registry,
     RegistryConfig, RegistryError, SweepReport,

@@ -1,0 +1,710 @@
+//! The policy engine: which plugin may publish and receive which data, decided from
+//! declared traits, with a reason code and a rule id on every decision.
+//!
+//! A [`Policy`] is a compiled rule set: the built-in [`default_rules`] or a policy
+//! file ([`Policy::from_json_str`]). Callers compile each plugin's [`PluginFacts`]
+//! once ([`PluginFacts::compile`], cache the [`CompiledFacts`] with the plugin record)
+//! and each event's data traits once ([`Policy::data_traits`]); a decision
+//! ([`Policy::decide`]) is then a few mask operations and allocates nothing unless it
+//! has to merge the fields of several `Sanitize` rules.
+//!
+//! Evaluation, in order (the first check that fails decides; `docs/policy.md` has the
+//! table):
+//!
+//! 1. facts or data traits compiled for another policy → `Deny` (`core.stale-facts`);
+//! 2. a disabled source, then a disabled target → `Deny`;
+//! 3. a data trait outside the source's declared data classification → `Deny`
+//!    (`core.source-classification`; both actions);
+//! 4. a data trait no rule names → `Deny` (`core.unknown-data-trait`);
+//! 5. `Publish` stops here → `Allow` (`core.publish`); `Deliver` of untagged data →
+//!    `Allow` (`core.untagged`);
+//! 6. every rule that matches one of the data traits decides; `Deny` beats
+//!    `Sanitize` (fields are the union) beats `Allow`, and the reported rule is the
+//!    first, in policy order, that decided the winning effect;
+//! 7. a data trait that no rule allowed or sanitised → `Deny` (`core.fail-closed`).
+//!
+//! Trait and classification names compare ASCII-case-insensitively; a name with
+//! other characters never equals a rule's (rule names are ASCII), so it is unknown.
+
+mod file;
+mod pointer;
+mod rules;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+use serde_json::Value;
+use vivified_ports::PluginRecord;
+
+use crate::manifest::{DataClass, Manifest, PluginTrait};
+use rules::{CheckedEffect, CheckedRule};
+
+pub use file::POLICY_FILE_VERSION;
+pub use pointer::{JsonPointer, PointerError, sanitize};
+pub use rules::{
+    DEFAULT_PHI_REDACTED_FIELDS, MAX_FIELDS, MAX_NAME_LEN, MAX_NAMES, MAX_RULES, PolicyError,
+    PolicyErrorKind, Position, Rule, RuleEffect, TargetCondition, default_rules,
+};
+
+/// The default policy as a policy file; the repository keeps it at
+/// `schemas/policy.default.json` for operators to start from.
+pub const DEFAULT_POLICY_JSON: &str = include_str!("../../../schemas/policy.default.json");
+
+/// Rule ids and reason codes of the engine's own checks (they precede the rules and
+/// cannot be replaced by a policy file).
+pub mod codes {
+    /// Rule: facts or data traits were compiled for another policy (a reload
+    /// happened): recompile them.
+    pub const RULE_STALE_FACTS: &str = "core.stale-facts";
+    /// Reason of [`RULE_STALE_FACTS`].
+    pub const FACTS_FROM_ANOTHER_POLICY: &str = "facts_compiled_for_another_policy";
+    /// Rule: a disabled plugin neither publishes nor receives.
+    pub const RULE_ENABLED: &str = "core.enabled";
+    /// Reason: the source is disabled.
+    pub const SOURCE_DISABLED: &str = "source_disabled";
+    /// Reason: the target is disabled.
+    pub const TARGET_DISABLED: &str = "target_disabled";
+    /// Rule: a plugin publishes only data within its declared data classification.
+    pub const RULE_SOURCE_CLASSIFICATION: &str = "core.source-classification";
+    /// Reason of [`RULE_SOURCE_CLASSIFICATION`] (the HTTP layer answers 403).
+    pub const OUTSIDE_SOURCE_CLASSIFICATION: &str = "data_trait_outside_source_classification";
+    /// Rule: data traits that no rule names are denied.
+    pub const RULE_UNKNOWN_DATA_TRAIT: &str = "core.unknown-data-trait";
+    /// Reason of [`RULE_UNKNOWN_DATA_TRAIT`].
+    pub const UNKNOWN_DATA_TRAIT: &str = "unknown_data_trait";
+    /// Rule: a publication that passed the checks above.
+    pub const RULE_PUBLISH: &str = "core.publish";
+    /// Reason of [`RULE_PUBLISH`].
+    pub const WITHIN_SOURCE_CLASSIFICATION: &str = "within_source_classification";
+    /// Rule: data without traits flows between registered, enabled plugins.
+    pub const RULE_UNTAGGED: &str = "core.untagged";
+    /// Reason of [`RULE_UNTAGGED`].
+    pub const UNTAGGED_DATA: &str = "untagged_data";
+    /// Rule: a tagged event one of whose traits no rule allowed (fail closed).
+    pub const RULE_FAIL_CLOSED: &str = "core.fail-closed";
+    /// Reason of [`RULE_FAIL_CLOSED`].
+    pub const NO_ALLOWING_RULE: &str = "no_allowing_rule";
+}
+
+/// What is being decided.
+#[derive(Clone, Copy, Debug)]
+pub enum Action<'a> {
+    /// The source hands an event to the core (`POST /events`): only the source's own
+    /// checks apply.
+    Publish,
+    /// The core delivers the source's event to `target`.
+    Deliver {
+        /// The subscriber.
+        target: &'a CompiledFacts,
+    },
+}
+
+impl Action<'_> {
+    /// `publish` or `deliver`, for logs.
+    #[must_use]
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Publish => "publish",
+            Self::Deliver { .. } => "deliver",
+        }
+    }
+}
+
+/// What the engine decided.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "effect", rename_all = "snake_case")]
+pub enum Effect {
+    /// Deliver (or accept) as is.
+    Allow,
+    /// Do not deliver (or refuse the publication).
+    Deny,
+    /// Deliver after removing these fields of the payload ([`sanitize`]); never empty.
+    Sanitize {
+        /// JSON Pointers into the payload.
+        fields: Arc<[JsonPointer]>,
+    },
+}
+
+/// A decision: the effect, the rule that decided it and a stable reason code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// The effect.
+    #[serde(flatten)]
+    pub effect: Effect,
+    /// Id of the rule that decided (a policy rule, or a `core.*` check).
+    pub rule: Arc<str>,
+    /// Machine-readable reason code.
+    pub reason: Arc<str>,
+}
+
+impl Decision {
+    fn new(effect: Effect, rule: &str, reason: &str) -> Self {
+        Self {
+            effect,
+            rule: Arc::from(rule),
+            reason: Arc::from(reason),
+        }
+    }
+
+    /// Whether the effect is `Allow`.
+    #[must_use]
+    pub fn is_allow(&self) -> bool {
+        matches!(self.effect, Effect::Allow)
+    }
+
+    /// Whether the effect is `Deny`.
+    #[must_use]
+    pub fn is_deny(&self) -> bool {
+        matches!(self.effect, Effect::Deny)
+    }
+
+    /// The fields to remove, when the effect is `Sanitize`.
+    #[must_use]
+    pub fn sanitize_fields(&self) -> Option<&[JsonPointer]> {
+        match &self.effect {
+            Effect::Sanitize { fields } => Some(fields),
+            _ => None,
+        }
+    }
+
+    /// Applies the decision to `payload`: removes the fields of a `Sanitize` and
+    /// returns how many were present; does nothing for `Allow` or `Deny` (a denied
+    /// payload is not delivered at all).
+    pub fn apply(&self, payload: &mut Value) -> usize {
+        self.sanitize_fields()
+            .map_or(0, |fields| sanitize(payload, fields))
+    }
+}
+
+/// What the engine knows about a plugin, from its manifest and record.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PluginFacts {
+    /// Plugin id (for the caller's logs; rules do not look at it).
+    pub id: String,
+    /// Declared traits (`handles_phi`, …), any case.
+    pub traits: Vec<String>,
+    /// Declared data classification (`phi`, `internal`, …), any case.
+    pub data_classification: Vec<String>,
+    /// False while an operator has disabled the plugin.
+    pub enabled: bool,
+}
+
+impl PluginFacts {
+    /// The facts of a stored plugin record: traits and data classification from its
+    /// (validated) manifest, `enabled` from the record.
+    #[must_use]
+    pub fn from_record(record: &PluginRecord) -> Self {
+        let strings = |v: Option<&Value>| -> Vec<String> {
+            v.and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Self {
+            id: record.plugin_id.as_str().to_owned(),
+            traits: strings(record.manifest.get("traits")),
+            data_classification: strings(record.manifest.pointer("/security/data_classification")),
+            enabled: record.enabled,
+        }
+    }
+
+    /// The facts of a validated manifest, with `enabled` from the plugin's record.
+    #[must_use]
+    pub fn from_manifest(manifest: &Manifest, enabled: bool) -> Self {
+        Self {
+            id: manifest.id.as_str().to_owned(),
+            traits: manifest
+                .traits
+                .iter()
+                .map(|t| trait_name(*t).to_owned())
+                .collect(),
+            data_classification: manifest
+                .security
+                .data_classification
+                .iter()
+                .map(|c| class_name(*c).to_owned())
+                .collect(),
+            enabled,
+        }
+    }
+
+    /// Compiles the facts against `policy`: names become bits of the policy's
+    /// vocabulary (names no rule mentions cannot change a decision and are dropped).
+    /// Cache the result per plugin record; recompile when the record or the policy
+    /// changes (a stale one is denied, never misread).
+    #[must_use]
+    pub fn compile(&self, policy: &Policy) -> CompiledFacts {
+        let inner = &*policy.inner;
+        CompiledFacts {
+            generation: inner.generation,
+            enabled: self.enabled,
+            traits: mask(&inner.trait_names, &self.traits),
+            classes: mask(&inner.class_names, &self.data_classification),
+        }
+    }
+}
+
+fn trait_name(t: PluginTrait) -> &'static str {
+    match t {
+        PluginTrait::HandlesPhi => "handles_phi",
+        PluginTrait::HandlesPii => "handles_pii",
+        PluginTrait::RequiresEncryption => "requires_encryption",
+        PluginTrait::ExternalService => "external_service",
+        PluginTrait::AuditRequired => "audit_required",
+    }
+}
+
+fn class_name(c: DataClass) -> &'static str {
+    match c {
+        DataClass::Public => "public",
+        DataClass::Internal => "internal",
+        DataClass::Confidential => "confidential",
+        DataClass::Phi => "phi",
+        DataClass::Pii => "pii",
+    }
+}
+
+/// A plugin's facts compiled against one [`Policy`]: two bit masks and a flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompiledFacts {
+    generation: u64,
+    enabled: bool,
+    traits: u64,
+    classes: u64,
+}
+
+/// An event's data traits compiled against one [`Policy`] (once per event, shared
+/// by every subscriber's decision).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataTraits {
+    generation: u64,
+    known: u64,
+    unknown: bool,
+}
+
+impl DataTraits {
+    /// Whether the event carries no trait at all.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.known == 0 && !self.unknown
+    }
+}
+
+/// Each policy gets its own generation, so facts compiled for one are never read
+/// with another's bit layout.
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// A compiled rule set. Cheap to clone (shared); `Send + Sync`.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    generation: u64,
+    rules: Vec<Rule>,
+    compiled: Box<[CompiledRule]>,
+    outcomes: Box<[RuleOutcomes]>,
+    /// Names of data traits and classifications; bit `i` is `class_names[i]`.
+    class_names: Vec<String>,
+    /// Bits of the data traits some rule matches (the others are unknown).
+    data_mask: u64,
+    /// Names of plugin traits; bit `i` is `trait_names[i]`.
+    trait_names: Vec<String>,
+    engine: EngineDecisions,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct CompiledRule {
+    data: u64,
+    need_traits: u64,
+    need_classes: u64,
+    forbid_traits: u64,
+    kind: Kind,
+    otherwise_deny: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Allow = 1,
+    Sanitize = 2,
+    Deny = 3,
+}
+
+#[derive(Debug)]
+struct RuleOutcomes {
+    /// The decision when the rule's effect applies.
+    applied: Decision,
+    /// The decision when the condition fails and `otherwise_deny` is set.
+    otherwise: Option<Decision>,
+}
+
+#[derive(Debug)]
+struct EngineDecisions {
+    stale: Decision,
+    source_disabled: Decision,
+    target_disabled: Decision,
+    outside_classification: Decision,
+    unknown: Decision,
+    publish: Decision,
+    untagged: Decision,
+    fail_closed: Decision,
+}
+
+impl EngineDecisions {
+    fn new() -> Self {
+        use codes::*;
+        let deny = |rule, reason| Decision::new(Effect::Deny, rule, reason);
+        let allow = |rule, reason| Decision::new(Effect::Allow, rule, reason);
+        Self {
+            stale: deny(RULE_STALE_FACTS, FACTS_FROM_ANOTHER_POLICY),
+            source_disabled: deny(RULE_ENABLED, SOURCE_DISABLED),
+            target_disabled: deny(RULE_ENABLED, TARGET_DISABLED),
+            outside_classification: deny(RULE_SOURCE_CLASSIFICATION, OUTSIDE_SOURCE_CLASSIFICATION),
+            unknown: deny(RULE_UNKNOWN_DATA_TRAIT, UNKNOWN_DATA_TRAIT),
+            publish: allow(RULE_PUBLISH, WITHIN_SOURCE_CLASSIFICATION),
+            untagged: allow(RULE_UNTAGGED, UNTAGGED_DATA),
+            fail_closed: deny(RULE_FAIL_CLOSED, NO_ALLOWING_RULE),
+        }
+    }
+}
+
+impl Default for Policy {
+    /// The built-in [`default_rules`].
+    fn default() -> Self {
+        match Self::new(default_rules()) {
+            Ok(policy) => policy,
+            // The built-in rules pass their own checks (a unit test proves it);
+            // failing closed here would deny everything, so this is a defect.
+            Err(e) => unreachable!("the built-in policy rules are invalid: {e}"),
+        }
+    }
+}
+
+impl Policy {
+    /// Compiles `rules`.
+    ///
+    /// # Errors
+    /// [`PolicyError`] (without a position) naming the first invalid rule and member.
+    pub fn new(rules: Vec<Rule>) -> Result<Self, PolicyError> {
+        let checked = rules::check(&rules)?;
+        let mut class_names: Vec<String> = Vec::new();
+        let mut trait_names: Vec<String> = Vec::new();
+        let mut compiled = Vec::with_capacity(checked.len());
+        let mut outcomes = Vec::with_capacity(checked.len());
+        let mut data_mask = 0;
+        for (i, rule) in checked.iter().enumerate() {
+            let (c, data) = compile_rule(rule, &mut class_names, &mut trait_names, i)
+                .map_err(|e| e.for_rule(i, Some(&rule.id)))?;
+            data_mask |= data;
+            compiled.push(c);
+            outcomes.push(outcomes_of(rule));
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
+                rules,
+                compiled: compiled.into_boxed_slice(),
+                outcomes: outcomes.into_boxed_slice(),
+                class_names,
+                data_mask,
+                trait_names,
+                engine: EngineDecisions::new(),
+            }),
+        })
+    }
+
+    /// Loads a policy file (the format of `schemas/policy.default.json`). The rules
+    /// replace the built-in ones entirely.
+    ///
+    /// # Errors
+    /// [`PolicyError`] with the line and column, the rule (id or index) and the
+    /// reason: malformed JSON, a wrong shape, an unknown effect, an invalid JSON
+    /// pointer, a duplicate rule id, a sanitize rule without fields, …
+    pub fn from_json_str(text: &str) -> Result<Self, PolicyError> {
+        let rules = file::parse_rules(text)?;
+        Self::new(rules).map_err(|e| file::locate(text, e))
+    }
+
+    /// [`Policy::from_json_str`] for bytes (a file as read); non-UTF-8 is an error.
+    ///
+    /// # Errors
+    /// As [`Policy::from_json_str`], plus [`PolicyErrorKind::NotUtf8`].
+    pub fn from_json_slice(bytes: &[u8]) -> Result<Self, PolicyError> {
+        let rules = file::parse_rules_bytes(bytes)?;
+        let text = String::from_utf8_lossy(bytes);
+        Self::new(rules).map_err(|e| file::locate(&text, e))
+    }
+
+    /// Parses a policy file into its rules without compiling them (for tooling and
+    /// tests; [`Policy::from_json_str`] is the loader).
+    ///
+    /// # Errors
+    /// As [`Policy::from_json_str`], except the checks that run at compilation.
+    pub fn parse_rules(text: &str) -> Result<Vec<Rule>, PolicyError> {
+        file::parse_rules(text)
+    }
+
+    /// The rules, as given (names not yet lowercased).
+    #[must_use]
+    pub fn rules(&self) -> &[Rule] {
+        &self.inner.rules
+    }
+
+    /// This policy's generation: unique per compiled policy in this process, so a
+    /// decision cache keyed on it is invalidated by a reload.
+    #[must_use]
+    pub fn generation(&self) -> u64 {
+        self.inner.generation
+    }
+
+    /// Compiles `facts` (same as [`PluginFacts::compile`]).
+    #[must_use]
+    pub fn compile_facts(&self, facts: &PluginFacts) -> CompiledFacts {
+        facts.compile(self)
+    }
+
+    /// Compiles an event's data traits (any case, any order, duplicates allowed).
+    #[must_use]
+    pub fn data_traits<I, S>(&self, names: I) -> DataTraits
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let inner = &*self.inner;
+        let mut known = 0;
+        let mut unknown = false;
+        for name in names {
+            match index_of(&inner.class_names, name.as_ref()) {
+                Some(bit) if inner.data_mask & (1 << bit) != 0 => known |= 1 << bit,
+                _ => unknown = true,
+            }
+        }
+        DataTraits {
+            generation: inner.generation,
+            known,
+            unknown,
+        }
+    }
+
+    /// Decides `action` by `source` on an event carrying `data`.
+    ///
+    /// Never panics and never allocates unless several `Sanitize` rules decide
+    /// together (their fields are merged).
+    #[must_use]
+    pub fn decide(
+        &self,
+        source: &CompiledFacts,
+        action: Action<'_>,
+        data: &DataTraits,
+    ) -> Decision {
+        let inner = &*self.inner;
+        let engine = &inner.engine;
+        let target = match action {
+            Action::Publish => None,
+            Action::Deliver { target } => Some(target),
+        };
+        let generation = inner.generation;
+        if source.generation != generation
+            || data.generation != generation
+            || target.is_some_and(|t| t.generation != generation)
+        {
+            return engine.stale.clone();
+        }
+        if !source.enabled {
+            return engine.source_disabled.clone();
+        }
+        if target.is_some_and(|t| !t.enabled) {
+            return engine.target_disabled.clone();
+        }
+        if data.known & !source.classes != 0 {
+            return engine.outside_classification.clone();
+        }
+        if data.unknown {
+            return engine.unknown.clone();
+        }
+        let Some(target) = target else {
+            return engine.publish.clone();
+        };
+        if data.known == 0 {
+            return engine.untagged.clone();
+        }
+        inner.evaluate(target, data.known)
+    }
+}
+
+impl Inner {
+    fn evaluate(&self, target: &CompiledFacts, data: u64) -> Decision {
+        let mut best: Option<(Kind, usize, bool)> = None;
+        let mut covered = 0;
+        let mut sanitizers = 0usize;
+        for (i, rule) in self.compiled.iter().enumerate() {
+            let Some((kind, met)) = rule.outcome(target, data) else {
+                continue;
+            };
+            match kind {
+                Kind::Allow => covered |= rule.data & data,
+                Kind::Sanitize => {
+                    covered |= rule.data & data;
+                    sanitizers += 1;
+                }
+                Kind::Deny => {}
+            }
+            if best.is_none_or(|(k, _, _)| kind > k) {
+                best = Some((kind, i, met));
+                if kind == Kind::Deny {
+                    break; // nothing beats it, and later rules did not decide first
+                }
+            }
+        }
+        let Some((kind, i, met)) = best else {
+            return self.engine.fail_closed.clone();
+        };
+        if kind != Kind::Deny && data & !covered != 0 {
+            return self.engine.fail_closed.clone();
+        }
+        let Some(outcomes) = self.outcomes.get(i) else {
+            return self.engine.fail_closed.clone();
+        };
+        match (kind, met) {
+            (Kind::Deny, false) => outcomes
+                .otherwise
+                .clone()
+                .unwrap_or_else(|| self.engine.fail_closed.clone()),
+            (Kind::Sanitize, _) if sanitizers > 1 => self.merged_sanitize(target, data, outcomes),
+            _ => outcomes.applied.clone(),
+        }
+    }
+
+    /// The union of the fields of every `Sanitize` rule that decided, in rule order,
+    /// reported under the first of them.
+    fn merged_sanitize(&self, target: &CompiledFacts, data: u64, first: &RuleOutcomes) -> Decision {
+        let mut fields: Vec<JsonPointer> = Vec::new();
+        for (rule, outcomes) in self.compiled.iter().zip(self.outcomes.iter()) {
+            if rule.outcome(target, data) != Some((Kind::Sanitize, true)) {
+                continue;
+            }
+            for field in outcomes.applied.sanitize_fields().unwrap_or_default() {
+                if !fields.contains(field) {
+                    fields.push(field.clone());
+                }
+            }
+        }
+        Decision {
+            effect: Effect::Sanitize {
+                fields: fields.into(),
+            },
+            rule: first.applied.rule.clone(),
+            reason: first.applied.reason.clone(),
+        }
+    }
+}
+
+impl CompiledRule {
+    /// What the rule decides for this target and these data bits, and whether its
+    /// condition held; `None` when it does not match or has no opinion.
+    #[inline]
+    fn outcome(&self, target: &CompiledFacts, data: u64) -> Option<(Kind, bool)> {
+        if self.data & data == 0 {
+            return None;
+        }
+        let met = target.traits & self.need_traits == self.need_traits
+            && target.classes & self.need_classes == self.need_classes
+            && target.traits & self.forbid_traits == 0;
+        if met {
+            Some((self.kind, true))
+        } else if self.otherwise_deny {
+            Some((Kind::Deny, false))
+        } else {
+            None
+        }
+    }
+}
+
+fn compile_rule(
+    rule: &CheckedRule,
+    class_names: &mut Vec<String>,
+    trait_names: &mut Vec<String>,
+    i: usize,
+) -> Result<(CompiledRule, u64), PolicyError> {
+    let at = |member: &str| format!("/rules/{i}/{member}");
+    let data = intern(class_names, &rule.data_traits, &at("data_traits"))?;
+    let compiled = CompiledRule {
+        data,
+        need_traits: intern(trait_names, &rule.traits, &at("target/traits"))?,
+        need_classes: intern(
+            class_names,
+            &rule.classification,
+            &at("target/classification"),
+        )?,
+        forbid_traits: intern(
+            trait_names,
+            &rule.forbid_traits,
+            &at("target/forbid_traits"),
+        )?,
+        kind: match rule.effect {
+            CheckedEffect::Allow => Kind::Allow,
+            CheckedEffect::Sanitize(_) => Kind::Sanitize,
+            CheckedEffect::Deny => Kind::Deny,
+        },
+        otherwise_deny: rule.otherwise_deny.is_some(),
+    };
+    Ok((compiled, data))
+}
+
+fn outcomes_of(rule: &CheckedRule) -> RuleOutcomes {
+    let effect = match &rule.effect {
+        CheckedEffect::Allow => Effect::Allow,
+        CheckedEffect::Deny => Effect::Deny,
+        CheckedEffect::Sanitize(fields) => Effect::Sanitize {
+            fields: fields.clone().into(),
+        },
+    };
+    RuleOutcomes {
+        applied: Decision::new(effect, &rule.id, &rule.reason),
+        otherwise: rule
+            .otherwise_deny
+            .as_deref()
+            .map(|reason| Decision::new(Effect::Deny, &rule.id, reason)),
+    }
+}
+
+/// Adds `names` (already lowercased) to `vocab` and returns their mask.
+fn intern(vocab: &mut Vec<String>, names: &[String], path: &str) -> Result<u64, PolicyError> {
+    let mut m = 0;
+    for name in names {
+        let bit = match vocab.iter().position(|v| v == name) {
+            Some(bit) => bit,
+            None if vocab.len() < MAX_NAMES => {
+                vocab.push(name.clone());
+                vocab.len() - 1
+            }
+            None => {
+                return Err(PolicyError::new(
+                    PolicyErrorKind::TooMany,
+                    path.to_owned(),
+                    format!("a policy may mention at most {MAX_NAMES} distinct names of this kind"),
+                ));
+            }
+        };
+        m |= 1 << bit;
+    }
+    Ok(m)
+}
+
+fn index_of(vocab: &[String], name: &str) -> Option<usize> {
+    vocab.iter().position(|v| v.eq_ignore_ascii_case(name))
+}
+
+fn mask(vocab: &[String], names: &[String]) -> u64 {
+    names
+        .iter()
+        .filter_map(|n| index_of(vocab, n))
+        .fold(0, |m, bit| m | 1 << bit)
+}
