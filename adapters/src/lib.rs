@@ -5,11 +5,17 @@
 //! - [`jwt`] (feature `jwt`): `JwtTokenIssuer`, HS256 JWTs with key rotation.
 //! - [`sqlite`] (feature `sqlite`): `SqlitePluginStore`, the embedded default.
 //! - [`postgres`] (feature `postgres`): `PostgresPluginStore`, for production and replicas.
+//! - [`audit_memory`], [`audit_sql`]: `InMemoryAuditLog`, `SqliteAuditLog`,
+//!   `PostgresAuditLog`, the tamper-evident audit chain (pending entries, one sealer).
 //! - [`clock`]: `SystemClock` and a controllable `ManualClock` for tests.
 //!
 //! Architecture Invariant: adapters depend on `vivified-ports`, never on
 //! `vivified-domain`; driver errors are mapped to port errors here and never leak.
 
+#[cfg(feature = "memory")]
+pub mod audit_memory;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub mod audit_sql;
 pub mod clock;
 #[cfg(feature = "jwt")]
 pub mod jwt;

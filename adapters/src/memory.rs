@@ -1,16 +1,16 @@
 //! In-memory adapters: ephemeral, one process. The in-memory store passes the same
 //! conformance suite as the SQL stores, which is what makes it a trustworthy fake.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{PoisonError, RwLock};
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use vivified_ports::{
-    AuditEntry, AuditError, AuditLog, BusError, BusEvent, EventBus, Health, HeartbeatOutcome,
-    Liveness, LivenessCounts, OutboxEntry, PluginId, PluginRecord, PluginStore, StoreError,
+    BusError, BusEvent, EventBus, Health, HeartbeatOutcome, Liveness, LivenessCounts, OutboxEntry,
+    PluginId, PluginRecord, PluginStore, StoreError,
 };
 
 /// A [`PluginStore`] in a `BTreeMap` behind a lock: every operation is atomic. An
@@ -338,46 +338,7 @@ impl EventBus for InMemoryEventBus {
     }
 }
 
-/// An in-memory [`AuditLog`] that keeps the newest `capacity` entries (a ring), so a
-/// long-running demo cannot grow without bound. Not tamper-evident, not durable: for
-/// tests and demos.
-#[derive(Debug)]
-pub struct InMemoryAuditLog {
-    capacity: usize,
-    entries: Mutex<VecDeque<AuditEntry>>,
-}
-
-impl InMemoryAuditLog {
-    /// A log keeping the newest `capacity` entries.
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            capacity: capacity.max(1),
-            entries: Mutex::new(VecDeque::new()),
-        }
-    }
-
-    /// A copy of the entries kept, oldest first.
-    pub fn entries(&self) -> Vec<AuditEntry> {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .cloned()
-            .collect()
-    }
-}
-
-#[async_trait]
-impl AuditLog for InMemoryAuditLog {
-    async fn append(&self, entry: AuditEntry) -> Result<(), AuditError> {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() == self.capacity {
-            entries.pop_front();
-        }
-        entries.push_back(entry);
-        Ok(())
-    }
-}
+pub use crate::audit_memory::InMemoryAuditLog;
 
 #[cfg(test)]
 mod tests {
@@ -389,27 +350,6 @@ mod tests {
     async fn in_memory_store_passes_the_conformance_suite() {
         vivified_ports::testing::plugin_store_conformance(Arc::new(InMemoryPluginStore::new()))
             .await;
-    }
-
-    #[tokio::test]
-    async fn audit_ring_keeps_the_newest() {
-        let log = InMemoryAuditLog::new(2);
-        for i in 0..3 {
-            log.append(AuditEntry {
-                at: vivified_ports::testing::t0(),
-                actor: "system".into(),
-                action: format!("a{i}"),
-                target: "-".into(),
-                outcome: vivified_ports::AuditOutcome::Success,
-                reason: "r".into(),
-                trace_id: "t".into(),
-                details: serde_json::Value::Null,
-            })
-            .await
-            .unwrap();
-        }
-        let actions: Vec<_> = log.entries().into_iter().map(|e| e.action).collect();
-        assert_eq!(actions, ["a1", "a2"]);
     }
 
     #[tokio::test]

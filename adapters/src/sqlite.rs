@@ -46,6 +46,13 @@ pub fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0003_outbox.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            4,
+            "audit".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0004_audit.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

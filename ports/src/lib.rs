@@ -2,7 +2,7 @@
 //! plain data they carry.
 //!
 //! Architecture Invariant: this crate does no I/O and knows no backend. It depends on
-//! serde, async-trait, thiserror and time only (plus mockall/futures under the
+//! serde, async-trait, thiserror, time, hmac and sha2 only (plus mockall/futures under the
 //! `testing` feature, which also exports the shared conformance suites).
 //!
 //! Every port is object-safe and used as `Arc<dyn Port>`, so the backend is chosen by
@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod audit;
+pub mod audit_chain;
 pub mod bus;
 pub mod clock;
 pub mod plugin;
@@ -19,9 +20,13 @@ pub mod store;
 pub mod token;
 
 #[cfg(feature = "testing")]
+pub mod audit_testing;
+#[cfg(feature = "testing")]
 pub mod testing;
 
-pub use audit::{AuditEntry, AuditError, AuditLog, AuditOutcome};
+pub use audit::{
+    AuditEntry, AuditError, AuditLog, AuditOutcome, AuditQuery, SealReport, SealedEntry,
+};
 pub use bus::{BusError, BusEvent, EventBus};
 pub use clock::Clock;
 pub use plugin::{Health, InvalidPluginId, Liveness, PluginId, PluginRecord};
