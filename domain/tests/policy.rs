@@ -1267,3 +1267,83 @@ fn policy_like_json() -> impl Strategy<Value = String> {
             }
         })
 }
+
+// ---------------------------------------------------------------------------------
+// docs/policy.md stays true
+
+fn policy_doc() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/policy.md"))
+        .expect("docs/policy.md is readable")
+}
+
+#[test]
+fn the_documented_example_file_loads_and_decides_as_described() {
+    let doc = policy_doc();
+    let start = doc.find("```json\n").expect("an example") + "```json\n".len();
+    let end = start + doc[start..].find("```").expect("closed");
+    let policy = Policy::from_json_str(&doc[start..end]).expect("the example is valid");
+    let mut external = PHI_TARGET.to_vec();
+    external.push("external_service");
+    let d = deliver(&policy, &publisher(), &facts(&external, &["phi"]), &["phi"]);
+    assert_decision(
+        &d,
+        "deny",
+        "phi.never-external",
+        "phi_never_to_external_services",
+    );
+    let d = deliver(
+        &policy,
+        &publisher(),
+        &facts(&["handles_pii"], &[]),
+        &["pii"],
+    );
+    assert_decision(
+        &d,
+        "sanitize",
+        "pii.redacted-for-analytics",
+        "pii_contact_details_removed",
+    );
+    assert_eq!(fields(&d), ["/email", "/address/street", "/phones/0"]);
+    let d = deliver(
+        &policy,
+        &publisher(),
+        &facts(&[], &["confidential"]),
+        &["confidential"],
+    );
+    assert_decision(
+        &d,
+        "deny",
+        codes::RULE_UNKNOWN_DATA_TRAIT,
+        codes::UNKNOWN_DATA_TRAIT,
+    );
+}
+
+#[test]
+fn the_documented_error_messages_are_the_real_ones() {
+    let doc = policy_doc();
+    let inputs = [
+        "{\n  \"version\": 1,\n  \"rules\": [,]\n}".to_owned(),
+        file_with(
+            "    {\"id\": \"a.one\", \"data_traits\": [\"public\"], \"effect\": \"allow\", \"reason\": \"r\"},\n    {\"id\": \"b.two\", \"data_traits\": [\"public\"],\n     \"effect\": \"alow\", \"reason\": \"r\"}",
+        ),
+        file_with(
+            "    {\"id\": \"s\", \"data_traits\": [\"phi\"], \"effect\": \"sanitize\",\n     \"fields\": [\"/ok\",\n                \"no-slash\"], \"reason\": \"r\"}",
+        ),
+        file_with(
+            "    {\"id\": \"same\", \"data_traits\": [\"public\"], \"effect\": \"allow\", \"reason\": \"r\"},\n    {\"id\": \"same\", \"data_traits\": [\"internal\"], \"effect\": \"allow\", \"reason\": \"r\"}",
+        ),
+        file_with(
+            "    {\"id\": \"s\", \"data_traits\": [\"phi\"], \"effect\": \"sanitize\", \"reason\": \"r\"}",
+        ),
+        file_with(
+            "    {\"id\": \"a\", \"data_traits\": \"x\", \"effect\": \"allow\", \"reason\": \"r\"}",
+        ),
+    ];
+    for input in &inputs {
+        let message = load_error(input).to_string();
+        assert!(
+            doc.contains(&format!("\n{message}\n")),
+            "docs/policy.md lacks: {message}"
+        );
+    }
+}

@@ -25,6 +25,34 @@
 //!
 //! Trait and classification names compare ASCII-case-insensitively; a name with
 //! other characters never equals a rule's (rule names are ASCII), so it is unknown.
+//!
+//! ```
+//! use serde_json::json;
+//! use vivified_domain::policy::{Action, PluginFacts, Policy};
+//!
+//! let policy = Policy::default(); // or Policy::from_json_str(&file)?
+//! let facts = |traits: &[&str], classes: &[&str]| PluginFacts {
+//!     id: "p".into(),
+//!     traits: traits.iter().map(|s| s.to_string()).collect(),
+//!     data_classification: classes.iter().map(|s| s.to_string()).collect(),
+//!     enabled: true,
+//! };
+//! // Once per plugin record (cache these):
+//! let ehr = facts(&["handles_phi", "requires_encryption", "audit_required"], &["phi"])
+//!     .compile(&policy);
+//! let mailer = facts(&["external_service", "handles_phi", "requires_encryption", "audit_required"], &["phi"])
+//!     .compile(&policy);
+//! // Once per event:
+//! let data = policy.data_traits(["PHI"]);
+//! assert!(policy.decide(&ehr, Action::Publish, &data).is_allow());
+//! // Once per subscriber:
+//! let d = policy.decide(&ehr, Action::Deliver { target: &mailer }, &data);
+//! assert_eq!(&*d.rule, "phi.external-service-redacted");
+//! let mut payload = json!({"phi": {"mrn": "MRN-1"}, "visit": "v-9"});
+//! d.apply(&mut payload);
+//! assert_eq!(payload, json!({"visit": "v-9"}));
+//! # Ok::<(), vivified_domain::PolicyError>(())
+//! ```
 
 mod file;
 mod pointer;
