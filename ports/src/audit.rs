@@ -269,3 +269,34 @@ pub async fn verify_log(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit_chain::{ChainKey, seal_entries};
+
+    /// A sealed entry as one JSON line (for a SIEM export): flat, hash in hex.
+    #[test]
+    fn sealed_entries_serialize_flat() {
+        let key = ChainKey::new(&[7; 32]).unwrap();
+        let entry = AuditEntry {
+            at: OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap(),
+            actor: "admin".into(),
+            action: "plugin.disable".into(),
+            target: "p1".into(),
+            outcome: AuditOutcome::Success,
+            reason: "operator".into(),
+            trace_id: "t1".into(),
+            details: serde_json::json!({"why": "maintenance"}),
+        };
+        let sealed = seal_entries(&key, None, [entry]).unwrap().remove(0);
+        let v = serde_json::to_value(&sealed).unwrap();
+        assert_eq!(v["seq"], 1);
+        assert_eq!(v["at"], "2026-01-01T00:00:00Z");
+        assert_eq!(v["outcome"], "success");
+        assert_eq!(v["hash"], sealed.hash.to_hex());
+        assert_eq!(v["details"]["why"], "maintenance");
+        let back: SealedEntry = serde_json::from_value(v).unwrap();
+        assert_eq!(back, sealed);
+    }
+}
