@@ -23,7 +23,17 @@ const BANNED_IN_DOMAIN: &[&str] = &[
 ];
 
 /// The only direct (normal) dependencies `vivified-ports` may have without features.
-const PORTS_ALLOWED_DIRECT: &[&str] = &["serde", "serde_json", "async-trait", "thiserror", "time"];
+/// `hmac` and `sha2` are for the audit chain's hash, which adapters (the sealer) and
+/// the verifier share without depending on the domain.
+const PORTS_ALLOWED_DIRECT: &[&str] = &[
+    "serde",
+    "serde_json",
+    "async-trait",
+    "thiserror",
+    "time",
+    "hmac",
+    "sha2",
+];
 
 fn workspace_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
