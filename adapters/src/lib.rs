@@ -5,6 +5,7 @@
 //! - [`jwt`] (feature `jwt`): `JwtTokenIssuer`, HS256 JWTs with key rotation.
 //! - [`sqlite`] (feature `sqlite`): `SqlitePluginStore`, the embedded default.
 //! - [`postgres`] (feature `postgres`): `PostgresPluginStore`, for production and replicas.
+//! - [`nats`] (feature `nats`): `NatsEventBus`, deliveries in JetStream, for replicas.
 //! - [`audit_memory`], [`audit_sql`]: `InMemoryAuditLog`, `SqliteAuditLog`,
 //!   `PostgresAuditLog`, the tamper-evident audit chain (pending entries, one sealer).
 //! - [`clock`]: `SystemClock` and a controllable `ManualClock` for tests.
@@ -21,6 +22,10 @@ pub mod clock;
 pub mod jwt;
 #[cfg(feature = "memory")]
 pub mod memory;
+#[cfg(feature = "memory")]
+mod memory_bus;
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

@@ -7,9 +7,8 @@ use std::sync::{PoisonError, RwLock};
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
-use tokio::sync::broadcast;
 use vivified_ports::{
-    BusError, BusEvent, EventBus, Health, HeartbeatOutcome, Liveness, LivenessCounts, OutboxEntry,
+    Health, HeartbeatOutcome, Liveness, LivenessCounts, OutboxEntry,
     PluginId, PluginRecord, PluginStore, StoreError,
 };
 
@@ -309,34 +308,7 @@ impl PluginStore for InMemoryPluginStore {
     }
 }
 
-/// An in-process [`EventBus`] over a tokio broadcast channel: single process only.
-/// A subscriber that falls more than `capacity` events behind loses the oldest.
-#[derive(Debug)]
-pub struct InMemoryEventBus {
-    tx: broadcast::Sender<BusEvent>,
-}
-
-impl InMemoryEventBus {
-    /// A bus that buffers up to `capacity` events per subscriber.
-    pub fn new(capacity: usize) -> Self {
-        let (tx, _) = broadcast::channel(capacity.max(1));
-        Self { tx }
-    }
-
-    /// Receives every event published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<BusEvent> {
-        self.tx.subscribe()
-    }
-}
-
-#[async_trait]
-impl EventBus for InMemoryEventBus {
-    async fn publish(&self, event: BusEvent) -> Result<(), BusError> {
-        // No subscriber is not an error: the event is simply not wanted.
-        let _ = self.tx.send(event);
-        Ok(())
-    }
-}
+pub use crate::memory_bus::{InMemoryBusConfig, InMemoryEventBus};
 
 pub use crate::audit_memory::InMemoryAuditLog;
 
@@ -350,22 +322,5 @@ mod tests {
     async fn in_memory_store_passes_the_conformance_suite() {
         vivified_ports::testing::plugin_store_conformance(Arc::new(InMemoryPluginStore::new()))
             .await;
-    }
-
-    #[tokio::test]
-    async fn bus_delivers_to_subscribers() {
-        let bus = InMemoryEventBus::new(4);
-        let mut rx = bus.subscribe();
-        let ev = BusEvent {
-            event_id: "e1".into(),
-            event_type: "plugin.registered".into(),
-            trace_id: "t".into(),
-            source: "core".into(),
-            data_traits: vec![],
-            at: vivified_ports::testing::t0(),
-            payload: serde_json::json!({"plugin_id": "x"}),
-        };
-        bus.publish(ev.clone()).await.unwrap();
-        assert_eq!(rx.recv().await.unwrap(), ev);
     }
 }

@@ -48,6 +48,7 @@
 //! only — never on an adapter, axum, hyper, sqlx, async-nats, jsonwebtoken or tokio's
 //! networking (`tests/architecture.rs` enforces it).
 
+pub mod broker;
 pub mod events;
 pub mod manifest;
 pub mod policy;

@@ -6,7 +6,7 @@
 //! 403 (a valid credential for something else) → 404 (unknown id, admin only).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -220,10 +220,10 @@ pub struct SweepReport {
 }
 
 /// Who did what to what, for an audit entry.
-struct Subject<'a> {
-    actor: &'a str,
-    action: &'a str,
-    target: &'a str,
+pub(crate) struct Subject<'a> {
+    pub(crate) actor: &'a str,
+    pub(crate) action: &'a str,
+    pub(crate) target: &'a str,
 }
 
 /// Attempts of a conditional write before giving up on a hot record.
@@ -237,6 +237,9 @@ pub struct Registry {
     config: Arc<RegistryConfig>,
     /// Whether this replica's last sweep held back a mass expiry.
     self_preservation: Arc<AtomicBool>,
+    /// Bumped on every lifecycle transition this replica makes (caches of plugin
+    /// records compare it).
+    generation: Arc<AtomicU64>,
 }
 
 impl Registry {
@@ -247,6 +250,7 @@ impl Registry {
             validator,
             config: Arc::new(config),
             self_preservation: Arc::new(AtomicBool::new(false)),
+            generation: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -272,8 +276,36 @@ impl Registry {
         secret.is_some_and(|s| bool::from(given.as_bytes().ct_eq(s.expose().as_bytes())))
     }
 
-    fn now(&self) -> OffsetDateTime {
+    pub(crate) fn now(&self) -> OffsetDateTime {
         self.ports.clock.now()
+    }
+
+    pub(crate) fn ports(&self) -> &Ports {
+        &self.ports
+    }
+
+    /// Changes on every lifecycle transition this replica makes (registration,
+    /// re-registration, deregistration, disable, enable, stale, recovered): a cache of
+    /// plugin records built at one generation is out of date at another.
+    #[must_use]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The record of a current plugin token, if the plugin is enabled.
+    ///
+    /// # Errors
+    /// `Unauthorized` (revoked token, plugin gone), `PluginDisabled`, `Unavailable`.
+    pub async fn current_enabled_record(
+        &self,
+        claims: &TokenClaims,
+    ) -> Result<PluginRecord, RegistryError> {
+        let record = self.current_record(claims).await?;
+        if record.enabled {
+            Ok(record)
+        } else {
+            Err(RegistryError::PluginDisabled)
+        }
     }
 
     async fn verify(&self, token: &str, grace: Duration) -> Result<TokenClaims, RegistryError> {
@@ -367,7 +399,7 @@ impl Registry {
             .await
     }
 
-    async fn audit(
+    pub(crate) async fn audit(
         &self,
         trace_id: &str,
         Subject {
@@ -403,6 +435,14 @@ impl Registry {
     /// `key` (the token id of the registration it concerns, plus the record version
     /// for transitions that can repeat) — so consumers can drop duplicates.
     async fn lifecycle(&self, event_type: &str, id: &PluginId, key: &str, trace_id: &str) -> bool {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        if event_type == "plugin.deregistered" {
+            // No delivery after deregistration. Best effort: a queue left behind is
+            // also ignored by pulls of a later registration of the id.
+            if let Err(e) = self.ports.bus.remove_queue(id).await {
+                tracing::warn!(plugin_id = %id, error = %e, "event queue of a deregistered plugin not removed");
+            }
+        }
         let event = BusEvent {
             event_id: format!("{event_type}:{id}:{key}"),
             event_type: event_type.to_owned(),
@@ -411,6 +451,7 @@ impl Registry {
             data_traits: Vec::new(),
             at: self.now(),
             payload: json!({ "plugin_id": id }),
+            metadata: std::collections::BTreeMap::new(),
         };
         match self.ports.bus.publish(event).await {
             Ok(()) => true,

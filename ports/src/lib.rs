@@ -23,11 +23,13 @@ pub mod token;
 pub mod audit_testing;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "testing")]
+pub mod bus_testing;
 
 pub use audit::{
     AuditEntry, AuditError, AuditLog, AuditOutcome, AuditQuery, SealReport, SealedEntry,
 };
-pub use bus::{BusError, BusEvent, EventBus};
+pub use bus::{BusError, BusEvent, Cursor, EventBus, Pulled};
 pub use clock::Clock;
 pub use plugin::{Health, InvalidPluginId, Liveness, PluginId, PluginRecord};
 pub use secret::Secret;

@@ -19,8 +19,12 @@ use tower::ServiceExt;
 use vivified_adapters::clock::ManualClock;
 use vivified_adapters::jwt::{JwtConfig, JwtTokenIssuer};
 use vivified_adapters::memory::{InMemoryAuditLog, InMemoryEventBus, InMemoryPluginStore};
+use vivified_domain::broker::{Broker, BrokerConfig};
+use vivified_domain::policy::Policy;
 use vivified_domain::{ManifestValidator, Ports, Registry};
-use vivified_ports::{PluginId, PluginRecord, PluginStore, Secret, TokenIssuer};
+use vivified_ports::audit_chain::ChainKey;
+use vivified_ports::{AuditLog, PluginId, PluginRecord, PluginStore, Secret, TokenIssuer};
+use vivified_server::audit::AuditChain;
 use vivified_server::startup::router;
 use vivified_server::{AppState, Settings};
 
@@ -32,6 +36,8 @@ pub const REGISTRATION_SECRET: &str = "reg-test-P0o9I8u7Y6t5R4e3";
 pub const JWT_SECRET: &str = "jwt-test-Zq3v9X1pLk2Rt7Yw0Bn4Hs8Dm6Fc5Ja1Ge";
 /// A different, equally well-formed secret (tokens signed with it must not verify).
 pub const OTHER_JWT_SECRET: &str = "jwt-other-Mn8Bv7Cx6Zl5Kj4Hg3Fd2Sa1Qw0Er9Ty";
+/// The audit chain key every test app seals with.
+pub const AUDIT_KEY: &str = "aud-test-Lk8Jh7Gf6Ds5Aq4Wz3Xs2Ec1Rv0Tb9Yn";
 
 /// The members of a plugin record on the wire, exactly.
 pub const RECORD_FIELDS: &[&str] = &[
@@ -61,6 +67,7 @@ pub const TOKEN_FIELDS: &[&str] = &[
 pub struct AppBuilder {
     env: BTreeMap<String, String>,
     store: Option<Arc<dyn PluginStore>>,
+    audit: Option<Arc<dyn AuditLog>>,
 }
 
 impl AppBuilder {
@@ -79,6 +86,12 @@ impl AppBuilder {
     /// Uses `store` instead of a fresh in-memory store.
     pub fn store(mut self, store: Arc<dyn PluginStore>) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// Uses `log` instead of a fresh in-memory audit log.
+    pub fn audit(mut self, log: Arc<dyn AuditLog>) -> Self {
+        self.audit = Some(log);
         self
     }
 
@@ -107,12 +120,23 @@ impl AppBuilder {
                 .expect("zero nanoseconds"),
         ));
         let bus = Arc::new(InMemoryEventBus::new(1024));
+        let audit_log: Arc<dyn AuditLog> = self
+            .audit
+            .unwrap_or_else(|| Arc::new(InMemoryAuditLog::new(10_000)));
+        let audit_key = settings
+            .audit_key
+            .as_ref()
+            .map_or(AUDIT_KEY, |k| k.expose());
+        let audit = AuditChain::new(
+            audit_log.clone(),
+            ChainKey::new(audit_key.as_bytes()).expect("a long enough audit key"),
+        );
         let ports = Ports {
             store: store.clone(),
             tokens: Arc::new(tokens),
             clock: clock.clone(),
             bus: bus.clone(),
-            audit: Arc::new(InMemoryAuditLog::new(10_000)),
+            audit: audit_log,
         };
         let config = settings.registry_config();
         let registry = Registry::new(
@@ -124,10 +148,17 @@ impl AppBuilder {
             AppState {
                 registry: registry.clone(),
                 max_body_bytes: settings.max_body_bytes,
+                audit: audit.clone(),
+                broker: Broker::new(
+                    registry.clone(),
+                    Arc::new(Policy::default()),
+                    BrokerConfig::default(),
+                ),
+                events_max_wait: settings.events_max_wait,
             },
             &settings,
         );
-        let mut known: BTreeSet<String> = [ADMIN_TOKEN, JWT_SECRET, OTHER_JWT_SECRET]
+        let mut known: BTreeSet<String> = [ADMIN_TOKEN, JWT_SECRET, OTHER_JWT_SECRET, AUDIT_KEY]
             .into_iter()
             .map(str::to_owned)
             .collect();
@@ -141,6 +172,7 @@ impl AppBuilder {
             store,
             registry,
             bus,
+            audit,
             known: Mutex::new(known),
         }
     }
@@ -159,6 +191,8 @@ pub struct TestApp {
     pub registry: Registry,
     /// The in-process bus (to watch lifecycle events).
     pub bus: Arc<InMemoryEventBus>,
+    /// The audit log and its key (to seal, as the server's sealer task does).
+    pub audit: AuditChain,
     /// Tokens and secrets no response may carry (except the token just issued).
     known: Mutex<BTreeSet<String>>,
 }
@@ -209,11 +243,13 @@ impl TestApp {
             env: [
                 ("VIVIFIED_ADMIN_TOKEN", ADMIN_TOKEN),
                 ("JWT_SECRET", JWT_SECRET),
+                ("VIVIFIED_AUDIT_KEY", AUDIT_KEY),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
             store: None,
+            audit: None,
         }
     }
 

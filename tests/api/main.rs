@@ -1,10 +1,12 @@
 //! HTTP API tests: every row of the API table and every error code, through the real
 //! router (`vivified_server::startup::router`) driven with `tower::ServiceExt::oneshot`.
 
+mod audit;
 mod concurrency;
 mod cors;
 mod deregister;
 mod disable;
+mod events;
 mod health;
 mod heartbeat;
 mod helpers;

@@ -59,6 +59,29 @@ impl EventBus for FlakyBus {
             .push(event);
         Ok(())
     }
+
+    // Delivery queues are not used by the sweeper: this bus has none.
+    async fn enqueue(&self, _: &vivified_ports::PluginId, _: BusEvent) -> Result<(), BusError> {
+        Err(BusError::Unavailable("the test bus has no queues".into()))
+    }
+
+    async fn pull<'a>(
+        &self,
+        _: &vivified_ports::PluginId,
+        _: Option<&'a vivified_ports::Cursor>,
+        _: usize,
+        _: StdDuration,
+    ) -> Result<vivified_ports::Pulled, BusError> {
+        Err(BusError::Unavailable("the test bus has no queues".into()))
+    }
+
+    async fn remove_queue(&self, _: &vivified_ports::PluginId) -> Result<(), BusError> {
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), BusError> {
+        Ok(())
+    }
 }
 
 const LEASE: i64 = 30;

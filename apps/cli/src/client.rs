@@ -1,5 +1,6 @@
-//! A small HTTP client of the core's operator API (`/plugins…` with the admin token),
-//! and the URL handling the `plugins` and `healthcheck` commands share.
+//! A small HTTP client of the core's operator API (`/plugins…` and `/audit…` with the
+//! admin token), and the URL handling the `plugins`, `audit` and `healthcheck` commands
+//! share.
 
 use std::time::Duration;
 
@@ -26,7 +27,9 @@ pub enum ClientError {
         reason: &'static str,
     },
     /// `VIVIFIED_ADMIN_TOKEN` is missing.
-    #[error("VIVIFIED_ADMIN_TOKEN is not set: the plugins commands need the core's admin token")]
+    #[error(
+        "VIVIFIED_ADMIN_TOKEN is not set: the plugins and audit commands need the core's admin token"
+    )]
     NoAdminToken,
     /// The argument is not a plugin id.
     #[error("`{0}` is not a plugin id: 1 to 63 characters of a-z, 0-9 and '-'")]
@@ -174,13 +177,42 @@ impl CoreClient {
 
     /// `base` + `/plugins` + `segments`, each segment percent-encoded.
     fn url(&self, segments: &[&str]) -> Url {
+        self.url_at("plugins", segments)
+    }
+
+    /// `base` + `/root` + `segments`, each segment percent-encoded.
+    fn url_at(&self, root: &str, segments: &[&str]) -> Url {
         let mut url = self.base.clone();
         url.set_query(None);
         url.set_fragment(None);
         if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().push("plugins").extend(segments);
+            path.pop_if_empty().push(root).extend(segments);
         }
         url
+    }
+
+    /// `GET base/root/segments?query` with the admin token: the JSON object answered.
+    pub async fn get_object(
+        &self,
+        root: &str,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<Value, ClientError> {
+        let mut url = self.url_at(root, segments);
+        if !query.is_empty() {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in query {
+                q.append_pair(k, v);
+            }
+        }
+        let shown = redact(&url);
+        match self.call(Method::GET, url, None).await? {
+            (_, Some(v)) if v.is_object() => Ok(v),
+            (status, _) => Err(ClientError::Unexpected {
+                url: shown,
+                what: format!("{status} without a JSON object"),
+            }),
+        }
     }
 
     async fn call(

@@ -17,6 +17,12 @@ pub enum Error {
     /// Writing to stdout failed.
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
+    /// An option's value is unusable (checked before anything is asked).
+    #[error("{0}: {1}")]
+    BadArgument(&'static str, &'static str),
+    /// `vivified audit verify` could not tell whether the chain is intact.
+    #[error(transparent)]
+    Unverified(Box<Error>),
     /// `vivified serve`: a setting is wrong or the core could not start.
     #[cfg(feature = "serve")]
     #[error(transparent)]
@@ -32,7 +38,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Client(e) if e.is_usage() => 2,
-            Self::Schema(_) => 2,
+            Self::Schema(_) | Self::BadArgument(..) | Self::Unverified(_) => 2,
             #[cfg(feature = "serve")]
             Self::Startup(_) | Self::Settings(_) => 2,
             _ => 1,
@@ -41,7 +47,11 @@ impl Error {
 
     /// A closed stdout (`vivified plugins list | head -1`) is not worth a message.
     pub fn is_broken_pipe(&self) -> bool {
-        matches!(self, Self::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+        match self {
+            Self::Output(e) => e.kind() == std::io::ErrorKind::BrokenPipe,
+            Self::Unverified(e) => e.is_broken_pipe(),
+            _ => false,
+        }
     }
 }
 

@@ -2,8 +2,10 @@
 //!
 //! Exit codes: 0 success; 1 the thing asked about is not so (an invalid manifest, an
 //! unhealthy endpoint) or the core refused or could not be reached; 2 bad usage, a bad
-//! setting or an unreadable file. Every error is one line on stderr, `vivified: …`.
+//! setting or an unreadable file (and for `audit verify`, any error: 1 means tampered).
+//! Every error is one line on stderr, `vivified: …`.
 
+mod audit;
 mod client;
 mod error;
 mod healthcheck;
@@ -39,6 +41,9 @@ enum Command {
     /// List, inspect, disable, enable and deregister the plugins of a running core
     /// (admin token from VIVIFIED_ADMIN_TOKEN).
     Plugins(plugins::Args),
+    /// Verify the audit chain of a running core (exit 0 intact, 1 tampered, 2 error)
+    /// and read its entries (admin token from VIVIFIED_ADMIN_TOKEN).
+    Audit(audit::Args),
     /// Exit 0 when a health endpoint answers 200, else 1 (for container health checks).
     Healthcheck(healthcheck::Args),
 }
@@ -50,6 +55,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "serve")]
         Command::Serve(args) => serve::run(args),
         Command::Plugins(args) => plugins::run(args),
+        Command::Audit(args) => audit::run(args),
         Command::Healthcheck(args) => healthcheck::run(&args),
     };
     match result {

@@ -1,6 +1,7 @@
 //! Dev-mode secrets: generated when not configured, and kept in the data directory
 //! (`dev-secrets.json`, mode 0600) when the store is persistent, so that a restarted
-//! dev core accepts the tokens it issued before and keeps its admin token.
+//! dev core accepts the tokens it issued before, keeps its admin token, and goes on
+//! sealing its audit chain with the same key.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,9 @@ pub const FILE: &str = "dev-secrets.json";
 struct Stored {
     admin_token: Option<String>,
     jwt_secret: Option<String>,
+    /// Absent from files written before the audit chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    audit_key: Option<String>,
 }
 
 /// The dev secrets in force and which of them this start generated.
@@ -24,10 +28,14 @@ pub struct DevSecrets {
     pub admin_token: Option<Secret>,
     /// The JWT secret.
     pub jwt_secret: Option<Secret>,
+    /// The HMAC key of the audit chain.
+    pub audit_key: Option<Secret>,
     /// The admin token was generated at this start (show it once).
     pub generated_admin_token: bool,
     /// The JWT secret was generated at this start.
     pub generated_jwt_secret: bool,
+    /// The audit key was generated at this start.
+    pub generated_audit_key: bool,
     /// The admin token came from the secrets file (generated at an earlier start).
     pub kept_admin_token: bool,
     /// Where they are kept, if anywhere.
@@ -60,14 +68,15 @@ pub fn random_secret(bytes: usize) -> Result<Secret, DevSecretsError> {
     Ok(Secret::new(hex::encode(buf)))
 }
 
-/// Fills in what `admin_token` and `jwt_secret` lack: from `data_dir` if given and the
-/// file holds them, else freshly generated (and written there).
+/// Fills in what `admin_token`, `jwt_secret` and `audit_key` lack: from `data_dir` if
+/// given and the file holds them, else freshly generated (and written there).
 ///
 /// # Errors
 /// [`DevSecretsError`] if the file cannot be read or written.
 pub fn resolve(
     admin_token: Option<Secret>,
     jwt_secret: Option<Secret>,
+    audit_key: Option<Secret>,
     data_dir: Option<&Path>,
 ) -> Result<DevSecrets, DevSecretsError> {
     let path = data_dir.map(|d| d.join(FILE));
@@ -106,6 +115,19 @@ pub fn resolve(
                 out.generated_jwt_secret = true;
                 dirty = true;
                 Some(s)
+            }
+        },
+    };
+    out.audit_key = match audit_key {
+        Some(k) => Some(k),
+        None => match stored.audit_key.clone() {
+            Some(k) => Some(Secret::new(k)),
+            None => {
+                let k = random_secret(32)?;
+                stored.audit_key = Some(k.expose().to_owned());
+                out.generated_audit_key = true;
+                dirty = true;
+                Some(k)
             }
         },
     };
@@ -176,12 +198,23 @@ mod tests {
             "vivified-dev-secrets-{}",
             uuid::Uuid::new_v4().simple()
         ));
-        let first = resolve(None, None, Some(&dir)).unwrap();
-        assert!(first.generated_admin_token && first.generated_jwt_secret);
-        let second = resolve(None, None, Some(&dir)).unwrap();
-        assert!(!second.generated_admin_token && !second.generated_jwt_secret);
+        let first = resolve(None, None, None, Some(&dir)).unwrap();
+        assert!(
+            first.generated_admin_token && first.generated_jwt_secret && first.generated_audit_key
+        );
+        let second = resolve(None, None, None, Some(&dir)).unwrap();
+        assert!(
+            !second.generated_admin_token
+                && !second.generated_jwt_secret
+                && !second.generated_audit_key
+        );
         assert_eq!(first.admin_token, second.admin_token);
         assert_eq!(first.jwt_secret, second.jwt_secret);
+        assert_eq!(first.audit_key, second.audit_key);
+        assert!(
+            first.audit_key.unwrap().expose().len() >= 32,
+            "long enough for the chain"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -191,14 +224,46 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let given = resolve(Some(Secret::new("given")), None, Some(&dir)).unwrap();
+        let given = resolve(Some(Secret::new("given")), None, None, Some(&dir)).unwrap();
         assert_eq!(
             given.admin_token.unwrap().expose(),
             "given",
             "configured values win"
         );
         std::fs::remove_dir_all(&dir).unwrap();
-        let ephemeral = resolve(None, None, None).unwrap();
+        let ephemeral = resolve(None, None, None, None).unwrap();
         assert!(ephemeral.generated_admin_token && ephemeral.path.is_none());
+        assert!(
+            ephemeral.generated_audit_key,
+            "generated per start without a file"
+        );
+    }
+
+    /// A secrets file from before the audit chain gains an audit key and keeps the rest.
+    #[test]
+    fn an_older_file_gains_an_audit_key() {
+        let dir = std::env::temp_dir().join(format!(
+            "vivified-dev-secrets-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(FILE),
+            r#"{"admin_token": "old-admin", "jwt_secret": "old-jwt"}"#,
+        )
+        .unwrap();
+        let got = resolve(None, None, None, Some(&dir)).unwrap();
+        assert_eq!(got.admin_token.unwrap().expose(), "old-admin");
+        assert_eq!(got.jwt_secret.unwrap().expose(), "old-jwt");
+        assert!(got.generated_audit_key && !got.generated_admin_token);
+        let again = resolve(None, None, None, Some(&dir)).unwrap();
+        assert_eq!(again.audit_key, got.audit_key, "kept");
+        let given = resolve(None, None, Some(Secret::new("k".repeat(32))), Some(&dir)).unwrap();
+        assert_eq!(
+            given.audit_key.unwrap().expose(),
+            "k".repeat(32),
+            "configured wins"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -23,6 +23,13 @@ pub enum ApiError {
     Forbidden(&'static str),
     /// 403 `plugin_disabled`.
     PluginDisabled,
+    /// 403 `policy_denied`: the policy refuses, with the rule and reason code.
+    PolicyDenied {
+        /// The rule that decided.
+        rule: std::sync::Arc<str>,
+        /// Its reason code.
+        reason: std::sync::Arc<str>,
+    },
     /// 404 `not_found`.
     NotFound,
     /// 405 `method_not_allowed`.
@@ -43,7 +50,9 @@ impl ApiError {
         match self {
             Self::InvalidBody(_) | Self::InvalidManifest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) | Self::PluginDisabled => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::PluginDisabled | Self::PolicyDenied { .. } => {
+                StatusCode::FORBIDDEN
+            }
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::AlreadyRegistered => StatusCode::CONFLICT,
@@ -61,6 +70,7 @@ impl ApiError {
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::PluginDisabled => "plugin_disabled",
+            Self::PolicyDenied { .. } => "policy_denied",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::AlreadyRegistered => "already_registered",
@@ -95,6 +105,7 @@ impl ApiError {
                 _ => "The token does not grant access to this plugin.".to_owned(),
             },
             Self::PluginDisabled => "The plugin has been disabled by an operator.".to_owned(),
+            Self::PolicyDenied { .. } => "The policy does not allow this event.".to_owned(),
             Self::NotFound => "No such resource.".to_owned(),
             Self::MethodNotAllowed => "This method is not allowed on this path.".to_owned(),
             Self::AlreadyRegistered => {
@@ -136,6 +147,10 @@ impl IntoResponse for ApiError {
         match &self {
             Self::InvalidManifest(v) => body["violations"] = json!(v),
             Self::Unauthorized(r) | Self::Forbidden(r) => body["reason"] = json!(r),
+            Self::PolicyDenied { rule, reason } => {
+                body["reason"] = json!(&**reason);
+                body["rule"] = json!(&**rule);
+            }
             _ => {}
         }
         if status.is_client_error() {

@@ -1,8 +1,11 @@
 //! The Vivified core as an HTTP server: settings, wiring, routes. Thin by design: the
 //! rules live in `vivified-domain`, the backends in `vivified-adapters`.
 
+pub mod audit;
+pub mod audit_routes;
 pub mod dev_secrets;
 pub mod error;
+pub mod event_routes;
 pub mod extract;
 pub mod routes;
 pub mod settings;

@@ -30,14 +30,26 @@ pub async fn health() -> Json<Value> {
     }))
 }
 
-/// `GET /ready`: 200 when the store answers, 503 otherwise.
+/// `GET /ready`: 200 when the store and the audit log answer, 503 otherwise. `audit`
+/// reports the sealing lag (`pending`) and the chain's head.
 pub async fn ready(State(state): State<AppState>) -> Response {
     match state.registry.ready().await {
-        Ok(()) => Json(json!({
-            "status": "ready",
-            "self_preservation": state.registry.self_preservation(),
-        }))
-        .into_response(),
+        Ok(()) => match crate::audit_routes::ready_status(&state).await {
+            Ok(audit) => Json(json!({
+                "status": "ready",
+                "self_preservation": state.registry.self_preservation(),
+                "audit": audit,
+            }))
+            .into_response(),
+            Err(e) => {
+                tracing::warn!(error = %e, "not ready: audit log");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({ "status": "unavailable", "error": "unavailable", "detail": "The audit log is not answering." })),
+                )
+                    .into_response()
+            }
+        },
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
             (

@@ -96,6 +96,18 @@ const KEYS: &[Key] = &[
         env: &["VIVIFIED_BUS", "NATS_URL"],
     },
     Key {
+        key: "event_queue_bound",
+        env: &["VIVIFIED_EVENT_QUEUE_BOUND"],
+    },
+    Key {
+        key: "events_max_wait",
+        env: &["VIVIFIED_EVENTS_MAX_WAIT"],
+    },
+    Key {
+        key: "policy_file",
+        env: &["VIVIFIED_POLICY_FILE"],
+    },
+    Key {
         key: "max_body_bytes",
         env: &["VIVIFIED_MAX_BODY_BYTES"],
     },
@@ -119,6 +131,18 @@ const KEYS: &[Key] = &[
         key: "log_format",
         env: &["VIVIFIED_LOG_FORMAT"],
     },
+    Key {
+        key: "audit_key",
+        env: &["VIVIFIED_AUDIT_KEY"],
+    },
+    Key {
+        key: "audit_checkpoint_every",
+        env: &["VIVIFIED_AUDIT_CHECKPOINT_EVERY"],
+    },
+    Key {
+        key: "audit_seal_interval",
+        env: &["VIVIFIED_AUDIT_SEAL_INTERVAL"],
+    },
 ];
 
 /// Secrets that ship in examples and must never guard a production core.
@@ -131,6 +155,14 @@ const KNOWN_DEFAULT_SECRETS: &[&str] = &[
     "jwt-secret",
     "password",
 ];
+
+/// Default of `VIVIFIED_AUDIT_CHECKPOINT_EVERY`.
+pub const DEFAULT_AUDIT_CHECKPOINT_EVERY: u64 = 1000;
+/// Largest `VIVIFIED_AUDIT_CHECKPOINT_EVERY`.
+pub const MAX_AUDIT_CHECKPOINT_EVERY: u64 = 10_000_000;
+/// Longest `VIVIFIED_AUDIT_SEAL_INTERVAL`: sealing lag is what `/ready` reports, and
+/// entries are only readable and verifiable once sealed.
+pub const MAX_AUDIT_SEAL_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Where plugin records live.
 #[derive(Clone, PartialEq, Eq)]
@@ -156,8 +188,15 @@ impl std::fmt::Debug for StoreSetting {
 /// Where events travel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BusSetting {
-    /// In process.
+    /// In process (single replica).
     Memory,
+    /// NATS with JetStream; the URL may hold credentials, so it is never printed.
+    Nats {
+        /// The URL.
+        url: Secret,
+        /// The setting it came from (`VIVIFIED_BUS` or `NATS_URL`).
+        setting: &'static str,
+    },
 }
 
 /// Log output format.
@@ -212,6 +251,13 @@ pub struct Settings {
     pub db_max_connections: u32,
     /// Event bus backend.
     pub bus: BusSetting,
+    /// Events kept per plugin until it pulls them; beyond it the oldest are dropped
+    /// and counted.
+    pub event_queue_bound: usize,
+    /// Longest `wait` of a pull of events (the long poll).
+    pub events_max_wait: Duration,
+    /// A JSON policy file replacing the built-in rules.
+    pub policy_file: Option<PathBuf>,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// Bound on a whole request.
@@ -224,6 +270,12 @@ pub struct Settings {
     pub log_level: String,
     /// Log format.
     pub log_format: LogFormat,
+    /// HMAC key of the audit chain; generated in dev mode when missing.
+    pub audit_key: Option<Secret>,
+    /// A checkpoint goes to the log every this many sealed audit entries.
+    pub audit_checkpoint_every: u64,
+    /// How long the audit sealer sleeps when nothing (or less than a batch) was pending.
+    pub audit_seal_interval: Duration,
 }
 
 /// A setting is missing or wrong; the message is one line and names the setting.
@@ -386,16 +438,40 @@ impl Settings {
         let bus = match get("bus") {
             None => BusSetting::Memory,
             Some((_, v)) if v.trim() == "memory" => BusSetting::Memory,
+            Some((n, v)) if v.trim().starts_with("nats://") || v.trim().starts_with("tls://") => {
+                BusSetting::Nats {
+                    url: Secret::new(v.trim()),
+                    setting: if n == "NATS_URL" {
+                        "NATS_URL"
+                    } else {
+                        "VIVIFIED_BUS"
+                    },
+                }
+            }
             Some((n, v)) => {
                 let scheme = v.split(':').next().unwrap_or_default();
                 return Err(invalid(
                     n,
                     format!(
-                        "bus `{scheme}:…` is not available in this build yet; only `memory` is"
+                        "bus `{scheme}:…` is not supported: use `memory` or `nats://HOST:PORT`"
                     ),
                 ));
             }
         };
+        let event_queue_bound = match get("event_queue_bound") {
+            None => 10_000,
+            Some((n, v)) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|b| (1..=1_000_000).contains(b))
+                .ok_or_else(|| invalid(n, "expected a number between 1 and 1000000".into()))?,
+        };
+        let events_max_wait = duration("events_max_wait", Duration::from_secs(30))?;
+        if events_max_wait > Duration::from_secs(300) {
+            return Err(invalid("VIVIFIED_EVENTS_MAX_WAIT", "at most 5m".into()));
+        }
+        let policy_file = get("policy_file").map(|(_, v)| PathBuf::from(v.trim()));
         let max_body_bytes = match get("max_body_bytes") {
             None => 64 * 1024,
             Some((n, v)) => v
@@ -473,6 +549,9 @@ impl Settings {
             data_dir,
             db_max_connections,
             bus,
+            event_queue_bound,
+            events_max_wait,
+            policy_file,
             max_body_bytes,
             request_timeout: duration("request_timeout", Duration::from_secs(30))?,
             header_read_timeout: duration("header_read_timeout", Duration::from_secs(10))?,
@@ -480,6 +559,24 @@ impl Settings {
             log_level: get("log_level")
                 .map_or_else(|| "info".to_owned(), |(_, v)| v.trim().to_owned()),
             log_format,
+            audit_key: secret("audit_key"),
+            audit_checkpoint_every: match get("audit_checkpoint_every") {
+                None => DEFAULT_AUDIT_CHECKPOINT_EVERY,
+                Some((n, v)) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|c| (1..=MAX_AUDIT_CHECKPOINT_EVERY).contains(c))
+                    .ok_or_else(|| {
+                        invalid(
+                            n,
+                            format!(
+                                "expected a number of entries between 1 and {MAX_AUDIT_CHECKPOINT_EVERY}"
+                            ),
+                        )
+                    })?,
+            },
+            audit_seal_interval: duration("audit_seal_interval", Duration::from_millis(200))?,
         })
     }
 
@@ -507,6 +604,7 @@ impl Settings {
             ("VIVIFIED_SWEEP_INTERVAL", self.sweep_interval),
             ("VIVIFIED_REQUEST_TIMEOUT", self.request_timeout),
             ("VIVIFIED_HEADER_READ_TIMEOUT", self.header_read_timeout),
+            ("VIVIFIED_AUDIT_SEAL_INTERVAL", self.audit_seal_interval),
         ];
         for (name, d) in positive {
             if d.is_zero() {
@@ -538,6 +636,17 @@ impl Settings {
                     return invalid(name, "sub-second values are for dev mode only");
                 }
             }
+        }
+        if self.audit_seal_interval > MAX_AUDIT_SEAL_INTERVAL {
+            return invalid("VIVIFIED_AUDIT_SEAL_INTERVAL", "must be at most 1m");
+        }
+        if let Some(key) = &self.audit_key
+            && key.expose().len() < vivified_ports::audit_chain::ChainKey::MIN_LEN
+        {
+            return invalid(
+                "VIVIFIED_AUDIT_KEY",
+                "must be at least 32 bytes; generate one with `openssl rand -hex 32`",
+            );
         }
         if self.heartbeat_ttl < self.heartbeat_interval {
             return invalid(
@@ -615,6 +724,23 @@ impl Settings {
         if admin == registration {
             return refuse("VIVIFIED_ADMIN_TOKEN and VIVIFIED_REGISTRATION_SECRET must differ");
         }
+        let Some(audit) = &self.audit_key else {
+            return refuse("VIVIFIED_AUDIT_KEY is not set");
+        };
+        if is_weak(audit.expose()) {
+            return refuse(
+                "VIVIFIED_AUDIT_KEY is a known default or has too little variety; generate one with `openssl rand -hex 32`",
+            );
+        }
+        for (name, s) in [
+            ("JWT_SECRET", jwt),
+            ("VIVIFIED_ADMIN_TOKEN", admin.expose()),
+            ("VIVIFIED_REGISTRATION_SECRET", registration.expose()),
+        ] {
+            if audit.expose() == s {
+                return refuse(&format!("VIVIFIED_AUDIT_KEY must differ from {name}"));
+            }
+        }
         Ok(())
     }
 }
@@ -678,6 +804,7 @@ mod tests {
     }
 
     const GOOD_JWT: &str = "Zq3v9X1pLk2Rt7Yw0Bn4Hs8Dm6Fc5Ja1Ge";
+    const GOOD_AUDIT_KEY: &str = "aud-4Tb8Nc2Vx6Lm0Qw3Er7Ty1Ui5Op9As";
 
     fn prod(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
         let mut v = vec![
@@ -685,6 +812,7 @@ mod tests {
             ("JWT_SECRET", GOOD_JWT),
             ("VIVIFIED_ADMIN_TOKEN", "adm-8f3k2j5h7g9d1s"),
             ("VIVIFIED_REGISTRATION_SECRET", "reg-2m4n6b8v0c1x3z"),
+            ("VIVIFIED_AUDIT_KEY", GOOD_AUDIT_KEY),
         ];
         v.extend_from_slice(extra);
         v
@@ -927,5 +1055,94 @@ mod tests {
         .unwrap();
         assert_eq!(s.deregister_after, Some(Duration::from_secs(1)));
         assert!((s.self_preservation_threshold - 0.8).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn audit_defaults() {
+        let s = load(&[]).unwrap();
+        assert!(s.audit_key.is_none(), "dev mode generates it at start-up");
+        assert_eq!(s.audit_checkpoint_every, 1000);
+        assert_eq!(s.audit_seal_interval, Duration::from_millis(200));
+        let s = load(&[
+            ("VIVIFIED_AUDIT_KEY", GOOD_AUDIT_KEY),
+            ("VIVIFIED_AUDIT_CHECKPOINT_EVERY", "50"),
+            ("VIVIFIED_AUDIT_SEAL_INTERVAL", "20ms"),
+        ])
+        .unwrap();
+        assert_eq!(s.audit_key.as_ref().unwrap().expose(), GOOD_AUDIT_KEY);
+        assert_eq!(s.audit_checkpoint_every, 50);
+        assert_eq!(s.audit_seal_interval, Duration::from_millis(20));
+        assert!(
+            !format!("{s:?}").contains(GOOD_AUDIT_KEY),
+            "the audit key never prints"
+        );
+    }
+
+    #[test]
+    fn audit_settings_are_checked() {
+        for (k, v) in [
+            ("VIVIFIED_AUDIT_KEY", "too-short-0123456789"),
+            ("VIVIFIED_AUDIT_CHECKPOINT_EVERY", "0"),
+            ("VIVIFIED_AUDIT_CHECKPOINT_EVERY", "often"),
+            ("VIVIFIED_AUDIT_CHECKPOINT_EVERY", "10000001"),
+            ("VIVIFIED_AUDIT_SEAL_INTERVAL", "0s"),
+            ("VIVIFIED_AUDIT_SEAL_INTERVAL", "2m"),
+            ("VIVIFIED_AUDIT_SEAL_INTERVAL", "soon"),
+        ] {
+            match load(&[(k, v)]) {
+                Err(e @ SettingsError::Invalid { .. }) => {
+                    let msg = e.to_string();
+                    assert!(msg.starts_with(k), "{msg} names {k}");
+                    assert!(!msg.contains('\n'), "one line: {msg}");
+                    assert!(!msg.contains("too-short"), "the key is never echoed: {msg}");
+                }
+                other => panic!("{k}={v}: expected a refusal, got {other:?}"),
+            }
+        }
+        // The same length rule in production, where the key is also required.
+        let err = load(&prod(&[("VIVIFIED_AUDIT_KEY", "short")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("VIVIFIED_AUDIT_KEY"), "{err}");
+    }
+
+    #[test]
+    fn production_requires_a_strong_separate_audit_key() {
+        let refused = |over: &[(&'static str, &'static str)], needle: &str| {
+            let mut env = prod(&[]);
+            for (k, v) in over {
+                env.retain(|(ek, _)| ek != k);
+                env.push((k, v));
+            }
+            let err = load(&env).expect_err(needle).to_string();
+            assert!(err.contains(needle), "{err} should mention {needle}");
+            assert!(
+                err.contains("VIVIFIED_AUDIT_KEY"),
+                "{err} names the setting"
+            );
+            assert!(!err.contains('\n'), "one line: {err}");
+        };
+        refused(&[("VIVIFIED_AUDIT_KEY", "")], "is not set");
+        refused(
+            &[("VIVIFIED_AUDIT_KEY", "changeme-changeme-changeme-changeme")],
+            "known default",
+        );
+        refused(
+            &[("VIVIFIED_AUDIT_KEY", GOOD_JWT)],
+            "must differ from JWT_SECRET",
+        );
+        let mut env = prod(&[]);
+        env.retain(|(k, _)| *k != "VIVIFIED_ADMIN_TOKEN" && *k != "VIVIFIED_AUDIT_KEY");
+        env.push((
+            "VIVIFIED_ADMIN_TOKEN",
+            "adm-8f3k2j5h7g9d1s-0123456789abcdef",
+        ));
+        env.push(("VIVIFIED_AUDIT_KEY", "adm-8f3k2j5h7g9d1s-0123456789abcdef"));
+        let err = load(&env).unwrap_err().to_string();
+        assert!(
+            err.contains("VIVIFIED_AUDIT_KEY must differ from VIVIFIED_ADMIN_TOKEN"),
+            "{err}"
+        );
+        assert!(load(&prod(&[])).is_ok());
     }
 }

@@ -14,17 +14,25 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use vivified_adapters::audit_sql::{PostgresAuditLog, SqliteAuditLog};
 use vivified_adapters::clock::SystemClock;
 use vivified_adapters::jwt::{JwtConfig, JwtTokenIssuer};
-use vivified_adapters::memory::{InMemoryAuditLog, InMemoryEventBus, InMemoryPluginStore};
+use vivified_adapters::memory::{
+    InMemoryAuditLog, InMemoryBusConfig, InMemoryEventBus, InMemoryPluginStore,
+};
+use vivified_adapters::nats::{NatsBusConfig, NatsEventBus};
 use vivified_adapters::postgres::{PostgresConfig, PostgresPluginStore};
 use vivified_adapters::sqlite::SqlitePluginStore;
+use vivified_domain::broker::{Broker, BrokerConfig};
+use vivified_domain::policy::Policy;
 use vivified_domain::{ManifestValidator, Mode, Ports, Registry};
-use vivified_ports::{PluginStore, Secret};
+use vivified_ports::audit_chain::ChainKey;
+use vivified_ports::{AuditLog, EventBus, PluginStore, Secret};
 
-use crate::routes;
+use crate::audit::AuditChain;
 use crate::settings::{BusSetting, Settings, StoreSetting};
 use crate::telemetry;
+use crate::{audit_routes, event_routes, routes};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -33,6 +41,12 @@ pub struct AppState {
     pub registry: Registry,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// The audit log (the registry's) and its chain key, for `/audit` and `/ready`.
+    pub audit: AuditChain,
+    /// Events between plugins.
+    pub broker: Broker,
+    /// Longest `wait` of a pull of events.
+    pub events_max_wait: Duration,
 }
 
 /// Why the core did not start. One line each, naming the setting where there is one.
@@ -41,6 +55,12 @@ pub enum StartupError {
     /// A setting is wrong.
     #[error(transparent)]
     Settings(#[from] crate::settings::SettingsError),
+    /// The event bus cannot be reached (the message names the setting).
+    #[error("{0}")]
+    Bus(String),
+    /// The policy file cannot be used.
+    #[error("VIVIFIED_POLICY_FILE: {0}")]
+    Policy(String),
     /// The address cannot be bound.
     #[error("VIVIFIED_BIND: cannot listen on {addr}: {source}")]
     Bind {
@@ -68,6 +88,9 @@ pub enum StartupError {
         /// Why (never the URL).
         reason: String,
     },
+    /// The core's start could not be recorded in the audit log (fail closed).
+    #[error("audit log: cannot record the core's start: {0}")]
+    Audit(String),
 }
 
 /// Secrets the core generated because they were not configured (dev mode only).
@@ -92,6 +115,7 @@ pub struct Application {
     admin_token: Option<Secret>,
     generated: GeneratedSecrets,
     settings: Settings,
+    audit: AuditChain,
 }
 
 impl Application {
@@ -110,6 +134,7 @@ impl Application {
             let dev = crate::dev_secrets::resolve(
                 settings.admin_token.take(),
                 settings.jwt_secret.take(),
+                settings.audit_key.take(),
                 keep_in,
             )?;
             if dev.generated_admin_token {
@@ -120,7 +145,9 @@ impl Application {
             generated.kept_in = dev.path.clone();
             settings.admin_token = dev.admin_token;
             settings.jwt_secret = dev.jwt_secret;
+            settings.audit_key = dev.audit_key;
         }
+        let audit_key = audit_key(&settings)?;
         let jwt_secret =
             settings
                 .jwt_secret
@@ -133,23 +160,44 @@ impl Application {
             previous: settings.jwt_previous_secrets.clone(),
             ttl: settings.token_ttl,
         })?;
-        let store = open_store(&settings).await?;
-        let bus = match settings.bus {
-            BusSetting::Memory => Arc::new(InMemoryEventBus::new(1024)),
+        let Backends { store, audit } = open_backends(&settings).await?;
+        let bus: Arc<dyn EventBus> = match &settings.bus {
+            BusSetting::Memory => Arc::new(InMemoryEventBus::with_config(InMemoryBusConfig {
+                queue_bound: settings.event_queue_bound,
+                ..InMemoryBusConfig::default()
+            })),
+            BusSetting::Nats { url, setting } => Arc::new(
+                NatsEventBus::connect(
+                    url.expose(),
+                    NatsBusConfig {
+                        queue_bound: settings.event_queue_bound,
+                        url_setting: setting,
+                        ..NatsBusConfig::default()
+                    },
+                )
+                .await
+                .map_err(|e| StartupError::Bus(e.to_string()))?,
+            ),
         };
+        let policy = Arc::new(load_policy(settings.policy_file.as_deref())?);
         let ports = Ports {
             store,
             tokens: Arc::new(tokens),
             clock: Arc::new(SystemClock),
             bus,
-            audit: Arc::new(InMemoryAuditLog::new(10_000)),
+            audit: audit.clone(),
         };
+        let audit = AuditChain::new(audit, audit_key);
         let config = settings.registry_config();
         let registry = Registry::new(ports, Arc::new(ManifestValidator::new()?), config);
+        let broker = Broker::new(registry.clone(), policy, BrokerConfig::default());
         let router = router(
             AppState {
                 registry: registry.clone(),
                 max_body_bytes: settings.max_body_bytes,
+                audit: audit.clone(),
+                broker,
+                events_max_wait: settings.events_max_wait,
             },
             &settings,
         );
@@ -164,6 +212,24 @@ impl Application {
             addr: settings.bind,
             source,
         })?;
+        // Fail closed: a core whose start cannot be audited does not start.
+        audit
+            .record_system(
+                "core.start",
+                "startup",
+                crate::audit::start_details(&settings, &audit.key, local_addr),
+            )
+            .await
+            .map_err(|e| {
+                StartupError::Audit(
+                    std::error::Error::source(&e)
+                        .map_or_else(|| e.to_string(), ToString::to_string),
+                )
+            })?;
+        tracing::info!(
+            audit_key_fingerprint = %audit.key.fingerprint(),
+            "audit chain ready"
+        );
         Ok(Self {
             listener,
             router,
@@ -172,6 +238,7 @@ impl Application {
             admin_token: settings.admin_token.clone(),
             generated,
             settings,
+            audit,
         })
     }
 
@@ -224,6 +291,15 @@ impl Application {
             self.registry.clone(),
             self.settings.sweep_interval,
         ));
+        let (stop_sealer, sealer_stop) = tokio::sync::watch::channel(false);
+        let sealer = tokio::spawn(crate::audit::seal_until_stopped(
+            self.audit.clone(),
+            crate::audit::SealerConfig {
+                interval: self.settings.audit_seal_interval,
+                checkpoint_every: self.settings.audit_checkpoint_every,
+            },
+            sealer_stop,
+        ));
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => {
@@ -257,6 +333,21 @@ impl Application {
             .is_err()
         {
             tracing::warn!("connections still open after the drain timeout; closing them");
+        }
+        // The stop is audited, then sealed with the rest and checkpointed.
+        if let Err(e) = self
+            .audit
+            .record_system("core.stop", "shutdown", serde_json::json!({}))
+            .await
+        {
+            tracing::error!(error = %e, "the core's stop was not audited");
+        }
+        let _ = stop_sealer.send(true);
+        if tokio::time::timeout(Duration::from_secs(10), sealer)
+            .await
+            .is_err()
+        {
+            tracing::warn!("audit sealing at shutdown did not finish in 10s");
         }
         tracing::info!("vivified core stopped");
         Ok(())
@@ -295,18 +386,49 @@ async fn sweep_forever(registry: Registry, every: Duration) {
     }
 }
 
-/// Opens the store the settings choose (running its migrations).
+/// The chain key from the settings (dev mode has filled in a generated one).
+fn audit_key(settings: &Settings) -> Result<ChainKey, StartupError> {
+    let invalid = |reason: &str| {
+        StartupError::Settings(crate::settings::SettingsError::Invalid {
+            name: "VIVIFIED_AUDIT_KEY".into(),
+            reason: reason.into(),
+        })
+    };
+    let key = settings
+        .audit_key
+        .as_ref()
+        .ok_or_else(|| invalid("is not set"))?;
+    ChainKey::new(key.expose().as_bytes()).map_err(|_| invalid("must be at least 32 bytes"))
+}
+
+/// The plugin store and the audit log, on one database: the audit log follows the
+/// store (SQLite → `SqliteAuditLog` on the same pool, Postgres → `PostgresAuditLog`,
+/// memory → `InMemoryAuditLog`).
+pub struct Backends {
+    /// Plugin records.
+    pub store: Arc<dyn PluginStore>,
+    /// The audit chain's entries.
+    pub audit: Arc<dyn AuditLog>,
+}
+
+/// Entries the in-memory audit log keeps (the newest; older sealed ones are dropped).
+pub const MEMORY_AUDIT_CAPACITY: usize = 10_000;
+
+/// Opens the store the settings choose (running its migrations) and its audit log.
 ///
 /// # Errors
 /// [`StartupError::Store`] naming the setting, never the URL.
-pub async fn open_store(settings: &Settings) -> Result<Arc<dyn PluginStore>, StartupError> {
+pub async fn open_backends(settings: &Settings) -> Result<Backends, StartupError> {
     let fail = |kind: &'static str, e: vivified_ports::StoreError| StartupError::Store {
         setting: settings.store_source.clone(),
         kind,
         reason: std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string),
     };
     Ok(match &settings.store {
-        StoreSetting::Memory => Arc::new(InMemoryPluginStore::new()),
+        StoreSetting::Memory => Backends {
+            store: Arc::new(InMemoryPluginStore::new()),
+            audit: Arc::new(InMemoryAuditLog::new(MEMORY_AUDIT_CAPACITY)),
+        },
         StoreSetting::Sqlite(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 crate::dev_secrets::create_private_dir(dir).map_err(|e| StartupError::Store {
@@ -315,24 +437,36 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn PluginStore>, Sta
                     reason: format!("cannot create {}: {e}", dir.display()),
                 })?;
             }
-            Arc::new(
-                SqlitePluginStore::open(path)
-                    .await
-                    .map_err(|e| fail("sqlite", e))?,
-            )
+            let store = SqlitePluginStore::open(path)
+                .await
+                .map_err(|e| fail("sqlite", e))?;
+            Backends {
+                audit: Arc::new(SqliteAuditLog::new(&store)),
+                store: Arc::new(store),
+            }
         }
         StoreSetting::Postgres(url) => {
             let config = PostgresConfig {
                 max_connections: settings.db_max_connections,
                 ..PostgresConfig::default()
             };
-            Arc::new(
-                PostgresPluginStore::connect(url.expose(), &config)
-                    .await
-                    .map_err(|e| fail("postgres", e))?,
-            )
+            let store = PostgresPluginStore::connect(url.expose(), &config)
+                .await
+                .map_err(|e| fail("postgres", e))?;
+            Backends {
+                audit: Arc::new(PostgresAuditLog::new(&store)),
+                store: Arc::new(store),
+            }
         }
     })
+}
+
+/// Opens the store the settings choose (running its migrations).
+///
+/// # Errors
+/// [`StartupError::Store`] naming the setting, never the URL.
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn PluginStore>, StartupError> {
+    open_backends(settings).await.map(|b| b.store)
 }
 
 async fn shutdown_signal() {
@@ -368,7 +502,12 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .route("/plugins/{id}/token", post(routes::refresh))
         .route("/plugins/{id}/disable", post(routes::disable))
         .route("/plugins/{id}/enable", post(routes::enable))
-        .route("/tokens/introspect", post(routes::introspect));
+        .route("/tokens/introspect", post(routes::introspect))
+        .route("/events", post(event_routes::publish))
+        .route("/plugins/{id}/events", get(event_routes::pull))
+        .route("/audit", get(audit_routes::list))
+        .route("/audit/verify", get(audit_routes::verify))
+        .route("/audit/export", get(audit_routes::export));
     if settings.mode == Mode::Dev {
         api = api.route("/openapi.json", get(routes::openapi));
     }
@@ -378,7 +517,10 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(
-            settings.request_timeout,
+            telemetry::Timeouts {
+                request: settings.request_timeout,
+                long_poll: settings.events_max_wait,
+            },
             telemetry::trace_and_timeout,
         ));
     if !settings.allowed_origins.is_empty() {
@@ -402,4 +544,16 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         );
     }
     app
+}
+
+/// The built-in rules, or the policy file's (one line naming the position and reason
+/// when it is malformed).
+fn load_policy(path: Option<&std::path::Path>) -> Result<Policy, StartupError> {
+    let Some(path) = path else {
+        return Ok(Policy::default());
+    };
+    let bytes = std::fs::read(path)
+        .map_err(|e| StartupError::Policy(format!("cannot read {}: {e}", path.display())))?;
+    Policy::from_json_slice(&bytes)
+        .map_err(|e| StartupError::Policy(format!("{}: {e}", path.display())))
 }

@@ -253,11 +253,24 @@ fn valid_request_id(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
+/// The route of the events long poll.
+pub const LONG_POLL_ROUTE: &str = "/plugins/{id}/events";
+
+/// Bounds on a request: the general one, and the longest `wait` of the long poll
+/// (which gets both).
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// Every request.
+    pub request: std::time::Duration,
+    /// Added for the long poll.
+    pub long_poll: std::time::Duration,
+}
+
 /// Middleware: gives the request its trace id and span, bounds it in time, echoes the
 /// id in `X-Request-Id`, and logs one debug line per request (route template, status,
 /// latency — never the raw path, which may carry ids, or any header).
 pub async fn trace_and_timeout(
-    axum::extract::State(timeout): axum::extract::State<std::time::Duration>,
+    axum::extract::State(timeouts): axum::extract::State<Timeouts>,
     mut req: Request,
     next: Next,
 ) -> Response {
@@ -271,6 +284,13 @@ pub async fn trace_and_timeout(
             .get::<MatchedPath>()
             .map_or("-", |p| p.as_str())
             .to_owned(),
+    };
+    // The long poll of events is bounded by its own (capped) `wait`, not by the
+    // general request timeout.
+    let timeout = if context.route == LONG_POLL_ROUTE {
+        timeouts.request.saturating_add(timeouts.long_poll)
+    } else {
+        timeouts.request
     };
     let header = HeaderValue::from_str(&context.trace_id).ok();
     let started = std::time::Instant::now();

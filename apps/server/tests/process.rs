@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 const PROD_JWT: &str = "Zq3v9X1pLk2Rt7Yw0Bn4Hs8Dm6Fc5Ja1Ge-process-tests";
 const PROD_ADMIN: &str = "adm-8f3k2j5h7g9d1s-process";
 const PROD_REGISTRATION: &str = "reg-2m4n6b8v0c1x3z-process";
+const PROD_AUDIT_KEY: &str = "aud-7Hn3Kq9Wz2Xc5Vb8Nm1Lp4Rt6Yu0Io-process";
 
 fn user_management() -> Value {
     let path = repo_path("schemas/examples/user-management.json");
@@ -30,6 +31,7 @@ fn production() -> Spawn {
         .env("JWT_SECRET", PROD_JWT)
         .env("VIVIFIED_ADMIN_TOKEN", PROD_ADMIN)
         .env("VIVIFIED_REGISTRATION_SECRET", PROD_REGISTRATION)
+        .env("VIVIFIED_AUDIT_KEY", PROD_AUDIT_KEY)
 }
 
 async fn json_body(resp: reqwest::Response) -> Value {
@@ -403,6 +405,7 @@ async fn startup_refusals_are_one_line_naming_the_setting() {
             ("JWT_SECRET", PROD_JWT),
             ("VIVIFIED_ADMIN_TOKEN", PROD_ADMIN),
             ("VIVIFIED_REGISTRATION_SECRET", PROD_REGISTRATION),
+            ("VIVIFIED_AUDIT_KEY", PROD_AUDIT_KEY),
         ] {
             if k != key {
                 s = s.env(k, v);
@@ -440,6 +443,11 @@ async fn startup_refusals_are_one_line_naming_the_setting() {
             "production without a registration secret",
             without("VIVIFIED_REGISTRATION_SECRET"),
             "VIVIFIED_REGISTRATION_SECRET",
+        ),
+        (
+            "production without an audit key",
+            without("VIVIFIED_AUDIT_KEY"),
+            "VIVIFIED_AUDIT_KEY",
         ),
         (
             "dev mode on a non-loopback address",

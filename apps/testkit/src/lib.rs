@@ -86,12 +86,16 @@ impl TestCoreBuilder {
     /// Production mode: registering a new id needs the registration secret (a random
     /// one unless [`TestCoreBuilder::registration_secret`] sets it). Production mode
     /// refuses heartbeat intervals under one second, so this sets 1 s unless an interval
-    /// was chosen.
+    /// was chosen, and requires an audit key, so this sets a random one unless
+    /// `VIVIFIED_AUDIT_KEY` was given.
     pub fn production(mut self) -> Self {
         self.env.insert("VIVIFIED_MODE".into(), "production".into());
         self.env
             .entry("VIVIFIED_REGISTRATION_SECRET".into())
             .or_insert_with(|| random_secret("tk-reg-"));
+        self.env
+            .entry("VIVIFIED_AUDIT_KEY".into())
+            .or_insert_with(|| random_secret("tk-aud-"));
         self.env
             .entry("VIVIFIED_HEARTBEAT_INTERVAL".into())
             .or_insert_with(|| "1s".into());

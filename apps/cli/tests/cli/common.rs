@@ -15,6 +15,8 @@ use vivified_server::{Application, Settings};
 pub const ADMIN_TOKEN: &str = "adm-cli-test-Q7w2E9r4T6y1U3i5";
 /// The JWT secret of every in-process core.
 pub const JWT_SECRET: &str = "jwt-cli-test-Zq3v9X1pLk2Rt7Yw0Bn4Hs8Dm6Fc5Ja1Ge";
+/// The audit chain key of every in-process core.
+pub const AUDIT_KEY: &str = "aud-cli-test-Wq2Ze4Xr6Ct8Vy0Bu1Ni3Mo5Lp7";
 
 /// A path under the repository root.
 pub fn repo(rel: &str) -> PathBuf {
@@ -111,6 +113,8 @@ impl Core {
             ("VIVIFIED_STORE", "memory"),
             ("VIVIFIED_ADMIN_TOKEN", ADMIN_TOKEN),
             ("JWT_SECRET", JWT_SECRET),
+            ("VIVIFIED_AUDIT_KEY", AUDIT_KEY),
+            ("VIVIFIED_AUDIT_SEAL_INTERVAL", "20ms"),
         ]
         .into();
         let settings = Settings::load(
@@ -213,6 +217,22 @@ impl Core {
             Some(json!({"health": "degraded"})),
         );
         assert_eq!(status, 200, "heartbeat {id}: {body}");
+    }
+
+    /// Waits until the audit sealer has sealed everything pending; the head's seq.
+    pub fn sealed(&self) -> u64 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, body) = self.request(reqwest::Method::GET, "/ready", None, None);
+            if status == 200 && body["audit"]["pending"] == 0 {
+                return body["audit"]["head"].as_u64().expect("a head");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not sealed within 10 s: {body}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// `GET /plugins/{id}` with the admin token.

@@ -184,6 +184,9 @@ fn every_command_has_help() {
         &["plugins", "disable", "--help"],
         &["plugins", "enable", "--help"],
         &["plugins", "deregister", "--help"],
+        &["audit", "--help"],
+        &["audit", "verify", "--help"],
+        &["audit", "tail", "--help"],
         &["healthcheck", "--help"],
     ] {
         let run = Run::of(vivified(&dir.0).args(args));

@@ -1,0 +1,781 @@
+//! `NatsEventBus`: the event bus on NATS with JetStream, for several core replicas.
+//! Plugins never connect to NATS: the core publishes and consumes on their behalf.
+//!
+//! # The subject scheme
+//!
+//! With the default prefixes (`NatsBusConfig::subject_prefix` = `vivified`,
+//! `NatsBusConfig::stream_prefix` = `VIVIFIED_DELIVER`):
+//!
+//! | what | where |
+//! | --- | --- |
+//! | lifecycle events ([`EventBus::publish`]) | core NATS subject `vivified.lifecycle.<event_type>`, e.g. `vivified.lifecycle.plugin.registered`; not stored, for whoever subscribes now |
+//! | deliveries to plugin `<id>` ([`EventBus::enqueue`]) | subject `vivified.deliver.<id>`, stored in the JetStream stream `VIVIFIED_DELIVER_<id>` |
+//! | the plugin's cursor and redelivery state | the stream's one durable pull consumer, `deliveries` |
+//!
+//! Each plugin's stream has file storage, limits retention, `max_msgs` = the queue bound
+//! with discard-old (the bound: overflow drops the oldest), and a two-minute duplicate
+//! window keyed by the event id (`Nats-Msg-Id`), so an enqueue retried after a lost
+//! acknowledgement is stored once. A stream per plugin, rather than one stream with a
+//! per-subject bound, makes a plugin's stream sequences contiguous: a gap between the
+//! acknowledged floor and the oldest message kept is exactly the number of events the
+//! bound dropped, and a hole in a fetched batch can be told apart from a drop.
+//! Plugin ids (`[a-z0-9-]{1,63}`) are valid subject tokens and stream names as they are.
+//!
+//! # Cursors and acknowledgement
+//!
+//! A cursor is `<incarnation>.<stream sequence>`, where the incarnation is the stream's
+//! creation time in nanoseconds: a stream removed and created again starts its
+//! sequences at 1 again, and an old cursor then acknowledges nothing in it.
+//! `after = C` acknowledges by **purging the stream up to and including `C`**
+//! (`STREAM.PURGE` with `seq = C + 1`): a request any replica can make with nothing but
+//! the cursor, idempotent, stored by JetStream before the pull goes on, and applied by
+//! the server to the consumer as well (its ack floor moves to `C`, its pending entries
+//! up to `C` go). So the stream holds exactly the unacknowledged events still kept.
+//!
+//! # Delivery and redelivery
+//!
+//! A pull fetches from the durable consumer without waiting on the server (`no_wait`),
+//! keeps the contiguous run starting at the oldest unacknowledged sequence, and
+//! negatively acknowledges (`NAK`) every message it fetched, returned or not, so that
+//! they are immediately redeliverable: a plugin that pulls again with the same cursor
+//! after a crash gets the same events again **at once**, from any replica. A message
+//! whose fetch was interrupted (the core crashed, or the pull was cancelled between
+//! the fetch and the NAK) is redelivered by the consumer after `ack_wait`
+//! (`NatsBusConfig::ack_wait`, 10 s by default): that is the longest a plugin waits for
+//! an unacknowledged event. Until then a pull returns nothing rather than skip it (an
+//! event is never returned while an older unacknowledged one is missing from the
+//! batch), so nothing is lost to the watermark cursor.
+//!
+//! A pull with nothing to return waits on a core subscription to the plugin's delivery
+//! subject (every message stored in the stream is also delivered to it), and tries
+//! again when something arrives or, while an older event is in flight, every 50 ms.
+//!
+//! # Wire encoding
+//!
+//! Events are protobuf `CanonicalEvent`s (`vivified-proto`), encoded by [`encode`] and
+//! decoded by [`decode`], the one pair in this module: `source` travels as
+//! `source_plugin`, `at` as `timestamp`, the payload (a JSON object) as a
+//! `google.protobuf.Struct` packed in the `Any`. An event whose payload does not convert
+//! is refused with `BusError::Rejected`. A stored message that does not decode is
+//! counted in `dropped`, logged without its content, and acknowledged with the next
+//! cursor.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer, stream};
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio::time::Instant;
+use vivified_ports::{BoxError, BusError, BusEvent, Cursor, EventBus, PluginId, Pulled};
+use vivified_proto::CanonicalEventJson;
+
+/// The durable consumer of every delivery stream.
+const CONSUMER: &str = "deliveries";
+/// How often a pull looks again while an older event is in flight elsewhere.
+const GAP_RETRY: Duration = Duration::from_millis(50);
+/// How long a fetch may go without a message before the pull stops reading it.
+const FETCH_IDLE: Duration = Duration::from_millis(250);
+/// The longest a pull waits, whatever `wait` it is given.
+const MAX_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
+/// The most events one pull returns.
+pub const MAX_PULL: usize = 1000;
+
+/// Settings of a [`NatsEventBus`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatsBusConfig {
+    /// First tokens of every subject (`vivified`): dot-separated tokens of
+    /// `[A-Za-z0-9_-]`.
+    pub subject_prefix: String,
+    /// Start of every delivery stream's name (`VIVIFIED_DELIVER`); `_<plugin id>` is
+    /// appended. `[A-Za-z0-9_-]`.
+    pub stream_prefix: String,
+    /// Unacknowledged events kept per plugin; beyond it the oldest are dropped and
+    /// counted. Applies to streams created from now on.
+    pub queue_bound: usize,
+    /// How long a fetched message may stay unacknowledged and un-NAKed before the
+    /// consumer redelivers it: the longest a plugin waits for an event whose fetch was
+    /// interrupted.
+    pub ack_wait: Duration,
+    /// JetStream replicas of each delivery stream (1 for a single server; 3 in a
+    /// cluster for durability across a server loss).
+    pub replicas: usize,
+    /// Time allowed to connect, and to answer each request to the server.
+    pub timeout: Duration,
+    /// The setting the URL came from, named in connection errors (`VIVIFIED_BUS` or
+    /// `NATS_URL`).
+    pub url_setting: &'static str,
+}
+
+impl Default for NatsBusConfig {
+    fn default() -> Self {
+        Self {
+            subject_prefix: "vivified".to_owned(),
+            stream_prefix: "VIVIFIED_DELIVER".to_owned(),
+            queue_bound: 10_000,
+            ack_wait: Duration::from_secs(10),
+            replicas: 1,
+            timeout: Duration::from_secs(5),
+            url_setting: "VIVIFIED_BUS",
+        }
+    }
+}
+
+/// Why [`NatsEventBus::connect`] failed. Never shows the URL (it may hold credentials).
+#[derive(Debug, thiserror::Error)]
+pub enum NatsConnectError {
+    /// A setting of [`NatsBusConfig`] is out of range.
+    #[error("invalid NATS bus setting {field}: {reason}")]
+    InvalidConfig {
+        /// The field of `NatsBusConfig`.
+        field: &'static str,
+        /// What it must be.
+        reason: &'static str,
+    },
+    /// The URL is not a NATS URL.
+    #[error("{setting}: not a NATS server URL (expected nats://HOST:PORT)")]
+    InvalidUrl {
+        /// The setting the URL came from.
+        setting: &'static str,
+    },
+    /// The server could not be reached or refused the connection.
+    #[error("{setting}: cannot connect to the NATS server ({reason})")]
+    Unreachable {
+        /// The setting the URL came from.
+        setting: &'static str,
+        /// The kind of failure, without the URL.
+        reason: String,
+    },
+    /// The server answered but has no JetStream.
+    #[error("{setting}: the NATS server does not offer JetStream (start it with -js) ({reason})")]
+    NoJetStream {
+        /// The setting the URL came from.
+        setting: &'static str,
+        /// The kind of failure.
+        reason: String,
+    },
+}
+
+/// An [`EventBus`] on NATS: lifecycle events on core NATS subjects, deliveries in one
+/// JetStream stream per plugin with a durable pull consumer (see the module docs for the
+/// subject scheme). Any number of core replicas may share one server or cluster.
+#[derive(Debug)]
+pub struct NatsEventBus {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    config: NatsBusConfig,
+    /// Plugins whose stream and consumer this process has made sure of.
+    ready: Mutex<HashSet<PluginId>>,
+}
+
+fn unavailable(what: &'static str, err: impl std::fmt::Display) -> BusError {
+    let source: BoxError = format!("{what}: {err}").into();
+    BusError::Unavailable(source)
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn rejected(err: impl std::error::Error + Send + Sync + 'static) -> BusError {
+    BusError::Rejected(Box::new(err))
+}
+
+/// The wire form of an event on NATS: a protobuf `CanonicalEvent` (`source` →
+/// `source_plugin`, `at` → `timestamp`, the payload as a `google.protobuf.Struct` in the
+/// `Any`, `metadata` as is).
+///
+/// # Errors
+/// [`BusError::Rejected`] if the payload is not a JSON object or does not convert (an
+/// integer beyond 2^53 − 1, nesting too deep), or the event type or time is invalid.
+pub fn encode(event: &BusEvent) -> Result<Vec<u8>, BusError> {
+    let serde_json::Value::Object(payload) = &event.payload else {
+        return Err(BusError::Rejected(
+            "the payload is not a JSON object".into(),
+        ));
+    };
+    CanonicalEventJson {
+        event_id: event.event_id.clone(),
+        trace_id: event.trace_id.clone(),
+        event_type: event.event_type.clone(),
+        timestamp: event.at,
+        source_plugin: event.source.clone(),
+        data_traits: event.data_traits.clone(),
+        payload: payload.clone(),
+        metadata: event.metadata.clone(),
+    }
+    .into_bytes()
+    .map_err(rejected)
+}
+
+/// Reads the wire form of an event; `None` if it is not one.
+pub fn decode(bytes: &[u8]) -> Option<BusEvent> {
+    let event = CanonicalEventJson::from_bytes(bytes).ok()?;
+    Some(BusEvent {
+        event_id: event.event_id,
+        event_type: event.event_type,
+        trace_id: event.trace_id,
+        source: event.source_plugin,
+        data_traits: event.data_traits,
+        at: event.timestamp,
+        payload: serde_json::Value::Object(event.payload),
+        metadata: event.metadata,
+    })
+}
+
+/// One look at a queue.
+enum Attempt {
+    /// An answer to return now if it has events, or when the wait is over.
+    Answer(Pulled),
+    /// An older unacknowledged event is in flight: look again shortly.
+    InFlight(Pulled),
+}
+
+impl NatsEventBus {
+    /// Connects to the NATS server at `url` (`nats://HOST:PORT`, credentials allowed in
+    /// the URL) and checks that it offers JetStream.
+    ///
+    /// # Errors
+    /// [`NatsConnectError`], naming `config.url_setting` and never the URL.
+    pub async fn connect(url: &str, config: NatsBusConfig) -> Result<Self, NatsConnectError> {
+        let subject_ok = config.subject_prefix.split('.').all(is_token);
+        if !subject_ok {
+            return Err(NatsConnectError::InvalidConfig {
+                field: "subject_prefix",
+                reason: "dot-separated tokens of letters, digits, '_' and '-'",
+            });
+        }
+        if !is_token(&config.stream_prefix) {
+            return Err(NatsConnectError::InvalidConfig {
+                field: "stream_prefix",
+                reason: "letters, digits, '_' and '-'",
+            });
+        }
+        if config.queue_bound == 0 || i64::try_from(config.queue_bound).is_err() {
+            return Err(NatsConnectError::InvalidConfig {
+                field: "queue_bound",
+                reason: "at least 1",
+            });
+        }
+        if config.ack_wait < Duration::from_secs(1) {
+            return Err(NatsConnectError::InvalidConfig {
+                field: "ack_wait",
+                reason: "at least one second",
+            });
+        }
+        let setting = config.url_setting;
+        let scheme_ok = url
+            .split_once("://")
+            .is_none_or(|(scheme, _)| scheme.eq_ignore_ascii_case("nats"));
+        if !scheme_ok {
+            return Err(NatsConnectError::InvalidUrl { setting });
+        }
+        let client = async_nats::ConnectOptions::new()
+            .name("vivified-core")
+            .connection_timeout(config.timeout)
+            .request_timeout(Some(config.timeout))
+            .connect(url)
+            .await
+            .map_err(|e| match e.kind() {
+                async_nats::ConnectErrorKind::ServerParse => {
+                    NatsConnectError::InvalidUrl { setting }
+                }
+                kind => NatsConnectError::Unreachable {
+                    setting,
+                    reason: kind.to_string(),
+                },
+            })?;
+        let js = jetstream::new(client.clone());
+        jetstream_info(&client, config.timeout)
+            .await
+            .map_err(|reason| NatsConnectError::NoJetStream { setting, reason })?;
+        Ok(Self {
+            client,
+            js,
+            config,
+            ready: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The settings this bus runs with.
+    pub fn config(&self) -> &NatsBusConfig {
+        &self.config
+    }
+
+    /// The delivery subject of `target`.
+    pub fn delivery_subject(&self, target: &PluginId) -> String {
+        format!("{}.deliver.{target}", self.config.subject_prefix)
+    }
+
+    /// The subject lifecycle events of `event_type` are published on.
+    pub fn lifecycle_subject(&self, event_type: &str) -> String {
+        format!("{}.lifecycle.{event_type}", self.config.subject_prefix)
+    }
+
+    /// The delivery stream of `target`.
+    pub fn stream_name(&self, target: &PluginId) -> String {
+        format!("{}_{target}", self.config.stream_prefix)
+    }
+
+    /// The connection, e.g. to subscribe to lifecycle subjects.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    fn is_ready(&self, target: &PluginId) -> bool {
+        self.ready
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(target)
+    }
+
+    fn set_ready(&self, target: &PluginId, ready: bool) {
+        let mut set = self.ready.lock().unwrap_or_else(PoisonError::into_inner);
+        if ready {
+            set.insert(target.clone());
+        } else {
+            set.remove(target);
+        }
+    }
+
+    fn consumer_config(&self) -> consumer::pull::Config {
+        consumer::pull::Config {
+            durable_name: Some(CONSUMER.to_owned()),
+            description: Some("vivified core: deliveries to the plugin".to_owned()),
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_policy: consumer::AckPolicy::All,
+            ack_wait: self.config.ack_wait,
+            max_deliver: -1,
+            // Every kept event may be pending at once (fetched, NAKed, not yet acknowledged).
+            max_ack_pending: i64::try_from(self.config.queue_bound)
+                .unwrap_or(i64::MAX)
+                .saturating_add(MAX_PULL as i64),
+            ..Default::default()
+        }
+    }
+
+    fn stream_config(&self, target: &PluginId, subject: String) -> stream::Config {
+        stream::Config {
+            name: self.stream_name(target),
+            description: Some(format!("vivified core: deliveries to {target}")),
+            subjects: vec![subject],
+            retention: stream::RetentionPolicy::Interest,
+            storage: stream::StorageType::File,
+            max_messages: i64::try_from(self.config.queue_bound).unwrap_or(i64::MAX),
+            discard: stream::DiscardPolicy::Old,
+            duplicate_window: Duration::from_secs(120),
+            num_replicas: self.config.replicas.max(1),
+            ..Default::default()
+        }
+    }
+
+    /// Creates the stream and consumer of `target` if they do not exist. An interest
+    /// stream without a consumer would accept and at once discard a publication, so a
+    /// new stream captures a placeholder subject until its consumer exists, and only
+    /// then the delivery subject.
+    async fn ensure_queue(&self, target: &PluginId) -> Result<(), BusError> {
+        let subject = self.delivery_subject(target);
+        let stream = match self.stream(target).await? {
+            Some(s) => s,
+            None => {
+                let placeholder = format!("{}.unready.{target}", self.config.subject_prefix);
+                match self
+                    .js
+                    .create_stream(self.stream_config(target, placeholder))
+                    .await
+                {
+                    Ok(s) => s,
+                    // Created meanwhile by another replica.
+                    Err(e) => self
+                        .stream(target)
+                        .await?
+                        .ok_or_else(|| unavailable("creating a delivery stream", e))?,
+                }
+            }
+        };
+        stream
+            .get_or_create_consumer(CONSUMER, self.consumer_config())
+            .await
+            .map_err(|e| unavailable("creating a delivery consumer", e))?;
+        if !stream.cached_info().config.subjects.contains(&subject) {
+            self.js
+                .update_stream(self.stream_config(target, subject))
+                .await
+                .map_err(|e| unavailable("opening a delivery stream", e))?;
+        }
+        self.set_ready(target, true);
+        Ok(())
+    }
+
+    /// The stream of `target`, or `None` if it has no queue.
+    async fn stream(&self, target: &PluginId) -> Result<Option<stream::Stream>, BusError> {
+        match self.js.get_stream(self.stream_name(target)).await {
+            Ok(s) => Ok(Some(s)),
+            Err(e) => match e.kind() {
+                jetstream::context::GetStreamErrorKind::JetStream(err)
+                    if err.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    Ok(None)
+                }
+                _ => Err(unavailable("reading a delivery stream", e)),
+            },
+        }
+    }
+
+    /// One look at the queue of `target`: acknowledge, fetch, answer.
+    async fn attempt(
+        &self,
+        target: &PluginId,
+        after: Option<&Cursor>,
+        after_pos: Option<(u64, u64)>,
+        limit: usize,
+    ) -> Result<Attempt, BusError> {
+        let Some(stream) = self.stream(target).await? else {
+            return Ok(Attempt::Answer(Pulled {
+                events: Vec::new(),
+                next_cursor: after.cloned(),
+                dropped: 0,
+            }));
+        };
+        let info = stream.cached_info();
+        let incarnation = u64::try_from(info.created.unix_timestamp_nanos()).unwrap_or(0);
+        let first = info.state.first_sequence;
+        let last = info.state.last_sequence;
+        let acked = match after_pos {
+            Some((inc, seq)) if inc == incarnation => {
+                if seq > last {
+                    return Err(BusError::InvalidCursor);
+                }
+                Some(seq)
+            }
+            _ => None,
+        };
+        let consumer: consumer::PullConsumer = match stream.get_consumer(CONSUMER).await {
+            Ok(c) => c,
+            Err(_) => stream
+                .get_or_create_consumer(CONSUMER, self.consumer_config())
+                .await
+                .map_err(|e| unavailable("creating a delivery consumer", e))?,
+        };
+        let consumer_info = consumer.cached_info();
+        let server_floor = consumer_info.ack_floor.stream_sequence;
+        // Acknowledged: up to the cursor, and whatever the consumer already knows of.
+        let floor = acked.unwrap_or(0).max(server_floor);
+        let first = first.max(floor + 1);
+        // Drops are counted from the cursor: JetStream may move the consumer's floor past
+        // discarded messages, so it is the reference only without a cursor.
+        let dropped = first.saturating_sub(acked.unwrap_or(server_floor) + 1);
+        let empty = Pulled {
+            events: Vec::new(),
+            next_cursor: Some(cursor(incarnation, first - 1)),
+            dropped,
+        };
+        if info.state.messages == 0 {
+            return Ok(Attempt::Answer(empty));
+        }
+        // The NAKed messages come first; those at or below the floor are fetched to be
+        // acknowledged.
+        let pending = consumer_info.num_ack_pending.min(self.config.queue_bound);
+        let mut batch = consumer
+            .fetch()
+            .max_messages(limit + pending)
+            .expires(FETCH_IDLE)
+            .messages()
+            .await
+            .map_err(|e| unavailable("fetching deliveries", e))?;
+        let mut fetched = Vec::new();
+        loop {
+            match tokio::time::timeout(FETCH_IDLE, batch.next()).await {
+                Ok(Some(Ok(m))) => fetched.push(m),
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    self.nak_all(&fetched).await;
+                    return Err(unavailable("fetching deliveries", e));
+                }
+                Err(_) => {
+                    // The server neither sent more nor ended the batch: use what came.
+                    // Anything it sends later goes nowhere and is redelivered after
+                    // `ack_wait`.
+                    tracing::debug!(plugin_id = %target, "fetch of deliveries stalled");
+                    break;
+                }
+            }
+        }
+        drop(batch);
+        let mut numbered: Vec<(u64, &jetstream::Message)> = fetched
+            .iter()
+            .filter_map(|m| m.info().ok().map(|i| (i.stream_sequence, m)))
+            .collect();
+        numbered.sort_by_key(|(seq, _)| *seq);
+        // AckAll: the highest fetched message at or below the floor acknowledges every
+        // message up to it, and the interest stream deletes them. Waits for the server,
+        // so no replica returns them after this pull.
+        let (acknowledged, rest): (Vec<_>, Vec<_>) =
+            numbered.into_iter().partition(|(seq, _)| *seq <= floor);
+        if let Some((_, m)) = acknowledged.last()
+            && let Err(e) = m.double_ack().await
+        {
+            self.nak_all(&fetched).await;
+            return Err(unavailable("acknowledging deliveries", e));
+        }
+        let numbered = rest;
+        let mut events = Vec::new();
+        let mut undecodable = 0u64;
+        let mut next = first;
+        for (seq, m) in numbered {
+            if seq < next {
+                continue; // acknowledged meanwhile, or fetched twice
+            }
+            if seq > next || events.len() + undecodable as usize >= limit {
+                break;
+            }
+            match decode(&m.payload) {
+                Some(event) => events.push((cursor(incarnation, seq), event)),
+                None => {
+                    undecodable += 1;
+                    tracing::warn!(
+                        plugin_id = %target,
+                        sequence = seq,
+                        "undecodable delivery skipped and counted as dropped"
+                    );
+                }
+            }
+            next += 1;
+        }
+        // Redeliverable at once, to whichever replica serves the next pull.
+        self.nak_above(&fetched, floor).await;
+        if next == first {
+            // Nothing unacknowledged is kept, or the oldest is in flight elsewhere.
+            return Ok(if first > last {
+                Attempt::Answer(empty)
+            } else {
+                Attempt::InFlight(empty)
+            });
+        }
+        Ok(Attempt::Answer(Pulled {
+            events,
+            next_cursor: Some(cursor(incarnation, next - 1)),
+            dropped: dropped + undecodable,
+        }))
+    }
+
+    async fn nak_all(&self, messages: &[jetstream::Message]) {
+        self.nak_above(messages, 0).await;
+    }
+
+    /// NAKs the messages above `floor`, so they are redelivered at once.
+    async fn nak_above(&self, messages: &[jetstream::Message], floor: u64) {
+        let mut sent = false;
+        for m in messages {
+            if m.info().map_or(true, |i| i.stream_sequence <= floor) {
+                continue;
+            }
+            sent = true;
+            // A lost NAK only delays redelivery to `ack_wait`.
+            if let Err(e) = m.ack_with(AckKind::Nak(None)).await {
+                tracing::debug!(error = %e, "nak of a delivery failed");
+            }
+        }
+        if sent && let Err(e) = self.client.flush().await {
+            tracing::debug!(error = %e, "flush after nak failed");
+        }
+    }
+}
+
+/// Asks the server for its JetStream account information (`$JS.API.INFO`, answered by
+/// every JetStream server version); `Err` with the reason if it does not answer one.
+async fn jetstream_info(client: &async_nats::Client, timeout: Duration) -> Result<(), String> {
+    let answer = tokio::time::timeout(timeout, client.request("$JS.API.INFO", "".into()))
+        .await
+        .map_err(|_| "no answer".to_owned())?
+        .map_err(|e| e.kind().to_string())?;
+    let body: serde_json::Value =
+        serde_json::from_slice(&answer.payload).map_err(|_| "not a JetStream answer".to_owned())?;
+    match body.get("error") {
+        None => Ok(()),
+        Some(error) => Err(error
+            .get("description")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("refused")
+            .to_owned()),
+    }
+}
+
+fn cursor(incarnation: u64, seq: u64) -> Cursor {
+    Cursor::new(format!("{incarnation}.{seq}"))
+}
+
+/// Parses `{incarnation}.{sequence}`.
+fn parse_cursor(c: &Cursor) -> Result<(u64, u64), BusError> {
+    let raw = c.as_str();
+    if raw.len() > Cursor::MAX_LEN {
+        return Err(BusError::InvalidCursor);
+    }
+    let (inc, seq) = raw.split_once('.').ok_or(BusError::InvalidCursor)?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(inc) || !digits(seq) {
+        return Err(BusError::InvalidCursor);
+    }
+    match (inc.parse(), seq.parse()) {
+        (Ok(inc), Ok(seq)) => Ok((inc, seq)),
+        _ => Err(BusError::InvalidCursor),
+    }
+}
+
+#[async_trait]
+impl EventBus for NatsEventBus {
+    async fn publish(&self, event: BusEvent) -> Result<(), BusError> {
+        if !event.event_type.split('.').all(is_token) {
+            return Err(BusError::Rejected(
+                "the event type is not a NATS subject".into(),
+            ));
+        }
+        let subject = self.lifecycle_subject(&event.event_type);
+        let payload = encode(&event)?;
+        self.client
+            .publish(subject, payload.into())
+            .await
+            .map_err(|e| unavailable("publishing a lifecycle event", e))?;
+        tokio::time::timeout(self.config.timeout, self.client.flush())
+            .await
+            .map_err(|_| unavailable("publishing a lifecycle event", "flush timed out"))?
+            .map_err(|e| unavailable("publishing a lifecycle event", e))
+    }
+
+    async fn enqueue(&self, target: &PluginId, event: BusEvent) -> Result<(), BusError> {
+        let payload = encode(&event)?;
+        let dedup = !event.event_id.is_empty()
+            && event.event_id.len() <= 256
+            && !event.event_id.bytes().any(|b| b.is_ascii_control());
+        for retry in [false, true] {
+            if retry || !self.is_ready(target) {
+                self.ensure_queue(target).await?;
+            }
+            let mut message = jetstream::message::PublishMessage::build()
+                .payload(payload.clone().into())
+                .expected_stream(self.stream_name(target));
+            if dedup {
+                message = message.message_id(&event.event_id);
+            }
+            let ack = match self
+                .js
+                .send_publish(self.delivery_subject(target), message)
+                .await
+            {
+                Ok(pending) => pending.await,
+                Err(e) => Err(e),
+            };
+            match ack {
+                Ok(_) => return Ok(()),
+                Err(e)
+                    if !retry
+                        && e.kind() == jetstream::context::PublishErrorKind::StreamNotFound =>
+                {
+                    // Removed meanwhile (by this or another replica): a new queue.
+                    self.set_ready(target, false);
+                }
+                Err(e) if e.kind() == jetstream::context::PublishErrorKind::MaxPayloadExceeded => {
+                    return Err(rejected(e));
+                }
+                Err(e) => return Err(unavailable("enqueueing a delivery", e)),
+            }
+        }
+        Err(unavailable(
+            "enqueueing a delivery",
+            "the stream kept disappearing",
+        ))
+    }
+
+    async fn pull<'a>(
+        &self,
+        target: &PluginId,
+        after: Option<&'a Cursor>,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<Pulled, BusError> {
+        let after_pos = after.map(parse_cursor).transpose()?;
+        let limit = limit.clamp(1, MAX_PULL);
+        let deadline = Instant::now() + wait.min(MAX_WAIT);
+        let mut wake: Option<async_nats::Subscriber> = None;
+        loop {
+            let (pulled, in_flight) = match self.attempt(target, after, after_pos, limit).await? {
+                Attempt::Answer(p) => (p, false),
+                Attempt::InFlight(p) => (p, true),
+            };
+            if !pulled.events.is_empty() || pulled.dropped > 0 || Instant::now() >= deadline {
+                return Ok(pulled);
+            }
+            let Some(sub) = wake.as_mut() else {
+                // Subscribe, then look again: nothing stored in between is missed.
+                wake = Some(
+                    self.client
+                        .subscribe(self.delivery_subject(target))
+                        .await
+                        .map_err(|e| unavailable("waiting for deliveries", e))?,
+                );
+                continue;
+            };
+            let until = if in_flight {
+                deadline.min(Instant::now() + GAP_RETRY)
+            } else {
+                deadline
+            };
+            // Woken by a new message, or by the time; either way, look again.
+            if let Ok(None) = tokio::time::timeout_at(until, sub.next()).await {
+                // The subscription ended (connection lost): poll instead.
+                wake = None;
+                tokio::time::sleep_until(deadline.min(Instant::now() + GAP_RETRY)).await;
+            }
+        }
+    }
+
+    async fn remove_queue(&self, target: &PluginId) -> Result<(), BusError> {
+        self.set_ready(target, false);
+        match self.js.delete_stream(self.stream_name(target)).await {
+            Ok(_) => Ok(()),
+            Err(e) => match e.kind() {
+                jetstream::context::DeleteStreamErrorKind::JetStream(err)
+                    if err.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    Ok(())
+                }
+                _ => Err(unavailable("removing a delivery stream", e)),
+            },
+        }
+    }
+
+    async fn ping(&self) -> Result<(), BusError> {
+        jetstream_info(&self.client, self.config.timeout)
+            .await
+            .map_err(|reason| unavailable("pinging the NATS server", reason))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_parse_strictly() {
+        assert_eq!(parse_cursor(&Cursor::new("7.42")).unwrap(), (7, 42));
+        for bad in ["", "7", "7.", ".4", "+7.4", "7.-4", "7.4.1", "a.b"] {
+            assert!(
+                matches!(
+                    parse_cursor(&Cursor::new(bad)),
+                    Err(BusError::InvalidCursor)
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn events_round_trip_through_the_wire_encoding() {
+        let event = vivified_ports::bus_testing::bus_event("e1", "src");
+        assert_eq!(decode(&encode(&event).unwrap()), Some(event));
+        assert_eq!(decode(b"not an event"), None);
+    }
+}

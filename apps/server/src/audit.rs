@@ -1,0 +1,232 @@
+//! The audit chain in the server: the log (which follows the store, see
+//! `startup::open_backends`) and its key, the sealer task that runs next to the
+//! liveness sweeper, checkpoints written to the structured log, and the core's own
+//! `core.start` / `core.stop` entries.
+//!
+//! Appends (by the registry) only store pending entries; the sealer gives them their
+//! sequence numbers and chain hashes in batches ([`AuditLog::seal`]). Several replicas
+//! on one Postgres database each run a sealer; the one holding the advisory lock is
+//! the chainer, the others find it `busy` and wait for their next tick.
+//!
+//! A checkpoint (`SEQ:HASH:MAC`, [`Checkpoint`]) is one INFO line with the field
+//! `audit_checkpoint`, every `VIVIFIED_AUDIT_CHECKPOINT_EVERY` entries and at shutdown.
+//! It holds no secret: its MAC can only be made, and checked, with the key. Given back
+//! to `GET /audit/verify?checkpoint=…` it detects entries cut from the chain's end.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use vivified_ports::audit_chain::{ChainHead, ChainKey, Checkpoint};
+use vivified_ports::{AuditEntry, AuditError, AuditLog, AuditOutcome};
+
+/// Entries sealed per `seal` call.
+pub const SEAL_BATCH: usize = 1000;
+
+/// How long the last seal at shutdown may wait for another replica's sealer.
+const FINAL_SEAL_BUDGET: Duration = Duration::from_secs(3);
+
+/// The audit log and the key that chains it: what the sealer, the `/audit` routes and
+/// `/ready` use. Cheap to clone.
+#[derive(Clone)]
+pub struct AuditChain {
+    /// The log (the same one the registry appends to).
+    pub log: Arc<dyn AuditLog>,
+    /// The chain's HMAC key (`VIVIFIED_AUDIT_KEY`). Never logged.
+    pub key: ChainKey,
+}
+
+impl std::fmt::Debug for AuditChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditChain")
+            .field("key_fingerprint", &self.key.fingerprint())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditChain {
+    /// Wraps a log and its key.
+    pub fn new(log: Arc<dyn AuditLog>, key: ChainKey) -> Self {
+        Self { log, key }
+    }
+
+    /// Appends an entry of the core itself (actor `system`, trace id `system`, target
+    /// `core`), e.g. `core.start` with reason `startup`.
+    ///
+    /// # Errors
+    /// The log's error.
+    pub async fn record_system(
+        &self,
+        action: &str,
+        reason: &str,
+        details: Value,
+    ) -> Result<(), AuditError> {
+        self.log
+            .append(AuditEntry {
+                at: OffsetDateTime::now_utc(),
+                actor: "system".into(),
+                action: action.into(),
+                target: "core".into(),
+                outcome: AuditOutcome::Success,
+                reason: reason.into(),
+                trace_id: "system".into(),
+                details,
+            })
+            .await
+    }
+
+    /// Seals until nothing is pending (a batch short of [`SEAL_BATCH`]) or `budget` has
+    /// passed, waiting out another sealer that holds the chain. Returns the last head
+    /// seen. For tests and the shutdown seal.
+    ///
+    /// # Errors
+    /// The log's error.
+    pub async fn seal_all(&self, budget: Duration) -> Result<Option<ChainHead>, AuditError> {
+        let deadline = Instant::now() + budget;
+        let mut head = None;
+        loop {
+            let report = self.log.seal(&self.key, SEAL_BATCH).await?;
+            head = report.head.or(head);
+            let again = if report.busy {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                true
+            } else {
+                report.sealed >= SEAL_BATCH as u64
+            };
+            if !again || Instant::now() >= deadline {
+                return Ok(head);
+            }
+        }
+    }
+}
+
+/// The `core.start` entry's details: nothing secret (the key's public fingerprint).
+pub fn start_details(
+    settings: &crate::Settings,
+    key: &ChainKey,
+    addr: std::net::SocketAddr,
+) -> Value {
+    let store = match settings.store {
+        crate::settings::StoreSetting::Memory => "memory",
+        crate::settings::StoreSetting::Sqlite(_) => "sqlite",
+        crate::settings::StoreSetting::Postgres(_) => "postgres",
+    };
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "mode": match settings.mode {
+            vivified_domain::Mode::Dev => "dev",
+            vivified_domain::Mode::Production => "production",
+        },
+        "store": store,
+        "addr": addr.to_string(),
+        "audit_key_fingerprint": key.fingerprint(),
+    })
+}
+
+/// How the sealer runs.
+#[derive(Clone, Copy, Debug)]
+pub struct SealerConfig {
+    /// Sleep after a seal that found less than a full batch (or found the log busy).
+    pub interval: Duration,
+    /// Write a checkpoint whenever the head has moved this many entries past the last.
+    pub checkpoint_every: u64,
+}
+
+/// Writes `head`'s checkpoint to the structured log: one INFO line.
+fn log_checkpoint(key: &ChainKey, head: ChainHead, at: &'static str) {
+    let checkpoint = Checkpoint::new(key, head);
+    tracing::info!(
+        audit_checkpoint = %checkpoint,
+        seq = head.seq,
+        at,
+        "audit checkpoint"
+    );
+}
+
+struct Sealer {
+    chain: AuditChain,
+    config: SealerConfig,
+    last_checkpoint: u64,
+    failing: bool,
+}
+
+impl Sealer {
+    /// One seal. Returns whether to seal again at once (a full batch was sealed).
+    async fn step(&mut self) -> bool {
+        match self.chain.log.seal(&self.chain.key, SEAL_BATCH).await {
+            Ok(report) => {
+                if self.failing {
+                    tracing::info!("audit sealing works again");
+                    self.failing = false;
+                }
+                if let Some(head) = report.head
+                    && head.seq
+                        >= self
+                            .last_checkpoint
+                            .saturating_add(self.config.checkpoint_every)
+                {
+                    log_checkpoint(&self.chain.key, head, "interval");
+                    self.last_checkpoint = head.seq;
+                }
+                !report.busy && report.sealed >= SEAL_BATCH as u64
+            }
+            Err(e) => {
+                if !self.failing {
+                    tracing::warn!(error = %e, cause = ?std::error::Error::source(&e).map(ToString::to_string), "audit sealing failed; retrying every interval");
+                    self.failing = true;
+                }
+                false
+            }
+        }
+    }
+
+    /// The last seal and a checkpoint of where the chain ends.
+    async fn finish(&mut self) {
+        match self.chain.seal_all(FINAL_SEAL_BUDGET).await {
+            Ok(Some(head)) => log_checkpoint(&self.chain.key, head, "shutdown"),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "audit sealing at shutdown failed; pending entries stay for the next sealer");
+            }
+        }
+    }
+}
+
+/// Seals pending entries until `stop` turns true: again at once after a full batch,
+/// else after `config.interval`. Then seals once more and writes the shutdown
+/// checkpoint. A seal in progress is never interrupted. A failing log is logged once
+/// per outage.
+pub async fn seal_until_stopped(
+    chain: AuditChain,
+    config: SealerConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    // Checkpoints count from where the chain stood at start-up.
+    let start = chain.log.head().await.ok().flatten().map_or(0, |h| h.seq);
+    let mut sealer = Sealer {
+        chain,
+        config: SealerConfig {
+            checkpoint_every: config.checkpoint_every.max(1),
+            ..config
+        },
+        last_checkpoint: start,
+        failing: false,
+    };
+    while !*stop.borrow() {
+        if sealer.step().await {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(sealer.config.interval) => {}
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    sealer.finish().await;
+}

@@ -1,0 +1,446 @@
+//! Audit chain process tests (issue 7): the real `vivified-server` binary.
+//!
+//! - On SQLite: the core's start and stop are entries, a checkpoint taken from the
+//!   structured log (every N entries and at shutdown) verifies across a restart, and
+//!   rows of `audit_entries` edited or cut from the end of the file behind the running
+//!   core are located by `GET /audit/verify`.
+//! - On Postgres (gated like `persistence.rs`: runs when `VIVIFIED_TEST_POSTGRES_URL`
+//!   is set, skips with a line on stderr when not, fails when `CI` is set without it):
+//!   two processes on one fresh database register plugins concurrently, and the one
+//!   chain they share verifies intact on either, without gaps, with one
+//!   `plugin.register` entry per registration; after both stopped nothing is pending.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{Spawn, client, fresh_dir, json_lines, repo_path};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection, SqliteConnection};
+use tokio::task::JoinSet;
+
+const ADMIN: &str = "adm-audit-proc-7c2k9w4m1x";
+const JWT: &str = "Lm4Nb7Vc0Xz3Aq6Ws9Ed2Rf5Tg8Yh1Uj-audit";
+const AUDIT_KEY: &str = "aud-proc-Q2w4E6r8T0y1U3i5O7p9A2s4D6f8";
+
+/// A directory removed when the test ends (also on panic).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        Self(fresh_dir())
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 temp path")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn manifest(id: &str) -> Value {
+    let path = repo_path("schemas/examples/user-management.json");
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let mut m: Value = serde_json::from_str(&text).expect("the example manifest is JSON");
+    m["id"] = json!(id);
+    m
+}
+
+async fn answer(resp: reqwest::Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn register(http: &reqwest::Client, base: &str, id: &str) -> StatusCode {
+    let resp = http
+        .post(format!("{base}/plugins/register"))
+        .json(&manifest(id))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("register {id}: {e}"));
+    let (status, body) = answer(resp).await;
+    assert!(
+        status == StatusCode::OK || status == StatusCode::SERVICE_UNAVAILABLE,
+        "register {id}: {status} {body}"
+    );
+    status
+}
+
+/// `GET {base}{path}` with the admin token, expecting 200 JSON.
+async fn admin_get(http: &reqwest::Client, base: &str, path: &str) -> Value {
+    let resp = http
+        .get(format!("{base}{path}"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let (status, body) = answer(resp).await;
+    assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+    body
+}
+
+/// Waits until `/ready` on `base` reports nothing pending (and, if given, `head`).
+async fn sealed(http: &reqwest::Client, base: &str, head: Option<u64>) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let resp = http.get(format!("{base}/ready")).send().await;
+        if let Ok(resp) = resp {
+            let (status, body) = answer(resp).await;
+            if status == StatusCode::OK
+                && body["audit"]["pending"] == 0
+                && head.is_none_or(|h| body["audit"]["head"] == h)
+            {
+                return body["audit"]["head"].as_u64().expect("a head");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not sealed within 20 s: {status} {body}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every sealed entry, oldest first, through `GET /audit` pages.
+async fn all_entries(http: &reqwest::Client, base: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut query = "/audit?limit=1000".to_owned();
+    loop {
+        let page = admin_get(http, base, &query).await;
+        out.extend(page["entries"].as_array().expect("entries").iter().cloned());
+        match page["next_after"].as_u64() {
+            Some(after) => query = format!("/audit?limit=1000&after={after}"),
+            None => return out,
+        }
+    }
+}
+
+/// The `audit_checkpoint` lines of a JSON log: (`at`, checkpoint text).
+fn checkpoints(stdout: &str) -> Vec<(String, String)> {
+    json_lines(stdout)
+        .iter()
+        .filter_map(|l| {
+            let cp = l.pointer("/fields/audit_checkpoint")?.as_str()?.to_owned();
+            assert_eq!(l["level"], "INFO", "{l}");
+            let at = l.pointer("/fields/at")?.as_str()?.to_owned();
+            Some((at, cp))
+        })
+        .collect()
+}
+
+fn sqlite_core(data: &TempDir) -> Spawn {
+    Spawn::new()
+        .env("VIVIFIED_DATA_DIR", data.path())
+        .env("VIVIFIED_ADMIN_TOKEN", ADMIN)
+        .env("JWT_SECRET", JWT)
+        .env("VIVIFIED_AUDIT_KEY", AUDIT_KEY)
+        .env("VIVIFIED_AUDIT_CHECKPOINT_EVERY", "5")
+        .env("VIVIFIED_AUDIT_SEAL_INTERVAL", "20ms")
+}
+
+async fn sqlite_exec(db: &std::path::Path, sql: &'static str) {
+    let mut conn = SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open the core's SQLite file");
+    sqlx::raw_sql(sql)
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    conn.close().await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_chain_checkpoints_in_the_log_and_catches_tampering_under_a_running_core() {
+    let data = TempDir::new();
+    let db = data.0.join("vivified.db");
+    let http = client();
+
+    // 1. A core starts (seq 1), 12 registrations (2..=13), checkpoints every 5.
+    let mut a = sqlite_core(&data).start().await;
+    let base = a.url("");
+    for i in 0..12 {
+        assert_eq!(
+            register(&http, &base, &format!("chain-{i:02}")).await,
+            StatusCode::OK
+        );
+    }
+    sealed(&http, &base, Some(13)).await;
+    let entries = all_entries(&http, &base).await;
+    assert_eq!(entries.len(), 13);
+    assert_eq!(entries[0]["action"], "core.start", "{}", entries[0]);
+    assert_eq!(entries[0]["actor"], "system");
+    assert_eq!(entries[0]["details"]["store"], "sqlite");
+    let out = a
+        .wait_stdout(Duration::from_secs(5), |s| {
+            checkpoints(s).iter().any(|(_, cp)| cp.starts_with("10:"))
+        })
+        .await;
+    let interval: Vec<String> = checkpoints(&out)
+        .into_iter()
+        .filter(|(at, _)| at == "interval")
+        .map(|(_, cp)| cp)
+        .collect();
+    assert!(!interval.is_empty(), "{out}");
+    for cp in &interval {
+        let r = admin_get(&http, &base, &format!("/audit/verify?checkpoint={cp}")).await;
+        assert_eq!(r["intact"], true, "{cp}: {r}");
+        assert_eq!(r["verified_up_to"], 13, "{r}");
+    }
+
+    // 2. A clean stop: `core.stop` is sealed and a shutdown checkpoint logged.
+    let status = a.stop(Duration::from_secs(20));
+    assert!(status.success(), "{status}\n{}", a.stderr());
+    let out = a.stdout();
+    let shutdown: Vec<String> = checkpoints(&out)
+        .into_iter()
+        .filter(|(at, _)| at == "shutdown")
+        .map(|(_, cp)| cp)
+        .collect();
+    assert_eq!(shutdown.len(), 1, "{out}");
+    let shutdown = shutdown[0].clone();
+    assert!(
+        shutdown.starts_with("14:"),
+        "core.stop is seq 14: {shutdown}"
+    );
+    for text in [a.stdout(), a.stderr()] {
+        assert!(!text.contains(AUDIT_KEY), "the audit key was logged");
+    }
+
+    // 3. A restart on the same file: the chain goes on and verifies against the
+    //    checkpoint of the first run.
+    let b = sqlite_core(&data).start().await;
+    let base = b.url("");
+    sealed(&http, &base, Some(15)).await;
+    let newest = admin_get(&http, &base, "/audit?order=newest&limit=3").await;
+    let actions: Vec<&str> = newest["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["core.start", "core.stop", "plugin.register"]);
+    let r = admin_get(
+        &http,
+        &base,
+        &format!("/audit/verify?checkpoint={shutdown}"),
+    )
+    .await;
+    assert_eq!(r["intact"], true, "{r}");
+    assert_eq!(r["verified_up_to"], 15);
+
+    // 4. A field edited in the file behind the running core.
+    sqlite_exec(
+        &db,
+        "UPDATE audit_entries SET target = 'someone-else' WHERE seq = 7",
+    )
+    .await;
+    let r = admin_get(&http, &base, "/audit/verify").await;
+    assert_eq!(r["intact"], false, "{r}");
+    assert_eq!(r["first_bad_seq"], 7);
+    assert_eq!(r["reason"], "hash_mismatch");
+    assert_eq!(r["verified_up_to"], 6);
+    sqlite_exec(
+        &db,
+        "UPDATE audit_entries SET target = 'chain-05' WHERE seq = 7",
+    )
+    .await;
+    assert_eq!(
+        admin_get(&http, &base, "/audit/verify").await["intact"],
+        true
+    );
+
+    // 5. Rows cut from the end: a bare walk cannot tell; the logged checkpoint can.
+    sqlite_exec(&db, "DELETE FROM audit_entries WHERE seq >= 10").await;
+    let r = admin_get(&http, &base, "/audit/verify").await;
+    assert_eq!(r["intact"], true, "{r}");
+    assert_eq!(r["verified_up_to"], 9);
+    let r = admin_get(
+        &http,
+        &base,
+        &format!("/audit/verify?checkpoint={shutdown}"),
+    )
+    .await;
+    assert_eq!(r["intact"], false, "{r}");
+    assert_eq!(r["first_bad_seq"], 10);
+    assert_eq!(r["reason"], "chain_truncated");
+    drop(b);
+}
+
+// ---------------------------------------------------------------------------------------
+// Two replicas on one Postgres
+// ---------------------------------------------------------------------------------------
+
+/// A uniquely named database, dropped (`WITH (FORCE)`) when the test ends.
+struct TestDb {
+    admin_url: String,
+    url: String,
+    name: String,
+}
+
+impl TestDb {
+    async fn create() -> Option<Self> {
+        let Ok(admin_url) = std::env::var("VIVIFIED_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI=true but VIVIFIED_TEST_POSTGRES_URL is unset: the Postgres tests must run in CI"
+            );
+            eprintln!("skipping: VIVIFIED_TEST_POSTGRES_URL is not set");
+            return None;
+        };
+        let name = format!("vivified_audit_{}", uuid::Uuid::new_v4().simple());
+        // postgres://user@host:port/db[?…] → the same server, database `name`.
+        let without_query = admin_url.split('?').next().unwrap_or_default();
+        let (server, _) = without_query
+            .rsplit_once('/')
+            .filter(|(s, _)| s.contains("://") && !s.ends_with('/'))
+            .expect("VIVIFIED_TEST_POSTGRES_URL is postgres://…/DATABASE");
+        let url = format!("{server}/{name}");
+        let mut conn = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+            panic!("VIVIFIED_TEST_POSTGRES_URL is set but Postgres is unreachable: {e}")
+        });
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create the test database");
+        conn.close().await.ok();
+        Some(Self {
+            admin_url,
+            url,
+            name,
+        })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            rt.block_on(async move {
+                let mut conn = PgConnection::connect(&admin_url).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await?;
+                conn.close().await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_on_one_postgres_seal_one_chain_without_gaps() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let spawn = Spawn::new()
+        .env("VIVIFIED_STORE", &db.url)
+        .env("VIVIFIED_ADMIN_TOKEN", ADMIN)
+        .env("JWT_SECRET", JWT)
+        // Replicas share the key, as they share the JWT secret.
+        .env("VIVIFIED_AUDIT_KEY", AUDIT_KEY)
+        .env("VIVIFIED_AUDIT_SEAL_INTERVAL", "10ms")
+        .env("VIVIFIED_DB_MAX_CONNECTIONS", "4");
+    let http = client();
+    let (mut a, mut b) = tokio::join!(spawn.start(), spawn.start());
+    let bases = [a.url(""), b.url("")];
+
+    // 120 registrations of distinct ids, alternating between the replicas, 16 at once.
+    const N: usize = 120;
+    let mut set = JoinSet::new();
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
+    for i in 0..N {
+        let (http, base, gate) = (http.clone(), bases[i % 2].clone(), gate.clone());
+        set.spawn(async move {
+            let _permit = gate.acquire_owned().await.expect("a permit");
+            register(&http, &base, &format!("replica-{i:03}")).await
+        });
+    }
+    let statuses = set.join_all().await;
+    let registered = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert_eq!(registered, N, "every registration succeeds: {statuses:?}");
+
+    // Both replicas see one chain: the two starts and every registration, sealed.
+    let expected = (N + 2) as u64;
+    for base in &bases {
+        assert_eq!(sealed(&http, base, Some(expected)).await, expected);
+    }
+    for base in &bases {
+        let r = admin_get(&http, base, "/audit/verify").await;
+        assert_eq!(
+            r,
+            json!({
+                "intact": true,
+                "verified_up_to": expected,
+                "first_bad_seq": null,
+                "reason": null,
+                "complete": true,
+                "entries_checked": expected,
+                "last_verified": r["last_verified"].clone(),
+            }),
+            "{base}"
+        );
+    }
+    let entries = all_entries(&http, &bases[1]).await;
+    let seqs: Vec<u64> = entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=expected).collect::<Vec<_>>(),
+        "no gaps, no forks"
+    );
+    let registrations = admin_get(
+        &http,
+        &bases[0],
+        "/audit?action=plugin.register&outcome=success&limit=1000",
+    )
+    .await;
+    let mut ids: Vec<&str> = registrations["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), N, "one plugin.register entry per registration");
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), N, "each for a different plugin");
+    let starts = admin_get(&http, &bases[0], "/audit?action=core.start").await;
+    assert_eq!(starts["entries"].as_array().unwrap().len(), 2);
+
+    // Stop one, then the other: each stop is sealed, by itself or by the other.
+    assert!(a.stop(Duration::from_secs(20)).success(), "{}", a.stderr());
+    let head = sealed(&http, &bases[1], Some(expected + 1)).await;
+    assert_eq!(head, expected + 1);
+    assert!(b.stop(Duration::from_secs(20)).success(), "{}", b.stderr());
+    let mut conn = PgConnection::connect(&db.url).await.expect("connect");
+    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_pending")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let (count, max): (i64, Option<i64>) =
+        sqlx::query_as("SELECT COUNT(*), MAX(seq) FROM audit_entries")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    conn.close().await.ok();
+    assert_eq!(pending, 0, "the last stop sealed everything");
+    let total = i64::try_from(expected + 2).unwrap();
+    assert_eq!((count, max), (total, Some(total)));
+    drop(db);
+}
