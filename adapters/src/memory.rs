@@ -8,8 +8,8 @@ use std::sync::{PoisonError, RwLock};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 use vivified_ports::{
-    Health, HeartbeatOutcome, Liveness, LivenessCounts, OutboxEntry,
-    PluginId, PluginRecord, PluginStore, StoreError,
+    Health, HeartbeatOutcome, Liveness, LivenessCounts, OutboxEntry, PluginId, PluginRecord,
+    PluginStore, StoreError,
 };
 
 /// A [`PluginStore`] in a `BTreeMap` behind a lock: every operation is atomic. An

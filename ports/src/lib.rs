@@ -22,9 +22,9 @@ pub mod token;
 #[cfg(feature = "testing")]
 pub mod audit_testing;
 #[cfg(feature = "testing")]
-pub mod testing;
-#[cfg(feature = "testing")]
 pub mod bus_testing;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use audit::{
     AuditEntry, AuditError, AuditLog, AuditOutcome, AuditQuery, SealReport, SealedEntry,
