@@ -180,7 +180,7 @@ async fn sqlite_chain_checkpoints_in_the_log_and_catches_tampering_under_a_runni
     assert_eq!(entries[0]["details"]["store"], "sqlite");
     let out = a
         .wait_stdout(Duration::from_secs(5), |s| {
-            checkpoints(s).iter().any(|(_, cp)| cp.starts_with("10:"))
+            checkpoints(s).iter().any(|(at, _)| at == "interval")
         })
         .await;
     let interval: Vec<String> = checkpoints(&out)
