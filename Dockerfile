@@ -3,8 +3,9 @@
 # The Vivified core. The image runs `vivified serve` — the CLI's start-up, which is the
 # vivified-server binary's (same settings, same Application::build) — on distroless, as
 # a non-root user, in production mode. No secret is baked in: JWT_SECRET,
-# VIVIFIED_ADMIN_TOKEN and VIVIFIED_REGISTRATION_SECRET come from the environment at
-# run time (docker-compose.yml reads them from .env; k8s/ from a Secret).
+# VIVIFIED_ADMIN_TOKEN, VIVIFIED_REGISTRATION_SECRET and VIVIFIED_AUDIT_KEY come from
+# the environment at run time (docker-compose.yml reads them from .env; k8s/ from a
+# Secret).
 #
 #   docker build -t vivified/core .
 #

@@ -476,6 +476,7 @@ fn compose_runs_the_core_in_production_on_postgres_and_nats_with_secrets_from_en
         "JWT_SECRET",
         "VIVIFIED_ADMIN_TOKEN",
         "VIVIFIED_REGISTRATION_SECRET",
+        "VIVIFIED_AUDIT_KEY",
     ] {
         let v = env[secret].as_str().unwrap();
         assert_eq!(interpolations(v).len(), 1, "{secret} comes from .env: {v}");
@@ -671,6 +672,7 @@ fn k8s_settings_are_real_and_the_secret_template_holds_no_secret() {
         "JWT_SECRET",
         "VIVIFIED_ADMIN_TOKEN",
         "VIVIFIED_REGISTRATION_SECRET",
+        "VIVIFIED_AUDIT_KEY",
         "DATABASE_URL",
     ] {
         assert!(
