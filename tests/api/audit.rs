@@ -464,3 +464,32 @@ async fn tampering_with_the_sqlite_file_is_located() {
     assert_eq!(report["reason"], "chain_truncated");
     db.close().await.ok();
 }
+
+/// The API document describes what the routes answer.
+#[tokio::test]
+async fn the_openapi_document_matches_the_audit_answers() {
+    let app = TestApp::dev();
+    app.register_ok("doc-a").await;
+    seal(&app).await;
+    let doc = app.get("/openapi.json", None).await.json();
+    for path in ["/audit", "/audit/verify", "/audit/export"] {
+        assert!(doc["paths"][path]["get"].is_object(), "{path} documented");
+    }
+    let required = |schema: &str| -> Vec<String> {
+        let mut r: Vec<String> = doc["components"]["schemas"][schema]["required"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{schema} has `required`"))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        r.sort();
+        r
+    };
+    let page = audit(&app, "").await;
+    assert_eq!(required("AuditList"), keys(&page));
+    assert_eq!(required("AuditEntry"), keys(&page["entries"][0]));
+    assert_eq!(required("AuditVerifyReport"), keys(&verify(&app, "").await));
+    let ready = app.get("/ready", None).await.json();
+    assert_eq!(required("ReadyResponse"), keys(&ready));
+    assert_eq!(required("AuditStatus"), keys(&ready["audit"]));
+}
