@@ -716,6 +716,9 @@ async fn a_failing_bus_does_not_fail_registration_or_deregistration() {
     bus.expect_publish()
         .times(2)
         .returning(|_| Err(BusError::Unavailable(INTERNALS.into())));
+    bus.expect_remove_queue()
+        .times(1)
+        .returning(|_| Err(BusError::Unavailable(INTERNALS.into())));
     let (audit, entries) = ok_audit();
     let store = Arc::new(InMemoryPluginStore::new());
     let r = registry_with(store.clone(), fake_tokens(), bus, audit);
