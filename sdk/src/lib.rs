@@ -112,7 +112,7 @@ pub use config::{Config, ConfigError, DEFAULT_CORE_URL, MAX_INTROSPECTION_CACHE}
 pub use introspect::{AuthError, IntrospectError, TokenIntrospector, bearer_token};
 pub use manifest::{
     AuditLevel, Compliance, Contract, DataClass, Manifest, ManifestBuilder, ManifestError,
-    PluginTrait, RESERVED_IDS, Security, Violation,
+    PluginTrait, RESERVED_IDS, Security, Violation, subscription_matches,
 };
 pub use plugin::{
     BoxError, CommunicationPlugin, DeleteError, FindUsersError, GetUserError, Health, HealthReport,

@@ -142,6 +142,12 @@ pub struct Manifest {
     /// Host names it may reach (required with `external_service`).
     #[serde(default)]
     pub allowed_domains: Vec<String>,
+    /// Event types it receives (`subscriptions`): dot-separated segments of
+    /// `[a-z0-9_-]`, where a segment `*` matches exactly one segment (`patient.*`
+    /// matches `patient.updated`, not `patient` nor `patient.a.b`). Serialised only when
+    /// not empty, so a manifest without events is the same JSON as before events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions: Vec<String>,
     /// Named paths it serves, e.g. `"health": "/health"`.
     #[serde(default)]
     pub endpoints: BTreeMap<String, String>,
@@ -200,6 +206,7 @@ impl Manifest {
                 traits: Vec::new(),
                 dependencies: Vec::new(),
                 allowed_domains: Vec::new(),
+                subscriptions: Vec::new(),
                 endpoints: BTreeMap::new(),
                 security: Security {
                     authentication_required: false,
@@ -267,7 +274,7 @@ impl Manifest {
                 "must be at most 1024 characters long",
             );
         }
-        let lists: [(&str, usize, bool); 7] = [
+        let lists: [(&str, usize, bool); 8] = [
             (
                 "/contracts",
                 self.contracts.len(),
@@ -294,6 +301,11 @@ impl Manifest {
                 self.compliance.hipaa_controls.len(),
                 has_duplicates(&self.compliance.hipaa_controls),
             ),
+            (
+                "/subscriptions",
+                self.subscriptions.len(),
+                has_duplicates(&self.subscriptions),
+            ),
             ("/endpoints", self.endpoints.len(), false),
         ];
         for (path, len, dup) in lists {
@@ -315,6 +327,21 @@ impl Manifest {
                 add(&path, "invalid_dependency", "not a plugin id");
             } else if *dep == self.id {
                 add(&path, "self_dependency", "a plugin cannot depend on itself");
+            }
+        }
+        for (i, pattern) in self.subscriptions.iter().enumerate() {
+            let path = format!("/subscriptions/{i}");
+            // The schema's `maxLength` counts characters; a pattern that passes is ASCII,
+            // so that is also 255 bytes.
+            if pattern.chars().count() > MAX_SUBSCRIPTION_LEN {
+                add(&path, "max_length", "must be at most 255 characters long");
+            }
+            if !is_subscription_pattern(pattern) {
+                add(
+                    &path,
+                    "pattern",
+                    "must match the pattern ^([a-z0-9_-]+|\\*)(\\.([a-z0-9_-]+|\\*))*$",
+                );
             }
         }
         for (name, path) in &self.endpoints {
@@ -407,6 +434,36 @@ impl Manifest {
     }
 }
 
+/// Longest subscription pattern the schema allows.
+const MAX_SUBSCRIPTION_LEN: usize = 255;
+
+/// `^([a-z0-9_-]+|\*)(\.([a-z0-9_-]+|\*))*$`: non-empty dot-separated segments, each
+/// `*` or made of `[a-z0-9_-]`.
+fn is_subscription_pattern(s: &str) -> bool {
+    s.split('.').all(|segment| {
+        segment == "*"
+            || (!segment.is_empty()
+                && segment.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                }))
+    })
+}
+
+/// Whether `event_type` matches the subscription `pattern` (`*` matches exactly one
+/// segment), as the core decides who receives an event.
+pub fn subscription_matches(pattern: &str, event_type: &str) -> bool {
+    let mut p = pattern.split('.');
+    let mut e = event_type.split('.');
+    loop {
+        match (p.next(), e.next()) {
+            (None, None) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
+}
+
 fn is_plugin_id_chars(s: &str) -> bool {
     s.bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -471,6 +528,17 @@ impl ManifestBuilder {
     /// Adds an allowed domain.
     pub fn allowed_domain(mut self, domain: impl Into<String>) -> Self {
         push_unique(&mut self.manifest.allowed_domains, domain.into());
+        self
+    }
+
+    /// Adds subscriptions: event types this plugin receives, where a segment `*`
+    /// matches exactly one segment (`patient.*`, `*.updated`). The core delivers a
+    /// matching event only if its policy allows it for this plugin (see
+    /// `docs/policy.md`).
+    pub fn subscriptions<S: Into<String>>(mut self, patterns: impl IntoIterator<Item = S>) -> Self {
+        for p in patterns {
+            push_unique(&mut self.manifest.subscriptions, p.into());
+        }
         self
     }
 
@@ -591,6 +659,34 @@ mod tests {
             .build()
             .unwrap_err();
         assert_eq!(codes(&own), ["self_dependency"]);
+    }
+
+    #[test]
+    fn subscriptions_match_one_segment_per_star() {
+        assert!(subscription_matches("patient.*", "patient.updated"));
+        assert!(subscription_matches("*.updated", "patient.updated"));
+        assert!(subscription_matches("*", "patient"));
+        assert!(subscription_matches("a.b", "a.b"));
+        assert!(!subscription_matches("patient.*", "patient"));
+        assert!(!subscription_matches("patient.*", "patient.a.b"));
+        assert!(!subscription_matches("*", "a.b"));
+        assert!(!subscription_matches("a.b", "a.c"));
+        let m = Manifest::builder("s", "S", "1.0.0")
+            .subscriptions(["a.*", "a.*", "b"])
+            .build()
+            .unwrap();
+        assert_eq!(m.subscriptions, ["a.*", "b"]);
+        assert_eq!(
+            serde_json::to_value(&m).unwrap()["subscriptions"],
+            serde_json::json!(["a.*", "b"])
+        );
+        let e = Manifest::builder("s", "S", "1.0.0")
+            .subscriptions(["Bad", "ok.*"])
+            .build()
+            .unwrap_err();
+        assert_eq!(e.violations.len(), 1);
+        assert_eq!(e.violations[0].path, "/subscriptions/0");
+        assert_eq!(e.violations[0].code, "pattern");
     }
 
     #[test]

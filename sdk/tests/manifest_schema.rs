@@ -62,6 +62,7 @@ fn a_full_manifest_is_accepted() {
         .dependency("user-management")
         .allowed_domain("api.example.com")
         .allowed_domain("*.records.example.org")
+        .subscriptions(["patient.*", "*.updated", "billing.invoice.paid", "*"])
         .endpoint("health", "/health")
         .authentication_required(true)
         .data_classification([
@@ -76,7 +77,12 @@ fn a_full_manifest_is_accepted() {
         .build()
         .unwrap();
     let v = serde_json::to_value(&m).unwrap();
-    ManifestValidator::new().unwrap().validate(&v).unwrap();
+    let accepted = ManifestValidator::new().unwrap().validate(&v).unwrap();
+    assert_eq!(
+        accepted.raw["subscriptions"],
+        serde_json::json!(["patient.*", "*.updated", "billing.invoice.paid", "*"])
+    );
+    assert_eq!(serde_json::from_value::<Manifest>(v).unwrap(), m);
     let minimal =
         serde_json::to_value(Manifest::builder("m", "M", "0.0.1").build().unwrap()).unwrap();
     ManifestValidator::new()
@@ -180,4 +186,98 @@ fn shape_violations_match_the_core() {
         assert!(!sdk.is_empty(), "the SDK accepted {raw}");
         assert_eq!(sdk, codes_of_domain(&raw, &validator), "{raw}");
     }
+}
+
+fn verdicts(m: Manifest, validator: &ManifestValidator) -> (BTreeSet<(String, String)>, Value) {
+    let sdk: BTreeSet<(String, String)> = match m.check() {
+        Ok(()) => BTreeSet::new(),
+        Err(e) => e.violations.into_iter().map(|v| (v.path, v.code)).collect(),
+    };
+    let raw = serde_json::to_value(&m).unwrap();
+    assert_eq!(sdk, codes_of_domain(&raw, validator), "{raw}");
+    (sdk, raw)
+}
+
+/// Subscription patterns, one at a time and in pairs: the SDK's verdict equals the
+/// core's (path and code), valid ones are accepted by both, invalid ones refused by both.
+#[test]
+fn subscription_checks_agree_with_the_core() {
+    let validator = ManifestValidator::new().unwrap();
+    let long_ok = "a".repeat(255);
+    let long_bad = "a".repeat(256);
+    let long_wild = format!("{}.*", "b".repeat(253));
+    let long_unicode = "ü".repeat(200); // 400 bytes, 200 characters
+    let valid = [
+        "patient.updated",
+        "patient.*",
+        "*.updated",
+        "*",
+        "*.*.*",
+        "a-b_c.0.x",
+        long_ok.as_str(),
+        long_wild.as_str(),
+    ];
+    let invalid = [
+        "",
+        "Patient.updated",
+        "patient.",
+        ".patient",
+        "patient..updated",
+        "**",
+        "patient.*x",
+        "a b",
+        "ü",
+        "patient.#",
+        long_bad.as_str(),
+        long_unicode.as_str(),
+    ];
+    for (i, a) in valid.iter().chain(&invalid).enumerate() {
+        for b in valid.iter().chain(&invalid).skip(i) {
+            let mut m = Manifest::builder("subs", "Subs", "1.0.0").into_unchecked();
+            // Pushed directly: the builder would drop the duplicate of `a` and `a`.
+            m.subscriptions = vec![(*a).to_owned(), (*b).to_owned()];
+            let (sdk, raw) = verdicts(m, &validator);
+            let expect_ok = valid.contains(a) && valid.contains(b) && a != b;
+            assert_eq!(sdk.is_empty(), expect_ok, "{raw}: {sdk:?}");
+        }
+    }
+    // Each invalid one alone names its own index.
+    for bad in invalid {
+        let m = Manifest::builder("subs", "Subs", "1.0.0")
+            .subscriptions([bad])
+            .into_unchecked();
+        let (sdk, raw) = verdicts(m, &validator);
+        assert!(
+            sdk.iter().all(|(path, _)| path == "/subscriptions/0"),
+            "{raw}: {sdk:?}"
+        );
+        assert!(!sdk.is_empty(), "{raw}");
+    }
+    // At most 64 of them, unique.
+    let many: Vec<String> = (0..65).map(|i| format!("e.n{i}")).collect();
+    let m = Manifest::builder("subs", "Subs", "1.0.0")
+        .subscriptions(many.clone())
+        .into_unchecked();
+    let (sdk, _) = verdicts(m, &validator);
+    assert_eq!(
+        sdk,
+        BTreeSet::from([("/subscriptions".to_owned(), "max_items".to_owned())])
+    );
+    let ok = Manifest::builder("subs", "Subs", "1.0.0")
+        .subscriptions(many[..64].iter().cloned())
+        .subscriptions(["e.n0"]) // the builder keeps items unique
+        .build()
+        .expect("64 unique subscriptions are fine");
+    assert_eq!(ok.subscriptions.len(), 64);
+    assert!(verdicts(ok, &validator).0.is_empty());
+    let mut dup = Manifest::builder("subs", "Subs", "1.0.0").into_unchecked();
+    dup.subscriptions = vec!["a.b".into(), "a.b".into()];
+    assert_eq!(
+        verdicts(dup, &validator).0,
+        BTreeSet::from([("/subscriptions".to_owned(), "unique_items".to_owned())])
+    );
+    // No subscriptions: no member at all (the seed example stays byte-for-byte).
+    let none =
+        serde_json::to_value(Manifest::builder("subs", "Subs", "1.0.0").build().unwrap()).unwrap();
+    assert!(none.get("subscriptions").is_none(), "{none}");
 }
