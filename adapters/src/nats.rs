@@ -12,39 +12,58 @@
 //! | deliveries to plugin `<id>` ([`EventBus::enqueue`]) | subject `vivified.deliver.<id>`, stored in the JetStream stream `VIVIFIED_DELIVER_<id>` |
 //! | the plugin's cursor and redelivery state | the stream's one durable pull consumer, `deliveries` |
 //!
-//! Each plugin's stream has file storage, limits retention, `max_msgs` = the queue bound
-//! with discard-old (the bound: overflow drops the oldest), and a two-minute duplicate
-//! window keyed by the event id (`Nats-Msg-Id`), so an enqueue retried after a lost
-//! acknowledgement is stored once. A stream per plugin, rather than one stream with a
-//! per-subject bound, makes a plugin's stream sequences contiguous: a gap between the
-//! acknowledged floor and the oldest message kept is exactly the number of events the
-//! bound dropped, and a hole in a fetched batch can be told apart from a drop.
-//! Plugin ids (`[a-z0-9-]{1,63}`) are valid subject tokens and stream names as they are.
+//! Each plugin's stream has file storage, **interest** retention (a message is deleted
+//! once the consumer has acknowledged it, so acknowledged events — possibly PHI — do
+//! not linger on disk), `max_msgs` = the queue bound with discard-old (overflow drops
+//! the oldest), and a two-minute duplicate window keyed by the event id (`Nats-Msg-Id`),
+//! so an enqueue retried after a lost acknowledgement is stored once. A stream per
+//! plugin, rather than one stream with a per-subject bound, makes a plugin's stream
+//! sequences contiguous: the gap between a cursor and the oldest message kept is
+//! exactly the number of events the bound dropped, and a hole in a fetched batch can be
+//! told apart from a drop. Plugin ids (`[a-z0-9-]{1,63}`) are valid subject tokens and
+//! stream names as they are. An interest stream discards what it receives while it
+//! has no consumer, so a new stream first captures a placeholder subject
+//! (`vivified.unready.<id>`), gets its consumer, and only then the delivery subject:
+//! a publication before that fails ("no responders") and is retried, never lost.
+//! `queue_bound` and `ack_wait` apply to streams and consumers created after a change.
 //!
 //! # Cursors and acknowledgement
 //!
 //! A cursor is `<incarnation>.<stream sequence>`, where the incarnation is the stream's
 //! creation time in nanoseconds: a stream removed and created again starts its
 //! sequences at 1 again, and an old cursor then acknowledges nothing in it.
-//! `after = C` acknowledges by **purging the stream up to and including `C`**
-//! (`STREAM.PURGE` with `seq = C + 1`): a request any replica can make with nothing but
-//! the cursor, idempotent, stored by JetStream before the pull goes on, and applied by
-//! the server to the consumer as well (its ack floor moves to `C`, its pending entries
-//! up to `C` go). So the stream holds exactly the unacknowledged events still kept.
+//! The consumer acknowledges with `AckPolicy::All`: acknowledging a message
+//! acknowledges every message up to it. An acknowledgement needs a delivered message's
+//! reply subject, so `after = C` is applied by the pull that receives it, on whichever
+//! replica: the unacknowledged messages are always redeliverable at once (below), its
+//! fetch receives them again, and it acknowledges the highest one at or below `C`
+//! (waiting for the server's confirmation), then returns only what follows `C`. If a
+//! message at or below `C` is not fetchable yet (its NAK not yet applied, or in flight
+//! in another replica's pull), the pull tries again for up to a second before it
+//! answers; a later pull applies the rest. The server's ack floor then moves to `C`
+//! and the interest stream deletes those messages.
+//!
+//! `dropped` is the gap between the cursor and the oldest message kept (without a
+//! cursor, between the consumer's ack floor and it, which JetStream may move past
+//! discarded messages, so a cursor-less pull may count fewer). Replaying a cursor older
+//! than one already acknowledged counts the events in between as dropped.
 //!
 //! # Delivery and redelivery
 //!
-//! A pull fetches from the durable consumer without waiting on the server (`no_wait`),
-//! keeps the contiguous run starting at the oldest unacknowledged sequence, and
-//! negatively acknowledges (`NAK`) every message it fetched, returned or not, so that
-//! they are immediately redeliverable: a plugin that pulls again with the same cursor
-//! after a crash gets the same events again **at once**, from any replica. A message
-//! whose fetch was interrupted (the core crashed, or the pull was cancelled between
-//! the fetch and the NAK) is redelivered by the consumer after `ack_wait`
-//! (`NatsBusConfig::ack_wait`, 10 s by default): that is the longest a plugin waits for
-//! an unacknowledged event. Until then a pull returns nothing rather than skip it (an
-//! event is never returned while an older unacknowledged one is missing from the
-//! batch), so nothing is lost to the watermark cursor.
+//! A pull fetches from the durable consumer without waiting on the server (`no_wait`,
+//! the request expiring after half a second at most), keeps the contiguous run starting
+//! at the oldest unacknowledged sequence, and negatively acknowledges (`NAK`) every
+//! message above the cursor it fetched, returned or not, so that they are immediately
+//! redeliverable: a plugin that pulls again with the same cursor after a crash gets
+//! the same events again **at once**, from any replica. A message whose fetch was
+//! interrupted (the core crashed, or the pull was cancelled between the fetch and the
+//! NAK) is redelivered by the consumer after `ack_wait` (`NatsBusConfig::ack_wait`,
+//! 10 s by default): that is the longest a plugin waits for an unacknowledged event.
+//! Until then a pull returns nothing rather than skip it (an event is never returned
+//! while an older unacknowledged one is missing from the batch), so nothing is lost to
+//! the watermark cursor. The same delay applies once after the bound discarded events
+//! that had been returned but not acknowledged: JetStream 2.9 keeps their pending
+//! entries until `ack_wait` and delivers nothing new meanwhile.
 //!
 //! A pull with nothing to return waits on a core subscription to the plugin's delivery
 //! subject (every message stored in the stream is also delivered to it), and tries
@@ -75,8 +94,14 @@ use vivified_proto::CanonicalEventJson;
 const CONSUMER: &str = "deliveries";
 /// How often a pull looks again while an older event is in flight elsewhere.
 const GAP_RETRY: Duration = Duration::from_millis(50);
-/// How long a fetch may go without a message before the pull stops reading it.
-const FETCH_IDLE: Duration = Duration::from_millis(250);
+/// How long the server keeps a fetch request open (it answers at once when messages
+/// are there; this bounds the rare case where it neither delivers nor ends it).
+const FETCH_EXPIRES: Duration = Duration::from_millis(500);
+/// How long the client waits for the server to end a fetch it was told to end.
+const FETCH_GUARD: Duration = Duration::from_secs(5);
+/// How long a pull keeps trying to apply the acknowledgement `after` carries when the
+/// messages it covers are not fetchable yet.
+const ACK_GRACE: Duration = Duration::from_secs(1);
 /// The longest a pull waits, whatever `wait` it is given.
 const MAX_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
 /// The most events one pull returns.
@@ -227,11 +252,24 @@ pub fn decode(bytes: &[u8]) -> Option<BusEvent> {
 }
 
 /// One look at a queue.
-enum Attempt {
-    /// An answer to return now if it has events, or when the wait is over.
-    Answer(Pulled),
+struct Attempt {
+    /// The answer, to return now if it has events, or when the wait is over.
+    pulled: Pulled,
     /// An older unacknowledged event is in flight: look again shortly.
-    InFlight(Pulled),
+    in_flight: bool,
+    /// Messages the cursor acknowledges were not fetched (in flight, or their NAK not
+    /// yet applied), so not yet acknowledged on the server: look again shortly.
+    ack_owed: bool,
+}
+
+impl Attempt {
+    fn answer(pulled: Pulled) -> Self {
+        Self {
+            pulled,
+            in_flight: false,
+            ack_owed: false,
+        }
+    }
 }
 
 impl NatsEventBus {
@@ -434,7 +472,7 @@ impl NatsEventBus {
         limit: usize,
     ) -> Result<Attempt, BusError> {
         let Some(stream) = self.stream(target).await? else {
-            return Ok(Attempt::Answer(Pulled {
+            return Ok(Attempt::answer(Pulled {
                 events: Vec::new(),
                 next_cursor: after.cloned(),
                 dropped: 0,
@@ -474,7 +512,7 @@ impl NatsEventBus {
             dropped,
         };
         if info.state.messages == 0 {
-            return Ok(Attempt::Answer(empty));
+            return Ok(Attempt::answer(empty));
         }
         // The NAKed messages come first; those at or below the floor are fetched to be
         // acknowledged.
@@ -482,13 +520,13 @@ impl NatsEventBus {
         let mut batch = consumer
             .fetch()
             .max_messages(limit + pending)
-            .expires(FETCH_IDLE)
+            .expires(FETCH_EXPIRES)
             .messages()
             .await
             .map_err(|e| unavailable("fetching deliveries", e))?;
         let mut fetched = Vec::new();
         loop {
-            match tokio::time::timeout(FETCH_IDLE, batch.next()).await {
+            match tokio::time::timeout(FETCH_GUARD, batch.next()).await {
                 Ok(Some(Ok(m))) => fetched.push(m),
                 Ok(None) => break,
                 Ok(Some(Err(e))) => {
@@ -496,10 +534,10 @@ impl NatsEventBus {
                     return Err(unavailable("fetching deliveries", e));
                 }
                 Err(_) => {
-                    // The server neither sent more nor ended the batch: use what came.
-                    // Anything it sends later goes nowhere and is redelivered after
-                    // `ack_wait`.
-                    tracing::debug!(plugin_id = %target, "fetch of deliveries stalled");
+                    // The server neither sent more nor ended the request it was told to
+                    // end: use what came. Anything it sends later goes nowhere and is
+                    // redelivered after `ack_wait`.
+                    tracing::warn!(plugin_id = %target, "fetch of deliveries stalled");
                     break;
                 }
             }
@@ -515,12 +553,17 @@ impl NatsEventBus {
         // so no replica returns them after this pull.
         let (acknowledged, rest): (Vec<_>, Vec<_>) =
             numbered.into_iter().partition(|(seq, _)| *seq <= floor);
-        if let Some((_, m)) = acknowledged.last()
-            && let Err(e) = m.double_ack().await
-        {
-            self.nak_all(&fetched).await;
-            return Err(unavailable("acknowledging deliveries", e));
+        let mut acked_to = server_floor;
+        if let Some((seq, m)) = acknowledged.last() {
+            if let Err(e) = m.double_ack().await {
+                self.nak_all(&fetched).await;
+                return Err(unavailable("acknowledging deliveries", e));
+            }
+            acked_to = acked_to.max(*seq);
         }
+        // The stream holds every sequence from its first to its last: is one at or below
+        // the floor still there, unacknowledged?
+        let ack_owed = acked_to.saturating_add(1).max(info.state.first_sequence) <= floor.min(last);
         let numbered = rest;
         let mut events = Vec::new();
         let mut undecodable = 0u64;
@@ -549,17 +592,21 @@ impl NatsEventBus {
         self.nak_above(&fetched, floor).await;
         if next == first {
             // Nothing unacknowledged is kept, or the oldest is in flight elsewhere.
-            return Ok(if first > last {
-                Attempt::Answer(empty)
-            } else {
-                Attempt::InFlight(empty)
+            return Ok(Attempt {
+                pulled: empty,
+                in_flight: first <= last,
+                ack_owed,
             });
         }
-        Ok(Attempt::Answer(Pulled {
-            events,
-            next_cursor: Some(cursor(incarnation, next - 1)),
-            dropped: dropped + undecodable,
-        }))
+        Ok(Attempt {
+            pulled: Pulled {
+                events,
+                next_cursor: Some(cursor(incarnation, next - 1)),
+                dropped: dropped + undecodable,
+            },
+            in_flight: false,
+            ack_owed,
+        })
     }
 
     async fn nak_all(&self, messages: &[jetstream::Message]) {
@@ -698,15 +745,26 @@ impl EventBus for NatsEventBus {
     ) -> Result<Pulled, BusError> {
         let after_pos = after.map(parse_cursor).transpose()?;
         let limit = limit.clamp(1, MAX_PULL);
-        let deadline = Instant::now() + wait.min(MAX_WAIT);
+        let started = Instant::now();
+        let deadline = started + wait.min(MAX_WAIT);
+        // An acknowledgement is worth waiting a little for even by a pull that does not
+        // wait, so that no replica returns the events again.
+        let ack_deadline = deadline.max(started + ACK_GRACE);
         let mut wake: Option<async_nats::Subscriber> = None;
         loop {
-            let (pulled, in_flight) = match self.attempt(target, after, after_pos, limit).await? {
-                Attempt::Answer(p) => (p, false),
-                Attempt::InFlight(p) => (p, true),
-            };
-            if !pulled.events.is_empty() || pulled.dropped > 0 || Instant::now() >= deadline {
+            let Attempt {
+                pulled,
+                in_flight,
+                ack_owed,
+            } = self.attempt(target, after, after_pos, limit).await?;
+            let now = Instant::now();
+            let ready = !pulled.events.is_empty() || pulled.dropped > 0 || now >= deadline;
+            if ready && (!ack_owed || now >= ack_deadline) {
                 return Ok(pulled);
+            }
+            if ack_owed {
+                tokio::time::sleep_until(ack_deadline.min(now + GAP_RETRY)).await;
+                continue;
             }
             let Some(sub) = wake.as_mut() else {
                 // Subscribe, then look again: nothing stored in between is missed.
