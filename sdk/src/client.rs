@@ -10,6 +10,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use std::sync::Arc;
+
+use crate::introspect::Shared;
 use crate::manifest::{Manifest, Violation};
 use crate::plugin::{BoxError, HealthReport};
 use crate::secret::Secret;
@@ -161,22 +164,48 @@ impl Introspection {
     }
 }
 
-#[derive(Deserialize)]
-struct ErrorBody {
+/// The core's error body: `{"error", "detail", "reason"?, "rule"?, "violations"?}`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ErrorBody {
+    /// The machine-readable code (`plugin_disabled`, `policy_denied`, …).
     #[serde(default)]
-    error: String,
+    pub(crate) error: String,
+    /// A sentence for humans (never echoes a value the client sent).
     #[serde(default)]
-    reason: Option<String>,
+    pub(crate) detail: Option<String>,
+    /// The reason code of a 401/403.
+    #[serde(default)]
+    pub(crate) reason: Option<String>,
+    /// The policy rule of a 403 `policy_denied`.
+    #[serde(default)]
+    pub(crate) rule: Option<String>,
     #[serde(default)]
     violations: Vec<Violation>,
 }
 
+impl ErrorBody {
+    /// The code, or `unknown` when the body had none.
+    pub(crate) fn code(&self) -> String {
+        if self.error.is_empty() {
+            "unknown".into()
+        } else {
+            self.error.clone()
+        }
+    }
+}
+
 /// Talks to one core. Cheap to clone (one connection pool).
+///
+/// A client may speak *as a plugin* ([`CoreClient::publish`], [`CoreClient::pull`]):
+/// the runner's client ([`crate::PluginContext::client`],
+/// [`crate::RunnerHandle::client`]) always holds the runner's current token, and
+/// [`CoreClient::as_plugin`] makes one with a fixed token.
 #[derive(Clone, Debug)]
 pub struct CoreClient {
     http: reqwest::Client,
     base: String,
     timeout: Duration,
+    identity: Option<Arc<Shared>>,
 }
 
 /// The core URL is not usable.
@@ -212,7 +241,34 @@ impl CoreClient {
             http,
             base: url.as_str().trim_end_matches('/').to_owned(),
             timeout,
+            identity: None,
         })
+    }
+
+    /// This client (same connection pool), speaking as `plugin_id` with `token` for
+    /// [`CoreClient::publish`] and [`CoreClient::pull`] — for programs that manage
+    /// their registration themselves. A runner's client follows the runner's token
+    /// instead.
+    #[must_use]
+    pub fn as_plugin(&self, plugin_id: &str, token: Secret) -> Self {
+        self.bound(Arc::new(Shared::new(plugin_id.to_owned(), Some(token))))
+    }
+
+    /// The plugin this client speaks as, if any.
+    pub fn plugin_id(&self) -> Option<&str> {
+        self.identity.as_deref().map(|s| s.plugin_id.as_str())
+    }
+
+    /// This client speaking with the token `shared` holds (the runner's).
+    pub(crate) fn bound(&self, shared: Arc<Shared>) -> Self {
+        Self {
+            identity: Some(shared),
+            ..self.clone()
+        }
+    }
+
+    pub(crate) fn identity(&self) -> Option<&Arc<Shared>> {
+        self.identity.as_ref()
     }
 
     /// The base URL, without a trailing slash.
@@ -331,18 +387,69 @@ impl CoreClient {
 
     /// Sends `req` and returns the body of a 2xx answer, or the error it means.
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, CoreError> {
-        let resp = req.send().await.map_err(|e| self.transport(e))?;
+        self.exchange(req, self.timeout)
+            .await
+            .map_err(Failure::into_core_error)
+    }
+
+    /// Sends `req` and returns the body of a 2xx answer, or what went wrong: no answer
+    /// (within `timeout`, reported in the error), or the core's status and error body.
+    pub(crate) async fn exchange(
+        &self,
+        req: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, Failure> {
+        let transport = |e: reqwest::Error| {
+            Failure::Transport(if e.is_timeout() {
+                CoreError::Timeout(timeout)
+            } else {
+                // reqwest's message names the URL (no secrets: ids and paths only).
+                CoreError::Unreachable(Box::new(e))
+            })
+        };
+        let resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(|e| self.transport(e))?;
+        let body = resp.bytes().await.map_err(transport)?;
         if (200..300).contains(&status) {
             return Ok(body.to_vec());
         }
-        let err: ErrorBody = serde_json::from_slice(&body).unwrap_or(ErrorBody {
-            error: String::new(),
-            reason: None,
-            violations: Vec::new(),
-        });
-        Err(match (status, err.error.as_str()) {
+        let body: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
+        Err(Failure::Answer { status, body })
+    }
+
+    /// The HTTP client (shared connection pool).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The timeout of every request but the long poll.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+/// What a request to the core came back with, before an operation gives it meaning.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// No answer: [`CoreError::Unreachable`] or [`CoreError::Timeout`].
+    Transport(CoreError),
+    /// A non-2xx answer.
+    Answer {
+        /// HTTP status.
+        status: u16,
+        /// The core's error body (empty members when it was not one).
+        body: ErrorBody,
+    },
+}
+
+impl Failure {
+    /// The meaning for registration, heartbeats, refresh, deregistration, introspection.
+    pub(crate) fn into_core_error(self) -> CoreError {
+        let (status, err) = match self {
+            Self::Transport(e) => return e,
+            Self::Answer { status, body } => (status, body),
+        };
+        match (status, err.error.as_str()) {
             (_, "invalid_manifest") => CoreError::InvalidManifest {
                 violations: err.violations,
             },
@@ -358,21 +465,8 @@ impl CoreClient {
             (429 | 500..=599, _) => CoreError::Unavailable { status },
             _ => CoreError::Rejected {
                 status,
-                code: if err.error.is_empty() {
-                    "unknown".into()
-                } else {
-                    err.error
-                },
+                code: err.code(),
             },
-        })
-    }
-
-    fn transport(&self, e: reqwest::Error) -> CoreError {
-        if e.is_timeout() {
-            CoreError::Timeout(self.timeout)
-        } else {
-            // reqwest's message names the URL (no secrets: ids and paths only).
-            CoreError::Unreachable(Box::new(e))
         }
     }
 }

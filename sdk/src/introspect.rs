@@ -24,6 +24,9 @@ const CACHE_CAPACITY: usize = 10_000;
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) plugin_id: String,
+    /// Whether a runner keeps the token current (re-registering when it is refused),
+    /// so users of it wait and retry instead of failing.
+    pub(crate) managed: bool,
     token: RwLock<Option<Secret>>,
     /// Signalled when the core refuses the plugin's own token on an introspection, so
     /// the runner checks its registration at once instead of at the next heartbeat.
@@ -34,8 +37,17 @@ impl Shared {
     pub(crate) fn new(plugin_id: String, token: Option<Secret>) -> Self {
         Self {
             plugin_id,
+            managed: false,
             token: RwLock::new(token),
             token_refused: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// The runner's: it sets the token and re-registers when told it was refused.
+    pub(crate) fn managed(plugin_id: String) -> Self {
+        Self {
+            managed: true,
+            ..Self::new(plugin_id, None)
         }
     }
 

@@ -94,6 +94,7 @@ mod backoff;
 mod canonical;
 mod client;
 mod config;
+mod events;
 mod introspect;
 mod manifest;
 mod plugin;
@@ -109,6 +110,10 @@ pub use client::{
     CoreClient, CoreError, Introspection, InvalidCoreUrl, MAX_HEARTBEAT_DETAILS, Registration,
 };
 pub use config::{Config, ConfigError, DEFAULT_CORE_URL, MAX_INTROSPECTION_CACHE};
+pub use events::{
+    DEFAULT_EVENT_WAIT, Event, EventHandler, EventStream, MAX_PULL_LIMIT, MessageInbox,
+    OutgoingEvent, PublishError, PullError, Pulled, Receipt,
+};
 pub use introspect::{AuthError, IntrospectError, TokenIntrospector, bearer_token};
 pub use manifest::{
     AuditLevel, Compliance, Contract, DataClass, Manifest, ManifestBuilder, ManifestError,

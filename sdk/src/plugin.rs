@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
+use crate::backoff::Backoff;
 use crate::canonical::{CanonicalMessage, CanonicalUser};
+use crate::client::CoreClient;
+use crate::events::EventStream;
 use crate::introspect::TokenIntrospector;
 use crate::manifest::Manifest;
 use crate::status::PluginStatus;
@@ -85,6 +88,8 @@ pub struct PluginContext {
     pub(crate) status: watch::Receiver<PluginStatus>,
     pub(crate) stopping: watch::Receiver<bool>,
     pub(crate) introspector: TokenIntrospector,
+    pub(crate) client: CoreClient,
+    pub(crate) backoff: Backoff,
 }
 
 impl PluginContext {
@@ -106,6 +111,22 @@ impl PluginContext {
     /// Checks callers' tokens with the core (`POST /tokens/introspect`), cached briefly.
     pub fn introspector(&self) -> &TokenIntrospector {
         &self.introspector
+    }
+
+    /// A client that speaks as this plugin with the runner's current token (always the
+    /// latest, across refreshes and re-registrations): [`CoreClient::publish`] to
+    /// publish events, [`CoreClient::pull`] for a single pull.
+    pub fn client(&self) -> CoreClient {
+        self.client.clone()
+    }
+
+    /// A new [`EventStream`] of this plugin's events on the runner's token, with the
+    /// runner's backoff: it waits while the plugin is not registered yet (initialize
+    /// runs before registration) or is disabled, and never fails. One consumer per
+    /// plugin: two streams share one queue. For a handler the runner drives, see
+    /// [`crate::Runner::on_events`].
+    pub fn events(&self) -> EventStream {
+        EventStream::new(self.client.clone()).backoff(self.backoff)
     }
 
     /// Completes when the plugin is asked to stop (a graceful-shutdown signal for the
@@ -210,6 +231,12 @@ pub trait CommunicationPlugin: Plugin {
 
     /// Returns up to `limit` received messages, oldest first, and removes them from the
     /// plugin's inbox.
+    ///
+    /// Over the core's events this is one line: keep a [`crate::MessageInbox`] made
+    /// from `ctx.events()` in `initialize`, and return `inbox.receive(limit).await`
+    /// (messages travel as events whose payload is the message,
+    /// [`crate::OutgoingEvent::message`]; one call's messages are acknowledged by the
+    /// next call).
     ///
     /// # Errors
     /// [`ReceiveMessagesError`].

@@ -13,9 +13,10 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 
-use crate::backoff::BackoffState;
+use crate::backoff::{Backoff, BackoffState};
 use crate::client::{CoreClient, CoreError, InvalidCoreUrl, Registration};
 use crate::config::{Config, ConfigError};
+use crate::events::{EventHandler, EventStream, SharedHandler};
 use crate::introspect::{Shared, TokenIntrospector};
 use crate::manifest::{Manifest, ManifestError};
 use crate::plugin::{HealthReport, InitializeError, Plugin, PluginContext, ShutdownError};
@@ -50,9 +51,24 @@ pub struct RunnerHandle {
     status: watch::Receiver<PluginStatus>,
     stop: Arc<watch::Sender<bool>>,
     introspector: TokenIntrospector,
+    client: CoreClient,
+    backoff: Backoff,
 }
 
 impl RunnerHandle {
+    /// A client that speaks as this plugin with the runner's current token:
+    /// [`CoreClient::publish`], [`CoreClient::pull`].
+    pub fn client(&self) -> CoreClient {
+        self.client.clone()
+    }
+
+    /// A new [`EventStream`] of this plugin's events on the runner's current token. It
+    /// waits while the plugin is not registered (or disabled) and never fails. Use one
+    /// consumer per plugin: two streams share one queue.
+    pub fn events(&self) -> EventStream {
+        EventStream::new(self.client.clone()).backoff(self.backoff)
+    }
+
     /// The current status.
     pub fn status(&self) -> PluginStatus {
         self.status.borrow().clone()
@@ -133,6 +149,24 @@ pub struct Runner<P: Plugin> {
     status: watch::Sender<PluginStatus>,
     stop: Arc<watch::Sender<bool>>,
     introspector: TokenIntrospector,
+    events: Option<SharedHandler>,
+}
+
+impl<P: Plugin + EventHandler> Runner<P> {
+    /// [`Runner::on_events`] with the plugin itself as the handler.
+    #[must_use]
+    pub fn handle_events(self) -> Self {
+        let plugin: SharedHandler = self.plugin.clone();
+        Self {
+            events: Some(plugin),
+            ..self
+        }
+    }
+}
+
+/// A stream on `client`'s token with the runner's backoff.
+fn event_stream(client: &CoreClient, config: &Config) -> EventStream {
+    EventStream::new(client.clone()).backoff(config.backoff)
 }
 
 impl<P: Plugin> Runner<P> {
@@ -143,8 +177,9 @@ impl<P: Plugin> Runner<P> {
     pub fn new(plugin: P, config: Config) -> Result<Self, RunError> {
         let manifest = plugin.manifest();
         manifest.check()?;
-        let client = CoreClient::new(&config.core_url, config.request_timeout)?;
-        let shared = Arc::new(Shared::new(manifest.id.clone(), None));
+        let shared = Arc::new(Shared::managed(manifest.id.clone()));
+        let client =
+            CoreClient::new(&config.core_url, config.request_timeout)?.bound(shared.clone());
         let introspector =
             TokenIntrospector::new(client.clone(), shared.clone(), config.introspection_cache);
         let (status, _) = watch::channel(PluginStatus::Starting);
@@ -159,7 +194,70 @@ impl<P: Plugin> Runner<P> {
             status,
             stop: Arc::new(stop),
             introspector,
+            events: None,
         })
+    }
+
+    /// Receives the plugin's events with `handler`: once the plugin is initialized, a
+    /// task long-polls the core ([`EventStream`] on the runner's token) and calls
+    /// `handler` for each event, acknowledging it only when the handler returned `Ok`;
+    /// an error makes the event come again after a backoff. The task retries while
+    /// the core is down, the plugin is disabled or re-registering, and stops with the
+    /// runner (a handler that is running is finished first, within the request
+    /// timeout). The manifest must declare `subscriptions` for anything to arrive.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use vivified_plugin_sdk::{async_trait, BoxError, Config, Event, InitializeError, Manifest, OutgoingEvent, Plugin, PluginContext, Runner};
+    ///
+    /// struct Listener;
+    ///
+    /// #[async_trait]
+    /// impl Plugin for Listener {
+    ///     fn manifest(&self) -> Manifest {
+    ///         Manifest::builder("listener", "Listener", "0.1.0")
+    ///             .subscriptions(["greeting.*"])
+    ///             .build()
+    ///             .unwrap()
+    ///     }
+    ///     async fn initialize(&self, _ctx: PluginContext) -> Result<(), InitializeError> {
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let core = vivified_testkit::TestCore::start().await.unwrap();
+    /// let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    /// let runner = Runner::new(Listener, Config::new(core.url()))
+    ///     .unwrap()
+    ///     .on_events(move |event: Event| {
+    ///         let seen_tx = seen_tx.clone();
+    ///         async move {
+    ///             seen_tx.send(event.payload["text"].clone())?;
+    ///             Ok::<(), BoxError>(())
+    ///         }
+    ///     });
+    /// let handle = runner.handle();
+    /// let task = tokio::spawn(runner.run_until(std::future::pending()));
+    /// handle.wait_for(Duration::from_secs(10), |s| s.is_registered()).await.unwrap();
+    ///
+    /// // Another plugin publishes (here with the test kit).
+    /// let other = core.register(&vivified_testkit::manifest("greeter", &[])).await.unwrap();
+    /// let token = other["token"].as_str().unwrap();
+    /// core.publish(token, &serde_json::json!({"event_type": "greeting.hello", "payload": {"text": "hi"}}))
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(seen.recv().await.unwrap(), "hi");
+    ///
+    /// handle.stop();
+    /// task.await.unwrap().unwrap();
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn on_events(mut self, handler: impl EventHandler) -> Self {
+        self.events = Some(Arc::new(handler));
+        self
     }
 
     /// A handle to watch and stop the runner; take it before calling `run_*`.
@@ -168,12 +266,19 @@ impl<P: Plugin> Runner<P> {
             status: self.status.subscribe(),
             stop: self.stop.clone(),
             introspector: self.introspector.clone(),
+            client: self.client.clone(),
+            backoff: self.config.backoff,
         }
     }
 
     /// The plugin.
     pub fn plugin(&self) -> &Arc<P> {
         &self.plugin
+    }
+
+    /// An [`EventStream`] on the runner's token (see [`RunnerHandle::events`]).
+    pub fn events(&self) -> EventStream {
+        event_stream(&self.client, &self.config)
     }
 
     /// Runs until SIGINT or SIGTERM (or [`RunnerHandle::stop`]).
@@ -212,6 +317,8 @@ impl<P: Plugin> Runner<P> {
             status: self.status.subscribe(),
             stopping: self.stop.subscribe(),
             introspector: self.introspector.clone(),
+            client: self.client.clone(),
+            backoff: self.config.backoff,
         };
         if let Err(e) = self.plugin.initialize(ctx).await {
             tracing::error!(plugin_id = %id, error = %e, "plugin initialization failed");
@@ -219,11 +326,35 @@ impl<P: Plugin> Runner<P> {
             return Err(e.into());
         }
         tracing::info!(plugin_id = %id, core_url = %self.client.base_url(), "plugin initialized; registering with the core");
+        let events = self.events.clone().map(|handler| {
+            if self.manifest.subscriptions.is_empty() {
+                tracing::warn!(plugin_id = %id, "an event handler is set but the manifest declares no subscriptions: no event will arrive");
+            }
+            let stream = self.events();
+            let mut stop = self.stop.subscribe();
+            let id = id.clone();
+            tokio::spawn(async move {
+                let stopping = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = stream.run(&*handler, stopping).await {
+                    tracing::error!(plugin_id = %id, error = %e, "event loop stopped");
+                }
+            })
+        });
         let mut stop_rx = self.stop.subscribe();
         let outcome = tokio::select! {
             r = self.drive(&mut stop_rx) => r,
             () = signal => Ok(()),
         };
+        self.stop.send_replace(true);
+        if let Some(task) = events
+            && tokio::time::timeout(self.config.request_timeout, task)
+                .await
+                .is_err()
+        {
+            tracing::warn!(plugin_id = %id, timeout_ms = self.config.request_timeout.as_millis() as u64, "the event handler did not finish in time; stopping anyway");
+        }
         let finished = self.finish().await;
         outcome.and(finished)
     }

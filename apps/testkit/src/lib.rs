@@ -24,8 +24,41 @@
 //! # }
 //! ```
 //!
-//! Helpers talk to the core as the operator (admin token) or as an anonymous client;
+//! Helpers talk to the core as the operator (admin token), as an anonymous client, or
+//! as a plugin whose token the test holds ([`TestCore::publish`], [`TestCore::pull`]);
 //! they are for test assertions, not a plugin client (that is `vivified-plugin-sdk`).
+//!
+//! Events between two plugins, one publishing and one subscribed:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), vivified_testkit::TestkitError> {
+//! use std::time::Duration;
+//! use serde_json::json;
+//! use vivified_testkit::{TestCore, manifest, subscriber};
+//!
+//! let core = TestCore::start().await?;
+//! let publisher = core.register(&manifest("ehr", &[])).await?;
+//! let reader = core.register(&subscriber("chart", &[], &["patient.*"])).await?;
+//! let (pub_token, reader_token) = (
+//!     publisher["token"].as_str().unwrap(),
+//!     reader["token"].as_str().unwrap(),
+//! );
+//!
+//! let receipt = core
+//!     .publish(pub_token, &json!({"event_type": "patient.updated", "payload": {"visit": 3}}))
+//!     .await?;
+//! assert_eq!(receipt["delivered"], 1);
+//!
+//! let got = core.pull("chart", reader_token, None, Duration::from_secs(5)).await?;
+//! assert_eq!(got["events"][0]["payload"]["visit"], 3);
+//! // Passing the cursor acknowledges the event: it does not come again.
+//! let cursor = got["next_cursor"].as_str().unwrap();
+//! let again = core.pull("chart", reader_token, Some(cursor), Duration::ZERO).await?;
+//! assert_eq!(again["events"], json!([]));
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -380,6 +413,118 @@ impl TestCore {
         })
     }
 
+    /// Publishes `event` as the plugin whose token is `token` (`POST /events`; the
+    /// body is the JSON the API documents: `event_type`, `payload`, `data_traits`,
+    /// `metadata`) and returns the 202 answer (`event_id`, `trace_id`, `delivered`,
+    /// `sanitized`, `denied`).
+    ///
+    /// # Errors
+    /// [`TestkitError::Status`] with the core's error body on any answer but 202
+    /// (e.g. 403 `policy_denied` with its `reason` and `rule`).
+    pub async fn publish(&self, token: &str, event: &Value) -> Result<Value, TestkitError> {
+        let resp = self
+            .http
+            .post(format!("{}/events", self.url))
+            .bearer_auth(token)
+            .json(event)
+            .send()
+            .await?;
+        Self::json_answer(resp, 202).await
+    }
+
+    /// One pull of plugin `id`'s events with its `token` (`GET /plugins/{id}/events`):
+    /// `after` acknowledges everything up to that cursor, `wait` is how long the core
+    /// may wait for a first event. Returns the 200 answer (`events`, `next_cursor`,
+    /// `dropped`).
+    ///
+    /// # Errors
+    /// [`TestkitError::Status`] with the core's error body on any answer but 200
+    /// (e.g. 403 `plugin_disabled`).
+    pub async fn pull(
+        &self,
+        id: &str,
+        token: &str,
+        after: Option<&str>,
+        wait: Duration,
+    ) -> Result<Value, TestkitError> {
+        let mut url =
+            reqwest::Url::parse(&format!("{}/plugins/{id}/events", self.url)).map_err(|e| {
+                TestkitError::Status {
+                    status: 0,
+                    body: format!("not a URL: {e}"),
+                }
+            })?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(after) = after {
+                q.append_pair("after", after);
+            }
+            q.append_pair("wait", &humantime_ms(wait));
+        }
+        let resp = self
+            .http
+            .get(url)
+            .timeout(wait + Duration::from_secs(10))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        Self::json_answer(resp, 200).await
+    }
+
+    /// Pulls `id`'s events (acknowledging each answer with the next pull) until `n`
+    /// events have arrived or `timeout` passed, and returns them; the last answer's
+    /// `next_cursor` is not acknowledged (pass it to [`TestCore::pull`] to do so).
+    ///
+    /// # Errors
+    /// [`TestkitError::Timeout`] with what arrived, or an error of [`TestCore::pull`].
+    pub async fn pull_n(
+        &self,
+        id: &str,
+        token: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Value>, TestkitError> {
+        let deadline = Instant::now() + timeout;
+        let mut events = Vec::new();
+        let mut after: Option<String> = None;
+        while events.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(TestkitError::Timeout(
+                    timeout,
+                    format!("{n} events for {id} (got {})", events.len()),
+                ));
+            }
+            let answer = self
+                .pull(
+                    id,
+                    token,
+                    after.as_deref(),
+                    left.min(Duration::from_secs(5)),
+                )
+                .await?;
+            if let Some(batch) = answer["events"].as_array() {
+                events.extend(batch.iter().cloned());
+            }
+            if let Some(next) = answer["next_cursor"].as_str() {
+                after = Some(next.to_owned());
+            }
+        }
+        Ok(events)
+    }
+
+    async fn json_answer(resp: reqwest::Response, expected: u16) -> Result<Value, TestkitError> {
+        let status = resp.status().as_u16();
+        let body = resp.text().await?;
+        if status != expected {
+            return Err(TestkitError::Status { status, body });
+        }
+        serde_json::from_str(&body).map_err(|e| TestkitError::Status {
+            status,
+            body: format!("not JSON: {e}"),
+        })
+    }
+
     /// Polls the plugin's record every 25 ms until `pred` holds for it (a missing
     /// record is passed as `Value::Null`), and returns it.
     ///
@@ -437,6 +582,13 @@ impl Drop for TestCore {
             task.abort();
         }
     }
+}
+
+/// [`manifest`] with `subscriptions` (event-type patterns; `*` matches one segment).
+pub fn subscriber(id: &str, traits: &[&str], subscriptions: &[&str]) -> Value {
+    let mut m = manifest(id, traits);
+    m["subscriptions"] = json!(subscriptions);
+    m
 }
 
 /// A valid manifest for `id`, declaring `traits` (strings such as `"handles_pii"`) and

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use vivified_testkit::{TestCore, manifest};
 
+const WAIT: Duration = Duration::from_secs(10);
+
 #[tokio::test]
 async fn dev_core_registers_lists_and_stops() {
     let core = TestCore::start().await.expect("core starts");
@@ -123,5 +125,65 @@ async fn sample_manifests_are_accepted_for_every_trait_mix() {
             assert!(body.contains("invalid_manifest"), "{body}");
         }
         other => panic!("expected a 400, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn publishes_and_pulls_as_a_plugin() {
+    use serde_json::json;
+    use vivified_testkit::{TestkitError, subscriber};
+
+    let core = TestCore::start().await.unwrap();
+    let src = core.register(&manifest("kit-src", &[])).await.unwrap();
+    let dst = core
+        .register(&subscriber("kit-dst", &[], &["kit.*"]))
+        .await
+        .unwrap();
+    let (src, dst) = (
+        src["token"].as_str().unwrap().to_owned(),
+        dst["token"].as_str().unwrap().to_owned(),
+    );
+    for n in 1..=2 {
+        let receipt = core
+            .publish(&src, &json!({"event_type": "kit.n", "payload": {"n": n}}))
+            .await
+            .unwrap();
+        assert_eq!(receipt["delivered"], 1, "{receipt}");
+    }
+    let got = core.pull_n("kit-dst", &dst, 2, WAIT).await.unwrap();
+    let ns: Vec<_> = got.iter().map(|e| e["payload"]["n"].clone()).collect();
+    assert_eq!(ns, [json!(1), json!(2)]);
+    // Not acknowledged yet: a pull without `after` returns them again.
+    let again = core
+        .pull("kit-dst", &dst, None, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(again["events"].as_array().unwrap().len(), 2);
+    let cursor = again["next_cursor"].as_str().unwrap();
+    let empty = core
+        .pull("kit-dst", &dst, Some(cursor), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(empty["events"], json!([]));
+
+    // Errors carry the core's answer.
+    match core
+        .publish(
+            &src,
+            &json!({"event_type": "kit.n", "data_traits": ["phi"]}),
+        )
+        .await
+    {
+        Err(TestkitError::Status { status: 403, body }) => {
+            assert!(body.contains("policy_denied"), "{body}")
+        }
+        other => panic!("expected 403 policy_denied, got {other:?}"),
+    }
+    core.disable("kit-dst", "test").await.unwrap();
+    match core.pull("kit-dst", &dst, None, Duration::ZERO).await {
+        Err(TestkitError::Status { status: 403, body }) => {
+            assert!(body.contains("plugin_disabled"), "{body}")
+        }
+        other => panic!("expected 403 plugin_disabled, got {other:?}"),
     }
 }
