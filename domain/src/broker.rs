@@ -267,6 +267,13 @@ impl Broker {
         };
         let published = policy.decide(&source_facts, Action::Publish, &data);
         if published.is_deny() {
+            metrics::counter!(
+                "vivified_policy_decisions_total",
+                "action" => "publish",
+                "effect" => "deny",
+                "reason" => published.reason.to_string()
+            )
+            .increment(1);
             self.counts.refused.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(rule = %published.rule, reason = %published.reason, source = source_id, event_type = %req.event_type, "publication refused");
             self.registry
@@ -317,6 +324,13 @@ impl Broker {
                     "deny"
                 }
             };
+            metrics::counter!(
+                "vivified_policy_decisions_total",
+                "action" => "deliver",
+                "effect" => effect,
+                "reason" => decision.reason.to_string()
+            )
+            .increment(1);
             outcomes.push(Outcome {
                 plugin: sub.id.as_str(),
                 effect,
@@ -354,10 +368,12 @@ impl Broker {
                 crate::policy::sanitize(&mut copy.payload, &fields);
             }
             if let Err(e) = self.bus().enqueue(target, copy).await {
+                metrics::counter!("vivified_bus_errors_total").increment(1);
                 tracing::error!(event_id = %event.event_id, target = %target, error = %e, "event not queued for a subscriber");
                 return Err(e.into());
             }
         }
+        metrics::counter!("vivified_events_published_total").increment(1);
         self.counts
             .delivered
             .fetch_add(delivered as u64, Ordering::Relaxed);
@@ -401,6 +417,9 @@ impl Broker {
             .pull(&record.plugin_id, after, limit.max(1), wait)
             .await?;
         pulled.events.retain(|(_, e)| e.at >= record.registered_at);
+        if pulled.dropped > 0 {
+            metrics::counter!("vivified_events_dropped_total").increment(pulled.dropped);
+        }
         Ok(pulled)
     }
 

@@ -127,7 +127,22 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
+    /// A stable code for metrics and logs (`invalid_manifest`, a 401/403 reason,
+    /// `already_registered`, `plugin_disabled`, `not_found`, `unavailable`).
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidManifest(_) => "invalid_manifest",
+            Self::Unauthorized(r) | Self::Forbidden(r) => r,
+            Self::PluginDisabled => "plugin_disabled",
+            Self::NotFound => "not_found",
+            Self::AlreadyRegistered => "already_registered",
+            Self::Unavailable { .. } => "unavailable",
+        }
+    }
+
     fn store(e: StoreError) -> Self {
+        metrics::counter!("vivified_store_errors_total").increment(1);
         Self::Unavailable {
             what: "plugin store",
             source: Box::new(e),
@@ -284,6 +299,12 @@ impl Registry {
         &self.ports
     }
 
+    /// The plugin store (read-only uses: metrics, tools).
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn PluginStore> {
+        &self.ports.store
+    }
+
     /// Changes on every lifecycle transition this replica makes (registration,
     /// re-registration, deregistration, disable, enable, stale, recovered): a cache of
     /// plugin records built at one generation is out of date at another.
@@ -421,14 +442,16 @@ impl Registry {
             trace_id: trace_id.to_owned(),
             details,
         };
-        self.ports
-            .audit
-            .append(entry)
-            .await
-            .map_err(|e| RegistryError::Unavailable {
-                what: "audit log",
-                source: Box::new(e),
-            })
+        let appended = self.ports.audit.append(entry).await;
+        metrics::counter!(
+            "vivified_audit_appends_total",
+            "outcome" => if appended.is_ok() { "ok" } else { "failed" }
+        )
+        .increment(1);
+        appended.map_err(|e| RegistryError::Unavailable {
+            what: "audit log",
+            source: Box::new(e),
+        })
     }
 
     /// Publishes a lifecycle event. Its id is deterministic — the type, the plugin and
@@ -436,6 +459,8 @@ impl Registry {
     /// for transitions that can repeat) — so consumers can drop duplicates.
     async fn lifecycle(&self, event_type: &str, id: &PluginId, key: &str, trace_id: &str) -> bool {
         self.generation.fetch_add(1, Ordering::AcqRel);
+        metrics::counter!("vivified_lifecycle_events_total", "event" => event_type.to_owned())
+            .increment(1);
         if event_type == "plugin.deregistered" {
             // No delivery after deregistration. Best effort: a queue left behind is
             // also ignored by pulls of a later registration of the id.
@@ -456,6 +481,7 @@ impl Registry {
         match self.ports.bus.publish(event).await {
             Ok(()) => true,
             Err(e) => {
+                metrics::counter!("vivified_bus_errors_total").increment(1);
                 tracing::warn!(plugin_id = %id, event_type, error = %e, "lifecycle event not published");
                 false
             }
@@ -527,6 +553,20 @@ impl Registry {
             .to_owned();
         let target = target.as_str();
         let result = self.register_inner(manifest, bearer).await;
+        match &result {
+            Ok((reg, _)) => metrics::counter!(
+                "vivified_registrations_total",
+                "outcome" => "accepted",
+                "reason" => if reg.reregistered { "reregistered" } else { "registered" }
+            )
+            .increment(1),
+            Err(e) => metrics::counter!(
+                "vivified_registrations_total",
+                "outcome" => "rejected",
+                "reason" => e.code()
+            )
+            .increment(1),
+        }
         match &result {
             Ok((reg, previous)) => {
                 let action = if reg.reregistered {
@@ -888,6 +928,8 @@ impl Registry {
             .await
         {
             Ok(outcome) => {
+                metrics::counter!("vivified_heartbeats_total", "outcome" => "accepted")
+                    .increment(1);
                 if outcome.recovered {
                     self.recovered(&outcome.record, trace_id).await;
                 }

@@ -14,6 +14,7 @@ mod introspect;
 mod limits;
 mod list;
 mod liveness;
+mod metrics;
 mod ordering;
 mod plugin_get;
 mod production;

@@ -108,6 +108,10 @@ const KEYS: &[Key] = &[
         env: &["VIVIFIED_POLICY_FILE"],
     },
     Key {
+        key: "metrics_bind",
+        env: &["VIVIFIED_METRICS_BIND"],
+    },
+    Key {
         key: "max_body_bytes",
         env: &["VIVIFIED_MAX_BODY_BYTES"],
     },
@@ -258,6 +262,8 @@ pub struct Settings {
     pub events_max_wait: Duration,
     /// A JSON policy file replacing the built-in rules.
     pub policy_file: Option<PathBuf>,
+    /// A separate address for `GET /metrics` (`None`: served on the API listener).
+    pub metrics_bind: Option<SocketAddr>,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// Bound on a whole request.
@@ -472,6 +478,14 @@ impl Settings {
             return Err(invalid("VIVIFIED_EVENTS_MAX_WAIT", "at most 5m".into()));
         }
         let policy_file = get("policy_file").map(|(_, v)| PathBuf::from(v.trim()));
+        let metrics_bind = match get("metrics_bind") {
+            None => None,
+            Some((n, v)) => Some(
+                v.trim()
+                    .parse::<SocketAddr>()
+                    .map_err(|_| invalid(n, "expected an address like `127.0.0.1:9100`".into()))?,
+            ),
+        };
         let max_body_bytes = match get("max_body_bytes") {
             None => 64 * 1024,
             Some((n, v)) => v
@@ -552,6 +566,7 @@ impl Settings {
             event_queue_bound,
             events_max_wait,
             policy_file,
+            metrics_bind,
             max_body_bytes,
             request_timeout: duration("request_timeout", Duration::from_secs(30))?,
             header_read_timeout: duration("header_read_timeout", Duration::from_secs(10))?,

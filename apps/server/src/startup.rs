@@ -55,6 +55,15 @@ pub enum StartupError {
     /// A setting is wrong.
     #[error(transparent)]
     Settings(#[from] crate::settings::SettingsError),
+    /// The metrics address cannot be bound.
+    #[error("VIVIFIED_METRICS_BIND: cannot listen on {addr}: {source}")]
+    MetricsBind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The event bus cannot be reached (the message names the setting).
     #[error("{0}")]
     Bus(String),
@@ -109,6 +118,8 @@ pub struct GeneratedSecrets {
 /// A core that is bound to its address and ready to serve.
 pub struct Application {
     listener: TcpListener,
+    /// `GET /metrics` on its own address (`VIVIFIED_METRICS_BIND`).
+    metrics: Option<(TcpListener, Router)>,
     router: Router,
     registry: Registry,
     local_addr: SocketAddr,
@@ -191,16 +202,26 @@ impl Application {
         let config = settings.registry_config();
         let registry = Registry::new(ports, Arc::new(ManifestValidator::new()?), config);
         let broker = Broker::new(registry.clone(), policy, BrokerConfig::default());
-        let router = router(
-            AppState {
-                registry: registry.clone(),
-                max_body_bytes: settings.max_body_bytes,
-                audit: audit.clone(),
-                broker,
-                events_max_wait: settings.events_max_wait,
-            },
-            &settings,
-        );
+        let state = AppState {
+            registry: registry.clone(),
+            max_body_bytes: settings.max_body_bytes,
+            audit: audit.clone(),
+            broker,
+            events_max_wait: settings.events_max_wait,
+        };
+        let metrics = match settings.metrics_bind {
+            None => None,
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartupError::MetricsBind { addr, source })?;
+                let router = Router::new()
+                    .route("/metrics", get(crate::metrics::render))
+                    .with_state(state.clone());
+                Some((listener, router))
+            }
+        };
+        let router = router(state, &settings);
         let listener =
             TcpListener::bind(settings.bind)
                 .await
@@ -232,6 +253,7 @@ impl Application {
         );
         Ok(Self {
             listener,
+            metrics,
             router,
             registry,
             local_addr,
@@ -291,6 +313,13 @@ impl Application {
             self.registry.clone(),
             self.settings.sweep_interval,
         ));
+        let metrics_server = self.metrics.map(|(listener, router)| {
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            })
+        });
         let (stop_sealer, sealer_stop) = tokio::sync::watch::channel(false);
         let sealer = tokio::spawn(crate::audit::seal_until_stopped(
             self.audit.clone(),
@@ -327,6 +356,9 @@ impl Application {
         }
         tracing::info!("shutting down: draining connections");
         sweeper.abort();
+        if let Some(m) = metrics_server {
+            m.abort();
+        }
         drop(self.listener);
         if tokio::time::timeout(drain_for, graceful.shutdown())
             .await
@@ -510,6 +542,11 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .route("/audit/export", get(audit_routes::export));
     if settings.mode == Mode::Dev {
         api = api.route("/openapi.json", get(routes::openapi));
+    }
+    // Install the recorder before the first request records anything.
+    crate::metrics::handle();
+    if settings.metrics_bind.is_none() {
+        api = api.route("/metrics", get(crate::metrics::render));
     }
     let mut app = api
         .fallback(routes::not_found)

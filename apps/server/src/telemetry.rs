@@ -293,6 +293,12 @@ pub async fn trace_and_timeout(
         timeouts.request
     };
     let header = HeaderValue::from_str(&context.trace_id).ok();
+    let route = if context.route == "-" {
+        "unmatched".to_owned()
+    } else {
+        context.route.clone()
+    };
+    let method = context.method.as_str().to_owned();
     let started = std::time::Instant::now();
     let mut resp = REQUEST
         .scope(context, async move {
@@ -311,6 +317,15 @@ pub async fn trace_and_timeout(
             resp
         })
         .await;
+    metrics::histogram!("vivified_http_request_duration_seconds", "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(
+        "vivified_http_requests_total",
+        "route" => route,
+        "method" => method,
+        "status" => resp.status().as_u16().to_string()
+    )
+    .increment(1);
     if let Some(v) = header {
         resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }

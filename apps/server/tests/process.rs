@@ -678,3 +678,31 @@ async fn slow_headers_are_cut_off() {
         "no answer but a timeout: {received}"
     );
 }
+
+/// `VIVIFIED_METRICS_BIND` moves `/metrics` to its own listener: served there, not on
+/// the API address.
+#[tokio::test]
+async fn metrics_can_live_on_a_separate_address() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let server = Spawn::new()
+        .env("VIVIFIED_METRICS_BIND", &format!("127.0.0.1:{port}"))
+        .start()
+        .await;
+    let http = client();
+    let resp = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .expect("the metrics listener answers");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("vivified_plugins{liveness=\"registered\"}"),
+        "{text}"
+    );
+    let resp = http.get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+}

@@ -1,0 +1,108 @@
+//! `GET /metrics`: Prometheus text exposition.
+//!
+//! The domain and the server record through the `metrics` facade; this module installs
+//! the Prometheus recorder once per process and renders it. Gauges that describe
+//! shared state (plugins by liveness, pending audit entries) are read from the ports
+//! at scrape time, so every replica reports the same picture of the shared store.
+//! Labels are route templates, reason codes and states — never raw paths, ids or
+//! payloads.
+
+use std::sync::OnceLock;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use vivified_ports::{Liveness, PluginId};
+
+use crate::startup::AppState;
+
+/// Upper bounds (seconds) of the request latency histogram.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0, 30.0,
+];
+
+/// Plugins counted per scrape at most (the count is a page walk of the store).
+const MAX_COUNTED_PLUGINS: usize = 100_000;
+
+/// The process's Prometheus recorder, installed on first use. If another recorder
+/// was installed first (an embedding program's), ours renders nothing recorded
+/// through the facade, and says so once.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new();
+        let builder = match builder.set_buckets_for_metric(
+            Matcher::Full("vivified_http_request_duration_seconds".to_owned()),
+            LATENCY_BUCKETS,
+        ) {
+            Ok(b) => b,
+            Err(_) => PrometheusBuilder::new(),
+        };
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!(
+                "another metrics recorder is installed; /metrics shows only the scrape-time gauges"
+            );
+        }
+        handle
+    })
+}
+
+/// `GET /metrics` (unauthenticated; bind it to a separate address with
+/// `VIVIFIED_METRICS_BIND` to keep it off the API listener).
+pub async fn render(State(state): State<AppState>) -> Response {
+    let handle = handle();
+    // Scrape-time gauges of the shared state.
+    match count_plugins(&state).await {
+        Ok(counts) => {
+            for (liveness, n) in counts {
+                metrics::gauge!("vivified_plugins", "liveness" => liveness).set(n as f64);
+            }
+        }
+        Err(()) => metrics::counter!("vivified_store_errors_total").increment(1),
+    }
+    if let Ok(pending) = state.audit.log.pending().await {
+        metrics::gauge!("vivified_audit_pending_entries").set(pending as f64);
+    }
+    handle.run_upkeep();
+    let mut resp = (StatusCode::OK, handle.render()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
+
+async fn count_plugins(state: &AppState) -> Result<[(&'static str, u64); 4], ()> {
+    let store = state.registry.store();
+    let (mut registered, mut active, mut stale, mut disabled) = (0u64, 0u64, 0u64, 0u64);
+    let mut after: Option<PluginId> = None;
+    let mut seen = 0usize;
+    loop {
+        let page = store.list(after.take(), 500).await.map_err(|_| ())?;
+        for r in &page {
+            if !r.enabled {
+                disabled += 1;
+            }
+            match r.status {
+                Liveness::Registered => registered += 1,
+                Liveness::Active => active += 1,
+                Liveness::Stale => stale += 1,
+            }
+        }
+        seen += page.len();
+        if page.len() < 500 || seen >= MAX_COUNTED_PLUGINS {
+            break;
+        }
+        after = page.last().map(|r| r.plugin_id.clone());
+    }
+    Ok([
+        ("registered", registered),
+        ("active", active),
+        ("stale", stale),
+        ("disabled", disabled),
+    ])
+}
