@@ -706,3 +706,88 @@ async fn metrics_can_live_on_a_separate_address() {
     let resp = http.get(server.url("/metrics")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }
+
+/// `VIVIFIED_POLICY_FILE`: a malformed file stops start-up with one line naming the
+/// setting, the position and the reason; a valid one replaces the built-in rules.
+#[tokio::test]
+async fn a_policy_file_replaces_the_rules_and_a_malformed_one_stops_start_up() {
+    let dir = std::env::temp_dir().join(format!("vivified-policy-{}", uuid_like()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        "{\"version\": 1,\n \"rules\": [\n  {\"id\": \"x\", \"effect\": \"maybe\"}\n ]\n}\n",
+    )
+    .unwrap();
+    let spawn = Spawn::new().env("VIVIFIED_POLICY_FILE", bad.to_str().unwrap());
+    assert_refused("malformed policy", &spawn, "VIVIFIED_POLICY_FILE");
+    let out = spawn.run_to_exit(Duration::from_secs(10));
+    assert!(
+        out.stderr.contains("line 3"),
+        "names the line: {}",
+        out.stderr
+    );
+    assert_refused(
+        "missing policy",
+        &Spawn::new().env(
+            "VIVIFIED_POLICY_FILE",
+            dir.join("absent.json").to_str().unwrap(),
+        ),
+        "VIVIFIED_POLICY_FILE",
+    );
+
+    // Only `public` data is allowed: internal data is now denied (unknown trait).
+    let only_public = dir.join("public.json");
+    std::fs::write(
+        &only_public,
+        r#"{"version": 1, "rules": [{"id": "public.anywhere", "data_traits": ["public"], "effect": "allow", "reason": "public_data"}]}"#,
+    )
+    .unwrap();
+    let server = Spawn::new()
+        .env("VIVIFIED_POLICY_FILE", only_public.to_str().unwrap())
+        .start()
+        .await;
+    let http = client();
+    let mut tokens = Vec::new();
+    for (id, subs) in [("pol-src", json!([])), ("pol-dst", json!(["pol.*"]))] {
+        let mut m = user_management();
+        m["id"] = json!(id);
+        m["traits"] = json!([]);
+        m["security"] = json!({"authentication_required": false, "data_classification": ["internal", "public"]});
+        m["subscriptions"] = subs;
+        let resp = http
+            .post(server.url("/plugins/register"))
+            .json(&m)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        tokens.push(json_body(resp).await["token"].as_str().unwrap().to_owned());
+    }
+    let publish = |traits: Value| {
+        http.post(server.url("/events"))
+            .bearer_auth(&tokens[0])
+            .json(&json!({"event_type": "pol.x", "data_traits": traits, "payload": {}}))
+            .send()
+    };
+    // `internal` is named by no rule of this file: refused at publication.
+    let resp = publish(json!(["internal"])).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let body = json_body(resp).await;
+    assert_eq!(body["error"], "policy_denied");
+    assert_eq!(body["reason"], "unknown_data_trait", "{body}");
+    let resp = publish(json!(["public"])).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert_eq!(json_body(resp).await["delivered"], 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    )
+}
