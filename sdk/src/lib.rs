@@ -12,6 +12,12 @@
 //!   the token before it expires, re-registers on 401/404, keeps running and backs off
 //!   on 403 `plugin_disabled` (reported as [`PluginStatus::Disabled`]), and optionally
 //!   deregisters on shutdown. Every request has a timeout; the token is never logged;
+//! - events between plugins through the core: [`CoreClient::publish`] and
+//!   [`CoreClient::pull`] with typed errors ([`PublishError`], [`PullError`]), an
+//!   [`EventStream`] that long-polls and acknowledges an event only once it was handled,
+//!   [`Runner::on_events`] to have the runner drive an [`EventHandler`], and
+//!   [`MessageInbox`] for [`CommunicationPlugin::receive_messages`] (see
+//!   `docs/writing-a-plugin.md`, "Events");
 //! - [`TokenIntrospector`], which checks the bearer tokens of the plugin's own callers
 //!   with the core (`POST /tokens/introspect`) and caches the answers briefly;
 //! - the canonical models of `proto/canonical_models.proto` as serde structs
