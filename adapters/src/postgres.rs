@@ -188,6 +188,13 @@ const QUERIES: Queries = Queries {
 
 impl crate::sql::HasDb for PostgresPluginStore {
     type Db = sqlx::Postgres;
+
+    fn insert_audit<'t>(
+        tx: &'t mut sqlx::Transaction<'_, sqlx::Postgres>,
+        row: &'t crate::audit_sql::PendingRow,
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send + 't {
+        crate::audit_sql::insert_pending_postgres(&mut **tx, row)
+    }
 }
 
 sql_plugin_store!(PostgresPluginStore, QUERIES);

@@ -142,6 +142,19 @@ pub(crate) struct Queries {
 /// The sqlx database of a SQL store.
 pub(crate) trait HasDb {
     type Db: sqlx::Database;
+
+    /// Inserts a pending audit entry inside the caller's transaction.
+    fn insert_audit<'t>(
+        tx: &'t mut sqlx::Transaction<'_, Self::Db>,
+        row: &'t crate::audit_sql::PendingRow,
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send + 't;
+}
+
+/// The audit entry as a row, or `Unavailable` if it breaks a limit (nothing written).
+pub(crate) fn pending_row(
+    entry: &vivified_ports::AuditEntry,
+) -> Result<crate::audit_sql::PendingRow, StoreError> {
+    crate::audit_sql::PendingRow::new(entry).map_err(|e| StoreError::Unavailable(Box::new(e)))
 }
 
 /// Implements `PluginStore` for a store type with a `pool` field, running `$queries`.
@@ -439,6 +452,92 @@ macro_rules! sql_plugin_store {
                 } else {
                     Err(self.missed(id).await)
                 }
+            }
+
+            async fn insert_audited(
+                &self,
+                record: PluginRecord,
+                entry: &vivified_ports::AuditEntry,
+            ) -> Result<PluginRecord, StoreError> {
+                let row = $crate::sql::pending_row(entry)?;
+                let mut tx = self.pool.begin().await.map_err($crate::sql::map_err)?;
+                let stored: $crate::sql::PluginRow = sqlx::query_as($queries.insert)
+                    .bind(record.plugin_id.as_str())
+                    .bind($crate::sql::manifest_text(&record)?)
+                    .bind(record.status.as_str())
+                    .bind(record.health.as_str())
+                    .bind(record.enabled)
+                    .bind(record.disabled_reason.as_deref())
+                    .bind($crate::sql::to_micros(record.registered_at))
+                    .bind(record.last_heartbeat.map($crate::sql::to_micros))
+                    .bind(&record.token_jti)
+                    .bind(record.next_deadline.map($crate::sql::to_micros))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err($crate::sql::map_err)?;
+                <$store as $crate::sql::HasDb>::insert_audit(&mut tx, &row)
+                    .await
+                    .map_err($crate::sql::map_err)?;
+                tx.commit().await.map_err($crate::sql::map_err)?;
+                stored.try_into()
+            }
+
+            async fn replace_audited(
+                &self,
+                record: PluginRecord,
+                expected_version: u64,
+                entry: &vivified_ports::AuditEntry,
+            ) -> Result<PluginRecord, StoreError> {
+                let row = $crate::sql::pending_row(entry)?;
+                let mut tx = self.pool.begin().await.map_err($crate::sql::map_err)?;
+                let stored: Option<$crate::sql::PluginRow> = sqlx::query_as($queries.replace)
+                    .bind($crate::sql::manifest_text(&record)?)
+                    .bind(record.status.as_str())
+                    .bind(record.health.as_str())
+                    .bind(record.enabled)
+                    .bind(record.disabled_reason.as_deref())
+                    .bind($crate::sql::to_micros(record.registered_at))
+                    .bind(record.last_heartbeat.map($crate::sql::to_micros))
+                    .bind(&record.token_jti)
+                    .bind(record.next_deadline.map($crate::sql::to_micros))
+                    .bind(record.plugin_id.as_str())
+                    .bind($crate::sql::version_i64(expected_version)?)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err($crate::sql::map_err)?;
+                let Some(stored) = stored else {
+                    drop(tx);
+                    return Err(self.missed(&record.plugin_id).await);
+                };
+                <$store as $crate::sql::HasDb>::insert_audit(&mut tx, &row)
+                    .await
+                    .map_err($crate::sql::map_err)?;
+                tx.commit().await.map_err($crate::sql::map_err)?;
+                stored.try_into()
+            }
+
+            async fn delete_audited(
+                &self,
+                id: &PluginId,
+                expected_jti: Option<String>,
+                entry: &vivified_ports::AuditEntry,
+            ) -> Result<(), StoreError> {
+                let row = $crate::sql::pending_row(entry)?;
+                let mut tx = self.pool.begin().await.map_err($crate::sql::map_err)?;
+                let done = sqlx::query($queries.delete)
+                    .bind(id.as_str())
+                    .bind(expected_jti.as_deref())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::sql::map_err)?;
+                if done.rows_affected() != 1 {
+                    drop(tx);
+                    return Err(self.missed(id).await);
+                }
+                <$store as $crate::sql::HasDb>::insert_audit(&mut tx, &row)
+                    .await
+                    .map_err($crate::sql::map_err)?;
+                tx.commit().await.map_err($crate::sql::map_err)
             }
 
             async fn ping(&self) -> Result<(), StoreError> {

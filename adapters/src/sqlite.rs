@@ -181,6 +181,13 @@ const QUERIES: Queries = Queries {
 
 impl crate::sql::HasDb for SqlitePluginStore {
     type Db = sqlx::Sqlite;
+
+    fn insert_audit<'t>(
+        tx: &'t mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        row: &'t crate::audit_sql::PendingRow,
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send + 't {
+        crate::audit_sql::insert_pending_sqlite(&mut **tx, row)
+    }
 }
 
 sql_plugin_store!(SqlitePluginStore, QUERIES);

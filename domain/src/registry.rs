@@ -58,6 +58,11 @@ pub struct RegistryConfig {
     pub sweep_batch: usize,
     /// An outbox entry unacknowledged this long is published again by any sweep.
     pub outbox_lease: Duration,
+    /// The store keeps the audit log in its own database: registrations,
+    /// re-registrations, refreshes, deregistrations, disables and enables write their
+    /// audit entry in the same transaction as the change (`PluginStore::*_audited`)
+    /// instead of appending it afterwards through the `AuditLog` port.
+    pub audit_in_store: bool,
 }
 
 impl Default for RegistryConfig {
@@ -74,6 +79,7 @@ impl Default for RegistryConfig {
             self_preservation_min_live: 3,
             sweep_batch: 500,
             outbox_lease: Duration::from_secs(30),
+            audit_in_store: false,
         }
     }
 }
@@ -187,6 +193,8 @@ pub struct IssuedRegistration {
     pub reregistered: bool,
     /// The stored record.
     pub record: PluginRecord,
+    /// Its audit entry was written with the record (in the store's transaction).
+    audited: bool,
 }
 
 /// The answer of [`Registry::introspect`].
@@ -552,7 +560,7 @@ impl Registry {
             .unwrap_or("-")
             .to_owned();
         let target = target.as_str();
-        let result = self.register_inner(manifest, bearer).await;
+        let result = self.register_inner(manifest, bearer, trace_id).await;
         match &result {
             Ok((reg, _)) => metrics::counter!(
                 "vivified_registrations_total",
@@ -574,8 +582,10 @@ impl Registry {
                 } else {
                     "plugin.register"
                 };
-                let audited = self
-                    .audit(
+                let audited = if reg.audited {
+                    Ok(())
+                } else {
+                    self.audit(
                         trace_id,
                         Subject {
                             actor: target,
@@ -586,7 +596,8 @@ impl Registry {
                         "registered",
                         json!({ "token_expires_at": reg.expires_at.unix_timestamp() }),
                     )
-                    .await;
+                    .await
+                };
                 // Fail closed: an unaudited registration must not stand.
                 if let Err(e) = audited {
                     self.undo(&reg.record, previous.clone()).await;
@@ -664,6 +675,7 @@ impl Registry {
         &self,
         manifest: Value,
         bearer: Option<&str>,
+        trace_id: &str,
     ) -> Result<(IssuedRegistration, Option<PluginRecord>), RegistryError> {
         let claimed_id = manifest
             .get("id")
@@ -691,14 +703,17 @@ impl Registry {
                     });
                 }
             };
-            return self.insert_new(valid).await.map(|reg| (reg, None));
+            return self
+                .insert_new(valid, trace_id)
+                .await
+                .map(|reg| (reg, None));
         }
         let existing = match &claimed_id {
             Some(id) => self.ports.store.get(id).await?,
             None => None,
         };
         match existing {
-            Some(current) => self.reregister(manifest, bearer, current).await,
+            Some(current) => self.reregister(manifest, bearer, current, trace_id).await,
             None => {
                 if self.config.mode == Mode::Production
                     && !bearer.is_some_and(|b| {
@@ -711,7 +726,9 @@ impl Registry {
                     .validator
                     .validate_owned(manifest)
                     .map_err(RegistryError::InvalidManifest)?;
-                self.insert_new(valid).await.map(|reg| (reg, None))
+                self.insert_new(valid, trace_id)
+                    .await
+                    .map(|reg| (reg, None))
             }
         }
     }
@@ -720,6 +737,7 @@ impl Registry {
     async fn insert_new(
         &self,
         valid: crate::manifest::Manifest,
+        trace_id: &str,
     ) -> Result<IssuedRegistration, RegistryError> {
         let now = self.now();
         let issued = self.issue(&valid.id, now).await?;
@@ -736,12 +754,25 @@ impl Registry {
             next_deadline: Some(now + self.config.heartbeat_ttl),
             version: 0,
         };
-        let stored = self.ports.store.insert(record).await.map_err(|e| match e {
-            StoreError::Conflict => RegistryError::AlreadyRegistered,
-            e => RegistryError::store(e),
-        })?;
+        let entry = self.tx_entry(
+            trace_id,
+            &Subject {
+                actor: valid.id.as_str(),
+                action: "plugin.register",
+                target: valid.id.as_str(),
+            },
+            "registered",
+            json!({ "token_expires_at": issued.expires_at.unix_timestamp() }),
+        );
+        let stored = self
+            .store_insert(record, entry.as_ref())
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict => RegistryError::AlreadyRegistered,
+                e => RegistryError::store(e),
+            })?;
         tracing::info!(plugin_id = %stored.plugin_id, "plugin registered");
-        Ok(self.issued(issued, stored, false))
+        Ok(self.issued(issued, stored, false, entry.is_some()))
     }
 
     async fn reregister(
@@ -749,6 +780,7 @@ impl Registry {
         manifest: Value,
         bearer: Option<&str>,
         mut current: PluginRecord,
+        trace_id: &str,
     ) -> Result<(IssuedRegistration, Option<PluginRecord>), RegistryError> {
         let bearer = bearer.ok_or(RegistryError::AlreadyRegistered)?;
         if Self::is_secret(bearer, self.config.registration_secret.as_ref())
@@ -784,10 +816,26 @@ impl Registry {
                 next.status = Liveness::Registered;
             }
             next.next_deadline = self.deadline_for(&next, now);
-            match self.ports.store.replace(next, current.version).await {
+            let entry = self.tx_entry(
+                trace_id,
+                &Subject {
+                    actor: current.plugin_id.as_str(),
+                    action: "plugin.reregister",
+                    target: current.plugin_id.as_str(),
+                },
+                "registered",
+                json!({ "token_expires_at": issued.expires_at.unix_timestamp() }),
+            );
+            match self
+                .store_replace(next, current.version, entry.as_ref())
+                .await
+            {
                 Ok(stored) => {
                     tracing::info!(plugin_id = %stored.plugin_id, "plugin re-registered");
-                    return Ok((self.issued(issued, stored, true), Some(current)));
+                    return Ok((
+                        self.issued(issued, stored, true, entry.is_some()),
+                        Some(current),
+                    ));
                 }
                 Err(StoreError::PreconditionFailed) => {
                     current = self
@@ -830,6 +878,7 @@ impl Registry {
         token: IssuedToken,
         record: PluginRecord,
         reregistered: bool,
+        audited: bool,
     ) -> IssuedRegistration {
         IssuedRegistration {
             plugin_id: record.plugin_id.clone(),
@@ -838,7 +887,94 @@ impl Registry {
             heartbeat_interval: self.config.heartbeat_interval,
             reregistered,
             record,
+            audited,
         }
+    }
+
+    /// The audit entry of a state change, when the store writes it in the change's
+    /// transaction (`audit_in_store`); `None` when it is appended afterwards.
+    fn tx_entry(
+        &self,
+        trace_id: &str,
+        subject: &Subject<'_>,
+        reason: &str,
+        details: Value,
+    ) -> Option<AuditEntry> {
+        self.config.audit_in_store.then(|| AuditEntry {
+            at: self.now(),
+            actor: subject.actor.to_owned(),
+            action: subject.action.to_owned(),
+            target: subject.target.to_owned(),
+            outcome: AuditOutcome::Success,
+            reason: reason.to_owned(),
+            trace_id: trace_id.to_owned(),
+            details,
+        })
+    }
+
+    /// Inserts, with `entry` in the same transaction when there is one.
+    async fn store_insert(
+        &self,
+        record: PluginRecord,
+        entry: Option<&AuditEntry>,
+    ) -> Result<PluginRecord, StoreError> {
+        let store = &self.ports.store;
+        match entry {
+            Some(entry) => {
+                let r = store.insert_audited(record, entry).await;
+                Self::count_tx_append(&r);
+                r
+            }
+            None => store.insert(record).await,
+        }
+    }
+
+    /// Replaces, with `entry` in the same transaction when there is one.
+    async fn store_replace(
+        &self,
+        record: PluginRecord,
+        expected_version: u64,
+        entry: Option<&AuditEntry>,
+    ) -> Result<PluginRecord, StoreError> {
+        let store = &self.ports.store;
+        match entry {
+            Some(entry) => {
+                let r = store.replace_audited(record, expected_version, entry).await;
+                Self::count_tx_append(&r);
+                r
+            }
+            None => store.replace(record, expected_version).await,
+        }
+    }
+
+    /// Deletes, with `entry` in the same transaction when there is one.
+    async fn store_delete(
+        &self,
+        id: &PluginId,
+        expected_jti: Option<String>,
+        entry: Option<&AuditEntry>,
+    ) -> Result<(), StoreError> {
+        let store = &self.ports.store;
+        match entry {
+            Some(entry) => {
+                let r = store.delete_audited(id, expected_jti, entry).await;
+                Self::count_tx_append(&r);
+                r
+            }
+            None => store.delete(id, expected_jti).await,
+        }
+    }
+
+    fn count_tx_append<T>(r: &Result<T, StoreError>) {
+        let outcome = match r {
+            Ok(_) => "ok",
+            // The change was refused before anything was written: no append attempted.
+            Err(StoreError::Conflict | StoreError::NotFound | StoreError::PreconditionFailed) => {
+                return;
+            }
+            Err(_) => "failed",
+        };
+        metrics::counter!("vivified_audit_appends_total", "outcome" => outcome).increment(1);
     }
 
     /// Records a heartbeat from plugin `id`, authenticated by its current token.
@@ -974,26 +1110,33 @@ impl Registry {
             let issued = self.issue(&current.plugin_id, self.now()).await?;
             let mut next = current.clone();
             next.token_jti = issued.jti.clone();
-            match self.ports.store.replace(next, current.version).await {
+            let subject = Subject {
+                actor: current.plugin_id.as_str(),
+                action: "token.refresh",
+                target: current.plugin_id.as_str(),
+            };
+            let entry = self.tx_entry(trace_id, &subject, "refreshed", Value::Null);
+            match self
+                .store_replace(next, current.version, entry.as_ref())
+                .await
+            {
                 Ok(stored) => {
-                    let audited = self
-                        .audit(
-                            trace_id,
-                            Subject {
-                                actor: stored.plugin_id.as_str(),
-                                action: "token.refresh",
-                                target: stored.plugin_id.as_str(),
-                            },
-                            AuditOutcome::Success,
-                            "refreshed",
-                            Value::Null,
-                        )
-                        .await;
-                    if let Err(e) = audited {
-                        self.undo(&stored, Some(current)).await;
-                        return Err(e);
+                    if entry.is_none() {
+                        let audited = self
+                            .audit(
+                                trace_id,
+                                subject,
+                                AuditOutcome::Success,
+                                "refreshed",
+                                Value::Null,
+                            )
+                            .await;
+                        if let Err(e) = audited {
+                            self.undo(&stored, Some(current)).await;
+                            return Err(e);
+                        }
                     }
-                    return Ok(self.issued(issued, stored, false));
+                    return Ok(self.issued(issued, stored, false, entry.is_some()));
                 }
                 Err(StoreError::PreconditionFailed) => {
                     current = self
@@ -1079,14 +1222,30 @@ impl Registry {
         // Delete exactly the record read (by its token id), so that the audit entry and
         // a possible undo describe what was really removed.
         let mut attempts = 0;
+        let in_tx;
         loop {
+            let entry = self.tx_entry(
+                trace_id,
+                &Subject {
+                    actor: &actor,
+                    action: "plugin.deregister",
+                    target: record.plugin_id.as_str(),
+                },
+                "deregistered",
+                Value::Null,
+            );
             match self
-                .ports
-                .store
-                .delete(&record.plugin_id, Some(record.token_jti.clone()))
+                .store_delete(
+                    &record.plugin_id,
+                    Some(record.token_jti.clone()),
+                    entry.as_ref(),
+                )
                 .await
             {
-                Ok(()) => break,
+                Ok(()) => {
+                    in_tx = entry.is_some();
+                    break;
+                }
                 Err(StoreError::NotFound) if admin => return Err(RegistryError::NotFound),
                 Err(StoreError::NotFound) => {
                     return Err(RegistryError::Unauthorized("unknown_plugin"));
@@ -1111,8 +1270,10 @@ impl Registry {
                 Err(e) => return Err(RegistryError::store(e)),
             }
         }
-        let audited = self
-            .audit(
+        let audited = if in_tx {
+            Ok(())
+        } else {
+            self.audit(
                 trace_id,
                 Subject {
                     actor: &actor,
@@ -1123,7 +1284,8 @@ impl Registry {
                 "deregistered",
                 Value::Null,
             )
-            .await;
+            .await
+        };
         if let Err(e) = audited {
             // Fail closed: put the plugin back as it was (its token works again).
             if let Err(undo) = self.ports.store.insert(record.clone()).await {
@@ -1259,24 +1421,32 @@ impl Registry {
             next.enabled = enable;
             next.disabled_reason = reason;
             next.next_deadline = self.deadline_for(&next, self.now());
-            match self.ports.store.replace(next, current.version).await {
+            let subject = Subject {
+                actor: "admin",
+                action,
+                target: id.as_str(),
+            };
+            let reason_code = if changed { action } else { "reason_changed" };
+            let entry = self.tx_entry(trace_id, &subject, reason_code, Value::Null);
+            match self
+                .store_replace(next, current.version, entry.as_ref())
+                .await
+            {
                 Ok(stored) => {
-                    let audited = self
-                        .audit(
-                            trace_id,
-                            Subject {
-                                actor: "admin",
-                                action,
-                                target: id.as_str(),
-                            },
-                            AuditOutcome::Success,
-                            if changed { action } else { "reason_changed" },
-                            Value::Null,
-                        )
-                        .await;
-                    if let Err(e) = audited {
-                        self.undo(&stored, Some(current)).await;
-                        return Err(e);
+                    if entry.is_none() {
+                        let audited = self
+                            .audit(
+                                trace_id,
+                                subject,
+                                AuditOutcome::Success,
+                                reason_code,
+                                Value::Null,
+                            )
+                            .await;
+                        if let Err(e) = audited {
+                            self.undo(&stored, Some(current)).await;
+                            return Err(e);
+                        }
                     }
                     if changed {
                         tracing::info!(plugin_id = %id, event, "plugin {}", if enable { "enabled" } else { "disabled" });

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::BoxError;
+use crate::audit::AuditEntry;
 use crate::plugin::{Health, PluginId, PluginRecord};
 
 /// Errors of every [`PluginStore`] operation.
@@ -211,4 +212,57 @@ pub trait PluginStore: Send + Sync {
     /// # Errors
     /// MUST return [`StoreError::Unavailable`] if it does not.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// [`PluginStore::insert`] and, in the same transaction, `entry` as a pending
+    /// (unsealed) entry of the audit log kept in this store's database: both are
+    /// written or neither is. A store that keeps no audit log MUST refuse (the default
+    /// does, with [`StoreError::Unavailable`]): an entry is never silently dropped.
+    ///
+    /// # Errors
+    /// As [`PluginStore::insert`]; [`StoreError::Unavailable`] if the entry cannot be
+    /// written (then the record is not written either).
+    async fn insert_audited(
+        &self,
+        record: PluginRecord,
+        entry: &AuditEntry,
+    ) -> Result<PluginRecord, StoreError> {
+        let _ = (record, entry);
+        Err(StoreError::Unavailable(
+            "this store does not keep the audit log".into(),
+        ))
+    }
+
+    /// [`PluginStore::replace`] with `entry` in the same transaction (see
+    /// [`PluginStore::insert_audited`]); nothing is written when the precondition fails.
+    ///
+    /// # Errors
+    /// As [`PluginStore::replace`] and [`PluginStore::insert_audited`].
+    async fn replace_audited(
+        &self,
+        record: PluginRecord,
+        expected_version: u64,
+        entry: &AuditEntry,
+    ) -> Result<PluginRecord, StoreError> {
+        let _ = (record, expected_version, entry);
+        Err(StoreError::Unavailable(
+            "this store does not keep the audit log".into(),
+        ))
+    }
+
+    /// [`PluginStore::delete`] with `entry` in the same transaction (see
+    /// [`PluginStore::insert_audited`]); nothing is written when the precondition fails.
+    ///
+    /// # Errors
+    /// As [`PluginStore::delete`] and [`PluginStore::insert_audited`].
+    async fn delete_audited(
+        &self,
+        id: &PluginId,
+        expected_jti: Option<String>,
+        entry: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let _ = (id, expected_jti, entry);
+        Err(StoreError::Unavailable(
+            "this store does not keep the audit log".into(),
+        ))
+    }
 }

@@ -4,6 +4,7 @@
 //! every step. [`registry::run_model`] is generic over the store, so every
 //! `PluginStore` adapter can run the same model.
 
+mod audit_tx;
 mod outbox;
 mod registry;
 

@@ -636,6 +636,7 @@ fn world(store: Arc<dyn PluginStore>, mode: Mode) -> World {
         // Small batches, so that a sweep takes several store calls.
         sweep_batch: 2,
         outbox_lease: StdDuration::from_secs(30),
+        audit_in_store: false,
     };
     let registry = Registry::new(
         ports,

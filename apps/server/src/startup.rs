@@ -199,7 +199,10 @@ impl Application {
             audit: audit.clone(),
         };
         let audit = AuditChain::new(audit, audit_key);
-        let config = settings.registry_config();
+        let mut config = settings.registry_config();
+        // The SQL stores keep the audit log in their own database: a state change and
+        // its audit entry are written in one transaction.
+        config.audit_in_store = !matches!(settings.store, StoreSetting::Memory);
         let registry = Registry::new(ports, Arc::new(ManifestValidator::new()?), config);
         let broker = Broker::new(registry.clone(), policy, BrokerConfig::default());
         let state = AppState {
