@@ -362,16 +362,26 @@ impl Broker {
             payload: Value::Object(req.payload),
             metadata: req.metadata,
         };
-        for (target, fields) in deliveries {
+        // Every subscriber's queue at once (one round trip on NATS, not one per
+        // subscriber); each queue still gets this publisher's events in order, as the
+        // next publication starts only after this one is queued everywhere.
+        let sends = deliveries.into_iter().map(|(target, fields)| {
             let mut copy = event.clone();
             if let Some(fields) = fields {
                 crate::policy::sanitize(&mut copy.payload, &fields);
             }
-            if let Err(e) = self.bus().enqueue(target, copy).await {
+            async move { (target, self.bus().enqueue(target, copy).await) }
+        });
+        let mut failed = None;
+        for (target, queued) in futures_util::future::join_all(sends).await {
+            if let Err(e) = queued {
                 metrics::counter!("vivified_bus_errors_total").increment(1);
                 tracing::error!(event_id = %event.event_id, target = %target, error = %e, "event not queued for a subscriber");
-                return Err(e.into());
+                failed.get_or_insert(e);
             }
+        }
+        if let Some(e) = failed {
+            return Err(e.into());
         }
         metrics::counter!("vivified_events_published_total").increment(1);
         self.counts
