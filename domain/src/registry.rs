@@ -5,8 +5,9 @@
 //! or a credential that does not verify, or a token whose plugin or `jti` is gone) →
 //! 403 (a valid credential for something else) → 404 (unknown id, admin only).
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -263,7 +264,14 @@ pub struct Registry {
     /// Bumped on every lifecycle transition this replica makes (caches of plugin
     /// records compare it).
     generation: Arc<AtomicU64>,
+    /// When each (plugin or `-`, reason) rejection was last audited.
+    rejections: Arc<Mutex<HashMap<(String, &'static str), OffsetDateTime>>>,
 }
+
+/// A rejected token use is audited at most once per plugin and reason in this window.
+const REJECTION_WINDOW: time::Duration = time::Duration::minutes(1);
+/// Most (plugin, reason) pairs remembered for the rate limit.
+const MAX_REJECTION_KEYS: usize = 10_000;
 
 impl Registry {
     /// Builds a registry over `ports`.
@@ -274,6 +282,7 @@ impl Registry {
             config: Arc::new(config),
             self_preservation: Arc::new(AtomicBool::new(false)),
             generation: Arc::new(AtomicU64::new(0)),
+            rejections: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -337,7 +346,22 @@ impl Registry {
         }
     }
 
+    /// Verifies a caller's token; a refusal is audited (rate-limited).
     async fn verify(&self, token: &str, grace: Duration) -> Result<TokenClaims, RegistryError> {
+        let verified = self.verify_token(token, grace).await;
+        if let Err(RegistryError::Unauthorized(reason)) = &verified {
+            self.note_rejection(None, reason).await;
+        }
+        verified
+    }
+
+    /// Verifies a token's signature and expiry (no audit: also used for tokens that
+    /// are not the caller's, as in introspection).
+    async fn verify_token(
+        &self,
+        token: &str,
+        grace: Duration,
+    ) -> Result<TokenClaims, RegistryError> {
         let opts = VerifyOptions {
             now: self.now(),
             expired_grace: grace,
@@ -374,7 +398,62 @@ impl Registry {
     ///
     /// # Errors
     /// `Unauthorized("unknown_plugin" | "revoked_token")`, `Unavailable`.
+    /// The caller's record, if its token is still current; a refusal is audited
+    /// (rate-limited).
     async fn current_record(&self, claims: &TokenClaims) -> Result<PluginRecord, RegistryError> {
+        let current = self.current_record_of(claims).await;
+        if let Err(RegistryError::Unauthorized(reason)) = &current {
+            self.note_rejection(Some(&claims.plugin_id), reason).await;
+        }
+        current
+    }
+
+    /// Audits a rejected token use: at most one entry per plugin (or per anonymous
+    /// caller) and reason per minute on this replica, so a flood cannot fill the log.
+    /// Best effort: the request is refused anyway, so a failing append is only logged.
+    async fn note_rejection(&self, plugin: Option<&PluginId>, reason: &'static str) {
+        let now = self.now();
+        let who = plugin.map_or("-", PluginId::as_str);
+        {
+            let mut seen = self
+                .rejections
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if seen.len() >= MAX_REJECTION_KEYS {
+                seen.retain(|_, at| now - *at < REJECTION_WINDOW);
+                if seen.len() >= MAX_REJECTION_KEYS {
+                    seen.clear();
+                }
+            }
+            let key = (who.to_owned(), reason);
+            if seen
+                .get(&key)
+                .is_some_and(|at| now - *at < REJECTION_WINDOW)
+            {
+                return;
+            }
+            seen.insert(key, now);
+        }
+        let audited = self
+            .audit(
+                "-",
+                Subject {
+                    actor: if plugin.is_some() { who } else { "anonymous" },
+                    action: "token.rejected",
+                    target: who,
+                },
+                AuditOutcome::Denied,
+                reason,
+                Value::Null,
+            )
+            .await;
+        if let Err(e) = audited {
+            tracing::error!(error = %e, reason, "a rejected token use was not audited");
+        }
+    }
+
+    /// The record a token belongs to, if the token is still current (no audit).
+    async fn current_record_of(&self, claims: &TokenClaims) -> Result<PluginRecord, RegistryError> {
         let record = self
             .ports
             .store
@@ -1050,6 +1129,19 @@ impl Registry {
         report: HeartbeatReport,
         trace_id: &str,
     ) -> Result<PluginRecord, RegistryError> {
+        let recorded = self.record_heartbeat_inner(claims, report, trace_id).await;
+        if let Err(RegistryError::Unauthorized(reason)) = &recorded {
+            self.note_rejection(Some(&claims.plugin_id), reason).await;
+        }
+        recorded
+    }
+
+    async fn record_heartbeat_inner(
+        &self,
+        claims: &TokenClaims,
+        report: HeartbeatReport,
+        trace_id: &str,
+    ) -> Result<PluginRecord, RegistryError> {
         let now = self.now();
         match self
             .ports
@@ -1483,12 +1575,12 @@ impl Registry {
                 return Err(RegistryError::PluginDisabled);
             }
         }
-        let claims = match self.verify(token, Duration::ZERO).await {
+        let claims = match self.verify_token(token, Duration::ZERO).await {
             Ok(claims) => claims,
             Err(RegistryError::Unauthorized(_)) => return Ok(Introspection::inactive()),
             Err(e) => return Err(e),
         };
-        let record = match self.current_record(&claims).await {
+        let record = match self.current_record_of(&claims).await {
             Ok(record) if record.enabled => record,
             Ok(_) | Err(RegistryError::Unauthorized(_)) => return Ok(Introspection::inactive()),
             Err(e) => return Err(e),

@@ -19,6 +19,7 @@ mod ordering;
 mod plugin_get;
 mod production;
 mod register;
+mod rejections;
 mod reregister;
 mod routing;
 mod token;
