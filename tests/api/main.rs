@@ -2,6 +2,7 @@
 //! router (`vivified_server::startup::router`) driven with `tower::ServiceExt::oneshot`.
 
 mod audit;
+mod checkpoints;
 mod concurrency;
 mod cors;
 mod deregister;

@@ -36,6 +36,9 @@ pub struct AuditChain {
     pub log: Arc<dyn AuditLog>,
     /// The chain's HMAC key (`VIVIFIED_AUDIT_KEY`). Never logged.
     pub key: ChainKey,
+    /// Where checkpoints are published besides the log (the event bus: on NATS the
+    /// subject `vivified.lifecycle.audit.checkpoint`).
+    checkpoints: Option<Arc<dyn vivified_ports::EventBus>>,
 }
 
 impl std::fmt::Debug for AuditChain {
@@ -49,7 +52,19 @@ impl std::fmt::Debug for AuditChain {
 impl AuditChain {
     /// Wraps a log and its key.
     pub fn new(log: Arc<dyn AuditLog>, key: ChainKey) -> Self {
-        Self { log, key }
+        Self {
+            log,
+            key,
+            checkpoints: None,
+        }
+    }
+
+    /// Also publishes every checkpoint on `bus` as an `audit.checkpoint` event (a copy
+    /// outside the database, next to the log line).
+    #[must_use]
+    pub fn with_checkpoint_bus(mut self, bus: Arc<dyn vivified_ports::EventBus>) -> Self {
+        self.checkpoints = Some(bus);
+        self
     }
 
     /// Appends an entry of the core itself (actor `system`, trace id `system`, target
@@ -134,15 +149,35 @@ pub struct SealerConfig {
     pub checkpoint_every: u64,
 }
 
-/// Writes `head`'s checkpoint to the structured log: one INFO line.
-fn log_checkpoint(key: &ChainKey, head: ChainHead, at: &'static str) {
-    let checkpoint = Checkpoint::new(key, head);
+/// Writes `head`'s checkpoint to the structured log (one INFO line) and, when the
+/// chain has a checkpoint bus, publishes it there as an `audit.checkpoint` event.
+async fn log_checkpoint(chain: &AuditChain, head: ChainHead, at: &'static str) {
+    let checkpoint = Checkpoint::new(&chain.key, head);
     tracing::info!(
         audit_checkpoint = %checkpoint,
         seq = head.seq,
         at,
         "audit checkpoint"
     );
+    if let Some(bus) = &chain.checkpoints {
+        let event = vivified_ports::BusEvent {
+            event_id: format!("audit.checkpoint:{}", head.seq),
+            event_type: "audit.checkpoint".to_owned(),
+            trace_id: "system".to_owned(),
+            source: "core".to_owned(),
+            data_traits: Vec::new(),
+            at: time::OffsetDateTime::now_utc(),
+            payload: serde_json::json!({
+                "checkpoint": checkpoint.to_string(),
+                "seq": head.seq,
+                "at": at,
+            }),
+            metadata: std::collections::BTreeMap::new(),
+        };
+        if let Err(e) = bus.publish(event).await {
+            tracing::warn!(error = %e, seq = head.seq, "audit checkpoint not published on the bus (it is in the log)");
+        }
+    }
 }
 
 struct Sealer {
@@ -167,7 +202,7 @@ impl Sealer {
                             .last_checkpoint
                             .saturating_add(self.config.checkpoint_every)
                 {
-                    log_checkpoint(&self.chain.key, head, "interval");
+                    log_checkpoint(&self.chain, head, "interval").await;
                     self.last_checkpoint = head.seq;
                 }
                 !report.busy && report.sealed >= SEAL_BATCH as u64
@@ -185,7 +220,7 @@ impl Sealer {
     /// The last seal and a checkpoint of where the chain ends.
     async fn finish(&mut self) {
         match self.chain.seal_all(FINAL_SEAL_BUDGET).await {
-            Ok(Some(head)) => log_checkpoint(&self.chain.key, head, "shutdown"),
+            Ok(Some(head)) => log_checkpoint(&self.chain, head, "shutdown").await,
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "audit sealing at shutdown failed; pending entries stay for the next sealer");

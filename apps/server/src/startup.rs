@@ -191,14 +191,15 @@ impl Application {
             ),
         };
         let policy = Arc::new(load_policy(settings.policy_file.as_deref())?);
+        let policy_rules: Vec<String> = policy.rules().iter().map(|r| r.id.to_string()).collect();
         let ports = Ports {
             store,
             tokens: Arc::new(tokens),
             clock: Arc::new(SystemClock),
-            bus,
+            bus: Arc::clone(&bus),
             audit: audit.clone(),
         };
-        let audit = AuditChain::new(audit, audit_key);
+        let audit = AuditChain::new(audit, audit_key).with_checkpoint_bus(Arc::clone(&bus));
         let mut config = settings.registry_config();
         // The SQL stores keep the audit log in their own database: a state change and
         // its audit entry are written in one transaction.
@@ -250,6 +251,18 @@ impl Application {
                         .map_or_else(|| e.to_string(), ToString::to_string),
                 )
             })?;
+        // The policy in force is a decision of its own: which rules, from where.
+        audit
+            .record_system(
+                "policy.load",
+                "startup",
+                serde_json::json!({
+                    "source": if settings.policy_file.is_some() { "file" } else { "built-in" },
+                    "rules": policy_rules,
+                }),
+            )
+            .await
+            .map_err(|e| StartupError::Audit(e.to_string()))?;
         tracing::info!(
             audit_key_fingerprint = %audit.key.fingerprint(),
             "audit chain ready"

@@ -743,11 +743,32 @@ async fn a_policy_file_replaces_the_rules_and_a_malformed_one_stops_start_up() {
         r#"{"version": 1, "rules": [{"id": "public.anywhere", "data_traits": ["public"], "effect": "allow", "reason": "public_data"}]}"#,
     )
     .unwrap();
+    let admin = "policy-admin-token-5Rt8Wq2Zx";
     let server = Spawn::new()
         .env("VIVIFIED_POLICY_FILE", only_public.to_str().unwrap())
+        .env("VIVIFIED_ADMIN_TOKEN", admin)
         .start()
         .await;
     let http = client();
+    // The policy in force is audited at start-up (sealed a moment later).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let loaded = loop {
+        let resp = http
+            .get(server.url("/audit?action=policy.load"))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .unwrap();
+        let body = json_body(resp).await;
+        if let Some(e) = body["entries"].as_array().and_then(|a| a.first()) {
+            break e.clone();
+        }
+        assert!(Instant::now() < deadline, "no policy.load entry: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(loaded["actor"], "system");
+    assert_eq!(loaded["details"]["source"], "file");
+    assert_eq!(loaded["details"]["rules"], json!(["public.anywhere"]));
     let mut tokens = Vec::new();
     for (id, subs) in [("pol-src", json!([])), ("pol-dst", json!(["pol.*"]))] {
         let mut m = user_management();
