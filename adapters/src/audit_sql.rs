@@ -48,14 +48,14 @@ fn limit_i64(limit: usize) -> i64 {
 /// canonical JSON. Build it before opening the transaction it is inserted in.
 #[derive(Clone, Debug)]
 pub(crate) struct PendingRow {
-    at: i64,
-    actor: String,
-    action: String,
-    target: String,
-    outcome: &'static str,
-    reason: String,
-    trace_id: String,
-    details: String,
+    pub(crate) at: i64,
+    pub(crate) actor: String,
+    pub(crate) action: String,
+    pub(crate) target: String,
+    pub(crate) outcome: &'static str,
+    pub(crate) reason: String,
+    pub(crate) trace_id: String,
+    pub(crate) details: String,
 }
 
 impl PendingRow {

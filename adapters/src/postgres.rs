@@ -184,6 +184,30 @@ const QUERIES: Queries = Queries {
                    RETURNING event_type, plugin_id, token_jti, version, at",
     ack_outbox: "DELETE FROM lifecycle_outbox WHERE event_type = $1 AND plugin_id = $2 \
                  AND token_jti = $3 AND version = $4",
+    // One statement each: the record write and its pending audit entry commit
+    // together (one round trip instead of BEGIN, two writes and COMMIT).
+    insert_audited: Some(concat!(
+        "WITH rec AS (INSERT INTO plugins (plugin_id, manifest, status, health, enabled, disabled_reason, ",
+        "registered_at, last_heartbeat, token_jti, next_deadline, version) ",
+        "VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, 1) RETURNING ",
+        cols!(),
+        "), aud AS (INSERT INTO audit_pending (at, actor, action, target, outcome, reason, trace_id, details) ",
+        "SELECT $11, $12, $13, $14, $15, $16, $17, $18 FROM rec) SELECT * FROM rec"
+    )),
+    replace_audited: Some(concat!(
+        "WITH rec AS (UPDATE plugins SET manifest = $1::jsonb, status = $2, health = $3, enabled = $4, ",
+        "disabled_reason = $5, registered_at = $6, last_heartbeat = $7, token_jti = $8, next_deadline = $9, ",
+        "version = version + 1 WHERE plugin_id = $10 AND version = $11 RETURNING ",
+        cols!(),
+        "), aud AS (INSERT INTO audit_pending (at, actor, action, target, outcome, reason, trace_id, details) ",
+        "SELECT $12, $13, $14, $15, $16, $17, $18, $19 FROM rec) SELECT * FROM rec"
+    )),
+    delete_audited: Some(concat!(
+        "WITH rec AS (DELETE FROM plugins WHERE plugin_id = $1 AND ($2::text IS NULL OR token_jti = $2) ",
+        "RETURNING plugin_id), aud AS (INSERT INTO audit_pending ",
+        "(at, actor, action, target, outcome, reason, trace_id, details) ",
+        "SELECT $3, $4, $5, $6, $7, $8, $9, $10 FROM rec) SELECT count(*) FROM rec"
+    )),
 };
 
 impl crate::sql::HasDb for PostgresPluginStore {

@@ -137,6 +137,14 @@ pub(crate) struct Queries {
     pub claim_outbox: &'static str,
     /// Delete one entry by type, plugin, jti, version.
     pub ack_outbox: &'static str,
+    /// `insert` and the pending audit insert ($11..$18) in ONE statement, where the
+    /// dialect can (Postgres: data-modifying CTEs); `None`: a transaction of two.
+    pub insert_audited: Option<&'static str>,
+    /// `replace` and the pending audit insert ($12..$19) in one statement.
+    pub replace_audited: Option<&'static str>,
+    /// `delete` and the pending audit insert ($3..$10) in one statement; returns the
+    /// number of records deleted.
+    pub delete_audited: Option<&'static str>,
 }
 
 /// The sqlx database of a SQL store.
@@ -460,6 +468,31 @@ macro_rules! sql_plugin_store {
                 entry: &vivified_ports::AuditEntry,
             ) -> Result<PluginRecord, StoreError> {
                 let row = $crate::sql::pending_row(entry)?;
+                if let Some(sql) = $queries.insert_audited {
+                    let stored: $crate::sql::PluginRow = sqlx::query_as(sql)
+                        .bind(record.plugin_id.as_str())
+                        .bind($crate::sql::manifest_text(&record)?)
+                        .bind(record.status.as_str())
+                        .bind(record.health.as_str())
+                        .bind(record.enabled)
+                        .bind(record.disabled_reason.as_deref())
+                        .bind($crate::sql::to_micros(record.registered_at))
+                        .bind(record.last_heartbeat.map($crate::sql::to_micros))
+                        .bind(&record.token_jti)
+                        .bind(record.next_deadline.map($crate::sql::to_micros))
+                        .bind(row.at)
+                        .bind(&row.actor)
+                        .bind(&row.action)
+                        .bind(&row.target)
+                        .bind(row.outcome)
+                        .bind(&row.reason)
+                        .bind(&row.trace_id)
+                        .bind(&row.details)
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err($crate::sql::map_err)?;
+                    return stored.try_into();
+                }
                 let mut tx = self.pool.begin().await.map_err($crate::sql::map_err)?;
                 let stored: $crate::sql::PluginRow = sqlx::query_as($queries.insert)
                     .bind(record.plugin_id.as_str())
@@ -489,6 +522,35 @@ macro_rules! sql_plugin_store {
                 entry: &vivified_ports::AuditEntry,
             ) -> Result<PluginRecord, StoreError> {
                 let row = $crate::sql::pending_row(entry)?;
+                if let Some(sql) = $queries.replace_audited {
+                    let stored: Option<$crate::sql::PluginRow> = sqlx::query_as(sql)
+                        .bind($crate::sql::manifest_text(&record)?)
+                        .bind(record.status.as_str())
+                        .bind(record.health.as_str())
+                        .bind(record.enabled)
+                        .bind(record.disabled_reason.as_deref())
+                        .bind($crate::sql::to_micros(record.registered_at))
+                        .bind(record.last_heartbeat.map($crate::sql::to_micros))
+                        .bind(&record.token_jti)
+                        .bind(record.next_deadline.map($crate::sql::to_micros))
+                        .bind(record.plugin_id.as_str())
+                        .bind($crate::sql::version_i64(expected_version)?)
+                        .bind(row.at)
+                        .bind(&row.actor)
+                        .bind(&row.action)
+                        .bind(&row.target)
+                        .bind(row.outcome)
+                        .bind(&row.reason)
+                        .bind(&row.trace_id)
+                        .bind(&row.details)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err($crate::sql::map_err)?;
+                    return match stored {
+                        Some(stored) => stored.try_into(),
+                        None => Err(self.missed(&record.plugin_id).await),
+                    };
+                }
                 let mut tx = self.pool.begin().await.map_err($crate::sql::map_err)?;
                 let stored: Option<$crate::sql::PluginRow> = sqlx::query_as($queries.replace)
                     .bind($crate::sql::manifest_text(&record)?)
@@ -523,6 +585,27 @@ macro_rules! sql_plugin_store {
                 entry: &vivified_ports::AuditEntry,
             ) -> Result<(), StoreError> {
                 let row = $crate::sql::pending_row(entry)?;
+                if let Some(sql) = $queries.delete_audited {
+                    let (deleted,): (i64,) = sqlx::query_as(sql)
+                        .bind(id.as_str())
+                        .bind(expected_jti.as_deref())
+                        .bind(row.at)
+                        .bind(&row.actor)
+                        .bind(&row.action)
+                        .bind(&row.target)
+                        .bind(row.outcome)
+                        .bind(&row.reason)
+                        .bind(&row.trace_id)
+                        .bind(&row.details)
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err($crate::sql::map_err)?;
+                    return if deleted == 1 {
+                        Ok(())
+                    } else {
+                        Err(self.missed(id).await)
+                    };
+                }
                 let mut tx = self.pool.begin().await.map_err($crate::sql::map_err)?;
                 let done = sqlx::query($queries.delete)
                     .bind(id.as_str())

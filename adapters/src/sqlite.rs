@@ -177,6 +177,11 @@ const QUERIES: Queries = Queries {
                    RETURNING event_type, plugin_id, token_jti, version, at",
     ack_outbox: "DELETE FROM lifecycle_outbox WHERE event_type = ? AND plugin_id = ? \
                  AND token_jti = ? AND version = ?",
+    // SQLite has no data-modifying CTEs: a transaction of two statements (in process,
+    // so no round trips to save).
+    insert_audited: None,
+    replace_audited: None,
+    delete_audited: None,
 };
 
 impl crate::sql::HasDb for SqlitePluginStore {

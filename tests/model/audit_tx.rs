@@ -240,3 +240,159 @@ async fn a_store_without_the_audit_log_refuses_audited_writes() {
         Err(RegistryError::Unavailable { .. })
     ));
 }
+
+/// The same on Postgres, where each audited write is one statement (data-modifying
+/// CTEs): all six entries go through the store, and a missing audit table leaves no
+/// registration, deregistration or disable behind. Gated on
+/// `VIVIFIED_TEST_POSTGRES_URL` (mandatory in CI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_holds_on_postgres_in_one_statement() {
+    use sqlx::{Connection, PgConnection};
+    use vivified_adapters::audit_sql::PostgresAuditLog;
+    use vivified_adapters::postgres::{PostgresConfig, PostgresPluginStore};
+    let Ok(admin_url) = std::env::var("VIVIFIED_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI=true but VIVIFIED_TEST_POSTGRES_URL is unset: the Postgres tests must run in CI"
+        );
+        eprintln!("skipping: VIVIFIED_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let name = format!("vivified_audit_tx_{}", uuid::Uuid::new_v4().simple());
+    let admin = |sql: String| {
+        let admin_url = admin_url.clone();
+        async move {
+            let mut conn = PgConnection::connect(&admin_url)
+                .await
+                .expect("Postgres reachable");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .expect("admin sql");
+        }
+    };
+    admin(format!("CREATE DATABASE {name}")).await;
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url.as_str(), |(b, _)| b)
+        .to_owned();
+    let outcome = tokio::spawn({
+        let url = format!("{base}/{name}");
+        async move {
+            let store = Arc::new(
+                PostgresPluginStore::connect(&url, &PostgresConfig::default())
+                    .await
+                    .expect("connect"),
+            );
+            let log = PostgresAuditLog::new(&store);
+            let (r, port_log) = registry(store.clone());
+            let reg = r
+                .register(&manifest("pg-a"), None, "t1")
+                .await
+                .expect("register");
+            let refreshed = r
+                .refresh_token("pg-a", Some(reg.token.expose()), "t2")
+                .await
+                .expect("refresh");
+            r.register(&manifest("pg-a"), Some(refreshed.token.expose()), "t3")
+                .await
+                .expect("re-register");
+            // A stale version is refused and writes no entry.
+            assert!(matches!(
+                store
+                    .replace_audited(
+                        store.get(&"pg-a".parse().unwrap()).await.unwrap().unwrap(),
+                        999,
+                        &entry_for("pg-a")
+                    )
+                    .await,
+                Err(StoreError::PreconditionFailed)
+            ));
+            r.disable("pg-a", Some(ADMIN), "maintenance", "t4")
+                .await
+                .expect("disable");
+            r.enable("pg-a", Some(ADMIN), "t5").await.expect("enable");
+            r.deregister("pg-a", Some(ADMIN), "t6")
+                .await
+                .expect("deregister");
+            assert!(matches!(
+                store
+                    .delete_audited(&"pg-a".parse().unwrap(), None, &entry_for("pg-a"))
+                    .await,
+                Err(StoreError::NotFound)
+            ));
+            r.register(&manifest("pg-b"), None, "t")
+                .await
+                .expect("register pg-b");
+            let key =
+                vivified_ports::audit_chain::ChainKey::new(b"audit-tx-chain-key-0123456789abcdef")
+                    .expect("key");
+            log.seal(&key, 1000).await.expect("seal");
+            let actions: Vec<String> = log
+                .query(&AuditQuery {
+                    limit: 1000,
+                    ..AuditQuery::default()
+                })
+                .await
+                .expect("query")
+                .into_iter()
+                .map(|e| e.entry.action)
+                .collect();
+            assert_eq!(
+                actions,
+                [
+                    "plugin.register",
+                    "token.refresh",
+                    "plugin.reregister",
+                    "plugin.disable",
+                    "plugin.enable",
+                    "plugin.deregister",
+                    "plugin.register"
+                ]
+            );
+            assert!(port_log.entries().is_empty());
+
+            sqlx::query("ALTER TABLE audit_pending RENAME TO audit_pending_away")
+                .execute(store.pool())
+                .await
+                .expect("rename");
+            assert!(matches!(
+                r.register(&manifest("pg-c"), None, "t").await,
+                Err(RegistryError::Unavailable { .. })
+            ));
+            assert!(store.get(&"pg-c".parse().unwrap()).await.unwrap().is_none());
+            assert!(matches!(
+                r.disable("pg-b", Some(ADMIN), "x", "t").await,
+                Err(RegistryError::Unavailable { .. })
+            ));
+            assert!(matches!(
+                r.deregister("pg-b", Some(ADMIN), "t").await,
+                Err(RegistryError::Unavailable { .. })
+            ));
+            let b = store.get(&"pg-b".parse().unwrap()).await.unwrap();
+            assert!(
+                b.is_some_and(|b| b.enabled),
+                "nothing changed without its entry"
+            );
+            store.pool().close().await;
+        }
+    })
+    .await;
+    admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+fn entry_for(id: &str) -> AuditEntry {
+    AuditEntry {
+        at: t0(),
+        actor: id.into(),
+        action: "test".into(),
+        target: id.into(),
+        outcome: AuditOutcome::Success,
+        reason: "test".into(),
+        trace_id: "t".into(),
+        details: json!(null),
+    }
+}
