@@ -239,11 +239,15 @@ impl Application {
         })?;
         // Fail closed: a core whose start cannot be audited does not start.
         audit
-            .record_system(
-                "core.start",
-                "startup",
-                crate::audit::start_details(&settings, &audit.key, local_addr),
-            )
+            .record_system("core.start", "startup", {
+                // The policy in force is part of the start: which rules, from where.
+                let mut details = crate::audit::start_details(&settings, &audit.key, local_addr);
+                details["policy"] = serde_json::json!({
+                    "source": if settings.policy_file.is_some() { "file" } else { "built-in" },
+                    "rules": policy_rules,
+                });
+                details
+            })
             .await
             .map_err(|e| {
                 StartupError::Audit(
@@ -251,18 +255,6 @@ impl Application {
                         .map_or_else(|| e.to_string(), ToString::to_string),
                 )
             })?;
-        // The policy in force is a decision of its own: which rules, from where.
-        audit
-            .record_system(
-                "policy.load",
-                "startup",
-                serde_json::json!({
-                    "source": if settings.policy_file.is_some() { "file" } else { "built-in" },
-                    "rules": policy_rules,
-                }),
-            )
-            .await
-            .map_err(|e| StartupError::Audit(e.to_string()))?;
         tracing::info!(
             audit_key_fingerprint = %audit.key.fingerprint(),
             "audit chain ready"

@@ -750,11 +750,11 @@ async fn a_policy_file_replaces_the_rules_and_a_malformed_one_stops_start_up() {
         .start()
         .await;
     let http = client();
-    // The policy in force is audited at start-up (sealed a moment later).
+    // The policy in force is part of the audited start (sealed a moment later).
     let deadline = Instant::now() + Duration::from_secs(10);
-    let loaded = loop {
+    let start = loop {
         let resp = http
-            .get(server.url("/audit?action=policy.load"))
+            .get(server.url("/audit?action=core.start"))
             .bearer_auth(admin)
             .send()
             .await
@@ -763,12 +763,15 @@ async fn a_policy_file_replaces_the_rules_and_a_malformed_one_stops_start_up() {
         if let Some(e) = body["entries"].as_array().and_then(|a| a.first()) {
             break e.clone();
         }
-        assert!(Instant::now() < deadline, "no policy.load entry: {body}");
+        assert!(Instant::now() < deadline, "no core.start entry: {body}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(loaded["actor"], "system");
-    assert_eq!(loaded["details"]["source"], "file");
-    assert_eq!(loaded["details"]["rules"], json!(["public.anywhere"]));
+    assert_eq!(start["actor"], "system");
+    assert_eq!(start["details"]["policy"]["source"], "file");
+    assert_eq!(
+        start["details"]["policy"]["rules"],
+        json!(["public.anywhere"])
+    );
     let mut tokens = Vec::new();
     for (id, subs) in [("pol-src", json!([])), ("pol-dst", json!(["pol.*"]))] {
         let mut m = user_management();

@@ -43,11 +43,11 @@ fn verify_says_intact_up_to_the_head() {
     for id in ["a-one", "a-two", "a-three"] {
         core.register(id);
     }
-    // core.start, policy.load and three registrations.
-    assert_eq!(core.sealed(), 5);
+    // core.start and three registrations.
+    assert_eq!(core.sealed(), 4);
     let run = Run::of(core.cli(&dir.0).args(["audit", "verify"]));
     assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(run.stdout, "intact up to seq 5\n");
+    assert_eq!(run.stdout, "intact up to seq 4\n");
     assert_eq!(run.stderr, "");
     assert_no_secret(&run);
 
@@ -65,13 +65,13 @@ fn verify_says_intact_up_to_the_head() {
             .args(["audit", "verify", "--checkpoint", &cp.to_string()]),
     );
     assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(run.stdout, "intact up to seq 5\n");
+    assert_eq!(run.stdout, "intact up to seq 4\n");
 
     let run = Run::of(core.cli(&dir.0).args(["audit", "verify", "--json"]));
     assert_eq!(run.code, 0, "{run:?}");
     let report: Value = serde_json::from_str(&run.stdout).expect("JSON");
     assert_eq!(report["intact"], true);
-    assert_eq!(report["verified_up_to"], 5);
+    assert_eq!(report["verified_up_to"], 4);
     assert_eq!(report["complete"], true);
 }
 
@@ -81,7 +81,7 @@ fn verify_exits_1_with_the_first_bad_seq() {
     let core = Core::start();
     let dir = TempDir::new();
     core.register("cut-one");
-    assert_eq!(core.sealed(), 3);
+    assert_eq!(core.sealed(), 2);
     let cp = Checkpoint::new(
         &key(),
         ChainHead {
@@ -94,7 +94,7 @@ fn verify_exits_1_with_the_first_bad_seq() {
             .args(["audit", "verify", "--checkpoint", &cp.to_string()]),
     );
     assert_eq!(run.code, 1, "{run:?}");
-    assert_eq!(run.stdout, "first bad seq 4: chain_truncated\n");
+    assert_eq!(run.stdout, "first bad seq 3: chain_truncated\n");
     assert_eq!(run.stderr, "");
     let run = Run::of(core.cli(&dir.0).args([
         "audit",
@@ -105,7 +105,7 @@ fn verify_exits_1_with_the_first_bad_seq() {
     ]));
     assert_eq!(run.code, 1, "{run:?}");
     let report: Value = serde_json::from_str(&run.stdout).expect("JSON");
-    assert_eq!(report["first_bad_seq"], 4);
+    assert_eq!(report["first_bad_seq"], 3);
     assert_eq!(report["reason"], "chain_truncated");
 }
 
@@ -174,7 +174,7 @@ fn tail_prints_the_newest_entries_oldest_first() {
     for i in 0..5 {
         core.register(&format!("t-{i}"));
     }
-    assert_eq!(core.sealed(), 7);
+    assert_eq!(core.sealed(), 6);
     let run = Run::of(core.cli(&dir.0).args(["audit", "tail", "-n", "3"]));
     assert_eq!(run.code, 0, "{run:?}");
     assert_no_secret(&run);
@@ -184,8 +184,8 @@ fn tail_prints_the_newest_entries_oldest_first() {
         .map(|l| l.split_whitespace().collect())
         .collect();
     assert_eq!(lines.len(), 3, "{}", run.stdout);
-    assert_eq!(lines[0][0], "5");
-    assert_eq!(lines[2][0], "7");
+    assert_eq!(lines[0][0], "4");
+    assert_eq!(lines[2][0], "6");
     assert_eq!(
         &lines[2][2..],
         ["t-4", "plugin.register", "t-4", "success", "registered"]
@@ -194,7 +194,7 @@ fn tail_prints_the_newest_entries_oldest_first() {
 
     // The default is 20: everything here, the core's start first.
     let run = Run::of(core.cli(&dir.0).args(["audit", "tail"]));
-    assert_eq!(run.stdout.lines().count(), 7, "{}", run.stdout);
+    assert_eq!(run.stdout.lines().count(), 6, "{}", run.stdout);
     assert!(run.stdout.starts_with("1  "), "{}", run.stdout);
     assert!(
         run.stdout
@@ -223,7 +223,7 @@ fn tail_prints_the_newest_entries_oldest_first() {
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
     let seqs: Vec<u64> = entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, [6, 7]);
+    assert_eq!(seqs, [5, 6]);
     assert!(
         entries
             .iter()
