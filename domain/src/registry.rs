@@ -590,9 +590,36 @@ impl Registry {
 
     /// Publishes `entries` and acknowledges those the bus took. Whatever is not
     /// acknowledged is claimed again by a later sweep after `outbox_lease`.
+    ///
+    /// The transition's audit entry is written here too, before the publication: an
+    /// entry is acknowledged only once it is both audited and published, so a core that
+    /// dies in between leaves it for a later sweep, which audits and publishes it then
+    /// (at least once: a retried entry may be audited twice, with the same `version`).
     async fn flush_outbox(&self, entries: Vec<OutboxEntry>) -> Result<usize, RegistryError> {
         let mut published = Vec::with_capacity(entries.len());
         for entry in entries {
+            let (action, reason) = match entry.event_type.as_str() {
+                "plugin.stale" => ("plugin.stale", "heartbeat_ttl"),
+                "plugin.deregistered" => ("plugin.deregister", "deregister_after"),
+                other => (other, "sweep"),
+            };
+            let audited = self
+                .audit(
+                    "system",
+                    Subject {
+                        actor: "system",
+                        action,
+                        target: entry.plugin_id.as_str(),
+                    },
+                    AuditOutcome::Success,
+                    reason,
+                    json!({ "version": entry.version }),
+                )
+                .await;
+            if let Err(e) = audited {
+                tracing::error!(plugin_id = %entry.plugin_id, action, error = %e, "transition not audited yet; a later sweep retries");
+                continue;
+            }
             if self.publish_outbox(&entry).await {
                 published.push(entry);
             }
@@ -1683,8 +1710,6 @@ impl Registry {
                 .await?;
             for record in &stale {
                 tracing::info!(plugin_id = %record.plugin_id, "plugin stale: no heartbeat within the ttl");
-                self.audit_system("system", "plugin.stale", &record.plugin_id, "heartbeat_ttl")
-                    .await;
             }
             self.flush_outbox(Self::outbox_of("plugin.stale", &stale, now))
                 .await?;
@@ -1698,13 +1723,6 @@ impl Registry {
                 let gone = self.ports.store.remove_expired(now, batch).await?;
                 for record in &gone {
                     tracing::info!(plugin_id = %record.plugin_id, "plugin deregistered: silent beyond deregister_after");
-                    self.audit_system(
-                        "system",
-                        "plugin.deregister",
-                        &record.plugin_id,
-                        "deregister_after",
-                    )
-                    .await;
                 }
                 self.flush_outbox(Self::outbox_of("plugin.deregistered", &gone, now))
                     .await?;

@@ -92,6 +92,15 @@ fn t0() -> OffsetDateTime {
 
 /// One core replica: its own registry and bus over a shared store and clock.
 fn replica(store: Arc<dyn PluginStore>, clock: Arc<ManualClock>, bus: Arc<FlakyBus>) -> Registry {
+    replica_with_audit(store, clock, bus, Arc::new(InMemoryAuditLog::new(1024)))
+}
+
+fn replica_with_audit(
+    store: Arc<dyn PluginStore>,
+    clock: Arc<ManualClock>,
+    bus: Arc<FlakyBus>,
+    audit: Arc<dyn vivified_ports::AuditLog>,
+) -> Registry {
     let tokens = Arc::new(
         JwtTokenIssuer::new(JwtConfig::new(Secret::new(
             "outbox-test-secret-0123456789abcdef",
@@ -103,7 +112,7 @@ fn replica(store: Arc<dyn PluginStore>, clock: Arc<ManualClock>, bus: Arc<FlakyB
         tokens,
         clock,
         bus,
-        audit: Arc::new(InMemoryAuditLog::new(1024)),
+        audit,
     };
     let config = RegistryConfig {
         mode: Mode::Dev,
@@ -245,4 +254,89 @@ async fn a_core_restarted_on_sqlite_publishes_what_the_dead_one_did_not() {
 
 async fn open(path: &Path) -> SqlitePluginStore {
     SqlitePluginStore::open(path).await.expect("sqlite file")
+}
+
+/// The sweeper audits a transition before publishing it and acknowledges it only when
+/// both happened: while the audit log refuses, the transition stays in the outbox and a
+/// later sweep audits and publishes it.
+#[tokio::test]
+async fn a_transition_is_audited_before_its_event_and_retried_when_the_audit_log_fails() {
+    use vivified_ports::audit::MockAuditLog;
+    use vivified_ports::{AuditEntry, AuditError};
+    let failing = Arc::new(AtomicBool::new(false));
+    let entries: Arc<Mutex<Vec<AuditEntry>>> = Arc::default();
+    let mut audit = MockAuditLog::new();
+    {
+        let failing = Arc::clone(&failing);
+        let entries = Arc::clone(&entries);
+        audit.expect_append().returning(move |e| {
+            if failing.load(Ordering::SeqCst) {
+                Err(AuditError::Unavailable("the test audit log is down".into()))
+            } else {
+                entries
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(e);
+                Ok(())
+            }
+        });
+    }
+    let store: Arc<dyn PluginStore> = Arc::new(InMemoryPluginStore::new());
+    let clock = Arc::new(ManualClock::new(t0()));
+    let bus = Arc::new(FlakyBus::default());
+    let r = replica_with_audit(
+        Arc::clone(&store),
+        Arc::clone(&clock),
+        Arc::clone(&bus),
+        Arc::new(audit),
+    );
+    for id in ["au-one", "au-two"] {
+        r.register(&manifest(id), None, "t")
+            .await
+            .expect("register");
+    }
+    let stale_entries = || {
+        entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|e| e.action == "plugin.stale")
+            .map(|e| (e.actor.clone(), e.target.clone(), e.reason.clone()))
+            .collect::<Vec<_>>()
+    };
+
+    failing.store(true, Ordering::SeqCst);
+    clock.advance(Duration::seconds(31));
+    let report = r.sweep().await.expect("the sweep itself succeeds");
+    assert_eq!(report.stale, 2, "the transitions happen: {report:?}");
+    assert!(
+        bus.taken("plugin.stale").is_empty(),
+        "no event is published before its audit entry"
+    );
+
+    failing.store(false, Ordering::SeqCst);
+    clock.advance(Duration::seconds(LEASE + 1));
+    let report = r.sweep().await.expect("sweep");
+    assert_eq!(report.republished, 2, "{report:?}");
+    let mut got = stale_entries();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (
+                "system".to_owned(),
+                "au-one".to_owned(),
+                "heartbeat_ttl".to_owned()
+            ),
+            (
+                "system".to_owned(),
+                "au-two".to_owned(),
+                "heartbeat_ttl".to_owned()
+            ),
+        ]
+    );
+    assert_eq!(bus.taken("plugin.stale").len(), 2);
+    clock.advance(Duration::seconds(LEASE + 1));
+    assert_eq!(r.sweep().await.expect("sweep").republished, 0);
+    assert_eq!(stale_entries().len(), 2, "audited once each");
 }
