@@ -165,6 +165,58 @@ pub(crate) fn pending_row(
     crate::audit_sql::PendingRow::new(entry).map_err(|e| StoreError::Unavailable(Box::new(e)))
 }
 
+/// Binds a record's insert parameters `$1..$10` (id, manifest, status, health, enabled,
+/// disabled reason, registered at, last heartbeat, token id, next deadline).
+macro_rules! bind_insert {
+    ($q:expr, $record:expr) => {
+        $q.bind($record.plugin_id.as_str())
+            .bind($crate::sql::manifest_text(&$record)?)
+            .bind($record.status.as_str())
+            .bind($record.health.as_str())
+            .bind($record.enabled)
+            .bind($record.disabled_reason.as_deref())
+            .bind($crate::sql::to_micros($record.registered_at))
+            .bind($record.last_heartbeat.map($crate::sql::to_micros))
+            .bind(&$record.token_jti)
+            .bind($record.next_deadline.map($crate::sql::to_micros))
+    };
+}
+pub(crate) use bind_insert;
+
+/// Binds a record's replace parameters `$1..$11` (the columns, then id and expected
+/// version).
+macro_rules! bind_replace {
+    ($q:expr, $record:expr, $version:expr) => {
+        $q.bind($crate::sql::manifest_text(&$record)?)
+            .bind($record.status.as_str())
+            .bind($record.health.as_str())
+            .bind($record.enabled)
+            .bind($record.disabled_reason.as_deref())
+            .bind($crate::sql::to_micros($record.registered_at))
+            .bind($record.last_heartbeat.map($crate::sql::to_micros))
+            .bind(&$record.token_jti)
+            .bind($record.next_deadline.map($crate::sql::to_micros))
+            .bind($record.plugin_id.as_str())
+            .bind($crate::sql::version_i64($version)?)
+    };
+}
+pub(crate) use bind_replace;
+
+/// Binds a pending audit row's eight columns after the parameters bound so far.
+macro_rules! bind_audit {
+    ($q:expr, $row:expr) => {
+        $q.bind($row.at)
+            .bind(&$row.actor)
+            .bind(&$row.action)
+            .bind(&$row.target)
+            .bind($row.outcome)
+            .bind(&$row.reason)
+            .bind(&$row.trace_id)
+            .bind(&$row.details)
+    };
+}
+pub(crate) use bind_audit;
+
 /// Implements `PluginStore` for a store type with a `pool` field, running `$queries`.
 /// One implementation for every SQL backend: only the dialect differs.
 macro_rules! sql_plugin_store {
@@ -209,20 +261,11 @@ macro_rules! sql_plugin_store {
         #[async_trait::async_trait]
         impl PluginStore for $store {
             async fn insert(&self, record: PluginRecord) -> Result<PluginRecord, StoreError> {
-                let row: $crate::sql::PluginRow = sqlx::query_as($queries.insert)
-                    .bind(record.plugin_id.as_str())
-                    .bind($crate::sql::manifest_text(&record)?)
-                    .bind(record.status.as_str())
-                    .bind(record.health.as_str())
-                    .bind(record.enabled)
-                    .bind(record.disabled_reason.as_deref())
-                    .bind($crate::sql::to_micros(record.registered_at))
-                    .bind(record.last_heartbeat.map($crate::sql::to_micros))
-                    .bind(&record.token_jti)
-                    .bind(record.next_deadline.map($crate::sql::to_micros))
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err($crate::sql::map_err)?;
+                let row: $crate::sql::PluginRow =
+                    $crate::sql::bind_insert!(sqlx::query_as($queries.insert), record)
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err($crate::sql::map_err)?;
                 row.try_into()
             }
 
@@ -254,21 +297,14 @@ macro_rules! sql_plugin_store {
                 record: PluginRecord,
                 expected_version: u64,
             ) -> Result<PluginRecord, StoreError> {
-                let row: Option<$crate::sql::PluginRow> = sqlx::query_as($queries.replace)
-                    .bind($crate::sql::manifest_text(&record)?)
-                    .bind(record.status.as_str())
-                    .bind(record.health.as_str())
-                    .bind(record.enabled)
-                    .bind(record.disabled_reason.as_deref())
-                    .bind($crate::sql::to_micros(record.registered_at))
-                    .bind(record.last_heartbeat.map($crate::sql::to_micros))
-                    .bind(&record.token_jti)
-                    .bind(record.next_deadline.map($crate::sql::to_micros))
-                    .bind(record.plugin_id.as_str())
-                    .bind($crate::sql::version_i64(expected_version)?)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err($crate::sql::map_err)?;
+                let row: Option<$crate::sql::PluginRow> = $crate::sql::bind_replace!(
+                    sqlx::query_as($queries.replace),
+                    record,
+                    expected_version
+                )
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::sql::map_err)?;
                 match row {
                     Some(row) => row.try_into(),
                     None => Err(self.missed(&record.plugin_id).await),
@@ -469,45 +505,21 @@ macro_rules! sql_plugin_store {
             ) -> Result<PluginRecord, StoreError> {
                 let row = $crate::sql::pending_row(entry)?;
                 if let Some(sql) = $queries.insert_audited {
-                    let stored: $crate::sql::PluginRow = sqlx::query_as(sql)
-                        .bind(record.plugin_id.as_str())
-                        .bind($crate::sql::manifest_text(&record)?)
-                        .bind(record.status.as_str())
-                        .bind(record.health.as_str())
-                        .bind(record.enabled)
-                        .bind(record.disabled_reason.as_deref())
-                        .bind($crate::sql::to_micros(record.registered_at))
-                        .bind(record.last_heartbeat.map($crate::sql::to_micros))
-                        .bind(&record.token_jti)
-                        .bind(record.next_deadline.map($crate::sql::to_micros))
-                        .bind(row.at)
-                        .bind(&row.actor)
-                        .bind(&row.action)
-                        .bind(&row.target)
-                        .bind(row.outcome)
-                        .bind(&row.reason)
-                        .bind(&row.trace_id)
-                        .bind(&row.details)
-                        .fetch_one(&self.pool)
-                        .await
-                        .map_err($crate::sql::map_err)?;
+                    let stored: $crate::sql::PluginRow = $crate::sql::bind_audit!(
+                        $crate::sql::bind_insert!(sqlx::query_as(sql), record),
+                        row
+                    )
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err($crate::sql::map_err)?;
                     return stored.try_into();
                 }
                 let mut tx = self.pool.begin().await.map_err($crate::sql::map_err)?;
-                let stored: $crate::sql::PluginRow = sqlx::query_as($queries.insert)
-                    .bind(record.plugin_id.as_str())
-                    .bind($crate::sql::manifest_text(&record)?)
-                    .bind(record.status.as_str())
-                    .bind(record.health.as_str())
-                    .bind(record.enabled)
-                    .bind(record.disabled_reason.as_deref())
-                    .bind($crate::sql::to_micros(record.registered_at))
-                    .bind(record.last_heartbeat.map($crate::sql::to_micros))
-                    .bind(&record.token_jti)
-                    .bind(record.next_deadline.map($crate::sql::to_micros))
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err($crate::sql::map_err)?;
+                let stored: $crate::sql::PluginRow =
+                    $crate::sql::bind_insert!(sqlx::query_as($queries.insert), record)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err($crate::sql::map_err)?;
                 <$store as $crate::sql::HasDb>::insert_audit(&mut tx, &row)
                     .await
                     .map_err($crate::sql::map_err)?;
@@ -523,50 +535,27 @@ macro_rules! sql_plugin_store {
             ) -> Result<PluginRecord, StoreError> {
                 let row = $crate::sql::pending_row(entry)?;
                 if let Some(sql) = $queries.replace_audited {
-                    let stored: Option<$crate::sql::PluginRow> = sqlx::query_as(sql)
-                        .bind($crate::sql::manifest_text(&record)?)
-                        .bind(record.status.as_str())
-                        .bind(record.health.as_str())
-                        .bind(record.enabled)
-                        .bind(record.disabled_reason.as_deref())
-                        .bind($crate::sql::to_micros(record.registered_at))
-                        .bind(record.last_heartbeat.map($crate::sql::to_micros))
-                        .bind(&record.token_jti)
-                        .bind(record.next_deadline.map($crate::sql::to_micros))
-                        .bind(record.plugin_id.as_str())
-                        .bind($crate::sql::version_i64(expected_version)?)
-                        .bind(row.at)
-                        .bind(&row.actor)
-                        .bind(&row.action)
-                        .bind(&row.target)
-                        .bind(row.outcome)
-                        .bind(&row.reason)
-                        .bind(&row.trace_id)
-                        .bind(&row.details)
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err($crate::sql::map_err)?;
+                    let stored: Option<$crate::sql::PluginRow> = $crate::sql::bind_audit!(
+                        $crate::sql::bind_replace!(sqlx::query_as(sql), record, expected_version),
+                        row
+                    )
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err($crate::sql::map_err)?;
                     return match stored {
                         Some(stored) => stored.try_into(),
                         None => Err(self.missed(&record.plugin_id).await),
                     };
                 }
                 let mut tx = self.pool.begin().await.map_err($crate::sql::map_err)?;
-                let stored: Option<$crate::sql::PluginRow> = sqlx::query_as($queries.replace)
-                    .bind($crate::sql::manifest_text(&record)?)
-                    .bind(record.status.as_str())
-                    .bind(record.health.as_str())
-                    .bind(record.enabled)
-                    .bind(record.disabled_reason.as_deref())
-                    .bind($crate::sql::to_micros(record.registered_at))
-                    .bind(record.last_heartbeat.map($crate::sql::to_micros))
-                    .bind(&record.token_jti)
-                    .bind(record.next_deadline.map($crate::sql::to_micros))
-                    .bind(record.plugin_id.as_str())
-                    .bind($crate::sql::version_i64(expected_version)?)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err($crate::sql::map_err)?;
+                let stored: Option<$crate::sql::PluginRow> = $crate::sql::bind_replace!(
+                    sqlx::query_as($queries.replace),
+                    record,
+                    expected_version
+                )
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err($crate::sql::map_err)?;
                 let Some(stored) = stored else {
                     drop(tx);
                     return Err(self.missed(&record.plugin_id).await);
@@ -586,17 +575,10 @@ macro_rules! sql_plugin_store {
             ) -> Result<(), StoreError> {
                 let row = $crate::sql::pending_row(entry)?;
                 if let Some(sql) = $queries.delete_audited {
-                    let (deleted,): (i64,) = sqlx::query_as(sql)
+                    let query = sqlx::query_as(sql)
                         .bind(id.as_str())
-                        .bind(expected_jti.as_deref())
-                        .bind(row.at)
-                        .bind(&row.actor)
-                        .bind(&row.action)
-                        .bind(&row.target)
-                        .bind(row.outcome)
-                        .bind(&row.reason)
-                        .bind(&row.trace_id)
-                        .bind(&row.details)
+                        .bind(expected_jti.as_deref());
+                    let (deleted,): (i64,) = $crate::sql::bind_audit!(query, row)
                         .fetch_one(&self.pool)
                         .await
                         .map_err($crate::sql::map_err)?;
