@@ -827,7 +827,12 @@ impl EventStream {
 /// }
 /// # #[async_trait]
 /// # impl Plugin for Mail {
-/// #     fn manifest(&self) -> Manifest { unimplemented!() }
+/// #     fn manifest(&self) -> Manifest {
+/// #         Manifest::builder("mail", "Mail", "0.1.0")
+/// #             .subscriptions(["message.*"])
+/// #             .build()
+/// #             .expect("a valid manifest")
+/// #     }
 /// #     async fn initialize(&self, ctx: PluginContext) -> Result<(), InitializeError> {
 /// #         let _ = self.inbox.set(MessageInbox::new(ctx.events()));
 /// #         let _ = self.client.set(ctx.client());
