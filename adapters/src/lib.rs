@@ -3,7 +3,8 @@
 //! - [`memory`] (feature `memory`): `InMemoryPluginStore`, `InMemoryEventBus`,
 //!   `InMemoryAuditLog` — ephemeral, single process; for tests, demos and embedding.
 //! - [`jwt`] (feature `jwt`): `JwtTokenIssuer`, HS256 JWTs with key rotation.
-//! - [`sqlite`] (feature `sqlite`): `SqlitePluginStore`, the embedded default.
+//! - [`sqlite`] (feature `sqlite`): `SqlitePluginStore`, the embedded default;
+//!   [`sqlite_backup`]: an online-consistent copy of it (`VACUUM INTO`).
 //! - [`postgres`] (feature `postgres`): `PostgresPluginStore`, for production and replicas.
 //! - [`nats`] (feature `nats`): `NatsEventBus`, deliveries in JetStream, for replicas.
 //! - [`audit_memory`], [`audit_sql`]: `InMemoryAuditLog`, `SqliteAuditLog`,
@@ -32,3 +33,5 @@ pub mod postgres;
 mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(feature = "sqlite")]
+pub mod sqlite_backup;

@@ -31,6 +31,10 @@ pub enum Error {
     #[cfg(feature = "serve")]
     #[error(transparent)]
     Settings(#[from] vivified_server::settings::SettingsError),
+    /// `vivified backup` wrote no backup.
+    #[cfg(feature = "serve")]
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
 }
 
 impl Error {
@@ -41,6 +45,8 @@ impl Error {
             Self::Schema(_) | Self::BadArgument(..) | Self::Unverified(_) => 2,
             #[cfg(feature = "serve")]
             Self::Startup(_) | Self::Settings(_) => 2,
+            #[cfg(feature = "serve")]
+            Self::Backup(e) => e.exit_code(),
             _ => 1,
         }
     }

@@ -6,6 +6,8 @@
 //! Every error is one line on stderr, `vivified: …`.
 
 mod audit;
+#[cfg(feature = "serve")]
+mod backup;
 mod client;
 mod error;
 mod healthcheck;
@@ -46,6 +48,10 @@ enum Command {
     Audit(audit::Args),
     /// Exit 0 when a health endpoint answers 200, else 1 (for container health checks).
     Healthcheck(healthcheck::Args),
+    /// Copy the SQLite store into a new file while the core runs on it (VACUUM INTO);
+    /// Postgres is backed up with pg_dump.
+    #[cfg(feature = "serve")]
+    Backup(backup::Args),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +63,8 @@ fn main() -> ExitCode {
         Command::Plugins(args) => plugins::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Healthcheck(args) => healthcheck::run(&args),
+        #[cfg(feature = "serve")]
+        Command::Backup(args) => backup::run(&args),
     };
     match result {
         Ok(code) => code,
