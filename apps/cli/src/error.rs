@@ -17,6 +17,9 @@ pub enum Error {
     /// Writing to stdout failed.
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
+    /// `vivified new-plugin` wrote nothing.
+    #[error(transparent)]
+    NewPlugin(#[from] crate::new_plugin::NewPluginError),
     /// An option's value is unusable (checked before anything is asked).
     #[error("{0}: {1}")]
     BadArgument(&'static str, &'static str),
@@ -43,6 +46,7 @@ impl Error {
         match self {
             Self::Client(e) if e.is_usage() => 2,
             Self::Schema(_) | Self::BadArgument(..) | Self::Unverified(_) => 2,
+            Self::NewPlugin(e) => e.exit_code(),
             #[cfg(feature = "serve")]
             Self::Startup(_) | Self::Settings(_) => 2,
             #[cfg(feature = "serve")]

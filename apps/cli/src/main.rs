@@ -11,6 +11,7 @@ mod backup;
 mod client;
 mod error;
 mod healthcheck;
+mod new_plugin;
 mod plugins;
 #[cfg(feature = "serve")]
 mod serve;
@@ -48,6 +49,9 @@ enum Command {
     Audit(audit::Args),
     /// Exit 0 when a health endpoint answers 200, else 1 (for container health checks).
     Healthcheck(healthcheck::Args),
+    /// Write a new plugin crate from the template: manifest, SDK wiring, a test against
+    /// an in-process core, README (exit 2 for a bad name or an existing directory).
+    NewPlugin(new_plugin::Args),
     /// Copy the SQLite store into a new file while the core runs on it (VACUUM INTO);
     /// Postgres is backed up with pg_dump.
     #[cfg(feature = "serve")]
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
         Command::Plugins(args) => plugins::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Healthcheck(args) => healthcheck::run(&args),
+        Command::NewPlugin(args) => new_plugin::run(args),
         #[cfg(feature = "serve")]
         Command::Backup(args) => backup::run(&args),
     };
