@@ -80,6 +80,7 @@
 //! cursor.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -131,6 +132,12 @@ pub struct NatsBusConfig {
     /// The setting the URL came from, named in connection errors (`VIVIFIED_BUS` or
     /// `NATS_URL`).
     pub url_setting: &'static str,
+    /// An extra CA certificate (PEM file) trusted for the server's certificate, besides
+    /// the system's roots (`VIVIFIED_NATS_CA_CERT`). Setting it requires TLS.
+    pub ca_cert: Option<PathBuf>,
+    /// A client certificate and its key (PEM files) for a server that verifies clients
+    /// (`VIVIFIED_NATS_CLIENT_CERT`, `VIVIFIED_NATS_CLIENT_KEY`). Setting it requires TLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for NatsBusConfig {
@@ -143,6 +150,8 @@ impl Default for NatsBusConfig {
             replicas: 1,
             timeout: Duration::from_secs(5),
             url_setting: "VIVIFIED_BUS",
+            ca_cert: None,
+            client_cert: None,
         }
     }
 }
@@ -159,10 +168,31 @@ pub enum NatsConnectError {
         reason: &'static str,
     },
     /// The URL is not a NATS URL.
-    #[error("{setting}: not a NATS server URL (expected nats://HOST:PORT)")]
+    #[error("{setting}: not a NATS server URL (expected nats://HOST:PORT or tls://HOST:PORT)")]
     InvalidUrl {
         /// The setting the URL came from.
         setting: &'static str,
+    },
+    /// A certificate file of the TLS settings cannot be read.
+    #[error("{setting}: cannot read {}: {reason}", path.display())]
+    TlsFile {
+        /// `VIVIFIED_NATS_CA_CERT`, `VIVIFIED_NATS_CLIENT_CERT` or `VIVIFIED_NATS_CLIENT_KEY`.
+        setting: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The TLS connection to the server failed (an untrusted or mismatched certificate,
+    /// a server without TLS, a refused client certificate).
+    #[error(
+        "{setting}: TLS with the NATS server failed ({reason}); a server certificate from a private CA needs VIVIFIED_NATS_CA_CERT"
+    )]
+    Tls {
+        /// The setting the URL came from.
+        setting: &'static str,
+        /// The TLS layer's reason, without the URL.
+        reason: String,
     },
     /// The server could not be reached or refused the connection.
     #[error("{setting}: cannot connect to the NATS server ({reason})")]
@@ -274,7 +304,9 @@ impl Attempt {
 
 impl NatsEventBus {
     /// Connects to the NATS server at `url` (`nats://HOST:PORT`, credentials allowed in
-    /// the URL) and checks that it offers JetStream.
+    /// the URL; `tls://HOST:PORT` requires TLS, trusting the system's roots and
+    /// `config.ca_cert`) and checks that it offers JetStream. A `nats://` server that
+    /// offers TLS is spoken to over TLS too.
     ///
     /// # Errors
     /// [`NatsConnectError`], naming `config.url_setting` and never the URL.
@@ -305,27 +337,52 @@ impl NatsEventBus {
             });
         }
         let setting = config.url_setting;
-        let scheme_ok = url
-            .split_once("://")
-            .is_none_or(|(scheme, _)| scheme.eq_ignore_ascii_case("nats"));
-        if !scheme_ok {
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+        let tls_url = scheme.is_some_and(|s| s.eq_ignore_ascii_case("tls"));
+        if !(tls_url || scheme.is_none_or(|s| s.eq_ignore_ascii_case("nats"))) {
             return Err(NatsConnectError::InvalidUrl { setting });
         }
-        let client = async_nats::ConnectOptions::new()
+        let mut options = async_nats::ConnectOptions::new()
             .name("vivified-core")
             .connection_timeout(config.timeout)
-            .request_timeout(Some(config.timeout))
-            .connect(url)
-            .await
-            .map_err(|e| match e.kind() {
-                async_nats::ConnectErrorKind::ServerParse => {
-                    NatsConnectError::InvalidUrl { setting }
-                }
-                kind => NatsConnectError::Unreachable {
+            .request_timeout(Some(config.timeout));
+        // Files are checked here, so that a wrong path is named as such rather than
+        // reported as a TLS failure.
+        let readable = |setting: &'static str, path: &PathBuf| {
+            std::fs::File::open(path)
+                .map(drop)
+                .map_err(|e| NatsConnectError::TlsFile {
                     setting,
-                    reason: kind.to_string(),
-                },
-            })?;
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })
+        };
+        if let Some(ca) = &config.ca_cert {
+            readable("VIVIFIED_NATS_CA_CERT", ca)?;
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let Some((cert, key)) = &config.client_cert {
+            readable("VIVIFIED_NATS_CLIENT_CERT", cert)?;
+            readable("VIVIFIED_NATS_CLIENT_KEY", key)?;
+            options = options
+                .add_client_certificate(cert.clone(), key.clone())
+                .require_tls(true);
+        }
+        if tls_url {
+            options = options.require_tls(true);
+        }
+        let client = options.connect(url).await.map_err(|e| match e.kind() {
+            async_nats::ConnectErrorKind::ServerParse => NatsConnectError::InvalidUrl { setting },
+            async_nats::ConnectErrorKind::Tls => NatsConnectError::Tls {
+                setting,
+                reason: std::error::Error::source(&e)
+                    .map_or_else(|| e.to_string(), ToString::to_string),
+            },
+            kind => NatsConnectError::Unreachable {
+                setting,
+                reason: kind.to_string(),
+            },
+        })?;
         let js = jetstream::new(client.clone());
         jetstream_info(&client, config.timeout)
             .await

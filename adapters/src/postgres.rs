@@ -81,7 +81,10 @@ pub struct PostgresPluginStore {
 }
 
 impl PostgresPluginStore {
-    /// Connects to `url` (`postgres://…`), and runs the migrations.
+    /// Connects to `url` (`postgres://…`), and runs the migrations. TLS follows the
+    /// URL's `sslmode` (`disable`, `prefer` — the default —, `require`, `verify-ca`,
+    /// `verify-full`) and `sslrootcert` (a PEM CA file, trusted besides the system's
+    /// roots); `sslcert` and `sslkey` give a client certificate.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] if the URL is malformed, the server cannot be reached

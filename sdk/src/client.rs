@@ -4,6 +4,7 @@
 //! Most plugins never call this directly: [`crate::Runner`] drives it. It is public for
 //! plugins that want to manage their registration themselves.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -213,28 +214,88 @@ pub struct CoreClient {
 #[error("CORE_URL: {0}")]
 pub struct InvalidCoreUrl(pub String);
 
+/// Installs rustls' `ring` as the process's default crypto provider, unless one is
+/// installed already (that one stays). The SDK's HTTP client (reqwest, built without a
+/// provider of its own) needs one for `https://`; [`CoreClient`] calls this itself, so
+/// only a program that builds its own reqwest client first needs to.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The certificates of the PEM file `path` (`VIVIFIED_CA_CERT`).
+fn load_ca(path: &Path) -> Result<Vec<reqwest::Certificate>, crate::config::ConfigError> {
+    let fail = |reason: String| crate::config::ConfigError {
+        name: "VIVIFIED_CA_CERT",
+        reason,
+    };
+    let bytes =
+        std::fs::read(path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&bytes)
+        .map_err(|_| fail(format!("{} is not valid PEM", path.display())))?;
+    if certs.is_empty() {
+        return Err(fail(format!(
+            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
 impl CoreClient {
-    /// A client for the core at `core_url` (`http://host:port`, optionally with a path
-    /// prefix); every request gives up after `timeout`.
+    /// A client for the core at `core_url` (`http://host:port` or `https://host:port`,
+    /// optionally with a path prefix); every request gives up after `timeout`. An
+    /// `https://` core's certificate must chain to one of the system's roots; see
+    /// [`CoreClient::from_config`] for a private CA.
     ///
     /// # Errors
     /// [`InvalidCoreUrl`] when `core_url` is not an absolute `http(s)` URL or the HTTP
     /// client cannot be built.
     pub fn new(core_url: &str, timeout: Duration) -> Result<Self, InvalidCoreUrl> {
+        Self::build(core_url, timeout, Vec::new())
+    }
+
+    /// A client for `config.core_url` with `config.request_timeout`, trusting
+    /// `config.ca_cert` (`VIVIFIED_CA_CERT`) besides the system's roots.
+    ///
+    /// # Errors
+    /// [`crate::RunError::Config`] naming `VIVIFIED_CA_CERT` when the file cannot be
+    /// read or holds no certificate; [`crate::RunError::CoreUrl`] as [`CoreClient::new`].
+    pub fn from_config(config: &crate::Config) -> Result<Self, crate::RunError> {
+        let roots = match &config.ca_cert {
+            None => Vec::new(),
+            Some(path) => load_ca(path)?,
+        };
+        Ok(Self::build(
+            &config.core_url,
+            config.request_timeout,
+            roots,
+        )?)
+    }
+
+    fn build(
+        core_url: &str,
+        timeout: Duration,
+        roots: Vec<reqwest::Certificate>,
+    ) -> Result<Self, InvalidCoreUrl> {
         let url = reqwest::Url::parse(core_url.trim())
             .map_err(|e| InvalidCoreUrl(format!("not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(InvalidCoreUrl("expected http://HOST:PORT".into()));
+            return Err(InvalidCoreUrl(
+                "expected http://HOST:PORT or https://HOST:PORT".into(),
+            ));
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(InvalidCoreUrl(
                 "credentials in the URL are not supported".into(),
             ));
         }
+        install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("vivified-plugin-sdk/", env!("CARGO_PKG_VERSION")))
+            // The system's roots (the platform verifier) plus the configured CA.
+            .tls_certs_merge(roots)
             .build()
             .map_err(|e| InvalidCoreUrl(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
@@ -516,6 +577,30 @@ mod tests {
             assert!(e.starts_with("CORE_URL: "), "{e}");
             assert!(!e.contains("u:p"), "never echo credentials: {e}");
         }
+        assert!(CoreClient::new("https://core.internal:8000", t).is_ok());
+    }
+
+    #[test]
+    fn a_bad_ca_file_names_the_setting() {
+        let dir = std::env::temp_dir().join(format!("vivified-sdk-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = dir.join("not-a-cert.pem");
+        std::fs::write(&text, "hello\n").unwrap();
+        for (path, needle) in [
+            (dir.join("absent.pem"), "cannot read"),
+            (text, "no PEM certificate"),
+        ] {
+            let config = crate::Config {
+                ca_cert: Some(path),
+                ..crate::Config::new("https://127.0.0.1:8000")
+            };
+            let e = CoreClient::from_config(&config).unwrap_err();
+            assert!(matches!(e, crate::RunError::Config(_)), "{e}");
+            let e = e.to_string();
+            assert!(e.starts_with("VIVIFIED_CA_CERT: "), "{e}");
+            assert!(e.contains(needle), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

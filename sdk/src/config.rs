@@ -13,8 +13,13 @@ pub const DEFAULT_CORE_URL: &str = "http://127.0.0.1:8000";
 /// How a plugin talks to the core.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The core's base URL (`CORE_URL`, default `http://127.0.0.1:8000`).
+    /// The core's base URL (`CORE_URL`, default `http://127.0.0.1:8000`; `https://` for
+    /// a core that serves TLS).
     pub core_url: String,
+    /// An extra CA certificate (PEM file) trusted for an `https://` core, besides the
+    /// system's roots (`VIVIFIED_CA_CERT`): for a core whose certificate comes from a
+    /// private CA.
+    pub ca_cert: Option<PathBuf>,
     /// Sent as the bearer to register a new id with a production core
     /// (`VIVIFIED_REGISTRATION_SECRET`).
     pub registration_secret: Option<Secret>,
@@ -42,6 +47,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             core_url: DEFAULT_CORE_URL.to_owned(),
+            ca_cert: None,
             registration_secret: None,
             token_file: None,
             request_timeout: Duration::from_secs(10),
@@ -143,6 +149,7 @@ impl Config {
         }
         Ok(Self {
             core_url: get("CORE_URL").unwrap_or(d.core_url),
+            ca_cert: get("VIVIFIED_CA_CERT").map(PathBuf::from),
             registration_secret: get("VIVIFIED_REGISTRATION_SECRET").map(Secret::new),
             token_file: get("PLUGIN_TOKEN_FILE").map(PathBuf::from),
             request_timeout: duration("PLUGIN_REQUEST_TIMEOUT", d.request_timeout)?,
@@ -171,10 +178,12 @@ mod tests {
         let c = load(&[]).unwrap();
         assert_eq!(c.core_url, DEFAULT_CORE_URL);
         assert!(c.registration_secret.is_none() && c.token_file.is_none());
+        assert!(c.ca_cert.is_none());
         assert_eq!(c.request_timeout, Duration::from_secs(10));
         assert!(!c.deregister_on_shutdown);
         let c = load(&[
             ("CORE_URL", "http://10.0.0.2:9000"),
+            ("VIVIFIED_CA_CERT", "/etc/vivified/ca.pem"),
             ("VIVIFIED_REGISTRATION_SECRET", "reg-secret-value"),
             ("PLUGIN_TOKEN_FILE", "/var/lib/p/token.json"),
             ("PLUGIN_REQUEST_TIMEOUT", "2s"),
@@ -185,6 +194,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.core_url, "http://10.0.0.2:9000");
+        assert_eq!(c.ca_cert, Some(PathBuf::from("/etc/vivified/ca.pem")));
         assert_eq!(c.registration_secret.unwrap().expose(), "reg-secret-value");
         assert_eq!(
             c.token_file.unwrap(),

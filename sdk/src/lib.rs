@@ -23,8 +23,10 @@
 //! - the canonical models of `proto/canonical_models.proto` as serde structs
 //!   ([`CanonicalUser`], [`CanonicalMessage`]) until the proto crate exists.
 //!
-//! The SDK does not depend on sqlx, on axum or on any TLS stack (`tests/architecture.rs`
-//! checks it); it talks plain HTTP to the core with reqwest.
+//! The SDK does not depend on sqlx, on axum or on any TLS stack but rustls with the
+//! `ring` provider (`tests/architecture.rs` checks it); it talks HTTP or HTTPS to the
+//! core with reqwest (`CORE_URL=https://…`, trusting the system's roots and
+//! `VIVIFIED_CA_CERT`).
 //!
 //! # Two lines in `main`
 //!
@@ -114,6 +116,7 @@ pub use backoff::Backoff;
 pub use canonical::{CanonicalMessage, CanonicalUser};
 pub use client::{
     CoreClient, CoreError, Introspection, InvalidCoreUrl, MAX_HEARTBEAT_DETAILS, Registration,
+    install_crypto_provider,
 };
 pub use config::{Config, ConfigError, DEFAULT_CORE_URL, MAX_INTROSPECTION_CACHE};
 pub use events::{

@@ -173,13 +173,13 @@ impl<P: Plugin> Runner<P> {
     /// Prepares `plugin` to run with `config`: checks its manifest and the core URL.
     ///
     /// # Errors
-    /// [`RunError::Manifest`] or [`RunError::CoreUrl`].
+    /// [`RunError::Manifest`], [`RunError::CoreUrl`], or [`RunError::Config`] for an
+    /// unreadable `VIVIFIED_CA_CERT`.
     pub fn new(plugin: P, config: Config) -> Result<Self, RunError> {
         let manifest = plugin.manifest();
         manifest.check()?;
         let shared = Arc::new(Shared::managed(manifest.id.clone()));
-        let client =
-            CoreClient::new(&config.core_url, config.request_timeout)?.bound(shared.clone());
+        let client = CoreClient::from_config(&config)?.bound(shared.clone());
         let introspector =
             TokenIntrospector::new(client.clone(), shared.clone(), config.introspection_cache);
         let (status, _) = watch::channel(PluginStatus::Starting);

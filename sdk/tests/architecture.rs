@@ -1,6 +1,7 @@
 //! Architecture Invariant: `vivified-plugin-sdk` is light enough for any plugin — no
-//! sqlx, no axum (nor any HTTP server framework), no TLS stack, no anyhow, and none of
-//! the core's crates — checked against the real dependency graph (`cargo tree`).
+//! sqlx, no axum (nor any HTTP server framework), no TLS stack but rustls with ring (no
+//! OpenSSL, no native-tls, no aws-lc and its C build), no anyhow, and none of the core's
+//! crates — checked against the real dependency graph (`cargo tree`).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -12,7 +13,8 @@ const BANNED: &[&str] = &[
     "axum",
     "axum-core",
     "anyhow",
-    "rustls",
+    "aws-lc-rs",
+    "aws-lc-sys",
     "native-tls",
     "openssl",
     "openssl-sys",

@@ -35,6 +35,9 @@ pub struct Args {
     /// Bound on each request to the core (e.g. 500ms, 10s).
     #[arg(long, global = true, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     timeout: Duration,
+    /// A CA certificate (PEM) trusted for an https:// core, besides the system's roots.
+    #[arg(long, global = true, env = "VIVIFIED_CA_CERT", value_name = "PEM")]
+    ca_cert: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -101,7 +104,7 @@ fn run_inner(args: Args) -> Result<ExitCode, Error> {
                         .map_err(|_| Error::BadArgument("--checkpoint", "not SEQ:HASH:MAC"))
                 })
                 .transpose()?;
-            let client = client(&core_url, args.timeout)?;
+            let client = client(&core_url, args.timeout, args.ca_cert.as_deref())?;
             runtime()?.block_on(verify(&client, checkpoint, args.json))
         }
         Command::Tail {
@@ -112,7 +115,7 @@ fn run_inner(args: Args) -> Result<ExitCode, Error> {
             action,
             outcome,
         } => {
-            let client = client(&core_url, args.timeout)?;
+            let client = client(&core_url, args.timeout, args.ca_cert.as_deref())?;
             let filters: Vec<(&str, String)> = [("actor", actor), ("action", action)]
                 .into_iter()
                 .chain([("outcome", outcome)])
@@ -129,11 +132,16 @@ fn run_inner(args: Args) -> Result<ExitCode, Error> {
     }
 }
 
-fn client(core_url: &str, timeout: Duration) -> Result<CoreClient, Error> {
-    Ok(CoreClient::new(
+fn client(
+    core_url: &str,
+    timeout: Duration,
+    ca_cert: Option<&std::path::Path>,
+) -> Result<CoreClient, Error> {
+    Ok(CoreClient::with_ca_cert(
         core_url,
         std::env::var("VIVIFIED_ADMIN_TOKEN").ok(),
         timeout,
+        ca_cert,
     )?)
 }
 
@@ -318,6 +326,7 @@ mod tests {
             core_url: "http://127.0.0.1:1".into(),
             json: false,
             timeout: Duration::from_secs(1),
+            ca_cert: None,
             command: Command::Verify {
                 checkpoint: Some("12:nothex:x".into()),
             },

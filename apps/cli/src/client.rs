@@ -2,6 +2,7 @@
 //! admin token), and the URL handling the `plugins`, `audit` and `healthcheck` commands
 //! share.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url};
@@ -37,6 +38,14 @@ pub enum ClientError {
     /// The HTTP client could not be built.
     #[error("cannot set up the HTTP client: {0}")]
     Setup(String),
+    /// The extra CA file (`--ca-cert`, `VIVIFIED_CA_CERT`) cannot be used.
+    #[error("--ca-cert (VIVIFIED_CA_CERT) {}: {reason}", path.display())]
+    CaCert {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// No answer (refused, timed out, reset, not HTTP).
     #[error("cannot reach the core at {url}: {reason}")]
     Unreachable {
@@ -72,14 +81,17 @@ impl ClientError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            Self::BadUrl { .. } | Self::NoAdminToken | Self::BadPluginId(_) | Self::Setup(_)
+            Self::BadUrl { .. }
+                | Self::NoAdminToken
+                | Self::BadPluginId(_)
+                | Self::Setup(_)
+                | Self::CaCert { .. }
         )
     }
 }
 
-/// Parses an `http://` URL. This build has no TLS client (the core serves plain HTTP
-/// until its TLS support lands), so `https://` is refused here with a clear reason
-/// rather than by the transport.
+/// Parses an `http://` or `https://` URL (any other scheme is refused here with a clear
+/// reason rather than by the transport).
 pub fn parse_http_url(what: &'static str, raw: &str) -> Result<Url, ClientError> {
     let bad = |reason| ClientError::BadUrl {
         what,
@@ -87,22 +99,12 @@ pub fn parse_http_url(what: &'static str, raw: &str) -> Result<Url, ClientError>
         reason,
     };
     let url = Url::parse(raw.trim()).map_err(|_| bad("not a URL like http://127.0.0.1:8000"))?;
-    match url.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(ClientError::BadUrl {
-                what,
-                url: redact(&url),
-                reason: "https is not supported by this build yet; use http:// (TLS is not built, see docs/operations.md)",
-            });
-        }
-        _ => {
-            return Err(ClientError::BadUrl {
-                what,
-                url: redact(&url),
-                reason: "only http:// URLs are supported",
-            });
-        }
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ClientError::BadUrl {
+            what,
+            url: redact(&url),
+            reason: "only http:// and https:// URLs are supported",
+        });
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(bad("the URL has no host"));
@@ -134,6 +136,36 @@ pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// An HTTP client builder for the core: https through rustls with ring, trusting the
+/// system's roots and `ca_cert` (a PEM file), no redirects, every request bounded by
+/// `timeout`.
+pub fn http_builder(
+    timeout: Duration,
+    ca_cert: Option<&Path>,
+) -> Result<reqwest::ClientBuilder, ClientError> {
+    // reqwest is built without a crypto provider of its own.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(path) = ca_cert {
+        let fail = |reason: String| ClientError::CaCert {
+            path: path.to_owned(),
+            reason,
+        };
+        let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot be read: {e}")))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&bytes)
+            .map_err(|_| fail("is not valid PEM".into()))?;
+        if certs.is_empty() {
+            return Err(fail(
+                "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+            ));
+        }
+        builder = builder.tls_certs_merge(certs);
+    }
+    Ok(builder)
+}
+
 /// The error body every API error has.
 #[derive(Debug, Deserialize)]
 struct ApiErrorBody {
@@ -152,20 +184,20 @@ pub struct CoreClient {
 
 impl CoreClient {
     /// A client of the core at `core_url` with `admin_token`, every request bounded by
-    /// `timeout`.
-    pub fn new(
+    /// `timeout`; an `https://` core's certificate must chain to the system's roots or
+    /// to `ca_cert` (a PEM file: `--ca-cert`, `VIVIFIED_CA_CERT`).
+    pub fn with_ca_cert(
         core_url: &str,
         admin_token: Option<String>,
         timeout: Duration,
+        ca_cert: Option<&Path>,
     ) -> Result<Self, ClientError> {
         let base = parse_http_url("--core-url", core_url)?;
         let admin_token = admin_token
             .map(|t| t.trim().to_owned())
             .filter(|t| !t.is_empty())
             .ok_or(ClientError::NoAdminToken)?;
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
+        let http = http_builder(timeout, ca_cert)?
             .build()
             .map_err(|e| ClientError::Setup(one_line(&e)))?;
         Ok(Self {
@@ -375,7 +407,7 @@ mod tests {
     use super::*;
 
     fn client(base: &str) -> CoreClient {
-        CoreClient::new(base, Some("t".into()), Duration::from_secs(1)).unwrap()
+        CoreClient::with_ca_cert(base, Some("t".into()), Duration::from_secs(1), None).unwrap()
     }
 
     #[test]
@@ -398,12 +430,8 @@ mod tests {
 
     #[test]
     fn bad_urls_are_usage_errors_without_credentials() {
-        for (url, needle) in [
-            ("nonsense", "not a URL"),
-            ("https://u:pw@h:1", "https is not supported"),
-            ("ftp://h", "only http://"),
-        ] {
-            let err = CoreClient::new(url, Some("t".into()), Duration::from_secs(1))
+        for (url, needle) in [("nonsense", "not a URL"), ("ftp://u:pw@h", "only http://")] {
+            let err = CoreClient::with_ca_cert(url, Some("t".into()), Duration::from_secs(1), None)
                 .err()
                 .unwrap();
             assert!(err.is_usage());
@@ -414,9 +442,44 @@ mod tests {
     }
 
     #[test]
+    fn https_is_accepted_and_a_bad_ca_file_is_a_usage_error() {
+        assert!(
+            CoreClient::with_ca_cert(
+                "https://h:1",
+                Some("t".into()),
+                Duration::from_secs(1),
+                None
+            )
+            .is_ok()
+        );
+        let dir = std::env::temp_dir().join(format!("vivified-cli-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = dir.join("text.pem");
+        std::fs::write(&text, "hello\n").unwrap();
+        for (path, needle) in [
+            (dir.join("absent.pem"), "cannot be read"),
+            (text, "no PEM certificate"),
+        ] {
+            let err = CoreClient::with_ca_cert(
+                "https://h:1",
+                Some("t".into()),
+                Duration::from_secs(1),
+                Some(&path),
+            )
+            .err()
+            .unwrap();
+            assert!(err.is_usage());
+            let msg = err.to_string();
+            assert!(msg.starts_with("--ca-cert (VIVIFIED_CA_CERT) "), "{msg}");
+            assert!(msg.contains(needle), "{msg}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_missing_or_blank_admin_token_is_a_usage_error() {
         for token in [None, Some("  ".to_owned())] {
-            let err = CoreClient::new("http://h:1", token, Duration::from_secs(1))
+            let err = CoreClient::with_ca_cert("http://h:1", token, Duration::from_secs(1), None)
                 .err()
                 .unwrap();
             assert!(matches!(err, ClientError::NoAdminToken));

@@ -31,6 +31,9 @@ pub struct Args {
     /// Bound on each request to the core (e.g. 500ms, 10s).
     #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     timeout: Duration,
+    /// A CA certificate (PEM) trusted for an https:// core, besides the system's roots.
+    #[arg(long, global = true, env = "VIVIFIED_CA_CERT", value_name = "PEM")]
+    ca_cert: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -128,10 +131,11 @@ pub fn run(args: Args) -> Result<ExitCode, Error> {
     } else {
         args.core_url
     };
-    let client = CoreClient::new(
+    let client = CoreClient::with_ca_cert(
         &core_url,
         std::env::var("VIVIFIED_ADMIN_TOKEN").ok(),
         args.timeout,
+        args.ca_cert.as_deref(),
     )?;
     let out = runtime()?.block_on(execute(&client, args.command, args.json))?;
     let mut stdout = std::io::stdout().lock();

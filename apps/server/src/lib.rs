@@ -12,6 +12,7 @@ pub mod routes;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;
+pub mod tls;
 
 pub use settings::Settings;
 pub use startup::{AppState, Application, StartupError};

@@ -70,7 +70,11 @@ fn print_banner(app: &Application) {
     }
     let mut out = String::new();
     out.push_str("\n  Vivified core -- DEV MODE: open registration, not for production\n");
-    out.push_str(&format!("  listening on http://{}\n", app.local_addr()));
+    out.push_str(&format!(
+        "  listening on {}://{}\n",
+        app.scheme(),
+        app.local_addr()
+    ));
     match &app.generated().admin_token {
         Some(token) => {
             out.push_str("  admin token (generated for this start; set VIVIFIED_ADMIN_TOKEN to choose one):\n");

@@ -96,6 +96,18 @@ const KEYS: &[Key] = &[
         env: &["VIVIFIED_BUS", "NATS_URL"],
     },
     Key {
+        key: "nats_ca_cert",
+        env: &["VIVIFIED_NATS_CA_CERT"],
+    },
+    Key {
+        key: "nats_client_cert",
+        env: &["VIVIFIED_NATS_CLIENT_CERT"],
+    },
+    Key {
+        key: "nats_client_key",
+        env: &["VIVIFIED_NATS_CLIENT_KEY"],
+    },
+    Key {
         key: "event_queue_bound",
         env: &["VIVIFIED_EVENT_QUEUE_BOUND"],
     },
@@ -110,6 +122,18 @@ const KEYS: &[Key] = &[
     Key {
         key: "metrics_bind",
         env: &["VIVIFIED_METRICS_BIND"],
+    },
+    Key {
+        key: "tls_cert",
+        env: &["VIVIFIED_TLS_CERT"],
+    },
+    Key {
+        key: "tls_key",
+        env: &["VIVIFIED_TLS_KEY"],
+    },
+    Key {
+        key: "tls_terminated_by_proxy",
+        env: &["VIVIFIED_TLS_TERMINATED_BY_PROXY"],
     },
     Key {
         key: "max_body_bytes",
@@ -255,6 +279,10 @@ pub struct Settings {
     pub db_max_connections: u32,
     /// Event bus backend.
     pub bus: BusSetting,
+    /// An extra CA (PEM) trusted for a `tls://` NATS server, besides the system's roots.
+    pub nats_ca_cert: Option<PathBuf>,
+    /// A client certificate and key (PEM) for NATS servers that verify clients.
+    pub nats_client_cert: Option<(PathBuf, PathBuf)>,
     /// Events kept per plugin until it pulls them; beyond it the oldest are dropped
     /// and counted.
     pub event_queue_bound: usize,
@@ -263,7 +291,14 @@ pub struct Settings {
     /// A JSON policy file replacing the built-in rules.
     pub policy_file: Option<PathBuf>,
     /// A separate address for `GET /metrics` (`None`: served on the API listener).
+    /// Always plain HTTP.
     pub metrics_bind: Option<SocketAddr>,
+    /// The certificate chain and key the API listener serves HTTPS with (`None`: plain
+    /// HTTP).
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// A proxy in front of the core terminates TLS, so production mode may listen in
+    /// plain HTTP on a non-loopback address.
+    pub tls_terminated_by_proxy: bool,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// Bound on a whole request.
@@ -459,11 +494,34 @@ impl Settings {
                 return Err(invalid(
                     n,
                     format!(
-                        "bus `{scheme}:…` is not supported: use `memory` or `nats://HOST:PORT`"
+                        "bus `{scheme}:…` is not supported: use `memory`, `nats://HOST:PORT` or `tls://HOST:PORT`"
                     ),
                 ));
             }
         };
+        let nats_path = |k: &str| {
+            get(k)
+                .map(|(_, v)| v.trim())
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let nats_client_cert = match (nats_path("nats_client_cert"), nats_path("nats_client_key")) {
+            (None, None) => None,
+            (Some(c), Some(k)) => Some((c, k)),
+            (Some(_), None) => {
+                return Err(invalid(
+                    "VIVIFIED_NATS_CLIENT_KEY",
+                    "is not set but VIVIFIED_NATS_CLIENT_CERT is: set both or neither".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "VIVIFIED_NATS_CLIENT_CERT",
+                    "is not set but VIVIFIED_NATS_CLIENT_KEY is: set both or neither".into(),
+                ));
+            }
+        };
+        let nats_ca_cert = nats_path("nats_ca_cert");
         let event_queue_bound = match get("event_queue_bound") {
             None => 10_000,
             Some((n, v)) => v
@@ -485,6 +543,28 @@ impl Settings {
                     .parse::<SocketAddr>()
                     .map_err(|_| invalid(n, "expected an address like `127.0.0.1:9100`".into()))?,
             ),
+        };
+        let path = |k: &str| {
+            get(k)
+                .map(|(_, v)| v.trim())
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let tls = match (path("tls_cert"), path("tls_key")) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles { cert, key }),
+            (Some(_), None) => {
+                return Err(invalid(
+                    "VIVIFIED_TLS_KEY",
+                    "is not set but VIVIFIED_TLS_CERT is: set both (PEM files) or neither".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "VIVIFIED_TLS_CERT",
+                    "is not set but VIVIFIED_TLS_KEY is: set both (PEM files) or neither".into(),
+                ));
+            }
         };
         let max_body_bytes = match get("max_body_bytes") {
             None => 64 * 1024,
@@ -563,10 +643,14 @@ impl Settings {
             data_dir,
             db_max_connections,
             bus,
+            nats_ca_cert,
+            nats_client_cert,
             event_queue_bound,
             events_max_wait,
             policy_file,
             metrics_bind,
+            tls,
+            tls_terminated_by_proxy: boolean("tls_terminated_by_proxy")?,
             max_body_bytes,
             request_timeout: duration("request_timeout", Duration::from_secs(30))?,
             header_read_timeout: duration("header_read_timeout", Duration::from_secs(10))?,
@@ -703,6 +787,12 @@ impl Settings {
         Ok(())
     }
 
+    /// The API listener would serve plain HTTP beyond this host with no proxy said to
+    /// terminate TLS in front of it (refused in production, a warning in dev mode).
+    pub fn plain_http_exposed(&self) -> bool {
+        self.tls.is_none() && !self.bind.ip().is_loopback() && !self.tls_terminated_by_proxy
+    }
+
     fn check_production(&self) -> Result<(), SettingsError> {
         let refuse = |m: &str| Err(SettingsError::Production(m.to_owned()));
         let Some(jwt) = &self.jwt_secret else {
@@ -738,6 +828,12 @@ impl Settings {
         }
         if admin == registration {
             return refuse("VIVIFIED_ADMIN_TOKEN and VIVIFIED_REGISTRATION_SECRET must differ");
+        }
+        if self.plain_http_exposed() {
+            return refuse(&format!(
+                "plain HTTP on non-loopback {}: set VIVIFIED_TLS_CERT and VIVIFIED_TLS_KEY, or VIVIFIED_TLS_TERMINATED_BY_PROXY=true when a proxy in front terminates TLS",
+                self.bind
+            ));
         }
         let Some(audit) = &self.audit_key else {
             return refuse("VIVIFIED_AUDIT_KEY is not set");
@@ -951,7 +1047,72 @@ mod tests {
             ])
             .is_ok()
         );
-        assert!(load(&prod(&[("VIVIFIED_BIND", "0.0.0.0:8000")])).is_ok());
+    }
+
+    #[test]
+    fn production_refuses_plain_http_beyond_loopback() {
+        let err = load(&prod(&[("VIVIFIED_BIND", "0.0.0.0:8000")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "production mode refuses to start: plain HTTP on non-loopback 0.0.0.0:8000"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.contains("VIVIFIED_TLS_CERT") && err.contains("VIVIFIED_TLS_TERMINATED_BY_PROXY")
+        );
+        assert!(!err.contains('\n'), "one line: {err}");
+        // A proxy terminates TLS, or the core does, or nothing leaves the host.
+        let s = load(&prod(&[
+            ("VIVIFIED_BIND", "0.0.0.0:8000"),
+            ("VIVIFIED_TLS_TERMINATED_BY_PROXY", "true"),
+        ]))
+        .unwrap();
+        assert!(s.tls_terminated_by_proxy && !s.plain_http_exposed());
+        let s = load(&prod(&[
+            ("VIVIFIED_BIND", "0.0.0.0:8000"),
+            ("VIVIFIED_TLS_CERT", "/etc/vivified/tls/tls.crt"),
+            ("VIVIFIED_TLS_KEY", "/etc/vivified/tls/tls.key"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.tls,
+            Some(crate::tls::TlsFiles {
+                cert: PathBuf::from("/etc/vivified/tls/tls.crt"),
+                key: PathBuf::from("/etc/vivified/tls/tls.key"),
+            })
+        );
+        assert!(load(&prod(&[("VIVIFIED_BIND", "127.0.0.1:8000")])).is_ok());
+        assert!(load(&prod(&[("VIVIFIED_BIND", "[::1]:8000")])).is_ok());
+        // Dev mode allowed remote: a warning at start-up, not a refusal.
+        let s = load(&[
+            ("VIVIFIED_BIND", "0.0.0.0:8000"),
+            ("VIVIFIED_DEV_ALLOW_REMOTE", "true"),
+        ])
+        .unwrap();
+        assert!(s.plain_http_exposed());
+    }
+
+    #[test]
+    fn tls_cert_and_key_come_together() {
+        for (pairs, missing) in [
+            (&[("VIVIFIED_TLS_CERT", "/c.pem")][..], "VIVIFIED_TLS_KEY"),
+            (&[("VIVIFIED_TLS_KEY", "/k.pem")][..], "VIVIFIED_TLS_CERT"),
+        ] {
+            match load(pairs) {
+                Err(e @ SettingsError::Invalid { .. }) => {
+                    let msg = e.to_string();
+                    assert!(msg.starts_with(missing), "{msg}");
+                    assert!(!msg.contains('\n'), "{msg}");
+                }
+                other => panic!("{pairs:?}: expected a refusal, got {other:?}"),
+            }
+        }
+        assert!(load(&[("VIVIFIED_TLS_TERMINATED_BY_PROXY", "perhaps")]).is_err());
+        let s = load(&[]).unwrap();
+        assert!(s.tls.is_none() && !s.tls_terminated_by_proxy);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use vivified_adapters::audit_sql::{PostgresAuditLog, SqliteAuditLog};
 use vivified_adapters::clock::SystemClock;
@@ -100,6 +101,9 @@ pub enum StartupError {
     /// The core's start could not be recorded in the audit log (fail closed).
     #[error("audit log: cannot record the core's start: {0}")]
     Audit(String),
+    /// The TLS certificate or key cannot be used (the message names the setting).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Secrets the core generated because they were not configured (dev mode only).
@@ -118,6 +122,8 @@ pub struct GeneratedSecrets {
 /// A core that is bound to its address and ready to serve.
 pub struct Application {
     listener: TcpListener,
+    /// HTTPS on the API listener (`VIVIFIED_TLS_CERT`, `VIVIFIED_TLS_KEY`).
+    tls: Option<TlsAcceptor>,
     /// `GET /metrics` on its own address (`VIVIFIED_METRICS_BIND`).
     metrics: Option<(TcpListener, Router)>,
     router: Router,
@@ -136,6 +142,14 @@ impl Application {
     /// # Errors
     /// [`StartupError`] with a one-line reason.
     pub async fn build(mut settings: Settings) -> Result<Self, StartupError> {
+        // The certificate and key first: a wrong path fails before anything is opened.
+        let tls = match &settings.tls {
+            None => None,
+            Some(files) => Some(TlsAcceptor::from(crate::tls::server_config(files)?)),
+        };
+        // reqwest and async-nats take the process's default provider (the NATS bus
+        // below may speak TLS).
+        crate::tls::install_default_crypto_provider();
         let mut generated = GeneratedSecrets::default();
         if settings.mode == Mode::Dev {
             // Keep generated secrets next to a persistent store, so that a restart keeps
@@ -183,6 +197,8 @@ impl Application {
                     NatsBusConfig {
                         queue_bound: settings.event_queue_bound,
                         url_setting: setting,
+                        ca_cert: settings.nats_ca_cert.clone(),
+                        client_cert: settings.nats_client_cert.clone(),
                         ..NatsBusConfig::default()
                     },
                 )
@@ -259,8 +275,21 @@ impl Application {
             audit_key_fingerprint = %audit.key.fingerprint(),
             "audit chain ready"
         );
+        if settings.plain_http_exposed() {
+            // Production refused this in the settings; dev mode was allowed remote.
+            tracing::warn!(
+                addr = %local_addr,
+                "serving plain HTTP on a non-loopback address: set VIVIFIED_TLS_CERT and VIVIFIED_TLS_KEY (production mode refuses this)"
+            );
+        } else if settings.tls.is_none() && settings.tls_terminated_by_proxy {
+            tracing::info!(
+                addr = %local_addr,
+                "plain HTTP: TLS is terminated by a proxy in front (VIVIFIED_TLS_TERMINATED_BY_PROXY)"
+            );
+        }
         Ok(Self {
             listener,
+            tls,
             metrics,
             router,
             registry,
@@ -297,6 +326,11 @@ impl Application {
         &self.settings
     }
 
+    /// `https` when the API listener serves TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
     /// Serves until SIGINT or SIGTERM, then drains connections.
     ///
     /// # Errors
@@ -316,7 +350,12 @@ impl Application {
         let header_timeout = self.settings.header_read_timeout;
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(signal);
-        tracing::info!(addr = %self.local_addr, mode = ?self.settings.mode, "vivified core listening");
+        tracing::info!(
+            addr = %self.local_addr,
+            mode = ?self.settings.mode,
+            scheme = self.scheme(),
+            "vivified core listening"
+        );
         let sweeper = tokio::spawn(sweep_forever(
             self.registry.clone(),
             self.settings.sweep_interval,
@@ -350,14 +389,30 @@ impl Application {
                         }
                     };
                     let _ = stream.set_nodelay(true);
-                    let service = TowerToHyperService::new(self.router.clone());
-                    let mut builder = auto::Builder::new(TokioExecutor::new());
-                    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
+                    let router = self.router.clone();
+                    let watcher = graceful.watcher();
+                    match &self.tls {
+                        None => {
+                            tokio::spawn(serve_connection(stream, router, header_timeout, watcher));
+                        }
+                        Some(acceptor) => {
+                            // The handshake runs in the connection's own task, bounded
+                            // like a request's headers: a slow or broken client never
+                            // holds up the accept loop.
+                            let handshake = acceptor.accept(stream);
+                            tokio::spawn(async move {
+                                match tokio::time::timeout(header_timeout, handshake).await {
+                                    Ok(Ok(tls)) => {
+                                        serve_connection(tls, router, header_timeout, watcher).await;
+                                    }
+                                    // Scanners, plain HTTP on the TLS port, untrusting
+                                    // clients: routine, and never the peer's data.
+                                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                                }
+                            });
+                        }
+                    }
                 }
                 () = &mut signal => break,
             }
@@ -392,6 +447,28 @@ impl Application {
         tracing::info!("vivified core stopped");
         Ok(())
     }
+}
+
+/// Serves one accepted connection (plain or TLS) with HTTP/1.1 or HTTP/2 until it
+/// closes; graceful shutdown lets its requests finish.
+async fn serve_connection<I>(
+    io: I,
+    router: Router,
+    header_timeout: Duration,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(router);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .into_owned();
+    let _ = watcher.watch(conn).await;
 }
 
 /// Sweeps liveness deadlines every `every` until aborted. A failing store is

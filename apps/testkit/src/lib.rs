@@ -222,6 +222,7 @@ impl TestCoreBuilder {
 }
 
 fn client() -> reqwest::Client {
+    vivified_server::tls::install_default_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))

@@ -20,6 +20,7 @@ async fn dev_core_registers_lists_and_stops() {
     let token = answer["token"].as_str().unwrap().to_owned();
 
     // A heartbeat with the token turns the record active.
+    vivified_server::tls::install_default_crypto_provider();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let resp = http
         .post(format!("{}/plugins/kit-a/heartbeat", core.url()))
@@ -69,6 +70,7 @@ async fn production_core_needs_the_registration_secret() {
         .registration_secret()
         .expect("a generated secret")
         .to_owned();
+    vivified_server::tls::install_default_crypto_provider();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let resp = http
         .post(format!("{}/plugins/register", core.url()))

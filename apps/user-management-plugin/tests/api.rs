@@ -57,6 +57,7 @@ async fn start(cache: Duration) -> Running {
         .await
         .unwrap();
     let base = format!("http://{}", plugin.local_addr().expect("listening"));
+    vivified_plugin_sdk::install_crypto_provider();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     Running {
         core,

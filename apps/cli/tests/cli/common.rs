@@ -136,6 +136,7 @@ impl Core {
         runtime.spawn(app.run_until(async {
             let _ = stopped.await;
         }));
+        vivified_server::tls::install_default_crypto_provider();
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(10))

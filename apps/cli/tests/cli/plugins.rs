@@ -199,10 +199,10 @@ fn usage_errors_exit_2_before_any_request() {
         "plugins",
         "list",
         "--core-url",
-        "https://user:pw@core.example:8443",
+        "ftp://user:pw@core.example:8443",
     ]));
     assert_eq!(run.code, 2, "{run:?}");
-    run.assert_one_error_line("https is not supported");
+    run.assert_one_error_line("only http:// and https:// URLs are supported");
     assert!(!run.stderr.contains("pw"), "{}", run.stderr);
 
     let run = Run::of(core.cli(&dir.0).args(["plugins", "disable", "x"]));

@@ -30,6 +30,7 @@ pub fn free_port() -> u16 {
 
 /// An HTTP client that ignores any proxy of the test environment.
 pub fn client() -> reqwest::Client {
+    vivified_server::tls::install_default_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
