@@ -176,8 +176,9 @@ impl Core {
                     );
                     break; // lost the port
                 }
-                if let Ok(resp) = client().get(format!("{}/health", core.url)).send().await
-                    && resp.status() == 200
+                let health = format!("{}/health", core.url);
+                if let Ok(Ok((200, _))) =
+                    tokio::task::spawn_blocking(move || http("GET", &health, None, None)).await
                 {
                     return core;
                 }
@@ -228,32 +229,92 @@ impl Drop for Core {
 // HTTP
 // ---------------------------------------------------------------------------------------
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("an HTTP client")
+/// One plain HTTP/1.1 request on a fresh loopback connection (`Connection: close`):
+/// the status and the body. A few lines of std instead of an HTTP client library, so
+/// the test needs no TLS set-up of one.
+fn http(
+    method: &str,
+    url: &str,
+    bearer: Option<&str>,
+    body: Option<&Value>,
+) -> std::io::Result<(u16, Vec<u8>)> {
+    use std::io::Write;
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| bad("not an http:// URL"))?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let mut stream = std::net::TcpStream::connect(authority)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nAccept: application/json\r\n"
+    );
+    if let Some(token) = bearer {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    let payload = body.map(Value::to_string).unwrap_or_default();
+    if body.is_some() {
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            payload.len()
+        ));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(payload.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of the headers"))?;
+    let headers = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let status = headers
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status"))?;
+    let mut body = raw[split + 4..].to_vec();
+    if headers.contains("\r\ntransfer-encoding: chunked") {
+        body = dechunk(&body).ok_or_else(|| bad("bad chunked body"))?;
+    }
+    Ok((status, body))
 }
 
-/// Status and JSON body (`Null` when empty or not JSON).
+/// The payload of a `Transfer-Encoding: chunked` body.
+fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = raw.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&raw[..eol]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        raw = &raw[eol + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(raw.get(..size)?);
+        raw = raw.get(size + 2..)?;
+    }
+}
+
+/// Status and JSON body (`Null` when empty or not JSON); panics if the core does not
+/// answer.
 async fn call(
-    method: reqwest::Method,
+    method: &'static str,
     url: String,
     bearer: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = client().request(method, url);
-    if let Some(t) = bearer {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.expect("the core answers");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    let bearer = bearer.map(str::to_owned);
+    let (status, raw) = tokio::task::spawn_blocking(move || {
+        http(method, &url, bearer.as_deref(), body.as_ref())
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+    })
+    .await
+    .expect("the request ran");
+    (status, serde_json::from_slice(&raw).unwrap_or(Value::Null))
 }
 
 fn manifest(id: &str) -> Value {
@@ -266,7 +327,7 @@ fn manifest(id: &str) -> Value {
 
 async fn register(base: &str, id: &str, bearer: Option<&str>) -> (u16, Value) {
     call(
-        reqwest::Method::POST,
+        "POST",
         format!("{base}/plugins/register"),
         bearer,
         Some(manifest(id)),
@@ -283,7 +344,7 @@ async fn register_ok(base: &str, id: &str, bearer: Option<&str>) -> String {
 
 async fn heartbeat(base: &str, id: &str, token: &str) -> (u16, Value) {
     call(
-        reqwest::Method::POST,
+        "POST",
         format!("{base}/plugins/{id}/heartbeat"),
         Some(token),
         Some(json!({"health": "healthy"})),
@@ -294,7 +355,7 @@ async fn heartbeat(base: &str, id: &str, token: &str) -> (u16, Value) {
 /// Every plugin id in the store (fewer than 1000 here).
 async fn plugin_ids(base: &str) -> BTreeSet<String> {
     let (status, body) = call(
-        reqwest::Method::GET,
+        "GET",
         format!("{base}/plugins?limit=1000"),
         Some(ADMIN),
         None,
@@ -314,7 +375,7 @@ async fn plugin_ids(base: &str) -> BTreeSet<String> {
 async fn sealed(base: &str) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let (status, body) = call(reqwest::Method::GET, format!("{base}/ready"), None, None).await;
+        let (status, body) = call("GET", format!("{base}/ready"), None, None).await;
         if status == 200 && body["audit"]["pending"] == 0 {
             return body["audit"]["head"].as_u64().expect("a head");
         }
@@ -329,7 +390,7 @@ async fn registered_in_audit(base: &str) -> Vec<String> {
     let mut after = String::new();
     loop {
         let (status, body) = call(
-            reqwest::Method::GET,
+            "GET",
             format!("{base}/audit?action=plugin.register&limit=1000{after}"),
             Some(ADMIN),
             None,
@@ -608,13 +669,7 @@ async fn after_restore(work: &Path, base: &str, mode: Mode, before: &BeforeResto
     // since; a checkpoint from after the backup no longer matches.
     let head = sealed(base).await;
     assert_eq!(intact_up_to(&cli_verify(work, base, None)), head);
-    let (status, body) = call(
-        reqwest::Method::GET,
-        format!("{base}/audit/verify"),
-        Some(ADMIN),
-        None,
-    )
-    .await;
+    let (status, body) = call("GET", format!("{base}/audit/verify"), Some(ADMIN), None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["intact"], true, "{body}");
     let stale = cli_verify(work, base, Some(&before.checkpoint));
