@@ -224,6 +224,15 @@ pub struct NatsEventBus {
     ready: Mutex<HashSet<PluginId>>,
 }
 
+/// The rustls error inside an I/O error of a TLS handshake, if that is what it is.
+fn rustls_error<'e>(
+    e: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e async_nats::rustls::Error> {
+    e.downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::get_ref)
+        .and_then(|inner| inner.downcast_ref::<async_nats::rustls::Error>())
+}
+
 fn unavailable(what: &'static str, err: impl std::fmt::Display) -> BusError {
     let source: BoxError = format!("{what}: {err}").into();
     BusError::Unavailable(source)
@@ -371,17 +380,29 @@ impl NatsEventBus {
         if tls_url {
             options = options.require_tls(true);
         }
-        let client = options.connect(url).await.map_err(|e| match e.kind() {
-            async_nats::ConnectErrorKind::ServerParse => NatsConnectError::InvalidUrl { setting },
-            async_nats::ConnectErrorKind::Tls => NatsConnectError::Tls {
-                setting,
-                reason: std::error::Error::source(&e)
-                    .map_or_else(|| e.to_string(), ToString::to_string),
-            },
-            kind => NatsConnectError::Unreachable {
-                setting,
-                reason: kind.to_string(),
-            },
+        let client = options.connect(url).await.map_err(|e| {
+            let source = std::error::Error::source(&e);
+            match e.kind() {
+                async_nats::ConnectErrorKind::ServerParse => {
+                    NatsConnectError::InvalidUrl { setting }
+                }
+                async_nats::ConnectErrorKind::Tls => NatsConnectError::Tls {
+                    setting,
+                    reason: source.map_or_else(|| e.to_string(), ToString::to_string),
+                },
+                // A failed handshake comes back as an I/O error carrying rustls' error.
+                _ if source.and_then(rustls_error).is_some() => NatsConnectError::Tls {
+                    setting,
+                    reason: source
+                        .and_then(rustls_error)
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                },
+                kind => NatsConnectError::Unreachable {
+                    setting,
+                    reason: kind.to_string(),
+                },
+            }
         })?;
         let js = jetstream::new(client.clone());
         jetstream_info(&client, config.timeout)
