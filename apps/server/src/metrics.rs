@@ -23,6 +23,9 @@ const LATENCY_BUCKETS: &[f64] = &[
     10.0, 30.0,
 ];
 
+/// How often recorded histogram samples are drained into their buckets.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Plugins counted per scrape at most (the count is a page walk of the store).
 const MAX_COUNTED_PLUGINS: usize = 100_000;
 
@@ -42,6 +45,20 @@ pub fn handle() -> &'static PrometheusHandle {
         };
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
+        // Histograms keep every sample until upkeep drains them into their buckets:
+        // without it they grow by a sample per request between scrapes.
+        let upkeep = handle.clone();
+        let spawned = std::thread::Builder::new()
+            .name("vivified-metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP_INTERVAL);
+                    upkeep.run_upkeep();
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "metrics upkeep thread not started; histograms are drained at scrape time only");
+        }
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!(
                 "another metrics recorder is installed; /metrics shows only the scrape-time gauges"

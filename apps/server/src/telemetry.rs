@@ -9,8 +9,12 @@
 //! the server's CPU on `/health` (measured with the bench harness: 0.54× → 0.88× the
 //! bare-axum floor without it), and the formatter reads the task-local just as well.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use time::OffsetDateTime;
@@ -22,8 +26,9 @@ use crate::error::ApiError;
 use crate::settings::LogFormat;
 
 /// The request's trace id, put in the request's extensions by [`trace_and_timeout`].
+/// Shared with the request's [`RequestContext`] (one allocation per request).
 #[derive(Clone, Debug)]
-pub struct TraceId(pub String);
+pub struct TraceId(pub Arc<str>);
 
 /// `X-Request-Id`.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -59,11 +64,19 @@ where
 #[derive(Clone, Debug)]
 pub struct RequestContext {
     /// The trace id.
-    pub trace_id: String,
+    pub trace_id: Arc<str>,
     /// HTTP method.
-    pub method: axum::http::Method,
-    /// The route template (never the raw path, which may carry ids).
-    pub route: String,
+    pub method: Method,
+    /// The route template (never the raw path, which may carry ids); `None` for a path
+    /// that matched no route.
+    pub route: Option<MatchedPath>,
+}
+
+impl RequestContext {
+    /// The route template, or `-` for a path that matched no route.
+    pub fn route(&self) -> &str {
+        self.route.as_ref().map_or("-", MatchedPath::as_str)
+    }
 }
 
 tokio::task_local! {
@@ -134,7 +147,7 @@ where
         event.record(&mut JsonVisitor(&mut fields));
         let message = fields.remove("message").unwrap_or(serde_json::Value::Null);
         let request = REQUEST.try_with(RequestContext::clone).ok();
-        let trace_id = request.as_ref().map_or("system", |r| r.trace_id.as_str());
+        let trace_id = request.as_ref().map_or("system", |r| &*r.trace_id);
         let meta = event.metadata();
         let timestamp = OffsetDateTime::now_utc()
             .format(&Rfc3339)
@@ -166,7 +179,7 @@ where
         if let Some(r) = &request {
             line.insert(
                 "request".into(),
-                serde_json::json!({ "method": r.method.as_str(), "route": r.route }),
+                serde_json::json!({ "method": r.method.as_str(), "route": r.route() }),
             );
         }
         writeln!(writer, "{}", serde_json::Value::Object(line))
@@ -176,27 +189,36 @@ where
 /// The trace id of a request: the W3C `traceparent` trace id (wins), else a well-formed
 /// `X-Request-Id`, else a fresh one.
 pub fn trace_id(headers: &axum::http::HeaderMap) -> String {
+    request_trace_id(headers).0.to_string()
+}
+
+/// [`trace_id`], shared, with its `X-Request-Id` header value (`None` only if it
+/// could not be one, which the checks above rule out).
+fn request_trace_id(headers: &axum::http::HeaderMap) -> (Arc<str>, Option<HeaderValue>) {
     if let Some(id) = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .and_then(traceparent_id)
     {
-        return id.to_owned();
+        return (Arc::from(id), HeaderValue::from_str(id).ok());
     }
-    if let Some(id) = headers
-        .get(&X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| valid_request_id(v))
+    if let Some(v) = headers.get(&X_REQUEST_ID)
+        && let Some(id) = v.to_str().ok().filter(|v| valid_request_id(v))
     {
-        return id.to_owned();
+        // The incoming value is echoed as is (a cheap copy of shared bytes).
+        return (Arc::from(id), Some(v.clone()));
     }
-    fresh_trace_id()
+    let id = fresh_trace_id();
+    // 32 hex digits: always a valid header value.
+    let header = HeaderValue::from_bytes(&id).ok();
+    let id = std::str::from_utf8(&id).unwrap_or("0");
+    (Arc::from(id), header)
 }
 
 /// A fresh random trace id (32 hex digits, as W3C's). A thread-local xorshift generator
 /// seeded from the OS: a syscall per request would cost more than the rest of `/health`.
 /// Trace ids correlate log lines; they are not secrets.
-fn fresh_trace_id() -> String {
+fn fresh_trace_id() -> [u8; 32] {
     use std::cell::Cell;
     thread_local! {
         static STATE: Cell<(u64, u64)> = Cell::new(seed());
@@ -224,7 +246,14 @@ fn fresh_trace_id() -> String {
             s1.wrapping_add(s0)
         };
         let (a, b) = (next(state), next(state));
-        format!("{a:016x}{b:016x}")
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 32];
+        for (i, n) in [a, b].into_iter().enumerate() {
+            for j in 0..16 {
+                out[i * 16 + j] = HEX[((n >> (60 - 4 * j)) & 0xf) as usize];
+            }
+        }
+        out
     })
 }
 
@@ -274,31 +303,22 @@ pub async fn trace_and_timeout(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let trace_id = trace_id(req.headers());
-    req.extensions_mut().insert(TraceId(trace_id.clone()));
-    let context = RequestContext {
-        trace_id,
-        method: req.method().clone(),
-        route: req
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or("-", |p| p.as_str())
-            .to_owned(),
-    };
+    let (trace_id, header) = request_trace_id(req.headers());
+    req.extensions_mut().insert(TraceId(Arc::clone(&trace_id)));
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     // The long poll of events is bounded by its own (capped) `wait`, not by the
     // general request timeout.
-    let timeout = if context.route == LONG_POLL_ROUTE {
+    let timeout = if route.as_ref().map(MatchedPath::as_str) == Some(LONG_POLL_ROUTE) {
         timeouts.request.saturating_add(timeouts.long_poll)
     } else {
         timeouts.request
     };
-    let header = HeaderValue::from_str(&context.trace_id).ok();
-    let route = if context.route == "-" {
-        "unmatched".to_owned()
-    } else {
-        context.route.clone()
+    let context = RequestContext {
+        trace_id,
+        method: method.clone(),
+        route: route.clone(),
     };
-    let method = context.method.as_str().to_owned();
     let started = std::time::Instant::now();
     let mut resp = REQUEST
         .scope(context, async move {
@@ -317,15 +337,12 @@ pub async fn trace_and_timeout(
             resp
         })
         .await;
-    metrics::histogram!("vivified_http_request_duration_seconds", "route" => route.clone())
-        .record(started.elapsed().as_secs_f64());
-    metrics::counter!(
-        "vivified_http_requests_total",
-        "route" => route,
-        "method" => method,
-        "status" => resp.status().as_u16().to_string()
-    )
-    .increment(1);
+    record_request(
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        &method,
+        resp.status().as_u16(),
+        started.elapsed(),
+    );
     if let Some(v) = header {
         resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
@@ -333,6 +350,70 @@ pub async fn trace_and_timeout(
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     resp
+}
+
+/// The metric handles of one route: its latency histogram and its request counters
+/// by method and status.
+struct RouteMetrics {
+    duration: metrics::Histogram,
+    requests: HashMap<(Method, u16), metrics::Counter>,
+}
+
+/// Most routes (and method/status pairs per route) a thread keeps handles for; the
+/// cache starts over beyond that (routes are templates, so this is never reached in
+/// practice, but methods are whatever clients send).
+const MAX_CACHED_METRICS: usize = 256;
+
+thread_local! {
+    /// Per worker thread, so recording a request takes no lock and allocates nothing
+    /// once a route has been seen: looking a labelled metric up in the recorder
+    /// builds its labels (three `String`s) and hashes them, which cost about a tenth
+    /// of `/health`.
+    static ROUTE_METRICS: RefCell<HashMap<Box<str>, RouteMetrics>> = RefCell::new(HashMap::new());
+}
+
+/// Records `vivified_http_request_duration_seconds{route}` and
+/// `vivified_http_requests_total{route,method,status}` for one request.
+fn record_request(route: &str, method: &Method, status: u16, elapsed: std::time::Duration) {
+    ROUTE_METRICS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if !cache.contains_key(route) {
+            if cache.len() >= MAX_CACHED_METRICS {
+                cache.clear();
+            }
+            let duration = metrics::histogram!(
+                "vivified_http_request_duration_seconds",
+                "route" => route.to_owned()
+            );
+            cache.insert(
+                route.into(),
+                RouteMetrics {
+                    duration,
+                    requests: HashMap::new(),
+                },
+            );
+        }
+        let Some(handles) = cache.get_mut(route) else {
+            return;
+        };
+        handles.duration.record(elapsed.as_secs_f64());
+        let key = (method.clone(), status);
+        if let Some(counter) = handles.requests.get(&key) {
+            counter.increment(1);
+            return;
+        }
+        if handles.requests.len() >= MAX_CACHED_METRICS {
+            handles.requests.clear();
+        }
+        let counter = metrics::counter!(
+            "vivified_http_requests_total",
+            "route" => route.to_owned(),
+            "method" => method.as_str().to_owned(),
+            "status" => status.to_string()
+        );
+        counter.increment(1);
+        handles.requests.insert(key, counter);
+    });
 }
 
 #[cfg(test)]
