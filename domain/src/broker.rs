@@ -142,14 +142,18 @@ struct Directory {
     subscribers: Vec<Subscriber>,
 }
 
-/// Carries events between plugins. Cheap to clone.
+/// Carries events between plugins. Cheap to clone (one reference count).
 #[derive(Clone)]
 pub struct Broker {
+    inner: Arc<BrokerInner>,
+}
+
+struct BrokerInner {
     registry: Registry,
     policy: Arc<Policy>,
-    config: Arc<BrokerConfig>,
-    directory: Arc<Mutex<Option<Arc<Directory>>>>,
-    counts: Arc<DecisionCounts>,
+    config: BrokerConfig,
+    directory: Mutex<Option<Arc<Directory>>>,
+    counts: DecisionCounts,
 }
 
 /// One subscriber's outcome, for the audit entry.
@@ -166,28 +170,30 @@ impl Broker {
     #[must_use]
     pub fn new(registry: Registry, policy: Arc<Policy>, config: BrokerConfig) -> Self {
         Self {
-            registry,
-            policy,
-            config: Arc::new(config),
-            directory: Arc::new(Mutex::new(None)),
-            counts: Arc::new(DecisionCounts::default()),
+            inner: Arc::new(BrokerInner {
+                registry,
+                policy,
+                config,
+                directory: Mutex::new(None),
+                counts: DecisionCounts::default(),
+            }),
         }
     }
 
     /// The policy in force.
     #[must_use]
     pub fn policy(&self) -> &Policy {
-        &self.policy
+        &self.inner.policy
     }
 
     /// Decisions taken so far by this replica.
     #[must_use]
     pub fn counts(&self) -> &DecisionCounts {
-        &self.counts
+        &self.inner.counts
     }
 
     fn bus(&self) -> &dyn EventBus {
-        &*self.registry.ports().bus
+        &*self.inner.registry.ports().bus
     }
 
     /// The plugin a request authenticates as: its own current token, enabled (the
@@ -196,9 +202,11 @@ impl Broker {
     /// # Errors
     /// 401/403 as the registry decides; the admin token is `plugin_token_required`.
     pub async fn plugin_caller(&self, bearer: Option<&str>) -> Result<PluginRecord, BrokerError> {
-        match self.registry.authenticate(bearer).await? {
+        match self.inner.registry.authenticate(bearer).await? {
             Caller::Admin => Err(RegistryError::Forbidden("plugin_token_required").into()),
-            Caller::Plugin(claims) => Ok(self.registry.current_enabled_record(&claims).await?),
+            Caller::Plugin(claims) => {
+                Ok(self.inner.registry.current_enabled_record(&claims).await?)
+            }
         }
     }
 
@@ -210,7 +218,7 @@ impl Broker {
                     .into(),
             );
         }
-        let c = &self.config;
+        let c = &self.inner.config;
         if req.data_traits.len() > c.max_data_traits
             || req.data_traits.iter().any(|t| t.is_empty() || t.len() > 64)
         {
@@ -257,7 +265,7 @@ impl Broker {
             return Err(RegistryError::Forbidden("source_plugin_mismatch").into());
         }
         self.check(&req)?;
-        let policy = &*self.policy;
+        let policy = &*self.inner.policy;
         let source_facts = PluginFacts::from_record(&source).compile(policy);
         let data = policy.data_traits(&req.data_traits);
         let subject = Subject {
@@ -274,9 +282,9 @@ impl Broker {
                 "reason" => published.reason.to_string()
             )
             .increment(1);
-            self.counts.refused.fetch_add(1, Ordering::Relaxed);
+            self.inner.counts.refused.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(rule = %published.rule, reason = %published.reason, source = source_id, event_type = %req.event_type, "publication refused");
-            self.registry
+            self.inner.registry
                 .audit(
                     trace_id,
                     subject,
@@ -339,7 +347,8 @@ impl Broker {
             });
         }
         // Fail closed: no event is carried without its audit entry.
-        self.registry
+        self.inner
+            .registry
             .audit(
                 trace_id,
                 subject,
@@ -358,7 +367,7 @@ impl Broker {
             trace_id: trace_id.to_owned(),
             source: source_id.to_owned(),
             data_traits: req.data_traits,
-            at: self.registry.now(),
+            at: self.inner.registry.now(),
             payload: Value::Object(req.payload),
             metadata: req.metadata,
         };
@@ -384,13 +393,16 @@ impl Broker {
             return Err(e.into());
         }
         metrics::counter!("vivified_events_published_total").increment(1);
-        self.counts
+        self.inner
+            .counts
             .delivered
             .fetch_add(delivered as u64, Ordering::Relaxed);
-        self.counts
+        self.inner
+            .counts
             .sanitized
             .fetch_add(sanitized as u64, Ordering::Relaxed);
-        self.counts
+        self.inner
+            .counts
             .denied
             .fetch_add(denied as u64, Ordering::Relaxed);
         Ok(Receipt {
@@ -436,25 +448,26 @@ impl Broker {
     /// The directory, rebuilt if this replica changed a plugin since, the policy
     /// changed, or it is older than `directory_ttl`.
     async fn directory(&self) -> Result<Arc<Directory>, BrokerError> {
-        let generation = self.registry.generation();
-        let now = self.registry.now();
-        let ttl =
-            time::Duration::try_from(self.config.directory_ttl).unwrap_or(time::Duration::SECOND);
+        let generation = self.inner.registry.generation();
+        let now = self.inner.registry.now();
+        let ttl = time::Duration::try_from(self.inner.config.directory_ttl)
+            .unwrap_or(time::Duration::SECOND);
         {
             let cached = self
+                .inner
                 .directory
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(d) = cached.as_ref()
                 && d.generation == generation
-                && d.policy_generation == self.policy.generation()
+                && d.policy_generation == self.inner.policy.generation()
                 && now - d.loaded_at < ttl
                 && now >= d.loaded_at
             {
                 return Ok(Arc::clone(d));
             }
         }
-        let store = &self.registry.ports().store;
+        let store = &self.inner.registry.ports().store;
         let mut subscribers = Vec::new();
         let mut after: Option<PluginId> = None;
         loop {
@@ -471,7 +484,7 @@ impl Broker {
                 subscribers.push(Subscriber {
                     id: record.plugin_id.clone(),
                     subscriptions,
-                    facts: PluginFacts::from_record(record).compile(&self.policy),
+                    facts: PluginFacts::from_record(record).compile(&self.inner.policy),
                 });
             }
             if page.len() < 500 {
@@ -481,11 +494,12 @@ impl Broker {
         }
         let directory = Arc::new(Directory {
             generation,
-            policy_generation: self.policy.generation(),
+            policy_generation: self.inner.policy.generation(),
             loaded_at: now,
             subscribers,
         });
         *self
+            .inner
             .directory
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::clone(&directory));

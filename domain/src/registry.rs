@@ -253,19 +253,24 @@ pub(crate) struct Subject<'a> {
 /// Attempts of a conditional write before giving up on a hot record.
 const CAS_ATTEMPTS: usize = 8;
 
-/// The registry service. Cheap to clone; share one per process.
+/// The registry service. Cheap to clone (one reference count: the server's handlers
+/// clone it on every request); share one per process.
 #[derive(Clone)]
 pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     ports: Ports,
     validator: Arc<ManifestValidator>,
-    config: Arc<RegistryConfig>,
+    config: RegistryConfig,
     /// Whether this replica's last sweep held back a mass expiry.
-    self_preservation: Arc<AtomicBool>,
+    self_preservation: AtomicBool,
     /// Bumped on every lifecycle transition this replica makes (caches of plugin
     /// records compare it).
-    generation: Arc<AtomicU64>,
+    generation: AtomicU64,
     /// When each (plugin or `-`, reason) rejection was last audited.
-    rejections: Arc<Mutex<HashMap<(String, &'static str), OffsetDateTime>>>,
+    rejections: Mutex<HashMap<(String, &'static str), OffsetDateTime>>,
 }
 
 /// A rejected token use is audited at most once per plugin and reason in this window.
@@ -277,23 +282,25 @@ impl Registry {
     /// Builds a registry over `ports`.
     pub fn new(ports: Ports, validator: Arc<ManifestValidator>, config: RegistryConfig) -> Self {
         Self {
-            ports,
-            validator,
-            config: Arc::new(config),
-            self_preservation: Arc::new(AtomicBool::new(false)),
-            generation: Arc::new(AtomicU64::new(0)),
-            rejections: Arc::new(Mutex::new(HashMap::new())),
+            inner: Arc::new(Inner {
+                ports,
+                validator,
+                config,
+                self_preservation: AtomicBool::new(false),
+                generation: AtomicU64::new(0),
+                rejections: Mutex::new(HashMap::new()),
+            }),
         }
     }
 
     /// The settings.
     pub fn config(&self) -> &RegistryConfig {
-        &self.config
+        &self.inner.config
     }
 
     /// The manifest validator.
     pub fn validator(&self) -> &ManifestValidator {
-        &self.validator
+        &self.inner.validator
     }
 
     /// Whether the store answers.
@@ -301,7 +308,12 @@ impl Registry {
     /// # Errors
     /// [`RegistryError::Unavailable`] if it does not.
     pub async fn ready(&self) -> Result<(), RegistryError> {
-        self.ports.store.ping().await.map_err(RegistryError::store)
+        self.inner
+            .ports
+            .store
+            .ping()
+            .await
+            .map_err(RegistryError::store)
     }
 
     fn is_secret(given: &str, secret: Option<&Secret>) -> bool {
@@ -309,17 +321,17 @@ impl Registry {
     }
 
     pub(crate) fn now(&self) -> OffsetDateTime {
-        self.ports.clock.now()
+        self.inner.ports.clock.now()
     }
 
     pub(crate) fn ports(&self) -> &Ports {
-        &self.ports
+        &self.inner.ports
     }
 
     /// The plugin store (read-only uses: metrics, tools).
     #[must_use]
     pub fn store(&self) -> &Arc<dyn PluginStore> {
-        &self.ports.store
+        &self.inner.ports.store
     }
 
     /// Changes on every lifecycle transition this replica makes (registration,
@@ -327,7 +339,7 @@ impl Registry {
     /// plugin records built at one generation is out of date at another.
     #[must_use]
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.inner.generation.load(Ordering::Acquire)
     }
 
     /// The record of a current plugin token, if the plugin is enabled.
@@ -366,7 +378,8 @@ impl Registry {
             now: self.now(),
             expired_grace: grace,
         };
-        self.ports
+        self.inner
+            .ports
             .tokens
             .verify(token, opts)
             .await
@@ -386,7 +399,7 @@ impl Registry {
     /// [`RegistryError::Unauthorized`] if there is none or it does not verify.
     pub async fn authenticate(&self, bearer: Option<&str>) -> Result<Caller, RegistryError> {
         let bearer = bearer.ok_or(RegistryError::Unauthorized("missing_credentials"))?;
-        if Self::is_secret(bearer, self.config.admin_token.as_ref()) {
+        if Self::is_secret(bearer, self.inner.config.admin_token.as_ref()) {
             return Ok(Caller::Admin);
         }
         self.verify(bearer, Duration::ZERO)
@@ -416,6 +429,7 @@ impl Registry {
         let who = plugin.map_or("-", PluginId::as_str);
         {
             let mut seen = self
+                .inner
                 .rejections
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -455,6 +469,7 @@ impl Registry {
     /// The record a token belongs to, if the token is still current (no audit).
     async fn current_record_of(&self, claims: &TokenClaims) -> Result<PluginRecord, RegistryError> {
         let record = self
+            .inner
             .ports
             .store
             .get(&claims.plugin_id)
@@ -529,7 +544,7 @@ impl Registry {
             trace_id: trace_id.to_owned(),
             details,
         };
-        let appended = self.ports.audit.append(entry).await;
+        let appended = self.inner.ports.audit.append(entry).await;
         metrics::counter!(
             "vivified_audit_appends_total",
             "outcome" => if appended.is_ok() { "ok" } else { "failed" }
@@ -545,13 +560,13 @@ impl Registry {
     /// `key` (the token id of the registration it concerns, plus the record version
     /// for transitions that can repeat) — so consumers can drop duplicates.
     async fn lifecycle(&self, event_type: &str, id: &PluginId, key: &str, trace_id: &str) -> bool {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
         metrics::counter!("vivified_lifecycle_events_total", "event" => event_type.to_owned())
             .increment(1);
         if event_type == "plugin.deregistered" {
             // No delivery after deregistration. Best effort: a queue left behind is
             // also ignored by pulls of a later registration of the id.
-            if let Err(e) = self.ports.bus.remove_queue(id).await {
+            if let Err(e) = self.inner.ports.bus.remove_queue(id).await {
                 tracing::warn!(plugin_id = %id, error = %e, "event queue of a deregistered plugin not removed");
             }
         }
@@ -565,7 +580,7 @@ impl Registry {
             payload: json!({ "plugin_id": id }),
             metadata: std::collections::BTreeMap::new(),
         };
-        match self.ports.bus.publish(event).await {
+        match self.inner.ports.bus.publish(event).await {
             Ok(()) => true,
             Err(e) => {
                 metrics::counter!("vivified_bus_errors_total").increment(1);
@@ -624,7 +639,7 @@ impl Registry {
                 published.push(entry);
             }
         }
-        self.ports.store.ack_outbox(&published).await?;
+        self.inner.ports.store.ack_outbox(&published).await?;
         Ok(published.len())
     }
 
@@ -759,13 +774,15 @@ impl Registry {
     async fn undo(&self, written: &PluginRecord, previous: Option<PluginRecord>) {
         let undone = match previous {
             Some(prev) => self
+                .inner
                 .ports
                 .store
                 .replace(prev, written.version)
                 .await
                 .map(|_| ()),
             None => {
-                self.ports
+                self.inner
+                    .ports
                     .store
                     .delete(&written.plugin_id, Some(written.token_jti.clone()))
                     .await
@@ -791,15 +808,15 @@ impl Registry {
         // mode, or the registration secret): an id that is held answers 409 to them
         // whatever the manifest says, so try the insert first and let the store's
         // primary key decide — one round trip instead of a read and a write.
-        let new_only = bearer.map_or(self.config.mode == Mode::Dev, |b| {
-            Self::is_secret(b, self.config.registration_secret.as_ref())
+        let new_only = bearer.map_or(self.inner.config.mode == Mode::Dev, |b| {
+            Self::is_secret(b, self.inner.config.registration_secret.as_ref())
         });
         if new_only {
-            let valid = match self.validator.validate_owned(manifest) {
+            let valid = match self.inner.validator.validate_owned(manifest) {
                 Ok(valid) => valid,
                 Err(violations) => {
                     let held = match &claimed_id {
-                        Some(id) => self.ports.store.get(id).await?.is_some(),
+                        Some(id) => self.inner.ports.store.get(id).await?.is_some(),
                         None => false,
                     };
                     return Err(if held {
@@ -815,20 +832,21 @@ impl Registry {
                 .map(|reg| (reg, None));
         }
         let existing = match &claimed_id {
-            Some(id) => self.ports.store.get(id).await?,
+            Some(id) => self.inner.ports.store.get(id).await?,
             None => None,
         };
         match existing {
             Some(current) => self.reregister(manifest, bearer, current, trace_id).await,
             None => {
-                if self.config.mode == Mode::Production
+                if self.inner.config.mode == Mode::Production
                     && !bearer.is_some_and(|b| {
-                        Self::is_secret(b, self.config.registration_secret.as_ref())
+                        Self::is_secret(b, self.inner.config.registration_secret.as_ref())
                     })
                 {
                     return Err(RegistryError::Unauthorized("registration_secret_required"));
                 }
                 let valid = self
+                    .inner
                     .validator
                     .validate_owned(manifest)
                     .map_err(RegistryError::InvalidManifest)?;
@@ -857,7 +875,7 @@ impl Registry {
             registered_at: now,
             last_heartbeat: None,
             token_jti: issued.jti.clone(),
-            next_deadline: Some(now + self.config.heartbeat_ttl),
+            next_deadline: Some(now + self.inner.config.heartbeat_ttl),
             version: 0,
         };
         let entry = self.tx_entry(
@@ -889,12 +907,14 @@ impl Registry {
         trace_id: &str,
     ) -> Result<(IssuedRegistration, Option<PluginRecord>), RegistryError> {
         let bearer = bearer.ok_or(RegistryError::AlreadyRegistered)?;
-        if Self::is_secret(bearer, self.config.registration_secret.as_ref())
-            || Self::is_secret(bearer, self.config.admin_token.as_ref())
+        if Self::is_secret(bearer, self.inner.config.registration_secret.as_ref())
+            || Self::is_secret(bearer, self.inner.config.admin_token.as_ref())
         {
             return Err(RegistryError::AlreadyRegistered);
         }
-        let claims = self.verify(bearer, self.config.reregister_grace).await?;
+        let claims = self
+            .verify(bearer, self.inner.config.reregister_grace)
+            .await?;
         if claims.plugin_id != current.plugin_id {
             return Err(RegistryError::AlreadyRegistered);
         }
@@ -903,6 +923,7 @@ impl Registry {
             return Err(RegistryError::Unauthorized("revoked_token"));
         }
         let valid = self
+            .inner
             .validator
             .validate_owned(manifest)
             .map_err(RegistryError::InvalidManifest)?;
@@ -945,6 +966,7 @@ impl Registry {
                 }
                 Err(StoreError::PreconditionFailed) => {
                     current = self
+                        .inner
                         .ports
                         .store
                         .get(&claims.plugin_id)
@@ -967,16 +989,21 @@ impl Registry {
         id: &PluginId,
         now: OffsetDateTime,
     ) -> Result<IssuedToken, RegistryError> {
-        self.ports.tokens.issue(id, now).await.map_err(|e| match e {
-            TokenError::Signing(source) => RegistryError::Unavailable {
-                what: "token issuer",
-                source,
-            },
-            other => RegistryError::Unavailable {
-                what: "token issuer",
-                source: Box::new(other),
-            },
-        })
+        self.inner
+            .ports
+            .tokens
+            .issue(id, now)
+            .await
+            .map_err(|e| match e {
+                TokenError::Signing(source) => RegistryError::Unavailable {
+                    what: "token issuer",
+                    source,
+                },
+                other => RegistryError::Unavailable {
+                    what: "token issuer",
+                    source: Box::new(other),
+                },
+            })
     }
 
     fn issued(
@@ -990,7 +1017,7 @@ impl Registry {
             plugin_id: record.plugin_id.clone(),
             token: token.token,
             expires_at: token.expires_at,
-            heartbeat_interval: self.config.heartbeat_interval,
+            heartbeat_interval: self.inner.config.heartbeat_interval,
             reregistered,
             record,
             audited,
@@ -1006,7 +1033,7 @@ impl Registry {
         reason: &str,
         details: Value,
     ) -> Option<AuditEntry> {
-        self.config.audit_in_store.then(|| AuditEntry {
+        self.inner.config.audit_in_store.then(|| AuditEntry {
             at: self.now(),
             actor: subject.actor.to_owned(),
             action: subject.action.to_owned(),
@@ -1024,7 +1051,7 @@ impl Registry {
         record: PluginRecord,
         entry: Option<&AuditEntry>,
     ) -> Result<PluginRecord, StoreError> {
-        let store = &self.ports.store;
+        let store = &self.inner.ports.store;
         match entry {
             Some(entry) => {
                 let r = store.insert_audited(record, entry).await;
@@ -1042,7 +1069,7 @@ impl Registry {
         expected_version: u64,
         entry: Option<&AuditEntry>,
     ) -> Result<PluginRecord, StoreError> {
-        let store = &self.ports.store;
+        let store = &self.inner.ports.store;
         match entry {
             Some(entry) => {
                 let r = store.replace_audited(record, expected_version, entry).await;
@@ -1060,7 +1087,7 @@ impl Registry {
         expected_jti: Option<String>,
         entry: Option<&AuditEntry>,
     ) -> Result<(), StoreError> {
-        let store = &self.ports.store;
+        let store = &self.inner.ports.store;
         match entry {
             Some(entry) => {
                 let r = store.delete_audited(id, expected_jti, entry).await;
@@ -1171,6 +1198,7 @@ impl Registry {
     ) -> Result<PluginRecord, RegistryError> {
         let now = self.now();
         match self
+            .inner
             .ports
             .store
             .record_heartbeat(
@@ -1178,7 +1206,7 @@ impl Registry {
                 &claims.jti,
                 report.health,
                 now,
-                now + self.config.heartbeat_ttl,
+                now + self.inner.config.heartbeat_ttl,
             )
             .await
         {
@@ -1193,7 +1221,7 @@ impl Registry {
             Err(StoreError::NotFound) => Err(RegistryError::Unauthorized("unknown_plugin")),
             Err(StoreError::PreconditionFailed) => {
                 // Rare path: find out which condition failed.
-                match self.ports.store.get(&claims.plugin_id).await? {
+                match self.inner.ports.store.get(&claims.plugin_id).await? {
                     None => Err(RegistryError::Unauthorized("unknown_plugin")),
                     Some(r) if r.token_jti != claims.jti => {
                         Err(RegistryError::Unauthorized("revoked_token"))
@@ -1259,6 +1287,7 @@ impl Registry {
                 }
                 Err(StoreError::PreconditionFailed) => {
                     current = self
+                        .inner
                         .ports
                         .store
                         .get(&claims.plugin_id)
@@ -1284,7 +1313,8 @@ impl Registry {
         match self.authenticate(bearer).await? {
             Caller::Admin => {
                 let id = PluginId::parse(id).map_err(|_| RegistryError::NotFound)?;
-                self.ports
+                self.inner
+                    .ports
                     .store
                     .get(&id)
                     .await?
@@ -1305,7 +1335,7 @@ impl Registry {
         limit: usize,
     ) -> Result<Vec<PluginRecord>, RegistryError> {
         match self.authenticate(bearer).await? {
-            Caller::Admin => Ok(self.ports.store.list(after, limit).await?),
+            Caller::Admin => Ok(self.inner.ports.store.list(after, limit).await?),
             Caller::Plugin(claims) => Err(self.refuse_plugin_on_admin_route(&claims).await),
         }
     }
@@ -1325,6 +1355,7 @@ impl Registry {
             Caller::Admin => {
                 let id = PluginId::parse(id).map_err(|_| RegistryError::NotFound)?;
                 let record = self
+                    .inner
                     .ports
                     .store
                     .get(&id)
@@ -1372,6 +1403,7 @@ impl Registry {
                 Err(StoreError::PreconditionFailed) if admin && attempts < CAS_ATTEMPTS => {
                     attempts += 1;
                     record = self
+                        .inner
                         .ports
                         .store
                         .get(&record.plugin_id)
@@ -1407,7 +1439,7 @@ impl Registry {
         };
         if let Err(e) = audited {
             // Fail closed: put the plugin back as it was (its token works again).
-            if let Err(undo) = self.ports.store.insert(record.clone()).await {
+            if let Err(undo) = self.inner.ports.store.insert(record.clone()).await {
                 tracing::error!(plugin_id = %record.plugin_id, error = %undo, "could not undo an unaudited deregistration");
             }
             return Err(e);
@@ -1429,8 +1461,8 @@ impl Registry {
             return None;
         }
         match record.status {
-            Liveness::Registered | Liveness::Active => Some(now + self.config.heartbeat_ttl),
-            Liveness::Stale => self.config.deregister_after.map(|d| now + d),
+            Liveness::Registered | Liveness::Active => Some(now + self.inner.config.heartbeat_ttl),
+            Liveness::Stale => self.inner.config.deregister_after.map(|d| now + d),
         }
     }
 
@@ -1467,7 +1499,7 @@ impl Registry {
 
     /// Whether this replica's last sweep held back a mass expiry (self-preservation).
     pub fn self_preservation(&self) -> bool {
-        self.self_preservation.load(Ordering::Relaxed)
+        self.inner.self_preservation.load(Ordering::Relaxed)
     }
 
     /// Requires the admin token; 401/403 otherwise.
@@ -1526,6 +1558,7 @@ impl Registry {
         };
         for _ in 0..CAS_ATTEMPTS {
             let current = self
+                .inner
                 .ports
                 .store
                 .get(&id)
@@ -1645,11 +1678,12 @@ impl Registry {
     pub async fn sweep(&self) -> Result<SweepReport, RegistryError> {
         let now = self.now();
         let mut report = SweepReport::default();
-        let batch = self.config.sweep_batch.max(1);
+        let batch = self.inner.config.sweep_batch.max(1);
         // Events of transitions whose sweep died before publishing them.
         let lease =
-            time::Duration::try_from(self.config.outbox_lease).unwrap_or(time::Duration::MAX);
+            time::Duration::try_from(self.inner.config.outbox_lease).unwrap_or(time::Duration::MAX);
         let orphans = self
+            .inner
             .ports
             .store
             .claim_outbox(now.checked_sub(lease).unwrap_or(now), now, batch)
@@ -1661,7 +1695,7 @@ impl Registry {
             );
             report.republished = self.flush_outbox(orphans).await?;
         }
-        let due = self.ports.store.earliest_deadline().await?;
+        let due = self.inner.ports.store.earliest_deadline().await?;
         if due.is_none_or(|d| d > now) {
             self.leave_self_preservation();
             return Ok(report);
@@ -1671,23 +1705,29 @@ impl Registry {
         // plugins cut off together have deadlines spread over one interval, and a
         // sweep would otherwise expire the first of them before the rest are due.
         let horizon = self
+            .inner
             .config
             .heartbeat_ttl
-            .saturating_sub(self.config.heartbeat_interval * 2);
-        let counts = self.ports.store.liveness_counts(now + horizon).await?;
+            .saturating_sub(self.inner.config.heartbeat_interval * 2);
+        let counts = self
+            .inner
+            .ports
+            .store
+            .liveness_counts(now + horizon)
+            .await?;
         report.live = counts.live;
         report.silent = counts.due;
         #[allow(clippy::cast_precision_loss)] // plugin counts are far below 2^52
         let share = counts.due as f64 / counts.live.max(1) as f64;
         if counts.due > 0
-            && counts.live >= self.config.self_preservation_min_live
-            && share > self.config.self_preservation_threshold
+            && counts.live >= self.inner.config.self_preservation_min_live
+            && share > self.inner.config.self_preservation_threshold
         {
-            if !self.self_preservation.swap(true, Ordering::Relaxed) {
+            if !self.inner.self_preservation.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     silent = counts.due,
                     live = counts.live,
-                    threshold = self.config.self_preservation_threshold,
+                    threshold = self.inner.config.self_preservation_threshold,
                     "SELF-PRESERVATION: too many plugins went silent at once; none is expired \
                      until the share of silent plugins falls under the threshold"
                 );
@@ -1698,13 +1738,15 @@ impl Registry {
         self.leave_self_preservation();
         loop {
             let stale = self
+                .inner
                 .ports
                 .store
                 .mark_stale(
                     now,
-                    self.config
+                    self.inner
+                        .config
                         .deregister_after
-                        .map(|d| d.saturating_sub(self.config.heartbeat_ttl)),
+                        .map(|d| d.saturating_sub(self.inner.config.heartbeat_ttl)),
                     batch,
                 )
                 .await?;
@@ -1718,9 +1760,9 @@ impl Registry {
                 break;
             }
         }
-        if self.config.deregister_after.is_some() {
+        if self.inner.config.deregister_after.is_some() {
             loop {
-                let gone = self.ports.store.remove_expired(now, batch).await?;
+                let gone = self.inner.ports.store.remove_expired(now, batch).await?;
                 for record in &gone {
                     tracing::info!(plugin_id = %record.plugin_id, "plugin deregistered: silent beyond deregister_after");
                 }
@@ -1754,7 +1796,7 @@ impl Registry {
     }
 
     fn leave_self_preservation(&self) {
-        if self.self_preservation.swap(false, Ordering::Relaxed) {
+        if self.inner.self_preservation.swap(false, Ordering::Relaxed) {
             tracing::warn!("self-preservation ended: silent plugins are under the threshold again");
         }
     }
