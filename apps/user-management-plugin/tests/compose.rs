@@ -1,0 +1,441 @@
+//! The topology `docker-compose.yml` describes, as plain processes (no Docker engine
+//! runs here): the core in production mode on Postgres and NATS JetStream with a
+//! registration secret, and the example plugin registering and heartbeating through it.
+//!
+//! The environment of both processes is read from `docker-compose.yml` itself, with
+//! `${VAR:?…}`/`${VAR:-…}` filled from a `.env` made the way `.env.example` says (one
+//! fresh random value per variable it lists). What only Docker provides is mapped:
+//! service host names become this machine's services (`VIVIFIED_TEST_POSTGRES_URL`
+//! with a fresh database, `VIVIFIED_TEST_NATS_URL`), container ports free loopback
+//! ports, and paths inside mounted volumes directories of the test.
+//!
+//! Needs `VIVIFIED_TEST_POSTGRES_URL` and `VIVIFIED_TEST_NATS_URL`; without them it
+//! prints a skip line, and with `CI=true` it fails instead.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use saphyr::{LoadableYamlNode, ScalarOwned, YamlOwned};
+use serde_json::{Value, json};
+
+/// `(postgres, nats)` URLs, or `None` after a skip line (never under `CI=true`).
+fn services() -> Option<(String, String)> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    match (
+        get("VIVIFIED_TEST_POSTGRES_URL"),
+        get("VIVIFIED_TEST_NATS_URL"),
+    ) {
+        (Some(pg), Some(nats)) => Some((pg, nats)),
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but VIVIFIED_TEST_POSTGRES_URL or VIVIFIED_TEST_NATS_URL is unset: \
+                 the compose topology test must run in CI"
+            );
+            eprintln!(
+                "skipping the compose topology test: set VIVIFIED_TEST_POSTGRES_URL and \
+                 VIVIFIED_TEST_NATS_URL"
+            );
+            None
+        }
+    }
+}
+
+/// A fresh database on the test's Postgres server, dropped on drop (through `psql`).
+struct Database {
+    admin_url: String,
+    name: String,
+}
+
+impl Database {
+    fn create(admin_url: &str) -> Self {
+        let name = format!(
+            "vivified_compose_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
+        psql(admin_url, &format!("CREATE DATABASE {name}"));
+        Self {
+            admin_url: admin_url.to_owned(),
+            name,
+        }
+    }
+
+    /// The test server's URL with this database's name as its path.
+    fn url(&self) -> String {
+        let (base, query) = match self.admin_url.split_once('?') {
+            Some((b, q)) => (b, format!("?{q}")),
+            None => (self.admin_url.as_str(), String::new()),
+        };
+        let authority_end = base
+            .find("://")
+            .map(|i| i + 3)
+            .and_then(|start| base[start..].find('/').map(|j| start + j))
+            .unwrap_or(base.len());
+        format!("{}/{}{query}", &base[..authority_end], self.name)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                &self.admin_url,
+                "-q",
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .status();
+    }
+}
+
+fn psql(url: &str, sql: &str) {
+    let out = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .expect("psql runs (the PostgreSQL client must be on PATH)");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// docker-compose.yml and .env.example
+
+fn yaml_to_json(y: &YamlOwned) -> Value {
+    match y {
+        YamlOwned::Value(s) => match s {
+            ScalarOwned::Null => Value::Null,
+            ScalarOwned::Boolean(b) => Value::Bool(*b),
+            ScalarOwned::Integer(i) => Value::from(*i),
+            ScalarOwned::FloatingPoint(f) => Value::from(f.into_inner()),
+            ScalarOwned::String(s) => Value::String(s.clone()),
+        },
+        YamlOwned::Representation(s, _, _) => Value::String(s.clone()),
+        YamlOwned::Sequence(items) => Value::Array(items.iter().map(yaml_to_json).collect()),
+        YamlOwned::Mapping(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let key = match yaml_to_json(k) {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (key, yaml_to_json(v))
+                })
+                .collect(),
+        ),
+        YamlOwned::Tagged(_, inner) => yaml_to_json(inner),
+        YamlOwned::Alias(_) | YamlOwned::BadValue => panic!("unresolved YAML node: {y:?}"),
+    }
+}
+
+fn compose() -> Value {
+    let text = std::fs::read_to_string(workspace_root().join("docker-compose.yml"))
+        .expect("docker-compose.yml");
+    let docs = YamlOwned::load_from_str(&text).expect("docker-compose.yml parses");
+    yaml_to_json(docs.first().expect("one document"))
+}
+
+/// A `.env` as `.env.example` asks for it: every `NAME=` line it lists (commented-out
+/// optional ones stay unset) gets its own random hex value.
+fn dot_env() -> BTreeMap<String, String> {
+    let text =
+        std::fs::read_to_string(workspace_root().join(".env.example")).expect(".env.example");
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, _)| (k.trim().to_owned(), random_hex()))
+        .collect()
+}
+
+/// 64 hex characters (as `openssl rand -hex 32`), from std's randomly keyed hasher.
+fn random_hex() -> String {
+    use std::hash::BuildHasher;
+    let state = std::collections::hash_map::RandomState::new();
+    (0..4u8)
+        .map(|i| format!("{:016x}", state.hash_one(i)))
+        .collect()
+}
+
+/// Compose's interpolation of `${NAME}`, `${NAME:-default}` and `${NAME:?message}`
+/// (an empty value counts as unset, as in compose).
+fn interpolate(value: &str, env: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("a closing brace") + start;
+        let expr = &rest[start + 2..end];
+        let set = |name: &str| env.get(name).filter(|v| !v.is_empty()).cloned();
+        let resolved = if let Some((name, message)) = expr.split_once(":?") {
+            set(name).unwrap_or_else(|| panic!("compose would refuse to start: {message}"))
+        } else if let Some((name, default)) = expr.split_once(":-") {
+            set(name).unwrap_or_else(|| default.to_owned())
+        } else {
+            set(expr).unwrap_or_default()
+        };
+        out.push_str(&resolved);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A service's environment from the compose file, interpolated.
+fn service_env(
+    compose: &Value,
+    service: &str,
+    env: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    compose["services"][service]["environment"]
+        .as_object()
+        .unwrap_or_else(|| panic!("services.{service}.environment is a mapping"))
+        .iter()
+        .map(|(k, v)| {
+            let raw = match v {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            (k.clone(), interpolate(&raw, env))
+        })
+        .collect()
+}
+
+/// The service's volume targets (`source:target[:mode]`), each mapped to a directory of
+/// the test: a value under one of them is rewritten to the same path under the test's.
+fn volume_map(compose: &Value, service: &str, root: &Path) -> Vec<(String, PathBuf)> {
+    compose["services"][service]["volumes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(Value::as_str)
+        .filter_map(|v| v.split(':').nth(1))
+        .map(|target| {
+            let local = root.join(format!("{service}{target}"));
+            std::fs::create_dir_all(&local).expect("a volume directory");
+            (target.to_owned(), local)
+        })
+        .collect()
+}
+
+fn map_paths(env: &mut BTreeMap<String, String>, volumes: &[(String, PathBuf)]) {
+    for value in env.values_mut() {
+        for (target, local) in volumes {
+            if let Some(rest) = value.strip_prefix(target.as_str()) {
+                *value = format!("{}{rest}", local.display());
+            }
+        }
+    }
+}
+
+/// Replaces a URL's `host:port` authority (after any `user:password@`).
+fn with_host(url: &str, host_port: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let creds = authority
+        .rsplit_once('@')
+        .map(|(c, _)| format!("{c}@"))
+        .unwrap_or_default();
+    format!("{scheme}://{creds}{host_port}{path}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compose_topology_runs_as_processes() {
+    let Some((pg_admin, nats_url)) = services() else {
+        return;
+    };
+    let _ = server_binary();
+    let compose = compose();
+    let dot_env = dot_env();
+    let dir = TempDir::new("compose");
+    let db = Database::create(&pg_admin);
+    let (core_port, plugin_port) = (free_port(), free_port());
+
+    // The core: compose's environment, with Docker's names mapped to this machine.
+    let mut core_env = service_env(&compose, "core", &dot_env);
+    assert_eq!(core_env["VIVIFIED_MODE"], "production");
+    let volumes = volume_map(&compose, "core", &dir.0);
+    map_paths(&mut core_env, &volumes);
+    for (name, url) in [("DATABASE_URL", db.url()), ("NATS_URL", nats_url.clone())] {
+        let declared = core_env
+            .get(name)
+            .unwrap_or_else(|| panic!("compose gives the core {name}"));
+        assert!(
+            declared.contains("@postgres:5432/") || declared.contains("@nats:4222"),
+            "{name} points at the compose service: {declared}"
+        );
+        // The test's services take no password; the URL's host and database change.
+        core_env.insert(name.to_owned(), url);
+    }
+    core_env.insert("VIVIFIED_BIND".to_owned(), format!("127.0.0.1:{core_port}"));
+    core_env.insert("VIVIFIED_HEARTBEAT_INTERVAL".to_owned(), "1s".to_owned());
+    let admin = core_env["VIVIFIED_ADMIN_TOKEN"].clone();
+    let registration_secret = core_env["VIVIFIED_REGISTRATION_SECRET"].clone();
+    let core_vars: Vec<(&str, String)> = core_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    let core = start_core_with(&dir.0, core_port, &core_vars);
+    let base = format!("http://127.0.0.1:{core_port}");
+    eventually("the core ready", &[&core], || async {
+        get_json(&format!("{base}/ready"), None)
+            .await
+            .filter(|(s, _)| *s == 200)
+    })
+    .await;
+
+    // Production mode: a new id needs the registration secret.
+    let resp = http()
+        .post(format!("{base}/plugins/register"))
+        .json(&json!({
+            "id": "compose-intruder", "name": "x", "version": "1.0.0", "contracts": [],
+            "traits": [], "security": {"authentication_required": false, "data_classification": ["internal"]},
+            "compliance": {"hipaa_controls": [], "audit_level": "basic"}
+        }))
+        .send()
+        .await
+        .expect("the core answers");
+    assert_eq!(resp.status(), 401, "registration without the secret");
+
+    // The plugin: compose's environment, CORE_URL pointed at the core's port.
+    let mut plugin_env = service_env(&compose, "user-management-plugin", &dot_env);
+    let volumes = volume_map(&compose, "user-management-plugin", &dir.0);
+    map_paths(&mut plugin_env, &volumes);
+    let core_url = plugin_env
+        .remove("CORE_URL")
+        .expect("compose gives the plugin CORE_URL");
+    assert!(core_url.contains("//core:8000"), "{core_url}");
+    let core_url = with_host(&core_url, &format!("127.0.0.1:{core_port}"));
+    plugin_env.insert("PLUGIN_BIND".to_owned(), format!("127.0.0.1:{plugin_port}"));
+    assert_eq!(
+        plugin_env.get("VIVIFIED_REGISTRATION_SECRET"),
+        Some(&registration_secret),
+        "the plugin and the core share the registration secret"
+    );
+    let plugin_vars: Vec<(&str, String)> = plugin_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    let plugin_dir = TempDir::new("compose-plugin");
+    let mut plugin = start_plugin_with(&plugin_dir.0, plugin_port, &core_url, &plugin_vars);
+
+    let record = |after: Option<Value>| {
+        let (base, admin) = (base.clone(), admin.clone());
+        async move {
+            let (status, r) =
+                get_json(&format!("{base}/plugins/user-management"), Some(&admin)).await?;
+            (status == 200
+                && r["status"] == "active"
+                && r["health"] == "healthy"
+                && after
+                    .as_ref()
+                    .is_none_or(|a| a["last_heartbeat"] != r["last_heartbeat"]))
+            .then_some(r)
+        }
+    };
+    let first = eventually(
+        "the plugin registered and active",
+        &[&plugin, &core],
+        || record(None),
+    )
+    .await;
+    eventually("a later heartbeat", &[&plugin, &core], || {
+        record(Some(first.clone()))
+    })
+    .await;
+
+    // The plugin kept its token where compose's volume keeps it.
+    let token_file = plugin_env
+        .get("PLUGIN_TOKEN_FILE")
+        .expect("compose gives the plugin a token file");
+    let token: Value =
+        serde_json::from_str(&std::fs::read_to_string(token_file).expect("the token file"))
+            .expect("JSON");
+    let token = token["token"].as_str().expect("a token").to_owned();
+
+    // Events go through NATS: a subscriber registered with the secret gets what the
+    // plugin publishes.
+    let resp = http()
+        .post(format!("{base}/plugins/register"))
+        .bearer_auth(&registration_secret)
+        .json(&json!({
+            "id": "compose-subscriber", "name": "subscriber", "version": "1.0.0",
+            "contracts": [], "traits": [], "subscriptions": ["compose.*"],
+            "security": {"authentication_required": false, "data_classification": ["internal"]},
+            "compliance": {"hipaa_controls": [], "audit_level": "basic"}
+        }))
+        .send()
+        .await
+        .expect("the core answers");
+    assert_eq!(resp.status(), 200, "registration with the secret");
+    let subscriber: Value = resp.json().await.expect("JSON");
+    let subscriber = subscriber["token"].as_str().expect("a token").to_owned();
+    let resp = http()
+        .post(format!("{base}/events"))
+        .bearer_auth(&token)
+        .json(&json!({"event_type": "compose.checked", "payload": {"n": 1}}))
+        .send()
+        .await
+        .expect("the core answers");
+    assert_eq!(resp.status(), 202);
+    let receipt: Value = resp.json().await.expect("JSON");
+    assert_eq!(receipt["delivered"], 1, "{receipt}");
+    let (status, got) = get_json(
+        &format!("{base}/plugins/compose-subscriber/events?wait=5s"),
+        Some(&subscriber),
+    )
+    .await
+    .expect("the core answers");
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["events"][0]["event_id"], receipt["event_id"], "{got}");
+    assert_eq!(got["events"][0]["source_plugin"], "user-management");
+
+    // The audit chain of the run verifies.
+    let (status, verify) = get_json(&format!("{base}/audit/verify"), Some(&admin))
+        .await
+        .expect("the core answers");
+    assert_eq!(status, 200, "{verify}");
+    assert_eq!(verify["intact"], true, "{verify}");
+
+    // Stop the plugin (it keeps its registration), then deregister both with the admin
+    // token, which also removes their NATS queues (the ids are fixed).
+    assert!(plugin.terminate().success(), "{}", plugin.describe());
+    for id in ["compose-subscriber", "user-management"] {
+        let resp = http()
+            .delete(format!("{base}/plugins/{id}"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("the core answers");
+        assert_eq!(resp.status(), 204, "deregister {id}");
+    }
+    let mut core = core;
+    assert!(core.terminate().success(), "{}", core.describe());
+    for text in [
+        core.stdout(),
+        core.stderr(),
+        plugin.stdout(),
+        plugin.stderr(),
+    ] {
+        for secret in dot_env.values() {
+            assert!(
+                !text.contains(secret.as_str()),
+                "a secret from .env was printed"
+            );
+        }
+        assert!(!text.contains(&token) && !text.contains(&subscriber));
+    }
+}
