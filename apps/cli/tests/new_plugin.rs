@@ -301,19 +301,17 @@ fn start_core(dir: &Path) -> (Process, String) {
     panic!("no free port after three attempts");
 }
 
-/// `GET /plugins` with the admin token: the records.
-fn plugins(http: &reqwest::Client, rt: &tokio::runtime::Runtime, url: &str) -> Vec<Value> {
-    rt.block_on(async {
-        let resp = http
-            .get(format!("{url}/plugins"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .expect("the core answers");
-        assert_eq!(resp.status().as_u16(), 200, "GET /plugins");
-        let body: Value = resp.json().await.expect("a JSON body");
-        body["plugins"].as_array().cloned().unwrap_or_default()
-    })
+/// The records of `GET /plugins` (every page, admin token), as `vivified plugins list
+/// --json` gets them.
+fn plugins(dir: &Path, url: &str) -> Vec<Value> {
+    let run = Run::of(
+        vivified(dir)
+            .env("VIVIFIED_ADMIN_TOKEN", ADMIN_TOKEN)
+            .args(["plugins", "--json", "--core-url", url, "list"]),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let records: Value = serde_json::from_str(&run.stdout).expect("a JSON list");
+    records.as_array().cloned().expect("an array of records")
 }
 
 /// The whole promise: generate, build offline against this workspace's SDK, run the
@@ -422,18 +420,9 @@ fn a_generated_plugin_builds_offline_passes_its_test_and_registers_with_a_core()
             .env("CORE_URL", &url)
             .current_dir(&core_dir.0),
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("an HTTP client");
     let deadline = Instant::now() + Duration::from_secs(30);
     let record = loop {
-        let records = plugins(&http, &rt, &url);
+        let records = plugins(&core_dir.0, &url);
         if let Some(r) = records.iter().find(|r| {
             r["plugin_id"] == "hello-world" && r["status"] == "active" && r["health"] == "healthy"
         }) {
