@@ -30,13 +30,20 @@ COPY --from=build /out/bin/vivified /usr/local/bin/vivified
 COPY --from=build --chown=65532:65532 /out/lib/ /var/lib/
 USER 65532:65532
 WORKDIR /var/lib/vivified
+# HTTPS on 0.0.0.0 (production refuses plain HTTP there): mount a directory at
+# /etc/vivified/tls with tls.crt (SAN `localhost` among its names), tls.key (readable
+# by UID 65532) and ca.crt (the CA that signed tls.crt, for the health check). Behind a
+# TLS-terminating proxy instead: VIVIFIED_TLS_CERT= VIVIFIED_TLS_KEY= (empty is unset)
+# and VIVIFIED_TLS_TERMINATED_BY_PROXY=true, and a health check over http://.
 ENV VIVIFIED_MODE=production \
     VIVIFIED_BIND=0.0.0.0:8000 \
+    VIVIFIED_TLS_CERT=/etc/vivified/tls/tls.crt \
+    VIVIFIED_TLS_KEY=/etc/vivified/tls/tls.key \
     VIVIFIED_DATA_DIR=/var/lib/vivified \
     VIVIFIED_LOG_FORMAT=json
 EXPOSE 8000
-# No curl in the image: the binary probes itself. 0 healthy, 1 unhealthy.
+# No curl in the image: the binary probes itself over HTTPS. 0 healthy, 1 unhealthy.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["/usr/local/bin/vivified", "healthcheck", "--url", "http://127.0.0.1:8000/health", "--timeout", "3s"]
+    CMD ["/usr/local/bin/vivified", "healthcheck", "--url", "https://localhost:8000/health", "--ca-cert", "/etc/vivified/tls/ca.crt", "--timeout", "3s"]
 ENTRYPOINT ["/usr/local/bin/vivified"]
 CMD ["serve"]

@@ -87,9 +87,13 @@ fn core_setting_names() -> BTreeSet<String> {
     names
 }
 
-/// A name that holds a credential (`PLUGIN_TOKEN_FILE` and `VIVIFIED_TOKEN_TTL` do not).
+/// A name that holds a credential (`PLUGIN_TOKEN_FILE` and `VIVIFIED_TOKEN_TTL` do not,
+/// nor the settings that hold the path of a key file).
 fn secret_like(name: &str) -> bool {
     let n = name.to_ascii_uppercase();
+    if ["VIVIFIED_TLS_KEY", "VIVIFIED_NATS_CLIENT_KEY"].contains(&n.as_str()) {
+        return false;
+    }
     n.contains("PASSWORD")
         || n.contains("SECRET")
         || ["_TOKEN", "_KEY", "_PASS"].iter().any(|s| n.ends_with(s))
@@ -238,11 +242,34 @@ fn every_dockerfile_is_multi_stage_with_a_non_root_user_and_a_healthcheck_in_its
             .skip_while(|a| *a != "--url")
             .nth(1)
             .unwrap_or_else(|| panic!("{rel}: healthcheck --url"));
-        let port = url
-            .trim_start_matches("http://127.0.0.1:")
-            .split('/')
-            .next()
-            .unwrap();
+        let (scheme, rest) = url
+            .split_once("://")
+            .unwrap_or_else(|| panic!("{rel}: healthcheck URL {url}"));
+        let host_port = rest.split('/').next().unwrap();
+        let (host, port) = host_port.rsplit_once(':').unwrap();
+        assert!(
+            ["127.0.0.1", "localhost"].contains(&host),
+            "{rel}: the healthcheck probes this container: {url}"
+        );
+        // An image that serves TLS is probed over HTTPS, trusting a CA it is given.
+        let env_sets = |name: &str| {
+            final_stage.iter().any(|i| {
+                i.keyword == "ENV"
+                    && i.args.split_whitespace().any(|w| {
+                        w.split_once('=')
+                            .is_some_and(|(k, v)| k == name && !v.is_empty())
+                    })
+            })
+        };
+        if env_sets("VIVIFIED_TLS_CERT") {
+            assert_eq!(scheme, "https", "{rel}: a TLS core is probed over https");
+            assert!(
+                argv.iter().any(|a| a == "--ca-cert"),
+                "{rel}: the probe trusts the core's CA: {argv:?}"
+            );
+        } else {
+            assert_eq!(scheme, "http", "{rel}: {url}");
+        }
         assert!(
             final_stage
                 .iter()
@@ -482,7 +509,113 @@ fn compose_runs_the_core_in_production_on_postgres_and_nats_with_secrets_from_en
         assert_eq!(interpolations(v).len(), 1, "{secret} comes from .env: {v}");
     }
     let plugin = &c["services"]["user-management-plugin"]["environment"];
-    assert_eq!(plugin["CORE_URL"], "http://core:8000");
+    assert_eq!(plugin["CORE_URL"], "https://core:8000");
+}
+
+/// `(host path, container path, read-only)` of a service's short-form volumes.
+fn mounts(c: &Value, svc: &str) -> Vec<(String, String, bool)> {
+    c["services"][svc]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            // Split on the colons outside `${…}` interpolations.
+            let mut parts = vec![String::new()];
+            let mut depth = 0;
+            let mut prev = ' ';
+            for ch in v.as_str().expect("short-form volume").chars() {
+                match ch {
+                    '{' if prev == '$' => depth += 1,
+                    '}' if depth > 0 => depth -= 1,
+                    ':' if depth == 0 => {
+                        parts.push(String::new());
+                        prev = ch;
+                        continue;
+                    }
+                    _ => {}
+                }
+                parts.last_mut().unwrap().push(ch);
+                prev = ch;
+            }
+            let ro = parts.get(2).is_some_and(|m| m == "ro");
+            (parts[0].clone(), parts[1].clone(), ro)
+        })
+        .collect()
+}
+
+#[test]
+fn compose_serves_tls_and_the_plugin_trusts_only_the_ca() {
+    let c = compose();
+    let core = &c["services"]["core"];
+    let cert = str_at(core, "/environment/VIVIFIED_TLS_CERT");
+    let key = str_at(core, "/environment/VIVIFIED_TLS_KEY");
+    assert!(
+        core["environment"]
+            .get("VIVIFIED_TLS_TERMINATED_BY_PROXY")
+            .is_none(),
+        "the core itself serves TLS"
+    );
+    // Production on 0.0.0.0 starts only with TLS (or a proxy in front): the same rule
+    // as the core's start-up.
+    assert!(str_at(core, "/environment/VIVIFIED_BIND").starts_with("0.0.0.0:"));
+    let core_mounts = mounts(&c, "core");
+    let tls_dir = core_mounts
+        .iter()
+        .find(|(_, target, _)| cert.starts_with(&format!("{target}/")))
+        .unwrap_or_else(|| panic!("the core mounts the directory of {cert}: {core_mounts:?}"));
+    assert!(
+        tls_dir.2,
+        "the TLS directory is mounted read-only: {tls_dir:?}"
+    );
+    assert!(key.starts_with(&format!("{}/", tls_dir.1)), "{key}");
+    let test: Vec<&str> = core["healthcheck"]["test"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let arg = |flag: &str| {
+        test.iter()
+            .skip_while(|a| **a != flag)
+            .nth(1)
+            .copied()
+            .unwrap_or_else(|| panic!("core healthcheck {flag}: {test:?}"))
+    };
+    assert!(
+        arg("--url").starts_with("https://localhost:8000/"),
+        "{test:?}"
+    );
+    let ca = arg("--ca-cert");
+    assert!(ca.starts_with(&format!("{}/", tls_dir.1)), "{ca}");
+
+    // The plugin trusts the CA and sees nothing else of the directory (not the key).
+    let plugin = &c["services"]["user-management-plugin"];
+    assert_eq!(str_at(plugin, "/environment/VIVIFIED_CA_CERT"), ca);
+    let plugin_mounts = mounts(&c, "user-management-plugin");
+    let ca_mount = plugin_mounts
+        .iter()
+        .find(|(_, target, _)| target == ca)
+        .unwrap_or_else(|| panic!("the plugin mounts {ca}: {plugin_mounts:?}"));
+    assert!(ca_mount.2, "read-only: {ca_mount:?}");
+    assert!(
+        ca_mount.0.starts_with(&tls_dir.0) && ca_mount.0.ends_with("/ca.crt"),
+        "the plugin mounts the CA file of the core's directory only: {ca_mount:?}"
+    );
+    // .env.example explains how to make the directory.
+    let example = read(".env.example");
+    for needle in [
+        "openssl req -x509",
+        "subjectAltName=DNS:core",
+        "tls.key",
+        "ca.crt",
+    ] {
+        assert!(example.contains(needle), ".env.example: {needle}");
+    }
+    let ignore = read(".dockerignore");
+    assert!(
+        ignore.lines().any(|l| l.trim() == "tls/"),
+        "the TLS directory stays out of the build context"
+    );
 }
 
 #[test]
@@ -611,6 +744,36 @@ fn k8s_deployment_is_non_root_read_only_with_health_and_readiness_probes() {
     assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/health");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/ready");
+    // TLS: either the pod serves it (a Secret volume at the ConfigMap's paths, probes
+    // over HTTPS) or a proxy in front says it does.
+    let cm = &all["ConfigMap"]["data"];
+    match cm.get("VIVIFIED_TLS_CERT").and_then(Value::as_str) {
+        Some(cert) => {
+            let key = str_at(cm, "/VIVIFIED_TLS_KEY");
+            let mount = c["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| cert.starts_with(&format!("{}/", str_at(m, "/mountPath"))))
+                .unwrap_or_else(|| panic!("a volume is mounted where {cert} is"));
+            assert!(key.starts_with(str_at(mount, "/mountPath")), "{key}");
+            assert_eq!(mount["readOnly"], true);
+            let volume = pod["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["name"] == mount["name"])
+                .expect("the mounted volume is declared");
+            assert!(
+                volume.pointer("/secret/secretName").is_some(),
+                "the certificate comes from a Secret: {volume}"
+            );
+            for probe in ["livenessProbe", "readinessProbe"] {
+                assert_eq!(c[probe]["httpGet"]["scheme"], "HTTPS", "{probe}");
+            }
+        }
+        None => assert_eq!(cm["VIVIFIED_TLS_TERMINATED_BY_PROXY"], "true"),
+    }
     let port_name = str_at(c, "/ports/0/name");
     assert_eq!(c["ports"][0]["containerPort"], 8000);
     for probe in ["livenessProbe", "readinessProbe"] {
