@@ -18,7 +18,6 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -84,31 +83,55 @@ tokio::task_local! {
     pub static REQUEST: RequestContext;
 }
 
-/// Collects an event's fields into a JSON map.
-struct JsonVisitor<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+/// An event's fields in name order, a later value for a name replacing an earlier
+/// one (as a JSON map would).
+#[derive(Default)]
+struct Fields(Vec<(&'static str, serde_json::Value)>);
+
+impl Fields {
+    fn insert(&mut self, name: &'static str, value: serde_json::Value) {
+        match self.0.binary_search_by(|(k, _)| k.cmp(&name)) {
+            Ok(i) => self.0[i].1 = value,
+            Err(i) => self.0.insert(i, (name, value)),
+        }
+    }
+
+    fn remove(&mut self, name: &str) -> Option<serde_json::Value> {
+        let i = self.0.binary_search_by(|(k, _)| (*k).cmp(name)).ok()?;
+        Some(self.0.remove(i).1)
+    }
+}
+
+/// Collects an event's fields.
+struct JsonVisitor<'a>(&'a mut Fields);
 
 impl tracing::field::Visit for JsonVisitor<'_> {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
         self.0.insert(
-            field.name().to_owned(),
+            field.name(),
             serde_json::Value::String(format!("{value:?}")),
         );
     }
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.0.insert(field.name(), value.into());
     }
     fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.0.insert(field.name(), value.into());
     }
     fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.0.insert(field.name(), value.into());
     }
     fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.0.insert(field.name(), value.into());
     }
     fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.0.insert(field.name(), value.into());
     }
+}
+
+/// Appends `value` as JSON to `buf` (writing to a `Vec` cannot fail).
+fn push_json<T: serde::Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) {
+    let _ = serde_json::to_writer(&mut *buf, value);
 }
 
 /// The fmt layer formats every new span's fields into its extensions; `JsonLines` reads
@@ -143,15 +166,13 @@ where
         mut writer: tracing_subscriber::fmt::format::Writer<'_>,
         event: &tracing::Event<'_>,
     ) -> std::fmt::Result {
-        let mut fields = serde_json::Map::new();
+        let mut fields = Fields::default();
         event.record(&mut JsonVisitor(&mut fields));
         let message = fields.remove("message").unwrap_or(serde_json::Value::Null);
         let request = REQUEST.try_with(RequestContext::clone).ok();
         let trace_id = request.as_ref().map_or("system", |r| &*r.trace_id);
         let meta = event.metadata();
-        let timestamp = OffsetDateTime::now_utc()
-            .format(&Rfc3339)
-            .unwrap_or_default();
+        let timestamp = crate::routes::rfc3339(OffsetDateTime::now_utc());
         if !self.json {
             let message = message
                 .as_str()
@@ -162,27 +183,46 @@ where
                 meta.level(),
                 meta.target()
             )?;
-            for (k, v) in &fields {
+            for (k, v) in &fields.0 {
                 write!(writer, " {k}={v}")?;
             }
             return writeln!(writer);
         }
-        let mut line = serde_json::Map::new();
-        line.insert("timestamp".into(), timestamp.into());
-        line.insert("level".into(), meta.level().as_str().into());
-        line.insert("target".into(), meta.target().into());
-        line.insert("trace_id".into(), trace_id.into());
-        line.insert("message".into(), message);
-        if !fields.is_empty() {
-            line.insert("fields".into(), fields.into());
+        // The members in name order, as a JSON map writes them, written directly.
+        let mut buf: Vec<u8> = Vec::with_capacity(256);
+        buf.push(b'{');
+        if !fields.0.is_empty() {
+            buf.extend_from_slice(b"\"fields\":{");
+            for (i, (k, v)) in fields.0.iter().enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                push_json(&mut buf, k);
+                buf.push(b':');
+                push_json(&mut buf, v);
+            }
+            buf.extend_from_slice(b"},");
         }
+        buf.extend_from_slice(b"\"level\":");
+        push_json(&mut buf, meta.level().as_str());
+        buf.extend_from_slice(b",\"message\":");
+        push_json(&mut buf, &message);
         if let Some(r) = &request {
-            line.insert(
-                "request".into(),
-                serde_json::json!({ "method": r.method.as_str(), "route": r.route() }),
-            );
+            buf.extend_from_slice(b",\"request\":{\"method\":");
+            push_json(&mut buf, r.method.as_str());
+            buf.extend_from_slice(b",\"route\":");
+            push_json(&mut buf, r.route());
+            buf.push(b'}');
         }
-        writeln!(writer, "{}", serde_json::Value::Object(line))
+        buf.extend_from_slice(b",\"target\":");
+        push_json(&mut buf, meta.target());
+        buf.extend_from_slice(b",\"timestamp\":");
+        push_json(&mut buf, &timestamp);
+        buf.extend_from_slice(b",\"trace_id\":");
+        push_json(&mut buf, trace_id);
+        buf.extend_from_slice(b"}\n");
+        // serde_json writes UTF-8.
+        writer.write_str(std::str::from_utf8(&buf).map_err(|_| std::fmt::Error)?)
     }
 }
 
@@ -419,6 +459,93 @@ fn record_request(route: &str, method: &Method, status: u16, elapsed: std::time:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Buf {
+        type Writer = Buf;
+        fn make_writer(&'a self) -> Buf {
+            self.clone()
+        }
+    }
+
+    /// A JSON line is what `serde_json` writes for the same members as a map (sorted,
+    /// compact), inside a request and outside one.
+    #[test]
+    fn json_lines_as_a_json_map() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let buf = Buf::default();
+        let layer = tracing_subscriber::fmt::layer()
+            .fmt_fields(NoFields)
+            .with_writer(buf.clone())
+            .event_format(Lines { json: true });
+        let subscriber = tracing_subscriber::registry().with(layer);
+        let context = RequestContext {
+            trace_id: Arc::from("abc-1"),
+            method: Method::POST,
+            route: None,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        tracing::subscriber::with_default(subscriber, || {
+            rt.block_on(REQUEST.scope(context, async {
+                tracing::info!(
+                    zeta = 1u64,
+                    alpha = "x\"y\n\u{1}é",
+                    ratio = 1.5,
+                    neg = -3i64,
+                    ok = true,
+                    shown = %"displayed",
+                    "hello {}",
+                    42
+                );
+            }));
+            tracing::warn!("outside");
+        });
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        for (line, expected) in lines.iter().zip([
+            serde_json::json!({
+                "fields": {"zeta": 1, "alpha": "x\"y\n\u{1}é", "ratio": 1.5, "neg": -3, "ok": true, "shown": "displayed"},
+                "level": "INFO",
+                "message": "hello 42",
+                "request": {"method": "POST", "route": "-"},
+                "target": module_path!(),
+                "trace_id": "abc-1",
+            }),
+            serde_json::json!({
+                "level": "WARN",
+                "message": "outside",
+                "target": module_path!(),
+                "trace_id": "system",
+            }),
+        ]) {
+            let parsed: serde_json::Value = serde_json::from_str(line).unwrap();
+            let mut expected = expected;
+            expected["timestamp"] = parsed["timestamp"].clone();
+            assert!(
+                OffsetDateTime::parse(
+                    parsed["timestamp"].as_str().unwrap(),
+                    &time::format_description::well_known::Rfc3339
+                )
+                .is_ok()
+            );
+            assert_eq!(*line, expected.to_string());
+        }
+    }
 
     #[test]
     fn trace_id_sources() {
