@@ -167,17 +167,23 @@ impl PluginStore for InMemoryPluginStore {
             return Err(StoreError::PreconditionFailed);
         }
         let recovered = slot.status == Liveness::Stale;
-        let mut next = slot.clone();
-        next.last_heartbeat = Some(at);
-        next.health = health;
-        next.status = Liveness::Active;
-        next.next_deadline = Some(next_deadline);
-        next.version += 1;
-        inner.put(next.clone());
-        Ok(HeartbeatOutcome {
-            record: next,
-            recovered,
-        })
+        let old_deadline = slot.next_deadline;
+        // Updated in place (one copy, for the answer), the deadline index in step.
+        let inner = &mut *inner;
+        let slot = inner.by_id.get_mut(id).ok_or(StoreError::NotFound)?;
+        slot.last_heartbeat = Some(at);
+        slot.health = health;
+        slot.status = Liveness::Active;
+        slot.next_deadline = Some(next_deadline);
+        slot.version += 1;
+        let record = slot.clone();
+        if old_deadline != Some(next_deadline) {
+            if let Some(d) = old_deadline {
+                inner.deadlines.remove(&(d, id.clone()));
+            }
+            inner.deadlines.insert((next_deadline, id.clone()));
+        }
+        Ok(HeartbeatOutcome { record, recovered })
     }
 
     async fn delete(&self, id: &PluginId, expected_jti: Option<String>) -> Result<(), StoreError> {
