@@ -37,7 +37,7 @@ fn anything_but_200_is_exit_1_with_one_line() {
     assert_eq!(run.code, 1, "{run:?}");
     run.assert_one_error_line(&format!("unhealthy: {url}: "));
 
-    for bad in ["https://127.0.0.1:1/health", "not a url"] {
+    for bad in ["ftp://127.0.0.1:1/health", "not a url"] {
         let run = Run::of(vivified(&dir.0).args(["healthcheck", "--url", bad]));
         assert_eq!(
             run.code, 1,
@@ -45,6 +45,23 @@ fn anything_but_200_is_exit_1_with_one_line() {
         );
         run.assert_one_error_line("unhealthy: --url");
     }
+    // An https URL is probed (refused here: nothing listens) and an unreadable CA file
+    // is unhealthy too, never 2.
+    let run =
+        Run::of(vivified(&dir.0).args(["healthcheck", "--url", "https://127.0.0.1:1/health"]));
+    assert_eq!(run.code, 1, "{run:?}");
+    run.assert_one_error_line("unhealthy: https://127.0.0.1:1/health: ");
+    let run = Run::of(vivified(&dir.0).args([
+        "healthcheck",
+        "--url",
+        "https://127.0.0.1:1/health",
+        "--ca-cert",
+        "/nonexistent/ca.pem",
+    ]));
+    assert_eq!(run.code, 1, "{run:?}");
+    run.assert_one_error_line(
+        "unhealthy: --ca-cert (VIVIFIED_CA_CERT) /nonexistent/ca.pem: cannot be read",
+    );
 }
 
 #[test]
