@@ -5,7 +5,8 @@
 //!
 //! Nothing is written unless everything can be: the name and the target are checked
 //! first, the files are written into a hidden sibling directory, and that directory is
-//! renamed into place at the end (removed again on any failure).
+//! renamed into place at the end — or, when the target is an existing empty directory,
+//! its entries are moved into it — and removed again on any failure.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -157,10 +158,9 @@ pub fn run(args: Args) -> Result<ExitCode, crate::Error> {
     let lock = match &source {
         Source::Path {
             lock: Some(lock), ..
-        } => Some(
-            std::fs::read(lock)
-                .map_err(|e| NewPluginError::Io("read", lock.display().to_string(), e))?,
-        ),
+        } => Some(std::fs::read(lock).map_err(|e| {
+            NewPluginError::Io("read", safe(&lock.display().to_string()).into_owned(), e)
+        })?),
         _ => None,
     };
     write_atomically(&target, &files, lock.as_deref())?;
@@ -177,14 +177,14 @@ pub fn run(args: Args) -> Result<ExitCode, crate::Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The name as a plugin id, or why it is not one.
+/// The name as a plugin id, or why it is not one. (The errors show the name quoted
+/// with `{:?}`, which escapes control characters: one inert line.)
 fn check_name(name: &str) -> Result<&str, NewPluginError> {
-    let shown = || safe(name).into_owned();
     if !PluginId::is_valid(name) {
-        return Err(NewPluginError::InvalidName(shown()));
+        return Err(NewPluginError::InvalidName(name.to_owned()));
     }
     if RESERVED_IDS.contains(&name) {
-        return Err(NewPluginError::ReservedName(shown()));
+        return Err(NewPluginError::ReservedName(name.to_owned()));
     }
     Ok(name)
 }
