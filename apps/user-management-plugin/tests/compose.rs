@@ -7,7 +7,9 @@
 //! fresh random value per variable it lists). What only Docker provides is mapped:
 //! service host names become this machine's services (`VIVIFIED_TEST_POSTGRES_URL`
 //! with a fresh database, `VIVIFIED_TEST_NATS_URL`), container ports free loopback
-//! ports, and paths inside mounted volumes directories of the test.
+//! ports, and paths inside mounted volumes directories of the test. The core's
+//! certificate is made with the `openssl` recipe `.env.example` shows, and every request
+//! of the test goes over HTTPS trusting only that CA, as the plugin does.
 //!
 //! Needs `VIVIFIED_TEST_POSTGRES_URL` and `VIVIFIED_TEST_NATS_URL`; without them it
 //! prints a skip line, and with `CI=true` it fails instead.
@@ -157,6 +159,58 @@ fn dot_env() -> BTreeMap<String, String> {
 }
 
 /// 64 hex characters (as `openssl rand -hex 32`), from std's randomly keyed hasher.
+/// Runs the certificate recipe `.env.example` shows (its commented `openssl` lines,
+/// without the `chown` and the `mv` of the CA key) in `project`.
+fn make_certificates(project: &Path) {
+    let text =
+        std::fs::read_to_string(workspace_root().join(".env.example")).expect(".env.example");
+    let recipe: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#   "))
+        .skip_while(|l| !l.starts_with("mkdir -p tls"))
+        .take_while(|l| !l.starts_with("sudo chown"))
+        .collect();
+    assert!(
+        recipe.iter().any(|l| l.starts_with("openssl x509")),
+        ".env.example shows how to make the certificates: {recipe:?}"
+    );
+    let out = Command::new("sh")
+        .current_dir(project)
+        .args(["-ec", &format!("{}\nchmod 0600 tls.key", recipe.join("\n"))])
+        .output()
+        .expect("sh runs (openssl must be on PATH)");
+    assert!(
+        out.status.success(),
+        "the recipe of .env.example failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in ["tls/ca.crt", "tls/tls.crt", "tls/tls.key"] {
+        assert!(project.join(f).is_file(), "the recipe made {f}");
+    }
+}
+
+/// A client that trusts only the CA in `ca.crt`.
+fn https(ca: &Path) -> reqwest::Client {
+    vivified_plugin_sdk::install_crypto_provider();
+    let pem = std::fs::read(ca).expect("ca.crt");
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(10))
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).expect("PEM"))
+        .build()
+        .expect("a client")
+}
+
+async fn get(client: &reqwest::Client, url: &str, token: Option<&str>) -> Option<(u16, Value)> {
+    let mut req = client.get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.ok()?;
+    let status = resp.status().as_u16();
+    Some((status, resp.json().await.unwrap_or(Value::Null)))
+}
+
 fn random_hex() -> String {
     use std::hash::BuildHasher;
     let state = std::collections::hash_map::RandomState::new();
@@ -210,20 +264,40 @@ fn service_env(
         .collect()
 }
 
-/// The service's volume targets (`source:target[:mode]`), each mapped to a directory of
-/// the test: a value under one of them is rewritten to the same path under the test's.
-fn volume_map(compose: &Value, service: &str, root: &Path) -> Vec<(String, PathBuf)> {
+/// The service's volumes (`source:target[:mode]`, interpolated first), each target
+/// mapped to a path of the test: a bind mount (`./…` or `/…`) to its source under
+/// `project` (where compose would resolve it), a named volume to a fresh directory. A
+/// value under a target is rewritten to the same path under the mapped one.
+fn volume_map(
+    compose: &Value,
+    service: &str,
+    env: &BTreeMap<String, String>,
+    project: &Path,
+) -> Vec<(String, PathBuf)> {
     compose["services"][service]["volumes"]
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default()
         .iter()
         .filter_map(Value::as_str)
-        .filter_map(|v| v.split(':').nth(1))
-        .map(|target| {
-            let local = root.join(format!("{service}{target}"));
-            std::fs::create_dir_all(&local).expect("a volume directory");
-            (target.to_owned(), local)
+        .map(|v| {
+            let v = interpolate(v, env);
+            let mut parts = v.split(':');
+            let source = parts.next().expect("a volume source").to_owned();
+            let target = parts
+                .next()
+                .unwrap_or_else(|| panic!("{service}: a volume without a target: {v}"))
+                .to_owned();
+            let local = if let Some(rel) = source.strip_prefix("./") {
+                project.join(rel)
+            } else if source.starts_with('/') {
+                panic!("{service}: an absolute bind mount cannot be mapped: {v}")
+            } else {
+                let dir = project.join("volumes").join(&source);
+                std::fs::create_dir_all(&dir).expect("a volume directory");
+                dir
+            };
+            (target, local)
         })
         .collect()
 }
@@ -267,7 +341,8 @@ async fn the_compose_topology_runs_as_processes() {
     // The core: compose's environment, with Docker's names mapped to this machine.
     let mut core_env = service_env(&compose, "core", &dot_env);
     assert_eq!(core_env["VIVIFIED_MODE"], "production");
-    let volumes = volume_map(&compose, "core", &dir.0);
+    make_certificates(&dir.0);
+    let volumes = volume_map(&compose, "core", &dot_env, &dir.0);
     map_paths(&mut core_env, &volumes);
     for (name, url) in [("DATABASE_URL", db.url()), ("NATS_URL", nats_url.clone())] {
         let declared = core_env
@@ -289,16 +364,21 @@ async fn the_compose_topology_runs_as_processes() {
         .map(|(k, v)| (k.as_str(), v.clone()))
         .collect();
     let core = start_core_with(&dir.0, core_port, &core_vars);
-    let base = format!("http://127.0.0.1:{core_port}");
+    assert!(
+        core_env.contains_key("VIVIFIED_TLS_CERT"),
+        "compose serves HTTPS: {core_env:?}"
+    );
+    let client = https(&dir.0.join("tls/ca.crt"));
+    let base = format!("https://127.0.0.1:{core_port}");
     eventually("the core ready", &[&core], || async {
-        get_json(&format!("{base}/ready"), None)
+        get(&client, &format!("{base}/ready"), None)
             .await
             .filter(|(s, _)| *s == 200)
     })
     .await;
 
     // Production mode: a new id needs the registration secret.
-    let resp = http()
+    let resp = client
         .post(format!("{base}/plugins/register"))
         .json(&json!({
             "id": "compose-intruder", "name": "x", "version": "1.0.0", "contracts": [],
@@ -312,7 +392,7 @@ async fn the_compose_topology_runs_as_processes() {
 
     // The plugin: compose's environment, CORE_URL pointed at the core's port.
     let mut plugin_env = service_env(&compose, "user-management-plugin", &dot_env);
-    let volumes = volume_map(&compose, "user-management-plugin", &dir.0);
+    let volumes = volume_map(&compose, "user-management-plugin", &dot_env, &dir.0);
     map_paths(&mut plugin_env, &volumes);
     let core_url = plugin_env
         .remove("CORE_URL")
@@ -333,10 +413,14 @@ async fn the_compose_topology_runs_as_processes() {
     let mut plugin = start_plugin_with(&plugin_dir.0, plugin_port, &core_url, &plugin_vars);
 
     let record = |after: Option<Value>| {
-        let (base, admin) = (base.clone(), admin.clone());
+        let (base, admin, client) = (base.clone(), admin.clone(), client.clone());
         async move {
-            let (status, r) =
-                get_json(&format!("{base}/plugins/user-management"), Some(&admin)).await?;
+            let (status, r) = get(
+                &client,
+                &format!("{base}/plugins/user-management"),
+                Some(&admin),
+            )
+            .await?;
             (status == 200
                 && r["status"] == "active"
                 && r["health"] == "healthy"
@@ -368,7 +452,7 @@ async fn the_compose_topology_runs_as_processes() {
 
     // Events go through NATS: a subscriber registered with the secret gets what the
     // plugin publishes.
-    let resp = http()
+    let resp = client
         .post(format!("{base}/plugins/register"))
         .bearer_auth(&registration_secret)
         .json(&json!({
@@ -383,7 +467,7 @@ async fn the_compose_topology_runs_as_processes() {
     assert_eq!(resp.status(), 200, "registration with the secret");
     let subscriber: Value = resp.json().await.expect("JSON");
     let subscriber = subscriber["token"].as_str().expect("a token").to_owned();
-    let resp = http()
+    let resp = client
         .post(format!("{base}/events"))
         .bearer_auth(&token)
         .json(&json!({"event_type": "compose.checked", "payload": {"n": 1}}))
@@ -393,7 +477,8 @@ async fn the_compose_topology_runs_as_processes() {
     assert_eq!(resp.status(), 202);
     let receipt: Value = resp.json().await.expect("JSON");
     assert_eq!(receipt["delivered"], 1, "{receipt}");
-    let (status, got) = get_json(
+    let (status, got) = get(
+        &client,
         &format!("{base}/plugins/compose-subscriber/events?wait=5s"),
         Some(&subscriber),
     )
@@ -404,7 +489,7 @@ async fn the_compose_topology_runs_as_processes() {
     assert_eq!(got["events"][0]["source_plugin"], "user-management");
 
     // The audit chain of the run verifies.
-    let (status, verify) = get_json(&format!("{base}/audit/verify"), Some(&admin))
+    let (status, verify) = get(&client, &format!("{base}/audit/verify"), Some(&admin))
         .await
         .expect("the core answers");
     assert_eq!(status, 200, "{verify}");
@@ -414,7 +499,7 @@ async fn the_compose_topology_runs_as_processes() {
     // token, which also removes their NATS queues (the ids are fixed).
     assert!(plugin.terminate().success(), "{}", plugin.describe());
     for id in ["compose-subscriber", "user-management"] {
-        let resp = http()
+        let resp = client
             .delete(format!("{base}/plugins/{id}"))
             .bearer_auth(&admin)
             .send()
