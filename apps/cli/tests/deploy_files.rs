@@ -519,11 +519,32 @@ fn mounts(c: &Value, svc: &str) -> Vec<(String, String, bool)> {
         .into_iter()
         .flatten()
         .map(|v| {
+            if let Some(m) = v.as_object() {
+                // Long form: a bind mount must not be created on the host when missing.
+                if m.get("type").and_then(Value::as_str) == Some("bind") {
+                    assert_eq!(
+                        v.pointer("/bind/create_host_path"),
+                        Some(&Value::Bool(false)),
+                        "{svc}: a bind mount Docker would create as an empty directory: {v}"
+                    );
+                }
+                return (
+                    str_at(v, "/source").to_owned(),
+                    str_at(v, "/target").to_owned(),
+                    m.get("read_only") == Some(&Value::Bool(true)),
+                );
+            }
             // Split on the colons outside `${…}` interpolations.
             let mut parts = vec![String::new()];
             let mut depth = 0;
             let mut prev = ' ';
-            for ch in v.as_str().expect("short-form volume").chars() {
+            let short = v.as_str().expect("a volume: string or mapping");
+            assert!(
+                !short.starts_with('.') && !short.starts_with('/') && !short.starts_with('$'),
+                "{svc}: a short-form bind mount ({short}): use the long form with \
+                 bind.create_host_path: false"
+            );
+            for ch in short.chars() {
                 match ch {
                     '{' if prev == '$' => depth += 1,
                     '}' if depth > 0 => depth -= 1,
@@ -1089,4 +1110,78 @@ fn the_operations_guide_documents_every_setting_the_core_reads() {
             "docs/operations.md documents `{name}`"
         );
     }
+}
+
+#[test]
+fn the_github_workflow_runs_ci_run_with_the_services_plus_deny_and_coverage() {
+    let docs = yaml_docs(".github/workflows/ci.yml");
+    let wf = &docs[0];
+    let run_lines = |job: &str| -> Vec<String> {
+        wf["jobs"][job]["steps"]
+            .as_array()
+            .unwrap_or_else(|| panic!("jobs.{job}.steps"))
+            .iter()
+            .filter_map(|s| s["run"].as_str())
+            .map(str::to_owned)
+            .collect()
+    };
+    let uses = |job: &str| -> Vec<String> {
+        wf["jobs"][job]["steps"]
+            .as_array()
+            .unwrap_or_else(|| panic!("jobs.{job}.steps"))
+            .iter()
+            .filter_map(|s| s["uses"].as_str())
+            .map(str::to_owned)
+            .collect()
+    };
+    let test = run_lines("test");
+    let services = test
+        .iter()
+        .position(|r| r.contains(".github/ci-services.sh"))
+        .expect("the test job sets up Postgres and NATS");
+    let ci_run = test
+        .iter()
+        .position(|r| r.contains(".ci/run"))
+        .expect("the test job runs .ci/run");
+    assert!(services < ci_run, "services before .ci/run");
+    let coverage = run_lines("coverage").join("\n");
+    assert!(coverage.contains(".github/ci-services.sh"), "{coverage}");
+    assert!(coverage.contains("--fail-under-lines 80"), "{coverage}");
+    let deny: Vec<String> = wf["jobs"]["deny"]["steps"]
+        .as_array()
+        .expect("jobs.deny.steps")
+        .iter()
+        .filter_map(|s| s["with"]["command"].as_str())
+        .map(str::to_owned)
+        .collect();
+    for check in ["advisories", "licenses", "bans", "sources"] {
+        assert!(
+            deny.iter()
+                .any(|c| c.split_whitespace().any(|w| w == check)),
+            "cargo deny checks {check}: {deny:?}"
+        );
+    }
+    assert!(uses("deny").iter().all(|u| u.contains('@')));
+    for var in ["VIVIFIED_TEST_POSTGRES_URL", "VIVIFIED_TEST_NATS_URL"] {
+        assert!(wf["env"][var].is_string(), "the workflow sets {var}");
+    }
+
+    // The services script: executable, fails on the first error, checks TLS and starts
+    // the nats-server binary the NATS TLS test uses.
+    let path = root().join(".github/ci-services.sh");
+    let script = read(".github/ci-services.sh");
+    assert!(script.contains("set -euo pipefail"));
+    assert!(script.contains("show ssl"));
+    assert!(script.contains("/usr/sbin/nats-server") && script.contains("-js"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path)
+        .expect("the script")
+        .permissions()
+        .mode();
+    assert!(mode & 0o111 != 0, "{} is executable", path.display());
+    let status = std::process::Command::new("bash")
+        .args(["-n", &path.display().to_string()])
+        .status()
+        .expect("bash runs");
+    assert!(status.success(), "the services script parses");
 }

@@ -158,7 +158,6 @@ fn dot_env() -> BTreeMap<String, String> {
         .collect()
 }
 
-/// 64 hex characters (as `openssl rand -hex 32`), from std's randomly keyed hasher.
 /// Runs the certificate recipe `.env.example` shows (its commented `openssl` lines,
 /// without the `chown` and the `mv` of the CA key) in `project`.
 fn make_certificates(project: &Path) {
@@ -211,6 +210,7 @@ async fn get(client: &reqwest::Client, url: &str, token: Option<&str>) -> Option
     Some((status, resp.json().await.unwrap_or(Value::Null)))
 }
 
+/// 64 hex characters (as `openssl rand -hex 32`), from std's randomly keyed hasher.
 fn random_hex() -> String {
     use std::hash::BuildHasher;
     let state = std::collections::hash_map::RandomState::new();
@@ -279,15 +279,32 @@ fn volume_map(
         .map(Vec::as_slice)
         .unwrap_or_default()
         .iter()
-        .filter_map(Value::as_str)
         .map(|v| {
-            let v = interpolate(v, env);
-            let mut parts = v.split(':');
-            let source = parts.next().expect("a volume source").to_owned();
-            let target = parts
-                .next()
-                .unwrap_or_else(|| panic!("{service}: a volume without a target: {v}"))
-                .to_owned();
+            let (source, target) = match v {
+                // Long form: `source`, `target`.
+                Value::Object(m) => {
+                    let field = |k: &str| {
+                        m.get(k)
+                            .and_then(Value::as_str)
+                            .unwrap_or_else(|| panic!("{service}: a volume without {k}: {v}"))
+                    };
+                    (
+                        interpolate(field("source"), env),
+                        field("target").to_owned(),
+                    )
+                }
+                // Short form: `source:target[:mode]`.
+                _ => {
+                    let v = interpolate(v.as_str().expect("a volume"), env);
+                    let mut parts = v.split(':');
+                    let source = parts.next().expect("a volume source").to_owned();
+                    let target = parts
+                        .next()
+                        .unwrap_or_else(|| panic!("{service}: a volume without a target: {v}"))
+                        .to_owned();
+                    (source, target)
+                }
+            };
             let local = if let Some(rel) = source.strip_prefix("./") {
                 project.join(rel)
             } else if source.starts_with('/') {
