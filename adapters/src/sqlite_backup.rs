@@ -119,12 +119,22 @@ pub async fn backup_sqlite(source: &Path, out: &Path) -> Result<SqliteBackup, Sq
         .ok_or_else(|| SqliteBackupError::NotUtf8(out.to_owned()))?
         .to_owned();
 
-    copy(source, &partial_str).await?;
-    let summary = check(source, &partial.0).await?;
     let write_err = |e: std::io::Error| SqliteBackupError::Write {
         path: out.to_owned(),
         reason: e.to_string(),
     };
+    // The copy is owner-only from its first byte: the file is created empty with mode
+    // 0600 before `VACUUM INTO` fills it (SQLite accepts an existing empty file), so no
+    // other local user can open it while it is written.
+    {
+        let mut create = std::fs::OpenOptions::new();
+        create.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
+        create.open(&partial.0).map_err(write_err)?;
+    }
+    copy(source, &partial_str).await?;
+    let summary = check(source, &partial.0).await?;
     // Owner only, like the store's directory: the records and the audit trail.
     #[cfg(unix)]
     {
