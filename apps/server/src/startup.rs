@@ -275,6 +275,15 @@ impl Application {
             audit_key_fingerprint = %audit.key.fingerprint(),
             "audit chain ready"
         );
+        if let Some((listener, _)) = &metrics
+            && let Ok(addr) = listener.local_addr()
+            && !addr.ip().is_loopback()
+        {
+            tracing::warn!(
+                addr = %addr,
+                "the metrics listener serves plain HTTP on a non-loopback address: keep it on a private network"
+            );
+        }
         if settings.plain_http_exposed() {
             // Production refused this in the settings; dev mode was allowed remote.
             tracing::warn!(
@@ -465,11 +474,28 @@ async fn serve_connection<I>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
+    // HTTP/2 (offered by ALPN over TLS, or prior knowledge): a peer that stops
+    // answering pings within the header timeout is dropped, and one connection carries
+    // a bounded number of streams and header bytes.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(HTTP2_PING_INTERVAL))
+        .keep_alive_timeout(header_timeout)
+        .max_concurrent_streams(HTTP2_MAX_STREAMS)
+        .max_header_list_size(HTTP2_MAX_HEADER_LIST);
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)
         .into_owned();
     let _ = watcher.watch(conn).await;
 }
+
+/// How often an HTTP/2 connection is pinged to find a peer that is gone.
+const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// Streams one HTTP/2 connection may have open at once.
+const HTTP2_MAX_STREAMS: u32 = 128;
+/// Bytes of headers one HTTP/2 request may carry (hyper's HTTP/1 reads at most ~400 KB).
+const HTTP2_MAX_HEADER_LIST: u32 = 64 * 1024;
 
 /// Sweeps liveness deadlines every `every` until aborted. A failing store is
 /// logged once per outage, not once per tick.

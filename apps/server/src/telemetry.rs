@@ -396,12 +396,29 @@ pub async fn trace_and_timeout(
 /// by method and status.
 struct RouteMetrics {
     duration: metrics::Histogram,
-    requests: HashMap<(Method, u16), metrics::Counter>,
+    requests: HashMap<(&'static str, u16), metrics::Counter>,
+}
+
+/// The `method` label: the standard methods by name, anything else a client sends as
+/// `OTHER`, so a client cannot add series to the recorder without limit.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "OTHER",
+    }
 }
 
 /// Most routes (and method/status pairs per route) a thread keeps handles for; the
-/// cache starts over beyond that (routes are templates, so this is never reached in
-/// practice, but methods are whatever clients send).
+/// cache starts over beyond that (routes are templates and methods are mapped to ten
+/// labels, so this is never reached in practice).
 const MAX_CACHED_METRICS: usize = 256;
 
 thread_local! {
@@ -437,7 +454,7 @@ fn record_request(route: &str, method: &Method, status: u16, elapsed: std::time:
             return;
         };
         handles.duration.record(elapsed.as_secs_f64());
-        let key = (method.clone(), status);
+        let key = (method_label(method), status);
         if let Some(counter) = handles.requests.get(&key) {
             counter.increment(1);
             return;
@@ -448,7 +465,7 @@ fn record_request(route: &str, method: &Method, status: u16, elapsed: std::time:
         let counter = metrics::counter!(
             "vivified_http_requests_total",
             "route" => route.to_owned(),
-            "method" => method.as_str().to_owned(),
+            "method" => key.0,
             "status" => status.to_string()
         );
         counter.increment(1);
@@ -459,6 +476,16 @@ fn record_request(route: &str, method: &Method, status: u16, elapsed: std::time:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        let odd = Method::from_bytes(b"FOO1").unwrap();
+        let other = Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(method_label(&odd), "OTHER");
+        assert_eq!(method_label(&other), "OTHER");
+    }
 
     #[derive(Clone, Default)]
     struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
