@@ -44,8 +44,9 @@ pub struct Args {
     /// project's repository, https://github.com/vivified/vivified].
     #[arg(long, value_name = "URL")]
     sdk_git: Option<String>,
-    /// The commit or tag of the git repository to build against (Cargo's `rev`);
-    /// without it, the default branch's head at the first build, kept in Cargo.lock.
+    /// The commit or tag of the git repository to build against (Cargo's `rev`)
+    /// [default: this version's release tag for the project's repository; for
+    /// `--sdk-git`, the default branch's head at the first build, kept in Cargo.lock].
     #[arg(long, value_name = "REV")]
     sdk_rev: Option<String>,
 }
@@ -289,8 +290,16 @@ fn is_package(dir: &Path, name: &str) -> bool {
         .is_ok_and(|text| text.lines().any(|line| line.trim() == wanted))
 }
 
-/// `--sdk-git` / `--sdk-rev`, or the project's repository.
+/// The tag of the release this binary belongs to: the default `rev` of the project's
+/// repository, so a generated plugin builds against the SDK of this CLI's version.
+pub const DEFAULT_SDK_REV: &str = concat!("v", env!("CARGO_PKG_VERSION"));
+
+/// `--sdk-git` / `--sdk-rev`, or the project's repository at this version's tag.
 fn git_source(url: Option<String>, rev: Option<String>) -> Result<Source, NewPluginError> {
+    let rev = match (&url, rev) {
+        (None, None) => Some(DEFAULT_SDK_REV.to_owned()),
+        (_, rev) => rev,
+    };
     let url = url.unwrap_or_else(|| DEFAULT_SDK_GIT.to_owned());
     if url.trim().is_empty() {
         return Err(NewPluginError::BadOption("--sdk-git", "the URL is empty"));
@@ -558,10 +567,7 @@ mod tests {
     use super::*;
 
     fn git() -> Source {
-        Source::Git {
-            url: DEFAULT_SDK_GIT.to_owned(),
-            rev: None,
-        }
+        git_source(None, None).unwrap()
     }
 
     #[test]
@@ -641,8 +647,15 @@ mod tests {
     fn the_git_source_is_the_repository_unless_told() {
         let files = render_all(&Names::new("hello"), &git()).unwrap();
         let cargo = &files.iter().find(|(p, _)| p == "Cargo.toml").unwrap().1;
-        let dep = format!("vivified-plugin-sdk = {{ git = \"{DEFAULT_SDK_GIT}\" }}");
+        let dep = format!(
+            "vivified-plugin-sdk = {{ git = \"{DEFAULT_SDK_GIT}\", rev = \"{DEFAULT_SDK_REV}\" }}"
+        );
         assert!(cargo.contains(&dep), "{cargo}");
+        let head = git_source(Some("https://example.com/v.git".into()), None).unwrap();
+        assert!(
+            matches!(head, Source::Git { rev: None, .. }),
+            "another repository: its head"
+        );
 
         let pinned = Source::Git {
             url: "https://example.com/v.git".into(),

@@ -471,7 +471,8 @@ fn the_default_source_is_the_projects_git_repository() {
     for dep in ["vivified-plugin-sdk", "vivified-testkit"] {
         assert!(
             cargo_toml.contains(&format!(
-                "{dep} = {{ git = \"https://github.com/vivified/vivified\" }}"
+                "{dep} = {{ git = \"https://github.com/vivified/vivified\", rev = \"v{}\" }}",
+                env!("CARGO_PKG_VERSION")
             )),
             "{cargo_toml}"
         );

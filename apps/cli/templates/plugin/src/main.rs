@@ -1,6 +1,7 @@
 //! `{{crate_name}}`: the {{plugin_id}} plugin. Configured by the environment
 //! (`vivified_plugin_sdk::Config::from_env`): `CORE_URL` (default
-//! `http://127.0.0.1:8000`), `VIVIFIED_REGISTRATION_SECRET` (for a core in production
+//! `http://127.0.0.1:8000`; `https://…` for a core that serves TLS), `VIVIFIED_CA_CERT`
+//! (one more CA to trust), `VIVIFIED_REGISTRATION_SECRET` (for a core in production
 //! mode), `PLUGIN_TOKEN_FILE`, `PLUGIN_REQUEST_TIMEOUT`, `PLUGIN_BACKOFF_INITIAL`,
 //! `PLUGIN_BACKOFF_MAX`, `PLUGIN_DEREGISTER_ON_SHUTDOWN`; logs are JSON lines on stdout
 //! filtered by `RUST_LOG` (else `PLUGIN_LOG_LEVEL`, else `info`).
