@@ -902,11 +902,12 @@ enum Tree {
     Ambiguous(Vec<String>),
 }
 
-/// `cargo tree` (offline: the lock file pins everything), one package per line.
+/// `cargo tree` (locked: the lock file pins everything; it downloads what the local
+/// registry cache lacks, as a build would), one package per line.
 fn cargo_tree(args: &[&str]) -> Tree {
     let out = Command::new(env!("CARGO"))
         .current_dir(root())
-        .args(["tree", "--offline", "--prefix", "none"])
+        .args(["tree", "--locked", "--prefix", "none"])
         .args(args)
         .output()
         .expect("run cargo tree");

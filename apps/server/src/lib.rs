@@ -7,6 +7,7 @@ pub mod dev_secrets;
 pub mod error;
 pub mod event_routes;
 pub mod extract;
+pub mod log_writer;
 pub mod metrics;
 pub mod routes;
 pub mod settings;
