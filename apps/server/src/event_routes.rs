@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -86,7 +85,7 @@ fn parse_event(body: Value) -> Result<PublishRequest, ApiError> {
 /// "sanitized", "denied"}`.
 pub async fn publish(
     State(state): State<AppState>,
-    Extension(TraceId(trace_id)): Extension<TraceId>,
+    TraceId(trace_id): TraceId,
     bearer: Bearer,
     body: Result<JsonObject, ApiError>,
 ) -> Result<Response, ApiError> {

@@ -1,6 +1,5 @@
 //! HTTP handlers: thin translations between wire bodies and the registry.
 
-use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -60,22 +59,26 @@ pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     out
 }
 
-/// The body of `GET /health`.
-#[derive(Serialize)]
-struct HealthBody {
-    status: &'static str,
-    timestamp: String,
-    version: &'static str,
-}
-
 /// `GET /health`: liveness of the process; nothing sensitive, no dependency details.
+/// `{"status":"healthy","timestamp":…,"version":…}`, written directly: the timestamp
+/// and the version need no escaping, and this route is what load balancers poll.
 pub async fn health() -> Response {
-    Json(HealthBody {
-        status: "healthy",
-        timestamp: rfc3339(OffsetDateTime::now_utc()),
-        version: env!("CARGO_PKG_VERSION"),
-    })
-    .into_response()
+    let timestamp = rfc3339(OffsetDateTime::now_utc());
+    let version = env!("CARGO_PKG_VERSION");
+    let mut body = String::with_capacity(64 + timestamp.len() + version.len());
+    body.push_str(r#"{"status":"healthy","timestamp":""#);
+    body.push_str(&timestamp);
+    body.push_str(r#"","version":""#);
+    body.push_str(version);
+    body.push_str(r#""}"#);
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// `GET /ready`: 200 when the store and the audit log answer, 503 otherwise. `audit`
@@ -135,7 +138,7 @@ fn token_body(status: &str, reg: &IssuedRegistration) -> Response {
 /// `POST /plugins/register`.
 pub async fn register(
     State(state): State<AppState>,
-    Extension(TraceId(trace_id)): Extension<TraceId>,
+    TraceId(trace_id): TraceId,
     bearer: Bearer,
     JsonObject(manifest): JsonObject,
 ) -> Result<Response, ApiError> {
@@ -193,7 +196,7 @@ impl HeartbeatBody {
 /// `POST /plugins/{id}/heartbeat`.
 pub async fn heartbeat(
     State(state): State<AppState>,
-    Extension(TraceId(trace_id)): Extension<TraceId>,
+    TraceId(trace_id): TraceId,
     Path(id): Path<String>,
     bearer: Bearer,
     body: Result<OptionalJson<HeartbeatBody>, ApiError>,
@@ -226,7 +229,7 @@ pub async fn heartbeat(
 /// `POST /plugins/{id}/token`.
 pub async fn refresh(
     State(state): State<AppState>,
-    Extension(TraceId(trace_id)): Extension<TraceId>,
+    TraceId(trace_id): TraceId,
     Path(id): Path<String>,
     bearer: Bearer,
 ) -> Result<Response, ApiError> {
@@ -340,7 +343,7 @@ pub async fn get(
 /// `DELETE /plugins/{id}` (admin or the plugin itself).
 pub async fn deregister(
     State(state): State<AppState>,
-    Extension(TraceId(trace_id)): Extension<TraceId>,
+    TraceId(trace_id): TraceId,
     Path(id): Path<String>,
     bearer: Bearer,
 ) -> Result<StatusCode, ApiError> {
@@ -363,7 +366,7 @@ pub const MAX_REASON_CHARS: usize = 500;
 /// `POST /plugins/{id}/disable` (admin), body `{"reason": "…"}`.
 pub async fn disable(
     State(state): State<AppState>,
-    Extension(TraceId(trace_id)): Extension<TraceId>,
+    TraceId(trace_id): TraceId,
     Path(id): Path<String>,
     bearer: Bearer,
     body: Result<OptionalJson<DisableBody>, ApiError>,
@@ -398,7 +401,7 @@ pub async fn disable(
 /// `POST /plugins/{id}/enable` (admin).
 pub async fn enable(
     State(state): State<AppState>,
-    Extension(TraceId(trace_id)): Extension<TraceId>,
+    TraceId(trace_id): TraceId,
     Path(id): Path<String>,
     bearer: Bearer,
 ) -> Result<Json<Value>, ApiError> {
@@ -476,6 +479,21 @@ pub async fn method_not_allowed() -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn health_body_is_the_json_object_it_says() {
+        let before = OffsetDateTime::now_utc();
+        let resp = health().await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+        let bytes = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();
+        let body: serde_json::Map<String, Value> = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body.len(), 3, "{body:?}");
+        assert_eq!(body["status"], "healthy");
+        assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+        let at = OffsetDateTime::parse(body["timestamp"].as_str().unwrap(), &Rfc3339).unwrap();
+        assert!(at >= before && at <= OffsetDateTime::now_utc(), "{at}");
+    }
 
     #[test]
     fn rfc3339_matches_time() {

@@ -664,13 +664,10 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
-        .layer(axum::middleware::from_fn_with_state(
-            telemetry::Timeouts {
-                request: settings.request_timeout,
-                long_poll: settings.events_max_wait,
-            },
-            telemetry::trace_and_timeout,
-        ));
+        .layer(telemetry::TraceLayer::new(telemetry::Timeouts {
+            request: settings.request_timeout,
+            long_poll: settings.events_max_wait,
+        }));
     if !settings.allowed_origins.is_empty() {
         let origins: Vec<HeaderValue> = settings
             .allowed_origins

@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use time::OffsetDateTime;
 use tracing_subscriber::EnvFilter;
@@ -24,10 +23,27 @@ use tracing_subscriber::fmt::MakeWriter;
 use crate::error::ApiError;
 use crate::settings::LogFormat;
 
-/// The request's trace id, put in the request's extensions by [`trace_and_timeout`].
-/// Shared with the request's [`RequestContext`] (one allocation per request).
+/// The request's trace id, as an extractor: the one [`TraceLayer`] gave the request
+/// (read from the request's task-local [`RequestContext`], so nothing is added to the
+/// request's extensions), or, outside the layer, one derived from the headers as the
+/// layer would.
 #[derive(Clone, Debug)]
 pub struct TraceId(pub Arc<str>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TraceId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(TraceId(
+            REQUEST
+                .try_with(|r| Arc::clone(&r.trace_id))
+                .unwrap_or_else(|_| request_trace_id(&parts.headers).0),
+        ))
+    }
+}
 
 /// `X-Request-Id`.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -335,68 +351,153 @@ pub struct Timeouts {
     pub long_poll: std::time::Duration,
 }
 
-/// Middleware: gives the request its trace id and span, bounds it in time, echoes the
-/// id in `X-Request-Id`, and logs one debug line per request (route template, status,
-/// latency — never the raw path, which may carry ids, or any header).
-pub async fn trace_and_timeout(
-    axum::extract::State(timeouts): axum::extract::State<Timeouts>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let (trace_id, header) = request_trace_id(req.headers());
-    req.extensions_mut().insert(TraceId(Arc::clone(&trace_id)));
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let method = req.method().clone();
-    // The long poll of events is bounded by its own (capped) `wait`, not by the
-    // general request timeout.
-    let timeout = if route.as_ref().map(MatchedPath::as_str) == Some(LONG_POLL_ROUTE) {
-        timeouts.request.saturating_add(timeouts.long_poll)
-    } else {
-        timeouts.request
-    };
-    let context = RequestContext {
-        trace_id,
-        method: method.clone(),
-        route: route.clone(),
-    };
-    let started = std::time::Instant::now();
-    let mut resp = REQUEST
-        .scope(context, async move {
-            let resp = match tokio::time::timeout(timeout, next.run(req)).await {
-                Ok(resp) => resp,
-                Err(_) => {
-                    tracing::warn!("request timed out");
-                    ApiError::Unavailable("request timed out").into_response()
-                }
-            };
-            tracing::debug!(
-                status = resp.status().as_u16(),
-                latency_us = started.elapsed().as_micros() as u64,
-                "request completed"
-            );
-            resp
-        })
-        .await;
-    record_request(
-        route.as_ref().map_or("unmatched", MatchedPath::as_str),
-        &method,
-        resp.status().as_u16(),
-        started.elapsed(),
-    );
-    if let Some(v) = header {
-        resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
+/// Middleware (a [`tower::Layer`], applied to every route): gives the request its trace
+/// id, bounds it in time, echoes the id in `X-Request-Id`, logs one debug line per
+/// request (route template, status, latency — never the raw path, which may carry ids,
+/// or any header) and counts it in the HTTP metrics.
+///
+/// Hand-written rather than `axum::middleware::from_fn`: that clones the route's boxed
+/// service, boxes a `Next` and boxes the future on every request, about a fifth of
+/// `GET /health`'s instructions (callgrind, `docs/PERFORMANCE.md`); this boxes the
+/// future once.
+#[derive(Clone, Copy, Debug)]
+pub struct TraceLayer {
+    timeouts: Timeouts,
+}
+
+impl TraceLayer {
+    /// The layer with these bounds.
+    pub fn new(timeouts: Timeouts) -> Self {
+        TraceLayer { timeouts }
     }
-    resp.headers_mut()
-        .entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
-    resp
+}
+
+impl<S> tower::Layer<S> for TraceLayer {
+    type Service = Traced<S>;
+
+    fn layer(&self, inner: S) -> Traced<S> {
+        Traced {
+            inner,
+            timeouts: self.timeouts,
+        }
+    }
+}
+
+/// A route wrapped by [`TraceLayer`].
+#[derive(Clone, Debug)]
+pub struct Traced<S> {
+    inner: S,
+    timeouts: Timeouts,
+}
+
+impl<S> tower::Service<Request> for Traced<S>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let (trace_id, header) = request_trace_id(req.headers());
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        let method = req.method().clone();
+        // The long poll of events is bounded by its own (capped) `wait`, not by the
+        // general request timeout.
+        let timeout = if route.as_ref().map(MatchedPath::as_str) == Some(LONG_POLL_ROUTE) {
+            self.timeouts
+                .request
+                .saturating_add(self.timeouts.long_poll)
+        } else {
+            self.timeouts.request
+        };
+        let started = std::time::Instant::now();
+        // `poll_ready` said the inner service is ready: call it now, as `Next` would.
+        let response = self.inner.call(req);
+        let context = RequestContext {
+            trace_id,
+            method: method.clone(),
+            route: route.clone(),
+        };
+        Box::pin(async move {
+            let mut resp = REQUEST
+                .scope(context, async move {
+                    let resp = match tokio::time::timeout(timeout, response).await {
+                        Ok(Ok(resp)) => resp,
+                        Ok(Err(never)) => match never {},
+                        Err(_) => {
+                            tracing::warn!("request timed out");
+                            ApiError::Unavailable("request timed out").into_response()
+                        }
+                    };
+                    tracing::debug!(
+                        status = resp.status().as_u16(),
+                        latency_us = started.elapsed().as_micros() as u64,
+                        "request completed"
+                    );
+                    resp
+                })
+                .await;
+            record_request(
+                route.as_ref().map_or("unmatched", MatchedPath::as_str),
+                &method,
+                resp.status().as_u16(),
+                started.elapsed(),
+            );
+            if let Some(v) = header {
+                resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
+            }
+            resp.headers_mut()
+                .entry(header::CACHE_CONTROL)
+                .or_insert(HeaderValue::from_static("no-store"));
+            Ok(resp)
+        })
+    }
 }
 
 /// The metric handles of one route: its latency histogram and its request counters
 /// by method and status.
 struct RouteMetrics {
     duration: metrics::Histogram,
-    requests: HashMap<(&'static str, u16), metrics::Counter>,
+    requests: HashMap<(&'static str, u16), metrics::Counter, Fnv>,
+}
+
+/// FNV-1a for the metric handle caches: their keys are route templates, method names
+/// and status codes, never client-chosen (an unmatched path is `unmatched`, an unknown
+/// method `OTHER`), so flooding is not a concern and SipHash's cost is not needed.
+type Fnv = std::hash::BuildHasherDefault<FnvHasher>;
+
+/// 64-bit FNV-1a.
+struct FnvHasher(u64);
+
+impl Default for FnvHasher {
+    fn default() -> Self {
+        FnvHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for FnvHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 /// The `method` label: the standard methods by name, anything else a client sends as
@@ -426,7 +527,7 @@ thread_local! {
     /// once a route has been seen: looking a labelled metric up in the recorder
     /// builds its labels (three `String`s) and hashes them, which cost about a tenth
     /// of `/health`.
-    static ROUTE_METRICS: RefCell<HashMap<Box<str>, RouteMetrics>> = RefCell::new(HashMap::new());
+    static ROUTE_METRICS: RefCell<HashMap<Box<str>, RouteMetrics, Fnv>> = RefCell::new(HashMap::default());
 }
 
 /// Records `vivified_http_request_duration_seconds{route}` and
@@ -446,7 +547,7 @@ fn record_request(route: &str, method: &Method, status: u16, elapsed: std::time:
                 route.into(),
                 RouteMetrics {
                     duration,
-                    requests: HashMap::new(),
+                    requests: HashMap::default(),
                 },
             );
         }
