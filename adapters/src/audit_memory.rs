@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use vivified_ports::audit::{MAX_PAGE, MAX_SEAL_BATCH};
-use vivified_ports::audit_chain::{ChainHead, ChainKey, seal_entries};
+use vivified_ports::audit_chain::{ChainHash, ChainHead, ChainKey, chain_hash};
 use vivified_ports::{AuditEntry, AuditError, AuditLog, AuditQuery, SealReport, SealedEntry};
 
 /// An [`AuditLog`] in memory: pending entries and the sealed chain behind one lock,
@@ -103,10 +103,24 @@ impl AuditLog for InMemoryAuditLog {
         let _guard = SealingGuard(&self.sealing);
         let mut state = self.state();
         let n = limit.min(MAX_SEAL_BATCH).min(state.pending.len());
-        // Validated on append, so sealing cannot fail; keep the entries if it does.
-        let batch: Vec<AuditEntry> = state.pending.iter().take(n).cloned().collect();
-        let sealed = seal_entries(key, state.head, batch)?;
-        state.pending.drain(..n);
+        // The hashes are computed over the entries where they are, which are then moved
+        // (not copied) into the sealed history; the lock is held throughout. Validated
+        // on append, so hashing cannot fail; were it to, nothing changes.
+        let (mut seq, mut prev) = state
+            .head
+            .map_or((0, ChainHash::GENESIS), |h| (h.seq, h.hash));
+        let mut hashes = Vec::with_capacity(n);
+        for entry in state.pending.iter().take(n) {
+            seq = seq.saturating_add(1);
+            prev = chain_hash(key, &prev, seq, entry)?;
+            hashes.push((seq, prev));
+        }
+        let sealed: Vec<SealedEntry> = state
+            .pending
+            .drain(..n)
+            .zip(hashes)
+            .map(|(entry, (seq, hash))| SealedEntry { seq, entry, hash })
+            .collect();
         if let Some(last) = sealed.last() {
             state.head = Some(ChainHead {
                 seq: last.seq,
