@@ -34,8 +34,9 @@ const FINAL_SEAL_BUDGET: Duration = Duration::from_secs(3);
 pub struct AuditChain {
     /// The log (the same one the registry appends to).
     pub log: Arc<dyn AuditLog>,
-    /// The chain's HMAC key (`VIVIFIED_AUDIT_KEY`). Never logged.
-    pub key: ChainKey,
+    /// The chain's HMAC key (`VIVIFIED_AUDIT_KEY`). Never logged. Shared: the chain is
+    /// part of the state every request clones, and the key's HMAC state is not small.
+    pub key: Arc<ChainKey>,
     /// Where checkpoints are published besides the log (the event bus: on NATS the
     /// subject `vivified.lifecycle.audit.checkpoint`).
     checkpoints: Option<Arc<dyn vivified_ports::EventBus>>,
@@ -54,7 +55,7 @@ impl AuditChain {
     pub fn new(log: Arc<dyn AuditLog>, key: ChainKey) -> Self {
         Self {
             log,
-            key,
+            key: Arc::new(key),
             checkpoints: None,
         }
     }
