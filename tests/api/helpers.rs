@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
@@ -25,7 +24,7 @@ use vivified_domain::{ManifestValidator, Ports, Registry};
 use vivified_ports::audit_chain::ChainKey;
 use vivified_ports::{AuditLog, PluginId, PluginRecord, PluginStore, Secret, TokenIssuer};
 use vivified_server::audit::AuditChain;
-use vivified_server::startup::router;
+use vivified_server::startup::{App, router};
 use vivified_server::{AppState, Settings};
 
 /// The admin token every test app is configured with.
@@ -180,7 +179,7 @@ impl AppBuilder {
 
 /// The real router over real (or injected) adapters.
 pub struct TestApp {
-    router: Router,
+    router: App,
     /// The settings in force.
     pub settings: Settings,
     /// The registry's clock.

@@ -35,7 +35,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -62,7 +61,7 @@ use vivified_ports::{
     PluginRecord, PluginStore, SealReport, SealedEntry,
 };
 use vivified_server::audit::{AuditChain, SEAL_BATCH, SealerConfig, seal_until_stopped};
-use vivified_server::startup::router;
+use vivified_server::startup::{App, router};
 use vivified_server::{AppState, Settings};
 
 /// Registrations in flight at once.
@@ -118,7 +117,7 @@ fn settings() -> Settings {
 
 /// One core: the router over a store and an audit log, and (with audit) the sealer.
 struct Core {
-    router: Router,
+    router: App,
     audit: AuditChain,
     /// Registrations sent so far (the next id's number).
     next: AtomicU64,
@@ -228,7 +227,7 @@ impl Core {
     }
 }
 
-async fn register_one(router: &Router, id: &str) {
+async fn register_one(router: &App, id: &str) {
     let manifest = json!({
         "id": id,
         "name": format!("Bench {id}"),

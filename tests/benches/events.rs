@@ -27,7 +27,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{Method, Request, StatusCode, header};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -46,7 +45,7 @@ use vivified_domain::{ManifestValidator, Ports, Registry};
 use vivified_ports::audit_chain::ChainKey;
 use vivified_ports::{EventBus, PluginId};
 use vivified_server::audit::AuditChain;
-use vivified_server::startup::router;
+use vivified_server::startup::{App, router};
 use vivified_server::{AppState, Settings};
 
 const SUBSCRIBERS: usize = 10;
@@ -61,7 +60,7 @@ const AUDIT_KEY: &str = "aud-bench-events-Lk8Jh7Gf6Ds5Aq4Wz3Xs2";
 
 /// One core (router, audit chain) with its publisher and subscribers registered.
 struct Fixture {
-    router: Router,
+    router: App,
     audit: AuditChain,
     publisher: String,
     body: Bytes,
@@ -82,7 +81,7 @@ fn settings() -> Settings {
 }
 
 /// Wires the router as `Application::build` does, over `bus`.
-fn app(bus: Arc<dyn EventBus>) -> (Router, AuditChain) {
+fn app(bus: Arc<dyn EventBus>) -> (App, AuditChain) {
     let settings = settings();
     let tokens = JwtTokenIssuer::new(JwtConfig {
         secret: settings.jwt_secret.clone().expect("JWT_SECRET"),
@@ -127,7 +126,7 @@ fn app(bus: Arc<dyn EventBus>) -> (Router, AuditChain) {
     (router, audit)
 }
 
-async fn send(router: &Router, req: Request<Body>) -> (StatusCode, Bytes) {
+async fn send(router: &App, req: Request<Body>) -> (StatusCode, Bytes) {
     let resp = router.clone().oneshot(req).await.expect("infallible");
     let status = resp.status();
     let body = resp.into_body().collect().await.expect("body").to_bytes();
@@ -147,7 +146,7 @@ fn manifest(id: &str, subscriptions: &[&str]) -> Value {
     })
 }
 
-async fn register(router: &Router, m: &Value) -> String {
+async fn register(router: &App, m: &Value) -> String {
     let req = Request::builder()
         .method(Method::POST)
         .uri("/plugins/register")

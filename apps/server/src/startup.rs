@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderValue, Method, header};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -126,7 +126,7 @@ pub struct Application {
     tls: Option<TlsAcceptor>,
     /// `GET /metrics` on its own address (`VIVIFIED_METRICS_BIND`).
     metrics: Option<(TcpListener, Router)>,
-    router: Router,
+    router: App,
     registry: Registry,
     local_addr: SocketAddr,
     admin_token: Option<Secret>,
@@ -462,7 +462,7 @@ impl Application {
 /// closes; graceful shutdown lets its requests finish.
 async fn serve_connection<I>(
     io: I,
-    router: Router,
+    router: App,
     header_timeout: Duration,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
@@ -634,40 +634,43 @@ async fn shutdown_signal() {
 }
 
 /// The HTTP API over `state`. Tests drive it with `tower::ServiceExt::oneshot`.
-pub fn router(state: AppState, settings: &Settings) -> Router {
-    let mut api = Router::new()
-        .route("/health", get(routes::health))
-        .route("/ready", get(routes::ready))
-        .route("/plugins", get(routes::list))
-        .route("/plugins/register", post(routes::register))
-        .route("/plugins/{id}", get(routes::get).delete(routes::deregister))
-        .route("/plugins/{id}/heartbeat", post(routes::heartbeat))
-        .route("/plugins/{id}/token", post(routes::refresh))
-        .route("/plugins/{id}/disable", post(routes::disable))
-        .route("/plugins/{id}/enable", post(routes::enable))
-        .route("/tokens/introspect", post(routes::introspect))
-        .route("/events", post(event_routes::publish))
-        .route("/plugins/{id}/events", get(event_routes::pull))
-        .route("/audit", get(audit_routes::list))
-        .route("/audit/verify", get(audit_routes::verify))
-        .route("/audit/export", get(audit_routes::export));
+pub fn router(state: AppState, settings: &Settings) -> App {
+    let mut routes: Vec<(&'static str, MethodRouter<AppState>)> = vec![
+        ("/health", get(routes::health)),
+        ("/ready", get(routes::ready)),
+        ("/plugins", get(routes::list)),
+        ("/plugins/register", post(routes::register)),
+        ("/plugins/{id}", get(routes::get).delete(routes::deregister)),
+        ("/plugins/{id}/heartbeat", post(routes::heartbeat)),
+        ("/plugins/{id}/token", post(routes::refresh)),
+        ("/plugins/{id}/disable", post(routes::disable)),
+        ("/plugins/{id}/enable", post(routes::enable)),
+        ("/tokens/introspect", post(routes::introspect)),
+        ("/events", post(event_routes::publish)),
+        (telemetry::LONG_POLL_ROUTE, get(event_routes::pull)),
+        ("/audit", get(audit_routes::list)),
+        ("/audit/verify", get(audit_routes::verify)),
+        ("/audit/export", get(audit_routes::export)),
+    ];
     if settings.mode == Mode::Dev {
-        api = api.route("/openapi.json", get(routes::openapi));
+        routes.push(("/openapi.json", get(routes::openapi)));
     }
     // Install the recorder before the first request records anything.
     crate::metrics::handle();
     if settings.metrics_bind.is_none() {
-        api = api.route("/metrics", get(crate::metrics::render));
+        routes.push(("/metrics", get(crate::metrics::render)));
     }
-    let mut app = api
+    // The trace layer labels requests with the same templates the router routes by.
+    let templates: Vec<&'static str> = routes.iter().map(|(t, _)| *t).collect();
+    let mut app = routes
+        .into_iter()
+        .fold(Router::new(), |api, (template, methods)| {
+            api.route(template, methods)
+        })
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .with_state(state)
-        .layer(telemetry::TraceLayer::new(telemetry::Timeouts {
-            request: settings.request_timeout,
-            long_poll: settings.events_max_wait,
-        }));
+        .with_state(state);
     if !settings.allowed_origins.is_empty() {
         let origins: Vec<HeaderValue> = settings
             .allowed_origins
@@ -688,8 +691,20 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
                 .max_age(Duration::from_secs(600)),
         );
     }
-    app
+    tower::Layer::layer(
+        &telemetry::TraceLayer::new(
+            telemetry::Timeouts {
+                request: settings.request_timeout,
+                long_poll: settings.events_max_wait,
+            },
+            &templates,
+        ),
+        app,
+    )
 }
+
+/// The HTTP API as one service: the router inside the trace layer.
+pub type App = telemetry::Traced<Router>;
 
 /// The built-in rules, or the policy file's (one line naming the position and reason
 /// when it is malformed).

@@ -13,7 +13,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use time::OffsetDateTime;
@@ -84,13 +83,13 @@ pub struct RequestContext {
     pub method: Method,
     /// The route template (never the raw path, which may carry ids); `None` for a path
     /// that matched no route.
-    pub route: Option<MatchedPath>,
+    pub route: Option<&'static str>,
 }
 
 impl RequestContext {
     /// The route template, or `-` for a path that matched no route.
     pub fn route(&self) -> &str {
-        self.route.as_ref().map_or("-", MatchedPath::as_str)
+        self.route.unwrap_or("-")
     }
 }
 
@@ -351,24 +350,38 @@ pub struct Timeouts {
     pub long_poll: std::time::Duration,
 }
 
-/// Middleware (a [`tower::Layer`], applied to every route): gives the request its trace
+/// Middleware (a [`tower::Layer`] around the whole router): gives the request its trace
 /// id, bounds it in time, echoes the id in `X-Request-Id`, logs one debug line per
 /// request (route template, status, latency — never the raw path, which may carry ids,
 /// or any header) and counts it in the HTTP metrics.
 ///
-/// Hand-written rather than `axum::middleware::from_fn`: that clones the route's boxed
-/// service, boxes a `Next` and boxes the future on every request, about a fifth of
-/// `GET /health`'s instructions (callgrind, `docs/PERFORMANCE.md`); this boxes the
-/// future once.
-#[derive(Clone, Copy, Debug)]
+/// Hand-written rather than `axum::middleware::from_fn` (which clones the route's boxed
+/// service, boxes a `Next` and boxes the future on every request), and around the
+/// router rather than on each route (`Router::layer` wraps every route in one more
+/// boxed service that is cloned per request): together about a quarter of
+/// `GET /health`'s instructions (callgrind, `docs/PERFORMANCE.md`). Outside the router
+/// axum's `MatchedPath` is not set yet, so the layer finds the route template itself,
+/// with the same matcher (`matchit`) over the same templates the router was built from
+/// (see `startup::router`).
+#[derive(Clone, Debug)]
 pub struct TraceLayer {
     timeouts: Timeouts,
+    routes: Arc<matchit::Router<&'static str>>,
 }
 
 impl TraceLayer {
-    /// The layer with these bounds.
-    pub fn new(timeouts: Timeouts) -> Self {
-        TraceLayer { timeouts }
+    /// The layer with these bounds, for a router with these route templates.
+    pub fn new(timeouts: Timeouts, templates: &[&'static str]) -> Self {
+        let mut routes = matchit::Router::new();
+        for t in templates {
+            // A template the matcher refuses, the router refuses first (it panics at
+            // start-up on a conflicting route).
+            let _ = routes.insert(*t, *t);
+        }
+        TraceLayer {
+            timeouts,
+            routes: Arc::new(routes),
+        }
     }
 }
 
@@ -379,21 +392,26 @@ impl<S> tower::Layer<S> for TraceLayer {
         Traced {
             inner,
             timeouts: self.timeouts,
+            routes: Arc::clone(&self.routes),
         }
     }
 }
 
-/// A route wrapped by [`TraceLayer`].
+/// A service (the router) wrapped by [`TraceLayer`].
 #[derive(Clone, Debug)]
 pub struct Traced<S> {
     inner: S,
     timeouts: Timeouts,
+    routes: Arc<matchit::Router<&'static str>>,
 }
 
-impl<S> tower::Service<Request> for Traced<S>
+impl<S, B> tower::Service<axum::http::Request<B>> for Traced<S>
 where
-    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>
-        + Send
+    S: tower::Service<
+            axum::http::Request<B>,
+            Response = Response,
+            Error = std::convert::Infallible,
+        > + Send
         + 'static,
     S::Future: Send + 'static,
 {
@@ -410,13 +428,13 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request) -> Self::Future {
+    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
         let (trace_id, header) = request_trace_id(req.headers());
-        let route = req.extensions().get::<MatchedPath>().cloned();
+        let route = self.routes.at(req.uri().path()).ok().map(|m| *m.value);
         let method = req.method().clone();
         // The long poll of events is bounded by its own (capped) `wait`, not by the
         // general request timeout.
-        let timeout = if route.as_ref().map(MatchedPath::as_str) == Some(LONG_POLL_ROUTE) {
+        let timeout = if route == Some(LONG_POLL_ROUTE) {
             self.timeouts
                 .request
                 .saturating_add(self.timeouts.long_poll)
@@ -429,7 +447,7 @@ where
         let context = RequestContext {
             trace_id,
             method: method.clone(),
-            route: route.clone(),
+            route,
         };
         Box::pin(async move {
             let mut resp = REQUEST
@@ -457,7 +475,7 @@ where
                 })
                 .await;
             record_request(
-                route.as_ref().map_or("unmatched", MatchedPath::as_str),
+                route.unwrap_or("unmatched"),
                 &method,
                 resp.status().as_u16(),
                 started.elapsed(),
@@ -638,10 +656,16 @@ mod tests {
                     "on time"
                 }),
             )
-            .layer(TraceLayer::new(Timeouts {
+    }
+
+    fn layer() -> TraceLayer {
+        TraceLayer::new(
+            Timeouts {
                 request: std::time::Duration::from_millis(200),
                 long_poll: std::time::Duration::from_secs(60),
-            }))
+            },
+            &["/fast/{id}", "/slow", "/yields"],
+        )
     }
 
     async fn call(uri: &str, headers: &[(&str, &str)]) -> (Response, String) {
@@ -650,7 +674,7 @@ mod tests {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = layered()
+        let resp = tower::Layer::layer(&layer(), layered())
             .oneshot(req.body(axum::body::Body::empty()).unwrap())
             .await
             .unwrap();
@@ -674,6 +698,54 @@ mod tests {
         assert_eq!(body.len(), 32, "{body}");
         assert!(body.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_eq!(resp.headers()["x-request-id"], body.as_str());
+    }
+
+    #[tokio::test]
+    async fn the_layer_labels_a_request_with_the_template_the_router_matched() {
+        use tower::ServiceExt;
+        let templates = ["/plugins/{id}", "/plugins/{id}/events", "/plugins/register"];
+        // Each handler answers "<axum's MatchedPath>|<the layer's route>".
+        let both = |m: axum::extract::MatchedPath| async move {
+            format!("{}|{}", m.as_str(), REQUEST.with(|r| r.route().to_owned()))
+        };
+        let router = templates
+            .iter()
+            .fold(axum::Router::new(), |r, t| {
+                r.route(t, axum::routing::get(both))
+            })
+            .fallback(|| async { REQUEST.with(|r| r.route().to_owned()) });
+        let app = tower::Layer::layer(
+            &TraceLayer::new(
+                Timeouts {
+                    request: std::time::Duration::from_secs(5),
+                    long_poll: std::time::Duration::from_secs(5),
+                },
+                &templates,
+            ),
+            router,
+        );
+        for (path, want) in [
+            ("/plugins/p-1", "/plugins/{id}|/plugins/{id}"),
+            ("/plugins/register", "/plugins/register|/plugins/register"),
+            (
+                "/plugins/p-1/events",
+                "/plugins/{id}/events|/plugins/{id}/events",
+            ),
+            ("/plugins/p-1/other", "-"),
+            ("/", "-"),
+        ] {
+            let resp = app
+                .clone()
+                .oneshot(
+                    axum::http::Request::get(path)
+                        .body(axum::body::Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let body = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();
+            assert_eq!(body, want.as_bytes(), "{path}");
+        }
     }
 
     #[tokio::test]
