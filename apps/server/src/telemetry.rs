@@ -530,31 +530,11 @@ struct RouteMetrics {
     requests: HashMap<(&'static str, u16), metrics::Counter, Fnv>,
 }
 
-/// FNV-1a for the metric handle caches: their keys are route templates, method names
-/// and status codes, never client-chosen (an unmatched path is `unmatched`, an unknown
-/// method `OTHER`), so flooding is not a concern and SipHash's cost is not needed.
-type Fnv = std::hash::BuildHasherDefault<FnvHasher>;
-
-/// 64-bit FNV-1a.
-struct FnvHasher(u64);
-
-impl Default for FnvHasher {
-    fn default() -> Self {
-        FnvHasher(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for FnvHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
+/// FNV-1a (the `fnv` crate, already under hyper) for the metric handle caches: their
+/// keys are route templates, method names and status codes, never client-chosen (an
+/// unmatched path is `unmatched`, an unknown method `OTHER`), so flooding is not a
+/// concern and SipHash's cost is not needed.
+type Fnv = fnv::FnvBuildHasher;
 
 /// The `method` label: the standard methods by name, anything else a client sends as
 /// `OTHER`, so a client cannot add series to the recorder without limit.
