@@ -54,7 +54,7 @@ pub mod manifest;
 pub mod policy;
 pub mod registry;
 
-pub use manifest::{Manifest, ManifestValidator, Violation};
+pub use manifest::{CheckedManifest, Manifest, ManifestValidator, Violation};
 pub use policy::{
     Action, CompiledFacts, DataTraits, Decision, Effect, PluginFacts, Policy, PolicyError,
 };

@@ -812,7 +812,7 @@ impl Registry {
             Self::is_secret(b, self.inner.config.registration_secret.as_ref())
         });
         if new_only {
-            let valid = match self.inner.validator.validate_owned(manifest) {
+            let valid = match self.inner.validator.check_owned(manifest) {
                 Ok(valid) => valid,
                 Err(violations) => {
                     let held = match &claimed_id {
@@ -848,7 +848,7 @@ impl Registry {
                 let valid = self
                     .inner
                     .validator
-                    .validate_owned(manifest)
+                    .check_owned(manifest)
                     .map_err(RegistryError::InvalidManifest)?;
                 self.insert_new(valid, trace_id)
                     .await
@@ -860,7 +860,7 @@ impl Registry {
     /// Inserts a validated manifest as a new registration with a fresh token.
     async fn insert_new(
         &self,
-        valid: crate::manifest::Manifest,
+        valid: crate::manifest::CheckedManifest,
         trace_id: &str,
     ) -> Result<IssuedRegistration, RegistryError> {
         let now = self.now();
@@ -925,7 +925,7 @@ impl Registry {
         let valid = self
             .inner
             .validator
-            .validate_owned(manifest)
+            .check_owned(manifest)
             .map_err(RegistryError::InvalidManifest)?;
         let raw = Arc::new(valid.raw);
         for _ in 0..CAS_ATTEMPTS {

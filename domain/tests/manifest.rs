@@ -269,6 +269,10 @@ fn every_valid_example_validates() {
             value["version"].as_str(),
             "{name}"
         );
+        let checked = validator()
+            .check_owned(value.clone())
+            .unwrap_or_else(|v| panic!("{name}: check_owned refused: {v:?}"));
+        assert_eq!((checked.id, checked.raw), (m.id, m.raw), "{name}");
     }
 }
 
@@ -358,6 +362,11 @@ fn every_invalid_example_has_exactly_its_expected_violations() {
     );
     for (name, value) in &files {
         assert_eq!(found(value), expected[name.as_str()], "{name}");
+        assert_eq!(
+            validator().check_owned(value.clone()).err(),
+            validator().validate(value).err(),
+            "{name}: check_owned refuses as validate does"
+        );
     }
 }
 
@@ -1104,15 +1113,25 @@ fn arb_mutated_example() -> impl Strategy<Value = Value> {
 }
 
 fn check_any(input: &Value) -> Result<(), TestCaseError> {
+    // The registry's cheaper check (no typed view) accepts exactly what `validate`
+    // accepts, with the same id, and refuses with the same violations.
+    let checked = validator().check_owned(input.clone());
     match validator().validate(input) {
         Ok(m) => {
+            let c =
+                checked.map_err(|v| TestCaseError::fail(format!("check_owned refused: {v:?}")))?;
+            prop_assert_eq!(&c.id, &m.id);
+            prop_assert_eq!(&c.raw, input);
             prop_assert_eq!(&m.raw, input);
             let again = validator()
                 .validate(&m.raw)
                 .map_err(|v| TestCaseError::fail(format!("re-validation failed: {v:?}")))?;
             prop_assert_eq!(again, m);
         }
-        Err(v) => assert_well_formed(input, &v),
+        Err(v) => {
+            assert_well_formed(input, &v);
+            prop_assert_eq!(checked.err(), Some(v));
+        }
     }
     Ok(())
 }

@@ -25,7 +25,7 @@ use vivified_ports::audit_chain::ChainKey;
 use vivified_ports::{AuditLog, PluginId, PluginRecord, PluginStore, Secret, TokenIssuer};
 use vivified_server::audit::AuditChain;
 use vivified_server::startup::{App, router};
-use vivified_server::{AppState, Settings};
+use vivified_server::{AppState, Services, Settings};
 
 /// The admin token every test app is configured with.
 pub const ADMIN_TOKEN: &str = "adm-test-Q7w2E9r4T6y1U3i5";
@@ -144,7 +144,7 @@ impl AppBuilder {
             config,
         );
         let router = router(
-            AppState {
+            AppState::new(Services {
                 registry: registry.clone(),
                 max_body_bytes: settings.max_body_bytes,
                 audit: audit.clone(),
@@ -154,7 +154,7 @@ impl AppBuilder {
                     BrokerConfig::default(),
                 ),
                 events_max_wait: settings.events_max_wait,
-            },
+            }),
             &settings,
         );
         let mut known: BTreeSet<String> = [ADMIN_TOKEN, JWT_SECRET, OTHER_JWT_SECRET, AUDIT_KEY]

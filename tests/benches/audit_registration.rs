@@ -62,7 +62,7 @@ use vivified_ports::{
 };
 use vivified_server::audit::{AuditChain, SEAL_BATCH, SealerConfig, seal_until_stopped};
 use vivified_server::startup::{App, router};
-use vivified_server::{AppState, Settings};
+use vivified_server::{AppState, Services, Settings};
 
 /// Registrations in flight at once.
 const CONCURRENCY: u64 = 16;
@@ -159,13 +159,13 @@ impl Core {
             BrokerConfig::default(),
         );
         let router = router(
-            AppState {
+            AppState::new(Services {
                 registry,
                 max_body_bytes: settings.max_body_bytes,
                 audit: audit.clone(),
                 broker,
                 events_max_wait: settings.events_max_wait,
-            },
+            }),
             &settings,
         );
         let sealer = audit_in_store.then(|| {

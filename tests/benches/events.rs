@@ -46,7 +46,7 @@ use vivified_ports::audit_chain::ChainKey;
 use vivified_ports::{EventBus, PluginId};
 use vivified_server::audit::AuditChain;
 use vivified_server::startup::{App, router};
-use vivified_server::{AppState, Settings};
+use vivified_server::{AppState, Services, Settings};
 
 const SUBSCRIBERS: usize = 10;
 const PUBLISHERS: usize = 8;
@@ -114,13 +114,13 @@ fn app(bus: Arc<dyn EventBus>) -> (App, AuditChain) {
         BrokerConfig::default(),
     );
     let router = router(
-        AppState {
+        AppState::new(Services {
             registry,
             max_body_bytes: settings.max_body_bytes,
             audit: audit.clone(),
             broker,
             events_max_wait: settings.events_max_wait,
-        },
+        }),
         &settings,
     );
     (router, audit)

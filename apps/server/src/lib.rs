@@ -16,4 +16,4 @@ pub mod telemetry;
 pub mod tls;
 
 pub use settings::Settings;
-pub use startup::{AppState, Application, StartupError};
+pub use startup::{AppState, Application, Services, StartupError};

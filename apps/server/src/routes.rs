@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::fmt::Write as _;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use vivified_domain::{HeartbeatReport, IssuedRegistration};
@@ -14,7 +15,7 @@ use vivified_ports::{Health, PluginId, PluginRecord};
 use crate::error::ApiError;
 use crate::extract::{Bearer, JsonObject, OptionalJson};
 use crate::startup::AppState;
-use crate::telemetry::TraceId;
+use crate::telemetry::{TraceId, json_str};
 
 /// RFC 3339, exactly as `time`'s `Rfc3339` writes it (fraction only when non-zero,
 /// without trailing zeros), with a direct path for UTC times of years 0–9999, which
@@ -112,27 +113,51 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-/// The answer to a registration or a refresh.
-#[derive(Serialize)]
-struct TokenBody<'a> {
-    status: &'a str,
-    plugin_id: &'a str,
-    token: &'a str,
-    expires_at: String,
-    heartbeat_interval_secs: u64,
-    heartbeat_interval_ms: u64,
+/// The answer to a registration or a refresh:
+/// `{"status","plugin_id","token","expires_at","heartbeat_interval_secs","heartbeat_interval_ms"}`,
+/// written directly (a plugin id, a token and a time need no escaping, but are
+/// escaped all the same).
+fn token_body(status: &str, reg: &IssuedRegistration) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        token_json(
+            status,
+            reg.plugin_id.as_str(),
+            reg.token.expose(),
+            reg.expires_at,
+            reg.heartbeat_interval,
+        ),
+    )
+        .into_response()
 }
 
-fn token_body(status: &str, reg: &IssuedRegistration) -> Response {
-    let body = TokenBody {
-        status,
-        plugin_id: reg.plugin_id.as_str(),
-        token: reg.token.expose(),
-        expires_at: rfc3339(reg.expires_at),
-        heartbeat_interval_secs: reg.heartbeat_interval.as_secs().max(1),
-        heartbeat_interval_ms: reg.heartbeat_interval.as_millis() as u64,
-    };
-    Json(body).into_response()
+fn token_json(
+    status: &str,
+    plugin_id: &str,
+    token: &str,
+    expires_at: OffsetDateTime,
+    heartbeat_interval: std::time::Duration,
+) -> String {
+    let expires_at = rfc3339(expires_at);
+    let mut body = String::with_capacity(160 + token.len());
+    body.push_str(r#"{"status":"#);
+    let _ = json_str(&mut body, status);
+    body.push_str(r#","plugin_id":"#);
+    let _ = json_str(&mut body, plugin_id);
+    body.push_str(r#","token":"#);
+    let _ = json_str(&mut body, token);
+    body.push_str(r#","expires_at":"#);
+    let _ = json_str(&mut body, &expires_at);
+    let _ = write!(
+        body,
+        r#","heartbeat_interval_secs":{},"heartbeat_interval_ms":{}}}"#,
+        heartbeat_interval.as_secs().max(1),
+        heartbeat_interval.as_millis()
+    );
+    body
 }
 
 /// `POST /plugins/register`.
@@ -493,6 +518,46 @@ mod tests {
         assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
         let at = OffsetDateTime::parse(body["timestamp"].as_str().unwrap(), &Rfc3339).unwrap();
         assert!(at >= before && at <= OffsetDateTime::now_utc(), "{at}");
+    }
+
+    #[test]
+    fn token_json_is_the_json_object_it_says() {
+        let at = OffsetDateTime::from_unix_timestamp_nanos(1_767_225_600_250_000_000).unwrap();
+        let interval = std::time::Duration::from_millis(1_500);
+        for (status, id, token) in [
+            (
+                "registered",
+                "user-management",
+                "eyJhbGciOi.eyJzdWIi.c2lnbmF0dXJl",
+            ),
+            // Never produced, but escaped all the same.
+            ("re\"fresh\\ed", "a\u{1}b", "t\"o\nken"),
+        ] {
+            let body: Value =
+                serde_json::from_str(&token_json(status, id, token, at, interval)).unwrap();
+            assert_eq!(
+                body,
+                json!({
+                    "status": status,
+                    "plugin_id": id,
+                    "token": token,
+                    "expires_at": "2026-01-01T00:00:00.25Z",
+                    "heartbeat_interval_secs": 1,
+                    "heartbeat_interval_ms": 1500,
+                })
+            );
+        }
+        // A sub-second interval still says at least one second.
+        let body: Value = serde_json::from_str(&token_json(
+            "registered",
+            "p",
+            "t",
+            at,
+            std::time::Duration::from_millis(200),
+        ))
+        .unwrap();
+        assert_eq!(body["heartbeat_interval_secs"], 1);
+        assert_eq!(body["heartbeat_interval_ms"], 200);
     }
 
     #[test]

@@ -35,9 +35,28 @@ use crate::settings::{BusSetting, Settings, StoreSetting};
 use crate::telemetry;
 use crate::{audit_routes, event_routes, routes};
 
-/// What every handler can reach.
+/// What every handler can reach: one shared [`Services`], so the clone every request
+/// makes (axum hands each handler its own state) is one reference-count increment.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    /// Shares `services` between the handlers.
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services behind [`AppState`].
+pub struct Services {
     /// The registry service.
     pub registry: Registry,
     /// Largest request body.
@@ -222,13 +241,13 @@ impl Application {
         config.audit_in_store = !matches!(settings.store, StoreSetting::Memory);
         let registry = Registry::new(ports, Arc::new(ManifestValidator::new()?), config);
         let broker = Broker::new(registry.clone(), policy, BrokerConfig::default());
-        let state = AppState {
+        let state = AppState::new(Services {
             registry: registry.clone(),
             max_body_bytes: settings.max_body_bytes,
             audit: audit.clone(),
             broker,
             events_max_wait: settings.events_max_wait,
-        };
+        });
         let metrics = match settings.metrics_bind {
             None => None,
             Some(addr) => {

@@ -99,22 +99,74 @@ tokio::task_local! {
 }
 
 /// An event's fields in name order, a later value for a name replacing an earlier
-/// one (as a JSON map would).
+/// one (as a JSON map would). Each value is written as JSON, as it is recorded, into
+/// one buffer: no `String` or `serde_json::Value` per field.
 #[derive(Default)]
-struct Fields(Vec<(&'static str, serde_json::Value)>);
+struct Fields {
+    json: String,
+    /// (name, the value's JSON in `json`), sorted by name.
+    index: Vec<(&'static str, std::ops::Range<usize>)>,
+}
 
 impl Fields {
-    fn insert(&mut self, name: &'static str, value: serde_json::Value) {
-        match self.0.binary_search_by(|(k, _)| k.cmp(&name)) {
-            Ok(i) => self.0[i].1 = value,
-            Err(i) => self.0.insert(i, (name, value)),
+    /// Records the JSON `write` appends to the buffer as the value of `name`.
+    fn record(&mut self, name: &'static str, write: impl FnOnce(&mut String)) {
+        let start = self.json.len();
+        write(&mut self.json);
+        let range = start..self.json.len();
+        match self.index.binary_search_by(|(k, _)| k.cmp(&name)) {
+            Ok(i) => self.index[i].1 = range,
+            Err(i) => self.index.insert(i, (name, range)),
         }
     }
 
-    fn remove(&mut self, name: &str) -> Option<serde_json::Value> {
-        let i = self.0.binary_search_by(|(k, _)| (*k).cmp(name)).ok()?;
-        Some(self.0.remove(i).1)
+    /// Removes `name`, returning where its JSON is.
+    fn remove(&mut self, name: &str) -> Option<std::ops::Range<usize>> {
+        let i = self.index.binary_search_by(|(k, _)| (*k).cmp(name)).ok()?;
+        Some(self.index.remove(i).1)
     }
+
+    fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.index.iter().map(|(k, r)| (*k, &self.json[r.clone()]))
+    }
+}
+
+/// A `fmt::Write` that writes what it is given as the inside of a JSON string,
+/// escaped exactly as `serde_json` escapes it.
+struct JsonEscaped<'a, W: std::fmt::Write + ?Sized>(&'a mut W);
+
+impl<W: std::fmt::Write + ?Sized> std::fmt::Write for JsonEscaped<'_, W> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let mut start = 0;
+        for (i, b) in s.bytes().enumerate() {
+            let escaped = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0x08 => "\\b",
+                0x0c => "\\f",
+                0..=0x1f => "",
+                _ => continue,
+            };
+            self.0.write_str(&s[start..i])?;
+            if escaped.is_empty() {
+                write!(self.0, "\\u{:04x}", b)?;
+            } else {
+                self.0.write_str(escaped)?;
+            }
+            start = i + 1;
+        }
+        self.0.write_str(&s[start..])
+    }
+}
+
+/// Writes `value` as a JSON string, escaped as `serde_json` escapes it.
+pub(crate) fn json_str<W: std::fmt::Write + ?Sized>(out: &mut W, value: &str) -> std::fmt::Result {
+    out.write_char('"')?;
+    std::fmt::Write::write_str(&mut JsonEscaped(out), value)?;
+    out.write_char('"')
 }
 
 /// Collects an event's fields.
@@ -122,31 +174,42 @@ struct JsonVisitor<'a>(&'a mut Fields);
 
 impl tracing::field::Visit for JsonVisitor<'_> {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(
-            field.name(),
-            serde_json::Value::String(format!("{value:?}")),
-        );
+        use std::fmt::Write as _;
+        self.0.record(field.name(), |out| {
+            out.push('"');
+            let _ = write!(JsonEscaped(out), "{value:?}");
+            out.push('"');
+        });
     }
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.0.insert(field.name(), value.into());
+        self.0.record(field.name(), |out| {
+            let _ = json_str(out, value);
+        });
     }
     fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
-        self.0.insert(field.name(), value.into());
+        use std::fmt::Write as _;
+        self.0.record(field.name(), |out| {
+            let _ = write!(out, "{value}");
+        });
     }
     fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        self.0.insert(field.name(), value.into());
+        use std::fmt::Write as _;
+        self.0.record(field.name(), |out| {
+            let _ = write!(out, "{value}");
+        });
     }
     fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
-        self.0.insert(field.name(), value.into());
+        self.0.record(field.name(), |out| {
+            out.push_str(if value { "true" } else { "false" });
+        });
     }
     fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
-        self.0.insert(field.name(), value.into());
+        // As a JSON map would hold it: finite numbers as `serde_json` writes them,
+        // others as null.
+        self.0.record(field.name(), |out| {
+            out.push_str(&serde_json::Value::from(value).to_string());
+        });
     }
-}
-
-/// Appends `value` as JSON to `buf` (writing to a `Vec` cannot fail).
-fn push_json<T: serde::Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) {
-    let _ = serde_json::to_writer(&mut *buf, value);
 }
 
 /// The fmt layer formats every new span's fields into its extensions; `JsonLines` reads
@@ -183,61 +246,69 @@ where
     ) -> std::fmt::Result {
         let mut fields = Fields::default();
         event.record(&mut JsonVisitor(&mut fields));
-        let message = fields.remove("message").unwrap_or(serde_json::Value::Null);
-        let request = REQUEST.try_with(RequestContext::clone).ok();
-        let trace_id = request.as_ref().map_or("system", |r| &*r.trace_id);
+        let message = fields.remove("message");
+        let message = message.map_or("null", |r| &fields.json[r]);
         let meta = event.metadata();
         let timestamp = crate::routes::rfc3339(OffsetDateTime::now_utc());
-        if !self.json {
-            let message = message
-                .as_str()
-                .map_or_else(|| message.to_string(), str::to_owned);
-            write!(
-                writer,
-                "{timestamp} {:>5} {} trace_id={trace_id} {message}",
-                meta.level(),
-                meta.target()
-            )?;
-            for (k, v) in &fields.0 {
-                write!(writer, " {k}={v}")?;
-            }
-            return writeln!(writer);
-        }
-        // The members in name order, as a JSON map writes them, written directly.
-        let mut buf: Vec<u8> = Vec::with_capacity(256);
-        buf.push(b'{');
-        if !fields.0.is_empty() {
-            buf.extend_from_slice(b"\"fields\":{");
-            for (i, (k, v)) in fields.0.iter().enumerate() {
-                if i > 0 {
-                    buf.push(b',');
+        // Everything from `request` on, with the request's context if there is one.
+        let tail = |w: &mut tracing_subscriber::fmt::format::Writer<'_>,
+                    request: Option<&RequestContext>| {
+            let trace_id = request.map_or("system", |r| &*r.trace_id);
+            if !self.json {
+                let message =
+                    serde_json::from_str::<String>(message).unwrap_or_else(|_| message.to_owned());
+                write!(
+                    w,
+                    "{timestamp} {:>5} {} trace_id={trace_id} {message}",
+                    meta.level(),
+                    meta.target()
+                )?;
+                for (k, v) in fields.iter() {
+                    write!(w, " {k}={v}")?;
                 }
-                push_json(&mut buf, k);
-                buf.push(b':');
-                push_json(&mut buf, v);
+                return writeln!(w);
             }
-            buf.extend_from_slice(b"},");
+            if let Some(r) = request {
+                w.write_str(",\"request\":{\"method\":")?;
+                json_str(w, r.method.as_str())?;
+                w.write_str(",\"route\":")?;
+                json_str(w, r.route())?;
+                w.write_char('}')?;
+            }
+            w.write_str(",\"target\":")?;
+            json_str(w, meta.target())?;
+            w.write_str(",\"timestamp\":")?;
+            json_str(w, &timestamp)?;
+            w.write_str(",\"trace_id\":")?;
+            json_str(w, trace_id)?;
+            w.write_str("}\n")
+        };
+        if self.json {
+            // The members in name order, as a JSON map writes them, written directly.
+            writer.write_char('{')?;
+            let mut members = fields.iter();
+            if let Some((k, v)) = members.next() {
+                writer.write_str("\"fields\":{")?;
+                json_str(&mut writer, k)?;
+                writer.write_char(':')?;
+                writer.write_str(v)?;
+                for (k, v) in members {
+                    writer.write_char(',')?;
+                    json_str(&mut writer, k)?;
+                    writer.write_char(':')?;
+                    writer.write_str(v)?;
+                }
+                writer.write_str("},")?;
+            }
+            writer.write_str("\"level\":")?;
+            json_str(&mut writer, meta.level().as_str())?;
+            writer.write_str(",\"message\":")?;
+            writer.write_str(message)?;
         }
-        buf.extend_from_slice(b"\"level\":");
-        push_json(&mut buf, meta.level().as_str());
-        buf.extend_from_slice(b",\"message\":");
-        push_json(&mut buf, &message);
-        if let Some(r) = &request {
-            buf.extend_from_slice(b",\"request\":{\"method\":");
-            push_json(&mut buf, r.method.as_str());
-            buf.extend_from_slice(b",\"route\":");
-            push_json(&mut buf, r.route());
-            buf.push(b'}');
+        match REQUEST.try_with(|r| tail(&mut writer, Some(r))) {
+            Ok(written) => written,
+            Err(_) => tail(&mut writer, None),
         }
-        buf.extend_from_slice(b",\"target\":");
-        push_json(&mut buf, meta.target());
-        buf.extend_from_slice(b",\"timestamp\":");
-        push_json(&mut buf, &timestamp);
-        buf.extend_from_slice(b",\"trace_id\":");
-        push_json(&mut buf, trace_id);
-        buf.extend_from_slice(b"}\n");
-        // serde_json writes UTF-8.
-        writer.write_str(std::str::from_utf8(&buf).map_err(|_| std::fmt::Error)?)
     }
 }
 
@@ -804,8 +875,12 @@ mod tests {
                     neg = -3i64,
                     ok = true,
                     shown = %"displayed",
-                    "hello {}",
-                    42
+                    debugged = ?"q\"\\\t\u{8}\u{c}\r\u{1f}\u{7f}",
+                    nan = f64::NAN,
+                    raw = "\u{8}\u{c}\r\t\u{1f}\u{7f}\\/",
+                    "hello {} {}",
+                    42,
+                    "\"quoted\"\n"
                 );
             }));
             tracing::warn!("outside");
@@ -815,9 +890,11 @@ mod tests {
         assert_eq!(lines.len(), 2, "{out}");
         for (line, expected) in lines.iter().zip([
             serde_json::json!({
-                "fields": {"zeta": 1, "alpha": "x\"y\n\u{1}é", "ratio": 1.5, "neg": -3, "ok": true, "shown": "displayed"},
+                "fields": {"zeta": 1, "alpha": "x\"y\n\u{1}é", "ratio": 1.5, "neg": -3, "ok": true, "shown": "displayed",
+                    "debugged": format!("{:?}", "q\"\\\t\u{8}\u{c}\r\u{1f}\u{7f}"), "nan": null,
+                    "raw": "\u{8}\u{c}\r\t\u{1f}\u{7f}\\/"},
                 "level": "INFO",
-                "message": "hello 42",
+                "message": "hello 42 \"quoted\"\n",
                 "request": {"method": "POST", "route": "-"},
                 "target": module_path!(),
                 "trace_id": "abc-1",
