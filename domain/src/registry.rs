@@ -253,6 +253,11 @@ pub(crate) struct Subject<'a> {
 /// Attempts of a conditional write before giving up on a hot record.
 const CAS_ATTEMPTS: usize = 8;
 
+/// A conditional write that lost to other writers [`CAS_ATTEMPTS`] times in a row.
+fn too_contended() -> RegistryError {
+    RegistryError::store(StoreError::Unavailable("record too contended".into()))
+}
+
 /// The registry service. Cheap to clone (one reference count: the server's handlers
 /// clone it on every request); share one per process.
 #[derive(Clone)]
@@ -964,24 +969,31 @@ impl Registry {
                         Some(current),
                     ));
                 }
-                Err(StoreError::PreconditionFailed) => {
-                    current = self
-                        .inner
-                        .ports
-                        .store
-                        .get(&claims.plugin_id)
-                        .await?
-                        .ok_or(RegistryError::Unauthorized("unknown_plugin"))?;
-                }
-                Err(StoreError::NotFound) => {
-                    return Err(RegistryError::Unauthorized("unknown_plugin"));
-                }
-                Err(e) => return Err(RegistryError::store(e)),
+                Err(e) => current = self.reread_for_retry(&claims.plugin_id, e).await?,
             }
         }
-        Err(RegistryError::store(StoreError::Unavailable(
-            "record too contended".into(),
-        )))
+        Err(too_contended())
+    }
+
+    /// After a token holder's conditional write of `id`'s record failed with `e`: the
+    /// record to try again with (another write came first: read it again), or the
+    /// answer (the record is gone: its token is no longer current).
+    async fn reread_for_retry(
+        &self,
+        id: &PluginId,
+        e: StoreError,
+    ) -> Result<PluginRecord, RegistryError> {
+        match e {
+            StoreError::PreconditionFailed => self
+                .inner
+                .ports
+                .store
+                .get(id)
+                .await?
+                .ok_or(RegistryError::Unauthorized("unknown_plugin")),
+            StoreError::NotFound => Err(RegistryError::Unauthorized("unknown_plugin")),
+            e => Err(RegistryError::store(e)),
+        }
     }
 
     async fn issue(
@@ -1285,24 +1297,10 @@ impl Registry {
                     }
                     return Ok(self.issued(issued, stored, false, entry.is_some()));
                 }
-                Err(StoreError::PreconditionFailed) => {
-                    current = self
-                        .inner
-                        .ports
-                        .store
-                        .get(&claims.plugin_id)
-                        .await?
-                        .ok_or(RegistryError::Unauthorized("unknown_plugin"))?;
-                }
-                Err(StoreError::NotFound) => {
-                    return Err(RegistryError::Unauthorized("unknown_plugin"));
-                }
-                Err(e) => return Err(RegistryError::store(e)),
+                Err(e) => current = self.reread_for_retry(&claims.plugin_id, e).await?,
             }
         }
-        Err(RegistryError::store(StoreError::Unavailable(
-            "record too contended".into(),
-        )))
+        Err(too_contended())
     }
 
     /// Returns plugin `id`'s record to the admin or to the plugin itself.
@@ -1411,9 +1409,7 @@ impl Registry {
                         .ok_or(RegistryError::NotFound)?;
                 }
                 Err(StoreError::PreconditionFailed) if admin => {
-                    return Err(RegistryError::store(StoreError::Unavailable(
-                        "record too contended".into(),
-                    )));
+                    return Err(too_contended());
                 }
                 Err(StoreError::PreconditionFailed) => {
                     return Err(RegistryError::Unauthorized("revoked_token"));
@@ -1612,9 +1608,7 @@ impl Registry {
                 Err(e) => return Err(RegistryError::store(e)),
             }
         }
-        Err(RegistryError::store(StoreError::Unavailable(
-            "record too contended".into(),
-        )))
+        Err(too_contended())
     }
 
     /// Token introspection for plugins that serve other plugins: the caller (a plugin
