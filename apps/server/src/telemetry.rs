@@ -137,6 +137,12 @@ struct JsonEscaped<'a, W: std::fmt::Write + ?Sized>(&'a mut W);
 
 impl<W: std::fmt::Write + ?Sized> std::fmt::Write for JsonEscaped<'_, W> {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        // Most text needs no escaping: find that out without branching per byte (the
+        // compiler vectorises this), then copy it whole.
+        let needs = |b: u8| u8::from(b < 0x20 || b == b'"' || b == b'\\');
+        if s.bytes().fold(0, |any, b| any | needs(b)) == 0 {
+            return self.0.write_str(s);
+        }
         let mut start = 0;
         for (i, b) in s.bytes().enumerate() {
             let escaped = match b {
