@@ -256,8 +256,8 @@ where
         let message = message.map_or("null", |r| &fields.json[r]);
         let meta = event.metadata();
         let timestamp = crate::routes::rfc3339(OffsetDateTime::now_utc());
-        // Everything from `request` on, with the request's context if there is one.
-        let tail = |w: &mut tracing_subscriber::fmt::format::Writer<'_>,
+        // The whole line, with the request's context if there is one.
+        let line = |w: &mut tracing_subscriber::fmt::format::Writer<'_>,
                     request: Option<&RequestContext>| {
             let trace_id = request.map_or("system", |r| &*r.trace_id);
             if !self.json {
@@ -274,6 +274,21 @@ where
                 }
                 return writeln!(w);
             }
+            // The members in name order, as a JSON map writes them, written directly.
+            w.write_char('{')?;
+            for (i, (k, v)) in fields.iter().enumerate() {
+                w.write_str(if i == 0 { "\"fields\":{" } else { "," })?;
+                json_str(w, k)?;
+                w.write_char(':')?;
+                w.write_str(v)?;
+            }
+            if !fields.index.is_empty() {
+                w.write_str("},")?;
+            }
+            w.write_str("\"level\":")?;
+            json_str(w, meta.level().as_str())?;
+            w.write_str(",\"message\":")?;
+            w.write_str(message)?;
             if let Some(r) = request {
                 w.write_str(",\"request\":{\"method\":")?;
                 json_str(w, r.method.as_str())?;
@@ -289,31 +304,9 @@ where
             json_str(w, trace_id)?;
             w.write_str("}\n")
         };
-        if self.json {
-            // The members in name order, as a JSON map writes them, written directly.
-            writer.write_char('{')?;
-            let mut members = fields.iter();
-            if let Some((k, v)) = members.next() {
-                writer.write_str("\"fields\":{")?;
-                json_str(&mut writer, k)?;
-                writer.write_char(':')?;
-                writer.write_str(v)?;
-                for (k, v) in members {
-                    writer.write_char(',')?;
-                    json_str(&mut writer, k)?;
-                    writer.write_char(':')?;
-                    writer.write_str(v)?;
-                }
-                writer.write_str("},")?;
-            }
-            writer.write_str("\"level\":")?;
-            json_str(&mut writer, meta.level().as_str())?;
-            writer.write_str(",\"message\":")?;
-            writer.write_str(message)?;
-        }
-        match REQUEST.try_with(|r| tail(&mut writer, Some(r))) {
+        match REQUEST.try_with(|r| line(&mut writer, Some(r))) {
             Ok(written) => written,
-            Err(_) => tail(&mut writer, None),
+            Err(_) => line(&mut writer, None),
         }
     }
 }
