@@ -8,6 +8,8 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -83,6 +85,11 @@ struct Claims {
 /// cost more than the HMAC); the HMAC and the signature's encoding are
 /// `jsonwebtoken::crypto`'s. Tokens are standard JWTs: `jsonwebtoken` issues and
 /// verifies the same ones (tests below check both ways).
+///
+/// A token whose signature and claims checked out is remembered (see
+/// [`VerifiedTokens`]), so a plugin's heartbeats pay for its token's HMAC, base64 and
+/// JSON once, not on every request; expiry and issue time are still checked on every
+/// use, and revocation is the store's `jti` check, which callers make after this.
 pub struct JwtTokenIssuer {
     kid: String,
     /// `base64url(header).` of the tokens this issuer signs (the header is fixed).
@@ -90,6 +97,72 @@ pub struct JwtTokenIssuer {
     encoding: EncodingKey,
     decoding: HashMap<String, DecodingKey>,
     ttl: Duration,
+    verified: VerifiedTokens,
+}
+
+/// How many verified tokens a [`JwtTokenIssuer`] remembers by default (a few hundred
+/// bytes each).
+pub const VERIFIED_TOKENS_CAPACITY: usize = 4096;
+
+/// Tokens whose signature and claims (all but the times) have been verified, with
+/// those claims.
+///
+/// - Only a token that passed every check but the time checks enters; the time checks
+///   run on every use, against the caller's clock.
+/// - An entry is found by a hash of the token keyed with this process's random
+///   SipHash key and used only if the token equals it byte for byte, compared in
+///   constant time: neither the look-up nor the comparison lets a caller learn a
+///   remembered token's bytes by timing.
+/// - The keys that verify a token are fixed for the issuer's life, so an entry never
+///   goes wrong; a cached answer is exactly what a fresh verification would give.
+/// - Bounded: when full, it is emptied (the tokens in use come back on their next
+///   request). Only correctly signed tokens enter, so a caller without the secret
+///   cannot fill it.
+struct VerifiedTokens {
+    hasher: RandomState,
+    capacity: usize,
+    entries: Mutex<HashMap<u64, (Box<str>, TokenClaims)>>,
+}
+
+impl VerifiedTokens {
+    fn new(capacity: usize) -> Self {
+        Self {
+            hasher: RandomState::new(),
+            capacity,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, token: &str) -> Option<TokenClaims> {
+        use subtle::ConstantTimeEq;
+        if self.capacity == 0 {
+            return None;
+        }
+        let key = self.hasher.hash_one(token.as_bytes());
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let (known, claims) = entries.get(&key)?;
+        bool::from(known.as_bytes().ct_eq(token.as_bytes())).then(|| claims.clone())
+    }
+
+    fn insert(&self, token: &str, claims: &TokenClaims) {
+        if self.capacity == 0 {
+            return;
+        }
+        let key = self.hasher.hash_one(token.as_bytes());
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= self.capacity && !entries.contains_key(&key) {
+            entries.clear();
+        }
+        entries.insert(key, (token.into(), claims.clone()));
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
 }
 
 /// The header of the tokens issued, as `jsonwebtoken` writes it.
@@ -262,13 +335,99 @@ impl JwtTokenIssuer {
             encoding: EncodingKey::from_secret(config.secret.expose().as_bytes()),
             decoding,
             ttl: config.ttl,
+            verified: VerifiedTokens::new(VERIFIED_TOKENS_CAPACITY),
         })
+    }
+
+    /// The same issuer remembering at most `capacity` verified tokens (0: none, every
+    /// verification starts from the token's bytes).
+    #[must_use]
+    pub fn with_verified_tokens_capacity(mut self, capacity: usize) -> Self {
+        self.verified = VerifiedTokens::new(capacity);
+        self
     }
 
     /// The key id of the current secret.
     pub fn kid(&self) -> &str {
         &self.kid
     }
+
+    /// Checks everything of `token` but its times: structure, algorithm, key,
+    /// signature, issuer, audience, type and subject.
+    fn verify_signed(&self, token: &str) -> Result<TokenClaims, TokenError> {
+        let mut parts = token.splitn(3, '.');
+        let (Some(header), Some(claims), Some(signature)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Invalid("malformed"));
+        };
+        if signature.contains('.') {
+            return Err(TokenError::Invalid("malformed"));
+        }
+        let header_json = b64_decode(header).ok_or(TokenError::Invalid("malformed"))?;
+        let header: InHeader<'_> =
+            serde_json::from_slice(&header_json).map_err(|_| TokenError::Invalid("malformed"))?;
+        if header.alg != "HS256" {
+            return Err(TokenError::Invalid("algorithm"));
+        }
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.decoding.get(kid))
+            .ok_or(TokenError::Invalid("unknown key"))?;
+        // The signed message: everything before the signature.
+        let message = &token[..token.len() - signature.len() - 1];
+        let valid =
+            jsonwebtoken::crypto::verify(signature, message.as_bytes(), key, Algorithm::HS256)
+                .map_err(|_| TokenError::Invalid("malformed"))?;
+        if !valid {
+            return Err(TokenError::Invalid("signature"));
+        }
+        let claims_json = b64_decode(claims).ok_or(TokenError::Invalid("malformed"))?;
+        let c: InClaims<'_> =
+            serde_json::from_slice(&claims_json).map_err(|_| TokenError::Invalid("malformed"))?;
+        if c.iss != ISSUER {
+            return Err(TokenError::Invalid("issuer"));
+        }
+        if c.aud != AUDIENCE {
+            return Err(TokenError::Invalid("audience"));
+        }
+        if c.typ != "plugin" {
+            return Err(TokenError::Invalid("type"));
+        }
+        if c.sub != c.plugin_id {
+            return Err(TokenError::Invalid("subject"));
+        }
+        let plugin_id = PluginId::parse(&c.sub).map_err(|_| TokenError::Invalid("subject"))?;
+        let time = |s: i64| {
+            OffsetDateTime::from_unix_timestamp(s).map_err(|_| TokenError::Invalid("time"))
+        };
+        Ok(TokenClaims {
+            plugin_id,
+            jti: c.jti.into_owned(),
+            issued_at: time(c.iat)?,
+            expires_at: time(c.exp)?,
+        })
+    }
+}
+
+/// The time checks of a verification: not issued in the future, not expired (each
+/// with [`LEEWAY`], expiry also with `opts.expired_grace`).
+fn check_times(claims: &TokenClaims, opts: VerifyOptions) -> Result<(), TokenError> {
+    let leeway = LEEWAY.as_secs() as i64;
+    let now = ts(opts.now);
+    if ts(claims.issued_at) > now + leeway {
+        return Err(TokenError::Invalid("issued in the future"));
+    }
+    let grace = i64::try_from(opts.expired_grace.as_secs()).unwrap_or(i64::MAX);
+    if now
+        > ts(claims.expires_at)
+            .saturating_add(leeway)
+            .saturating_add(grace)
+    {
+        return Err(TokenError::Expired);
+    }
+    Ok(())
 }
 
 /// A random (v4) UUID for a token's `jti`, straight from the operating system's CSPRNG
@@ -345,68 +504,16 @@ impl TokenIssuer for JwtTokenIssuer {
     }
 
     async fn verify(&self, token: &str, opts: VerifyOptions) -> Result<TokenClaims, TokenError> {
-        let mut parts = token.splitn(3, '.');
-        let (Some(header), Some(claims), Some(signature)) =
-            (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Invalid("malformed"));
+        let claims = match self.verified.get(token) {
+            Some(claims) => claims,
+            None => {
+                let claims = self.verify_signed(token)?;
+                self.verified.insert(token, &claims);
+                claims
+            }
         };
-        if signature.contains('.') {
-            return Err(TokenError::Invalid("malformed"));
-        }
-        let header_json = b64_decode(header).ok_or(TokenError::Invalid("malformed"))?;
-        let header: InHeader<'_> =
-            serde_json::from_slice(&header_json).map_err(|_| TokenError::Invalid("malformed"))?;
-        if header.alg != "HS256" {
-            return Err(TokenError::Invalid("algorithm"));
-        }
-        let key = header
-            .kid
-            .as_deref()
-            .and_then(|kid| self.decoding.get(kid))
-            .ok_or(TokenError::Invalid("unknown key"))?;
-        // The signed message: everything before the signature.
-        let message = &token[..token.len() - signature.len() - 1];
-        let valid =
-            jsonwebtoken::crypto::verify(signature, message.as_bytes(), key, Algorithm::HS256)
-                .map_err(|_| TokenError::Invalid("malformed"))?;
-        if !valid {
-            return Err(TokenError::Invalid("signature"));
-        }
-        let claims_json = b64_decode(claims).ok_or(TokenError::Invalid("malformed"))?;
-        let c: InClaims<'_> =
-            serde_json::from_slice(&claims_json).map_err(|_| TokenError::Invalid("malformed"))?;
-        if c.iss != ISSUER {
-            return Err(TokenError::Invalid("issuer"));
-        }
-        if c.aud != AUDIENCE {
-            return Err(TokenError::Invalid("audience"));
-        }
-        if c.typ != "plugin" {
-            return Err(TokenError::Invalid("type"));
-        }
-        if c.sub != c.plugin_id {
-            return Err(TokenError::Invalid("subject"));
-        }
-        let plugin_id = PluginId::parse(&c.sub).map_err(|_| TokenError::Invalid("subject"))?;
-        let leeway = LEEWAY.as_secs() as i64;
-        let now = ts(opts.now);
-        if c.iat > now + leeway {
-            return Err(TokenError::Invalid("issued in the future"));
-        }
-        let grace = i64::try_from(opts.expired_grace.as_secs()).unwrap_or(i64::MAX);
-        if now > c.exp.saturating_add(leeway).saturating_add(grace) {
-            return Err(TokenError::Expired);
-        }
-        let time = |s: i64| {
-            OffsetDateTime::from_unix_timestamp(s).map_err(|_| TokenError::Invalid("time"))
-        };
-        Ok(TokenClaims {
-            plugin_id,
-            jti: c.jti.into_owned(),
-            issued_at: time(c.iat)?,
-            expires_at: time(c.exp)?,
-        })
+        check_times(&claims, opts)?;
+        Ok(claims)
     }
 }
 
@@ -632,5 +739,111 @@ mod tests {
         ));
         assert!(i.verify("garbage", opts(now())).await.is_err());
         assert!(i.verify("", opts(now())).await.is_err());
+    }
+
+    /// The outcome of a verification, comparable across issuers.
+    fn outcome(r: Result<TokenClaims, TokenError>) -> String {
+        match r {
+            Ok(c) => format!("ok {c:?}"),
+            Err(e) => format!("err {e:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_remembered_token_answers_as_a_fresh_verification() {
+        let secret = "secret-one-secret-one-secret-one";
+        let remembering = issuer(secret, &[]);
+        let fresh = issuer(secret, &[]).with_verified_tokens_capacity(0);
+        let t = remembering.issue(&pid(), now()).await.unwrap();
+        let tok = t.token.expose();
+        let mut tampered: Vec<String> = tok.split('.').map(str::to_owned).collect();
+        tampered[1] = tampered[1].chars().rev().collect();
+        let tampered = tampered.join(".");
+        let exp = now() + Duration::from_secs(3600);
+        let times = [
+            opts(now()),
+            opts(now() - Duration::from_secs(60)),
+            opts(exp + Duration::from_secs(5)),
+            opts(exp + Duration::from_secs(6)),
+            VerifyOptions {
+                now: exp + Duration::from_secs(600),
+                expired_grace: Duration::from_secs(3600),
+            },
+            opts(now()),
+        ];
+        // Each token twice at each time: the second answer may come from memory.
+        for token in [tok, tampered.as_str(), "garbage", ""] {
+            for at in times {
+                for _ in 0..2 {
+                    assert_eq!(
+                        outcome(remembering.verify(token, at).await),
+                        outcome(fresh.verify(token, at).await),
+                        "{token} at {:?}",
+                        at.now
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            remembering.verified.len(),
+            1,
+            "only the valid token is kept"
+        );
+        assert_eq!(fresh.verified.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_token_one_character_off_a_remembered_one_is_refused() {
+        let i = issuer("secret-one-secret-one-secret-one", &[]);
+        let t = i.issue(&pid(), now()).await.unwrap();
+        let tok = t.token.expose();
+        assert!(i.verify(tok, opts(now())).await.is_ok());
+        for at in 0..tok.len() {
+            let mut bytes = tok.as_bytes().to_vec();
+            bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+            let other = String::from_utf8(bytes).unwrap();
+            assert!(
+                i.verify(&other, opts(now())).await.is_err(),
+                "position {at}"
+            );
+        }
+        // Longer and shorter by one character.
+        assert!(i.verify(&format!("{tok}A"), opts(now())).await.is_err());
+        assert!(i.verify(&tok[..tok.len() - 1], opts(now())).await.is_err());
+        assert!(i.verify(tok, opts(now())).await.is_ok());
+        // Even a forgery that hashed to the remembered token's entry is not taken for it.
+        let last = if tok.ends_with('A') { 'E' } else { 'A' };
+        let forged = format!("{}{last}", &tok[..tok.len() - 1]);
+        let key = i.verified.hasher.hash_one(forged.as_bytes());
+        let remembered = i.verify(tok, opts(now())).await.unwrap();
+        i.verified
+            .entries
+            .lock()
+            .unwrap()
+            .insert(key, (tok.into(), remembered));
+        assert!(matches!(
+            i.verify(&forged, opts(now())).await,
+            Err(TokenError::Invalid(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn remembered_tokens_are_bounded() {
+        let i = issuer("secret-one-secret-one-secret-one", &[]).with_verified_tokens_capacity(8);
+        let mut tokens = Vec::new();
+        for n in 0..20 {
+            let id = PluginId::parse(&format!("plugin-{n}")).unwrap();
+            let t = i.issue(&id, now()).await.unwrap();
+            let c = i.verify(t.token.expose(), opts(now())).await.unwrap();
+            assert_eq!(c.plugin_id, id);
+            assert!(i.verified.len() <= 8);
+            tokens.push((id, t));
+        }
+        for (id, t) in &tokens {
+            let c = i.verify(t.token.expose(), opts(now())).await.unwrap();
+            assert_eq!(&c.plugin_id, id);
+            assert_eq!(c.jti, t.jti);
+        }
+        assert!(i.verified.len() <= 8);
     }
 }
