@@ -3,6 +3,8 @@
 //! - `vivified-domain` knows nothing about HTTP, SQL, NATS, JWT libraries or tokio.
 //! - `vivified-ports` depends on serde, serde_json, async-trait, thiserror and time only.
 //! - `vivified-adapters` implements ports and never depends on the domain.
+//! - Every crate takes the workspace's lints (which forbid `unsafe`), except
+//!   `vivified-alloc`, the binary's allocator, which holds the one `unsafe impl`.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -151,5 +153,61 @@ fn the_tree_check_sees_what_it_looks_for() {
             server.contains(expected),
             "{expected} not seen in {server:?}"
         );
+    }
+}
+
+/// The workspace's members, from `cargo metadata` (offline), as (name, manifest path).
+fn members() -> Vec<(String, std::path::PathBuf)> {
+    let out = Command::new(env!("CARGO"))
+        .current_dir(workspace_root())
+        .args([
+            "metadata",
+            "--offline",
+            "--no-deps",
+            "--format-version",
+            "1",
+        ])
+        .output()
+        .expect("cargo runs");
+    assert!(out.status.success(), "cargo metadata failed");
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    meta["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().expect("name").to_owned(),
+                p["manifest_path"].as_str().expect("path").into(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn only_the_allocator_crate_may_hold_unsafe_code() {
+    let root = std::fs::read_to_string(workspace_root().join("Cargo.toml")).expect("read");
+    assert!(
+        root.contains("[workspace.lints.rust]\nunsafe_code = \"forbid\""),
+        "the workspace lints forbid unsafe code"
+    );
+    let members = members();
+    assert!(members.len() >= 10, "{members:?}");
+    for (name, manifest) in members {
+        let text = std::fs::read_to_string(&manifest).expect("read");
+        let inherits = text.contains("[lints]\nworkspace = true");
+        if name == "vivified-alloc" {
+            assert!(!inherits, "vivified-alloc sets its own lints");
+            assert!(
+                text.contains("unsafe_code = \"deny\""),
+                "{name} denies unsafe code"
+            );
+        } else {
+            assert!(
+                inherits,
+                "{name} takes the workspace lints ({})",
+                manifest.display()
+            );
+        }
     }
 }

@@ -12,9 +12,10 @@ use vivified_server::{Application, Settings, settings::LogFormat, telemetry};
 
 /// mimalloc instead of glibc's malloc: under load the worker threads contended on
 /// glibc's arena locks (a futex wait or wake every few requests) and grew its heaps
-/// with an `mprotect` per registration; see `docs/PERFORMANCE.md`.
+/// with an `mprotect` per registration; see `docs/PERFORMANCE.md`. `vivified-alloc`
+/// enters it through `mi_malloc` where that already gives the alignment asked for.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: vivified_alloc::MiMalloc = vivified_alloc::MiMalloc;
 
 /// The Vivified plugin platform core.
 #[derive(Debug, Parser)]
