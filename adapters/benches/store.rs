@@ -28,14 +28,14 @@ fn bench_store(
 ) {
     let mut g = c.benchmark_group(format!("store/{name}"));
     let n = AtomicU64::new(0);
-    let m = Arc::new(manifest());
+    let m = vivified_ports::StoredManifest::from_value(&manifest());
     g.bench_function("insert", |b| {
         b.iter(|| {
             let mut r = record(
                 &format!("bench-{}", n.fetch_add(1, Ordering::Relaxed)),
                 "jti",
             );
-            r.manifest = Arc::clone(&m);
+            r.manifest = m.clone();
             rt.block_on(store.insert(black_box(r))).expect("insert")
         })
     });

@@ -3,7 +3,7 @@
 //! error mapping at the boundary (`is_unique_violation()` → `StoreError::Conflict`).
 
 use time::OffsetDateTime;
-use vivified_ports::{PluginId, PluginRecord, StoreError};
+use vivified_ports::{PluginId, PluginRecord, StoreError, StoredManifest};
 
 /// One row of `plugins`, as both backends return it.
 #[derive(Debug)]
@@ -65,9 +65,7 @@ impl TryFrom<PluginRow> for PluginRecord {
     fn try_from(r: PluginRow) -> Result<Self, StoreError> {
         Ok(Self {
             plugin_id: PluginId::parse(&r.plugin_id).map_err(|_| corrupt("id"))?,
-            manifest: std::sync::Arc::new(
-                serde_json::from_str(&r.manifest).map_err(|_| corrupt("manifest"))?,
-            ),
+            manifest: StoredManifest::from_json(&r.manifest).map_err(|_| corrupt("manifest"))?,
             status: r.status.parse().map_err(|()| corrupt("status"))?,
             health: r.health.parse().map_err(|()| corrupt("health"))?,
             enabled: r.enabled,
@@ -93,8 +91,8 @@ pub(crate) fn version_i64(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::PreconditionFailed)
 }
 
-pub(crate) fn manifest_text(record: &PluginRecord) -> Result<String, StoreError> {
-    serde_json::to_string(&record.manifest).map_err(|e| StoreError::Unavailable(Box::new(e)))
+pub(crate) fn manifest_text(record: &PluginRecord) -> String {
+    record.manifest.to_json().into_owned()
 }
 
 pub(crate) fn limit_i64(limit: usize) -> i64 {
@@ -170,7 +168,7 @@ pub(crate) fn pending_row(
 macro_rules! bind_insert {
     ($q:expr, $record:expr) => {
         $q.bind($record.plugin_id.as_str())
-            .bind($crate::sql::manifest_text(&$record)?)
+            .bind($crate::sql::manifest_text(&$record))
             .bind($record.status.as_str())
             .bind($record.health.as_str())
             .bind($record.enabled)
@@ -187,7 +185,7 @@ pub(crate) use bind_insert;
 /// version).
 macro_rules! bind_replace {
     ($q:expr, $record:expr, $version:expr) => {
-        $q.bind($crate::sql::manifest_text(&$record)?)
+        $q.bind($crate::sql::manifest_text(&$record))
             .bind($record.status.as_str())
             .bind($record.health.as_str())
             .bind($record.enabled)

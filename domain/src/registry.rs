@@ -15,8 +15,8 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use vivified_ports::{
     AuditEntry, AuditLog, AuditOutcome, BusEvent, Clock, EventBus, Health, IssuedToken, Liveness,
-    OutboxEntry, PluginId, PluginRecord, PluginStore, Secret, StoreError, TokenClaims, TokenError,
-    TokenIssuer, VerifyOptions,
+    OutboxEntry, PluginId, PluginRecord, PluginStore, Secret, StoreError, StoredManifest,
+    TokenClaims, TokenError, TokenIssuer, VerifyOptions,
 };
 
 use crate::manifest::{ManifestValidator, Violation};
@@ -872,7 +872,8 @@ impl Registry {
         let issued = self.issue(&valid.id, now).await?;
         let record = PluginRecord {
             plugin_id: valid.id.clone(),
-            manifest: Arc::new(valid.raw),
+            // Kept as compact text: the tree of a manifest is several KB per plugin.
+            manifest: StoredManifest::from_value(&valid.raw),
             status: Liveness::Registered,
             health: Health::Unknown,
             enabled: true,
@@ -932,7 +933,7 @@ impl Registry {
             .validator
             .check_owned(manifest)
             .map_err(RegistryError::InvalidManifest)?;
-        let raw = Arc::new(valid.raw);
+        let raw = StoredManifest::from_value(&valid.raw);
         for _ in 0..CAS_ATTEMPTS {
             if current.token_jti != claims.jti {
                 return Err(RegistryError::Unauthorized("revoked_token"));
@@ -940,7 +941,7 @@ impl Registry {
             let now = self.now();
             let issued = self.issue(&current.plugin_id, now).await?;
             let mut next = current.clone();
-            next.manifest = Arc::clone(&raw);
+            next.manifest = raw.clone();
             next.token_jti = issued.jti.clone();
             // A re-registration is a sign of life: a stale plugin is registered again
             // and every enabled plugin gets a fresh deadline.

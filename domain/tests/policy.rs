@@ -567,7 +567,7 @@ fn facts_come_from_manifests_and_records() {
     );
 
     let mut record = vivified_ports::testing::record("ehr-connector", "jti-1");
-    record.manifest = std::sync::Arc::new(raw.clone());
+    record.manifest = vivified_ports::StoredManifest::from_value(&raw);
     record.enabled = false;
     let mut expected = from_manifest.clone();
     expected.enabled = false;

@@ -141,7 +141,7 @@ fn registry(store: MockPluginStore) -> Registry {
 fn stored(id: &str, jti: &str) -> PluginRecord {
     PluginRecord {
         version: 3,
-        manifest: Arc::new(manifest(id)),
+        manifest: vivified_ports::StoredManifest::from_value(&manifest(id)),
         ..record(id, jti)
     }
 }

@@ -31,7 +31,7 @@ pub use audit::{
 };
 pub use bus::{BusError, BusEvent, Cursor, EventBus, Pulled};
 pub use clock::Clock;
-pub use plugin::{Health, InvalidPluginId, Liveness, PluginId, PluginRecord};
+pub use plugin::{Health, InvalidPluginId, Liveness, PluginId, PluginRecord, StoredManifest};
 pub use secret::Secret;
 pub use store::{HeartbeatOutcome, LivenessCounts, OutboxEntry, PluginStore, StoreError};
 pub use token::{IssuedToken, TokenClaims, TokenError, TokenIssuer, VerifyOptions};

@@ -1,9 +1,14 @@
 //! Plugin identity and the record the store keeps for each registered plugin.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::ops::Deref;
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
 /// Longest plugin id the manifest schema accepts (a DNS label's length).
@@ -146,6 +151,128 @@ impl FromStr for Health {
     }
 }
 
+/// A plugin's manifest as a [`PluginRecord`] carries it: validated JSON, shared by every
+/// clone of the record.
+///
+/// Made from a tree ([`StoredManifest::from_value`], what the registry does with a
+/// manifest it has just validated), it keeps only the compact JSON text — a few hundred
+/// bytes where the `serde_json::Value` tree of the same manifest takes several KB of
+/// maps and strings — and parses the tree again the first time a member is read
+/// (through `Deref`), keeping it from then on. Made from stored text
+/// ([`StoredManifest::from_json`], what SQL stores do), it keeps the tree it parsed.
+/// Either way it reads, compares and serialises as the same JSON value: `Serialize`
+/// writes the kept text as is, or the tree.
+#[derive(Clone)]
+pub struct StoredManifest(Arc<Forms>);
+
+/// The two forms of a manifest; at least one is set, and both say the same.
+struct Forms {
+    json: OnceLock<Box<RawValue>>,
+    tree: OnceLock<Value>,
+}
+
+impl StoredManifest {
+    /// The manifest `value` kept as compact JSON text; its tree is not kept.
+    pub fn from_value(value: &Value) -> Self {
+        let forms = Forms {
+            json: OnceLock::new(),
+            tree: OnceLock::new(),
+        };
+        match serde_json::value::to_raw_value(value) {
+            Ok(json) => {
+                let _ = forms.json.set(json);
+            }
+            // A `Value` always serialises (its keys are strings); keep the tree if not.
+            Err(_) => {
+                let _ = forms.tree.set(value.clone());
+            }
+        }
+        Self(Arc::new(forms))
+    }
+
+    /// The manifest `tree`, kept as a tree (its text is written when serialised).
+    pub fn from_tree(tree: Value) -> Self {
+        let forms = Forms {
+            json: OnceLock::new(),
+            tree: OnceLock::new(),
+        };
+        let _ = forms.tree.set(tree);
+        Self(Arc::new(forms))
+    }
+
+    /// The manifest stored as JSON `text`, parsed (and kept as its tree).
+    ///
+    /// # Errors
+    /// The text is not JSON.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text).map(Self::from_tree)
+    }
+
+    /// The manifest as a JSON tree (parsed from the kept text on first use).
+    pub fn value(&self) -> &Value {
+        self.0.tree.get_or_init(|| {
+            self.0
+                .json
+                .get()
+                .and_then(|json| serde_json::from_str(json.get()).ok())
+                // Unreachable: the text was written by `serde_json` from a tree.
+                .unwrap_or(Value::Null)
+        })
+    }
+
+    /// A copy of this manifest changed by `edit`, kept as text like
+    /// [`StoredManifest::from_value`]'s.
+    #[must_use]
+    pub fn edited(&self, edit: impl FnOnce(&mut Value)) -> Self {
+        let mut tree = self.value().clone();
+        edit(&mut tree);
+        Self::from_value(&tree)
+    }
+
+    /// The manifest as compact JSON text.
+    pub fn to_json(&self) -> Cow<'_, str> {
+        match self.0.json.get() {
+            Some(json) => Cow::Borrowed(json.get()),
+            None => Cow::Owned(self.value().to_string()),
+        }
+    }
+}
+
+impl Deref for StoredManifest {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        self.value()
+    }
+}
+
+impl PartialEq for StoredManifest {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.value() == other.value()
+    }
+}
+
+impl fmt::Debug for StoredManifest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_json())
+    }
+}
+
+impl Serialize for StoredManifest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0.json.get() {
+            Some(json) => json.serialize(serializer),
+            None => self.value().serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StoredManifest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Value::deserialize(deserializer).map(Self::from_tree)
+    }
+}
+
 /// What the store keeps for one registered plugin.
 ///
 /// It holds the id (`jti`) of the plugin's one current token, never the token itself.
@@ -155,7 +282,7 @@ pub struct PluginRecord {
     pub plugin_id: PluginId,
     /// The manifest as the plugin sent it, validated, unknown members kept. Shared:
     /// records are cloned on every read, the manifest need not be.
-    pub manifest: std::sync::Arc<serde_json::Value>,
+    pub manifest: StoredManifest,
     /// Liveness.
     pub status: Liveness,
     /// Self-reported health.
@@ -180,4 +307,73 @@ pub struct PluginRecord {
     pub next_deadline: Option<OffsetDateTime>,
     /// Optimistic-concurrency version: 1 on insert, +1 on every write.
     pub version: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn manifest() -> Value {
+        json!({
+            "id": "user-management",
+            "name": "User \"Management\"\n",
+            "version": "1.0.0",
+            "traits": ["handles_pii", "audit_required"],
+            "security": {"authentication_required": true, "data_classification": ["pii"]},
+            "extra": {"kept": [1, 2.5, null, false, "é"]}
+        })
+    }
+
+    #[test]
+    fn from_value_keeps_text_and_reads_as_the_same_value() {
+        let m = StoredManifest::from_value(&manifest());
+        assert!(m.0.json.get().is_some());
+        assert!(m.0.tree.get().is_none(), "the tree is not kept");
+        assert_eq!(m.to_json(), serde_json::to_string(&manifest()).unwrap());
+        assert_eq!(serde_json::to_string(&m).unwrap(), m.to_json());
+        // Reading a member parses the text once and keeps the tree.
+        assert_eq!(m["security"]["data_classification"][0], "pii");
+        assert!(m.0.tree.get().is_some());
+        assert_eq!(*m.value(), manifest());
+        // Clones share both forms.
+        let c = m.clone();
+        assert!(Arc::ptr_eq(&m.0, &c.0));
+    }
+
+    #[test]
+    fn every_form_reads_compares_and_serialises_alike() {
+        let text = StoredManifest::from_value(&manifest());
+        let tree = StoredManifest::from_tree(manifest());
+        let spaced = serde_json::to_string_pretty(&manifest()).unwrap();
+        let parsed = StoredManifest::from_json(&spaced).unwrap();
+        let round: StoredManifest =
+            serde_json::from_str(&serde_json::to_string(&text).unwrap()).unwrap();
+        for m in [&text, &tree, &parsed, &round] {
+            assert_eq!(*m.value(), manifest());
+            assert_eq!(m, &text);
+            assert_eq!(
+                serde_json::from_str::<Value>(&serde_json::to_string(m).unwrap()).unwrap(),
+                manifest()
+            );
+            assert_eq!(
+                serde_json::from_str::<Value>(&m.to_json()).unwrap(),
+                manifest()
+            );
+            assert_eq!(serde_json::to_value(m).unwrap(), manifest());
+            assert_eq!(format!("{m:?}"), m.to_json());
+        }
+        assert_ne!(text, text.edited(|v| v["version"] = "2.0.0".into()));
+        assert!(StoredManifest::from_json("{\"id\":").is_err());
+    }
+
+    #[test]
+    fn edited_changes_a_copy() {
+        let m = StoredManifest::from_value(&manifest());
+        let e = m.edited(|v| v["version"] = "2.0.0".into());
+        assert!(e.0.tree.get().is_none(), "an edited copy is kept as text");
+        assert_eq!(m["version"], "1.0.0");
+        assert_eq!(e["version"], "2.0.0");
+        assert_eq!(e["name"], m["name"]);
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 use time::{Duration, OffsetDateTime};
 
-use crate::plugin::{Health, Liveness, PluginId, PluginRecord};
+use crate::plugin::{Health, Liveness, PluginId, PluginRecord, StoredManifest};
 use crate::store::{LivenessCounts, OutboxEntry, PluginStore, StoreError};
 
 /// A fixed instant for test records (2026-01-01T00:00:00Z), truncated to whole
@@ -20,8 +20,8 @@ pub fn t0() -> OffsetDateTime {
 pub fn record(id: &str, jti: &str) -> PluginRecord {
     PluginRecord {
         plugin_id: PluginId::parse(id).expect("test ids are valid"),
-        manifest: Arc::new(
-            serde_json::json!({ "id": id, "name": format!("Plugin {id}"), "version": "1.0.0" }),
+        manifest: StoredManifest::from_value(
+            &serde_json::json!({ "id": id, "name": format!("Plugin {id}"), "version": "1.0.0" }),
         ),
         status: Liveness::Registered,
         health: Health::Unknown,
@@ -67,7 +67,9 @@ pub async fn plugin_store_conformance(store: Arc<dyn PluginStore>) {
 
 async fn insert_then_get_round_trips(store: &dyn PluginStore) {
     let mut rec = record("conf-a", "jti-a");
-    Arc::make_mut(&mut rec.manifest)["extra"] = serde_json::json!({"kept": [1, 2, 3]});
+    rec.manifest = rec
+        .manifest
+        .edited(|m| m["extra"] = serde_json::json!({"kept": [1, 2, 3]}));
     rec.disabled_reason = Some("why not".into());
     let stored = store
         .insert(rec.clone())
@@ -138,7 +140,7 @@ async fn replace_is_conditional_on_version(store: &dyn PluginStore) {
     let stored = store.insert(record("conf-r", "j1")).await.unwrap();
     let mut next = stored.clone();
     next.token_jti = "j2".into();
-    Arc::make_mut(&mut next.manifest)["version"] = "2.0.0".into();
+    next.manifest = next.manifest.edited(|m| m["version"] = "2.0.0".into());
     let replaced = store
         .replace(next.clone(), stored.version)
         .await
@@ -289,8 +291,10 @@ async fn concurrent_replaces_no_lost_update(store: &Arc<dyn PluginStore>) {
                 let cur = store.get(&pid("conf-cas")).await.unwrap().unwrap();
                 let mut next = cur.clone();
                 let count = next.manifest["count"].as_u64().unwrap_or(0);
-                Arc::make_mut(&mut next.manifest)["count"] = (count + 1).into();
-                Arc::make_mut(&mut next.manifest)[format!("w{w}")] = done.into();
+                next.manifest = next.manifest.edited(|m| {
+                    m["count"] = (count + 1).into();
+                    m[format!("w{w}")] = done.into();
+                });
                 match store.replace(next, cur.version).await {
                     Ok(_) => done += 1,
                     Err(StoreError::PreconditionFailed) => {}

@@ -58,7 +58,7 @@ use vivified_domain::{ManifestValidator, Ports, Registry};
 use vivified_ports::audit_chain::{ChainHead, ChainKey};
 use vivified_ports::{
     AuditEntry, AuditError, AuditLog, AuditOutcome, AuditQuery, Health, Liveness, PluginId,
-    PluginRecord, PluginStore, SealReport, SealedEntry,
+    PluginRecord, PluginStore, SealReport, SealedEntry, StoredManifest,
 };
 use vivified_server::audit::{AuditChain, SEAL_BATCH, SealerConfig, seal_until_stopped};
 use vivified_server::startup::{App, router};
@@ -403,7 +403,7 @@ fn record_and_entry(id: &str) -> (PluginRecord, AuditEntry) {
     let now = OffsetDateTime::now_utc();
     let record = PluginRecord {
         plugin_id: PluginId::parse(id).expect("id"),
-        manifest: Arc::new(json!({
+        manifest: StoredManifest::from_value(&json!({
             "id": id,
             "name": format!("Bench {id}"),
             "version": "1.0.0",

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use vivified_domain::{HeartbeatReport, IssuedRegistration};
-use vivified_ports::{Health, PluginId, PluginRecord};
+use vivified_ports::{Health, PluginId, PluginRecord, StoredManifest};
 
 use crate::error::ApiError;
 use crate::extract::{Bearer, JsonObject, OptionalJson};
@@ -271,7 +271,7 @@ pub async fn refresh(
 #[derive(Serialize)]
 pub struct PluginView<'a> {
     plugin_id: &'a str,
-    manifest: &'a Value,
+    manifest: &'a StoredManifest,
     status: &'static str,
     liveness: &'static str,
     health: &'static str,
@@ -286,7 +286,7 @@ impl<'a> From<&'a PluginRecord> for PluginView<'a> {
     fn from(r: &'a PluginRecord) -> Self {
         Self {
             plugin_id: r.plugin_id.as_str(),
-            manifest: &*r.manifest,
+            manifest: &r.manifest,
             status: r.status.as_str(),
             liveness: r.status.as_str(),
             health: r.health.as_str(),
