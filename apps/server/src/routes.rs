@@ -25,46 +25,95 @@ pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     if !t.offset().is_utc() || !(0..=9999).contains(&t.year()) {
         return t.format(&Rfc3339).unwrap_or_default();
     }
-    fn push(out: &mut String, n: u32, width: usize) {
-        let mut digits = [b'0'; 9];
+    finish(date_time(t), t.nanosecond())
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of a UTC time of years 0–9999.
+fn date_time(t: OffsetDateTime) -> [u8; 19] {
+    let mut out = *b"0000-00-00T00:00:00";
+    let mut put = |at: usize, n: u32, width: usize| {
         let mut n = n;
-        for d in digits[..width].iter_mut().rev() {
+        for d in out[at..at + width].iter_mut().rev() {
             *d = b'0' + (n % 10) as u8;
             n /= 10;
         }
-        out.extend(digits[..width].iter().map(|&b| char::from(b)));
-    }
-    let mut out = String::with_capacity(30);
-    push(&mut out, t.year().unsigned_abs(), 4);
-    out.push('-');
-    push(&mut out, u32::from(u8::from(t.month())), 2);
-    out.push('-');
-    push(&mut out, u32::from(t.day()), 2);
-    out.push('T');
-    push(&mut out, u32::from(t.hour()), 2);
-    out.push(':');
-    push(&mut out, u32::from(t.minute()), 2);
-    out.push(':');
-    push(&mut out, u32::from(t.second()), 2);
-    let mut nanos = t.nanosecond();
+    };
+    put(0, t.year().unsigned_abs(), 4);
+    put(5, u32::from(u8::from(t.month())), 2);
+    put(8, u32::from(t.day()), 2);
+    put(11, u32::from(t.hour()), 2);
+    put(14, u32::from(t.minute()), 2);
+    put(17, u32::from(t.second()), 2);
+    out
+}
+
+/// `date_time`, then `.fraction` (when `nanos` is not zero, without trailing zeros)
+/// and `Z`, as one `String`.
+fn finish(date_time: [u8; 19], nanos: u32) -> String {
+    let mut out = [0u8; 30];
+    out[..19].copy_from_slice(&date_time);
+    let mut len = 19;
     if nanos != 0 {
-        out.push('.');
-        let mut width = 9;
-        while nanos.is_multiple_of(10) {
-            nanos /= 10;
+        let (mut n, mut width) = (nanos, 9);
+        while n.is_multiple_of(10) {
+            n /= 10;
             width -= 1;
         }
-        push(&mut out, nanos, width);
+        out[19] = b'.';
+        for d in out[20..20 + width].iter_mut().rev() {
+            *d = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        len = 20 + width;
     }
-    out.push('Z');
-    out
+    out[len] = b'Z';
+    // ASCII digits and separators only: always UTF-8.
+    std::str::from_utf8(&out[..=len])
+        .map(str::to_owned)
+        .unwrap_or_default()
+}
+
+/// The current time as [`rfc3339`] writes it. The date and time of day are formatted
+/// once per second per thread (what a load balancer polling `/health` makes of it).
+fn now_rfc3339() -> String {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(since_epoch) => rfc3339_since_epoch(since_epoch),
+        Err(_) => rfc3339(OffsetDateTime::now_utc()),
+    }
+}
+
+/// [`rfc3339`] of the Unix epoch plus `since_epoch`, with this thread's formatted
+/// second reused while the second is the same (the current time past year 9999).
+fn rfc3339_since_epoch(since_epoch: std::time::Duration) -> String {
+    use std::cell::Cell;
+    thread_local! {
+        static SECOND: Cell<Option<(u64, [u8; 19])>> = const { Cell::new(None) };
+    }
+    let secs = since_epoch.as_secs();
+    let formatted = SECOND.with(|cached| match cached.get() {
+        Some((s, date_time)) if s == secs => Some(date_time),
+        _ => {
+            let t = i64::try_from(secs)
+                .ok()
+                .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+                .filter(|t| t.year() <= 9999)?;
+            let formatted = date_time(t);
+            cached.set(Some((secs, formatted)));
+            Some(formatted)
+        }
+    });
+    match formatted {
+        Some(date_time) => finish(date_time, since_epoch.subsec_nanos()),
+        // Past what `time` represents (year 9999): as before this cache, `time`'s clock.
+        None => rfc3339(OffsetDateTime::now_utc()),
+    }
 }
 
 /// `GET /health`: liveness of the process; nothing sensitive, no dependency details.
 /// `{"status":"healthy","timestamp":…,"version":…}`, written directly: the timestamp
 /// and the version need no escaping, and this route is what load balancers poll.
 pub async fn health() -> Response {
-    let timestamp = rfc3339(OffsetDateTime::now_utc());
+    let timestamp = now_rfc3339();
     let version = env!("CARGO_PKG_VERSION");
     let mut body = String::with_capacity(64 + timestamp.len() + version.len());
     body.push_str(r#"{"status":"healthy","timestamp":""#);
@@ -592,5 +641,36 @@ mod tests {
         for t in cases {
             assert_eq!(rfc3339(t), t.format(&Rfc3339).unwrap(), "{t:?}");
         }
+    }
+
+    #[test]
+    fn the_health_timestamp_is_rfc3339_of_now() {
+        let mut n: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut second = 1_767_225_600;
+        for i in 0..3000 {
+            n = n
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            // Runs of the same second (the cached date reused), then a jump.
+            if i % 7 == 0 {
+                second = (n >> 20) % 253_402_300_800;
+            }
+            let nanos = match i % 4 {
+                0 => 0,
+                1 => ((n >> 8) % 1000) as u32 * 1_000_000,
+                _ => ((n >> 3) % 1_000_000_000) as u32,
+            };
+            let since = std::time::Duration::new(second, nanos);
+            let expected = (OffsetDateTime::UNIX_EPOCH + since)
+                .format(&Rfc3339)
+                .unwrap();
+            assert_eq!(rfc3339_since_epoch(since), expected, "{since:?}");
+        }
+        // Past year 9999, which `time` cannot represent: no panic, still RFC 3339.
+        let far = rfc3339_since_epoch(std::time::Duration::new(253_402_300_800, 5));
+        assert!(OffsetDateTime::parse(&far, &Rfc3339).is_ok(), "{far}");
+        let now = now_rfc3339();
+        let parsed = OffsetDateTime::parse(&now, &Rfc3339).unwrap();
+        assert!((OffsetDateTime::now_utc() - parsed).abs() < time::Duration::seconds(5));
     }
 }

@@ -47,6 +47,10 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TraceId {
 /// `X-Request-Id`.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// W3C `traceparent` (a static name: looking a header up by `&str` parses the name on
+/// every request).
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
 /// Installs the global subscriber writing to `writer`. `RUST_LOG` wins over `level`.
 /// Returns false if a subscriber was already installed (tests).
 pub fn init<W>(level: &str, format: LogFormat, writer: W) -> bool
@@ -321,7 +325,7 @@ pub fn trace_id(headers: &axum::http::HeaderMap) -> String {
 /// could not be one, which the checks above rule out).
 fn request_trace_id(headers: &axum::http::HeaderMap) -> (Arc<str>, Option<HeaderValue>) {
     if let Some(id) = headers
-        .get("traceparent")
+        .get(&TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .and_then(traceparent_id)
     {
