@@ -165,9 +165,10 @@ impl FromStr for Health {
 #[derive(Clone)]
 pub struct StoredManifest(Arc<Forms>);
 
-/// The two forms of a manifest; at least one is set, and both say the same.
+/// The two forms of a manifest; at least one is set, and both say the same. The text
+/// is always `serde_json`'s compact encoding of a tree.
 struct Forms {
-    json: OnceLock<Box<RawValue>>,
+    json: OnceLock<Box<str>>,
     tree: OnceLock<Value>,
 }
 
@@ -178,9 +179,9 @@ impl StoredManifest {
             json: OnceLock::new(),
             tree: OnceLock::new(),
         };
-        match serde_json::value::to_raw_value(value) {
+        match serde_json::to_string(value) {
             Ok(json) => {
-                let _ = forms.json.set(json);
+                let _ = forms.json.set(json.into_boxed_str());
             }
             // A `Value` always serialises (its keys are strings); keep the tree if not.
             Err(_) => {
@@ -214,7 +215,7 @@ impl StoredManifest {
             self.0
                 .json
                 .get()
-                .and_then(|json| serde_json::from_str(json.get()).ok())
+                .and_then(|json| serde_json::from_str(json).ok())
                 // Unreachable: the text was written by `serde_json` from a tree.
                 .unwrap_or(Value::Null)
         })
@@ -232,7 +233,7 @@ impl StoredManifest {
     /// The manifest as compact JSON text.
     pub fn to_json(&self) -> Cow<'_, str> {
         match self.0.json.get() {
-            Some(json) => Cow::Borrowed(json.get()),
+            Some(json) => Cow::Borrowed(json),
             None => Cow::Owned(self.value().to_string()),
         }
     }
@@ -261,7 +262,10 @@ impl fmt::Debug for StoredManifest {
 impl Serialize for StoredManifest {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.0.json.get() {
-            Some(json) => json.serialize(serializer),
+            // Written as is: `RawValue` checks the text's syntax (no tree is built).
+            Some(json) => serde_json::from_str::<&RawValue>(json)
+                .map_err(serde::ser::Error::custom)?
+                .serialize(serializer),
             None => self.value().serialize(serializer),
         }
     }

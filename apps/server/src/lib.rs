@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod audit_routes;
+pub mod conn_watch;
 pub mod dev_secrets;
 pub mod error;
 pub mod event_routes;

@@ -303,7 +303,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Bound on a whole request.
     pub request_timeout: Duration,
-    /// Bound on reading a request's headers.
+    /// Bound on a connection with no request in service (silent, idle, or sending a
+    /// request's headers) that writes no response: see `conn_watch`.
     pub header_read_timeout: Duration,
     /// Exact CORS origins (empty: no CORS).
     pub allowed_origins: Vec<String>,

@@ -31,6 +31,7 @@ use vivified_ports::audit_chain::ChainKey;
 use vivified_ports::{AuditLog, EventBus, PluginStore, Secret};
 
 use crate::audit::AuditChain;
+use crate::conn_watch::{ConnWatch, Watched, watch_connection};
 use crate::settings::{BusSetting, Settings, StoreSetting};
 use crate::telemetry;
 use crate::{audit_routes, event_routes, routes};
@@ -417,30 +418,48 @@ impl Application {
                         }
                     };
                     let _ = stream.set_nodelay(true);
-                    let router = self.router.clone();
+                    // A connection with no request in service is closed after the
+                    // header timeout without progress (see `conn_watch`).
+                    let watch = Arc::new(ConnWatch::default());
+                    let router = self.router.clone().watched(Arc::clone(&watch));
                     let watcher = graceful.watcher();
-                    match &self.tls {
-                        None => {
-                            tokio::spawn(serve_connection(stream, router, header_timeout, watcher));
-                        }
+                    let conn = match &self.tls {
+                        None => tokio::spawn(serve_connection(
+                            Watched::new(stream, Arc::clone(&watch)),
+                            router,
+                            header_timeout,
+                            watcher,
+                        )),
                         Some(acceptor) => {
                             // The handshake runs in the connection's own task, bounded
                             // like a request's headers: a slow or broken client never
                             // holds up the accept loop.
                             let handshake = acceptor.accept(stream);
+                            let io_watch = Arc::clone(&watch);
                             tokio::spawn(async move {
                                 match tokio::time::timeout(header_timeout, handshake).await {
                                     Ok(Ok(tls)) => {
-                                        serve_connection(tls, router, header_timeout, watcher).await;
+                                        serve_connection(
+                                            Watched::new(tls, io_watch),
+                                            router,
+                                            header_timeout,
+                                            watcher,
+                                        )
+                                            .await;
                                     }
                                     // Scanners, plain HTTP on the TLS port, untrusting
                                     // clients: routine, and never the peer's data.
                                     Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                                     Err(_) => tracing::debug!("TLS handshake timed out"),
                                 }
-                            });
+                            })
                         }
-                    }
+                    };
+                    tokio::spawn(watch_connection(
+                        Arc::downgrade(&watch),
+                        conn.abort_handle(),
+                        header_timeout,
+                    ));
                 }
                 () = &mut signal => break,
             }
@@ -480,7 +499,7 @@ impl Application {
 /// Serves one accepted connection (plain or TLS) with HTTP/1.1 or HTTP/2 until it
 /// closes; graceful shutdown lets its requests finish.
 async fn serve_connection<I>(
-    io: I,
+    io: Watched<I>,
     router: App,
     header_timeout: Duration,
     watcher: hyper_util::server::graceful::Watcher,
@@ -489,10 +508,9 @@ async fn serve_connection<I>(
 {
     let service = TowerToHyperService::new(router);
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+    // No per-request header timer: `conn_watch` bounds slow headers and idle
+    // connections for the whole connection (hyper would otherwise default to 30 s).
+    builder.http1().header_read_timeout(None::<Duration>);
     // HTTP/2 (offered by ALPN over TLS, or prior knowledge): a peer that stops
     // answering pings within the header timeout is dropped, and one connection carries
     // a bounded number of streams and header bytes.
@@ -511,6 +529,7 @@ async fn serve_connection<I>(
 
 /// How often an HTTP/2 connection is pinged to find a peer that is gone.
 const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
+
 /// Streams one HTTP/2 connection may have open at once.
 const HTTP2_MAX_STREAMS: u32 = 128;
 /// Bytes of headers one HTTP/2 request may carry (hyper's HTTP/1 reads at most ~400 KB).

@@ -467,6 +467,7 @@ impl<S> tower::Layer<S> for TraceLayer {
             inner,
             timeouts: self.timeouts,
             routes: Arc::clone(&self.routes),
+            conn: None,
         }
     }
 }
@@ -477,6 +478,18 @@ pub struct Traced<S> {
     inner: S,
     timeouts: Timeouts,
     routes: Arc<matchit::Router<&'static str>>,
+    /// The connection this copy serves, told of each request in service.
+    conn: Option<Arc<crate::conn_watch::ConnWatch>>,
+}
+
+impl<S> Traced<S> {
+    /// This service for one connection, whose requests `watch` counts (see
+    /// [`crate::conn_watch`]).
+    #[must_use]
+    pub fn watched(mut self, watch: Arc<crate::conn_watch::ConnWatch>) -> Self {
+        self.conn = Some(watch);
+        self
+    }
 }
 
 impl<S, B> tower::Service<axum::http::Request<B>> for Traced<S>
@@ -516,6 +529,7 @@ where
             self.timeouts.request
         };
         let started = std::time::Instant::now();
+        let in_flight = self.conn.as_ref().map(crate::conn_watch::ConnWatch::start);
         // `poll_ready` said the inner service is ready: call it now, as `Next` would.
         let response = self.inner.call(req);
         let context = RequestContext {
@@ -560,6 +574,7 @@ where
             resp.headers_mut()
                 .entry(header::CACHE_CONTROL)
                 .or_insert(HeaderValue::from_static("no-store"));
+            drop(in_flight);
             Ok(resp)
         })
     }

@@ -679,6 +679,70 @@ async fn slow_headers_are_cut_off() {
     );
 }
 
+/// 8b. The same bound closes a connection that never sends a byte and one left idle
+/// after a response, while a keep-alive connection used more often than the bound
+/// stays open.
+#[tokio::test]
+async fn silent_and_idle_connections_are_closed_busy_ones_are_not() {
+    let server = Spawn::new()
+        .env("VIVIFIED_HEADER_READ_TIMEOUT", "1s")
+        .start()
+        .await;
+    let addr = server.addr();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let closed_after = |stream: &mut TcpStream| {
+            let started = Instant::now();
+            let mut buf = [0u8; 1024];
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) => break Some(started.elapsed()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                        break Some(started.elapsed());
+                    }
+                    Err(_) => break None,
+                }
+            }
+        };
+        let health = |stream: &mut TcpStream| {
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                .unwrap();
+            let mut buf = [0u8; 4096];
+            let n = stream.read(&mut buf).unwrap();
+            String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200")
+        };
+        let mut silent = TcpStream::connect(addr).expect("connect");
+        silent
+            .set_read_timeout(Some(Duration::from_secs(8)))
+            .unwrap();
+        let silent = closed_after(&mut silent);
+        let mut busy = TcpStream::connect(addr).expect("connect");
+        busy.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+        let mut answered = 0;
+        for _ in 0..6 {
+            answered += usize::from(health(&mut busy));
+            std::thread::sleep(Duration::from_millis(400));
+        }
+        let idle = closed_after(&mut busy);
+        (silent, answered, idle)
+    })
+    .await
+    .unwrap();
+    let (silent, answered, idle) = outcome;
+    let silent = silent.expect("a silent connection stayed open");
+    assert!(
+        silent >= Duration::from_millis(800) && silent < Duration::from_secs(5),
+        "silent connection closed after {silent:?}"
+    );
+    assert_eq!(answered, 6, "a connection in use was closed");
+    let idle = idle.expect("an idle keep-alive connection stayed open");
+    assert!(
+        idle >= Duration::from_millis(400) && idle < Duration::from_secs(5),
+        "idle connection closed after {idle:?}"
+    );
+}
+
 /// `VIVIFIED_METRICS_BIND` moves `/metrics` to its own listener: served there, not on
 /// the API address.
 #[tokio::test]
