@@ -529,7 +529,6 @@ async fn serve_connection<I>(
 
 /// How often an HTTP/2 connection is pinged to find a peer that is gone.
 const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
-
 /// Streams one HTTP/2 connection may have open at once.
 const HTTP2_MAX_STREAMS: u32 = 128;
 /// Bytes of headers one HTTP/2 request may carry (hyper's HTTP/1 reads at most ~400 KB).
