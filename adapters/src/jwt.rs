@@ -133,22 +133,25 @@ impl VerifiedTokens {
         }
     }
 
-    fn get(&self, token: &str) -> Option<TokenClaims> {
+    /// The look-up key of `token`.
+    fn key(&self, token: &str) -> u64 {
+        self.hasher.hash_one(token.as_bytes())
+    }
+
+    fn get(&self, key: u64, token: &str) -> Option<TokenClaims> {
         use subtle::ConstantTimeEq;
         if self.capacity == 0 {
             return None;
         }
-        let key = self.hasher.hash_one(token.as_bytes());
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let (known, claims) = entries.get(&key)?;
         bool::from(known.as_bytes().ct_eq(token.as_bytes())).then(|| claims.clone())
     }
 
-    fn insert(&self, token: &str, claims: &TokenClaims) {
+    fn insert(&self, key: u64, token: &str, claims: &TokenClaims) {
         if self.capacity == 0 {
             return;
         }
-        let key = self.hasher.hash_one(token.as_bytes());
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= self.capacity && !entries.contains_key(&key) {
             entries.clear();
@@ -504,11 +507,12 @@ impl TokenIssuer for JwtTokenIssuer {
     }
 
     async fn verify(&self, token: &str, opts: VerifyOptions) -> Result<TokenClaims, TokenError> {
-        let claims = match self.verified.get(token) {
+        let key = self.verified.key(token);
+        let claims = match self.verified.get(key, token) {
             Some(claims) => claims,
             None => {
                 let claims = self.verify_signed(token)?;
-                self.verified.insert(token, &claims);
+                self.verified.insert(key, token, &claims);
                 claims
             }
         };
@@ -814,7 +818,7 @@ mod tests {
         // Even a forgery that hashed to the remembered token's entry is not taken for it.
         let last = if tok.ends_with('A') { 'E' } else { 'A' };
         let forged = format!("{}{last}", &tok[..tok.len() - 1]);
-        let key = i.verified.hasher.hash_one(forged.as_bytes());
+        let key = i.verified.key(&forged);
         let remembered = i.verify(tok, opts(now())).await.unwrap();
         i.verified
             .entries

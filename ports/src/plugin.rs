@@ -175,30 +175,20 @@ struct Forms {
 impl StoredManifest {
     /// The manifest `value` kept as compact JSON text; its tree is not kept.
     pub fn from_value(value: &Value) -> Self {
-        let forms = Forms {
-            json: OnceLock::new(),
-            tree: OnceLock::new(),
-        };
         match serde_json::to_string(value) {
-            Ok(json) => {
-                let _ = forms.json.set(json.into_boxed_str());
-            }
+            Ok(json) => Self::with(OnceLock::from(json.into_boxed_str()), OnceLock::new()),
             // A `Value` always serialises (its keys are strings); keep the tree if not.
-            Err(_) => {
-                let _ = forms.tree.set(value.clone());
-            }
+            Err(_) => Self::from_tree(value.clone()),
         }
-        Self(Arc::new(forms))
     }
 
     /// The manifest `tree`, kept as a tree (its text is written when serialised).
     pub fn from_tree(tree: Value) -> Self {
-        let forms = Forms {
-            json: OnceLock::new(),
-            tree: OnceLock::new(),
-        };
-        let _ = forms.tree.set(tree);
-        Self(Arc::new(forms))
+        Self::with(OnceLock::new(), OnceLock::from(tree))
+    }
+
+    fn with(json: OnceLock<Box<str>>, tree: OnceLock<Value>) -> Self {
+        Self(Arc::new(Forms { json, tree }))
     }
 
     /// The manifest stored as JSON `text`, parsed (and kept as its tree).
