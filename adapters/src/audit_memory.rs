@@ -8,7 +8,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use vivified_ports::audit::{MAX_PAGE, MAX_SEAL_BATCH};
-use vivified_ports::audit_chain::{ChainHash, ChainHead, ChainKey, chain_hash};
+use vivified_ports::audit_chain::{
+    ChainHash, ChainHead, ChainKey, chain_hash_validated, validate_entry,
+};
 use vivified_ports::{AuditEntry, AuditError, AuditLog, AuditQuery, SealReport, SealedEntry};
 
 /// An [`AuditLog`] in memory: pending entries and the sealed chain behind one lock,
@@ -30,7 +32,9 @@ pub struct InMemoryAuditLog {
 struct State {
     /// Ascending, consecutive `seq`.
     sealed: VecDeque<SealedEntry>,
-    pending: VecDeque<AuditEntry>,
+    /// With the canonical details `validate_entry` returned on append, so sealing
+    /// neither checks nor encodes an entry twice.
+    pending: VecDeque<(AuditEntry, String)>,
     /// The last sealed entry, even when it was dropped.
     head: Option<ChainHead>,
     dropped_pending: u64,
@@ -57,7 +61,7 @@ impl InMemoryAuditLog {
             .sealed
             .iter()
             .map(|e| e.entry.clone())
-            .chain(state.pending.iter().cloned())
+            .chain(state.pending.iter().map(|(entry, _)| entry.clone()))
             .collect()
     }
 
@@ -79,7 +83,7 @@ impl Drop for SealingGuard<'_> {
 #[async_trait]
 impl AuditLog for InMemoryAuditLog {
     async fn append(&self, entry: AuditEntry) -> Result<(), AuditError> {
-        entry.validate()?;
+        let details = validate_entry(&entry)?;
         let entry = entry.normalized();
         let mut state = self.state();
         if state.sealed.len() + state.pending.len() >= self.capacity
@@ -88,7 +92,7 @@ impl AuditLog for InMemoryAuditLog {
         {
             state.dropped_pending += 1;
         }
-        state.pending.push_back(entry);
+        state.pending.push_back((entry, details));
         Ok(())
     }
 
@@ -110,16 +114,16 @@ impl AuditLog for InMemoryAuditLog {
             .head
             .map_or((0, ChainHash::GENESIS), |h| (h.seq, h.hash));
         let mut hashes = Vec::with_capacity(n);
-        for entry in state.pending.iter().take(n) {
+        for (entry, details) in state.pending.iter().take(n) {
             seq = seq.saturating_add(1);
-            prev = chain_hash(key, &prev, seq, entry)?;
+            prev = chain_hash_validated(key, &prev, seq, entry, details)?;
             hashes.push((seq, prev));
         }
         let sealed: Vec<SealedEntry> = state
             .pending
             .drain(..n)
             .zip(hashes)
-            .map(|(entry, (seq, hash))| SealedEntry { seq, entry, hash })
+            .map(|((entry, _), (seq, hash))| SealedEntry { seq, entry, hash })
             .collect();
         if let Some(last) = sealed.last() {
             state.head = Some(ChainHead {

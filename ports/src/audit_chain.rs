@@ -399,6 +399,20 @@ pub fn validate_entry(entry: &AuditEntry) -> Result<String, EntryError> {
 /// As [`validate_entry`].
 pub fn canonical_entry(seq: u64, entry: &AuditEntry) -> Result<Vec<u8>, EntryError> {
     let details = validate_entry(entry)?;
+    canonical_entry_validated(seq, entry, &details)
+}
+
+/// [`canonical_entry`] of an entry [`validate_entry`] accepted, with the canonical
+/// details it returned: the entry is not checked, nor its details encoded, again.
+///
+/// # Errors
+/// [`EntryError::DetailsTooLarge`] if a field is 4 GiB or longer (never, for an entry
+/// [`validate_entry`] accepted).
+pub fn canonical_entry_validated(
+    seq: u64,
+    entry: &AuditEntry,
+    details: &str,
+) -> Result<Vec<u8>, EntryError> {
     let fields: [&str; 7] = [
         &entry.actor,
         &entry.action,
@@ -406,7 +420,7 @@ pub fn canonical_entry(seq: u64, entry: &AuditEntry) -> Result<Vec<u8>, EntryErr
         outcome_str(entry.outcome),
         &entry.reason,
         &entry.trace_id,
-        &details,
+        details,
     ];
     let len: usize = fields.iter().map(|f| 4 + f.len()).sum();
     let mut out = Vec::with_capacity(ENTRY_TAG.len() + 2 + 16 + len);
@@ -416,7 +430,7 @@ pub fn canonical_entry(seq: u64, entry: &AuditEntry) -> Result<Vec<u8>, EntryErr
     out.extend_from_slice(&seq.to_be_bytes());
     out.extend_from_slice(&to_micros(entry.at).to_be_bytes());
     for f in fields {
-        // Every field is bounded far below 4 GiB by the checks above.
+        // Every field is bounded far below 4 GiB by the checks of `validate_entry`.
         let n = u32::try_from(f.len()).map_err(|_| EntryError::DetailsTooLarge)?;
         out.extend_from_slice(&n.to_be_bytes());
         out.extend_from_slice(f.as_bytes());
@@ -436,6 +450,22 @@ pub fn chain_hash(
     entry: &AuditEntry,
 ) -> Result<ChainHash, EntryError> {
     let bytes = canonical_entry(seq, entry)?;
+    Ok(ChainHash(key.mac_of(&[prev.as_bytes(), &bytes])))
+}
+
+/// [`chain_hash`] of an entry [`validate_entry`] accepted, with the canonical details
+/// it returned (a log that validated the entry on append and kept them).
+///
+/// # Errors
+/// As [`canonical_entry_validated`].
+pub fn chain_hash_validated(
+    key: &ChainKey,
+    prev: &ChainHash,
+    seq: u64,
+    entry: &AuditEntry,
+    details: &str,
+) -> Result<ChainHash, EntryError> {
+    let bytes = canonical_entry_validated(seq, entry, details)?;
     Ok(ChainHash(key.mac_of(&[prev.as_bytes(), &bytes])))
 }
 
@@ -869,6 +899,13 @@ mod tests {
         assert_eq!(
             h.to_hex(),
             "e5540278b6fc607042f886609d376faebb1347b1fa1abf0b539d5b8a4d4918c4"
+        );
+        // The same bytes and hash from the details `validate_entry` returned.
+        let details = validate_entry(&e).unwrap();
+        assert_eq!(canonical_entry_validated(7, &e, &details).unwrap(), bytes);
+        assert_eq!(
+            chain_hash_validated(&key(), &ChainHash::GENESIS, 7, &e, &details).unwrap(),
+            h
         );
     }
 
