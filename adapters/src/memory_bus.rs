@@ -155,6 +155,10 @@ impl EventBus for InMemoryEventBus {
         Ok(())
     }
 
+    fn has_subscribers(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
     async fn enqueue(&self, target: &PluginId, event: BusEvent) -> Result<(), BusError> {
         let mut queues = self.lock();
         let mut created = false;
@@ -293,6 +297,16 @@ mod tests {
         let ev = vivified_ports::bus_testing::bus_event("e1", "core");
         bus.publish(ev.clone()).await.unwrap();
         assert_eq!(rx.recv().await.unwrap(), ev);
+    }
+
+    #[test]
+    fn has_subscribers_while_a_receiver_lives() {
+        let bus = InMemoryEventBus::new(4);
+        assert!(!bus.has_subscribers());
+        let rx = bus.subscribe();
+        assert!(bus.has_subscribers());
+        drop(rx);
+        assert!(!bus.has_subscribers());
     }
 
     #[tokio::test]

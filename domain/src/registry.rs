@@ -575,6 +575,11 @@ impl Registry {
                 tracing::warn!(plugin_id = %id, error = %e, "event queue of a deregistered plugin not removed");
             }
         }
+        if !self.inner.ports.bus.has_subscribers() {
+            // Nobody would receive it (an in-process bus without subscribers): not
+            // built, as publishing it would have dropped it.
+            return true;
+        }
         let event = BusEvent {
             event_id: format!("{event_type}:{id}:{key}"),
             event_type: event_type.to_owned(),

@@ -82,6 +82,7 @@ fn fake_tokens() -> MockTokenIssuer {
 
 fn ok_bus() -> MockEventBus {
     let mut bus = MockEventBus::new();
+    bus.expect_has_subscribers().return_const(true);
     bus.expect_publish().returning(|_| Ok(()));
     bus
 }
@@ -713,6 +714,7 @@ async fn refresh_and_reregister_when_signing_fails_are_unavailable_and_write_not
 #[tokio::test]
 async fn a_failing_bus_does_not_fail_registration_or_deregistration() {
     let mut bus = MockEventBus::new();
+    bus.expect_has_subscribers().return_const(true);
     bus.expect_publish()
         .times(2)
         .returning(|_| Err(BusError::Unavailable(INTERNALS.into())));

@@ -138,6 +138,15 @@ pub trait EventBus: Send + Sync {
     /// responsibility for it.
     async fn publish(&self, event: BusEvent) -> Result<(), BusError>;
 
+    /// Whether a lifecycle event published now could reach a subscriber. When it is
+    /// `false` the core skips building and publishing the event, and counts it as
+    /// published. An adapter that cannot tell (a broker, whose subscribers live
+    /// elsewhere) MUST answer `true`, the default; one that answers `false` MUST be one
+    /// whose [`EventBus::publish`] would have delivered the event to no one.
+    fn has_subscribers(&self) -> bool {
+        true
+    }
+
     /// Puts `event`, already checked against policy and sanitised by the core, into the
     /// delivery queue of `target`, creating the queue if it does not exist.
     ///
