@@ -204,7 +204,31 @@ struct InClaims<'a> {
     jti: Cow<'a, str>,
 }
 
-/// Claims as written into a token (the field order of [`Claims`]).
+/// The claims of a token as JSON, in the field order of [`Claims`]: `sub`,
+/// `plugin_id`, `type`, `iss`, `aud`, `iat`, `exp`, `jti`. Written directly (what
+/// `serde_json` writes for [`OutClaims`], without its per-byte escaping).
+fn claims_json(plugin_id: &str, iat: i64, exp: i64, jti: &str) -> String {
+    use std::fmt::Write as _;
+    use vivified_ports::json::push_string;
+    let mut out = String::with_capacity(128 + 2 * plugin_id.len() + jti.len());
+    out.push_str(r#"{"sub":"#);
+    push_string(&mut out, plugin_id);
+    out.push_str(r#","plugin_id":"#);
+    push_string(&mut out, plugin_id);
+    out.push_str(r#","type":"#);
+    push_string(&mut out, "plugin");
+    out.push_str(r#","iss":"#);
+    push_string(&mut out, ISSUER);
+    out.push_str(r#","aud":"#);
+    push_string(&mut out, AUDIENCE);
+    let _ = write!(out, r#","iat":{iat},"exp":{exp},"jti":"#);
+    push_string(&mut out, jti);
+    out.push('}');
+    out
+}
+
+/// Claims as `serde` writes them: what [`claims_json`] must agree with.
+#[cfg(test)]
 #[derive(Serialize)]
 struct OutClaims<'a> {
     sub: &'a str,
@@ -477,20 +501,10 @@ impl TokenIssuer for JwtTokenIssuer {
         let expires_at = now + self.ttl;
         let jti = fresh_jti().simple().to_string();
         let id = plugin_id.as_str();
-        let claims = serde_json::to_vec(&OutClaims {
-            sub: id,
-            plugin_id: id,
-            typ: "plugin",
-            iss: ISSUER,
-            aud: AUDIENCE,
-            iat: ts(now),
-            exp: ts(expires_at),
-            jti: &jti,
-        })
-        .map_err(|e| TokenError::Signing(Box::new(e)))?;
+        let claims = claims_json(id, ts(now), ts(expires_at), &jti);
         let mut token = String::with_capacity(self.header_prefix.len() + claims.len() * 4 / 3 + 48);
         token.push_str(&self.header_prefix);
-        b64_encode_into(&claims, &mut token);
+        b64_encode_into(claims.as_bytes(), &mut token);
         let signature =
             jsonwebtoken::crypto::sign(token.as_bytes(), &self.encoding, Algorithm::HS256)
                 .map_err(|e| TokenError::Signing(Box::new(e)))?;
@@ -525,6 +539,30 @@ impl TokenIssuer for JwtTokenIssuer {
 mod tests {
     use super::*;
     use jsonwebtoken::{Header, Validation};
+
+    #[test]
+    fn claims_are_written_as_serde_writes_them() {
+        for (id, jti) in [
+            ("user-management", "0123456789abcdef0123456789abcdef"),
+            ("a", ""),
+            ("q\"uote\\ \n é", "j\u{1}"),
+        ] {
+            for (iat, exp) in [(0, 1), (1_767_225_600, 1_767_312_000), (-5, i64::MAX)] {
+                let expected = serde_json::to_string(&OutClaims {
+                    sub: id,
+                    plugin_id: id,
+                    typ: "plugin",
+                    iss: ISSUER,
+                    aud: AUDIENCE,
+                    iat,
+                    exp,
+                    jti,
+                })
+                .unwrap();
+                assert_eq!(claims_json(id, iat, exp, jti), expected);
+            }
+        }
+    }
 
     #[test]
     fn base64url_round_trip_and_strictness() {

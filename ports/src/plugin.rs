@@ -175,11 +175,8 @@ struct Forms {
 impl StoredManifest {
     /// The manifest `value` kept as compact JSON text; its tree is not kept.
     pub fn from_value(value: &Value) -> Self {
-        match serde_json::to_string(value) {
-            Ok(json) => Self::with(OnceLock::from(json.into_boxed_str()), OnceLock::new()),
-            // A `Value` always serialises (its keys are strings); keep the tree if not.
-            Err(_) => Self::from_tree(value.clone()),
-        }
+        let json = crate::json::to_compact(value);
+        Self::with(OnceLock::from(json.into_boxed_str()), OnceLock::new())
     }
 
     /// The manifest `tree`, kept as a tree (its text is written when serialised).

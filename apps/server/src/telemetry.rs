@@ -141,34 +141,7 @@ struct JsonEscaped<'a, W: std::fmt::Write + ?Sized>(&'a mut W);
 
 impl<W: std::fmt::Write + ?Sized> std::fmt::Write for JsonEscaped<'_, W> {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        // Most text needs no escaping: find that out without branching per byte (the
-        // compiler vectorises this), then copy it whole.
-        let needs = |b: u8| u8::from(b < 0x20 || b == b'"' || b == b'\\');
-        if s.bytes().fold(0, |any, b| any | needs(b)) == 0 {
-            return self.0.write_str(s);
-        }
-        let mut start = 0;
-        for (i, b) in s.bytes().enumerate() {
-            let escaped = match b {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0x08 => "\\b",
-                0x0c => "\\f",
-                0..=0x1f => "",
-                _ => continue,
-            };
-            self.0.write_str(&s[start..i])?;
-            if escaped.is_empty() {
-                write!(self.0, "\\u{:04x}", b)?;
-            } else {
-                self.0.write_str(escaped)?;
-            }
-            start = i + 1;
-        }
-        self.0.write_str(&s[start..])
+        vivified_ports::json::write_escaped(self.0, s)
     }
 }
 
