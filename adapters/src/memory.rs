@@ -1,6 +1,7 @@
 //! In-memory adapters: ephemeral, one process. The in-memory store passes the same
 //! conformance suite as the SQL stores, which is what makes it a trustworthy fake.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::{PoisonError, RwLock};
@@ -104,12 +105,18 @@ impl InMemoryPluginStore {
 #[async_trait]
 impl PluginStore for InMemoryPluginStore {
     async fn insert(&self, mut record: PluginRecord) -> Result<PluginRecord, StoreError> {
-        let mut inner = self.write();
-        if inner.by_id.contains_key(&record.plugin_id) {
+        let mut guard = self.write();
+        let inner = &mut *guard;
+        // One search of the map for the check and the insert (a new id has no deadline
+        // to remove).
+        let Entry::Vacant(slot) = inner.by_id.entry(record.plugin_id.clone()) else {
             return Err(StoreError::Conflict);
-        }
+        };
         record.version = 1;
-        inner.put(record.clone());
+        if let Some(d) = record.next_deadline {
+            inner.deadlines.insert((d, record.plugin_id.clone()));
+        }
+        slot.insert(record.clone());
         Ok(record)
     }
 

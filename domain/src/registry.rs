@@ -897,7 +897,7 @@ impl Registry {
                 target: valid.id.as_str(),
             },
             "registered",
-            json!({ "token_expires_at": issued.expires_at.unix_timestamp() }),
+            || json!({ "token_expires_at": issued.expires_at.unix_timestamp() }),
         );
         let stored = self
             .store_insert(record, entry.as_ref())
@@ -962,7 +962,7 @@ impl Registry {
                     target: current.plugin_id.as_str(),
                 },
                 "registered",
-                json!({ "token_expires_at": issued.expires_at.unix_timestamp() }),
+                || json!({ "token_expires_at": issued.expires_at.unix_timestamp() }),
             );
             match self
                 .store_replace(next, current.version, entry.as_ref())
@@ -1049,7 +1049,7 @@ impl Registry {
         trace_id: &str,
         subject: &Subject<'_>,
         reason: &str,
-        details: Value,
+        details: impl FnOnce() -> Value,
     ) -> Option<AuditEntry> {
         self.inner.config.audit_in_store.then(|| AuditEntry {
             at: self.now(),
@@ -1059,7 +1059,7 @@ impl Registry {
             outcome: AuditOutcome::Success,
             reason: reason.to_owned(),
             trace_id: trace_id.to_owned(),
-            details,
+            details: details(),
         })
     }
 
@@ -1280,7 +1280,7 @@ impl Registry {
                 action: "token.refresh",
                 target: current.plugin_id.as_str(),
             };
-            let entry = self.tx_entry(trace_id, &subject, "refreshed", Value::Null);
+            let entry = self.tx_entry(trace_id, &subject, "refreshed", || Value::Null);
             match self
                 .store_replace(next, current.version, entry.as_ref())
                 .await
@@ -1386,7 +1386,7 @@ impl Registry {
                     target: record.plugin_id.as_str(),
                 },
                 "deregistered",
-                Value::Null,
+                || Value::Null,
             );
             match self
                 .store_delete(
@@ -1581,7 +1581,7 @@ impl Registry {
                 target: id.as_str(),
             };
             let reason_code = if changed { action } else { "reason_changed" };
-            let entry = self.tx_entry(trace_id, &subject, reason_code, Value::Null);
+            let entry = self.tx_entry(trace_id, &subject, reason_code, || Value::Null);
             match self
                 .store_replace(next, current.version, entry.as_ref())
                 .await
