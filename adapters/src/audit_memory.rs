@@ -11,6 +11,7 @@ use vivified_ports::audit::{MAX_PAGE, MAX_SEAL_BATCH};
 use vivified_ports::audit_chain::{
     ChainHash, ChainHead, ChainKey, chain_hash_validated, validate_entry,
 };
+use serde_json::Value;
 use vivified_ports::{AuditEntry, AuditError, AuditLog, AuditQuery, SealReport, SealedEntry};
 
 /// An [`AuditLog`] in memory: pending entries and the sealed chain behind one lock,
@@ -31,13 +32,52 @@ pub struct InMemoryAuditLog {
 #[derive(Debug, Default)]
 struct State {
     /// Ascending, consecutive `seq`.
-    sealed: VecDeque<SealedEntry>,
-    /// With the canonical details `validate_entry` returned on append, so sealing
-    /// neither checks nor encodes an entry twice.
-    pending: VecDeque<(AuditEntry, String)>,
+    sealed: VecDeque<(u64, ChainHash, Kept)>,
+    pending: VecDeque<Kept>,
     /// The last sealed entry, even when it was dropped.
     head: Option<ChainHead>,
     dropped_pending: u64,
+}
+
+/// An entry as kept: its details as the canonical JSON [`validate_entry`] returned on
+/// append, parsed back when the entry is read (`entry.details` is `Null`). Sealing
+/// then neither checks nor encodes an entry a second time, and a kept entry holds a
+/// few dozen bytes of text instead of a `serde_json` object, whose map node alone is
+/// some 600 bytes.
+#[derive(Debug)]
+struct Kept {
+    entry: AuditEntry,
+    details: Box<str>,
+}
+
+impl Kept {
+    fn new(mut entry: AuditEntry) -> Result<Self, AuditError> {
+        let details = validate_entry(&entry)?.into_boxed_str();
+        entry.details = Value::Null;
+        Ok(Self {
+            entry: entry.normalized(),
+            details,
+        })
+    }
+
+    /// The entry as appended.
+    fn read(&self) -> AuditEntry {
+        AuditEntry {
+            // Canonical JSON always parses, to the value it was written from.
+            details: serde_json::from_str(&self.details)
+                .unwrap_or_else(|_| Value::String(self.details.to_string())),
+            ..self.entry.clone()
+        }
+    }
+}
+
+/// A sealed entry as read.
+fn sealed((seq, hash, kept): &(u64, ChainHash, Kept)) -> SealedEntry {
+    SealedEntry {
+        seq: *seq,
+        entry: kept.read(),
+        hash: *hash,
+    }
 }
 
 impl InMemoryAuditLog {
@@ -60,8 +100,8 @@ impl InMemoryAuditLog {
         state
             .sealed
             .iter()
-            .map(|e| e.entry.clone())
-            .chain(state.pending.iter().map(|(entry, _)| entry.clone()))
+            .map(|(_, _, kept)| kept.read())
+            .chain(state.pending.iter().map(Kept::read))
             .collect()
     }
 
@@ -83,8 +123,7 @@ impl Drop for SealingGuard<'_> {
 #[async_trait]
 impl AuditLog for InMemoryAuditLog {
     async fn append(&self, entry: AuditEntry) -> Result<(), AuditError> {
-        let details = validate_entry(&entry)?;
-        let entry = entry.normalized();
+        let kept = Kept::new(entry)?;
         let mut state = self.state();
         if state.sealed.len() + state.pending.len() >= self.capacity
             && state.sealed.pop_front().is_none()
@@ -92,7 +131,7 @@ impl AuditLog for InMemoryAuditLog {
         {
             state.dropped_pending += 1;
         }
-        state.pending.push_back((entry, details));
+        state.pending.push_back(kept);
         Ok(())
     }
 
@@ -114,21 +153,21 @@ impl AuditLog for InMemoryAuditLog {
             .head
             .map_or((0, ChainHash::GENESIS), |h| (h.seq, h.hash));
         let mut hashes = Vec::with_capacity(n);
-        for (entry, details) in state.pending.iter().take(n) {
+        for kept in state.pending.iter().take(n) {
             seq = seq.saturating_add(1);
-            prev = chain_hash_validated(key, &prev, seq, entry, details)?;
+            prev = chain_hash_validated(key, &prev, seq, &kept.entry, &kept.details)?;
             hashes.push((seq, prev));
         }
-        let sealed: Vec<SealedEntry> = state
+        let sealed: Vec<(u64, ChainHash, Kept)> = state
             .pending
             .drain(..n)
             .zip(hashes)
-            .map(|((entry, _), (seq, hash))| SealedEntry { seq, entry, hash })
+            .map(|(kept, (seq, hash))| (seq, hash, kept))
             .collect();
-        if let Some(last) = sealed.last() {
+        if let Some((seq, hash, _)) = sealed.last() {
             state.head = Some(ChainHead {
-                seq: last.seq,
-                hash: last.hash,
+                seq: *seq,
+                hash: *hash,
             });
         }
         state.sealed.extend(sealed);
@@ -141,7 +180,7 @@ impl AuditLog for InMemoryAuditLog {
 
     async fn range(&self, from_seq: u64, limit: usize) -> Result<Vec<SealedEntry>, AuditError> {
         let state = self.state();
-        let Some(first) = state.sealed.front().map(|e| e.seq) else {
+        let Some(first) = state.sealed.front().map(|(seq, _, _)| *seq) else {
             return Ok(Vec::new());
         };
         let skip = usize::try_from(from_seq.saturating_sub(first)).unwrap_or(usize::MAX);
@@ -150,7 +189,7 @@ impl AuditLog for InMemoryAuditLog {
             .iter()
             .skip(skip)
             .take(limit.min(MAX_PAGE))
-            .cloned()
+            .map(sealed)
             .collect())
     }
 
@@ -164,10 +203,11 @@ impl AuditLog for InMemoryAuditLog {
 
     async fn query(&self, query: &AuditQuery) -> Result<Vec<SealedEntry>, AuditError> {
         let state = self.state();
-        let matches = |e: &&SealedEntry| {
-            query.actor.as_ref().is_none_or(|a| *a == e.entry.actor)
-                && query.action.as_ref().is_none_or(|a| *a == e.entry.action)
-                && query.outcome.is_none_or(|o| o == e.entry.outcome)
+        let matches = |(_, _, kept): &&(u64, ChainHash, Kept)| {
+            let e = &kept.entry;
+            query.actor.as_ref().is_none_or(|a| *a == e.actor)
+                && query.action.as_ref().is_none_or(|a| *a == e.action)
+                && query.outcome.is_none_or(|o| o == e.outcome)
         };
         let limit = query.limit.min(MAX_PAGE);
         let out = if query.newest_first {
@@ -176,20 +216,20 @@ impl AuditLog for InMemoryAuditLog {
                 .sealed
                 .iter()
                 .rev()
-                .skip_while(|e| e.seq >= before)
+                .skip_while(|(seq, _, _)| *seq >= before)
                 .filter(matches)
                 .take(limit)
-                .cloned()
+                .map(sealed)
                 .collect()
         } else {
             let after = query.after.unwrap_or(0);
             state
                 .sealed
                 .iter()
-                .skip_while(|e| e.seq <= after)
+                .skip_while(|(seq, _, _)| *seq <= after)
                 .filter(matches)
                 .take(limit)
-                .cloned()
+                .map(sealed)
                 .collect()
         };
         Ok(out)
@@ -211,6 +251,27 @@ mod tests {
             100_000,
         )))
         .await;
+    }
+
+    #[tokio::test]
+    async fn details_kept_as_text_read_back_as_appended() {
+        let log = InMemoryAuditLog::new(10);
+        let mut entry = audit_entry("system", "a", AuditOutcome::Success, 1);
+        entry.details = serde_json::json!({
+            "max": u64::MAX, "min": i64::MIN, "text": "q\"\\\n\u{1}é😀",
+            "list": [null, true, [], {}], "z": {"b": 1, "a": -1}
+        });
+        log.append(entry.clone()).await.unwrap();
+        let expected = entry.normalized();
+        assert_eq!(log.entries(), [expected.clone()]);
+        log.seal(&test_chain_key(), 10).await.unwrap();
+        assert_eq!(log.entries(), [expected.clone()]);
+        assert_eq!(log.range(1, 10).await.unwrap()[0].entry, expected);
+        let query = AuditQuery {
+            limit: 10,
+            ..AuditQuery::default()
+        };
+        assert_eq!(log.query(&query).await.unwrap()[0].entry, expected);
     }
 
     #[tokio::test]

@@ -13,7 +13,9 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use hmac::{Hmac, KeyInit, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use sha2::Sha256;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use vivified_ports::{
@@ -82,9 +84,10 @@ struct Claims {
 ///
 /// The JSON and base64url of a token are done here, once each (`jsonwebtoken` decodes
 /// a token's header twice and its claims twice, through `serde_json::Value`, which
-/// cost more than the HMAC); the HMAC and the signature's encoding are
-/// `jsonwebtoken::crypto`'s. Tokens are standard JWTs: `jsonwebtoken` issues and
-/// verifies the same ones (tests below check both ways).
+/// cost more than the HMAC). Signing starts from an HMAC keyed once, when the issuer is
+/// built (`jsonwebtoken::crypto::sign` derives the HMAC's inner and outer keys for every
+/// token); verification is `jsonwebtoken`'s. Tokens are standard JWTs: `jsonwebtoken`
+/// issues and verifies the same ones (tests below check both ways).
 ///
 /// A token whose signature and claims checked out is remembered (see
 /// [`VerifiedTokens`]), so a plugin's heartbeats pay for its token's HMAC, base64 and
@@ -94,7 +97,8 @@ pub struct JwtTokenIssuer {
     kid: String,
     /// `base64url(header).` of the tokens this issuer signs (the header is fixed).
     header_prefix: String,
-    encoding: EncodingKey,
+    /// HMAC-SHA-256 keyed with the current secret, cloned for each token.
+    signer: Hmac<Sha256>,
     decoding: HashMap<String, DecodingKey>,
     ttl: Duration,
     verified: VerifiedTokens,
@@ -359,7 +363,9 @@ impl JwtTokenIssuer {
         Ok(Self {
             kid,
             header_prefix,
-            encoding: EncodingKey::from_secret(config.secret.expose().as_bytes()),
+            // HMAC takes a key of any length; an empty one was refused above.
+            signer: Hmac::new_from_slice(config.secret.expose().as_bytes())
+                .map_err(|_| JwtConfigError::EmptySecret)?,
             decoding,
             ttl: config.ttl,
             verified: VerifiedTokens::new(VERIFIED_TOKENS_CAPACITY),
@@ -505,11 +511,10 @@ impl TokenIssuer for JwtTokenIssuer {
         let mut token = String::with_capacity(self.header_prefix.len() + claims.len() * 4 / 3 + 48);
         token.push_str(&self.header_prefix);
         b64_encode_into(claims.as_bytes(), &mut token);
-        let signature =
-            jsonwebtoken::crypto::sign(token.as_bytes(), &self.encoding, Algorithm::HS256)
-                .map_err(|e| TokenError::Signing(Box::new(e)))?;
+        let mut mac = self.signer.clone();
+        mac.update(token.as_bytes());
         token.push('.');
-        token.push_str(&signature);
+        b64_encode_into(&mac.finalize().into_bytes(), &mut token);
         // Truncate to whole seconds: that is what the token says.
         let expires_at = OffsetDateTime::from_unix_timestamp(ts(expires_at))
             .map_err(|e| TokenError::Signing(Box::new(e)))?;
