@@ -263,9 +263,9 @@ mod tests {
         });
         log.append(entry.clone()).await.unwrap();
         let expected = entry.normalized();
-        assert_eq!(log.entries(), [expected.clone()]);
+        assert_eq!(log.entries(), std::slice::from_ref(&expected));
         log.seal(&test_chain_key(), 10).await.unwrap();
-        assert_eq!(log.entries(), [expected.clone()]);
+        assert_eq!(log.entries(), std::slice::from_ref(&expected));
         assert_eq!(log.range(1, 10).await.unwrap()[0].entry, expected);
         let query = AuditQuery {
             limit: 10,
