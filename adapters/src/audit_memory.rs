@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
+use serde_json::Value;
 use vivified_ports::audit::{MAX_PAGE, MAX_SEAL_BATCH};
 use vivified_ports::audit_chain::{
     ChainHash, ChainHead, ChainKey, chain_hash_validated, validate_entry,
 };
-use serde_json::Value;
 use vivified_ports::{AuditEntry, AuditError, AuditLog, AuditQuery, SealReport, SealedEntry};
 
 /// An [`AuditLog`] in memory: pending entries and the sealed chain behind one lock,

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -276,6 +276,27 @@ struct Inner {
     generation: AtomicU64,
     /// When each (plugin or `-`, reason) rejection was last audited.
     rejections: Mutex<HashMap<(String, &'static str), OffsetDateTime>>,
+    counters: HotCounters,
+}
+
+/// Handles of the counters every registration and heartbeat increments, taken from the
+/// installed `metrics` recorder on first use: looking a series up builds and hashes its
+/// key, about 1 % of a registration. Install the recorder before the registry first
+/// serves (the server does); one installed later does not see these series of a
+/// registry that has already counted them.
+#[derive(Default)]
+struct HotCounters {
+    registered: OnceLock<metrics::Counter>,
+    reregistered: OnceLock<metrics::Counter>,
+    audit_appended: OnceLock<metrics::Counter>,
+    heartbeat_accepted: OnceLock<metrics::Counter>,
+    event_registered: OnceLock<metrics::Counter>,
+    event_reregistered: OnceLock<metrics::Counter>,
+}
+
+/// Increments the counter in `cell`, looked up with `series` the first time.
+fn count(cell: &OnceLock<metrics::Counter>, series: impl FnOnce() -> metrics::Counter) {
+    cell.get_or_init(series).increment(1);
 }
 
 /// A rejected token use is audited at most once per plugin and reason in this window.
@@ -294,6 +315,7 @@ impl Registry {
                 self_preservation: AtomicBool::new(false),
                 generation: AtomicU64::new(0),
                 rejections: Mutex::new(HashMap::new()),
+                counters: HotCounters::default(),
             }),
         }
     }
@@ -550,11 +572,14 @@ impl Registry {
             details,
         };
         let appended = self.inner.ports.audit.append(entry).await;
-        metrics::counter!(
-            "vivified_audit_appends_total",
-            "outcome" => if appended.is_ok() { "ok" } else { "failed" }
-        )
-        .increment(1);
+        if appended.is_ok() {
+            count(
+                &self.inner.counters.audit_appended,
+                || metrics::counter!("vivified_audit_appends_total", "outcome" => "ok"),
+            );
+        } else {
+            metrics::counter!("vivified_audit_appends_total", "outcome" => "failed").increment(1);
+        }
         appended.map_err(|e| RegistryError::Unavailable {
             what: "audit log",
             source: Box::new(e),
@@ -566,8 +591,17 @@ impl Registry {
     /// for transitions that can repeat) — so consumers can drop duplicates.
     async fn lifecycle(&self, event_type: &str, id: &PluginId, key: &str, trace_id: &str) -> bool {
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
-        metrics::counter!("vivified_lifecycle_events_total", "event" => event_type.to_owned())
-            .increment(1);
+        let counters = &self.inner.counters;
+        match event_type {
+            "plugin.registered" => count(&counters.event_registered, || {
+                metrics::counter!("vivified_lifecycle_events_total", "event" => "plugin.registered")
+            }),
+            "plugin.reregistered" => count(&counters.event_reregistered, || {
+                metrics::counter!("vivified_lifecycle_events_total", "event" => "plugin.reregistered")
+            }),
+            _ => metrics::counter!("vivified_lifecycle_events_total", "event" => event_type.to_owned())
+                .increment(1),
+        }
         if event_type == "plugin.deregistered" {
             // No delivery after deregistration. Best effort: a queue left behind is
             // also ignored by pulls of a later registration of the id.
@@ -693,12 +727,14 @@ impl Registry {
         let target = target.as_str();
         let result = self.register_inner(manifest, bearer, trace_id).await;
         match &result {
-            Ok((reg, _)) => metrics::counter!(
-                "vivified_registrations_total",
-                "outcome" => "accepted",
-                "reason" => if reg.reregistered { "reregistered" } else { "registered" }
-            )
-            .increment(1),
+            Ok((reg, _)) if reg.reregistered => count(
+                &self.inner.counters.reregistered,
+                || metrics::counter!("vivified_registrations_total", "outcome" => "accepted", "reason" => "reregistered"),
+            ),
+            Ok(_) => count(
+                &self.inner.counters.registered,
+                || metrics::counter!("vivified_registrations_total", "outcome" => "accepted", "reason" => "registered"),
+            ),
             Err(e) => metrics::counter!(
                 "vivified_registrations_total",
                 "outcome" => "rejected",
@@ -1229,8 +1265,10 @@ impl Registry {
             .await
         {
             Ok(outcome) => {
-                metrics::counter!("vivified_heartbeats_total", "outcome" => "accepted")
-                    .increment(1);
+                count(
+                    &self.inner.counters.heartbeat_accepted,
+                    || metrics::counter!("vivified_heartbeats_total", "outcome" => "accepted"),
+                );
                 if outcome.recovered {
                     self.recovered(&outcome.record, trace_id).await;
                 }

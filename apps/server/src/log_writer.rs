@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How long the writer thread waits after the first pending line for others to join it.
-pub const LINGER: Duration = Duration::from_millis(2);
+pub const LINGER: Duration = Duration::from_millis(10);
 
 /// Bytes pending above which loggers wait for the writer.
 pub const MAX_PENDING: usize = 4 << 20;
