@@ -44,6 +44,10 @@
 //! # }).unwrap();
 //! ```
 //!
+//! Metrics go to the [`metrics`] crate's recorder. The registry takes the handles of
+//! the counters it increments on every registration and heartbeat on first use, so
+//! install your recorder before the registry first serves.
+//!
 //! Architecture Invariant: this crate depends on `vivified-ports` and pure libraries
 //! only — never on an adapter, axum, hyper, sqlx, async-nats, jsonwebtoken or tokio's
 //! networking (`tests/architecture.rs` enforces it).
