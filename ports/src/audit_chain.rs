@@ -316,7 +316,8 @@ fn write_json(out: &mut String, v: &Value, depth: usize) -> Result<(), EntryErro
                 return Err(EntryError::DetailsFloat);
             }
         }
-        Value::String(s) => write_string(out, s),
+        // Escaped as `serde_json` escapes (the canonical form's strings are JSON's).
+        Value::String(s) => crate::json::push_string(out, s),
         Value::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -335,7 +336,7 @@ fn write_json(out: &mut String, v: &Value, depth: usize) -> Result<(), EntryErro
                 if i > 0 {
                     out.push(',');
                 }
-                write_string(out, k);
+                crate::json::push_string(out, k);
                 out.push(':');
                 write_json(out, item, depth + 1)?;
             }
@@ -346,26 +347,6 @@ fn write_json(out: &mut String, v: &Value, depth: usize) -> Result<(), EntryErro
         return Err(EntryError::DetailsTooLarge);
     }
     Ok(())
-}
-
-fn write_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                out.push_str(&format!("\\u{:04x}", u32::from(c)));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 fn check_field(name: &'static str, value: &str) -> Result<(), EntryError> {
