@@ -152,13 +152,21 @@ async fn a_silent_plugin_goes_stale_recovers_and_is_deregistered_after_the_grace
     );
     register(&c, url, "fading").await; // the id is free again
 
-    let lines = json_lines(&server.stdout());
-    for m in [
+    let expected = [
         "plugin stale: no heartbeat within the ttl",
         "plugin recovered",
         "plugin deregistered: silent beyond deregister_after",
-    ] {
-        assert!(lines.iter().any(|l| message(l) == m), "no `{m}` log line");
+    ];
+    let has = |lines: &[Value], m: &str| lines.iter().any(|l| message(l) == m);
+    let out = server
+        .stdout_when(Duration::from_secs(2), |out| {
+            let lines = json_lines(out);
+            expected.iter().all(|m| has(&lines, m))
+        })
+        .await;
+    let lines = json_lines(&out);
+    for m in expected {
+        assert!(has(&lines, m), "no `{m}` log line");
     }
 }
 

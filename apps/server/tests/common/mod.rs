@@ -216,6 +216,19 @@ impl Server {
         self.stdout.text()
     }
 
+    /// Stdout once `done` holds for it, or as it stands after `timeout`: a line logged
+    /// just now reaches stdout with the log writer's next batch, up to its linger later.
+    pub async fn stdout_when(&self, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = self.stdout();
+            if done(&out) || Instant::now() > deadline {
+                return out;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Stderr captured so far (complete once the process has exited).
     pub fn stderr(&self) -> String {
         self.stderr.text()
