@@ -32,7 +32,7 @@ pub struct InMemoryAuditLog {
 #[derive(Debug, Default)]
 struct State {
     /// Ascending, consecutive `seq`.
-    sealed: VecDeque<(u64, ChainHash, Kept)>,
+    sealed: VecDeque<SealedKept>,
     pending: VecDeque<Kept>,
     /// The last sealed entry, even when it was dropped.
     head: Option<ChainHead>,
@@ -71,12 +71,22 @@ impl Kept {
     }
 }
 
-/// A sealed entry as read.
-fn sealed((seq, hash, kept): &(u64, ChainHash, Kept)) -> SealedEntry {
-    SealedEntry {
-        seq: *seq,
-        entry: kept.read(),
-        hash: *hash,
+/// A kept entry with its place in the chain.
+#[derive(Debug)]
+struct SealedKept {
+    seq: u64,
+    hash: ChainHash,
+    kept: Kept,
+}
+
+impl SealedKept {
+    /// The sealed entry as appended.
+    fn read(&self) -> SealedEntry {
+        SealedEntry {
+            seq: self.seq,
+            entry: self.kept.read(),
+            hash: self.hash,
+        }
     }
 }
 
@@ -100,7 +110,7 @@ impl InMemoryAuditLog {
         state
             .sealed
             .iter()
-            .map(|(_, _, kept)| kept.read())
+            .map(|e| e.kept.read())
             .chain(state.pending.iter().map(Kept::read))
             .collect()
     }
@@ -158,16 +168,16 @@ impl AuditLog for InMemoryAuditLog {
             prev = chain_hash_validated(key, &prev, seq, &kept.entry, &kept.details)?;
             hashes.push((seq, prev));
         }
-        let sealed: Vec<(u64, ChainHash, Kept)> = state
+        let sealed: Vec<SealedKept> = state
             .pending
             .drain(..n)
             .zip(hashes)
-            .map(|(kept, (seq, hash))| (seq, hash, kept))
+            .map(|(kept, (seq, hash))| SealedKept { seq, hash, kept })
             .collect();
-        if let Some((seq, hash, _)) = sealed.last() {
+        if let Some(last) = sealed.last() {
             state.head = Some(ChainHead {
-                seq: *seq,
-                hash: *hash,
+                seq: last.seq,
+                hash: last.hash,
             });
         }
         state.sealed.extend(sealed);
@@ -180,7 +190,7 @@ impl AuditLog for InMemoryAuditLog {
 
     async fn range(&self, from_seq: u64, limit: usize) -> Result<Vec<SealedEntry>, AuditError> {
         let state = self.state();
-        let Some(first) = state.sealed.front().map(|(seq, _, _)| *seq) else {
+        let Some(first) = state.sealed.front().map(|e| e.seq) else {
             return Ok(Vec::new());
         };
         let skip = usize::try_from(from_seq.saturating_sub(first)).unwrap_or(usize::MAX);
@@ -189,7 +199,7 @@ impl AuditLog for InMemoryAuditLog {
             .iter()
             .skip(skip)
             .take(limit.min(MAX_PAGE))
-            .map(sealed)
+            .map(SealedKept::read)
             .collect())
     }
 
@@ -203,8 +213,8 @@ impl AuditLog for InMemoryAuditLog {
 
     async fn query(&self, query: &AuditQuery) -> Result<Vec<SealedEntry>, AuditError> {
         let state = self.state();
-        let matches = |(_, _, kept): &&(u64, ChainHash, Kept)| {
-            let e = &kept.entry;
+        let matches = |e: &&SealedKept| {
+            let e = &e.kept.entry;
             query.actor.as_ref().is_none_or(|a| *a == e.actor)
                 && query.action.as_ref().is_none_or(|a| *a == e.action)
                 && query.outcome.is_none_or(|o| o == e.outcome)
@@ -216,20 +226,20 @@ impl AuditLog for InMemoryAuditLog {
                 .sealed
                 .iter()
                 .rev()
-                .skip_while(|(seq, _, _)| *seq >= before)
+                .skip_while(|e| e.seq >= before)
                 .filter(matches)
                 .take(limit)
-                .map(sealed)
+                .map(SealedKept::read)
                 .collect()
         } else {
             let after = query.after.unwrap_or(0);
             state
                 .sealed
                 .iter()
-                .skip_while(|(seq, _, _)| *seq <= after)
+                .skip_while(|e| e.seq <= after)
                 .filter(matches)
                 .take(limit)
-                .map(sealed)
+                .map(SealedKept::read)
                 .collect()
         };
         Ok(out)

@@ -148,7 +148,7 @@ impl<W: std::fmt::Write + ?Sized> std::fmt::Write for JsonEscaped<'_, W> {
 /// Writes `value` as a JSON string, escaped as `serde_json` escapes it.
 pub(crate) fn json_str<W: std::fmt::Write + ?Sized>(out: &mut W, value: &str) -> std::fmt::Result {
     out.write_char('"')?;
-    std::fmt::Write::write_str(&mut JsonEscaped(out), value)?;
+    vivified_ports::json::write_escaped(out, value)?;
     out.write_char('"')
 }
 
