@@ -3,8 +3,7 @@
 //! - `vivified-domain` knows nothing about HTTP, SQL, NATS, JWT libraries or tokio.
 //! - `vivified-ports` depends on serde, serde_json, async-trait, thiserror and time only.
 //! - `vivified-adapters` implements ports and never depends on the domain.
-//! - Every crate takes the workspace's lints (which forbid `unsafe`), except
-//!   `vivified-alloc`, the binary's allocator, which holds the one `unsafe impl`.
+//! - Every crate takes the workspace's lints, which forbid `unsafe`; none overrides it.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -185,29 +184,25 @@ fn members() -> Vec<(String, std::path::PathBuf)> {
 }
 
 #[test]
-fn only_the_allocator_crate_may_hold_unsafe_code() {
+fn no_crate_may_hold_unsafe_code() {
     let root = std::fs::read_to_string(workspace_root().join("Cargo.toml")).expect("read");
     assert!(
         root.contains("[workspace.lints.rust]\nunsafe_code = \"forbid\""),
         "the workspace lints forbid unsafe code"
     );
     let members = members();
-    assert!(members.len() >= 10, "{members:?}");
+    assert!(members.len() >= 9, "{members:?}");
     for (name, manifest) in members {
         let text = std::fs::read_to_string(&manifest).expect("read");
-        let inherits = text.contains("[lints]\nworkspace = true");
-        if name == "vivified-alloc" {
-            assert!(!inherits, "vivified-alloc sets its own lints");
-            assert!(
-                text.contains("unsafe_code = \"deny\""),
-                "{name} denies unsafe code"
-            );
-        } else {
-            assert!(
-                inherits,
-                "{name} takes the workspace lints ({})",
-                manifest.display()
-            );
-        }
+        assert!(
+            text.contains("[lints]\nworkspace = true"),
+            "{name} takes the workspace lints ({})",
+            manifest.display()
+        );
+        assert!(
+            !text.contains("unsafe_code"),
+            "{name} sets its own unsafe_code lint ({})",
+            manifest.display()
+        );
     }
 }

@@ -7,8 +7,9 @@
 //!   [`sqlite_backup`]: an online-consistent copy of it (`VACUUM INTO`).
 //! - [`postgres`] (feature `postgres`): `PostgresPluginStore`, for production and replicas.
 //! - [`nats`] (feature `nats`): `NatsEventBus`, deliveries in JetStream, for replicas.
-//! - [`audit_memory`], [`audit_sql`]: `InMemoryAuditLog`, `SqliteAuditLog`,
-//!   `PostgresAuditLog`, the tamper-evident audit chain (pending entries, one sealer).
+//! - [`audit_memory`], `sqlite::SqliteAuditLog`, `postgres::PostgresAuditLog`: the
+//!   tamper-evident audit chain (pending entries, one sealer); the SQL dialects share
+//!   one core and never depend on each other.
 //! - [`clock`]: `SystemClock` and a controllable `ManualClock` for tests.
 //!
 //! Architecture Invariant: adapters depend on `vivified-ports`, never on
@@ -16,8 +17,6 @@
 
 #[cfg(feature = "memory")]
 pub mod audit_memory;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub mod audit_sql;
 pub mod clock;
 #[cfg(feature = "jwt")]
 pub mod jwt;

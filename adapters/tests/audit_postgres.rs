@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
-use vivified_adapters::audit_sql::PostgresAuditLog;
+use vivified_adapters::postgres::PostgresAuditLog;
 use vivified_adapters::postgres::{PostgresConfig, PostgresPluginStore};
 use vivified_ports::audit::verify_log;
 use vivified_ports::audit_chain::ChainVerifier;

@@ -7,7 +7,7 @@ mod audit_common;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use vivified_adapters::audit_sql::SqliteAuditLog;
+use vivified_adapters::sqlite::SqliteAuditLog;
 use vivified_adapters::sqlite::SqlitePluginStore;
 use vivified_ports::audit::verify_log;
 use vivified_ports::audit_chain::ChainVerifier;

@@ -316,8 +316,7 @@ fn write_json(out: &mut String, v: &Value, depth: usize) -> Result<(), EntryErro
                 return Err(EntryError::DetailsFloat);
             }
         }
-        // Escaped as `serde_json` escapes (the canonical form's strings are JSON's).
-        Value::String(s) => crate::json::push_string(out, s),
+        Value::String(s) => push_string(out, s),
         Value::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -336,7 +335,7 @@ fn write_json(out: &mut String, v: &Value, depth: usize) -> Result<(), EntryErro
                 if i > 0 {
                     out.push(',');
                 }
-                crate::json::push_string(out, k);
+                push_string(out, k);
                 out.push(':');
                 write_json(out, item, depth + 1)?;
             }
@@ -347,6 +346,17 @@ fn write_json(out: &mut String, v: &Value, depth: usize) -> Result<(), EntryErro
         return Err(EntryError::DetailsTooLarge);
     }
     Ok(())
+}
+
+/// Appends `s` as a JSON string, quotes included, escaped minimally as the canonical
+/// form requires (`\"`, `\\`, `\b \f \n \r \t`, other control characters as
+/// lowercase `\u00xx`, everything else literal): exactly what `serde_json` writes, which
+/// writes it (`escapes_are_the_canonical_ones` pins every byte).
+fn push_string(out: &mut String, s: &str) {
+    // Serialising a `str` cannot fail.
+    if let Ok(quoted) = serde_json::to_string(s) {
+        out.push_str(&quoted);
+    }
 }
 
 fn check_field(name: &'static str, value: &str) -> Result<(), EntryError> {
@@ -826,6 +836,46 @@ pub fn seal_entries(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 8785's string escaping, written out from the RFC for comparison.
+    fn jcs_string(s: &str) -> String {
+        use std::fmt::Write as _;
+        let mut o = String::from('"');
+        for c in s.chars() {
+            match c {
+                '"' => o.push_str("\\\""),
+                '\\' => o.push_str("\\\\"),
+                '\u{8}' => o.push_str("\\b"),
+                '\u{c}' => o.push_str("\\f"),
+                '\n' => o.push_str("\\n"),
+                '\r' => o.push_str("\\r"),
+                '\t' => o.push_str("\\t"),
+                c if u32::from(c) < 0x20 => write!(o, "\\u{:04x}", u32::from(c)).unwrap(),
+                c => o.push(c),
+            }
+        }
+        o.push('"');
+        o
+    }
+
+    #[test]
+    fn escapes_are_the_canonical_ones() {
+        let all_ascii: String = (0u8..=0x7f).map(char::from).collect();
+        for s in [
+            "",
+            "plain",
+            all_ascii.as_str(),
+            "é ☃ 😀 \u{2028}\u{2029}\u{7f}",
+        ] {
+            let mut out = String::new();
+            push_string(&mut out, s);
+            assert_eq!(out, jcs_string(s), "{s:?}");
+            assert_eq!(
+                canonical_details(&Value::String(s.to_owned())).unwrap(),
+                jcs_string(s)
+            );
+        }
+    }
     use serde_json::json;
 
     fn key() -> ChainKey {

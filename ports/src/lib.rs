@@ -14,7 +14,6 @@ pub mod audit;
 pub mod audit_chain;
 pub mod bus;
 pub mod clock;
-pub mod json;
 pub mod plugin;
 pub mod secret;
 pub mod store;

@@ -175,7 +175,7 @@ struct Forms {
 impl StoredManifest {
     /// The manifest `value` kept as compact JSON text; its tree is not kept.
     pub fn from_value(value: &Value) -> Self {
-        let json = crate::json::to_compact(value);
+        let json = value.to_string();
         Self::with(OnceLock::from(json.into_boxed_str()), OnceLock::new())
     }
 

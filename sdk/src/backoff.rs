@@ -1,6 +1,5 @@
 //! Capped exponential backoff with jitter.
 
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 /// How long to wait between failed attempts: `initial`, doubling per failure, never
@@ -29,20 +28,13 @@ impl Default for Backoff {
 pub(crate) struct BackoffState {
     policy: Backoff,
     failures: u32,
-    rng: u64,
 }
 
 impl BackoffState {
     pub(crate) fn new(policy: Backoff) -> Self {
-        // Seeded from the standard library's per-process random hash keys: plenty for
-        // jitter, and no extra dependency.
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(u64::from(std::process::id()));
-        let rng = h.finish() | 1;
         Self {
             policy,
             failures: 0,
-            rng,
         }
     }
 
@@ -61,22 +53,13 @@ impl BackoffState {
         self.failures = self.failures.saturating_add(1);
         let half = cap / 2;
         let span = u64::try_from((cap - half).as_nanos()).unwrap_or(u64::MAX);
-        half + Duration::from_nanos(self.random() % span.saturating_add(1))
+        // Jitter from `fastrand`'s per-thread generator (seeded by the OS).
+        half + Duration::from_nanos(fastrand::u64(..=span))
     }
 
     /// Back to the first delay (after a success).
     pub(crate) fn reset(&mut self) {
         self.failures = 0;
-    }
-
-    fn random(&mut self) -> u64 {
-        // xorshift64
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng = x;
-        x
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use sqlx::{Connection, SqliteConnection};
-use vivified_adapters::audit_sql::SqliteAuditLog;
+use vivified_adapters::sqlite::SqliteAuditLog;
 use vivified_adapters::sqlite::SqlitePluginStore;
 use vivified_ports::AuditError;
 use vivified_ports::audit::MockAuditLog;

@@ -24,7 +24,7 @@ use vivified_domain::{ManifestValidator, Ports, Registry};
 use vivified_ports::audit_chain::ChainKey;
 use vivified_ports::{AuditLog, PluginId, PluginRecord, PluginStore, Secret, TokenIssuer};
 use vivified_server::audit::AuditChain;
-use vivified_server::startup::{App, router};
+use vivified_server::routes::{App, router};
 use vivified_server::{AppState, Services, Settings};
 
 /// The admin token every test app is configured with.

@@ -1,5 +1,5 @@
 //! HTTP API tests: every row of the API table and every error code, through the real
-//! router (`vivified_server::startup::router`) driven with `tower::ServiceExt::oneshot`.
+//! router (`vivified_server::routes::router`) driven with `tower::ServiceExt::oneshot`.
 
 mod audit;
 mod checkpoints;

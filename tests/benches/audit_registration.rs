@@ -3,7 +3,7 @@
 //! by more than a third (measure with and without, same run)".
 //!
 //! `POST /plugins/register` (dev mode, a new id every time) through the real router
-//! (`vivified_server::startup::router`, driven with `oneshot`: no socket), with
+//! (`vivified_server::routes::router`, driven with `oneshot`: no socket), with
 //! `CONCURRENCY` registrations in flight at once (tokio, 2 worker threads), on
 //!
 //! - a SQLite file opened as the server opens it (WAL, `synchronous=FULL`), and
@@ -46,11 +46,12 @@ use tokio::runtime::Runtime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
-use vivified_adapters::audit_sql::{PostgresAuditLog, SqliteAuditLog};
 use vivified_adapters::clock::SystemClock;
 use vivified_adapters::jwt::{JwtConfig, JwtTokenIssuer};
 use vivified_adapters::memory::InMemoryEventBus;
+use vivified_adapters::postgres::PostgresAuditLog;
 use vivified_adapters::postgres::{PostgresConfig, PostgresPluginStore};
+use vivified_adapters::sqlite::SqliteAuditLog;
 use vivified_adapters::sqlite::SqlitePluginStore;
 use vivified_domain::broker::{Broker, BrokerConfig};
 use vivified_domain::policy::Policy;
@@ -61,7 +62,7 @@ use vivified_ports::{
     PluginRecord, PluginStore, SealReport, SealedEntry, StoredManifest,
 };
 use vivified_server::audit::{AuditChain, SEAL_BATCH, SealerConfig, seal_until_stopped};
-use vivified_server::startup::{App, router};
+use vivified_server::routes::{App, router};
 use vivified_server::{AppState, Services, Settings};
 
 /// Registrations in flight at once.

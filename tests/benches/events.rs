@@ -1,5 +1,5 @@
 //! Events through the core (issue 6): `POST /events` to 10 subscribers, through the
-//! real router (`vivified_server::startup::router`, driven with `oneshot`, no socket),
+//! real router (`vivified_server::routes::router`, driven with `oneshot`, no socket),
 //! on the in-process bus and — when `VIVIFIED_TEST_NATS_URL` is set — on NATS
 //! JetStream (unique subject and stream prefixes per run; the streams are deleted at
 //! the end). Issue 6's target: at least 20 000 events/s to 10 subscribers on the
@@ -45,7 +45,7 @@ use vivified_domain::{ManifestValidator, Ports, Registry};
 use vivified_ports::audit_chain::ChainKey;
 use vivified_ports::{EventBus, PluginId};
 use vivified_server::audit::AuditChain;
-use vivified_server::startup::{App, router};
+use vivified_server::routes::{App, router};
 use vivified_server::{AppState, Services, Settings};
 
 const SUBSCRIBERS: usize = 10;

@@ -8,10 +8,10 @@ use std::time::Duration as StdDuration;
 
 use serde_json::json;
 use time::OffsetDateTime;
-use vivified_adapters::audit_sql::SqliteAuditLog;
 use vivified_adapters::clock::ManualClock;
 use vivified_adapters::jwt::{JwtConfig, JwtTokenIssuer};
 use vivified_adapters::memory::{InMemoryAuditLog, InMemoryEventBus, InMemoryPluginStore};
+use vivified_adapters::sqlite::SqliteAuditLog;
 use vivified_adapters::sqlite::SqlitePluginStore;
 use vivified_domain::{ManifestValidator, Mode, Ports, Registry, RegistryConfig, RegistryError};
 use vivified_ports::{
@@ -248,7 +248,7 @@ async fn a_store_without_the_audit_log_refuses_audited_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_holds_on_postgres_in_one_statement() {
     use sqlx::{Connection, PgConnection};
-    use vivified_adapters::audit_sql::PostgresAuditLog;
+    use vivified_adapters::postgres::PostgresAuditLog;
     use vivified_adapters::postgres::{PostgresConfig, PostgresPluginStore};
     let Ok(admin_url) = std::env::var("VIVIFIED_TEST_POSTGRES_URL") else {
         assert!(

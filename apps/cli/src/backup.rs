@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use vivified_adapters::sqlite_backup::{SqliteBackupError, backup_sqlite};
+use vivified_adapters::sqlite_backup::backup_sqlite;
 
 use crate::Error;
 use crate::error::runtime;
@@ -26,22 +26,6 @@ pub struct Args {
     /// The backup file to create; it must not exist.
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
-}
-
-/// Why `vivified backup` failed: the adapter's reason, with the exit code it means.
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct BackupError(#[from] SqliteBackupError);
-
-impl BackupError {
-    /// 2 when the command could not start (a path is wrong, the file is not a store),
-    /// 1 when the copy itself failed.
-    pub fn exit_code(&self) -> u8 {
-        match self.0 {
-            SqliteBackupError::Write { .. } | SqliteBackupError::Corrupt { .. } => 1,
-            _ => 2,
-        }
-    }
 }
 
 /// Writes the backup and prints what it holds.

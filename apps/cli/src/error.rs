@@ -37,7 +37,7 @@ pub enum Error {
     /// `vivified backup` wrote no backup.
     #[cfg(feature = "serve")]
     #[error(transparent)]
-    Backup(#[from] crate::backup::BackupError),
+    Backup(#[from] BackupError),
 }
 
 impl Error {
@@ -71,4 +71,23 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .enable_all()
         .build()
         .map_err(Error::Runtime)
+}
+
+#[cfg(feature = "serve")]
+/// Why `vivified backup` failed: the adapter's reason, with the exit code it means.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct BackupError(#[from] vivified_adapters::sqlite_backup::SqliteBackupError);
+
+#[cfg(feature = "serve")]
+impl BackupError {
+    /// 2 when the command could not start (a path is wrong, the file is not a store),
+    /// 1 when the copy itself failed.
+    pub fn exit_code(&self) -> u8 {
+        match self.0 {
+            vivified_adapters::sqlite_backup::SqliteBackupError::Write { .. }
+            | vivified_adapters::sqlite_backup::SqliteBackupError::Corrupt { .. } => 1,
+            _ => 2,
+        }
+    }
 }

@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The bearer credential of `Authorization: Bearer …`, if any. A header with another
 /// scheme counts as no credential.

@@ -2,19 +2,18 @@
 //! rules live in `vivified-domain`, the backends in `vivified-adapters`.
 
 pub mod audit;
-pub mod audit_routes;
 pub mod conn_watch;
 pub mod dev_secrets;
 pub mod error;
-pub mod event_routes;
 pub mod extract;
-pub mod log_writer;
 pub mod metrics;
 pub mod routes;
 pub mod settings;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
 pub mod tls;
+pub mod wire;
 
 pub use settings::Settings;
 pub use startup::{AppState, Application, Services, StartupError};

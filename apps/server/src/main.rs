@@ -7,15 +7,14 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use vivified_domain::Mode;
-use vivified_server::log_writer::LogWriter;
 use vivified_server::{Application, Settings, settings::LogFormat, telemetry};
 
-/// mimalloc instead of glibc's malloc: under load the worker threads contended on
-/// glibc's arena locks (a futex wait or wake every few requests) and grew its heaps
-/// with an `mprotect` per registration; see `docs/PERFORMANCE.md`. `vivified-alloc`
-/// enters it through `mi_malloc` where that already gives the alignment asked for.
+/// mimalloc instead of glibc's malloc (feature `mimalloc`, on by default): under load
+/// the worker threads contended on glibc's arena locks; the load harness compares the
+/// two (`docs/PERFORMANCE.md`).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
-static ALLOCATOR: vivified_alloc::MiMalloc = vivified_alloc::MiMalloc;
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The Vivified plugin platform core.
 #[derive(Debug, Parser)]
@@ -39,19 +38,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Log lines are written in batches by a thread of their own; the guard writes out
-    // what is pending when `main` returns (after the runtime has stopped).
-    let _log_guard = match LogWriter::spawn(std::io::stdout()) {
-        Ok((writer, guard)) => {
-            telemetry::init(&settings.log_level, settings.log_format, writer);
-            Some(guard)
-        }
-        Err(e) => {
-            eprintln!("vivified-server: cannot start the log writer ({e}); logging directly");
-            telemetry::init(&settings.log_level, settings.log_format, std::io::stdout);
-            None
-        }
-    };
+    // Log lines are written by `tracing-appender`'s worker thread, never dropped
+    // (`lossy(false)`: loggers wait when its queue is full); the guard writes out what
+    // is pending when `main` returns (after the runtime has stopped).
+    let (writer, _log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("vivified-log")
+        .finish(std::io::stdout());
+    telemetry::init(&settings.log_level, settings.log_format, writer);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use vivified_ports::{Liveness, PluginId};
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Upper bounds (seconds) of the request latency histogram.
 const LATENCY_BUCKETS: &[f64] = &[

@@ -7,22 +7,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderValue, Method, header};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::get;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tower_http::cors::{AllowOrigin, CorsLayer};
-use vivified_adapters::audit_sql::{PostgresAuditLog, SqliteAuditLog};
 use vivified_adapters::clock::SystemClock;
 use vivified_adapters::jwt::{JwtConfig, JwtTokenIssuer};
 use vivified_adapters::memory::{
     InMemoryAuditLog, InMemoryBusConfig, InMemoryEventBus, InMemoryPluginStore,
 };
 use vivified_adapters::nats::{NatsBusConfig, NatsEventBus};
+use vivified_adapters::postgres::PostgresAuditLog;
 use vivified_adapters::postgres::{PostgresConfig, PostgresPluginStore};
+use vivified_adapters::sqlite::SqliteAuditLog;
 use vivified_adapters::sqlite::SqlitePluginStore;
 use vivified_domain::broker::{Broker, BrokerConfig};
 use vivified_domain::policy::Policy;
@@ -32,43 +31,9 @@ use vivified_ports::{AuditLog, EventBus, PluginStore, Secret};
 
 use crate::audit::AuditChain;
 use crate::conn_watch::{ConnWatch, Watched, watch_connection};
+use crate::routes::{App, router};
 use crate::settings::{BusSetting, Settings, StoreSetting};
-use crate::telemetry;
-use crate::{audit_routes, event_routes, routes};
-
-/// What every handler can reach: one shared [`Services`], so the clone every request
-/// makes (axum hands each handler its own state) is one reference-count increment.
-#[derive(Clone)]
-pub struct AppState(Arc<Services>);
-
-impl AppState {
-    /// Shares `services` between the handlers.
-    pub fn new(services: Services) -> Self {
-        Self(Arc::new(services))
-    }
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Services;
-
-    fn deref(&self) -> &Services {
-        &self.0
-    }
-}
-
-/// The services behind [`AppState`].
-pub struct Services {
-    /// The registry service.
-    pub registry: Registry,
-    /// Largest request body.
-    pub max_body_bytes: usize,
-    /// The audit log (the registry's) and its chain key, for `/audit` and `/ready`.
-    pub audit: AuditChain,
-    /// Events between plugins.
-    pub broker: Broker,
-    /// Longest `wait` of a pull of events.
-    pub events_max_wait: Duration,
-}
+pub use crate::state::{AppState, Services};
 
 /// Why the core did not start. One line each, naming the setting where there is one.
 #[derive(Debug, thiserror::Error)]
@@ -669,79 +634,6 @@ async fn shutdown_signal() {
         () = term => {},
     }
 }
-
-/// The HTTP API over `state`. Tests drive it with `tower::ServiceExt::oneshot`.
-pub fn router(state: AppState, settings: &Settings) -> App {
-    let mut routes: Vec<(&'static str, MethodRouter<AppState>)> = vec![
-        ("/health", get(routes::health)),
-        ("/ready", get(routes::ready)),
-        ("/plugins", get(routes::list)),
-        ("/plugins/register", post(routes::register)),
-        ("/plugins/{id}", get(routes::get).delete(routes::deregister)),
-        ("/plugins/{id}/heartbeat", post(routes::heartbeat)),
-        ("/plugins/{id}/token", post(routes::refresh)),
-        ("/plugins/{id}/disable", post(routes::disable)),
-        ("/plugins/{id}/enable", post(routes::enable)),
-        ("/tokens/introspect", post(routes::introspect)),
-        ("/events", post(event_routes::publish)),
-        (telemetry::LONG_POLL_ROUTE, get(event_routes::pull)),
-        ("/audit", get(audit_routes::list)),
-        ("/audit/verify", get(audit_routes::verify)),
-        ("/audit/export", get(audit_routes::export)),
-    ];
-    if settings.mode == Mode::Dev {
-        routes.push(("/openapi.json", get(routes::openapi)));
-    }
-    // Install the recorder before the first request records anything.
-    crate::metrics::handle();
-    if settings.metrics_bind.is_none() {
-        routes.push(("/metrics", get(crate::metrics::render)));
-    }
-    // The trace layer labels requests with the same templates the router routes by.
-    let templates: Vec<&'static str> = routes.iter().map(|(t, _)| *t).collect();
-    let mut app = routes
-        .into_iter()
-        .fold(Router::new(), |api, (template, methods)| {
-            api.route(template, methods)
-        })
-        .fallback(routes::not_found)
-        .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(axum::extract::DefaultBodyLimit::disable())
-        .with_state(state);
-    if !settings.allowed_origins.is_empty() {
-        let origins: Vec<HeaderValue> = settings
-            .allowed_origins
-            .iter()
-            .filter_map(|o| HeaderValue::from_str(o).ok())
-            .collect();
-        app = app.layer(
-            CorsLayer::new()
-                .allow_origin(AllowOrigin::list(origins))
-                .allow_methods([Method::GET, Method::POST, Method::DELETE])
-                .allow_headers([
-                    header::AUTHORIZATION,
-                    header::CONTENT_TYPE,
-                    telemetry::X_REQUEST_ID.clone(),
-                ])
-                .expose_headers([telemetry::X_REQUEST_ID.clone()])
-                .allow_credentials(true)
-                .max_age(Duration::from_secs(600)),
-        );
-    }
-    tower::Layer::layer(
-        &telemetry::TraceLayer::new(
-            telemetry::Timeouts {
-                request: settings.request_timeout,
-                long_poll: settings.events_max_wait,
-            },
-            &templates,
-        ),
-        app,
-    )
-}
-
-/// The HTTP API as one service: the router inside the trace layer.
-pub type App = telemetry::Traced<Router>;
 
 /// The built-in rules, or the policy file's (one line naming the position and reason
 /// when it is malformed).

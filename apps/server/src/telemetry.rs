@@ -102,101 +102,36 @@ tokio::task_local! {
     pub static REQUEST: RequestContext;
 }
 
-/// An event's fields in name order, a later value for a name replacing an earlier
-/// one (as a JSON map would). Each value is written as JSON, as it is recorded, into
-/// one buffer: no `String` or `serde_json::Value` per field.
+/// An event's fields as a JSON map (sorted by name; a later value for a name replaces
+/// an earlier one).
 #[derive(Default)]
-struct Fields {
-    json: String,
-    /// (name, the value's JSON in `json`), sorted by name.
-    index: Vec<(&'static str, std::ops::Range<usize>)>,
-}
+struct JsonFields(serde_json::Map<String, serde_json::Value>);
 
-impl Fields {
-    /// Records the JSON `write` appends to the buffer as the value of `name`.
-    fn record(&mut self, name: &'static str, write: impl FnOnce(&mut String)) {
-        let start = self.json.len();
-        write(&mut self.json);
-        let range = start..self.json.len();
-        match self.index.binary_search_by(|(k, _)| k.cmp(&name)) {
-            Ok(i) => self.index[i].1 = range,
-            Err(i) => self.index.insert(i, (name, range)),
-        }
-    }
-
-    /// Removes `name`, returning where its JSON is.
-    fn remove(&mut self, name: &str) -> Option<std::ops::Range<usize>> {
-        let i = self.index.binary_search_by(|(k, _)| (*k).cmp(name)).ok()?;
-        Some(self.index.remove(i).1)
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        self.index.iter().map(|(k, r)| (*k, &self.json[r.clone()]))
-    }
-}
-
-/// A `fmt::Write` that writes what it is given as the inside of a JSON string,
-/// escaped exactly as `serde_json` escapes it.
-struct JsonEscaped<'a, W: std::fmt::Write + ?Sized>(&'a mut W);
-
-impl<W: std::fmt::Write + ?Sized> std::fmt::Write for JsonEscaped<'_, W> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        vivified_ports::json::write_escaped(self.0, s)
-    }
-}
-
-/// Writes `value` as a JSON string, escaped as `serde_json` escapes it.
-pub(crate) fn json_str<W: std::fmt::Write + ?Sized>(out: &mut W, value: &str) -> std::fmt::Result {
-    out.write_char('"')?;
-    vivified_ports::json::write_escaped(out, value)?;
-    out.write_char('"')
-}
-
-/// Collects an event's fields.
-struct JsonVisitor<'a>(&'a mut Fields);
-
-impl tracing::field::Visit for JsonVisitor<'_> {
+impl tracing::field::Visit for JsonFields {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        use std::fmt::Write as _;
-        self.0.record(field.name(), |out| {
-            out.push('"');
-            let _ = write!(JsonEscaped(out), "{value:?}");
-            out.push('"');
-        });
+        self.0
+            .insert(field.name().to_owned(), format!("{value:?}").into());
     }
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.0.record(field.name(), |out| {
-            let _ = json_str(out, value);
-        });
+        self.0.insert(field.name().to_owned(), value.into());
     }
     fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
-        use std::fmt::Write as _;
-        self.0.record(field.name(), |out| {
-            let _ = write!(out, "{value}");
-        });
+        self.0.insert(field.name().to_owned(), value.into());
     }
     fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        use std::fmt::Write as _;
-        self.0.record(field.name(), |out| {
-            let _ = write!(out, "{value}");
-        });
+        self.0.insert(field.name().to_owned(), value.into());
     }
     fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
-        self.0.record(field.name(), |out| {
-            out.push_str(if value { "true" } else { "false" });
-        });
+        self.0.insert(field.name().to_owned(), value.into());
     }
     fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
-        // As a JSON map would hold it: finite numbers as `serde_json` writes them,
-        // others as null.
-        self.0.record(field.name(), |out| {
-            out.push_str(&serde_json::Value::from(value).to_string());
-        });
+        // Non-finite numbers have no JSON form: null.
+        self.0.insert(field.name().to_owned(), value.into());
     }
 }
 
-/// The fmt layer formats every new span's fields into its extensions; `JsonLines` reads
-/// them from [`SpanFields`] instead, so that work (on every request) is skipped.
+/// The fmt layer formats every new span's fields into its extensions; [`Lines`] does
+/// not read them (the request's context is a task-local), so that work is skipped.
 struct NoFields;
 
 impl<'w> tracing_subscriber::fmt::FormatFields<'w> for NoFields {
@@ -209,9 +144,36 @@ impl<'w> tracing_subscriber::fmt::FormatFields<'w> for NoFields {
     }
 }
 
-/// One line per event. JSON (default): `timestamp`, `level`, `target`, `trace_id` (the
-/// request's, or `system`), `message`, the event's `fields`, and `request` (method and
-/// route template) inside a request. Pretty: the same as `key=value` text.
+/// A JSON log line, members in name order (what `serde_json` writes for a map).
+#[derive(serde::Serialize)]
+struct JsonLine<'a> {
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    fields: &'a serde_json::Map<String, serde_json::Value>,
+    level: &'static str,
+    message: &'a serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<RequestLine<'a>>,
+    target: &'a str,
+    timestamp: &'a str,
+    trace_id: &'a str,
+}
+
+/// The `request` member of a [`JsonLine`].
+#[derive(serde::Serialize)]
+struct RequestLine<'a> {
+    method: &'a str,
+    route: &'a str,
+}
+
+/// One line per event, through `tracing-subscriber`'s fmt layer: this formats the
+/// line, the layer hands it to the writer. JSON (default): `timestamp`, `level`,
+/// `target`, `trace_id` (the request's, or `system`), `message`, the event's `fields`,
+/// and `request` (method and route template) inside a request, serialised by
+/// `serde_json`. Pretty: the same as `key=value` text.
+///
+/// A `FormatEvent` of ours rather than the layer's `json()` formatter because the
+/// trace id is a top-level member read from the request's task-local ([`REQUEST`]),
+/// which the built-in formatter cannot place there.
 struct Lines {
     json: bool,
 }
@@ -227,59 +189,49 @@ where
         mut writer: tracing_subscriber::fmt::format::Writer<'_>,
         event: &tracing::Event<'_>,
     ) -> std::fmt::Result {
-        let mut fields = Fields::default();
-        event.record(&mut JsonVisitor(&mut fields));
-        let message = fields.remove("message");
-        let message = message.map_or("null", |r| &fields.json[r]);
+        let mut fields = JsonFields::default();
+        event.record(&mut fields);
+        let JsonFields(mut fields) = fields;
+        let message = fields.remove("message").unwrap_or(serde_json::Value::Null);
         let meta = event.metadata();
-        let timestamp = crate::routes::rfc3339(OffsetDateTime::now_utc());
+        let timestamp = OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|_| std::fmt::Error)?;
         // The whole line, with the request's context if there is one.
         let line = |w: &mut tracing_subscriber::fmt::format::Writer<'_>,
                     request: Option<&RequestContext>| {
             let trace_id = request.map_or("system", |r| &*r.trace_id);
             if !self.json {
-                let message =
-                    serde_json::from_str::<String>(message).unwrap_or_else(|_| message.to_owned());
+                let text = match &message {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
                 write!(
                     w,
-                    "{timestamp} {:>5} {} trace_id={trace_id} {message}",
+                    "{timestamp} {:>5} {} trace_id={trace_id} {text}",
                     meta.level(),
                     meta.target()
                 )?;
-                for (k, v) in fields.iter() {
+                for (k, v) in &fields {
                     write!(w, " {k}={v}")?;
                 }
                 return writeln!(w);
             }
-            // The members in name order, as a JSON map writes them, written directly.
-            w.write_char('{')?;
-            for (i, (k, v)) in fields.iter().enumerate() {
-                w.write_str(if i == 0 { "\"fields\":{" } else { "," })?;
-                json_str(w, k)?;
-                w.write_char(':')?;
-                w.write_str(v)?;
-            }
-            if !fields.index.is_empty() {
-                w.write_str("},")?;
-            }
-            w.write_str("\"level\":")?;
-            json_str(w, meta.level().as_str())?;
-            w.write_str(",\"message\":")?;
-            w.write_str(message)?;
-            if let Some(r) = request {
-                w.write_str(",\"request\":{\"method\":")?;
-                json_str(w, r.method.as_str())?;
-                w.write_str(",\"route\":")?;
-                json_str(w, r.route())?;
-                w.write_char('}')?;
-            }
-            w.write_str(",\"target\":")?;
-            json_str(w, meta.target())?;
-            w.write_str(",\"timestamp\":")?;
-            json_str(w, &timestamp)?;
-            w.write_str(",\"trace_id\":")?;
-            json_str(w, trace_id)?;
-            w.write_str("}\n")
+            let line = JsonLine {
+                fields: &fields,
+                level: meta.level().as_str(),
+                message: &message,
+                request: request.map(|r| RequestLine {
+                    method: r.method.as_str(),
+                    route: r.route(),
+                }),
+                target: meta.target(),
+                timestamp: &timestamp,
+                trace_id,
+            };
+            let json = serde_json::to_string(&line).map_err(|_| std::fmt::Error)?;
+            w.write_str(&json)?;
+            w.write_char('\n')
         };
         match REQUEST.try_with(|r| line(&mut writer, Some(r))) {
             Ok(written) => written,
@@ -317,46 +269,15 @@ fn request_trace_id(headers: &axum::http::HeaderMap) -> (Arc<str>, Option<Header
     (Arc::from(id), header)
 }
 
-/// A fresh random trace id (32 hex digits, as W3C's). A thread-local xorshift generator
-/// seeded from the OS: a syscall per request would cost more than the rest of `/health`.
-/// Trace ids correlate log lines; they are not secrets.
+/// A fresh random trace id (32 hex digits, as W3C's), from `fastrand`'s per-thread
+/// generator (seeded from the operating system): a system call per request would cost
+/// more than the rest of `/health`. Trace ids correlate log lines; they are not secrets.
 fn fresh_trace_id() -> [u8; 32] {
-    use std::cell::Cell;
-    thread_local! {
-        static STATE: Cell<(u64, u64)> = Cell::new(seed());
-    }
-    fn seed() -> (u64, u64) {
-        let mut buf = [0u8; 16];
-        if getrandom::fill(&mut buf).is_err() {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos());
-            buf = t.to_le_bytes();
-        }
-        let a = u64::from_le_bytes(buf[..8].try_into().unwrap_or_default()) | 1;
-        let b = u64::from_le_bytes(buf[8..].try_into().unwrap_or_default()) | 1;
-        (a, b)
-    }
-    STATE.with(|state| {
-        // xorshift128+
-        let next = |state: &Cell<(u64, u64)>| {
-            let (mut s1, s0) = state.get();
-            s1 ^= s1 << 23;
-            s1 ^= s1 >> 17;
-            s1 ^= s0 ^ (s0 >> 26);
-            state.set((s0, s1));
-            s1.wrapping_add(s0)
-        };
-        let (a, b) = (next(state), next(state));
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = [0u8; 32];
-        for (i, n) in [a, b].into_iter().enumerate() {
-            for j in 0..16 {
-                out[i * 16 + j] = HEX[((n >> (60 - 4 * j)) & 0xf) as usize];
-            }
-        }
-        out
-    })
+    let mut out = [0u8; 32];
+    // 32 lowercase hex digits: `{:032x}` of a u128 is exactly 32 ASCII bytes.
+    let text = format!("{:032x}", fastrand::u128(..));
+    out.copy_from_slice(text.as_bytes());
+    out
 }
 
 /// `00-<32 hex>-<16 hex>-<2 hex>`, trace id not all zeros.
@@ -409,7 +330,7 @@ pub struct Timeouts {
 /// `GET /health`'s instructions (callgrind, `docs/PERFORMANCE.md`). Outside the router
 /// axum's `MatchedPath` is not set yet, so the layer finds the route template itself,
 /// with the same matcher (`matchit`) over the same templates the router was built from
-/// (see `startup::router`).
+/// (see `routes::router`).
 #[derive(Clone, Debug)]
 pub struct TraceLayer {
     timeouts: Timeouts,

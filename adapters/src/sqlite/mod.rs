@@ -1,6 +1,9 @@
 //! `SqlitePluginStore`: the embedded default. One file, WAL journal, `synchronous=FULL`
 //! so that an acknowledged write survives a crash of the process or the machine.
 
+mod audit;
+pub use audit::SqliteAuditLog;
+
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -29,28 +32,28 @@ pub fn migrator() -> Migrator {
             1,
             "plugins".into(),
             MigrationType::Simple,
-            include_str!("../migrations/sqlite/0001_plugins.sql").into_sql_str(),
+            include_str!("../../migrations/sqlite/0001_plugins.sql").into_sql_str(),
             false,
         ),
         Migration::new(
             2,
             "deadlines".into(),
             MigrationType::Simple,
-            include_str!("../migrations/sqlite/0002_deadlines.sql").into_sql_str(),
+            include_str!("../../migrations/sqlite/0002_deadlines.sql").into_sql_str(),
             false,
         ),
         Migration::new(
             3,
             "outbox".into(),
             MigrationType::Simple,
-            include_str!("../migrations/sqlite/0003_outbox.sql").into_sql_str(),
+            include_str!("../../migrations/sqlite/0003_outbox.sql").into_sql_str(),
             false,
         ),
         Migration::new(
             4,
             "audit".into(),
             MigrationType::Simple,
-            include_str!("../migrations/sqlite/0004_audit.sql").into_sql_str(),
+            include_str!("../../migrations/sqlite/0004_audit.sql").into_sql_str(),
             false,
         ),
     ])
@@ -189,13 +192,43 @@ impl crate::sql::HasDb for SqlitePluginStore {
 
     fn insert_audit<'t>(
         tx: &'t mut sqlx::Transaction<'_, sqlx::Sqlite>,
-        row: &'t crate::audit_sql::PendingRow,
+        row: &'t crate::sql::audit::PendingRow,
     ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send + 't {
-        crate::audit_sql::insert_pending_sqlite(&mut **tx, row)
+        insert_pending(&mut **tx, row)
     }
 }
 
 sql_plugin_store!(SqlitePluginStore, QUERIES);
+
+/// Inserts one pending entry with `exec` — a pool, a connection, or the transaction of
+/// the state change it records (`&mut *tx`): the transactional append. Takes no lock
+/// beyond the row it inserts.
+///
+/// # Errors
+/// The driver's error, for the caller to map.
+pub(crate) async fn insert_pending<'e, E>(
+    exec: E,
+    row: &crate::sql::audit::PendingRow,
+) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    sqlx::query(
+        "INSERT INTO audit_pending (at, actor, action, target, outcome, reason, trace_id, details) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(row.at)
+    .bind(&row.actor)
+    .bind(&row.action)
+    .bind(&row.target)
+    .bind(row.outcome)
+    .bind(&row.reason)
+    .bind(&row.trace_id)
+    .bind(&row.details)
+    .execute(exec)
+    .await
+    .map(drop)
+}
 
 #[cfg(test)]
 mod tests {

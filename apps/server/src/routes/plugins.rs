@@ -1,4 +1,5 @@
-//! HTTP handlers: thin translations between wire bodies and the registry.
+//! The plugin lifecycle: register, heartbeat, refresh, list, get, deregister, disable,
+//! enable, introspect. Thin translations between wire bodies and the registry.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -6,166 +7,28 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::fmt::Write as _;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use vivified_domain::{HeartbeatReport, IssuedRegistration};
 use vivified_ports::{Health, PluginId, PluginRecord, StoredManifest};
 
 use crate::error::ApiError;
 use crate::extract::{Bearer, JsonObject, OptionalJson};
-use crate::startup::AppState;
-use crate::telemetry::{TraceId, json_str};
+use crate::state::AppState;
+use crate::telemetry::TraceId;
+use crate::wire::rfc3339;
 
-/// RFC 3339, exactly as `time`'s `Rfc3339` writes it (fraction only when non-zero,
-/// without trailing zeros), with a direct path for UTC times of years 0–9999, which
-/// every time here is: `time`'s general formatter costs more than the rest of
-/// `/health`'s handler.
-pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
-    if !t.offset().is_utc() || !(0..=9999).contains(&t.year()) {
-        return t.format(&Rfc3339).unwrap_or_default();
-    }
-    finish(date_time(t), t.nanosecond())
+/// The answer to a registration or a refresh.
+#[derive(Serialize)]
+struct TokenBody<'a> {
+    status: &'a str,
+    plugin_id: &'a str,
+    token: &'a str,
+    expires_at: String,
+    heartbeat_interval_secs: u64,
+    heartbeat_interval_ms: u128,
 }
 
-/// `YYYY-MM-DDTHH:MM:SS` of a UTC time of years 0–9999.
-fn date_time(t: OffsetDateTime) -> [u8; 19] {
-    let mut out = *b"0000-00-00T00:00:00";
-    let mut put = |at: usize, n: u32, width: usize| {
-        let mut n = n;
-        for d in out[at..at + width].iter_mut().rev() {
-            *d = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-    };
-    put(0, t.year().unsigned_abs(), 4);
-    put(5, u32::from(u8::from(t.month())), 2);
-    put(8, u32::from(t.day()), 2);
-    put(11, u32::from(t.hour()), 2);
-    put(14, u32::from(t.minute()), 2);
-    put(17, u32::from(t.second()), 2);
-    out
-}
-
-/// `date_time`, then `.fraction` (when `nanos` is not zero, without trailing zeros)
-/// and `Z`, as one `String`.
-fn finish(date_time: [u8; 19], nanos: u32) -> String {
-    let mut out = [0u8; 30];
-    out[..19].copy_from_slice(&date_time);
-    let mut len = 19;
-    if nanos != 0 {
-        let (mut n, mut width) = (nanos, 9);
-        while n.is_multiple_of(10) {
-            n /= 10;
-            width -= 1;
-        }
-        out[19] = b'.';
-        for d in out[20..20 + width].iter_mut().rev() {
-            *d = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
-        len = 20 + width;
-    }
-    out[len] = b'Z';
-    // ASCII digits and separators only: always UTF-8.
-    std::str::from_utf8(&out[..=len])
-        .map(str::to_owned)
-        .unwrap_or_default()
-}
-
-/// The current time as [`rfc3339`] writes it. The date and time of day are formatted
-/// once per second per thread (what a load balancer polling `/health` makes of it).
-fn now_rfc3339() -> String {
-    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        Ok(since_epoch) => rfc3339_since_epoch(since_epoch),
-        Err(_) => rfc3339(OffsetDateTime::now_utc()),
-    }
-}
-
-/// [`rfc3339`] of the Unix epoch plus `since_epoch`, with this thread's formatted
-/// second reused while the second is the same (the current time past year 9999).
-fn rfc3339_since_epoch(since_epoch: std::time::Duration) -> String {
-    use std::cell::Cell;
-    thread_local! {
-        static SECOND: Cell<Option<(u64, [u8; 19])>> = const { Cell::new(None) };
-    }
-    let secs = since_epoch.as_secs();
-    let formatted = SECOND.with(|cached| match cached.get() {
-        Some((s, date_time)) if s == secs => Some(date_time),
-        _ => {
-            let t = i64::try_from(secs)
-                .ok()
-                .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
-                .filter(|t| t.year() <= 9999)?;
-            let formatted = date_time(t);
-            cached.set(Some((secs, formatted)));
-            Some(formatted)
-        }
-    });
-    match formatted {
-        Some(date_time) => finish(date_time, since_epoch.subsec_nanos()),
-        // Past what `time` represents (year 9999): as before this cache, `time`'s clock.
-        None => rfc3339(OffsetDateTime::now_utc()),
-    }
-}
-
-/// `GET /health`: liveness of the process; nothing sensitive, no dependency details.
-/// `{"status":"healthy","timestamp":…,"version":…}`, written directly: the timestamp
-/// and the version need no escaping, and this route is what load balancers poll.
-pub async fn health() -> Response {
-    let timestamp = now_rfc3339();
-    let version = env!("CARGO_PKG_VERSION");
-    let mut body = String::with_capacity(64 + timestamp.len() + version.len());
-    body.push_str(r#"{"status":"healthy","timestamp":""#);
-    body.push_str(&timestamp);
-    body.push_str(r#"","version":""#);
-    body.push_str(version);
-    body.push_str(r#""}"#);
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
-}
-
-/// `GET /ready`: 200 when the store and the audit log answer, 503 otherwise. `audit`
-/// reports the sealing lag (`pending`) and the chain's head.
-pub async fn ready(State(state): State<AppState>) -> Response {
-    match state.registry.ready().await {
-        Ok(()) => match crate::audit_routes::ready_status(&state).await {
-            Ok(audit) => Json(json!({
-                "status": "ready",
-                "self_preservation": state.registry.self_preservation(),
-                "audit": audit,
-            }))
-            .into_response(),
-            Err(e) => {
-                tracing::warn!(error = %e, "not ready: audit log");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Json(json!({ "status": "unavailable", "error": "unavailable", "detail": "The audit log is not answering." })),
-                )
-                    .into_response()
-            }
-        },
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable", "error": "unavailable", "detail": "The plugin store is not answering." })),
-            )
-                .into_response()
-        }
-    }
-}
-
-/// The answer to a registration or a refresh:
-/// `{"status","plugin_id","token","expires_at","heartbeat_interval_secs","heartbeat_interval_ms"}`,
-/// written directly (a plugin id, a token and a time need no escaping, but are
-/// escaped all the same).
+/// `{"status","plugin_id","token","expires_at","heartbeat_interval_secs","heartbeat_interval_ms"}`.
 fn token_body(status: &str, reg: &IssuedRegistration) -> Response {
     (
         [(
@@ -190,23 +53,16 @@ fn token_json(
     expires_at: OffsetDateTime,
     heartbeat_interval: std::time::Duration,
 ) -> String {
-    let expires_at = rfc3339(expires_at);
-    let mut body = String::with_capacity(160 + token.len());
-    body.push_str(r#"{"status":"#);
-    let _ = json_str(&mut body, status);
-    body.push_str(r#","plugin_id":"#);
-    let _ = json_str(&mut body, plugin_id);
-    body.push_str(r#","token":"#);
-    let _ = json_str(&mut body, token);
-    body.push_str(r#","expires_at":"#);
-    let _ = json_str(&mut body, &expires_at);
-    let _ = write!(
-        body,
-        r#","heartbeat_interval_secs":{},"heartbeat_interval_ms":{}}}"#,
-        heartbeat_interval.as_secs().max(1),
-        heartbeat_interval.as_millis()
-    );
-    body
+    let body = TokenBody {
+        status,
+        plugin_id,
+        token,
+        expires_at: rfc3339(expires_at),
+        heartbeat_interval_secs: heartbeat_interval.as_secs().max(1),
+        heartbeat_interval_ms: heartbeat_interval.as_millis(),
+    };
+    // Serialising strings and integers cannot fail.
+    serde_json::to_string(&body).unwrap_or_default()
 }
 
 /// `POST /plugins/register`.
@@ -532,42 +388,9 @@ pub async fn introspect(
         .into_response())
 }
 
-/// The OpenAPI document (dev mode only).
-pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
-
-/// `GET /openapi.json`.
-pub async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
-}
-
-/// Fallback for unknown paths.
-pub async fn not_found() -> ApiError {
-    ApiError::NotFound
-}
-
-/// Fallback for a known path with the wrong method.
-pub async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn health_body_is_the_json_object_it_says() {
-        let before = OffsetDateTime::now_utc();
-        let resp = health().await;
-        assert_eq!(resp.status(), StatusCode::OK);
-        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
-        let bytes = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();
-        let body: serde_json::Map<String, Value> = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(body.len(), 3, "{body:?}");
-        assert_eq!(body["status"], "healthy");
-        assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
-        let at = OffsetDateTime::parse(body["timestamp"].as_str().unwrap(), &Rfc3339).unwrap();
-        assert!(at >= before && at <= OffsetDateTime::now_utc(), "{at}");
-    }
 
     #[test]
     fn token_json_is_the_json_object_it_says() {
@@ -607,70 +430,5 @@ mod tests {
         .unwrap();
         assert_eq!(body["heartbeat_interval_secs"], 1);
         assert_eq!(body["heartbeat_interval_ms"], 200);
-    }
-
-    #[test]
-    fn rfc3339_matches_time() {
-        let mut n: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut cases = vec![
-            OffsetDateTime::UNIX_EPOCH,
-            OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap(),
-            OffsetDateTime::from_unix_timestamp_nanos(1_767_225_600_100_000_000).unwrap(),
-            OffsetDateTime::from_unix_timestamp_nanos(1_767_225_600_000_000_001).unwrap(),
-            OffsetDateTime::from_unix_timestamp(253_402_300_799).unwrap(),
-            OffsetDateTime::from_unix_timestamp(-62_167_219_200).unwrap(),
-            OffsetDateTime::now_utc(),
-            // Not UTC, and a year past 9999: both through `time`.
-            OffsetDateTime::from_unix_timestamp(1_767_225_600)
-                .unwrap()
-                .to_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap()),
-        ];
-        for _ in 0..2000 {
-            n = n
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            let nanos = i128::from(n >> 1) * 1_000 % 253_402_300_799_000_000_000;
-            let mut t = OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap();
-            if n.is_multiple_of(3) {
-                t = t.replace_nanosecond(0).unwrap();
-            } else if n % 3 == 1 {
-                t = t.replace_millisecond((n % 1000) as u16).unwrap();
-            }
-            cases.push(t);
-        }
-        for t in cases {
-            assert_eq!(rfc3339(t), t.format(&Rfc3339).unwrap(), "{t:?}");
-        }
-    }
-
-    #[test]
-    fn the_health_timestamp_is_rfc3339_of_now() {
-        let mut n: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut second = 1_767_225_600;
-        for i in 0..3000 {
-            n = n
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            // Runs of the same second (the cached date reused), then a jump.
-            if i % 7 == 0 {
-                second = (n >> 20) % 253_402_300_800;
-            }
-            let nanos = match i % 4 {
-                0 => 0,
-                1 => ((n >> 8) % 1000) as u32 * 1_000_000,
-                _ => ((n >> 3) % 1_000_000_000) as u32,
-            };
-            let since = std::time::Duration::new(second, nanos);
-            let expected = (OffsetDateTime::UNIX_EPOCH + since)
-                .format(&Rfc3339)
-                .unwrap();
-            assert_eq!(rfc3339_since_epoch(since), expected, "{since:?}");
-        }
-        // Past year 9999, which `time` cannot represent: no panic, still RFC 3339.
-        let far = rfc3339_since_epoch(std::time::Duration::new(253_402_300_800, 5));
-        assert!(OffsetDateTime::parse(&far, &Rfc3339).is_ok(), "{far}");
-        let now = now_rfc3339();
-        let parsed = OffsetDateTime::parse(&now, &Rfc3339).unwrap();
-        assert!((OffsetDateTime::now_utc() - parsed).abs() < time::Duration::seconds(5));
     }
 }

@@ -1,26 +1,33 @@
-//! `JwtTokenIssuer`: HS256 JWTs, algorithm pinned, key rotation by `kid`.
+//! `JwtTokenIssuer`: HS256 JWTs through `jsonwebtoken`, algorithm pinned, key
+//! rotation by `kid`.
 //!
 //! Claims: `sub` and `plugin_id` (the plugin), `type: "plugin"`, `iss: "vivified"`,
 //! `aud: "vivified-core"`, `iat`, `exp`, `jti`. Tokens are signed with the current
 //! secret; tokens signed with a previous secret (listed in `previous`) still verify, so
 //! secrets rotate without downtime. The `kid` header is a fingerprint of the secret
 //! (an HMAC of a fixed label), never the secret.
+//!
+//! Signing is `jsonwebtoken::encode`; verification is `jsonwebtoken::decode` with a
+//! pinned [`Validation`] (HS256 only; `iss`, `aud`, `sub`, `exp` required). The times
+//! (`exp` with [`LEEWAY`] and the caller's grace, `iat` not in the future) are checked
+//! here against the caller's clock ([`VerifyOptions::now`], the `Clock` port), not
+//! against the wall clock `jsonwebtoken` would read.
 
-use std::borrow::Cow;
+mod verified;
+
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hmac::{Hmac, KeyInit, Mac};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use time::OffsetDateTime;
 use vivified_ports::{
     IssuedToken, PluginId, Secret, TokenClaims, TokenError, TokenIssuer, VerifyOptions,
 };
+
+pub use verified::{DEFAULT_CAPACITY as VERIFIED_TOKENS_CAPACITY, VerifiedTokens};
 
 /// Issuer claim.
 pub const ISSUER: &str = "vivified";
@@ -65,8 +72,7 @@ pub enum JwtConfigError {
     KeyId,
 }
 
-/// The claims, as `jsonwebtoken` encodes them (tests compare with it).
-#[cfg(test)]
+/// The claims of a plugin token, in the order they are written.
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 struct Claims {
     sub: String,
@@ -82,238 +88,17 @@ struct Claims {
 
 /// Issues and verifies HS256 plugin tokens.
 ///
-/// The JSON and base64url of a token are done here, once each (`jsonwebtoken` decodes
-/// a token's header twice and its claims twice, through `serde_json::Value`, which
-/// cost more than the HMAC). Signing starts from an HMAC keyed once, when the issuer is
-/// built (`jsonwebtoken::crypto::sign` derives the HMAC's inner and outer keys for every
-/// token); verification is `jsonwebtoken`'s. Tokens are standard JWTs: `jsonwebtoken`
-/// issues and verifies the same ones (tests below check both ways).
-///
-/// A token whose signature and claims checked out is remembered (see
-/// [`VerifiedTokens`]), so a plugin's heartbeats pay for its token's HMAC, base64 and
-/// JSON once, not on every request; expiry and issue time are still checked on every
-/// use, and revocation is the store's `jti` check, which callers make after this.
+/// A token whose signature and claims checked out is remembered ([`VerifiedTokens`]),
+/// so a plugin's heartbeats pay for its token's HMAC and JSON once, not on every
+/// request; expiry and issue time are still checked on every use, and revocation is
+/// the store's `jti` check, which callers make after this.
 pub struct JwtTokenIssuer {
     kid: String,
-    /// `base64url(header).` of the tokens this issuer signs (the header is fixed).
-    header_prefix: String,
-    /// HMAC-SHA-256 keyed with the current secret, cloned for each token.
-    signer: Hmac<Sha256>,
+    encoding: EncodingKey,
     decoding: HashMap<String, DecodingKey>,
+    validation: Validation,
     ttl: Duration,
     verified: VerifiedTokens,
-}
-
-/// How many verified tokens a [`JwtTokenIssuer`] remembers by default (a few hundred
-/// bytes each).
-pub const VERIFIED_TOKENS_CAPACITY: usize = 4096;
-
-/// Tokens whose signature and claims (all but the times) have been verified, with
-/// those claims.
-///
-/// - Only a token that passed every check but the time checks enters; the time checks
-///   run on every use, against the caller's clock.
-/// - An entry is found by a hash of the token keyed with this process's random
-///   SipHash key and used only if the token equals it byte for byte, compared in
-///   constant time: neither the look-up nor the comparison lets a caller learn a
-///   remembered token's bytes by timing.
-/// - The keys that verify a token are fixed for the issuer's life, so an entry never
-///   goes wrong; a cached answer is exactly what a fresh verification would give.
-/// - Bounded: when full, it is emptied (the tokens in use come back on their next
-///   request). Only correctly signed tokens enter, so a caller without the secret
-///   cannot fill it.
-struct VerifiedTokens {
-    hasher: RandomState,
-    capacity: usize,
-    entries: Mutex<HashMap<u64, (Box<str>, TokenClaims)>>,
-}
-
-impl VerifiedTokens {
-    fn new(capacity: usize) -> Self {
-        Self {
-            hasher: RandomState::new(),
-            capacity,
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The look-up key of `token`.
-    fn key(&self, token: &str) -> u64 {
-        self.hasher.hash_one(token.as_bytes())
-    }
-
-    fn get(&self, key: u64, token: &str) -> Option<TokenClaims> {
-        use subtle::ConstantTimeEq;
-        if self.capacity == 0 {
-            return None;
-        }
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let (known, claims) = entries.get(&key)?;
-        bool::from(known.as_bytes().ct_eq(token.as_bytes())).then(|| claims.clone())
-    }
-
-    fn insert(&self, key: u64, token: &str, claims: &TokenClaims) {
-        if self.capacity == 0 {
-            return;
-        }
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= self.capacity && !entries.contains_key(&key) {
-            entries.clear();
-        }
-        entries.insert(key, (token.into(), claims.clone()));
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
-}
-
-/// The header of the tokens issued, as `jsonwebtoken` writes it.
-#[derive(Serialize)]
-struct OutHeader<'a> {
-    typ: &'static str,
-    alg: &'static str,
-    kid: &'a str,
-}
-
-/// The members of a token's header that matter here; others are ignored.
-#[derive(Deserialize)]
-struct InHeader<'a> {
-    #[serde(borrow)]
-    alg: Cow<'a, str>,
-    #[serde(borrow, default)]
-    kid: Option<Cow<'a, str>>,
-}
-
-/// Claims as read from a token, borrowing from its decoded JSON.
-#[derive(Deserialize)]
-struct InClaims<'a> {
-    #[serde(borrow)]
-    sub: Cow<'a, str>,
-    #[serde(borrow)]
-    plugin_id: Cow<'a, str>,
-    #[serde(rename = "type", borrow)]
-    typ: Cow<'a, str>,
-    #[serde(borrow)]
-    iss: Cow<'a, str>,
-    #[serde(borrow)]
-    aud: Cow<'a, str>,
-    iat: i64,
-    exp: i64,
-    #[serde(borrow)]
-    jti: Cow<'a, str>,
-}
-
-/// The claims of a token as JSON, in the field order of [`Claims`]: `sub`,
-/// `plugin_id`, `type`, `iss`, `aud`, `iat`, `exp`, `jti`. Written directly (what
-/// `serde_json` writes for [`OutClaims`], without its per-byte escaping).
-fn claims_json(plugin_id: &str, iat: i64, exp: i64, jti: &str) -> String {
-    use std::fmt::Write as _;
-    use vivified_ports::json::push_string;
-    let mut out = String::with_capacity(128 + 2 * plugin_id.len() + jti.len());
-    out.push_str(r#"{"sub":"#);
-    push_string(&mut out, plugin_id);
-    out.push_str(r#","plugin_id":"#);
-    push_string(&mut out, plugin_id);
-    out.push_str(r#","type":"#);
-    push_string(&mut out, "plugin");
-    out.push_str(r#","iss":"#);
-    push_string(&mut out, ISSUER);
-    out.push_str(r#","aud":"#);
-    push_string(&mut out, AUDIENCE);
-    let _ = write!(out, r#","iat":{iat},"exp":{exp},"jti":"#);
-    push_string(&mut out, jti);
-    out.push('}');
-    out
-}
-
-/// Claims as `serde` writes them: what [`claims_json`] must agree with.
-#[cfg(test)]
-#[derive(Serialize)]
-struct OutClaims<'a> {
-    sub: &'a str,
-    plugin_id: &'a str,
-    #[serde(rename = "type")]
-    typ: &'static str,
-    iss: &'static str,
-    aud: &'static str,
-    iat: i64,
-    exp: i64,
-    jti: &'a str,
-}
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/// Appends the unpadded base64url encoding of `input` to `out`.
-fn b64_encode_into(input: &[u8], out: &mut String) {
-    let mut chunks = input.chunks_exact(3);
-    for c in &mut chunks {
-        let n = u32::from(c[0]) << 16 | u32::from(c[1]) << 8 | u32::from(c[2]);
-        for shift in [18, 12, 6, 0] {
-            out.push(char::from(B64[(n >> shift & 63) as usize]));
-        }
-    }
-    match *chunks.remainder() {
-        [a] => {
-            let n = u32::from(a) << 16;
-            out.push(char::from(B64[(n >> 18 & 63) as usize]));
-            out.push(char::from(B64[(n >> 12 & 63) as usize]));
-        }
-        [a, b] => {
-            let n = u32::from(a) << 16 | u32::from(b) << 8;
-            for shift in [18, 12, 6] {
-                out.push(char::from(B64[(n >> shift & 63) as usize]));
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Decodes unpadded base64url, strictly: no padding, no other characters, no
-/// non-zero trailing bits (as `jsonwebtoken`'s decoder).
-fn b64_decode(input: &str) -> Option<Vec<u8>> {
-    fn value(c: u8) -> Option<u32> {
-        Some(u32::from(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' => 62,
-            b'_' => 63,
-            _ => return None,
-        }))
-    }
-    let bytes = input.as_bytes();
-    if bytes.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3 + 2);
-    let mut chunks = bytes.chunks_exact(4);
-    for c in &mut chunks {
-        let n = value(c[0])? << 18 | value(c[1])? << 12 | value(c[2])? << 6 | value(c[3])?;
-        out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8]);
-    }
-    match *chunks.remainder() {
-        [a, b] => {
-            let n = value(a)? << 18 | value(b)? << 12;
-            if n & 0xffff != 0 {
-                return None;
-            }
-            out.push((n >> 16) as u8);
-        }
-        [a, b, c] => {
-            let n = value(a)? << 18 | value(b)? << 12 | value(c)? << 6;
-            if n & 0xff != 0 {
-                return None;
-            }
-            out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8]);
-        }
-        _ => {}
-    }
-    Some(out)
 }
 
 impl std::fmt::Debug for JwtTokenIssuer {
@@ -325,11 +110,39 @@ impl std::fmt::Debug for JwtTokenIssuer {
     }
 }
 
+/// The key id of `secret`: the first 16 characters of the base64url HMAC of a fixed
+/// label, so it names the secret without revealing it.
 fn key_id(secret: &Secret) -> Result<String, JwtConfigError> {
     let key = EncodingKey::from_secret(secret.expose().as_bytes());
     let mac = jsonwebtoken::crypto::sign(b"vivified-key-id", &key, Algorithm::HS256)
         .map_err(|_| JwtConfigError::KeyId)?;
     Ok(mac.chars().take(16).collect())
+}
+
+/// The validation every token passes: HS256 only, our issuer and audience, the
+/// registered claims present. Times are checked by [`check_times`] instead.
+fn validation() -> Validation {
+    let mut v = Validation::new(Algorithm::HS256);
+    v.set_issuer(&[ISSUER]);
+    v.set_audience(&[AUDIENCE]);
+    v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    v.leeway = LEEWAY.as_secs();
+    // Checked against the caller's clock in `check_times`, with its grace.
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v
+}
+
+/// The reason a `jsonwebtoken` error is reported with.
+fn reason(kind: &ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidSignature => "signature",
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => "algorithm",
+        ErrorKind::InvalidIssuer => "issuer",
+        ErrorKind::InvalidAudience => "audience",
+        ErrorKind::InvalidSubject => "subject",
+        _ => "malformed",
+    }
 }
 
 impl JwtTokenIssuer {
@@ -350,23 +163,11 @@ impl JwtTokenIssuer {
                 .entry(key_id(secret)?)
                 .or_insert_with(|| DecodingKey::from_secret(secret.expose().as_bytes()));
         }
-        let kid = key_id(&config.secret)?;
-        let header = serde_json::to_vec(&OutHeader {
-            typ: "JWT",
-            alg: "HS256",
-            kid: &kid,
-        })
-        .map_err(|_| JwtConfigError::KeyId)?;
-        let mut header_prefix = String::new();
-        b64_encode_into(&header, &mut header_prefix);
-        header_prefix.push('.');
         Ok(Self {
-            kid,
-            header_prefix,
-            // HMAC takes a key of any length; an empty one was refused above.
-            signer: Hmac::new_from_slice(config.secret.expose().as_bytes())
-                .map_err(|_| JwtConfigError::EmptySecret)?,
+            kid: key_id(&config.secret)?,
+            encoding: EncodingKey::from_secret(config.secret.expose().as_bytes()),
             decoding,
+            validation: validation(),
             ttl: config.ttl,
             verified: VerifiedTokens::new(VERIFIED_TOKENS_CAPACITY),
         })
@@ -388,19 +189,9 @@ impl JwtTokenIssuer {
     /// Checks everything of `token` but its times: structure, algorithm, key,
     /// signature, issuer, audience, type and subject.
     fn verify_signed(&self, token: &str) -> Result<TokenClaims, TokenError> {
-        let mut parts = token.splitn(3, '.');
-        let (Some(header), Some(claims), Some(signature)) =
-            (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Invalid("malformed"));
-        };
-        if signature.contains('.') {
-            return Err(TokenError::Invalid("malformed"));
-        }
-        let header_json = b64_decode(header).ok_or(TokenError::Invalid("malformed"))?;
-        let header: InHeader<'_> =
-            serde_json::from_slice(&header_json).map_err(|_| TokenError::Invalid("malformed"))?;
-        if header.alg != "HS256" {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| TokenError::Invalid(reason(e.kind())))?;
+        if header.alg != Algorithm::HS256 {
             return Err(TokenError::Invalid("algorithm"));
         }
         let key = header
@@ -408,23 +199,9 @@ impl JwtTokenIssuer {
             .as_deref()
             .and_then(|kid| self.decoding.get(kid))
             .ok_or(TokenError::Invalid("unknown key"))?;
-        // The signed message: everything before the signature.
-        let message = &token[..token.len() - signature.len() - 1];
-        let valid =
-            jsonwebtoken::crypto::verify(signature, message.as_bytes(), key, Algorithm::HS256)
-                .map_err(|_| TokenError::Invalid("malformed"))?;
-        if !valid {
-            return Err(TokenError::Invalid("signature"));
-        }
-        let claims_json = b64_decode(claims).ok_or(TokenError::Invalid("malformed"))?;
-        let c: InClaims<'_> =
-            serde_json::from_slice(&claims_json).map_err(|_| TokenError::Invalid("malformed"))?;
-        if c.iss != ISSUER {
-            return Err(TokenError::Invalid("issuer"));
-        }
-        if c.aud != AUDIENCE {
-            return Err(TokenError::Invalid("audience"));
-        }
+        let c = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+            .map_err(|e| TokenError::Invalid(reason(e.kind())))?
+            .claims;
         if c.typ != "plugin" {
             return Err(TokenError::Invalid("type"));
         }
@@ -437,7 +214,7 @@ impl JwtTokenIssuer {
         };
         Ok(TokenClaims {
             plugin_id,
-            jti: c.jti.into_owned(),
+            jti: c.jti,
             issued_at: time(c.iat)?,
             expires_at: time(c.exp)?,
         })
@@ -463,36 +240,6 @@ fn check_times(claims: &TokenClaims, opts: VerifyOptions) -> Result<(), TokenErr
     Ok(())
 }
 
-/// A random (v4) UUID for a token's `jti`, straight from the operating system's CSPRNG
-/// like `Uuid::new_v4`, but read 32 at a time: a `getrandom` system call per token was a
-/// measurable share of a registration's CPU under load. Each thread keeps its own
-/// buffer; a byte is never handed out twice.
-fn fresh_jti() -> uuid::Uuid {
-    use std::cell::RefCell;
-    const BATCH: usize = 32 * 16;
-    thread_local! {
-        static POOL: RefCell<([u8; BATCH], usize)> = const { RefCell::new(([0; BATCH], BATCH)) };
-    }
-    POOL.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        let (buf, used) = &mut *pool;
-        if *used == BATCH {
-            if getrandom::fill(buf).is_err() {
-                // As `Uuid::new_v4`, which panics here, but falling back to its own
-                // single read rather than handing out stale bytes.
-                return uuid::Uuid::new_v4();
-            }
-            *used = 0;
-        }
-        let mut bytes = [0u8; 16];
-        bytes.copy_from_slice(&buf[*used..*used + 16]);
-        // Wipe what was handed out, so a later failure can never repeat it.
-        buf[*used..*used + 16].fill(0);
-        *used += 16;
-        uuid::Builder::from_random_bytes(bytes).into_uuid()
-    })
-}
-
 fn ts(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
 }
@@ -505,22 +252,28 @@ impl TokenIssuer for JwtTokenIssuer {
         now: OffsetDateTime,
     ) -> Result<IssuedToken, TokenError> {
         let expires_at = now + self.ttl;
-        let jti = fresh_jti().simple().to_string();
+        let jti = uuid::Uuid::new_v4().simple().to_string();
         let id = plugin_id.as_str();
-        let claims = claims_json(id, ts(now), ts(expires_at), &jti);
-        let mut token = String::with_capacity(self.header_prefix.len() + claims.len() * 4 / 3 + 48);
-        token.push_str(&self.header_prefix);
-        b64_encode_into(claims.as_bytes(), &mut token);
-        let mut mac = self.signer.clone();
-        mac.update(token.as_bytes());
-        token.push('.');
-        b64_encode_into(&mac.finalize().into_bytes(), &mut token);
+        let claims = Claims {
+            sub: id.to_owned(),
+            plugin_id: id.to_owned(),
+            typ: "plugin".to_owned(),
+            iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
+            iat: ts(now),
+            exp: ts(expires_at),
+            jti,
+        };
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.encoding)
+            .map_err(|e| TokenError::Signing(Box::new(e)))?;
         // Truncate to whole seconds: that is what the token says.
-        let expires_at = OffsetDateTime::from_unix_timestamp(ts(expires_at))
+        let expires_at = OffsetDateTime::from_unix_timestamp(claims.exp)
             .map_err(|e| TokenError::Signing(Box::new(e)))?;
         Ok(IssuedToken {
             token: Secret::new(token),
-            jti,
+            jti: claims.jti,
             expires_at,
         })
     }
@@ -543,52 +296,6 @@ impl TokenIssuer for JwtTokenIssuer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jsonwebtoken::{Header, Validation};
-
-    #[test]
-    fn claims_are_written_as_serde_writes_them() {
-        for (id, jti) in [
-            ("user-management", "0123456789abcdef0123456789abcdef"),
-            ("a", ""),
-            ("q\"uote\\ \n é", "j\u{1}"),
-        ] {
-            for (iat, exp) in [(0, 1), (1_767_225_600, 1_767_312_000), (-5, i64::MAX)] {
-                let expected = serde_json::to_string(&OutClaims {
-                    sub: id,
-                    plugin_id: id,
-                    typ: "plugin",
-                    iss: ISSUER,
-                    aud: AUDIENCE,
-                    iat,
-                    exp,
-                    jti,
-                })
-                .unwrap();
-                assert_eq!(claims_json(id, iat, exp, jti), expected);
-            }
-        }
-    }
-
-    #[test]
-    fn base64url_round_trip_and_strictness() {
-        let mut x: u32 = 12345;
-        for len in 0..100 {
-            let input: Vec<u8> = (0..len)
-                .map(|_| {
-                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                    (x >> 16) as u8
-                })
-                .collect();
-            let mut enc = String::new();
-            b64_encode_into(&input, &mut enc);
-            assert!(!enc.contains('='));
-            assert_eq!(b64_decode(&enc).as_deref(), Some(&input[..]), "{len}");
-        }
-        assert_eq!(b64_decode("AA").as_deref(), Some(&[0u8][..]));
-        for bad in ["A", "AB", "AAB", "AA==", "A+AA", "A/AA", "AA AA", "é"] {
-            assert_eq!(b64_decode(bad), None, "{bad}");
-        }
-    }
 
     #[tokio::test]
     async fn same_tokens_as_jsonwebtoken() {
@@ -863,11 +570,7 @@ mod tests {
         let forged = format!("{}{last}", &tok[..tok.len() - 1]);
         let key = i.verified.key(&forged);
         let remembered = i.verify(tok, opts(now())).await.unwrap();
-        i.verified
-            .entries
-            .lock()
-            .unwrap()
-            .insert(key, (tok.into(), remembered));
+        i.verified.insert_at(key, tok, remembered);
         assert!(matches!(
             i.verify(&forged, opts(now())).await,
             Err(TokenError::Invalid(_))
@@ -892,5 +595,82 @@ mod tests {
             assert_eq!(c.jti, t.jti);
         }
         assert!(i.verified.len() <= 8);
+    }
+
+    #[tokio::test]
+    async fn validation_is_pinned() {
+        let secret = "secret-one-secret-one-secret-one";
+        let i = issuer(secret, &[]);
+        let claims = Claims {
+            sub: "user-management".into(),
+            plugin_id: "user-management".into(),
+            typ: "plugin".into(),
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            iat: ts(now()),
+            exp: ts(now()) + 60,
+            jti: "x".into(),
+        };
+        let key = EncodingKey::from_secret(secret.as_bytes());
+        let sign = |alg: Algorithm, claims: &serde_json::Value| {
+            let mut h = Header::new(alg);
+            h.kid = Some(i.kid().to_owned());
+            jsonwebtoken::encode(&h, claims, &key).unwrap()
+        };
+        let full = serde_json::to_value(&claims).unwrap();
+        // Control: the same claims in HS256 verify.
+        assert!(
+            i.verify(&sign(Algorithm::HS256, &full), opts(now()))
+                .await
+                .is_ok()
+        );
+        // Another HMAC algorithm with the right key is refused.
+        for alg in [Algorithm::HS384, Algorithm::HS512] {
+            assert!(matches!(
+                i.verify(&sign(alg, &full), opts(now())).await,
+                Err(TokenError::Invalid("algorithm"))
+            ));
+        }
+        // Every claim is required; a wrong issuer or type is refused.
+        for missing in [
+            "sub",
+            "plugin_id",
+            "type",
+            "iss",
+            "aud",
+            "iat",
+            "exp",
+            "jti",
+        ] {
+            let mut c = full.clone();
+            c.as_object_mut().unwrap().remove(missing);
+            assert!(
+                matches!(
+                    i.verify(&sign(Algorithm::HS256, &c), opts(now())).await,
+                    Err(TokenError::Invalid(_))
+                ),
+                "{missing} missing"
+            );
+        }
+        for (claim, value, why) in [
+            ("iss", "someone", "issuer"),
+            ("type", "operator", "type"),
+            ("sub", "other-plugin", "subject"),
+        ] {
+            let mut c = full.clone();
+            c[claim] = value.into();
+            assert!(matches!(
+                i.verify(&sign(Algorithm::HS256, &c), opts(now())).await,
+                Err(TokenError::Invalid(r)) if r == why
+            ));
+        }
+        // An unknown key id is refused before any signature is checked.
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some("not-a-key".into());
+        let t = jsonwebtoken::encode(&h, &full, &key).unwrap();
+        assert!(matches!(
+            i.verify(&t, opts(now())).await,
+            Err(TokenError::Invalid("unknown key"))
+        ));
     }
 }

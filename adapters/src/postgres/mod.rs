@@ -1,6 +1,9 @@
 //! `PostgresPluginStore`: for production, and for several core replicas on one
 //! database. Every write is one conditional statement; uniqueness is the primary key's.
 
+mod audit;
+pub use audit::PostgresAuditLog;
+
 use std::time::Duration;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -28,28 +31,28 @@ pub fn migrator() -> Migrator {
             1,
             "plugins".into(),
             MigrationType::Simple,
-            include_str!("../migrations/postgres/0001_plugins.sql").into_sql_str(),
+            include_str!("../../migrations/postgres/0001_plugins.sql").into_sql_str(),
             false,
         ),
         Migration::new(
             2,
             "deadlines".into(),
             MigrationType::Simple,
-            include_str!("../migrations/postgres/0002_deadlines.sql").into_sql_str(),
+            include_str!("../../migrations/postgres/0002_deadlines.sql").into_sql_str(),
             false,
         ),
         Migration::new(
             3,
             "outbox".into(),
             MigrationType::Simple,
-            include_str!("../migrations/postgres/0003_outbox.sql").into_sql_str(),
+            include_str!("../../migrations/postgres/0003_outbox.sql").into_sql_str(),
             false,
         ),
         Migration::new(
             4,
             "audit".into(),
             MigrationType::Simple,
-            include_str!("../migrations/postgres/0004_audit.sql").into_sql_str(),
+            include_str!("../../migrations/postgres/0004_audit.sql").into_sql_str(),
             false,
         ),
     ])
@@ -218,10 +221,38 @@ impl crate::sql::HasDb for PostgresPluginStore {
 
     fn insert_audit<'t>(
         tx: &'t mut sqlx::Transaction<'_, sqlx::Postgres>,
-        row: &'t crate::audit_sql::PendingRow,
+        row: &'t crate::sql::audit::PendingRow,
     ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send + 't {
-        crate::audit_sql::insert_pending_postgres(&mut **tx, row)
+        insert_pending(&mut **tx, row)
     }
 }
 
 sql_plugin_store!(PostgresPluginStore, QUERIES);
+/// Inserts one pending audit entry with `exec` — a pool, a connection, or the
+/// transaction of the state change it records (`&mut *tx`): the transactional append.
+///
+/// # Errors
+/// The driver's error, for the caller to map.
+pub(crate) async fn insert_pending<'e, E>(
+    exec: E,
+    row: &crate::sql::audit::PendingRow,
+) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+{
+    sqlx::query(
+        "INSERT INTO audit_pending (at, actor, action, target, outcome, reason, trace_id, details) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(row.at)
+    .bind(&row.actor)
+    .bind(&row.action)
+    .bind(&row.target)
+    .bind(row.outcome)
+    .bind(&row.reason)
+    .bind(&row.trace_id)
+    .bind(&row.details)
+    .execute(exec)
+    .await
+    .map(drop)
+}

@@ -25,7 +25,7 @@ use vivified_ports::{AuditError, AuditLog};
 
 use crate::error::ApiError;
 use crate::extract::Bearer;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Default page of `GET /audit`.
 pub const DEFAULT_LIMIT: usize = 100;

@@ -16,7 +16,7 @@ use vivified_ports::Cursor;
 
 use crate::error::ApiError;
 use crate::extract::{Bearer, JsonObject};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::telemetry::TraceId;
 
 /// Most events one pull returns.

@@ -2,6 +2,8 @@
 //! encoding (microseconds since the epoch, so every backend stores a time exactly) and
 //! error mapping at the boundary (`is_unique_violation()` → `StoreError::Conflict`).
 
+pub(crate) mod audit;
+
 use time::OffsetDateTime;
 use vivified_ports::{PluginId, PluginRecord, StoreError, StoredManifest};
 
@@ -152,15 +154,15 @@ pub(crate) trait HasDb {
     /// Inserts a pending audit entry inside the caller's transaction.
     fn insert_audit<'t>(
         tx: &'t mut sqlx::Transaction<'_, Self::Db>,
-        row: &'t crate::audit_sql::PendingRow,
+        row: &'t crate::sql::audit::PendingRow,
     ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send + 't;
 }
 
 /// The audit entry as a row, or `Unavailable` if it breaks a limit (nothing written).
 pub(crate) fn pending_row(
     entry: &vivified_ports::AuditEntry,
-) -> Result<crate::audit_sql::PendingRow, StoreError> {
-    crate::audit_sql::PendingRow::new(entry).map_err(|e| StoreError::Unavailable(Box::new(e)))
+) -> Result<crate::sql::audit::PendingRow, StoreError> {
+    crate::sql::audit::PendingRow::new(entry).map_err(|e| StoreError::Unavailable(Box::new(e)))
 }
 
 /// Binds a record's insert parameters `$1..$10` (id, manifest, status, health, enabled,

@@ -1,0 +1,187 @@
+//! `SqliteAuditLog`: the audit chain in the SQLite store's file (see [`crate::sql::audit`]).
+
+use sqlx::SqlitePool;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use vivified_ports::audit::{MAX_PAGE, MAX_SEAL_BATCH};
+use vivified_ports::audit_chain::{ChainHead, ChainKey, outcome_str, to_micros};
+use vivified_ports::{AuditEntry, AuditError, AuditLog, AuditQuery, SealReport, SealedEntry};
+
+use super::{SqlitePluginStore, insert_pending};
+use crate::sql::audit::*;
+
+const RANGE: &str = "SELECT seq, at, actor, action, target, outcome, reason, trace_id, details, hash \
+                     FROM audit_entries WHERE seq > 0 AND seq >= ? ORDER BY seq LIMIT ?";
+const HEAD: &str = "SELECT seq, hash FROM audit_entries WHERE seq > 0 ORDER BY seq DESC LIMIT 1";
+const TAKE_PENDING: &str = "DELETE FROM audit_pending WHERE id IN \
+     (SELECT id FROM audit_pending ORDER BY id LIMIT ?) \
+     RETURNING id, at, actor, action, target, outcome, reason, trace_id, details";
+const INSERT_SEALED: &str = "INSERT INTO audit_entries \
+     (seq, at, actor, action, target, outcome, reason, trace_id, details, hash) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// An [`AuditLog`] in the SQLite store's file, on its pool. Build one per process
+/// and share it (`Arc`): its sealing flag is what keeps one sealer at a time.
+#[derive(Clone, Debug)]
+pub struct SqliteAuditLog {
+    pool: SqlitePool,
+    sealing: Arc<AtomicBool>,
+}
+
+impl SqliteAuditLog {
+    /// The audit log of `store`'s database (whose migrations created its tables).
+    pub fn new(store: &SqlitePluginStore) -> Self {
+        Self {
+            pool: store.pool().clone(),
+            sealing: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    async fn seal_batch(&self, key: &ChainKey, limit: usize) -> Result<SealReport, AuditError> {
+        if self.sealing.swap(true, Ordering::AcqRel) {
+            return Ok(SealReport {
+                sealed: 0,
+                head: self.head().await?,
+                busy: true,
+            });
+        }
+        let _guard = SealingGuard(Arc::clone(&self.sealing));
+        if limit == 0 {
+            return Ok(seal_report(&[], self.head().await?));
+        }
+        // The write lock first: no other writer between reading the head and
+        // writing after it.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(unavailable)?;
+        let result = Self::seal_in(&mut tx, key, limit).await;
+        finish(tx, result).await
+    }
+
+    async fn seal_in(
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        key: &ChainKey,
+        limit: usize,
+    ) -> Result<SealReport, AuditError> {
+        let rows = sqlx::query(TAKE_PENDING)
+            .bind(limit_i64(limit))
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+        let taken = rows
+            .iter()
+            .map(decode_pending)
+            .collect::<Result<Vec<_>, _>>()?;
+        let head = sqlx::query(HEAD)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(unavailable)?
+            .as_ref()
+            .map(head_of)
+            .transpose()?;
+        let sealed = chain_taken(key, head, taken)?;
+        let details = sealed_details(&sealed)?;
+        for (e, details) in sealed.iter().zip(details) {
+            sqlx::query(INSERT_SEALED)
+                .bind(seq_i64(e.seq)?)
+                .bind(to_micros(e.entry.at))
+                .bind(&e.entry.actor)
+                .bind(&e.entry.action)
+                .bind(&e.entry.target)
+                .bind(outcome_str(e.entry.outcome))
+                .bind(&e.entry.reason)
+                .bind(&e.entry.trace_id)
+                .bind(details)
+                .bind(e.hash.as_bytes().to_vec())
+                .execute(&mut **tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(seal_report(&sealed, head))
+    }
+}
+
+sql_audit_reads!(
+    SqliteAuditLog,
+    pg = false,
+    range = RANGE,
+    head = HEAD,
+    insert = insert_pending
+);
+
+#[cfg(test)]
+mod tests {
+    use vivified_ports::AuditOutcome;
+    use vivified_ports::audit_testing::{audit_entry, test_chain_key};
+
+    use super::*;
+    use crate::sqlite::SqlitePluginStore;
+
+    /// The transactional append a store will use: the pending entry commits or rolls
+    /// back with the transaction it was written in.
+    #[tokio::test]
+    async fn pending_insert_shares_the_callers_transaction() {
+        let store = SqlitePluginStore::in_memory().await.unwrap();
+        let log = SqliteAuditLog::new(&store);
+        let row = PendingRow::new(&audit_entry(
+            "admin",
+            "plugin.disable",
+            AuditOutcome::Success,
+            1,
+        ))
+        .unwrap();
+
+        let mut tx = store.pool().begin().await.unwrap();
+        insert_pending(&mut *tx, &row).await.unwrap();
+        tx.rollback().await.unwrap();
+        assert_eq!(
+            log.pending().await.unwrap(),
+            0,
+            "rolled back with the change"
+        );
+
+        let mut tx = store.pool().begin().await.unwrap();
+        insert_pending(&mut *tx, &row).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(log.pending().await.unwrap(), 1, "committed with the change");
+        assert_eq!(log.seal(&test_chain_key(), 10).await.unwrap().sealed, 1);
+    }
+
+    #[test]
+    fn invalid_entries_never_reach_sql() {
+        let mut e = audit_entry("admin", "x", AuditOutcome::Denied, 1);
+        e.details = serde_json::json!(0.25);
+        assert!(matches!(
+            PendingRow::new(&e),
+            Err(AuditError::InvalidEntry(_))
+        ));
+    }
+
+    #[test]
+    fn queries_are_built_from_fixed_fragments() {
+        let q = AuditQuery {
+            after: Some(9),
+            limit: 5,
+            newest_first: true,
+            actor: Some("x' OR 1=1 --".into()),
+            action: None,
+            outcome: Some(AuditOutcome::Denied),
+        };
+        let (pg, binds) = build_query(&q, true);
+        assert_eq!(
+            pg,
+            "SELECT seq, at, actor, action, target, outcome, reason, trace_id, details, hash \
+             FROM audit_entries WHERE seq > 0 AND seq < $1 AND actor = $2 AND outcome = $3 \
+             ORDER BY seq DESC LIMIT $4"
+        );
+        assert_eq!(binds.len(), 4);
+        let (lite, _) = build_query(&q, false);
+        assert!(lite.contains("AND actor = ? AND outcome = ? ORDER BY seq DESC LIMIT ?"));
+        assert!(!lite.contains("OR 1=1"));
+    }
+}
