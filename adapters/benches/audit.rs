@@ -23,10 +23,10 @@ use vivified_adapters::postgres::PostgresAuditLog;
 use vivified_adapters::postgres::{PostgresConfig, PostgresPluginStore};
 use vivified_adapters::sqlite::SqliteAuditLog;
 use vivified_adapters::sqlite::SqlitePluginStore;
-use vivified_ports::audit::verify_log;
-use vivified_ports::audit_chain::{ChainKey, ChainVerifier, seal_entries, verify_entries};
-use vivified_ports::audit_testing::test_chain_key;
-use vivified_ports::testing::t0;
+use vivified_conformance::audit::test_chain_key;
+use vivified_conformance::store::t0;
+use vivified_domain::audit_chain::verify_log;
+use vivified_domain::audit_chain::{ChainKey, ChainVerifier, seal_entries, verify_entries};
 use vivified_ports::{AuditEntry, AuditLog, AuditOutcome};
 
 const VERIFY_N: u64 = 100_000;
@@ -215,48 +215,26 @@ fn audit(c: &mut Criterion) {
     rt.block_on(sqlite.pool().close());
     let _ = std::fs::remove_dir_all(&dir);
 
-    if let Ok(url) = std::env::var("VIVIFIED_TEST_POSTGRES_URL") {
-        let (store, cleanup) = rt.block_on(scratch_postgres(&url));
+    if std::env::var_os(vivified_test_support::services::POSTGRES_URL_VAR).is_some() {
+        let db = rt
+            .block_on(vivified_test_support::postgres::ScratchDb::create(
+                "vivified_audit_bench",
+            ))
+            .expect("the variable is set");
+        let store = rt
+            .block_on(PostgresPluginStore::connect(
+                db.url(),
+                &PostgresConfig::default(),
+            ))
+            .expect("connect");
         bench_backend(c, &rt, &Backend::Postgres(store.clone()));
         rt.block_on(async move {
             store.pool().close().await;
-            cleanup.await;
+            db.drop_db().await;
         });
     } else {
         eprintln!("postgres: skipped (set VIVIFIED_TEST_POSTGRES_URL)");
     }
-}
-
-async fn scratch_postgres(
-    admin_url: &str,
-) -> (PostgresPluginStore, impl std::future::Future<Output = ()>) {
-    use sqlx::{Connection, PgConnection};
-    let name = format!("vivified_audit_bench_{}", std::process::id());
-    let mut conn = PgConnection::connect(admin_url).await.expect("postgres");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut conn)
-    .await
-    .expect("drop");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .expect("create");
-    let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
-    let store = PostgresPluginStore::connect(&format!("{base}/{name}"), &PostgresConfig::default())
-        .await
-        .expect("connect");
-    let admin_url = admin_url.to_owned();
-    let cleanup = async move {
-        let mut conn = PgConnection::connect(&admin_url).await.expect("postgres");
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&mut conn)
-        .await;
-    };
-    (store, cleanup)
 }
 
 criterion_group!(benches, audit);

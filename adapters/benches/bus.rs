@@ -18,7 +18,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::future::join_all;
 use vivified_adapters::memory::{InMemoryBusConfig, InMemoryEventBus};
 use vivified_adapters::nats::{NatsBusConfig, NatsEventBus};
-use vivified_ports::bus_testing::bus_event;
+use vivified_conformance::bus::bus_event;
 use vivified_ports::{Cursor, EventBus, PluginId};
 
 const TARGETS: usize = 10;

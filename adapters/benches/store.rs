@@ -13,7 +13,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use vivified_adapters::memory::InMemoryPluginStore;
 use vivified_adapters::postgres::{PostgresConfig, PostgresPluginStore};
 use vivified_adapters::sqlite::SqlitePluginStore;
-use vivified_ports::testing::{record, t0};
+use vivified_conformance::store::{record, t0};
 use vivified_ports::{Health, PluginId, PluginStore};
 
 fn manifest() -> serde_json::Value {
@@ -76,48 +76,26 @@ fn stores(c: &mut Criterion) {
     rt.block_on(sqlite.pool().close());
     let _ = std::fs::remove_dir_all(&dir);
 
-    if let Ok(url) = std::env::var("VIVIFIED_TEST_POSTGRES_URL") {
-        let (store, cleanup) = rt.block_on(scratch_postgres(&url));
+    if std::env::var_os(vivified_test_support::services::POSTGRES_URL_VAR).is_some() {
+        let db = rt
+            .block_on(vivified_test_support::postgres::ScratchDb::create(
+                "vivified_bench",
+            ))
+            .expect("the variable is set");
+        let store = rt
+            .block_on(PostgresPluginStore::connect(
+                db.url(),
+                &PostgresConfig::default(),
+            ))
+            .expect("connect");
         bench_store(c, &rt, "postgres", Arc::new(store.clone()));
         rt.block_on(async move {
             store.pool().close().await;
-            cleanup.await;
+            db.drop_db().await;
         });
     } else {
         eprintln!("postgres: skipped (set VIVIFIED_TEST_POSTGRES_URL)");
     }
-}
-
-async fn scratch_postgres(
-    admin_url: &str,
-) -> (PostgresPluginStore, impl std::future::Future<Output = ()>) {
-    use sqlx::{Connection, PgConnection};
-    let name = format!("vivified_bench_{}", std::process::id());
-    let mut conn = PgConnection::connect(admin_url).await.expect("postgres");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut conn)
-    .await
-    .expect("drop");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .expect("create");
-    let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
-    let store = PostgresPluginStore::connect(&format!("{base}/{name}"), &PostgresConfig::default())
-        .await
-        .expect("connect");
-    let admin_url = admin_url.to_owned();
-    let cleanup = async move {
-        let mut conn = PgConnection::connect(&admin_url).await.expect("postgres");
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&mut conn)
-        .await;
-    };
-    (store, cleanup)
 }
 
 criterion_group!(benches, stores);

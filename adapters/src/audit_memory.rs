@@ -8,10 +8,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use serde_json::Value;
+use vivified_ports::audit::{ChainHash, ChainHasher, ChainHead, validate_entry};
 use vivified_ports::audit::{MAX_PAGE, MAX_SEAL_BATCH};
-use vivified_ports::audit_chain::{
-    ChainHash, ChainHead, ChainKey, chain_hash_validated, validate_entry,
-};
 use vivified_ports::{AuditEntry, AuditError, AuditLog, AuditQuery, SealReport, SealedEntry};
 
 /// An [`AuditLog`] in memory: pending entries and the sealed chain behind one lock,
@@ -145,7 +143,11 @@ impl AuditLog for InMemoryAuditLog {
         Ok(())
     }
 
-    async fn seal(&self, key: &ChainKey, limit: usize) -> Result<SealReport, AuditError> {
+    async fn seal(
+        &self,
+        key: &(dyn ChainHasher + 'static),
+        limit: usize,
+    ) -> Result<SealReport, AuditError> {
         if self.sealing.swap(true, Ordering::AcqRel) {
             return Ok(SealReport {
                 sealed: 0,
@@ -165,7 +167,7 @@ impl AuditLog for InMemoryAuditLog {
         let mut hashes = Vec::with_capacity(n);
         for kept in state.pending.iter().take(n) {
             seq = seq.saturating_add(1);
-            prev = chain_hash_validated(key, &prev, seq, &kept.entry, &kept.details)?;
+            prev = key.chain_hash(&prev, seq, &kept.entry, &kept.details)?;
             hashes.push((seq, prev));
         }
         let sealed: Vec<SealedKept> = state
@@ -250,14 +252,14 @@ impl AuditLog for InMemoryAuditLog {
 mod tests {
     use std::sync::Arc;
 
+    use vivified_conformance::audit::{audit_entry, test_chain_key};
     use vivified_ports::AuditOutcome;
-    use vivified_ports::audit_testing::{audit_entry, test_chain_key};
 
     use super::*;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn in_memory_audit_log_passes_the_conformance_suite() {
-        vivified_ports::audit_testing::audit_log_conformance(Arc::new(InMemoryAuditLog::new(
+        vivified_conformance::audit::audit_log_conformance(Arc::new(InMemoryAuditLog::new(
             100_000,
         )))
         .await;
@@ -309,9 +311,9 @@ mod tests {
         assert_eq!(log.dropped(), 1);
         let kept: Vec<_> = log.entries().into_iter().map(|e| e.action).collect();
         assert_eq!(kept, ["a2", "a3"]);
-        let report = vivified_ports::audit::verify_log(
+        let report = vivified_domain::audit_chain::verify_log(
             &log,
-            vivified_ports::audit_chain::ChainVerifier::new(&key),
+            vivified_domain::audit_chain::ChainVerifier::new(&key),
             10,
         )
         .await

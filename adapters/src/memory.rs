@@ -333,7 +333,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn in_memory_store_passes_the_conformance_suite() {
-        vivified_ports::testing::plugin_store_conformance(Arc::new(InMemoryPluginStore::new()))
+        vivified_conformance::store::plugin_store_conformance(Arc::new(InMemoryPluginStore::new()))
             .await;
     }
 }

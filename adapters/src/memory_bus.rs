@@ -285,16 +285,16 @@ mod tests {
     async fn in_memory_bus_passes_the_conformance_suite() {
         let bus = InMemoryEventBus::with_config(InMemoryBusConfig {
             broadcast_capacity: 16,
-            queue_bound: vivified_ports::bus_testing::CONFORMANCE_QUEUE_BOUND,
+            queue_bound: vivified_conformance::bus::CONFORMANCE_QUEUE_BOUND,
         });
-        vivified_ports::bus_testing::event_bus_conformance(Arc::new(bus)).await;
+        vivified_conformance::bus::event_bus_conformance(Arc::new(bus)).await;
     }
 
     #[tokio::test]
     async fn bus_delivers_to_subscribers() {
         let bus = InMemoryEventBus::new(4);
         let mut rx = bus.subscribe();
-        let ev = vivified_ports::bus_testing::bus_event("e1", "core");
+        let ev = vivified_conformance::bus::bus_event("e1", "core");
         bus.publish(ev.clone()).await.unwrap();
         assert_eq!(rx.recv().await.unwrap(), ev);
     }
@@ -314,10 +314,10 @@ mod tests {
         let bus = InMemoryEventBus::new(4);
         let mut rx = bus.subscribe();
         let target = PluginId::parse("p").unwrap();
-        bus.enqueue(&target, vivified_ports::bus_testing::bus_event("d1", "s"))
+        bus.enqueue(&target, vivified_conformance::bus::bus_event("d1", "s"))
             .await
             .unwrap();
-        bus.publish(vivified_ports::bus_testing::bus_event("l1", "core"))
+        bus.publish(vivified_conformance::bus::bus_event("l1", "core"))
             .await
             .unwrap();
         assert_eq!(rx.recv().await.unwrap().event_id, "l1");
@@ -356,7 +356,7 @@ mod tests {
         });
         let (a, b) = (PluginId::parse("a").unwrap(), PluginId::parse("b").unwrap());
         for i in 0..5 {
-            let e = vivified_ports::bus_testing::bus_event(&format!("e{i}"), "s");
+            let e = vivified_conformance::bus::bus_event(&format!("e{i}"), "s");
             bus.enqueue(&a, e.clone()).await.unwrap();
             if i == 0 {
                 bus.enqueue(&b, e).await.unwrap();

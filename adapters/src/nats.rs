@@ -910,7 +910,7 @@ mod tests {
 
     #[test]
     fn events_round_trip_through_the_wire_encoding() {
-        let event = vivified_ports::bus_testing::bus_event("e1", "src");
+        let event = vivified_conformance::bus::bus_event("e1", "src");
         assert_eq!(decode(&encode(&event).unwrap()), Some(event));
         assert_eq!(decode(b"not an event"), None);
     }

@@ -355,7 +355,7 @@ mod tests {
         let store = SqlitePluginStore::open(&db).await.unwrap();
         for (id, jti) in [("alpha", "j1"), ("beta", "j2")] {
             store
-                .insert(vivified_ports::testing::record(id, jti))
+                .insert(vivified_conformance::store::record(id, jti))
                 .await
                 .unwrap();
         }
@@ -366,7 +366,7 @@ mod tests {
         // The store stays open (and writable) during the copy.
         let summary = backup_sqlite(&db, &out).await.unwrap();
         store
-            .insert(vivified_ports::testing::record("gamma", "j3"))
+            .insert(vivified_conformance::store::record("gamma", "j3"))
             .await
             .unwrap();
 

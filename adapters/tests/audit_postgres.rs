@@ -13,74 +13,24 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, PgConnection};
 use vivified_adapters::postgres::PostgresAuditLog;
 use vivified_adapters::postgres::{PostgresConfig, PostgresPluginStore};
-use vivified_ports::audit::verify_log;
-use vivified_ports::audit_chain::ChainVerifier;
-use vivified_ports::audit_testing::{audit_entry, audit_log_conformance, test_chain_key};
+use vivified_conformance::audit::{audit_entry, audit_log_conformance, test_chain_key};
+use vivified_domain::audit_chain::ChainVerifier;
+use vivified_domain::audit_chain::verify_log;
 use vivified_ports::{AuditLog, AuditOutcome};
+use vivified_test_support::postgres::ScratchDb;
 
-/// A uniquely named database that is dropped when the test ends.
-struct TestDb {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    async fn create() -> Option<Self> {
-        let Ok(admin_url) = std::env::var("VIVIFIED_TEST_POSTGRES_URL") else {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI=true but VIVIFIED_TEST_POSTGRES_URL is unset: the Postgres tests must run in CI"
-            );
-            eprintln!("skipping: VIVIFIED_TEST_POSTGRES_URL is not set");
-            return None;
-        };
-        let name = format!("vivified_test_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
-            panic!("VIVIFIED_TEST_POSTGRES_URL is set but Postgres is unreachable: {e}")
-        });
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create test database");
-        conn.close().await.ok();
-        let base = admin_url
-            .rsplit_once('/')
-            .map_or(admin_url.as_str(), |(b, _)| b);
-        let url = format!("{base}/{name}");
-        Some(Self {
-            admin_url,
-            name,
-            url,
-        })
-    }
-
-    async fn store(&self) -> PostgresPluginStore {
-        PostgresPluginStore::connect(&self.url, &PostgresConfig::default())
-            .await
-            .expect("connect")
-    }
-
-    async fn drop_db(self) {
-        let mut conn = PgConnection::connect(&self.admin_url)
-            .await
-            .expect("admin connection");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&mut conn)
+async fn store(db: &ScratchDb) -> PostgresPluginStore {
+    PostgresPluginStore::connect(db.url(), &PostgresConfig::default())
         .await
-        .expect("drop test database");
-    }
+        .expect("connect")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_audit_log_passes_the_conformance_suite() {
-    let Some(db) = TestDb::create().await else {
+    let Some(db) = ScratchDb::create("vivified_test").await else {
         return;
     };
-    let store = db.store().await;
+    let store = store(&db).await;
     audit_log_conformance(Arc::new(PostgresAuditLog::new(&store))).await;
     store.pool().close().await;
     db.drop_db().await;
@@ -93,10 +43,10 @@ fn blob(bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampering_in_postgres_is_detected_and_located() {
-    let Some(db) = TestDb::create().await else {
+    let Some(db) = ScratchDb::create("vivified_test").await else {
         return;
     };
-    let store = db.store().await;
+    let store = store(&db).await;
     let log = Arc::new(PostgresAuditLog::new(&store));
     let pool = store.pool().clone();
     audit_common::tamper_suite(
@@ -119,10 +69,10 @@ async fn tampering_in_postgres_is_detected_and_located() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_sealer_returns_at_once_while_the_lock_is_held() {
-    let Some(db) = TestDb::create().await else {
+    let Some(db) = ScratchDb::create("vivified_test").await else {
         return;
     };
-    let store = db.store().await;
+    let store = store(&db).await;
     let log = PostgresAuditLog::new(&store);
     let key = test_chain_key();
     for i in 0..3 {
@@ -131,7 +81,7 @@ async fn a_second_sealer_returns_at_once_while_the_lock_is_held() {
             .unwrap();
     }
     // Another replica's sealer, mid-batch: the same advisory lock, held elsewhere.
-    let mut other = PgConnection::connect(&db.url).await.unwrap();
+    let mut other = PgConnection::connect(db.url()).await.unwrap();
     let mut tx = other.begin().await.unwrap();
     let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
         .bind(0x7669_7669_6175_6431_i64)
@@ -157,10 +107,10 @@ async fn a_second_sealer_returns_at_once_while_the_lock_is_held() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_append_and_seal_one_chain() {
-    let Some(db) = TestDb::create().await else {
+    let Some(db) = ScratchDb::create("vivified_test").await else {
         return;
     };
-    let (a, b) = (db.store().await, db.store().await);
+    let (a, b) = (store(&db).await, store(&db).await);
     let logs: Vec<Arc<dyn AuditLog>> = vec![
         Arc::new(PostgresAuditLog::new(&a)),
         Arc::new(PostgresAuditLog::new(&b)),

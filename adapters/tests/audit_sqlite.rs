@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use vivified_adapters::sqlite::SqliteAuditLog;
 use vivified_adapters::sqlite::SqlitePluginStore;
-use vivified_ports::audit::verify_log;
-use vivified_ports::audit_chain::ChainVerifier;
-use vivified_ports::audit_testing::{audit_entry, audit_log_conformance, test_chain_key};
+use vivified_conformance::audit::{audit_entry, audit_log_conformance, test_chain_key};
+use vivified_domain::audit_chain::ChainVerifier;
+use vivified_domain::audit_chain::verify_log;
 use vivified_ports::{AuditLog, AuditOutcome};
 
 fn temp_dir() -> PathBuf {

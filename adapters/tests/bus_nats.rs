@@ -12,23 +12,9 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use futures_util::StreamExt;
 use vivified_adapters::nats::{NatsBusConfig, NatsConnectError, NatsEventBus};
-use vivified_ports::bus_testing::{CONFORMANCE_QUEUE_BOUND, bus_event, event_bus_conformance};
+use vivified_conformance::bus::{CONFORMANCE_QUEUE_BOUND, bus_event, event_bus_conformance};
 use vivified_ports::{BusError, Cursor, EventBus, PluginId};
-
-/// The server URL, or `None` (and a printed line) when the NATS tests are off.
-fn nats_url() -> Option<String> {
-    match std::env::var("VIVIFIED_TEST_NATS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI=true but VIVIFIED_TEST_NATS_URL is unset: the NATS tests must run in CI"
-            );
-            eprintln!("skipping: VIVIFIED_TEST_NATS_URL is not set");
-            None
-        }
-    }
-}
+use vivified_test_support::services::nats_url;
 
 /// Settings with prefixes no other test or run uses.
 fn unique_config(queue_bound: usize) -> NatsBusConfig {

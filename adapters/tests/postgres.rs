@@ -7,86 +7,35 @@
 
 use std::sync::Arc;
 
-use sqlx::{Connection, PgConnection};
 use vivified_adapters::postgres::{PostgresConfig, PostgresPluginStore};
-
-/// A uniquely named database that is dropped when the test ends.
-pub struct TestDb {
-    admin_url: String,
-    name: String,
-    pub url: String,
-}
-
-impl TestDb {
-    pub async fn create() -> Option<Self> {
-        let Ok(admin_url) = std::env::var("VIVIFIED_TEST_POSTGRES_URL") else {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI=true but VIVIFIED_TEST_POSTGRES_URL is unset: the Postgres tests must run in CI"
-            );
-            eprintln!("skipping: VIVIFIED_TEST_POSTGRES_URL is not set");
-            return None;
-        };
-        let name = format!("vivified_test_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
-            panic!("VIVIFIED_TEST_POSTGRES_URL is set but Postgres is unreachable: {e}")
-        });
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create test database");
-        conn.close().await.ok();
-        let base = admin_url
-            .rsplit_once('/')
-            .map_or(admin_url.as_str(), |(b, _)| b);
-        let url = format!("{base}/{name}");
-        Some(Self {
-            admin_url,
-            name,
-            url,
-        })
-    }
-
-    pub async fn drop_db(self) {
-        let mut conn = PgConnection::connect(&self.admin_url)
-            .await
-            .expect("admin connection");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&mut conn)
-        .await
-        .expect("drop test database");
-    }
-}
+use vivified_test_support::postgres::ScratchDb;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_passes_the_conformance_suite() {
-    let Some(db) = TestDb::create().await else {
+    let Some(db) = ScratchDb::create("vivified_test").await else {
         return;
     };
-    let store = PostgresPluginStore::connect(&db.url, &PostgresConfig::default())
+    let store = PostgresPluginStore::connect(db.url(), &PostgresConfig::default())
         .await
         .expect("connect");
-    vivified_ports::testing::plugin_store_conformance(Arc::new(store.clone())).await;
+    vivified_conformance::store::plugin_store_conformance(Arc::new(store.clone())).await;
     store.pool().close().await;
     db.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_are_idempotent_across_replicas() {
-    let Some(db) = TestDb::create().await else {
+    let Some(db) = ScratchDb::create("vivified_test").await else {
         return;
     };
     let config = PostgresConfig::default();
     let (a, b) = tokio::join!(
-        PostgresPluginStore::connect(&db.url, &config),
-        PostgresPluginStore::connect(&db.url, &config),
+        PostgresPluginStore::connect(db.url(), &config),
+        PostgresPluginStore::connect(db.url(), &config),
     );
     let (a, b) = (a.expect("replica a"), b.expect("replica b"));
     use vivified_ports::PluginStore;
-    a.insert(vivified_ports::testing::record("shared", "j"))
+    a.insert(vivified_conformance::store::record("shared", "j"))
         .await
         .unwrap();
     let seen = b.get(&"shared".parse().unwrap()).await.unwrap();

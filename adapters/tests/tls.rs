@@ -12,95 +12,20 @@
 //!   encrypted session (`pg_stat_ssl`), and `sslmode=verify-full` without the server's
 //!   root fails with a clear error. A server without SSL is reported and skipped.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
 use sqlx::{Connection, PgConnection};
 use vivified_adapters::nats::{NatsBusConfig, NatsConnectError, NatsEventBus};
 use vivified_adapters::postgres::{PostgresConfig, PostgresPluginStore};
-use vivified_ports::bus_testing::bus_event;
+use vivified_conformance::bus::bus_event;
 use vivified_ports::{EventBus, PluginId, StoreError};
-
-/// A fresh directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "vivified-adapters-tls-{tag}-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir).expect("a temp dir");
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// PEM files: a CA, a server certificate for `localhost` and 127.0.0.1, and a client
-/// certificate, both signed by the CA.
-struct Pki {
-    ca: PathBuf,
-    server_cert: PathBuf,
-    server_key: PathBuf,
-    client_cert: PathBuf,
-    client_key: PathBuf,
-}
-
-fn make_pki(dir: &Path) -> Pki {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Vivified adapters test CA");
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let leaf = |names: Vec<String>, cn: &str, usage: ExtendedKeyUsagePurpose| {
-        let mut params = CertificateParams::new(names).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.extended_key_usages = vec![usage];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &ca).unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
-    let (server_cert, server_key) = leaf(
-        vec!["localhost".into(), "127.0.0.1".into()],
-        "nats test server",
-        ExtendedKeyUsagePurpose::ServerAuth,
-    );
-    let (client_cert, client_key) = leaf(
-        vec!["vivified-core".into()],
-        "vivified-core",
-        ExtendedKeyUsagePurpose::ClientAuth,
-    );
-    let pki = Pki {
-        ca: dir.join("ca.pem"),
-        server_cert: dir.join("server.crt"),
-        server_key: dir.join("server.key"),
-        client_cert: dir.join("client.crt"),
-        client_key: dir.join("client.key"),
-    };
-    std::fs::write(&pki.ca, ca.pem()).unwrap();
-    std::fs::write(&pki.server_cert, server_cert).unwrap();
-    std::fs::write(&pki.server_key, server_key).unwrap();
-    std::fs::write(&pki.client_cert, client_cert).unwrap();
-    std::fs::write(&pki.client_key, client_key).unwrap();
-    pki
-}
+use vivified_test_support::fs::TempDir;
+use vivified_test_support::net::free_port;
+use vivified_test_support::pki::Pki;
+use vivified_test_support::postgres::ScratchDb;
+use vivified_test_support::services;
 
 /// The `nats-server` binary, or `None` after a skip line (never under `CI=true`).
 fn nats_server_binary() -> Option<PathBuf> {
@@ -109,23 +34,11 @@ fn nats_server_binary() -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but {} does not exist: the NATS TLS test must run in CI",
+    services::skip(&format!(
+        "no nats-server at {} (set VIVIFIED_TEST_NATS_SERVER)",
         path.display()
-    );
-    eprintln!(
-        "skipping: no nats-server at {} (set VIVIFIED_TEST_NATS_SERVER)",
-        path.display()
-    );
+    ));
     None
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 /// A private nats-server; killed (through its own handle) when dropped.
@@ -226,8 +139,8 @@ async fn the_nats_bus_speaks_tls_with_a_private_ca() {
         return;
     };
     let dir = TempDir::new("nats");
-    let pki = make_pki(&dir.0);
-    let server = NatsServer::start(&binary, &dir.0, &pki, false);
+    let pki = Pki::new(dir.path());
+    let server = NatsServer::start(&binary, dir.path(), &pki, false);
     let port = server.port;
 
     // tls:// with the CA: an event goes through and comes back.
@@ -264,7 +177,7 @@ async fn the_nats_bus_speaks_tls_with_a_private_ca() {
     // A CA file that is not there is named as such.
     let err = NatsEventBus::connect(
         &format!("tls://localhost:{port}"),
-        config(Some(&dir.0.join("absent.pem"))),
+        config(Some(&dir.path().join("absent.pem"))),
     )
     .await
     .unwrap_err();
@@ -283,8 +196,8 @@ async fn a_nats_server_that_verifies_clients_takes_the_client_certificate() {
         return;
     };
     let dir = TempDir::new("nats-mtls");
-    let pki = make_pki(&dir.0);
-    let server = NatsServer::start(&binary, &dir.0, &pki, true);
+    let pki = Pki::new(dir.path());
+    let server = NatsServer::start(&binary, dir.path(), &pki, true);
     let url = format!("tls://localhost:{}", server.port);
 
     let bus = NatsEventBus::connect(
@@ -312,21 +225,6 @@ async fn a_nats_server_that_verifies_clients_takes_the_client_certificate() {
     drop(server);
 }
 
-/// The admin URL of the test server, or `None` after a skip line.
-fn postgres_url() -> Option<String> {
-    match std::env::var("VIVIFIED_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI=true but VIVIFIED_TEST_POSTGRES_URL is unset: the Postgres tests must run in CI"
-            );
-            eprintln!("skipping: VIVIFIED_TEST_POSTGRES_URL is not set");
-            None
-        }
-    }
-}
-
 /// `url` with `params` added to its query.
 fn with_params(url: &str, params: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
@@ -335,7 +233,7 @@ fn with_params(url: &str, params: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_sslmode_is_honoured() {
-    let Some(admin_url) = postgres_url() else {
+    let Some(admin_url) = services::postgres_url() else {
         return;
     };
     let plain = with_params(&admin_url, "sslmode=disable");
@@ -347,27 +245,16 @@ async fn postgres_sslmode_is_honoured() {
         .await
         .unwrap();
     if ssl != "on" {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but the Postgres server has ssl = {ssl}: the TLS test must run in CI \
-             (Debian's and Ubuntu's clusters serve TLS with the snakeoil certificate)"
-        );
-        eprintln!(
-            "skipping: the Postgres server has ssl = {ssl}; sslmode=require cannot be tested"
-        );
+        // Debian's and Ubuntu's clusters serve TLS with the snakeoil certificate.
+        services::skip(&format!(
+            "the Postgres server has ssl = {ssl}; sslmode=require cannot be tested"
+        ));
         return;
     }
-    let name = format!("vivified_tls_{}", uuid::Uuid::new_v4().simple());
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
+    let db = ScratchDb::create("vivified_tls")
         .await
-        .unwrap();
-    let base = admin_url
-        .split('?')
-        .next()
-        .and_then(|u| u.rsplit_once('/'))
-        .map_or(admin_url.as_str(), |(b, _)| b);
-    let db_url = format!("{base}/{name}");
+        .expect("the variable is set");
+    let db_url = db.url().to_owned();
 
     // sslmode=require: the store's sessions are encrypted.
     let store = PostgresPluginStore::connect(
@@ -401,7 +288,7 @@ async fn postgres_sslmode_is_honoured() {
 
     // verify-full against a root that did not sign the server's certificate: refused.
     let dir = TempDir::new("pg");
-    let pki = make_pki(&dir.0);
+    let pki = Pki::new(dir.path());
     let err = PostgresPluginStore::connect(
         &with_params(
             &db_url,
@@ -422,7 +309,7 @@ async fn postgres_sslmode_is_honoured() {
             &db_url,
             &format!(
                 "sslmode=verify-full&sslrootcert={}",
-                dir.0.join("absent.pem").display()
+                dir.path().join("absent.pem").display()
             ),
         ),
         &PostgresConfig::default(),
@@ -431,10 +318,6 @@ async fn postgres_sslmode_is_honoured() {
     .expect_err("a missing sslrootcert must fail");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    conn.close().await.unwrap();
+    db.drop_db().await;
 }

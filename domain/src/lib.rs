@@ -52,6 +52,7 @@
 //! only — never on an adapter, axum, hyper, sqlx, async-nats, jsonwebtoken or tokio's
 //! networking (`tests/architecture.rs` enforces it).
 
+pub mod audit_chain;
 pub mod broker;
 pub mod events;
 pub mod manifest;

@@ -566,7 +566,7 @@ fn facts_come_from_manifests_and_records() {
         ["phi", "pii", "confidential"]
     );
 
-    let mut record = vivified_ports::testing::record("ehr-connector", "jti-1");
+    let mut record = vivified_conformance::store::record("ehr-connector", "jti-1");
     record.manifest = vivified_ports::StoredManifest::from_value(&raw);
     record.enabled = false;
     let mut expected = from_manifest.clone();

@@ -9,13 +9,13 @@ use serde_json::{Value, json};
 use vivified_adapters::clock::ManualClock;
 use vivified_adapters::jwt::{JwtConfig, JwtTokenIssuer};
 use vivified_adapters::memory::InMemoryPluginStore;
+use vivified_conformance::store::{record, t0};
 use vivified_domain::{
     HeartbeatReport, ManifestValidator, Ports, Registry, RegistryConfig, RegistryError,
 };
 use vivified_ports::audit::MockAuditLog;
 use vivified_ports::bus::MockEventBus;
 use vivified_ports::store::MockPluginStore;
-use vivified_ports::testing::{record, t0};
 use vivified_ports::token::MockTokenIssuer;
 use vivified_ports::{
     AuditEntry, AuditError, AuditOutcome, BusError, Health, IssuedToken, PluginId, PluginRecord,

@@ -2,16 +2,17 @@
 //! plain data they carry.
 //!
 //! Architecture Invariant: this crate does no I/O and knows no backend. It depends on
-//! serde, async-trait, thiserror, time, hmac and sha2 only (plus mockall/futures under the
-//! `testing` feature, which also exports the shared conformance suites).
+//! serde, serde_json, async-trait, thiserror and time only (plus mockall under the
+//! `testing` feature, which exports a mock of every port). Rules — the audit chain's
+//! keyed hashing and verification among them — are the domain's.
 //!
 //! Every port is object-safe and used as `Arc<dyn Port>`, so the backend is chosen by
 //! configuration at run time. Each method states its contract with MUST wording; the
-//! conformance suites in [`testing`] check those sentences against every adapter.
+//! conformance suites of the dev-only `vivified-conformance` crate check those sentences
+//! against every adapter.
 #![warn(missing_docs)]
 
 pub mod audit;
-pub mod audit_chain;
 pub mod bus;
 pub mod clock;
 pub mod plugin;
@@ -19,15 +20,9 @@ pub mod secret;
 pub mod store;
 pub mod token;
 
-#[cfg(feature = "testing")]
-pub mod audit_testing;
-#[cfg(feature = "testing")]
-pub mod bus_testing;
-#[cfg(feature = "testing")]
-pub mod testing;
-
 pub use audit::{
-    AuditEntry, AuditError, AuditLog, AuditOutcome, AuditQuery, SealReport, SealedEntry,
+    AuditEntry, AuditError, AuditLog, AuditOutcome, AuditQuery, ChainHash, ChainHasher, ChainHead,
+    SealReport, SealedEntry,
 };
 pub use bus::{BusError, BusEvent, Cursor, EventBus, Pulled};
 pub use clock::Clock;

@@ -13,9 +13,10 @@ use time::OffsetDateTime;
 
 use std::sync::Arc;
 
-use crate::introspect::Shared;
+use crate::error::BoxError;
+use crate::health::HealthReport;
+use crate::identity::Shared;
 use crate::manifest::{Manifest, Violation};
-use crate::plugin::{BoxError, HealthReport};
 use crate::secret::Secret;
 
 /// Largest heartbeat `details` the core accepts (bytes of JSON).

@@ -26,8 +26,8 @@ use time::OffsetDateTime;
 use crate::backoff::{Backoff, BackoffState};
 use crate::canonical::CanonicalMessage;
 use crate::client::{CoreClient, CoreError, ErrorBody, Failure};
+use crate::error::{BoxError, ReceiveMessagesError};
 use crate::manifest::DataClass;
-use crate::plugin::{BoxError, ReceiveMessagesError};
 
 /// Most events one pull may ask for (the core's bound).
 pub const MAX_PULL_LIMIT: usize = 1000;

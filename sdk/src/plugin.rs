@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use crate::backoff::Backoff;
@@ -21,63 +20,8 @@ use crate::introspect::TokenIntrospector;
 use crate::manifest::Manifest;
 use crate::status::PluginStatus;
 
-/// A boxed error, the source of the `Other`/`Unavailable` variants below.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// Health a plugin reports in its heartbeats.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Health {
-    /// Working normally.
-    #[default]
-    Healthy,
-    /// Working, with reduced capacity or a failing dependency.
-    Degraded,
-    /// Not able to do its job.
-    Unhealthy,
-}
-
-/// What [`Plugin::health_check`] returns: the health and optional details. The details
-/// go to the core in the heartbeat (at most 4 KiB as JSON; larger details are dropped)
-/// and are neither stored nor logged there. Never put PHI, PII or secrets in them.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct HealthReport {
-    /// The health.
-    pub health: Health,
-    /// Small, non-sensitive facts (queue depth, dependency states).
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
-    pub details: Map<String, Value>,
-}
-
-impl HealthReport {
-    /// `healthy`, no details.
-    pub fn healthy() -> Self {
-        Self::default()
-    }
-
-    /// `degraded`, no details.
-    pub fn degraded() -> Self {
-        Self {
-            health: Health::Degraded,
-            details: Map::new(),
-        }
-    }
-
-    /// `unhealthy`, no details.
-    pub fn unhealthy() -> Self {
-        Self {
-            health: Health::Unhealthy,
-            details: Map::new(),
-        }
-    }
-
-    /// Adds one detail.
-    #[must_use]
-    pub fn with_detail(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
-        self.details.insert(key.into(), value.into());
-        self
-    }
-}
+pub use crate::error::{BoxError, ReceiveMessagesError, SendMessageError};
+pub use crate::health::{Health, HealthReport};
 
 /// What a plugin gets when it is initialized: who it is, how the core sees it, and the
 /// means to check callers' tokens.
@@ -196,28 +140,6 @@ pub trait Plugin: Send + Sync + 'static {
     async fn shutdown(&self) -> Result<(), ShutdownError> {
         Ok(())
     }
-}
-
-/// Why [`CommunicationPlugin::send_message`] failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SendMessageError {
-    /// The recipient does not exist or cannot receive.
-    #[error("unknown recipient")]
-    UnknownRecipient,
-    /// The message was refused (too large, a content type not supported, …).
-    #[error("message refused: {0}")]
-    Rejected(String),
-    /// The transport is not available; retry later.
-    #[error("transport unavailable: {0}")]
-    Unavailable(#[source] BoxError),
-}
-
-/// Why [`CommunicationPlugin::receive_messages`] failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ReceiveMessagesError {
-    /// The transport is not available; retry later.
-    #[error("transport unavailable: {0}")]
-    Unavailable(#[source] BoxError),
 }
 
 /// Sends and receives [`CanonicalMessage`]s (contract `CommunicationPlugin`).

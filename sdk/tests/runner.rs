@@ -27,7 +27,7 @@ async fn registers_heartbeats_and_reports_health() {
     let core = TestCore::start().await.unwrap();
     let dir = TempDir::new("hb");
     let mut config = fast_config(core.url());
-    config.token_file = Some(dir.path("token.json"));
+    config.token_file = Some(dir.join("token.json"));
     let plugin = TestPlugin::new("hb-plugin");
     let health = plugin.health.clone();
     let checks = plugin.health_checks.clone();
@@ -68,11 +68,11 @@ async fn registers_heartbeats_and_reports_health() {
     assert!(checks.load(Ordering::SeqCst) >= 3);
 
     // The token is kept with mode 0600 and never logged.
-    let token = token_in(&dir.path("token.json"));
+    let token = token_in(&dir.join("token.json"));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path("token.json"))
+        let mode = std::fs::metadata(dir.join("token.json"))
             .unwrap()
             .permissions()
             .mode();
@@ -143,7 +143,7 @@ async fn waits_for_a_core_that_starts_later() {
 async fn a_restarted_plugin_re_registers_with_its_kept_token() {
     let core = TestCore::start().await.unwrap();
     let dir = TempDir::new("restart");
-    let file = dir.path("state/token.json");
+    let file = dir.join("state/token.json");
     let mut config = fast_config(core.url());
     config.token_file = Some(file.clone());
 
@@ -319,7 +319,7 @@ async fn deregisters_on_shutdown_when_configured() {
     let dir = TempDir::new("dereg");
     let mut config = fast_config(core.url());
     config.deregister_on_shutdown = true;
-    config.token_file = Some(dir.path("token.json"));
+    config.token_file = Some(dir.join("token.json"));
     let plugin = TestPlugin::new("leaver");
     let shut_down = plugin.shut_down.clone();
     let ctx = plugin.ctx.clone();
@@ -346,7 +346,7 @@ async fn deregisters_on_shutdown_when_configured() {
     assert!(shut_down.load(Ordering::SeqCst));
     assert_eq!(core.plugin("leaver").await.unwrap(), None, "deregistered");
     assert!(
-        !dir.path("token.json").exists(),
+        !dir.join("token.json").exists(),
         "the dead token is removed"
     );
 }
@@ -355,7 +355,7 @@ async fn deregisters_on_shutdown_when_configured() {
 async fn a_token_from_another_core_is_dropped_and_the_plugin_registers_anew() {
     let (logs, _guard) = Logs::capture();
     let dir = TempDir::new("foreign");
-    let file = dir.path("token.json");
+    let file = dir.join("token.json");
     let mut config = fast_config("http://127.0.0.1:1");
     config.token_file = Some(file.clone());
     {

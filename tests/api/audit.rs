@@ -3,7 +3,6 @@
 //! the admin-only order of checks, a bounded and resumable verification, JSON lines,
 //! and tampering with the rows of a SQLite file caught and located.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +11,12 @@ use serde_json::{Value, json};
 use sqlx::{Connection, SqliteConnection};
 use vivified_adapters::sqlite::SqliteAuditLog;
 use vivified_adapters::sqlite::SqlitePluginStore;
+use vivified_domain::audit_chain::{ChainHead, Checkpoint};
 use vivified_ports::AuditError;
 use vivified_ports::audit::MockAuditLog;
-use vivified_ports::audit_chain::{ChainHead, Checkpoint};
 
 use crate::helpers::{ADMIN_TOKEN, TestApp, assert_error, keys, manifest, rfc3339_utc, sorted};
+use vivified_test_support::fs::TempDir;
 
 /// Seals everything pending, as the server's sealer task does.
 async fn seal(app: &TestApp) -> Option<ChainHead> {
@@ -348,32 +348,12 @@ async fn a_failing_audit_log_is_503() {
     }
 }
 
-/// A temporary directory, removed at the end.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "vivified-api-audit-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir).expect("a temp dir");
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The core over a SQLite file: rows of `audit_entries` edited, deleted or swapped
 /// behind its back are found, and the first bad sequence number is reported.
 #[tokio::test]
 async fn tampering_with_the_sqlite_file_is_located() {
-    let dir = TempDir::new();
-    let path = dir.0.join("vivified.db");
+    let dir = TempDir::new("api-audit");
+    let path = dir.join("vivified.db");
     let store = SqlitePluginStore::open(&path).await.expect("sqlite opens");
     let log = Arc::new(SqliteAuditLog::new(&store));
     let app = TestApp::builder().store(Arc::new(store)).audit(log).build();

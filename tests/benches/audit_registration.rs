@@ -40,7 +40,7 @@ use axum::http::{Method, Request, StatusCode, header};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http_body_util::BodyExt;
 use serde_json::json;
-use sqlx::{Connection, PgConnection};
+
 use time::OffsetDateTime;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
@@ -53,10 +53,10 @@ use vivified_adapters::postgres::PostgresAuditLog;
 use vivified_adapters::postgres::{PostgresConfig, PostgresPluginStore};
 use vivified_adapters::sqlite::SqliteAuditLog;
 use vivified_adapters::sqlite::SqlitePluginStore;
+use vivified_domain::audit_chain::{ChainHead, ChainKey};
 use vivified_domain::broker::{Broker, BrokerConfig};
 use vivified_domain::policy::Policy;
 use vivified_domain::{ManifestValidator, Ports, Registry};
-use vivified_ports::audit_chain::{ChainHead, ChainKey};
 use vivified_ports::{
     AuditEntry, AuditError, AuditLog, AuditOutcome, AuditQuery, Health, Liveness, PluginId,
     PluginRecord, PluginStore, SealReport, SealedEntry, StoredManifest,
@@ -64,6 +64,7 @@ use vivified_ports::{
 use vivified_server::audit::{AuditChain, SEAL_BATCH, SealerConfig, seal_until_stopped};
 use vivified_server::routes::{App, router};
 use vivified_server::{AppState, Services, Settings};
+use vivified_test_support::postgres::ScratchDb;
 
 /// Registrations in flight at once.
 const CONCURRENCY: u64 = 16;
@@ -80,7 +81,11 @@ impl AuditLog for NoAudit {
         Ok(())
     }
 
-    async fn seal(&self, _key: &ChainKey, _limit: usize) -> Result<SealReport, AuditError> {
+    async fn seal(
+        &self,
+        _key: &(dyn vivified_ports::ChainHasher + 'static),
+        _limit: usize,
+    ) -> Result<SealReport, AuditError> {
         Ok(SealReport {
             sealed: 0,
             head: None,
@@ -273,54 +278,6 @@ impl Drop for ScratchDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// A uniquely named scratch database, dropped on drop (outside any runtime).
-struct ScratchDb {
-    admin_url: String,
-    name: String,
-}
-
-impl ScratchDb {
-    async fn create(admin_url: &str) -> Self {
-        let name = format!("vivified_bench_auditreg_{}", uuid::Uuid::new_v4().simple());
-        admin_sql(admin_url, &format!("CREATE DATABASE {name}")).await;
-        Self {
-            admin_url: admin_url.to_owned(),
-            name,
-        }
-    }
-
-    fn url(&self) -> String {
-        let base = self
-            .admin_url
-            .rsplit_once('/')
-            .map_or(self.admin_url.as_str(), |(b, _)| b);
-        format!("{base}/{}", self.name)
-    }
-}
-
-impl Drop for ScratchDb {
-    fn drop(&mut self) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(admin_sql(
-            &self.admin_url,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        ));
-    }
-}
-
-async fn admin_sql(admin_url: &str, sql: &str) {
-    let mut conn = PgConnection::connect(admin_url)
-        .await
-        .expect("VIVIFIED_TEST_POSTGRES_URL is set but Postgres is unreachable");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-        .execute(&mut conn)
-        .await
-        .expect("admin sql");
 }
 
 /// The pieces of a registration's write, below HTTP and the registry, for saying where
@@ -516,18 +473,20 @@ fn bench_sqlite(c: &mut Criterion, rt: &Runtime) {
     bench_pieces(c, rt, "sqlite", &Pieces::new(Arc::new(store), log));
 }
 
-fn bench_postgres(c: &mut Criterion, rt: &Runtime, admin_url: &str) {
+fn bench_postgres(c: &mut Criterion, rt: &Runtime) {
     let mut g = group(c, "postgres");
     let config = PostgresConfig {
         max_connections: settings().db_max_connections,
         ..PostgresConfig::default()
     };
     let connect = |db: &ScratchDb| {
-        rt.block_on(PostgresPluginStore::connect(&db.url(), &config))
+        rt.block_on(PostgresPluginStore::connect(db.url(), &config))
             .expect("postgres store")
     };
 
-    let db = rt.block_on(ScratchDb::create(admin_url));
+    let db = rt
+        .block_on(ScratchDb::create("vivified_bench_auditreg"))
+        .expect("the variable is set");
     let store = connect(&db);
     let pool = store.pool().clone();
     let core = rt.block_on(async { Core::new(Arc::new(store), Arc::new(NoAudit), false) });
@@ -535,7 +494,9 @@ fn bench_postgres(c: &mut Criterion, rt: &Runtime, admin_url: &str) {
     rt.block_on(pool.close());
     drop(db);
 
-    let db = rt.block_on(ScratchDb::create(admin_url));
+    let db = rt
+        .block_on(ScratchDb::create("vivified_bench_auditreg"))
+        .expect("the variable is set");
     let store = connect(&db);
     let pool = store.pool().clone();
     let log = Arc::new(PostgresAuditLog::new(&store));
@@ -545,7 +506,9 @@ fn bench_postgres(c: &mut Criterion, rt: &Runtime, admin_url: &str) {
     drop(db);
     g.finish();
 
-    let db = rt.block_on(ScratchDb::create(admin_url));
+    let db = rt
+        .block_on(ScratchDb::create("vivified_bench_auditreg"))
+        .expect("the variable is set");
     let store = connect(&db);
     let pool = store.pool().clone();
     let log = Arc::new(PostgresAuditLog::new(&store));
@@ -562,7 +525,7 @@ fn benches(c: &mut Criterion) {
         .expect("runtime");
     bench_sqlite(c, &rt);
     match std::env::var("VIVIFIED_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => bench_postgres(c, &rt, &url),
+        Ok(url) if !url.is_empty() => bench_postgres(c, &rt),
         _ => eprintln!("skipping the Postgres benches: VIVIFIED_TEST_POSTGRES_URL is not set"),
     }
 }

@@ -39,10 +39,10 @@ use vivified_adapters::memory::{
     InMemoryAuditLog, InMemoryBusConfig, InMemoryEventBus, InMemoryPluginStore,
 };
 use vivified_adapters::nats::{NatsBusConfig, NatsEventBus};
+use vivified_domain::audit_chain::ChainKey;
 use vivified_domain::broker::{Broker, BrokerConfig};
 use vivified_domain::policy::Policy;
 use vivified_domain::{ManifestValidator, Ports, Registry};
-use vivified_ports::audit_chain::ChainKey;
 use vivified_ports::{EventBus, PluginId};
 use vivified_server::audit::AuditChain;
 use vivified_server::routes::{App, router};

@@ -15,8 +15,8 @@ use vivified_adapters::clock::ManualClock;
 use vivified_adapters::jwt::{JwtConfig, JwtTokenIssuer};
 use vivified_adapters::memory::{InMemoryAuditLog, InMemoryEventBus, InMemoryPluginStore};
 use vivified_adapters::sqlite::SqlitePluginStore;
+use vivified_conformance::store::{record, t0};
 use vivified_domain::{ManifestValidator, Ports, Registry, RegistryConfig};
-use vivified_ports::testing::{record, t0};
 use vivified_ports::{Liveness, PluginId, PluginStore, Secret};
 
 const SIZES: [usize; 2] = [1_000, 100_000];

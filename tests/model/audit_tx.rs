@@ -97,7 +97,7 @@ mod tempdir {
 }
 
 async fn pending_actions(log: &SqliteAuditLog) -> Vec<(String, String, String)> {
-    let key = vivified_ports::audit_chain::ChainKey::new(b"audit-tx-chain-key-0123456789abcdef")
+    let key = vivified_domain::audit_chain::ChainKey::new(b"audit-tx-chain-key-0123456789abcdef")
         .expect("key");
     log.seal(&key, 1000).await.expect("seal");
     log.query(&AuditQuery {
@@ -221,7 +221,7 @@ async fn a_store_without_the_audit_log_refuses_audited_writes() {
         trace_id: "t".into(),
         details: json!(null),
     };
-    let record = vivified_ports::testing::record("tx-mem", "jti-mem");
+    let record = vivified_conformance::store::record("tx-mem", "jti-mem");
     assert!(matches!(
         store.insert_audited(record, &entry).await,
         Err(StoreError::Unavailable(_))
@@ -247,37 +247,14 @@ async fn a_store_without_the_audit_log_refuses_audited_writes() {
 /// `VIVIFIED_TEST_POSTGRES_URL` (mandatory in CI).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_holds_on_postgres_in_one_statement() {
-    use sqlx::{Connection, PgConnection};
     use vivified_adapters::postgres::PostgresAuditLog;
     use vivified_adapters::postgres::{PostgresConfig, PostgresPluginStore};
-    let Ok(admin_url) = std::env::var("VIVIFIED_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI=true but VIVIFIED_TEST_POSTGRES_URL is unset: the Postgres tests must run in CI"
-        );
-        eprintln!("skipping: VIVIFIED_TEST_POSTGRES_URL is not set");
+    let Some(db) = vivified_test_support::postgres::ScratchDb::create("vivified_audit_tx").await
+    else {
         return;
     };
-    let name = format!("vivified_audit_tx_{}", uuid::Uuid::new_v4().simple());
-    let admin = |sql: String| {
-        let admin_url = admin_url.clone();
-        async move {
-            let mut conn = PgConnection::connect(&admin_url)
-                .await
-                .expect("Postgres reachable");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut conn)
-                .await
-                .expect("admin sql");
-        }
-    };
-    admin(format!("CREATE DATABASE {name}")).await;
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(b, _)| b)
-        .to_owned();
     let outcome = tokio::spawn({
-        let url = format!("{base}/{name}");
+        let url = db.url().to_owned();
         async move {
             let store = Arc::new(
                 PostgresPluginStore::connect(&url, &PostgresConfig::default())
@@ -325,7 +302,7 @@ async fn the_same_holds_on_postgres_in_one_statement() {
                 .await
                 .expect("register pg-b");
             let key =
-                vivified_ports::audit_chain::ChainKey::new(b"audit-tx-chain-key-0123456789abcdef")
+                vivified_domain::audit_chain::ChainKey::new(b"audit-tx-chain-key-0123456789abcdef")
                     .expect("key");
             log.seal(&key, 1000).await.expect("seal");
             let actions: Vec<String> = log
@@ -378,7 +355,7 @@ async fn the_same_holds_on_postgres_in_one_statement() {
         }
     })
     .await;
-    admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+    db.drop_db().await;
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }

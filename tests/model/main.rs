@@ -80,54 +80,16 @@ fn registry_matches_the_model_on_sqlite() {
 /// One database for the test, emptied before each case, dropped at the end.
 #[test]
 fn registry_matches_the_model_on_postgres() {
-    use sqlx::{Connection, PgConnection};
     use vivified_adapters::postgres::{PostgresConfig, PostgresPluginStore};
-    let Ok(admin_url) = std::env::var("VIVIFIED_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI=true but VIVIFIED_TEST_POSTGRES_URL is unset: the Postgres tests must run in CI"
-        );
-        eprintln!("skipping: VIVIFIED_TEST_POSTGRES_URL is not set");
+    let Some(db) = vivified_test_support::postgres::ScratchDb::create_blocking("vivified_model")
+    else {
         return;
     };
-    let name = format!("vivified_model_{}", uuid::Uuid::new_v4().simple());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let admin = |sql: String| {
-        let admin_url = admin_url.clone();
-        async move {
-            let mut conn = PgConnection::connect(&admin_url)
-                .await
-                .expect("Postgres reachable");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut conn)
-                .await
-                .expect("admin sql");
-        }
-    };
-    rt.block_on(admin(format!("CREATE DATABASE {name}")));
-    struct Drop_<F: FnMut()>(F);
-    impl<F: FnMut()> Drop for Drop_<F> {
-        fn drop(&mut self) {
-            (self.0)();
-        }
-    }
-    let _cleanup = Drop_(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(admin(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )));
-    });
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(b, _)| b)
-        .to_owned();
-    let url = format!("{base}/{name}");
+    let url = db.url().to_owned();
     let store: std::sync::OnceLock<PostgresPluginStore> = std::sync::OnceLock::new();
     registry::run_model_async(
         || {

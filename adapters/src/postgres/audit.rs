@@ -4,8 +4,8 @@
 use sqlx::PgPool;
 
 use async_trait::async_trait;
+use vivified_ports::audit::{ChainHasher, ChainHead, outcome_str, to_micros};
 use vivified_ports::audit::{MAX_PAGE, MAX_SEAL_BATCH};
-use vivified_ports::audit_chain::{ChainHead, ChainKey, outcome_str, to_micros};
 use vivified_ports::{AuditEntry, AuditError, AuditLog, AuditQuery, SealReport, SealedEntry};
 
 use super::{PostgresPluginStore, insert_pending};
@@ -42,7 +42,11 @@ impl PostgresAuditLog {
         }
     }
 
-    async fn seal_batch(&self, key: &ChainKey, limit: usize) -> Result<SealReport, AuditError> {
+    async fn seal_batch(
+        &self,
+        key: &dyn ChainHasher,
+        limit: usize,
+    ) -> Result<SealReport, AuditError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
             .bind(SEAL_LOCK)
@@ -63,7 +67,7 @@ impl PostgresAuditLog {
 
     async fn seal_in(
         tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-        key: &ChainKey,
+        key: &dyn ChainHasher,
         limit: usize,
     ) -> Result<SealReport, AuditError> {
         let head = sqlx::query(HEAD)

@@ -7,7 +7,8 @@
 //!   write it in the same transaction as the state change it records.
 //! - **Seal** moves a batch from `audit_pending` (oldest `id` first) to
 //!   `audit_entries` in one transaction: `DELETE … RETURNING` the batch, read the head,
-//!   chain the entries with `vivified_ports::audit_chain::seal_entries`, insert them.
+//!   chain the entries with `vivified_ports::audit::seal_entries` (the hasher the caller
+//!   passes: the domain's chain key), insert them.
 //!   One sealer at a time: on Postgres `pg_try_advisory_xact_lock` (a second sealer,
 //!   in any process, gets `busy` at once); on SQLite the one process, with a flag in
 //!   the log (and `BEGIN IMMEDIATE`, the database's single writer). The primary key on
@@ -19,8 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use vivified_ports::audit::MAX_PAGE;
-use vivified_ports::audit_chain::{
-    ChainHash, ChainHead, ChainKey, canonical_details, from_micros, outcome_str, parse_outcome,
+use vivified_ports::audit::{
+    ChainHash, ChainHasher, ChainHead, canonical_details, from_micros, outcome_str, parse_outcome,
     seal_entries, to_micros, validate_entry,
 };
 use vivified_ports::{AuditEntry, AuditError, AuditQuery, SealReport, SealedEntry};
@@ -199,7 +200,11 @@ macro_rules! sql_audit_reads {
                 $insert(&self.pool, &row).await.map_err(unavailable)
             }
 
-            async fn seal(&self, key: &ChainKey, limit: usize) -> Result<SealReport, AuditError> {
+            async fn seal(
+                &self,
+                key: &(dyn ChainHasher + 'static),
+                limit: usize,
+            ) -> Result<SealReport, AuditError> {
                 self.seal_batch(key, limit.min(MAX_SEAL_BATCH)).await
             }
 
@@ -286,7 +291,7 @@ pub(crate) fn sealed_details(sealed: &[SealedEntry]) -> Result<Vec<String>, Audi
 
 /// Chains `taken` (pending rows, any order) after `head`, oldest `id` first.
 pub(crate) fn chain_taken(
-    key: &ChainKey,
+    key: &dyn ChainHasher,
     head: Option<ChainHead>,
     mut taken: Vec<(i64, AuditEntry)>,
 ) -> Result<Vec<SealedEntry>, AuditError> {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
+use vivified_ports::audit::{ChainHasher, ChainHead, outcome_str, to_micros};
 use vivified_ports::audit::{MAX_PAGE, MAX_SEAL_BATCH};
-use vivified_ports::audit_chain::{ChainHead, ChainKey, outcome_str, to_micros};
 use vivified_ports::{AuditEntry, AuditError, AuditLog, AuditQuery, SealReport, SealedEntry};
 
 use super::{SqlitePluginStore, insert_pending};
@@ -40,7 +40,11 @@ impl SqliteAuditLog {
         }
     }
 
-    async fn seal_batch(&self, key: &ChainKey, limit: usize) -> Result<SealReport, AuditError> {
+    async fn seal_batch(
+        &self,
+        key: &dyn ChainHasher,
+        limit: usize,
+    ) -> Result<SealReport, AuditError> {
         if self.sealing.swap(true, Ordering::AcqRel) {
             return Ok(SealReport {
                 sealed: 0,
@@ -65,7 +69,7 @@ impl SqliteAuditLog {
 
     async fn seal_in(
         tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-        key: &ChainKey,
+        key: &dyn ChainHasher,
         limit: usize,
     ) -> Result<SealReport, AuditError> {
         let rows = sqlx::query(TAKE_PENDING)
@@ -116,8 +120,8 @@ sql_audit_reads!(
 
 #[cfg(test)]
 mod tests {
+    use vivified_conformance::audit::{audit_entry, test_chain_key};
     use vivified_ports::AuditOutcome;
-    use vivified_ports::audit_testing::{audit_entry, test_chain_key};
 
     use super::*;
     use crate::sqlite::SqlitePluginStore;

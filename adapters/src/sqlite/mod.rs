@@ -244,7 +244,7 @@ mod tests {
         let store = SqlitePluginStore::open(&dir.join("conformance.db"))
             .await
             .unwrap();
-        vivified_ports::testing::plugin_store_conformance(Arc::new(store.clone())).await;
+        vivified_conformance::store::plugin_store_conformance(Arc::new(store.clone())).await;
         store.pool().close().await;
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -252,7 +252,7 @@ mod tests {
     #[tokio::test]
     async fn sqlite_memory_store_passes_the_conformance_suite() {
         let store = SqlitePluginStore::in_memory().await.unwrap();
-        vivified_ports::testing::plugin_store_conformance(Arc::new(store)).await;
+        vivified_conformance::store::plugin_store_conformance(Arc::new(store)).await;
     }
 
     #[tokio::test]
@@ -263,7 +263,7 @@ mod tests {
         let path = dir.join("reopen.db");
         let store = SqlitePluginStore::open(&path).await.unwrap();
         store
-            .insert(vivified_ports::testing::record("kept", "j1"))
+            .insert(vivified_conformance::store::record("kept", "j1"))
             .await
             .unwrap();
         store.pool().close().await;

@@ -4,9 +4,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use vivified_ports::audit::verify_log;
-use vivified_ports::audit_chain::{ChainKey, ChainVerifier, Checkpoint};
-use vivified_ports::audit_testing::{audit_entry, test_chain_key};
+use vivified_conformance::audit::{audit_entry, test_chain_key};
+use vivified_domain::audit_chain::verify_log;
+use vivified_domain::audit_chain::{ChainKey, ChainVerifier, Checkpoint};
 use vivified_ports::{AuditLog, AuditOutcome};
 
 /// How many entries each scenario seals before tampering.

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use serde_json::Value;
-use vivified_ports::audit_chain::Checkpoint;
+use vivified_domain::audit_chain::Checkpoint;
 
 use crate::Error;
 use crate::client::{ClientError, CoreClient};

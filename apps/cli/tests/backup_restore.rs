@@ -17,12 +17,15 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use vivified_test_support::fs::TempDir;
+use vivified_test_support::postgres::ScratchDb;
+use vivified_test_support::services;
 
 /// The admin token of every core here.
 const ADMIN: &str = "adm-backup-test-Hq4Wn8Rz2Kx6";
@@ -42,36 +45,6 @@ fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .join(rel)
-}
-
-/// A fresh directory, removed when the test ends (also on panic).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("vivified-backup-{}", unique()));
-        std::fs::create_dir_all(&dir).expect("create a temp dir");
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A name no other test run uses: pid, time and a counter.
-fn unique() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!(
-        "{}_{nanos}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// `vivified` with an empty environment (plus `PATH`), run in `dir`.
@@ -695,8 +668,8 @@ async fn after_restore(work: &Path, base: &str, mode: Mode, before: &BeforeResto
 /// `vivified backup` while the core runs; stop; replace the file; start on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_backup_while_running_and_restore() {
-    let tmp = TempDir::new();
-    let work = tmp.0.clone();
+    let tmp = TempDir::new("backup");
+    let work = tmp.path().to_path_buf();
     let data = work.join("vivified-data");
     let db = data.join("vivified.db");
     let backups = work.join("backups");
@@ -782,8 +755,8 @@ async fn sqlite_backup_while_running_and_restore() {
 /// Every refusal of `vivified backup` is one line and exit 2, and writes nothing.
 #[test]
 fn sqlite_backup_refusals() {
-    let tmp = TempDir::new();
-    let dir = &tmp.0;
+    let tmp = TempDir::new("backup");
+    let dir = tmp.path();
     let help = run(vivified(dir).args(["backup", "--help"]));
     assert_eq!(help.code, 0, "{help:?}");
     assert!(
@@ -832,21 +805,6 @@ fn sqlite_backup_refusals() {
 // Postgres
 // ---------------------------------------------------------------------------------------
 
-/// `VIVIFIED_TEST_POSTGRES_URL`, or `None` after a skip line (a failure under CI).
-fn postgres_url() -> Option<String> {
-    match std::env::var("VIVIFIED_TEST_POSTGRES_URL") {
-        Ok(url) => Some(url),
-        Err(_) => {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI is set but VIVIFIED_TEST_POSTGRES_URL is not: the Postgres tests must run in CI"
-            );
-            eprintln!("skipping: VIVIFIED_TEST_POSTGRES_URL is not set");
-            None
-        }
-    }
-}
-
 /// `psql ADMIN_URL -c SQL`, which must succeed; its output.
 fn psql(admin_url: &str, sql: &str) -> String {
     let r = run(Command::new("psql")
@@ -864,54 +822,6 @@ fn psql(admin_url: &str, sql: &str) -> String {
         .stdin(Stdio::null()));
     assert_eq!(r.code, 0, "psql -c {sql:?}: {r:?}");
     r.stdout
-}
-
-/// A uniquely named database, dropped (`WITH (FORCE)`) when the test ends.
-struct TestDb {
-    admin_url: String,
-    name: String,
-}
-
-impl TestDb {
-    fn create(admin_url: &str) -> Self {
-        let name = format!("vivified_backup_{}", unique());
-        psql(admin_url, &format!("CREATE DATABASE {name}"));
-        Self {
-            admin_url: admin_url.to_owned(),
-            name,
-        }
-    }
-
-    /// The admin URL with this database instead.
-    fn url(&self) -> String {
-        let (head, query) = match self.admin_url.split_once('?') {
-            Some((h, q)) => (h, format!("?{q}")),
-            None => (self.admin_url.as_str(), String::new()),
-        };
-        let scheme_end = head.find("://").map_or(0, |i| i + 3);
-        let authority_end = head[scheme_end..]
-            .find('/')
-            .map_or(head.len(), |i| scheme_end + i);
-        format!("{}/{}{query}", &head[..authority_end], self.name)
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let r = run(Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-d",
-                &self.admin_url,
-                "-c",
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-            ])
-            .stdin(Stdio::null()));
-        if r.code != 0 {
-            eprintln!("could not drop test database {}: {}", self.name, r.stderr);
-        }
-    }
 }
 
 /// `(&str, &str)` pairs of an owned environment.
@@ -932,7 +842,7 @@ fn major(version: &str) -> u32 {
 /// an empty second database; the core started on that one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_pg_dump_while_running_and_pg_restore() {
-    let Some(admin_url) = postgres_url() else {
+    let Some(admin_url) = services::postgres_url() else {
         return;
     };
     let server = psql(&admin_url, "SHOW server_version");
@@ -946,10 +856,14 @@ async fn postgres_pg_dump_while_running_and_pg_restore() {
             server.trim()
         );
     }
-    let tmp = TempDir::new();
-    let work = tmp.0.clone();
-    let source = TestDb::create(&admin_url);
-    let restored = TestDb::create(&admin_url);
+    let tmp = TempDir::new("backup");
+    let work = tmp.path().to_path_buf();
+    let source = ScratchDb::create("vivified_backup")
+        .await
+        .expect("the variable is set");
+    let restored = ScratchDb::create("vivified_backup")
+        .await
+        .expect("the variable is set");
     let dump = work.join("vivified.dump");
 
     let env = |url: &str| -> Vec<(String, String)> {
@@ -968,9 +882,9 @@ async fn postgres_pg_dump_while_running_and_pg_restore() {
         .collect()
     };
 
-    let first_env = env(&source.url());
+    let first_env = env(source.url());
     let backup = {
-        let (url, dump) = (source.url(), dump.clone());
+        let (url, dump) = (source.url().to_owned(), dump.clone());
         move || {
             let r = run(Command::new("pg_dump")
                 .args(["-Fc", "-d", &url, "-f"])
@@ -989,13 +903,13 @@ async fn postgres_pg_dump_while_running_and_pg_restore() {
             "--exit-on-error",
             "--single-transaction",
             "-d",
-            &restored.url(),
+            restored.url(),
         ])
         .arg(&dump)
         .stdin(Stdio::null()));
     assert_eq!(r.code, 0, "pg_restore: {r:?}");
 
-    let second_env = env(&restored.url());
+    let second_env = env(restored.url());
     let core = Core::start(&work, &borrowed(&second_env)).await;
     after_restore(&work, &core.url, Mode::Production, &before).await;
     core.stop();

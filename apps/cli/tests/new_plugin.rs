@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use vivified_test_support::fs::TempDir;
+use vivified_test_support::net::free_port;
 
 const ADMIN_TOKEN: &str = "adm-new-plugin-test-Hq4Wz8Rt2Yx6";
 
@@ -35,39 +37,6 @@ fn profile_dir() -> PathBuf {
         .parent()
         .expect("the binary lies in a folder")
         .to_path_buf()
-}
-
-/// A fresh, empty temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("vivified-new-plugin-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create a temp dir");
-        Self(dir)
-    }
-
-    fn entries(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.0)
-            .expect("read the temp dir")
-            .map(|e| {
-                e.expect("an entry")
-                    .file_name()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        names.sort();
-        names
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// `vivified` with an empty environment (plus `PATH`), stdin closed, run in `dir`.
@@ -255,14 +224,6 @@ impl Drop for Process {
     }
 }
 
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// `vivified serve` in dev mode on the memory store with a known admin token and
 /// quick heartbeats, on a free port; waits until `vivified healthcheck` passes. A start
 /// that lost the race for its port is retried on another.
@@ -320,9 +281,9 @@ fn plugins(dir: &Path, url: &str) -> Vec<Value> {
 #[test]
 fn a_generated_plugin_builds_offline_passes_its_test_and_registers_with_a_core() {
     let tmp = TempDir::new("build");
-    let crate_dir = tmp.0.join("hello-world");
+    let crate_dir = tmp.join("hello-world");
     let sdk = repo("sdk");
-    let run = Run::of(vivified(&tmp.0).args([
+    let run = Run::of(vivified(tmp.path()).args([
         "new-plugin",
         "hello-world",
         "--dir",
@@ -413,16 +374,16 @@ fn a_generated_plugin_builds_offline_passes_its_test_and_registers_with_a_core()
 
     // The binary, against a real core in another process.
     let core_dir = TempDir::new("core");
-    let (mut core, url) = start_core(&core_dir.0);
+    let (mut core, url) = start_core(core_dir.path());
     let mut plugin = Process::spawn(
         Command::new(profile_dir().join("hello-world-plugin"))
             .env_clear()
             .env("CORE_URL", &url)
-            .current_dir(&core_dir.0),
+            .current_dir(core_dir.path()),
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     let record = loop {
-        let records = plugins(&core_dir.0, &url);
+        let records = plugins(core_dir.path(), &url);
         if let Some(r) = records.iter().find(|r| {
             r["plugin_id"] == "hello-world" && r["status"] == "active" && r["health"] == "healthy"
         }) {
@@ -460,9 +421,9 @@ fn a_generated_plugin_builds_offline_passes_its_test_and_registers_with_a_core()
 #[test]
 fn the_default_source_is_the_projects_git_repository() {
     let tmp = TempDir::new("git");
-    let run = Run::of(vivified(&tmp.0).args(["new-plugin", "billing"]));
+    let run = Run::of(vivified(tmp.path()).args(["new-plugin", "billing"]));
     assert_eq!(run.code, 0, "{run:?}");
-    let dir = tmp.0.join("billing");
+    let dir = tmp.join("billing");
     let cargo_toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
     assert!(
         cargo_toml.contains("name = \"billing-plugin\""),
@@ -482,7 +443,7 @@ fn the_default_source_is_the_projects_git_repository() {
     assert_eq!(run.code, 0, "{run:?}");
 
     // A pinned revision of another repository.
-    let run = Run::of(vivified(&tmp.0).args([
+    let run = Run::of(vivified(tmp.path()).args([
         "new-plugin",
         "pinned",
         "--sdk-git",
@@ -491,7 +452,7 @@ fn the_default_source_is_the_projects_git_repository() {
         "0123abc",
     ]));
     assert_eq!(run.code, 0, "{run:?}");
-    let cargo_toml = std::fs::read_to_string(tmp.0.join("pinned/Cargo.toml")).unwrap();
+    let cargo_toml = std::fs::read_to_string(tmp.join("pinned/Cargo.toml")).unwrap();
     assert!(
         cargo_toml.contains(
             "vivified-plugin-sdk = { git = \"https://git.example.com/vivified.git\", rev = \"0123abc\" }"
@@ -504,9 +465,10 @@ fn the_default_source_is_the_projects_git_repository() {
 #[test]
 fn an_existing_empty_directory_is_used() {
     let tmp = TempDir::new("empty");
-    let dir = tmp.0.join("target-here");
+    let dir = tmp.join("target-here");
     std::fs::create_dir(&dir).unwrap();
-    let run = Run::of(vivified(&tmp.0).args(["new-plugin", "3d-scans", "--dir", "target-here"]));
+    let run =
+        Run::of(vivified(tmp.path()).args(["new-plugin", "3d-scans", "--dir", "target-here"]));
     assert_eq!(run.code, 0, "{run:?}");
     let cargo_toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
     assert!(
@@ -518,7 +480,7 @@ fn an_existing_empty_directory_is_used() {
     assert_eq!(tmp.entries(), ["target-here"]);
 
     // `--dir .` in an empty directory fills it (the directory itself stays).
-    let here = tmp.0.join("here");
+    let here = tmp.join("here");
     std::fs::create_dir(&here).unwrap();
     let run = Run::of(vivified(&here).args(["new-plugin", "here", "--dir", "."]));
     assert_eq!(run.code, 0, "{run:?}");
@@ -543,14 +505,14 @@ fn invalid_names_are_refused_and_nothing_is_written() {
         &long,
         "a/b",
     ] {
-        let run = Run::of(vivified(&tmp.0).args(["new-plugin", name]));
+        let run = Run::of(vivified(tmp.path()).args(["new-plugin", name]));
         run.assert_refused("invalid plugin name");
         assert!(run.stderr.contains("1 to 63 characters"), "{run:?}");
     }
-    let run = Run::of(vivified(&tmp.0).args(["new-plugin", "register"]));
+    let run = Run::of(vivified(tmp.path()).args(["new-plugin", "register"]));
     run.assert_refused("the core reserves this id");
     // A control character is escaped: the error stays one line and inert.
-    let run = Run::of(vivified(&tmp.0).args(["new-plugin", "a\nb\u{1b}[2J"]));
+    let run = Run::of(vivified(tmp.path()).args(["new-plugin", "a\nb\u{1b}[2J"]));
     run.assert_refused("invalid plugin name");
     assert!(!run.stderr.contains('\u{1b}'), "{run:?}");
     assert!(
@@ -563,10 +525,10 @@ fn invalid_names_are_refused_and_nothing_is_written() {
 #[test]
 fn an_occupied_target_is_refused_and_left_alone() {
     let tmp = TempDir::new("occupied");
-    let dir = tmp.0.join("hello");
+    let dir = tmp.join("hello");
     std::fs::create_dir(&dir).unwrap();
     std::fs::write(dir.join("notes.txt"), "mine").unwrap();
-    let run = Run::of(vivified(&tmp.0).args(["new-plugin", "hello"]));
+    let run = Run::of(vivified(tmp.path()).args(["new-plugin", "hello"]));
     run.assert_refused("already exists and is not an empty directory");
     let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
     assert_eq!(entries.len(), 1, "the directory is untouched");
@@ -576,18 +538,18 @@ fn an_occupied_target_is_refused_and_left_alone() {
     );
 
     // A file in the way.
-    std::fs::write(tmp.0.join("file"), "x").unwrap();
-    let run = Run::of(vivified(&tmp.0).args(["new-plugin", "hello", "--dir", "file"]));
+    std::fs::write(tmp.join("file"), "x").unwrap();
+    let run = Run::of(vivified(tmp.path()).args(["new-plugin", "hello", "--dir", "file"]));
     run.assert_refused("already exists");
     // A missing parent.
-    let run = Run::of(vivified(&tmp.0).args(["new-plugin", "hello", "--dir", "no/such/dir"]));
+    let run = Run::of(vivified(tmp.path()).args(["new-plugin", "hello", "--dir", "no/such/dir"]));
     run.assert_refused("does not exist");
     // An --sdk-path that is not the SDK.
-    let run = Run::of(vivified(&tmp.0).args([
+    let run = Run::of(vivified(tmp.path()).args([
         "new-plugin",
         "other",
         "--sdk-path",
-        tmp.0.to_str().unwrap(),
+        tmp.path().to_str().unwrap(),
     ]));
     run.assert_refused("--sdk-path:");
     assert_eq!(tmp.entries(), ["file", "hello"], "nothing else was written");
@@ -596,19 +558,19 @@ fn an_occupied_target_is_refused_and_left_alone() {
 #[test]
 fn help_describes_the_command_and_its_options() {
     let tmp = TempDir::new("help");
-    let run = Run::of(vivified(&tmp.0).args(["new-plugin", "--help"]));
+    let run = Run::of(vivified(tmp.path()).args(["new-plugin", "--help"]));
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("Usage: vivified new-plugin"), "{run:?}");
     for option in ["<NAME>", "--dir", "--sdk-path", "--sdk-git", "--sdk-rev"] {
         assert!(run.stdout.contains(option), "{option} in {}", run.stdout);
     }
-    let run = Run::of(vivified(&tmp.0).arg("--help"));
+    let run = Run::of(vivified(tmp.path()).arg("--help"));
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("new-plugin"), "{}", run.stdout);
     // Usage errors are clap's, with exit 2.
-    let run = Run::of(vivified(&tmp.0).args(["new-plugin"]));
+    let run = Run::of(vivified(tmp.path()).args(["new-plugin"]));
     assert_eq!(run.code, 2, "{run:?}");
-    let run = Run::of(vivified(&tmp.0).args([
+    let run = Run::of(vivified(tmp.path()).args([
         "new-plugin",
         "x",
         "--sdk-path",

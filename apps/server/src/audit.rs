@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::sync::watch;
-use vivified_ports::audit_chain::{ChainHead, ChainKey, Checkpoint};
+use vivified_domain::audit_chain::{ChainHead, ChainKey, Checkpoint};
 use vivified_ports::{AuditEntry, AuditError, AuditLog, AuditOutcome};
 
 /// Entries sealed per `seal` call.
@@ -103,7 +103,7 @@ impl AuditChain {
         let deadline = Instant::now() + budget;
         let mut head = None;
         loop {
-            let report = self.log.seal(&self.key, SEAL_BATCH).await?;
+            let report = self.log.seal(&*self.key, SEAL_BATCH).await?;
             head = report.head.or(head);
             let again = if report.busy {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -191,7 +191,7 @@ struct Sealer {
 impl Sealer {
     /// One seal. Returns whether to seal again at once (a full batch was sealed).
     async fn step(&mut self) -> bool {
-        match self.chain.log.seal(&self.chain.key, SEAL_BATCH).await {
+        match self.chain.log.seal(&*self.chain.key, SEAL_BATCH).await {
             Ok(report) => {
                 if self.failing {
                     tracing::info!("audit sealing works again");

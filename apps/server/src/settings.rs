@@ -741,7 +741,7 @@ impl Settings {
             return invalid("VIVIFIED_AUDIT_SEAL_INTERVAL", "must be at most 1m");
         }
         if let Some(key) = &self.audit_key
-            && key.expose().len() < vivified_ports::audit_chain::ChainKey::MIN_LEN
+            && key.expose().len() < vivified_domain::audit_chain::ChainKey::MIN_LEN
         {
             return invalid(
                 "VIVIFIED_AUDIT_KEY",

@@ -23,10 +23,10 @@ use vivified_adapters::postgres::PostgresAuditLog;
 use vivified_adapters::postgres::{PostgresConfig, PostgresPluginStore};
 use vivified_adapters::sqlite::SqliteAuditLog;
 use vivified_adapters::sqlite::SqlitePluginStore;
+use vivified_domain::audit_chain::ChainKey;
 use vivified_domain::broker::{Broker, BrokerConfig};
 use vivified_domain::policy::Policy;
 use vivified_domain::{ManifestValidator, Mode, Ports, Registry};
-use vivified_ports::audit_chain::ChainKey;
 use vivified_ports::{AuditLog, EventBus, PluginStore, Secret};
 
 use crate::audit::AuditChain;

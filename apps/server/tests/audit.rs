@@ -12,37 +12,19 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{Spawn, client, fresh_dir, json_lines, repo_path};
+use common::{Spawn, client, json_lines, repo_path, vivified};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use tokio::task::JoinSet;
+use vivified_test_support::fs::TempDir;
+use vivified_test_support::postgres::ScratchDb;
 
 const ADMIN: &str = "adm-audit-proc-7c2k9w4m1x";
 const JWT: &str = "Lm4Nb7Vc0Xz3Aq6Ws9Ed2Rf5Tg8Yh1Uj-audit";
 const AUDIT_KEY: &str = "aud-proc-Q2w4E6r8T0y1U3i5O7p9A2s4D6f8";
-
-/// A directory removed when the test ends (also on panic).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        Self(fresh_dir())
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().expect("a UTF-8 temp path")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn manifest(id: &str) -> Value {
     let path = repo_path("schemas/examples/user-management.json");
@@ -137,8 +119,11 @@ fn checkpoints(stdout: &str) -> Vec<(String, String)> {
 }
 
 fn sqlite_core(data: &TempDir) -> Spawn {
-    Spawn::new()
-        .env("VIVIFIED_DATA_DIR", data.path())
+    vivified()
+        .env(
+            "VIVIFIED_DATA_DIR",
+            data.path().to_str().expect("a UTF-8 path"),
+        )
         .env("VIVIFIED_ADMIN_TOKEN", ADMIN)
         .env("JWT_SECRET", JWT)
         .env("VIVIFIED_AUDIT_KEY", AUDIT_KEY)
@@ -159,8 +144,8 @@ async fn sqlite_exec(db: &std::path::Path, sql: &'static str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_chain_checkpoints_in_the_log_and_catches_tampering_under_a_running_core() {
-    let data = TempDir::new();
-    let db = data.0.join("vivified.db");
+    let data = TempDir::new("audit");
+    let db = data.join("vivified.db");
     let http = client();
 
     // 1. A core starts (seq 1), 12 registrations (2..=13), checkpoints every 5.
@@ -278,79 +263,13 @@ async fn sqlite_chain_checkpoints_in_the_log_and_catches_tampering_under_a_runni
 // Two replicas on one Postgres
 // ---------------------------------------------------------------------------------------
 
-/// A uniquely named database, dropped (`WITH (FORCE)`) when the test ends.
-struct TestDb {
-    admin_url: String,
-    url: String,
-    name: String,
-}
-
-impl TestDb {
-    async fn create() -> Option<Self> {
-        let Ok(admin_url) = std::env::var("VIVIFIED_TEST_POSTGRES_URL") else {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI=true but VIVIFIED_TEST_POSTGRES_URL is unset: the Postgres tests must run in CI"
-            );
-            eprintln!("skipping: VIVIFIED_TEST_POSTGRES_URL is not set");
-            return None;
-        };
-        let name = format!("vivified_audit_{}", uuid::Uuid::new_v4().simple());
-        // postgres://user@host:port/db[?…] → the same server, database `name`.
-        let without_query = admin_url.split('?').next().unwrap_or_default();
-        let (server, _) = without_query
-            .rsplit_once('/')
-            .filter(|(s, _)| s.contains("://") && !s.ends_with('/'))
-            .expect("VIVIFIED_TEST_POSTGRES_URL is postgres://…/DATABASE");
-        let url = format!("{server}/{name}");
-        let mut conn = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
-            panic!("VIVIFIED_TEST_POSTGRES_URL is set but Postgres is unreachable: {e}")
-        });
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create the test database");
-        conn.close().await.ok();
-        Some(Self {
-            admin_url,
-            url,
-            name,
-        })
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            rt.block_on(async move {
-                let mut conn = PgConnection::connect(&admin_url).await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await?;
-                conn.close().await
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test database {}", self.name);
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_on_one_postgres_seal_one_chain_without_gaps() {
-    let Some(db) = TestDb::create().await else {
+    let Some(db) = ScratchDb::create("vivified_audit").await else {
         return;
     };
-    let spawn = Spawn::new()
-        .env("VIVIFIED_STORE", &db.url)
+    let spawn = vivified()
+        .env("VIVIFIED_STORE", db.url())
         .env("VIVIFIED_ADMIN_TOKEN", ADMIN)
         .env("JWT_SECRET", JWT)
         // Replicas share the key, as they share the JWT secret.
@@ -428,7 +347,7 @@ async fn two_replicas_on_one_postgres_seal_one_chain_without_gaps() {
     let head = sealed(&http, &bases[1], Some(expected + 1)).await;
     assert_eq!(head, expected + 1);
     assert!(b.stop(Duration::from_secs(20)).success(), "{}", b.stderr());
-    let mut conn = PgConnection::connect(&db.url).await.expect("connect");
+    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
     let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_pending")
         .fetch_one(&mut conn)
         .await

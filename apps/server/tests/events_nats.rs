@@ -18,12 +18,15 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Spawn, client};
+use common::{Spawn, client, vivified};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::{Connection, PgConnection};
+
 use vivified_adapters::nats::{NatsBusConfig, NatsEventBus};
 use vivified_ports::{EventBus, PluginId};
+use vivified_test_support::postgres::ScratchDb;
+use vivified_test_support::rt::on_own_runtime;
+use vivified_test_support::services;
 
 const JWT: &str = "Pq7w2Xe9Rt4Yu1Io6Pa3Sd8Fg5Hj0Kl-events-nats";
 const ADMIN: &str = "adm-events-nats-3j8c1n6p0y";
@@ -38,102 +41,6 @@ const PULL_WAIT: &str = "15s";
 // Gates and fixtures
 // ---------------------------------------------------------------------------------------
 
-/// `(nats, postgres)` URLs, or `None` (after a skip line) when one is unset outside CI.
-fn service_urls() -> Option<(String, String)> {
-    let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    match (
-        get("VIVIFIED_TEST_NATS_URL"),
-        get("VIVIFIED_TEST_POSTGRES_URL"),
-    ) {
-        (Some(nats), Some(pg)) => Some((nats, pg)),
-        (nats, pg) => {
-            let missing: Vec<&str> = [
-                (nats.is_none(), "VIVIFIED_TEST_NATS_URL"),
-                (pg.is_none(), "VIVIFIED_TEST_POSTGRES_URL"),
-            ]
-            .into_iter()
-            .filter_map(|(m, n)| m.then_some(n))
-            .collect();
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI=true but {} unset: the NATS process tests must run in CI",
-                missing.join(" and ")
-            );
-            eprintln!("skipping: {} not set", missing.join(" and "));
-            None
-        }
-    }
-}
-
-/// Runs `f` on a runtime of its own on another thread (for `Drop`, which may run
-/// inside the test's runtime or while it unwinds).
-fn on_own_runtime<T: Send + 'static>(
-    f: impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = T> + Send>> + Send + 'static,
-) -> std::thread::Result<T> {
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime")
-            .block_on(f())
-    })
-    .join()
-}
-
-/// A uniquely named database, dropped (`WITH (FORCE)`) when the test ends, even on panic.
-struct TestDb {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    async fn create(admin_url: &str) -> Self {
-        let name = format!("vivified_evnats_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = PgConnection::connect(admin_url).await.unwrap_or_else(|e| {
-            panic!("VIVIFIED_TEST_POSTGRES_URL is set but Postgres is unreachable: {e}")
-        });
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create the test database");
-        conn.close().await.ok();
-        // Same server and credentials, the new database (query parameters dropped).
-        let base = admin_url.split('?').next().unwrap_or(admin_url);
-        let (scheme, rest) = base
-            .split_once("://")
-            .expect("VIVIFIED_TEST_POSTGRES_URL is a postgres:// URL");
-        let authority = rest.split('/').next().unwrap_or_default();
-        Self {
-            admin_url: admin_url.to_owned(),
-            url: format!("{scheme}://{authority}/{name}"),
-            name,
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        let dropped = on_own_runtime(move || {
-            Box::pin(async move {
-                let mut conn = PgConnection::connect(&admin_url).await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await?;
-                conn.close().await
-            })
-        });
-        match dropped {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("could not drop test database {}: {e}", self.name),
-            Err(_) => eprintln!("could not drop test database {}: panicked", self.name),
-        }
-    }
-}
-
 /// The delivery streams of this run's plugins (the server's default prefixes), deleted
 /// when the test ends, even on panic.
 struct Streams {
@@ -144,29 +51,25 @@ struct Streams {
 impl Drop for Streams {
     fn drop(&mut self) {
         let (url, ids) = (self.nats_url.clone(), self.ids.clone());
-        let removed = on_own_runtime(move || {
-            Box::pin(async move {
-                let bus = NatsEventBus::connect(&url, NatsBusConfig::default())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                for id in &ids {
-                    let id = PluginId::parse(id).map_err(|e| e.to_string())?;
-                    bus.remove_queue(&id).await.map_err(|e| e.to_string())?;
-                }
-                Ok::<(), String>(())
-            })
+        let removed = on_own_runtime(move || async move {
+            let bus = NatsEventBus::connect(&url, NatsBusConfig::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            for id in &ids {
+                let id = PluginId::parse(id).map_err(|e| e.to_string())?;
+                bus.remove_queue(&id).await.map_err(|e| e.to_string())?;
+            }
+            Ok::<(), String>(())
         });
-        match removed {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("could not delete the test's NATS streams: {e}"),
-            Err(_) => eprintln!("could not delete the test's NATS streams: panicked"),
+        if let Err(e) = removed {
+            eprintln!("could not delete the test's NATS streams: {e}");
         }
     }
 }
 
 /// A dev-mode replica on the shared database and NATS, with the shared secrets.
 fn replica(db_url: &str, nats_url: &str) -> Spawn {
-    Spawn::new()
+    vivified()
         .env("VIVIFIED_STORE", db_url)
         .env("VIVIFIED_BUS", nats_url)
         .env("JWT_SECRET", JWT)
@@ -300,10 +203,12 @@ fn ids(events: &[Value]) -> Vec<String> {
 /// nothing, also after it is enabled again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_on_nats_deliver_at_least_once_across_a_kill_9() {
-    let Some((nats_url, pg_url)) = service_urls() else {
+    let Some(nats_url) = services::nats_url() else {
         return;
     };
-    let db = TestDb::create(&pg_url).await;
+    let Some(db) = ScratchDb::create("vivified_evnats").await else {
+        return;
+    };
     let run = uuid::Uuid::new_v4().simple().to_string();
     let run = &run[..12];
     let (publisher, subscriber, disabled) = (
@@ -315,7 +220,7 @@ async fn two_replicas_on_nats_deliver_at_least_once_across_a_kill_9() {
         nats_url: nats_url.clone(),
         ids: vec![publisher.clone(), subscriber.clone(), disabled.clone()],
     };
-    let spawn = replica(&db.url, &nats_url);
+    let spawn = replica(db.url(), &nats_url);
     let http = client();
     let (a, mut b) = tokio::join!(spawn.start(), spawn.start());
     let (base_a, base_b) = (a.url(""), b.url(""));
@@ -446,7 +351,7 @@ async fn two_replicas_on_nats_deliver_at_least_once_across_a_kill_9() {
 /// URL's user or password, a non-zero exit within 10 s, no panic.
 fn refuses_to_start(name: &str, value: &str, never_shown: &[&str]) {
     let started = Instant::now();
-    let exited = Spawn::new()
+    let exited = vivified()
         .env("VIVIFIED_STORE", "memory")
         .env(name, value)
         .run_to_exit(Duration::from_secs(30));

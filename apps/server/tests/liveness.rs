@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Spawn, client, json_lines, message};
+use common::{Spawn, client, json_lines, message, vivified};
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -27,7 +27,7 @@ fn manifest(id: &str) -> Value {
 }
 
 fn spawn(interval: &str, ttl: &str, deregister_after: &str) -> Spawn {
-    Spawn::new()
+    vivified()
         .env("VIVIFIED_STORE", "memory")
         .env("VIVIFIED_ADMIN_TOKEN", ADMIN)
         .env("VIVIFIED_HEARTBEAT_INTERVAL", interval)

@@ -12,18 +12,19 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Spawn, client, fresh_dir, repo_path};
+use common::{Spawn, client, repo_path, vivified};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::{Connection, PgConnection};
+
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use vivified_test_support::fs::TempDir;
+use vivified_test_support::postgres::ScratchDb;
 
 /// Secrets shared by every start of one Postgres test (and by both replicas).
 const JWT: &str = "Pq7w2Xe9Rt4Yu1Io6Pa3Sd8Fg5Hj0Kl-persistence";
@@ -36,25 +37,6 @@ const RECOVERY: Duration = Duration::from_secs(15);
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
-
-/// A directory removed when the test ends (also on panic).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        Self(fresh_dir())
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().expect("a UTF-8 temp path")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The example manifest with its id replaced.
 fn manifest(id: &str) -> Value {
@@ -239,104 +221,6 @@ where
 // Postgres: a database per test, and a proxy that can cut it off
 // ---------------------------------------------------------------------------------------
 
-/// A uniquely named database, dropped (`WITH (FORCE)`) when the test ends, even on panic.
-struct TestDb {
-    admin_url: String,
-    name: String,
-    /// `postgres://user[:pw]@`
-    prefix: String,
-    /// `host:port` of the real server.
-    upstream: String,
-}
-
-impl TestDb {
-    /// `None` (after a skip line) when `VIVIFIED_TEST_POSTGRES_URL` is unset outside CI.
-    async fn create() -> Option<Self> {
-        let Ok(admin_url) = std::env::var("VIVIFIED_TEST_POSTGRES_URL") else {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI=true but VIVIFIED_TEST_POSTGRES_URL is unset: the Postgres tests must run in CI"
-            );
-            eprintln!("skipping: VIVIFIED_TEST_POSTGRES_URL is not set");
-            return None;
-        };
-        let (scheme, rest) = admin_url
-            .split_once("://")
-            .expect("VIVIFIED_TEST_POSTGRES_URL is a postgres:// URL");
-        let authority = rest.split(['/', '?']).next().unwrap_or_default();
-        let (userinfo, hostport) = authority
-            .rsplit_once('@')
-            .map_or(("", authority), |(u, h)| (u, h));
-        let upstream = if hostport
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| !p.is_empty())
-        {
-            hostport.to_owned()
-        } else {
-            format!("{}:5432", hostport.trim_end_matches(':'))
-        };
-        let prefix = if userinfo.is_empty() {
-            format!("{scheme}://")
-        } else {
-            format!("{scheme}://{userinfo}@")
-        };
-        let name = format!("vivified_proc_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
-            panic!("VIVIFIED_TEST_POSTGRES_URL is set but Postgres is unreachable: {e}")
-        });
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create the test database");
-        conn.close().await.ok();
-        Some(Self {
-            admin_url,
-            name,
-            prefix,
-            upstream,
-        })
-    }
-
-    /// The database's URL, straight to the server.
-    fn url(&self) -> String {
-        format!("{}{}/{}", self.prefix, self.upstream, self.name)
-    }
-
-    /// The database's URL through a proxy on `port`.
-    fn url_via(&self, port: u16) -> String {
-        format!("{}127.0.0.1:{port}/{}", self.prefix, self.name)
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        // Drop runs inside the test's runtime (or while it unwinds): use a thread with a
-        // runtime of its own for the last async call.
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            rt.block_on(async move {
-                let mut conn = PgConnection::connect(&admin_url).await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await?;
-                conn.close().await
-            })
-        })
-        .join();
-        match dropped {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("could not drop test database {}: {e}", self.name),
-            Err(_) => eprintln!("could not drop test database {}: panicked", self.name),
-        }
-    }
-}
-
 /// A TCP proxy in front of Postgres that the test can cut: cutting closes every open
 /// connection and closes each new one as soon as it is accepted; restoring forwards again.
 struct Proxy {
@@ -396,7 +280,7 @@ impl Drop for Proxy {
 
 /// A dev-mode server on the Postgres database `url`, with the shared secrets.
 fn on_postgres(url: &str) -> Spawn {
-    Spawn::new()
+    vivified()
         .env("VIVIFIED_STORE", url)
         .env("JWT_SECRET", JWT)
         .env("VIVIFIED_ADMIN_TOKEN", ADMIN)
@@ -412,8 +296,11 @@ fn on_postgres(url: &str) -> Spawn {
 /// again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_registrations_and_tokens_survive_kill_9() {
-    let data = TempDir::new();
-    let spawn = Spawn::new().env("VIVIFIED_DATA_DIR", data.path());
+    let data = TempDir::new("persistence");
+    let spawn = vivified().env(
+        "VIVIFIED_DATA_DIR",
+        data.path().to_str().expect("a UTF-8 path"),
+    );
     let http = client();
 
     let mut first = spawn.start().await;
@@ -437,11 +324,8 @@ async fn sqlite_registrations_and_tokens_survive_kill_9() {
     }
     #[cfg(not(unix))]
     assert!(!killed.success());
-    assert!(data.0.join("vivified.db").is_file(), "the SQLite file");
-    assert!(
-        data.0.join("dev-secrets.json").is_file(),
-        "the kept secrets"
-    );
+    assert!(data.join("vivified.db").is_file(), "the SQLite file");
+    assert!(data.join("dev-secrets.json").is_file(), "the kept secrets");
 
     let mut second = spawn.start().await;
     let banner2 = second
@@ -479,11 +363,11 @@ async fn sqlite_registrations_and_tokens_survive_kill_9() {
 /// the outage and not to a `kill -9` afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_outage_recovers_and_nothing_acknowledged_is_lost() {
-    let Some(db) = TestDb::create().await else {
+    let Some(db) = ScratchDb::create("vivified_proc").await else {
         return;
     };
-    let proxy = Proxy::start(db.upstream.clone()).await;
-    let spawn = on_postgres(&db.url_via(proxy.port));
+    let proxy = Proxy::start(db.server_addr()).await;
+    let spawn = on_postgres(&db.url_via(&format!("127.0.0.1:{}", proxy.port)));
     let http = client();
     let mut server = spawn.start().await;
     let base = server.url("");
@@ -637,7 +521,7 @@ async fn postgres_outage_recovers_and_nothing_acknowledged_is_lost() {
 
     // kill -9 and restart (straight to the database this time).
     server.kill_hard();
-    let server = on_postgres(&db.url()).start().await;
+    let server = on_postgres(db.url()).start().await;
     let base = server.url("");
     let listed = list_all(&http, &base, ADMIN).await;
     let missing: Vec<&String> = tokens
@@ -664,10 +548,10 @@ async fn postgres_outage_recovers_and_nothing_acknowledged_is_lost() {
 /// 50 concurrent registrations of one id over A and B succeed exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_on_one_postgres_behave_as_one_service() {
-    let Some(db) = TestDb::create().await else {
+    let Some(db) = ScratchDb::create("vivified_proc").await else {
         return;
     };
-    let spawn = on_postgres(&db.url());
+    let spawn = on_postgres(db.url());
     let http = client();
     let (a, b) = tokio::join!(spawn.start(), spawn.start());
     let (base_a, base_b) = (a.url(""), b.url(""));
@@ -757,7 +641,7 @@ async fn two_replicas_on_one_postgres_behave_as_one_service() {
 /// no trace of `never_shown`.
 fn refuses_to_start(name: &str, value: &str, setting: &str, never_shown: &str) {
     let started = Instant::now();
-    let exited = Spawn::new()
+    let exited = vivified()
         .env(name, value)
         .run_to_exit(Duration::from_secs(30));
     let took = started.elapsed();
@@ -857,10 +741,10 @@ fn logged_ids(server: &common::Server, msg: &str) -> Vec<String> {
 /// is marked stale once and deregistered once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_sweeping_one_postgres_apply_each_expiry_once() {
-    let Some(db) = TestDb::create().await else {
+    let Some(db) = ScratchDb::create("vivified_proc").await else {
         return;
     };
-    let spawn = on_postgres(&db.url())
+    let spawn = on_postgres(db.url())
         .env("VIVIFIED_HEARTBEAT_INTERVAL", "200ms")
         .env("VIVIFIED_HEARTBEAT_TTL", "600ms")
         .env("VIVIFIED_DEREGISTER_AFTER", "1200ms")

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Spawn, client, json_lines, message, repo_path, target, trace_id};
+use common::{Spawn, client, json_lines, message, repo_path, target, trace_id, vivified};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -26,7 +26,7 @@ fn user_management() -> Value {
 }
 
 fn production() -> Spawn {
-    Spawn::new()
+    vivified()
         .env("VIVIFIED_MODE", "production")
         .env("JWT_SECRET", PROD_JWT)
         .env("VIVIFIED_ADMIN_TOKEN", PROD_ADMIN)
@@ -56,7 +56,7 @@ fn banner_admin_token(stderr: &str) -> String {
 /// on stderr only; a configured admin token is never printed.
 #[tokio::test]
 async fn dev_banner_shows_a_generated_admin_token_once_and_never_logs_it() {
-    let mut server = Spawn::new().env("RUST_LOG", "trace").start().await;
+    let mut server = vivified().env("RUST_LOG", "trace").start().await;
     let stderr = server
         .wait_stderr(Duration::from_secs(5), |e| e.contains("DEV MODE"))
         .await;
@@ -94,7 +94,7 @@ async fn dev_banner_shows_a_generated_admin_token_once_and_never_logs_it() {
 
     // A configured admin token is used as given and not printed.
     let configured = "configured-admin-token-5Tq9Wz";
-    let mut server = Spawn::new()
+    let mut server = vivified()
         .env("VIVIFIED_ADMIN_TOKEN", configured)
         .start()
         .await;
@@ -126,10 +126,7 @@ async fn dev_banner_shows_a_generated_admin_token_once_and_never_logs_it() {
 #[tokio::test]
 async fn readme_walkthrough_register_heartbeat_list() {
     let admin = "walkthrough-admin-token-7Hc2";
-    let server = Spawn::new()
-        .env("VIVIFIED_ADMIN_TOKEN", admin)
-        .start()
-        .await;
+    let server = vivified().env("VIVIFIED_ADMIN_TOKEN", admin).start().await;
     let http = client();
     let manifest = std::fs::read(repo_path("schemas/examples/user-management.json")).unwrap();
 
@@ -192,7 +189,7 @@ async fn trace_logs_carry_no_token_secret_or_pii() {
     const PII_MARKER: &str = "PII-MARKER-jane.doe@example.com";
     const DETAILS_MARKER: &str = "DETAILS-MARKER-ssn-078-05-1120";
 
-    let mut server = Spawn::new()
+    let mut server = vivified()
         .env("RUST_LOG", "trace")
         .env("VIVIFIED_ADMIN_TOKEN", ADMIN)
         .env("JWT_SECRET", JWT)
@@ -325,7 +322,7 @@ async fn trace_logs_carry_no_token_secret_or_pii() {
 /// 4. SIGTERM: exit 0 within seconds, the last lines say so, under `trace_id=system`.
 #[tokio::test]
 async fn sigterm_stops_gracefully_with_system_trace_id() {
-    let mut server = Spawn::new().start().await;
+    let mut server = vivified().start().await;
     // Idle connections must not hold the shutdown up: a pooled keep-alive connection
     // (as a heartbeating plugin keeps) and one that connected but never sent a byte.
     let http = client();
@@ -399,7 +396,7 @@ fn assert_refused(case: &str, spawn: &Spawn, setting: &str) {
 async fn startup_refusals_are_one_line_naming_the_setting() {
     // Production with every required secret except `key`.
     let without = |key: &str| {
-        let mut s = Spawn::new();
+        let mut s = vivified();
         for (k, v) in [
             ("VIVIFIED_MODE", "production"),
             ("JWT_SECRET", PROD_JWT),
@@ -451,12 +448,12 @@ async fn startup_refusals_are_one_line_naming_the_setting() {
         ),
         (
             "dev mode on a non-loopback address",
-            Spawn::new().bind_host("0.0.0.0"),
+            vivified().bind_host("0.0.0.0"),
             "VIVIFIED_DEV_ALLOW_REMOTE",
         ),
         (
             "a token TTL that is not a duration",
-            Spawn::new().env("VIVIFIED_TOKEN_TTL", "banana"),
+            vivified().env("VIVIFIED_TOKEN_TTL", "banana"),
             "VIVIFIED_TOKEN_TTL",
         ),
     ];
@@ -485,7 +482,7 @@ async fn startup_refusals_are_one_line_naming_the_setting() {
     );
 
     // The same remote bind starts when dev mode is told it may.
-    let mut server = Spawn::new()
+    let mut server = vivified()
         .bind_host("0.0.0.0")
         .env("VIVIFIED_DEV_ALLOW_REMOTE", "true")
         .start()
@@ -564,7 +561,7 @@ async fn production_requires_the_registration_secret_and_hides_docs() {
 #[tokio::test]
 async fn traceparent_sets_the_request_id_and_the_log_trace_id() {
     const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let server = Spawn::new().env("LOG_LEVEL", "debug").start().await;
+    let server = vivified().env("LOG_LEVEL", "debug").start().await;
     let http = client();
 
     let resp = http
@@ -669,7 +666,7 @@ fn closed_after_the_bound(closed: Option<Duration>, what: &str, at_least: Durati
 /// 8. A client that never finishes its headers is disconnected after the header timeout.
 #[tokio::test]
 async fn slow_headers_are_cut_off() {
-    let server = Spawn::new()
+    let server = vivified()
         .env("VIVIFIED_HEADER_READ_TIMEOUT", "1s")
         .start()
         .await;
@@ -696,7 +693,7 @@ async fn slow_headers_are_cut_off() {
 /// stays open.
 #[tokio::test]
 async fn silent_and_idle_connections_are_closed_busy_ones_are_not() {
-    let server = Spawn::new()
+    let server = vivified()
         .env("VIVIFIED_HEADER_READ_TIMEOUT", "1s")
         .start()
         .await;
@@ -731,7 +728,7 @@ async fn metrics_can_live_on_a_separate_address() {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let server = Spawn::new()
+    let server = vivified()
         .env("VIVIFIED_METRICS_BIND", &format!("127.0.0.1:{port}"))
         .start()
         .await;
@@ -763,7 +760,7 @@ async fn a_policy_file_replaces_the_rules_and_a_malformed_one_stops_start_up() {
         "{\"version\": 1,\n \"rules\": [\n  {\"id\": \"x\", \"effect\": \"maybe\"}\n ]\n}\n",
     )
     .unwrap();
-    let spawn = Spawn::new().env("VIVIFIED_POLICY_FILE", bad.to_str().unwrap());
+    let spawn = vivified().env("VIVIFIED_POLICY_FILE", bad.to_str().unwrap());
     assert_refused("malformed policy", &spawn, "VIVIFIED_POLICY_FILE");
     let out = spawn.run_to_exit(Duration::from_secs(10));
     assert!(
@@ -773,7 +770,7 @@ async fn a_policy_file_replaces_the_rules_and_a_malformed_one_stops_start_up() {
     );
     assert_refused(
         "missing policy",
-        &Spawn::new().env(
+        &vivified().env(
             "VIVIFIED_POLICY_FILE",
             dir.join("absent.json").to_str().unwrap(),
         ),
@@ -788,7 +785,7 @@ async fn a_policy_file_replaces_the_rules_and_a_malformed_one_stops_start_up() {
     )
     .unwrap();
     let admin = "policy-admin-token-5Rt8Wq2Zx";
-    let server = Spawn::new()
+    let server = vivified()
         .env("VIVIFIED_POLICY_FILE", only_public.to_str().unwrap())
         .env("VIVIFIED_ADMIN_TOKEN", admin)
         .start()

@@ -9,88 +9,22 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Spawn;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
+use common::{Spawn, vivified};
 use vivified_plugin_sdk::{Config, CoreClient, CoreError, HealthReport, Manifest, Secret};
+use vivified_test_support::fs::TempDir;
+use vivified_test_support::pki::Pki;
 
 const PROD_JWT: &str = "tls-jwt-Zq3v9X1pLk2Rt7Yw0Bn4Hs8Dm6Fc5Ja1Ge";
 const PROD_ADMIN: &str = "tls-admin-Q7w2E9r4T6y1U3i5";
 const PROD_REGISTRATION: &str = "tls-reg-M8n6B4v2C0x9Z7l5";
 const PROD_AUDIT_KEY: &str = "tls-audit-4Tb8Nc2Vx6Lm0Qw3Er7Ty1Ui5Op9As";
 
-/// A fresh directory for one test's files, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "vivified-tls-{tag}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default()
-        ));
-        std::fs::create_dir_all(&dir).expect("a temp dir");
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// PEM files: a CA, and a server certificate it signed for `localhost` and 127.0.0.1.
-struct Pki {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-    /// Another key, not the certificate's.
-    other_key: PathBuf,
-}
-
-fn make_pki(dir: &Path) -> Pki {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Vivified test CA");
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let mut params =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "vivified test core");
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca).unwrap();
-    let pki = Pki {
-        ca: dir.join("ca.pem"),
-        cert: dir.join("tls.crt"),
-        key: dir.join("tls.key"),
-        other_key: dir.join("other.key"),
-    };
-    std::fs::write(&pki.ca, ca.pem()).unwrap();
-    std::fs::write(&pki.cert, cert.pem()).unwrap();
-    std::fs::write(&pki.key, key.serialize_pem()).unwrap();
-    std::fs::write(&pki.other_key, KeyPair::generate().unwrap().serialize_pem()).unwrap();
-    pki
-}
-
 fn production() -> Spawn {
-    Spawn::new()
+    vivified()
         .env("VIVIFIED_MODE", "production")
         .env("JWT_SECRET", PROD_JWT)
         .env("VIVIFIED_ADMIN_TOKEN", PROD_ADMIN)
@@ -177,8 +111,12 @@ fn refusal_line(spawn: &Spawn, case: &str) -> String {
 #[tokio::test]
 async fn a_plugin_registers_and_heartbeats_over_https_with_the_sdk() {
     let dir = TempDir::new("sdk");
-    let pki = make_pki(&dir.0);
-    let mut server = start_https(&with_tls(production(), &pki.cert, &pki.key), &pki.ca).await;
+    let pki = Pki::new(dir.path());
+    let mut server = start_https(
+        &with_tls(production(), &pki.server_cert, &pki.server_key),
+        &pki.ca,
+    )
+    .await;
     let port = server.port();
 
     // The SDK's client, trusting the generated CA through its configuration.
@@ -276,8 +214,12 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 async fn alpn_offers_h2_and_a_silent_client_holds_up_no_one() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = TempDir::new("alpn");
-    let pki = make_pki(&dir.0);
-    let mut server = start_https(&with_tls(production(), &pki.cert, &pki.key), &pki.ca).await;
+    let pki = Pki::new(dir.path());
+    let mut server = start_https(
+        &with_tls(production(), &pki.server_cert, &pki.server_key),
+        &pki.ca,
+    )
+    .await;
     let addr = server.addr();
 
     // A client that connects and never says anything.
@@ -351,7 +293,7 @@ async fn production_refuses_plain_http_beyond_loopback_unless_a_proxy_terminates
     assert!(server.stop(Duration::from_secs(10)).success());
 
     // Dev mode told it may listen remotely: a warning, not a refusal.
-    let mut server = Spawn::new()
+    let mut server = vivified()
         .bind_host("0.0.0.0")
         .env("VIVIFIED_DEV_ALLOW_REMOTE", "true")
         .env("VIVIFIED_STORE", "memory")
@@ -368,60 +310,60 @@ async fn production_refuses_plain_http_beyond_loopback_unless_a_proxy_terminates
 #[test]
 fn unusable_certificate_files_stop_the_start_with_one_line() {
     let dir = TempDir::new("bad");
-    let pki = make_pki(&dir.0);
-    let empty = dir.0.join("empty.pem");
+    let pki = Pki::new(dir.path());
+    let empty = dir.path().join("empty.pem");
     std::fs::write(&empty, "").unwrap();
-    let key_text = std::fs::read_to_string(&pki.key).unwrap();
+    let key_text = std::fs::read_to_string(&pki.server_key).unwrap();
     let key_body: String = key_text
         .lines()
         .find(|l| !l.starts_with("-----"))
         .unwrap()
         .to_owned();
-    let absent = dir.0.join("absent.pem");
+    let absent = dir.path().join("absent.pem");
     let cases: Vec<(&str, Spawn, &str)> = vec![
         (
             "an unreadable certificate",
-            with_tls(production(), &absent, &pki.key),
+            with_tls(production(), &absent, &pki.server_key),
             "VIVIFIED_TLS_CERT: cannot read",
         ),
         (
             "an unreadable key",
-            with_tls(production(), &pki.cert, &absent),
+            with_tls(production(), &pki.server_cert, &absent),
             "VIVIFIED_TLS_KEY: cannot read",
         ),
         (
             "a certificate without a key",
-            production().env("VIVIFIED_TLS_CERT", pki.cert.to_str().unwrap()),
+            production().env("VIVIFIED_TLS_CERT", pki.server_cert.to_str().unwrap()),
             "VIVIFIED_TLS_KEY: is not set",
         ),
         (
             "a key without a certificate",
-            production().env("VIVIFIED_TLS_KEY", pki.key.to_str().unwrap()),
+            production().env("VIVIFIED_TLS_KEY", pki.server_key.to_str().unwrap()),
             "VIVIFIED_TLS_CERT: is not set",
         ),
         (
             "a certificate file without a certificate",
-            with_tls(production(), &pki.key, &pki.key),
+            with_tls(production(), &pki.server_key, &pki.server_key),
             "VIVIFIED_TLS_CERT:",
         ),
         (
             "a key file without a key",
-            with_tls(production(), &pki.cert, &pki.cert),
+            with_tls(production(), &pki.server_cert, &pki.server_cert),
             "VIVIFIED_TLS_KEY:",
         ),
         (
             "an empty key file",
-            with_tls(production(), &pki.cert, &empty),
+            with_tls(production(), &pki.server_cert, &empty),
             "VIVIFIED_TLS_KEY:",
         ),
         (
             "a key that is not the certificate's",
-            with_tls(production(), &pki.cert, &pki.other_key),
+            with_tls(production(), &pki.server_cert, &pki.other_key),
             "VIVIFIED_TLS_KEY: the key does not belong",
         ),
         (
             "dev mode, an unreadable certificate",
-            with_tls(Spawn::new(), &absent, &pki.key),
+            with_tls(vivified(), &absent, &pki.server_key),
             "VIVIFIED_TLS_CERT: cannot read",
         ),
     ];

@@ -23,91 +23,7 @@ use std::process::Command;
 use common::*;
 use saphyr::{LoadableYamlNode, ScalarOwned, YamlOwned};
 use serde_json::{Value, json};
-
-/// `(postgres, nats)` URLs, or `None` after a skip line (never under `CI=true`).
-fn services() -> Option<(String, String)> {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-    match (
-        get("VIVIFIED_TEST_POSTGRES_URL"),
-        get("VIVIFIED_TEST_NATS_URL"),
-    ) {
-        (Some(pg), Some(nats)) => Some((pg, nats)),
-        _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but VIVIFIED_TEST_POSTGRES_URL or VIVIFIED_TEST_NATS_URL is unset: \
-                 the compose topology test must run in CI"
-            );
-            eprintln!(
-                "skipping the compose topology test: set VIVIFIED_TEST_POSTGRES_URL and \
-                 VIVIFIED_TEST_NATS_URL"
-            );
-            None
-        }
-    }
-}
-
-/// A fresh database on the test's Postgres server, dropped on drop (through `psql`).
-struct Database {
-    admin_url: String,
-    name: String,
-}
-
-impl Database {
-    fn create(admin_url: &str) -> Self {
-        let name = format!(
-            "vivified_compose_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        );
-        psql(admin_url, &format!("CREATE DATABASE {name}"));
-        Self {
-            admin_url: admin_url.to_owned(),
-            name,
-        }
-    }
-
-    /// The test server's URL with this database's name as its path.
-    fn url(&self) -> String {
-        let (base, query) = match self.admin_url.split_once('?') {
-            Some((b, q)) => (b, format!("?{q}")),
-            None => (self.admin_url.as_str(), String::new()),
-        };
-        let authority_end = base
-            .find("://")
-            .map(|i| i + 3)
-            .and_then(|start| base[start..].find('/').map(|j| start + j))
-            .unwrap_or(base.len());
-        format!("{}/{}{query}", &base[..authority_end], self.name)
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args([
-                &self.admin_url,
-                "-q",
-                "-c",
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-            ])
-            .status();
-    }
-}
-
-fn psql(url: &str, sql: &str) {
-    let out = Command::new("psql")
-        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
-        .output()
-        .expect("psql runs (the PostgreSQL client must be on PATH)");
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use vivified_test_support::postgres::ScratchDb;
 
 // ---------------------------------------------------------------------------------
 // docker-compose.yml and .env.example
@@ -345,23 +261,28 @@ fn with_host(url: &str, host_port: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_compose_topology_runs_as_processes() {
-    let Some((pg_admin, nats_url)) = services() else {
+    let (Some(nats_url), Some(db)) = (
+        vivified_test_support::services::nats_url(),
+        ScratchDb::create("vivified_compose").await,
+    ) else {
         return;
     };
     let _ = server_binary();
     let compose = compose();
     let dot_env = dot_env();
     let dir = TempDir::new("compose");
-    let db = Database::create(&pg_admin);
     let (core_port, plugin_port) = (free_port(), free_port());
 
     // The core: compose's environment, with Docker's names mapped to this machine.
     let mut core_env = service_env(&compose, "core", &dot_env);
     assert_eq!(core_env["VIVIFIED_MODE"], "production");
-    make_certificates(&dir.0);
-    let volumes = volume_map(&compose, "core", &dot_env, &dir.0);
+    make_certificates(dir.path());
+    let volumes = volume_map(&compose, "core", &dot_env, dir.path());
     map_paths(&mut core_env, &volumes);
-    for (name, url) in [("DATABASE_URL", db.url()), ("NATS_URL", nats_url.clone())] {
+    for (name, url) in [
+        ("DATABASE_URL", db.url().to_owned()),
+        ("NATS_URL", nats_url.clone()),
+    ] {
         let declared = core_env
             .get(name)
             .unwrap_or_else(|| panic!("compose gives the core {name}"));
@@ -380,12 +301,12 @@ async fn the_compose_topology_runs_as_processes() {
         .iter()
         .map(|(k, v)| (k.as_str(), v.clone()))
         .collect();
-    let core = start_core_with(&dir.0, core_port, &core_vars);
+    let core = start_core_with(dir.path(), core_port, &core_vars);
     assert!(
         core_env.contains_key("VIVIFIED_TLS_CERT"),
         "compose serves HTTPS: {core_env:?}"
     );
-    let client = https(&dir.0.join("tls/ca.crt"));
+    let client = https(&dir.path().join("tls/ca.crt"));
     let base = format!("https://127.0.0.1:{core_port}");
     eventually("the core ready", &[&core], || async {
         get(&client, &format!("{base}/ready"), None)
@@ -409,7 +330,7 @@ async fn the_compose_topology_runs_as_processes() {
 
     // The plugin: compose's environment, CORE_URL pointed at the core's port.
     let mut plugin_env = service_env(&compose, "user-management-plugin", &dot_env);
-    let volumes = volume_map(&compose, "user-management-plugin", &dot_env, &dir.0);
+    let volumes = volume_map(&compose, "user-management-plugin", &dot_env, dir.path());
     map_paths(&mut plugin_env, &volumes);
     let core_url = plugin_env
         .remove("CORE_URL")
@@ -427,7 +348,7 @@ async fn the_compose_topology_runs_as_processes() {
         .map(|(k, v)| (k.as_str(), v.clone()))
         .collect();
     let plugin_dir = TempDir::new("compose-plugin");
-    let mut plugin = start_plugin_with(&plugin_dir.0, plugin_port, &core_url, &plugin_vars);
+    let mut plugin = start_plugin_with(plugin_dir.path(), plugin_port, &core_url, &plugin_vars);
 
     let record = |after: Option<Value>| {
         let (base, admin, client) = (base.clone(), admin.clone(), client.clone());

@@ -13,10 +13,10 @@ async fn plugin_first_then_the_core_then_a_core_crash_and_restart_on_sqlite() {
     let _ = server_binary();
     let dir = TempDir::new("restart");
     let (core_port, plugin_port) = (free_port(), free_port());
-    let store = format!("sqlite://{}/v.db", dir.0.display());
+    let store = format!("sqlite://{}/v.db", dir.path().display());
 
     // The plugin first: it serves its own API and keeps trying to register.
-    let plugin = start_plugin(&dir.0, plugin_port, core_port);
+    let plugin = start_plugin(dir.path(), plugin_port, core_port);
     let health = eventually("the plugin's /health", &[&plugin], || async {
         get_json(&format!("http://127.0.0.1:{plugin_port}/health"), None)
             .await
@@ -32,7 +32,7 @@ async fn plugin_first_then_the_core_then_a_core_crash_and_restart_on_sqlite() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // The core, seconds later: the plugin registers and its heartbeats arrive.
-    let mut core = start_core(&dir.0, core_port, &store);
+    let mut core = start_core(dir.path(), core_port, &store);
     let first = eventually("the plugin listed as active", &[&plugin, &core], || async {
         let list = get_json(
             &format!("http://127.0.0.1:{core_port}/plugins"),
@@ -57,7 +57,7 @@ async fn plugin_first_then_the_core_then_a_core_crash_and_restart_on_sqlite() {
         .await
         .unwrap();
     assert_eq!(health["core"], "registered");
-    let token = token_in(&dir.0);
+    let token = token_in(dir.path());
 
     // The core crashes; the plugin notices and keeps going.
     core.crash();
@@ -66,7 +66,7 @@ async fn plugin_first_then_the_core_then_a_core_crash_and_restart_on_sqlite() {
     })
     .await;
     let restarted_at = time::OffsetDateTime::now_utc();
-    let core = start_core(&dir.0, core_port, &store);
+    let core = start_core(dir.path(), core_port, &store);
     let after = eventually(
         "heartbeats to the restarted core",
         &[&plugin, &core],
@@ -91,7 +91,7 @@ async fn plugin_first_then_the_core_then_a_core_crash_and_restart_on_sqlite() {
         "no re-registration was needed\n{}",
         plugin.describe()
     );
-    assert_eq!(token_in(&dir.0), token, "the same token");
+    assert_eq!(token_in(dir.path()), token, "the same token");
     assert!(plugin.count("heartbeats accepted") >= 1);
 
     // Nothing secret in any output; every plugin log line is structured.
@@ -128,8 +128,8 @@ async fn plugin_first_then_the_core_then_a_core_crash_and_restart_on_sqlite() {
 async fn users_api_checks_callers_with_the_core_and_a_restarted_plugin_keeps_its_id() {
     let dir = TempDir::new("users");
     let (core_port, plugin_port) = (free_port(), free_port());
-    let core = start_core(&dir.0, core_port, "memory");
-    let mut plugin = start_plugin(&dir.0, plugin_port, core_port);
+    let core = start_core(dir.path(), core_port, "memory");
+    let mut plugin = start_plugin(dir.path(), plugin_port, core_port);
     let first = eventually("the plugin active", &[&plugin, &core], || async {
         record(core_port).await.filter(|r| r["status"] == "active")
     })
@@ -187,7 +187,7 @@ async fn users_api_checks_callers_with_the_core_and_a_restarted_plugin_keeps_its
     assert_eq!(plugin.count("user-management API stopped"), 1);
     assert!(plugin.count("user served") >= 1 && plugin.count("user lookup refused") >= 2);
     let first_run = format!("{}{}", plugin.stdout(), plugin.stderr());
-    let plugin = start_plugin(&dir.0, plugin_port, core_port);
+    let plugin = start_plugin(dir.path(), plugin_port, core_port);
     eventually(
         "the restarted plugin registered",
         &[&plugin, &core],

@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
-use vivified_ports::audit_chain::{ChainHash, ChainHead, ChainKey, Checkpoint};
+use vivified_domain::audit_chain::{ChainHash, ChainHead, ChainKey, Checkpoint};
 
 use crate::common::{ADMIN_TOKEN, AUDIT_KEY, Core, Run, TempDir, free_port, vivified};
 
@@ -39,13 +39,13 @@ fn newest(core: &Core) -> Value {
 #[test]
 fn verify_says_intact_up_to_the_head() {
     let core = Core::start();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     for id in ["a-one", "a-two", "a-three"] {
         core.register(id);
     }
     // core.start and three registrations.
     assert_eq!(core.sealed(), 4);
-    let run = Run::of(core.cli(&dir.0).args(["audit", "verify"]));
+    let run = Run::of(core.cli(dir.path()).args(["audit", "verify"]));
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.stdout, "intact up to seq 4\n");
     assert_eq!(run.stderr, "");
@@ -60,14 +60,15 @@ fn verify_says_intact_up_to_the_head() {
             hash: head["hash"].as_str().unwrap().parse().unwrap(),
         },
     );
-    let run = Run::of(
-        core.cli(&dir.0)
-            .args(["audit", "verify", "--checkpoint", &cp.to_string()]),
-    );
+    let run =
+        Run::of(
+            core.cli(dir.path())
+                .args(["audit", "verify", "--checkpoint", &cp.to_string()]),
+        );
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.stdout, "intact up to seq 4\n");
 
-    let run = Run::of(core.cli(&dir.0).args(["audit", "verify", "--json"]));
+    let run = Run::of(core.cli(dir.path()).args(["audit", "verify", "--json"]));
     assert_eq!(run.code, 0, "{run:?}");
     let report: Value = serde_json::from_str(&run.stdout).expect("JSON");
     assert_eq!(report["intact"], true);
@@ -79,7 +80,7 @@ fn verify_says_intact_up_to_the_head() {
 #[test]
 fn verify_exits_1_with_the_first_bad_seq() {
     let core = Core::start();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     core.register("cut-one");
     assert_eq!(core.sealed(), 2);
     let cp = Checkpoint::new(
@@ -89,14 +90,15 @@ fn verify_exits_1_with_the_first_bad_seq() {
             hash: ChainHash::GENESIS,
         },
     );
-    let run = Run::of(
-        core.cli(&dir.0)
-            .args(["audit", "verify", "--checkpoint", &cp.to_string()]),
-    );
+    let run =
+        Run::of(
+            core.cli(dir.path())
+                .args(["audit", "verify", "--checkpoint", &cp.to_string()]),
+        );
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(run.stdout, "first bad seq 3: chain_truncated\n");
     assert_eq!(run.stderr, "");
-    let run = Run::of(core.cli(&dir.0).args([
+    let run = Run::of(core.cli(dir.path()).args([
         "audit",
         "verify",
         "--json",
@@ -112,10 +114,10 @@ fn verify_exits_1_with_the_first_bad_seq() {
 #[test]
 fn verify_exits_2_when_it_cannot_tell() {
     let core = Core::start();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     // Not a checkpoint: refused before asking.
     let run = Run::of(
-        core.cli(&dir.0)
+        core.cli(dir.path())
             .args(["audit", "verify", "--checkpoint", "1:2:3"]),
     );
     assert_eq!(run.code, 2, "{run:?}");
@@ -129,16 +131,17 @@ fn verify_exits_2_when_it_cannot_tell() {
             hash: ChainHash::GENESIS,
         },
     );
-    let run =
-        Run::of(
-            core.cli(&dir.0)
-                .args(["audit", "verify", "--checkpoint", &foreign.to_string()]),
-        );
+    let run = Run::of(core.cli(dir.path()).args([
+        "audit",
+        "verify",
+        "--checkpoint",
+        &foreign.to_string(),
+    ]));
     assert_eq!(run.code, 2, "{run:?}");
     run.assert_one_error_line("400 invalid_body");
     // No admin token; a plugin's token; no core.
     let run = Run::of(
-        vivified(&dir.0)
+        vivified(dir.path())
             .env("VIVIFIED_CORE_URL", core.url())
             .args(["audit", "verify"]),
     );
@@ -146,7 +149,7 @@ fn verify_exits_2_when_it_cannot_tell() {
     run.assert_one_error_line("VIVIFIED_ADMIN_TOKEN is not set");
     let token = core.register("not-an-admin");
     let run = Run::of(
-        vivified(&dir.0)
+        vivified(dir.path())
             .env("VIVIFIED_CORE_URL", core.url())
             .env("VIVIFIED_ADMIN_TOKEN", &token)
             .args(["audit", "verify"]),
@@ -154,7 +157,7 @@ fn verify_exits_2_when_it_cannot_tell() {
     assert_eq!(run.code, 2, "{run:?}");
     run.assert_one_error_line("403 forbidden (admin_token_required)");
     let run = Run::of(
-        vivified(&dir.0)
+        vivified(dir.path())
             .env("VIVIFIED_ADMIN_TOKEN", ADMIN_TOKEN)
             .args([
                 "audit",
@@ -170,12 +173,12 @@ fn verify_exits_2_when_it_cannot_tell() {
 #[test]
 fn tail_prints_the_newest_entries_oldest_first() {
     let core = Core::start();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     for i in 0..5 {
         core.register(&format!("t-{i}"));
     }
     assert_eq!(core.sealed(), 6);
-    let run = Run::of(core.cli(&dir.0).args(["audit", "tail", "-n", "3"]));
+    let run = Run::of(core.cli(dir.path()).args(["audit", "tail", "-n", "3"]));
     assert_eq!(run.code, 0, "{run:?}");
     assert_no_secret(&run);
     let lines: Vec<Vec<&str>> = run
@@ -193,7 +196,7 @@ fn tail_prints_the_newest_entries_oldest_first() {
     assert!(lines[2][1].ends_with('Z'), "{}", lines[2][1]);
 
     // The default is 20: everything here, the core's start first.
-    let run = Run::of(core.cli(&dir.0).args(["audit", "tail"]));
+    let run = Run::of(core.cli(dir.path()).args(["audit", "tail"]));
     assert_eq!(run.stdout.lines().count(), 6, "{}", run.stdout);
     assert!(run.stdout.starts_with("1  "), "{}", run.stdout);
     assert!(
@@ -205,7 +208,7 @@ fn tail_prints_the_newest_entries_oldest_first() {
     );
 
     // JSON lines, filtered.
-    let run = Run::of(core.cli(&dir.0).args([
+    let run = Run::of(core.cli(dir.path()).args([
         "audit",
         "tail",
         "--json",
@@ -231,22 +234,22 @@ fn tail_prints_the_newest_entries_oldest_first() {
     );
 
     let run = Run::of(
-        core.cli(&dir.0)
+        core.cli(dir.path())
             .args(["audit", "tail", "--outcome", "maybe"]),
     );
     assert_eq!(run.code, 2, "{run:?}");
-    let run = Run::of(core.cli(&dir.0).args(["audit", "tail", "-n", "1001"]));
+    let run = Run::of(core.cli(dir.path()).args(["audit", "tail", "-n", "1001"]));
     assert_eq!(run.code, 2, "{run:?}");
 }
 
 #[test]
 fn tail_follow_prints_entries_as_they_are_sealed() {
     let core = Core::start();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     core.register("f-0");
     core.sealed();
     let mut child = core
-        .cli(&dir.0)
+        .cli(dir.path())
         .args([
             "audit",
             "tail",

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use vivified_server::{Application, Settings};
+pub use vivified_test_support::fs::TempDir;
+pub use vivified_test_support::net::free_port;
 
 /// The admin token of every in-process core.
 pub const ADMIN_TOKEN: &str = "adm-cli-test-Q7w2E9r4T6y1U3i5";
@@ -23,26 +25,6 @@ pub fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .join(rel)
-}
-
-/// A fresh, empty temporary directory (removed by [`TempDir`]'s drop).
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new() -> Self {
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("vivified-cli-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create a temp dir");
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// `vivified` with an empty environment (plus `PATH`), stdin closed, run in `dir`.
@@ -88,14 +70,6 @@ impl Run {
             lines[0]
         );
     }
-}
-
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// A real core on a free loopback port, in dev mode on the memory store, with a known

@@ -15,8 +15,8 @@ fn assert_no_token(run: &Run) {
 #[test]
 fn list_prints_every_plugin_as_a_table_sorted_by_id() {
     let core = Core::start();
-    let dir = TempDir::new();
-    let run = Run::of(core.cli(&dir.0).args(["plugins", "list"]));
+    let dir = TempDir::new("cli");
+    let run = Run::of(core.cli(dir.path()).args(["plugins", "list"]));
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.stdout, "no plugins registered\n");
 
@@ -24,7 +24,7 @@ fn list_prints_every_plugin_as_a_table_sorted_by_id() {
     core.register("billing");
     core.register("audit-export");
     core.heartbeat("user-management", &token);
-    let run = Run::of(core.cli(&dir.0).args(["plugins", "list"]));
+    let run = Run::of(core.cli(dir.path()).args(["plugins", "list"]));
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.stderr, "");
     assert_no_token(&run);
@@ -65,13 +65,13 @@ fn list_prints_every_plugin_as_a_table_sorted_by_id() {
 #[test]
 fn list_json_is_the_cores_records_across_pages() {
     let core = Core::start();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     // One more than the largest page, so the CLI must follow `next_after`.
     let ids: Vec<String> = (0..1001).map(|i| format!("p-{i:04}")).collect();
     for id in &ids {
         core.register(id);
     }
-    let run = Run::of(core.cli(&dir.0).args(["plugins", "list", "--json"]));
+    let run = Run::of(core.cli(dir.path()).args(["plugins", "list", "--json"]));
     assert_eq!(run.code, 0, "{}", run.stderr);
     let records: Vec<Value> = serde_json::from_str(&run.stdout).expect("a JSON array");
     let got: Vec<&str> = records
@@ -89,12 +89,12 @@ fn list_json_is_the_cores_records_across_pages() {
 #[test]
 fn show_prints_one_record_and_json_is_the_record() {
     let core = Core::start();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let token = core.register("user-management");
     core.heartbeat("user-management", &token);
 
     let run = Run::of(
-        core.cli(&dir.0)
+        core.cli(dir.path())
             .args(["plugins", "show", "user-management"]),
     );
     assert_eq!(run.code, 0, "{run:?}");
@@ -114,7 +114,7 @@ fn show_prints_one_record_and_json_is_the_record() {
     assert_eq!(get("contracts"), Some("IdentityPlugin"));
 
     let run = Run::of(
-        core.cli(&dir.0)
+        core.cli(dir.path())
             .args(["plugins", "show", "user-management", "--json"]),
     );
     assert_eq!(run.code, 0);
@@ -125,11 +125,11 @@ fn show_prints_one_record_and_json_is_the_record() {
 #[test]
 fn deregister_removes_the_plugin_and_a_second_time_is_the_cores_404() {
     let core = Core::start();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let token = core.register("user-management");
 
     let run = Run::of(
-        core.cli(&dir.0)
+        core.cli(dir.path())
             .args(["plugins", "deregister", "user-management"]),
     );
     assert_eq!(run.code, 0, "{run:?}");
@@ -144,7 +144,7 @@ fn deregister_removes_the_plugin_and_a_second_time_is_the_cores_404() {
     assert_eq!(status, 401, "its token stopped working: {body}");
 
     let run = Run::of(
-        core.cli(&dir.0)
+        core.cli(dir.path())
             .args(["plugins", "deregister", "user-management"]),
     );
     assert_eq!(run.code, 1, "{run:?}");
@@ -152,7 +152,7 @@ fn deregister_removes_the_plugin_and_a_second_time_is_the_cores_404() {
 
     core.register("other");
     let run = Run::of(
-        core.cli(&dir.0)
+        core.cli(dir.path())
             .args(["plugins", "deregister", "other", "--json"]),
     );
     assert_eq!(run.code, 0);
@@ -163,14 +163,14 @@ fn deregister_removes_the_plugin_and_a_second_time_is_the_cores_404() {
 #[test]
 fn the_cores_refusals_are_one_line_and_exit_1() {
     let core = Core::start();
-    let dir = TempDir::new();
-    let run = Run::of(core.cli(&dir.0).args(["plugins", "show", "nobody"]));
+    let dir = TempDir::new("cli");
+    let run = Run::of(core.cli(dir.path()).args(["plugins", "show", "nobody"]));
     assert_eq!(run.code, 1, "{run:?}");
     run.assert_one_error_line("the core answered 404 not_found: ");
     assert_eq!(run.stdout, "");
 
     let run = Run::of(
-        core.cli(&dir.0)
+        core.cli(dir.path())
             .env("VIVIFIED_ADMIN_TOKEN", "not-the-admin-token-0123456789")
             .args(["plugins", "list"]),
     );
@@ -182,20 +182,20 @@ fn the_cores_refusals_are_one_line_and_exit_1() {
 #[test]
 fn usage_errors_exit_2_before_any_request() {
     let core = Core::start();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let run = Run::of(
-        vivified(&dir.0)
+        vivified(dir.path())
             .env("VIVIFIED_CORE_URL", core.url())
             .args(["plugins", "list"]),
     );
     assert_eq!(run.code, 2, "{run:?}");
     run.assert_one_error_line("VIVIFIED_ADMIN_TOKEN is not set");
 
-    let run = Run::of(core.cli(&dir.0).args(["plugins", "show", "../admin"]));
+    let run = Run::of(core.cli(dir.path()).args(["plugins", "show", "../admin"]));
     assert_eq!(run.code, 2, "{run:?}");
     run.assert_one_error_line("`../admin` is not a plugin id");
 
-    let run = Run::of(core.cli(&dir.0).args([
+    let run = Run::of(core.cli(dir.path()).args([
         "plugins",
         "list",
         "--core-url",
@@ -205,7 +205,7 @@ fn usage_errors_exit_2_before_any_request() {
     run.assert_one_error_line("only http:// and https:// URLs are supported");
     assert!(!run.stderr.contains("pw"), "{}", run.stderr);
 
-    let run = Run::of(core.cli(&dir.0).args(["plugins", "disable", "x"]));
+    let run = Run::of(core.cli(dir.path()).args(["plugins", "disable", "x"]));
     assert_eq!(run.code, 2, "--reason is required: {run:?}");
     assert!(run.stderr.contains("--reason"));
 }
@@ -213,10 +213,10 @@ fn usage_errors_exit_2_before_any_request() {
 #[test]
 fn core_url_flag_wins_over_the_environment() {
     let core = Core::start();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     core.register("user-management");
     let dead = format!("http://127.0.0.1:{}", free_port());
-    let run = Run::of(core.cli(&dir.0).env("VIVIFIED_CORE_URL", &dead).args([
+    let run = Run::of(core.cli(dir.path()).env("VIVIFIED_CORE_URL", &dead).args([
         "plugins",
         "--core-url",
         &core.url(),
@@ -226,7 +226,7 @@ fn core_url_flag_wins_over_the_environment() {
     assert!(run.stdout.contains("user-management"));
 
     // The flag also works after the subcommand (a global option).
-    let run = Run::of(core.cli(&dir.0).env("VIVIFIED_CORE_URL", &dead).args([
+    let run = Run::of(core.cli(dir.path()).env("VIVIFIED_CORE_URL", &dead).args([
         "plugins",
         "show",
         "user-management",
@@ -238,10 +238,10 @@ fn core_url_flag_wins_over_the_environment() {
 
 #[test]
 fn an_unreachable_core_is_one_line_and_exit_1() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let url = format!("http://127.0.0.1:{}", free_port());
     let run = Run::of(
-        vivified(&dir.0)
+        vivified(dir.path())
             .env("VIVIFIED_ADMIN_TOKEN", ADMIN_TOKEN)
             .args(["plugins", "list", "--core-url", &url]),
     );
@@ -253,7 +253,7 @@ fn an_unreachable_core_is_one_line_and_exit_1() {
 #[test]
 fn disable_and_enable_change_the_record_and_are_idempotent() {
     let core = Core::start();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let token = core.register("user-management");
     let heartbeat = || {
         core.request(
@@ -265,7 +265,7 @@ fn disable_and_enable_change_the_record_and_are_idempotent() {
     };
 
     for _ in 0..2 {
-        let run = Run::of(core.cli(&dir.0).args([
+        let run = Run::of(core.cli(dir.path()).args([
             "plugins",
             "disable",
             "user-management",
@@ -288,7 +288,7 @@ fn disable_and_enable_change_the_record_and_are_idempotent() {
         (403, Some("plugin_disabled"))
     );
 
-    let run = Run::of(core.cli(&dir.0).args(["plugins", "list"]));
+    let run = Run::of(core.cli(dir.path()).args(["plugins", "list"]));
     let row: Vec<&str> = run
         .stdout
         .lines()
@@ -299,7 +299,7 @@ fn disable_and_enable_change_the_record_and_are_idempotent() {
     assert_eq!(row[0], "user-management");
     assert_eq!(row[4], "no", "ENABLED column: {}", run.stdout);
     let run = Run::of(
-        core.cli(&dir.0)
+        core.cli(dir.path())
             .args(["plugins", "show", "user-management"]),
     );
     assert!(
@@ -311,7 +311,7 @@ fn disable_and_enable_change_the_record_and_are_idempotent() {
 
     for _ in 0..2 {
         let run = Run::of(
-            core.cli(&dir.0)
+            core.cli(dir.path())
                 .args(["plugins", "enable", "user-management"]),
         );
         assert_eq!(run.code, 0, "{run:?}");
@@ -326,9 +326,9 @@ fn disable_and_enable_change_the_record_and_are_idempotent() {
 #[test]
 fn disable_and_enable_json_are_the_cores_records() {
     let core = Core::start();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     core.register("user-management");
-    let run = Run::of(core.cli(&dir.0).args([
+    let run = Run::of(core.cli(dir.path()).args([
         "plugins",
         "disable",
         "user-management",
@@ -341,10 +341,11 @@ fn disable_and_enable_json_are_the_cores_records() {
     assert_eq!(shown, core.record("user-management").1);
     assert_eq!(shown["enabled"], false);
 
-    let run = Run::of(
-        core.cli(&dir.0)
-            .args(["plugins", "enable", "user-management", "--json"]),
-    );
+    let run =
+        Run::of(
+            core.cli(dir.path())
+                .args(["plugins", "enable", "user-management", "--json"]),
+        );
     assert_eq!(run.code, 0, "{run:?}");
     let shown: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(shown, core.record("user-management").1);
@@ -354,21 +355,23 @@ fn disable_and_enable_json_are_the_cores_records() {
 #[test]
 fn disable_and_enable_refusals_are_the_cores() {
     let core = Core::start();
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     for args in [
         &["plugins", "disable", "nobody", "--reason", "x"][..],
         &["plugins", "enable", "nobody"],
     ] {
-        let run = Run::of(core.cli(&dir.0).args(args));
+        let run = Run::of(core.cli(dir.path()).args(args));
         assert_eq!(run.code, 1, "{args:?}: {run:?}");
         run.assert_one_error_line("the core answered 404 not_found");
     }
     core.register("user-management");
-    let run =
-        Run::of(
-            core.cli(&dir.0)
-                .args(["plugins", "disable", "user-management", "--reason", "  "]),
-        );
+    let run = Run::of(core.cli(dir.path()).args([
+        "plugins",
+        "disable",
+        "user-management",
+        "--reason",
+        "  ",
+    ]));
     assert_eq!(run.code, 1, "{run:?}");
     run.assert_one_error_line("the core answered 400 invalid_body");
     assert_eq!(core.record("user-management").1["enabled"], true);

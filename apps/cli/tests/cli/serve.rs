@@ -104,8 +104,8 @@ fn start_serve(dir: &std::path::Path) -> (Served, String) {
 
 #[test]
 fn serve_starts_the_core_and_stops_on_sigterm() {
-    let dir = TempDir::new();
-    let (mut served, url) = start_serve(&dir.0);
+    let dir = TempDir::new("cli");
+    let (mut served, url) = start_serve(dir.path());
     let banner = served.stderr();
     assert!(banner.contains("DEV MODE"), "{banner}");
     assert!(banner.contains(&format!("listening on {url}")), "{banner}");
@@ -114,16 +114,15 @@ fn serve_starts_the_core_and_stops_on_sigterm() {
         .find_map(|l| l.trim().strip_prefix("export VIVIFIED_ADMIN_TOKEN="))
         .expect("dev mode shows the generated admin token");
 
-    let run = Run::of(vivified(&dir.0).env("VIVIFIED_ADMIN_TOKEN", token).args([
-        "plugins",
-        "list",
-        "--core-url",
-        &url,
-    ]));
+    let run = Run::of(
+        vivified(dir.path())
+            .env("VIVIFIED_ADMIN_TOKEN", token)
+            .args(["plugins", "list", "--core-url", &url]),
+    );
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.stdout, "no plugins registered\n");
     assert!(
-        !dir.0.join("vivified-data").exists(),
+        !dir.join("vivified-data").exists(),
         "the memory store writes nothing"
     );
 
@@ -142,19 +141,19 @@ fn serve_starts_the_core_and_stops_on_sigterm() {
 
 #[test]
 fn serve_refuses_bad_settings_with_one_line_and_exit_2() {
-    let dir = TempDir::new();
-    let run = Run::of(vivified(&dir.0).env("VIVIFIED_MODE", "production").args([
-        "serve",
-        "--bind",
-        "127.0.0.1:0",
-    ]));
+    let dir = TempDir::new("cli");
+    let run = Run::of(
+        vivified(dir.path())
+            .env("VIVIFIED_MODE", "production")
+            .args(["serve", "--bind", "127.0.0.1:0"]),
+    );
     assert_eq!(run.code, 2, "{run:?}");
     run.assert_one_error_line(
         "production mode refuses to start: JWT_SECRET (or VIVIFIED_JWT_SECRET) is not set",
     );
 
     let run = Run::of(
-        vivified(&dir.0)
+        vivified(dir.path())
             .env("VIVIFIED_TOKEN_TTL", "soon")
             .env("VIVIFIED_STORE", "memory")
             .args(["serve"]),
@@ -162,7 +161,7 @@ fn serve_refuses_bad_settings_with_one_line_and_exit_2() {
     assert_eq!(run.code, 2, "{run:?}");
     run.assert_one_error_line("VIVIFIED_TOKEN_TTL: ");
 
-    let run = Run::of(vivified(&dir.0).env("VIVIFIED_STORE", "memory").args([
+    let run = Run::of(vivified(dir.path()).env("VIVIFIED_STORE", "memory").args([
         "serve",
         "--config",
         "missing.toml",
@@ -173,7 +172,7 @@ fn serve_refuses_bad_settings_with_one_line_and_exit_2() {
 
 #[test]
 fn every_command_has_help() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     for args in [
         &["--help"][..],
         &["validate", "--help"],
@@ -189,7 +188,7 @@ fn every_command_has_help() {
         &["audit", "tail", "--help"],
         &["healthcheck", "--help"],
     ] {
-        let run = Run::of(vivified(&dir.0).args(args));
+        let run = Run::of(vivified(dir.path()).args(args));
         assert_eq!(run.code, 0, "{args:?}: {run:?}");
         assert!(
             run.stdout.contains("Usage: vivified"),
@@ -197,7 +196,7 @@ fn every_command_has_help() {
             run.stdout
         );
     }
-    let run = Run::of(vivified(&dir.0).arg("--version"));
+    let run = Run::of(vivified(dir.path()).arg("--version"));
     assert_eq!(
         run.stdout.trim(),
         format!("vivified {}", env!("CARGO_PKG_VERSION"))

@@ -29,9 +29,9 @@ const INVALID: &[&str] = &[
 
 #[test]
 fn valid_manifests_exit_0_with_one_line_each() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let run = Run::of(
-        vivified(&dir.0)
+        vivified(dir.path())
             .arg("validate")
             .args(VALID.iter().map(|p| repo(p))),
     );
@@ -47,11 +47,11 @@ fn valid_manifests_exit_0_with_one_line_each() {
 
 #[test]
 fn an_invalid_manifest_lists_every_violation_with_its_path() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     for rel in INVALID {
         let expected = violations_of(rel);
         assert!(expected.len() > 1, "the example has several violations");
-        let run = Run::of(vivified(&dir.0).arg("validate").arg(repo(rel)));
+        let run = Run::of(vivified(dir.path()).arg("validate").arg(repo(rel)));
         assert_eq!(run.code, 1, "{run:?}");
         assert_eq!(run.stderr, "");
         let lines: Vec<&str> = run.stdout.lines().collect();
@@ -74,10 +74,10 @@ fn an_invalid_manifest_lists_every_violation_with_its_path() {
 
 #[test]
 fn json_output_carries_the_validators_violations_exactly() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("cli");
     let invalid = INVALID[0];
     let run = Run::of(
-        vivified(&dir.0)
+        vivified(dir.path())
             .args(["validate", "--json"])
             .arg(repo(VALID[0]))
             .arg(repo(invalid)),
@@ -96,7 +96,7 @@ fn json_output_carries_the_validators_violations_exactly() {
     assert_eq!(got, violations_of(invalid));
 
     let run = Run::of(
-        vivified(&dir.0)
+        vivified(dir.path())
             .args(["validate", "--json"])
             .arg(repo(VALID[1])),
     );
@@ -107,13 +107,13 @@ fn json_output_carries_the_validators_violations_exactly() {
 
 #[test]
 fn unreadable_files_exit_2_and_every_other_file_is_still_checked() {
-    let dir = TempDir::new();
-    let not_json = dir.0.join("broken.json");
+    let dir = TempDir::new("cli");
+    let not_json = dir.join("broken.json");
     std::fs::write(&not_json, "{\"id\": \"x\",").unwrap();
-    let missing = dir.0.join("missing.json");
+    let missing = dir.join("missing.json");
 
     let run = Run::of(
-        vivified(&dir.0)
+        vivified(dir.path())
             .arg("validate")
             .arg(repo(VALID[0]))
             .arg(&missing)
@@ -124,13 +124,13 @@ fn unreadable_files_exit_2_and_every_other_file_is_still_checked() {
     assert!(run.stdout.contains("user-management.json: valid"));
     assert!(run.stdout.contains("phi-without-encryption.json: invalid"));
 
-    let run = Run::of(vivified(&dir.0).arg("validate").arg(&not_json));
+    let run = Run::of(vivified(dir.path()).arg("validate").arg(&not_json));
     assert_eq!(run.code, 2, "{run:?}");
     run.assert_one_error_line("broken.json: not JSON:");
     assert_eq!(run.stdout, "");
 
     let run = Run::of(
-        vivified(&dir.0)
+        vivified(dir.path())
             .args(["validate", "--json"])
             .arg(&missing)
             .arg(&not_json),
@@ -146,18 +146,18 @@ fn unreadable_files_exit_2_and_every_other_file_is_still_checked() {
 
 #[test]
 fn a_manifest_that_is_json_but_not_an_object_is_invalid_not_unreadable() {
-    let dir = TempDir::new();
-    let path = dir.0.join("array.json");
+    let dir = TempDir::new("cli");
+    let path = dir.join("array.json");
     std::fs::write(&path, "[1, 2]").unwrap();
-    let run = Run::of(vivified(&dir.0).arg("validate").arg(&path));
+    let run = Run::of(vivified(dir.path()).arg("validate").arg(&path));
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stdout.contains("array.json: invalid, 1 violation:"));
 }
 
 #[test]
 fn control_characters_in_a_manifest_never_reach_the_terminal() {
-    let dir = TempDir::new();
-    let path = dir.0.join("evil.json");
+    let dir = TempDir::new("cli");
+    let path = dir.join("evil.json");
     std::fs::write(
         &path,
         r#"{"id": "x", "name": "n", "version": "1.0.0", "contracts": [], "traits": [],
@@ -166,7 +166,7 @@ fn control_characters_in_a_manifest_never_reach_the_terminal() {
             "compliance": {"hipaa_controls": [], "audit_level": "none"}}"#,
     )
     .unwrap();
-    let run = Run::of(vivified(&dir.0).arg("validate").arg(&path));
+    let run = Run::of(vivified(dir.path()).arg("validate").arg(&path));
     assert_eq!(run.code, 1, "{run:?}");
     assert!(!run.stdout.contains('\u{1b}'), "{:?}", run.stdout);
     assert!(
@@ -178,8 +178,8 @@ fn control_characters_in_a_manifest_never_reach_the_terminal() {
 
 #[test]
 fn no_file_is_a_usage_error() {
-    let dir = TempDir::new();
-    let run = Run::of(vivified(&dir.0).arg("validate"));
+    let dir = TempDir::new("cli");
+    let run = Run::of(vivified(dir.path()).arg("validate"));
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("MANIFEST"), "{}", run.stderr);
 }

@@ -16,11 +16,11 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use vivified_domain::Caller;
-use vivified_ports::audit::AuditQuery;
-use vivified_ports::audit_chain::{
+use vivified_domain::audit_chain::{
     ChainHead, ChainVerifier, Checkpoint, CheckpointError, MAX_FIELD_BYTES, VerifyReport,
-    parse_outcome,
 };
+use vivified_ports::audit::AuditQuery;
+use vivified_ports::audit::parse_outcome;
 use vivified_ports::{AuditError, AuditLog};
 
 use crate::error::ApiError;
@@ -184,7 +184,7 @@ struct Walk {
 
 /// Walks at most `budget` entries from `verifier`'s position, a page at a time,
 /// yielding between pages. An entry the store cannot decode is reported as
-/// `malformed_entry` at its place (as `vivified_ports::audit::verify_log` does).
+/// `malformed_entry` at its place (as `vivified_domain::audit_chain::verify_log` does).
 async fn walk(
     log: &dyn AuditLog,
     mut verifier: ChainVerifier,

@@ -7,90 +7,23 @@
 //!    that can share the transaction of the state change it records — with no
 //!    sequence number and no hash;
 //! 2. [`AuditLog::seal`], run by one chainer at a time, gives pending entries
-//!    consecutive sequence numbers and chain hashes ([`crate::audit_chain`]), in
+//!    consecutive sequence numbers and chain hashes ([`ChainHasher`], [`seal_entries`]), in
 //!    batches.
 //!
 //! Readers ([`AuditLog::range`], [`AuditLog::query`]) see sealed entries only;
-//! [`verify_log`] walks the chain.
+//! `vivified_domain::audit_chain::verify_log` walks the chain.
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 
-use crate::BoxError;
-use crate::audit_chain::{
-    ChainHash, ChainHead, ChainKey, ChainVerifier, EntryError, VerifyReport, truncate_to_micros,
-    validate_entry,
+mod entry;
+
+pub use entry::{
+    AuditEntry, AuditOutcome, ChainHash, ChainHead, EntryError, InvalidHash, MAX_DETAILS_BYTES,
+    MAX_DETAILS_DEPTH, MAX_FIELD_BYTES, SealedEntry, canonical_details, from_micros, outcome_str,
+    parse_outcome, to_micros, truncate_to_micros, validate_entry,
 };
 
-/// Whether the audited operation was carried out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuditOutcome {
-    /// Carried out.
-    Success,
-    /// Refused (validation, authentication, policy).
-    Denied,
-}
-
-/// One audit entry.
-///
-/// It MUST NOT contain a token, a secret or a payload (PHI must never land in the
-/// audit log): ids, codes and trait names only. Its size is bounded: every text field
-/// at most [`crate::audit_chain::MAX_FIELD_BYTES`] without control characters, and
-/// `details` at most [`crate::audit_chain::MAX_DETAILS_BYTES`] of canonical JSON,
-/// without non-integer numbers ([`AuditEntry::validate`]). A caller that records
-/// client-supplied text (ids, JSON pointers of violations) MUST bound it first — cap
-/// the number of violations listed, say — or the append fails, and with it the
-/// operation it records.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    /// When (kept to the microsecond: stores truncate finer precision).
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-    /// Who: a plugin id, `admin`, `anonymous` or `system`.
-    pub actor: String,
-    /// What, e.g. `plugin.register`.
-    pub action: String,
-    /// On what: usually a plugin id.
-    pub target: String,
-    /// Carried out or refused.
-    pub outcome: AuditOutcome,
-    /// A stable reason code, e.g. `registered`, `invalid_manifest`.
-    pub reason: String,
-    /// The request's trace id.
-    pub trace_id: String,
-    /// Small structured details (violation codes, …).
-    pub details: serde_json::Value,
-}
-
-impl AuditEntry {
-    /// Checks the entry's limits (see the type's docs).
-    ///
-    /// # Errors
-    /// The first limit broken.
-    pub fn validate(&self) -> Result<(), EntryError> {
-        validate_entry(self).map(drop)
-    }
-
-    /// The entry as a store keeps it: `at` truncated to whole microseconds.
-    pub fn normalized(mut self) -> Self {
-        self.at = truncate_to_micros(self.at);
-        self
-    }
-}
-
-/// An entry with its place in the chain.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SealedEntry {
-    /// Sequence number: 1, 2, 3, … without gaps.
-    pub seq: u64,
-    /// The entry.
-    #[serde(flatten)]
-    pub entry: AuditEntry,
-    /// `HMAC-SHA-256(key, hash(seq - 1) || canonical(seq, entry))`.
-    pub hash: ChainHash,
-}
+use crate::BoxError;
 
 /// What one [`AuditLog::seal`] call did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,7 +71,7 @@ pub enum AuditError {
     #[error("invalid audit entry")]
     InvalidEntry(#[from] EntryError),
     /// The sealed entry at `seq` cannot be decoded (its row was altered to values the
-    /// log never writes). [`verify_log`] reports it as `malformed_entry`.
+    /// log never writes). `verify_log` reports it as `malformed_entry`.
     #[error("audit entry {seq} cannot be decoded")]
     CorruptEntry {
         /// Its sequence number.
@@ -171,7 +104,7 @@ pub trait AuditLog: Send + Sync {
     /// Seals up to `limit` (at most [`MAX_SEAL_BATCH`]) pending entries, oldest append
     /// first: the first gets the head's `seq + 1` (1 on an empty chain), the next
     /// `seq + 2`, …, each hash chained on the previous one with `key`
-    /// ([`crate::audit_chain::seal_entries`]). The batch MUST be atomic: every entry
+    /// ([`seal_entries`]). The batch MUST be atomic: every entry
     /// of it sealed and no longer pending, or none.
     ///
     /// At most one sealer MUST work on a log at a time, across processes for a shared
@@ -183,7 +116,14 @@ pub trait AuditLog: Send + Sync {
     /// MUST return [`AuditError::Unavailable`], sealing nothing, if the backend fails
     /// or a pending entry cannot be decoded (sealing then stalls, visibly, in
     /// [`AuditLog::pending`]).
-    async fn seal(&self, key: &ChainKey, limit: usize) -> Result<SealReport, AuditError>;
+    // The explicit `'static` is for mockall's mock; the parentheses it needs trip a
+    // lint inside `async_trait`'s expansion.
+    #[allow(unused_parens)]
+    async fn seal(
+        &self,
+        hasher: &(dyn ChainHasher + 'static),
+        limit: usize,
+    ) -> Result<SealReport, AuditError>;
 
     /// Sealed entries with `seq >= from_seq`, in ascending `seq`, at most `limit`
     /// (and [`MAX_PAGE`]). Returns what is stored, without checking it: a deleted
@@ -215,70 +155,107 @@ pub trait AuditLog: Send + Sync {
     async fn query(&self, query: &AuditQuery) -> Result<Vec<SealedEntry>, AuditError>;
 }
 
-/// Walks the sealed chain of `log` with `verifier` (from the genesis, or resumed, and
-/// with a checkpoint if it has one) to its end, `page` entries per read, and reports
-/// "intact up to N" or the first bad sequence number. An entry the store cannot decode
-/// is reported as `malformed_entry` at its place.
+/// Computes chain hashes: what [`AuditLog::seal`] chains entries with. The domain's
+/// audit chain (`vivified_domain::audit_chain::ChainKey`, HMAC-SHA-256 under the
+/// configured key) implements it; adapters call it and never hash entries themselves,
+/// so every backend chains alike.
+pub trait ChainHasher: Send + Sync {
+    /// The chain hash of `entry` sealed as `seq` after an entry whose hash is `prev`,
+    /// given `details`, the canonical details [`validate_entry`] returned for it.
+    ///
+    /// # Errors
+    /// [`EntryError`] if the entry cannot be encoded.
+    fn chain_hash(
+        &self,
+        prev: &ChainHash,
+        seq: u64,
+        entry: &AuditEntry,
+        details: &str,
+    ) -> Result<ChainHash, EntryError>;
+}
+
+/// Seals `entries` after `head` (`None`: the genesis): the sequence numbers and hashes
+/// a chainer assigns. The adapters' `seal` uses this, so every backend numbers alike.
 ///
 /// # Errors
-/// [`AuditError::Unavailable`] if the log cannot be read.
-pub async fn verify_log(
-    log: &dyn AuditLog,
-    mut verifier: ChainVerifier,
-    page: usize,
-) -> Result<VerifyReport, AuditError> {
-    let page = page.clamp(1, MAX_PAGE);
-    loop {
-        let from = verifier.next_seq();
-        match log.range(from, page).await {
-            Ok(entries) => {
-                if entries.is_empty() {
-                    return Ok(verifier.finish());
-                }
-                if !verifier.feed(&entries) {
-                    return Ok(verifier.report());
-                }
-            }
-            Err(AuditError::CorruptEntry { seq }) => {
-                // Verify what precedes the undecodable entry, then report it.
-                if seq > from {
-                    let before = usize::try_from(seq - from).unwrap_or(MAX_PAGE);
-                    match log.range(from, before.min(page)).await {
-                        Ok(entries) => {
-                            let entries: Vec<_> =
-                                entries.into_iter().filter(|e| e.seq < seq).collect();
-                            if !verifier.feed(&entries) {
-                                return Ok(verifier.report());
-                            }
-                            if verifier.next_seq() < seq && !entries.is_empty() {
-                                // More pages lie before it; carry on reading.
-                                continue;
-                            }
-                        }
-                        Err(AuditError::CorruptEntry { seq: earlier }) => {
-                            verifier.malformed(earlier);
-                            return Ok(verifier.report());
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                verifier.malformed(seq);
-                return Ok(verifier.report());
-            }
-            Err(e) => return Err(e),
-        }
+/// As [`validate_entry`], for the first entry that cannot be encoded.
+pub fn seal_entries(
+    hasher: &dyn ChainHasher,
+    head: Option<ChainHead>,
+    entries: impl IntoIterator<Item = AuditEntry>,
+) -> Result<Vec<SealedEntry>, EntryError> {
+    let (mut seq, mut prev) = head.map_or((0, ChainHash::GENESIS), |h| (h.seq, h.hash));
+    let mut out = Vec::new();
+    for entry in entries {
+        seq = seq.saturating_add(1);
+        let details = validate_entry(&entry)?;
+        let hash = hasher.chain_hash(&prev, seq, &entry, &details)?;
+        prev = hash;
+        out.push(SealedEntry { seq, entry, hash });
     }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit_chain::{ChainKey, seal_entries};
+    use time::OffsetDateTime;
+
+    /// A hasher for the shape of sealing, not its cryptography: byte 0 is `seq`, byte 1
+    /// the previous hash's byte 0, byte 2 the length of the canonical details.
+    struct Recorder;
+
+    impl ChainHasher for Recorder {
+        fn chain_hash(
+            &self,
+            prev: &ChainHash,
+            seq: u64,
+            _entry: &AuditEntry,
+            details: &str,
+        ) -> Result<ChainHash, EntryError> {
+            let mut b = [0u8; 32];
+            b[0] = seq as u8;
+            b[1] = prev.as_bytes()[0];
+            b[2] = details.len() as u8;
+            Ok(ChainHash::from_bytes(b))
+        }
+    }
+
+    #[test]
+    fn sealing_numbers_from_the_head_and_chains_each_on_the_last() {
+        let e = |n: i64| AuditEntry {
+            at: OffsetDateTime::from_unix_timestamp(1_767_225_600 + n).unwrap(),
+            actor: "admin".into(),
+            action: "x".into(),
+            target: "p".into(),
+            outcome: AuditOutcome::Denied,
+            reason: "r".into(),
+            trace_id: "t".into(),
+            details: serde_json::json!({"n": n}),
+        };
+        let head = ChainHead {
+            seq: 41,
+            hash: ChainHash::from_bytes([9; 32]),
+        };
+        let sealed = seal_entries(&Recorder, Some(head), [e(1), e(2), e(3)]).unwrap();
+        let seqs: Vec<u64> = sealed.iter().map(|s| s.seq).collect();
+        assert_eq!(seqs, [42, 43, 44]);
+        assert_eq!(sealed[0].hash.as_bytes()[..3], [42, 9, 7]);
+        assert_eq!(sealed[1].hash.as_bytes()[..3], [43, 42, 7]);
+        assert_eq!(sealed[2].hash.as_bytes()[..3], [44, 43, 7]);
+        assert_eq!(seal_entries(&Recorder, None, [e(1)]).unwrap()[0].seq, 1);
+        // An entry that cannot be encoded stops the batch.
+        let mut bad = e(4);
+        bad.details = serde_json::json!(0.5);
+        assert_eq!(
+            seal_entries(&Recorder, None, [e(1), bad]).unwrap_err(),
+            EntryError::DetailsFloat
+        );
+    }
 
     /// A sealed entry as one JSON line (for a SIEM export): flat, hash in hex.
     #[test]
     fn sealed_entries_serialize_flat() {
-        let key = ChainKey::new(&[7; 32]).unwrap();
         let entry = AuditEntry {
             at: OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap(),
             actor: "admin".into(),
@@ -289,7 +266,7 @@ mod tests {
             trace_id: "t1".into(),
             details: serde_json::json!({"why": "maintenance"}),
         };
-        let sealed = seal_entries(&key, None, [entry]).unwrap().remove(0);
+        let sealed = seal_entries(&Recorder, None, [entry]).unwrap().remove(0);
         let v = serde_json::to_value(&sealed).unwrap();
         assert_eq!(v["seq"], 1);
         assert_eq!(v["at"], "2026-01-01T00:00:00Z");

@@ -1,4 +1,4 @@
-//! The [`AuditLog`] conformance suite (feature `testing`): the executable form of the
+//! The [`AuditLog`] conformance suite: the executable form of the
 //! MUST sentences in `audit.rs`, run against every adapter.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,14 +12,15 @@ use futures_util::future::{join, join_all};
 use serde_json::json;
 use time::Duration;
 
-use crate::audit::{
-    AuditEntry, AuditError, AuditLog, AuditOutcome, AuditQuery, MAX_PAGE, SealedEntry, verify_log,
+use vivified_domain::audit_chain::{
+    ChainKey, ChainVerifier, Checkpoint, FailureReason, seal_entries, verify_log,
 };
-use crate::audit_chain::{
-    ChainHead, ChainKey, ChainVerifier, Checkpoint, EntryError, FailureReason, MAX_DETAILS_BYTES,
-    seal_entries,
+use vivified_ports::audit::{
+    AuditEntry, AuditError, AuditLog, AuditOutcome, AuditQuery, ChainHead, EntryError,
+    MAX_DETAILS_BYTES, MAX_PAGE, SealedEntry,
 };
-use crate::testing::t0;
+
+use crate::store::t0;
 
 /// The key the suite seals with.
 pub fn test_chain_key() -> ChainKey {

@@ -1,4 +1,4 @@
-//! Shared test support (feature `testing`): the conformance suites every adapter runs,
+//! Shared test support: the conformance suites every adapter runs,
 //! and record builders. The suites are the executable form of the MUST sentences in
 //! the port docs.
 
@@ -7,8 +7,8 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 use time::{Duration, OffsetDateTime};
 
-use crate::plugin::{Health, Liveness, PluginId, PluginRecord, StoredManifest};
-use crate::store::{LivenessCounts, OutboxEntry, PluginStore, StoreError};
+use vivified_ports::plugin::{Health, Liveness, PluginId, PluginRecord, StoredManifest};
+use vivified_ports::store::{LivenessCounts, OutboxEntry, PluginStore, StoreError};
 
 /// A fixed instant for test records (2026-01-01T00:00:00Z), truncated to whole
 /// microseconds so every backend stores it exactly.

@@ -1,5 +1,5 @@
-//! The [`EventBus`] conformance suite (feature `testing`): the executable form of the
-//! MUST sentences in [`crate::bus`]. Every adapter runs it: the in-process bus in its
+//! The [`EventBus`] conformance suite: the executable form of the
+//! MUST sentences in [`vivified_ports::bus`]. Every adapter runs it: the in-process bus in its
 //! unit tests, the NATS bus against a real server.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::{join, join_all, join3};
 
-use crate::bus::{BusError, BusEvent, Cursor, EventBus, Pulled};
-use crate::plugin::PluginId;
+use vivified_ports::bus::{BusError, BusEvent, Cursor, EventBus, Pulled};
+use vivified_ports::plugin::PluginId;
 
 /// The per-plugin queue bound the bus under test MUST be built with.
 pub const CONFORMANCE_QUEUE_BOUND: usize = 8;
@@ -25,7 +25,7 @@ pub fn bus_event(id: &str, source: &str) -> BusEvent {
         trace_id: format!("trace-{id}"),
         source: source.to_owned(),
         data_traits: vec!["internal".to_owned()],
-        at: crate::testing::t0(),
+        at: crate::store::t0(),
         payload: serde_json::json!({ "id": id, "nested": { "list": [1, 2.5, "x", null, true] } }),
         metadata: [("k".to_owned(), format!("v-{id}"))].into(),
     }

@@ -1,0 +1,500 @@
+//! Verification: walks a sealed chain page by page and reports "intact up to N" or the
+//! first bad sequence number with a reason.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use vivified_ports::audit::{AuditError, AuditLog, ChainHash, ChainHead, MAX_PAGE, SealedEntry};
+
+use super::{ChainKey, Checkpoint, chain_hash};
+
+/// Why a chain is not intact, as a stable code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    /// The entry's stored hash is not the hash of its content chained on its
+    /// predecessor: the entry (or its hash) was modified, swapped, forged or inserted,
+    /// the sequence numbers after a deletion were renumbered — or the key is wrong.
+    HashMismatch,
+    /// The sequence number expected next is missing: an entry was deleted.
+    SequenceGap,
+    /// A sequence number repeats or goes backwards in what was fed to the verifier.
+    SequenceOutOfOrder,
+    /// The store holds an entry at this sequence number that cannot be decoded or
+    /// encoded (a field altered to a value the log never writes).
+    MalformedEntry,
+    /// The chain's hash at the checkpoint's sequence number differs from the
+    /// checkpoint's: the chain was cut back and regrown, or replaced.
+    CheckpointMismatch,
+    /// The chain ends before the checkpoint's sequence number: entries were cut from
+    /// its end.
+    ChainTruncated,
+}
+
+impl FailureReason {
+    /// The code: `hash_mismatch`, `sequence_gap`, `sequence_out_of_order`,
+    /// `malformed_entry`, `checkpoint_mismatch`, `chain_truncated`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HashMismatch => "hash_mismatch",
+            Self::SequenceGap => "sequence_gap",
+            Self::SequenceOutOfOrder => "sequence_out_of_order",
+            Self::MalformedEntry => "malformed_entry",
+            Self::CheckpointMismatch => "checkpoint_mismatch",
+            Self::ChainTruncated => "chain_truncated",
+        }
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The first place a chain is broken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainFailure {
+    /// The first bad sequence number: the entry that does not verify, the missing
+    /// one (gap, truncation), or the one out of order.
+    pub seq: u64,
+    /// Why.
+    pub reason: FailureReason,
+}
+
+/// The outcome of a verification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    /// The highest sequence number up to which the chain is intact (0: none).
+    pub verified_up_to: u64,
+    /// The last verified position (its hash), from which a later verification can
+    /// resume ([`ChainVerifier::resume`]); `None` if nothing was verified.
+    pub head: Option<ChainHead>,
+    /// The first break, if any.
+    pub failure: Option<ChainFailure>,
+}
+
+impl VerifyReport {
+    /// Whether everything fed verified (and the checkpoint, if one was given, holds).
+    pub fn intact(&self) -> bool {
+        self.failure.is_none()
+    }
+
+    /// The first bad sequence number, if any.
+    pub fn first_bad_seq(&self) -> Option<u64> {
+        self.failure.map(|f| f.seq)
+    }
+
+    /// The failure's reason code, if any.
+    pub fn reason(&self) -> Option<&'static str> {
+        self.failure.map(|f| f.reason.as_str())
+    }
+}
+
+/// Why a checkpoint cannot be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    /// Its MAC was not made with this key over its `seq` and `hash`.
+    #[error("the checkpoint's MAC does not verify with this key")]
+    NotAuthentic,
+    /// It covers a position before where this verification starts.
+    #[error("the checkpoint lies before the position verification resumes from")]
+    BeforeStart,
+}
+
+/// Walks a chain in ascending sequence order, fed one page at a time (so a long chain
+/// never has to be in memory, and a server can yield between pages), and reports
+/// "intact up to N" or the first bad sequence number with a reason.
+#[derive(Clone, Debug)]
+pub struct ChainVerifier {
+    key: ChainKey,
+    next_seq: u64,
+    prev: ChainHash,
+    last: Option<ChainHead>,
+    failure: Option<ChainFailure>,
+    checkpoint: Option<Checkpoint>,
+}
+
+impl ChainVerifier {
+    /// Verifies from the genesis (seq 1).
+    pub fn new(key: &ChainKey) -> Self {
+        Self {
+            key: key.clone(),
+            next_seq: 1,
+            prev: ChainHash::GENESIS,
+            last: None,
+            failure: None,
+            checkpoint: None,
+        }
+    }
+
+    /// Verifies from `after.seq + 1`, trusting `after` (the head of an earlier
+    /// verification, or an authentic checkpoint's position).
+    pub fn resume(key: &ChainKey, after: ChainHead) -> Self {
+        Self {
+            key: key.clone(),
+            next_seq: after.seq.saturating_add(1),
+            prev: after.hash,
+            last: (after.seq > 0).then_some(after),
+            failure: None,
+            checkpoint: None,
+        }
+    }
+
+    /// Also checks the chain against `checkpoint`: the entry at its `seq` MUST have
+    /// its `hash`, and the chain MUST reach its `seq`.
+    ///
+    /// # Errors
+    /// [`CheckpointError::NotAuthentic`] if its MAC does not verify with this key;
+    /// [`CheckpointError::BeforeStart`] if it lies before the resume position.
+    pub fn with_checkpoint(mut self, checkpoint: Checkpoint) -> Result<Self, CheckpointError> {
+        if !checkpoint.is_authentic(&self.key) {
+            return Err(CheckpointError::NotAuthentic);
+        }
+        if checkpoint.seq < self.next_seq {
+            let at_start = self
+                .last
+                .is_some_and(|l| l.seq == checkpoint.seq && l.hash.ct_eq(&checkpoint.hash));
+            if !at_start {
+                return Err(CheckpointError::BeforeStart);
+            }
+        }
+        self.checkpoint = Some(checkpoint);
+        Ok(self)
+    }
+
+    /// The sequence number to fetch next (`AuditLog::range(next_seq, …)`).
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Whether a break was found (feeding more changes nothing).
+    pub fn failed(&self) -> bool {
+        self.failure.is_some()
+    }
+
+    /// Verifies the next entries, which MUST follow what was fed before in ascending
+    /// sequence order. Returns `false` once a break is found.
+    pub fn feed(&mut self, entries: &[SealedEntry]) -> bool {
+        for e in entries {
+            if self.failure.is_some() {
+                break;
+            }
+            self.feed_one(e);
+        }
+        self.failure.is_none()
+    }
+
+    fn fail(&mut self, seq: u64, reason: FailureReason) {
+        if self.failure.is_none() {
+            self.failure = Some(ChainFailure { seq, reason });
+        }
+    }
+
+    fn feed_one(&mut self, e: &SealedEntry) {
+        if e.seq < self.next_seq {
+            return self.fail(e.seq, FailureReason::SequenceOutOfOrder);
+        }
+        if e.seq > self.next_seq {
+            return self.fail(self.next_seq, FailureReason::SequenceGap);
+        }
+        let hash = match chain_hash(&self.key, &self.prev, e.seq, &e.entry) {
+            Ok(h) => h,
+            Err(_) => return self.fail(e.seq, FailureReason::MalformedEntry),
+        };
+        if !hash.ct_eq(&e.hash) {
+            return self.fail(e.seq, FailureReason::HashMismatch);
+        }
+        if let Some(cp) = self.checkpoint
+            && cp.seq == e.seq
+            && !cp.hash.ct_eq(&hash)
+        {
+            return self.fail(e.seq, FailureReason::CheckpointMismatch);
+        }
+        self.prev = hash;
+        self.last = Some(ChainHead { seq: e.seq, hash });
+        self.next_seq = e.seq.saturating_add(1);
+    }
+
+    /// Records that the store could not decode the entry at `seq` (which the caller
+    /// fetched at [`ChainVerifier::next_seq`] or later). Ignored after a break.
+    pub fn malformed(&mut self, seq: u64) {
+        if seq > self.next_seq {
+            self.fail(self.next_seq, FailureReason::SequenceGap);
+        } else if seq < self.next_seq {
+            self.fail(seq, FailureReason::SequenceOutOfOrder);
+        } else {
+            self.fail(seq, FailureReason::MalformedEntry);
+        }
+    }
+
+    /// The report once everything was fed: the end of the chain was reached. With a
+    /// checkpoint, a chain that ends before it is [`FailureReason::ChainTruncated`].
+    pub fn finish(mut self) -> VerifyReport {
+        if let Some(cp) = self.checkpoint
+            && self.next_seq <= cp.seq
+        {
+            self.fail(self.next_seq, FailureReason::ChainTruncated);
+        }
+        self.report()
+    }
+
+    /// The report so far, without the end-of-chain checks (for a bounded walk that
+    /// stops before the end).
+    pub fn report(&self) -> VerifyReport {
+        VerifyReport {
+            verified_up_to: self.last.map_or(0, |l| l.seq),
+            head: self.last,
+            failure: self.failure,
+        }
+    }
+}
+
+/// Verifies a whole chain held in memory, from the genesis, against an optional
+/// checkpoint.
+///
+/// # Errors
+/// As [`ChainVerifier::with_checkpoint`].
+pub fn verify_entries(
+    key: &ChainKey,
+    entries: &[SealedEntry],
+    checkpoint: Option<Checkpoint>,
+) -> Result<VerifyReport, CheckpointError> {
+    let mut v = ChainVerifier::new(key);
+    if let Some(cp) = checkpoint {
+        v = v.with_checkpoint(cp)?;
+    }
+    v.feed(entries);
+    Ok(v.finish())
+}
+
+/// Walks the sealed chain of `log` with `verifier` (from the genesis, or resumed, and
+/// with a checkpoint if it has one) to its end, `page` entries per read, and reports
+/// "intact up to N" or the first bad sequence number. An entry the store cannot decode
+/// is reported as `malformed_entry` at its place.
+///
+/// # Errors
+/// [`AuditError::Unavailable`] if the log cannot be read.
+pub async fn verify_log(
+    log: &dyn AuditLog,
+    mut verifier: ChainVerifier,
+    page: usize,
+) -> Result<VerifyReport, AuditError> {
+    let page = page.clamp(1, MAX_PAGE);
+    loop {
+        let from = verifier.next_seq();
+        match log.range(from, page).await {
+            Ok(entries) => {
+                if entries.is_empty() {
+                    return Ok(verifier.finish());
+                }
+                if !verifier.feed(&entries) {
+                    return Ok(verifier.report());
+                }
+            }
+            Err(AuditError::CorruptEntry { seq }) => {
+                // Verify what precedes the undecodable entry, then report it.
+                if seq > from {
+                    let before = usize::try_from(seq - from).unwrap_or(MAX_PAGE);
+                    match log.range(from, before.min(page)).await {
+                        Ok(entries) => {
+                            let entries: Vec<_> =
+                                entries.into_iter().filter(|e| e.seq < seq).collect();
+                            if !verifier.feed(&entries) {
+                                return Ok(verifier.report());
+                            }
+                            if verifier.next_seq() < seq && !entries.is_empty() {
+                                // More pages lie before it; carry on reading.
+                                continue;
+                            }
+                        }
+                        Err(AuditError::CorruptEntry { seq: earlier }) => {
+                            verifier.malformed(earlier);
+                            return Ok(verifier.report());
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                verifier.malformed(seq);
+                return Ok(verifier.report());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit_chain::seal_entries;
+    use serde_json::json;
+    use time::OffsetDateTime;
+    use vivified_ports::audit::{AuditEntry, AuditOutcome};
+
+    fn key() -> ChainKey {
+        ChainKey::new(b"0123456789abcdef0123456789abcdef").unwrap()
+    }
+
+    fn entry(action: &str) -> AuditEntry {
+        AuditEntry {
+            at: OffsetDateTime::from_unix_timestamp_nanos(1_767_225_600_123_456_789).unwrap(),
+            actor: "admin".into(),
+            action: action.into(),
+            target: "p1".into(),
+            outcome: AuditOutcome::Success,
+            reason: "ok".into(),
+            trace_id: "t".into(),
+            details: json!({"b": [1, -2, "x"], "a": null, "é": true, "B": {"z": 1, "y": 2}}),
+        }
+    }
+
+    fn chain(n: usize) -> Vec<SealedEntry> {
+        seal_entries(&key(), None, (0..n).map(|i| entry(&format!("a{i}")))).unwrap()
+    }
+
+    #[test]
+    fn intact_chain_verifies() {
+        let c = chain(5);
+        let r = verify_entries(&key(), &c, None).unwrap();
+        assert!(r.intact());
+        assert_eq!(r.verified_up_to, 5);
+        assert_eq!(
+            r.head.unwrap(),
+            ChainHead {
+                seq: 5,
+                hash: c[4].hash
+            }
+        );
+        // Page by page, and resumed.
+        let mut v = ChainVerifier::new(&key());
+        assert!(v.feed(&c[..2]));
+        assert_eq!(v.next_seq(), 3);
+        let head = v.report().head.unwrap();
+        let mut w = ChainVerifier::resume(&key(), head);
+        assert!(w.feed(&c[2..]));
+        assert_eq!(w.finish().verified_up_to, 5);
+        // An empty chain is intact up to 0.
+        let r = verify_entries(&key(), &[], None).unwrap();
+        assert!(r.intact() && r.verified_up_to == 0 && r.head.is_none());
+    }
+
+    #[test]
+    fn every_tampering_is_located() {
+        let fail = |c: &[SealedEntry]| verify_entries(&key(), c, None).unwrap().failure;
+        let f = |seq, reason| Some(ChainFailure { seq, reason });
+
+        let mut c = chain(6);
+        c[2].entry.actor = "mallory".into();
+        assert_eq!(fail(&c), f(3, FailureReason::HashMismatch), "modified");
+
+        let mut c = chain(6);
+        c.remove(3);
+        assert_eq!(fail(&c), f(4, FailureReason::SequenceGap), "deleted");
+
+        let mut c = chain(6);
+        c.remove(3);
+        for e in &mut c[3..] {
+            e.seq -= 1;
+        }
+        assert_eq!(fail(&c), f(4, FailureReason::HashMismatch), "renumbered");
+
+        let mut c = chain(6);
+        let (a, b) = (c[1].clone(), c[4].clone());
+        c[1] = SealedEntry { seq: 2, ..b };
+        c[4] = SealedEntry { seq: 5, ..a };
+        assert_eq!(fail(&c), f(2, FailureReason::HashMismatch), "swapped");
+
+        let mut c = chain(6);
+        c.swap(1, 2);
+        assert_eq!(fail(&c), f(2, FailureReason::SequenceGap), "reordered");
+
+        let mut c = chain(6);
+        let dup = c[2].clone();
+        c.insert(3, dup);
+        assert_eq!(
+            fail(&c),
+            f(3, FailureReason::SequenceOutOfOrder),
+            "duplicated"
+        );
+
+        let mut c = chain(6);
+        c.push(SealedEntry {
+            seq: 7,
+            entry: entry("forged"),
+            hash: ChainHash::from_bytes([7; 32]),
+        });
+        assert_eq!(fail(&c), f(7, FailureReason::HashMismatch), "appended");
+
+        let wrong = ChainKey::new(&[9u8; 32]).unwrap();
+        let r = verify_entries(&wrong, &chain(3), None).unwrap();
+        assert_eq!(r.failure, f(1, FailureReason::HashMismatch), "wrong key");
+        assert_eq!(r.verified_up_to, 0);
+
+        let mut v = ChainVerifier::new(&key());
+        v.feed(&chain(2));
+        v.malformed(3);
+        assert_eq!(v.finish().failure, f(3, FailureReason::MalformedEntry));
+    }
+
+    #[test]
+    fn checkpoints_catch_a_cut_end() {
+        let c = chain(6);
+        let cp = Checkpoint::new(
+            &key(),
+            ChainHead {
+                seq: 6,
+                hash: c[5].hash,
+            },
+        );
+        assert!(cp.is_authentic(&key()));
+        assert_eq!(cp.to_string().parse::<Checkpoint>().unwrap(), cp);
+        let json = serde_json::to_string(&cp).unwrap();
+        assert_eq!(serde_json::from_str::<Checkpoint>(&json).unwrap(), cp);
+
+        let r = verify_entries(&key(), &c, Some(cp)).unwrap();
+        assert!(r.intact());
+        // Without the checkpoint a cut end is invisible; with it, it is located.
+        assert!(verify_entries(&key(), &c[..4], None).unwrap().intact());
+        let r = verify_entries(&key(), &c[..4], Some(cp)).unwrap();
+        assert_eq!(
+            r.failure,
+            Some(ChainFailure {
+                seq: 5,
+                reason: FailureReason::ChainTruncated
+            })
+        );
+        assert_eq!(r.verified_up_to, 4);
+        // Cut and regrown: the same length, another hash at the checkpoint.
+        let mut regrown = c[..4].to_vec();
+        regrown.extend(
+            seal_entries(
+                &key(),
+                Some(ChainHead {
+                    seq: 4,
+                    hash: c[3].hash,
+                }),
+                [entry("new-5"), entry("new-6")],
+            )
+            .unwrap(),
+        );
+        let r = verify_entries(&key(), &regrown, Some(cp)).unwrap();
+        assert_eq!(
+            r.failure,
+            Some(ChainFailure {
+                seq: 6,
+                reason: FailureReason::CheckpointMismatch
+            })
+        );
+        // Forged or foreign checkpoints are refused.
+        let mut forged = cp;
+        forged.seq = 3;
+        assert_eq!(
+            verify_entries(&key(), &c, Some(forged)).unwrap_err(),
+            CheckpointError::NotAuthentic
+        );
+        let other = ChainKey::new(&[1u8; 40]).unwrap();
+        assert!(!cp.is_authentic(&other));
+        assert!("1:xyz:abc".parse::<Checkpoint>().is_err());
+        assert!("".parse::<Checkpoint>().is_err());
+    }
+}
