@@ -1,4 +1,4 @@
-//! The yardstick for issue 3's Postgres target: rows per second of a bare single-row
+//! The yardstick for the Postgres store's throughput target: rows per second of a bare single-row
 //! `INSERT` over sqlx with a given pool size and concurrency, on a scratch database.
 //!
 //! `cargo run --release -p vivified-adapters --example pg_insert_throughput -- \

@@ -49,8 +49,8 @@
 //! install your recorder before the registry first serves.
 //!
 //! Architecture Invariant: this crate depends on `vivified-ports` and pure libraries
-//! only — never on an adapter, axum, hyper, sqlx, async-nats, jsonwebtoken or tokio's
-//! networking (`tests/architecture.rs` enforces it).
+//! only — never on an adapter, axum, hyper, sqlx, async-nats, jsonwebtoken or tokio
+//! (`tests/architecture.rs` enforces it).
 
 pub mod audit_chain;
 pub mod broker;

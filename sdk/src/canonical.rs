@@ -1,8 +1,8 @@
 //! Canonical data models, mirroring `proto/canonical_models.proto`.
 //!
-//! The proto file is the source of truth; it is not compiled yet (a proto crate comes
-//! with issue 6). Until then these serde structs mirror its messages field for field,
-//! using the proto3 JSON mapping: field names as in the proto, `Timestamp` as an RFC 3339
+//! The proto file is the source of truth (the core compiles it in `vivified-proto`);
+//! these serde structs mirror its messages field for field, so a plugin needs no
+//! protobuf runtime, using the proto3 JSON mapping: field names as in the proto, `Timestamp` as an RFC 3339
 //! string, `bytes` as base64, repeated and map fields always present (possibly empty).
 
 use std::collections::BTreeMap;

@@ -21,7 +21,7 @@
 //! - [`TokenIntrospector`], which checks the bearer tokens of the plugin's own callers
 //!   with the core (`POST /tokens/introspect`) and caches the answers briefly;
 //! - the canonical models of `proto/canonical_models.proto` as serde structs
-//!   ([`CanonicalUser`], [`CanonicalMessage`]) until the proto crate exists.
+//!   ([`CanonicalUser`], [`CanonicalMessage`]) in the proto3 JSON mapping.
 //!
 //! The SDK does not depend on sqlx, on axum or on any TLS stack but rustls with the
 //! `ring` provider (`tests/architecture.rs` checks it); it talks HTTP or HTTPS to the

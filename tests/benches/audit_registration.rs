@@ -1,4 +1,4 @@
-//! What the audit write costs registration through HTTP (issue 7's benchmark): "the
+//! What the audit write costs registration through HTTP (the audit chain's benchmark): "the
 //! audit write must not cut registration throughput through HTTP on SQLite or Postgres
 //! by more than a third (measure with and without, same run)".
 //!

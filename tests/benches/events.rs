@@ -1,8 +1,8 @@
-//! Events through the core (issue 6): `POST /events` to 10 subscribers, through the
+//! Events through the core: `POST /events` to 10 subscribers, through the
 //! real router (`vivified_server::routes::router`, driven with `oneshot`, no socket),
 //! on the in-process bus and — when `VIVIFIED_TEST_NATS_URL` is set — on NATS
 //! JetStream (unique subject and stream prefixes per run; the streams are deleted at
-//! the end). Issue 6's target: at least 20 000 events/s to 10 subscribers on the
+//! the end). The target: at least 20 000 events/s to 10 subscribers on the
 //! in-process bus.
 //!
 //! Each group registers one publisher and 10 subscribers (`bench.*`, `internal` data, so

@@ -1,4 +1,4 @@
-//! Backup and restore of the store (issue 8), as an operator does it: the real core
+//! Backup and restore of the store, as an operator does it: the real core
 //! (`vivified serve`, the same start-up as `vivified-server`) on a SQLite file and on a
 //! Postgres database, a backup taken while it runs and registrations go on, more
 //! changes after the backup, the core stopped, the backup restored, the core started on

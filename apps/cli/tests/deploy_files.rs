@@ -63,10 +63,10 @@ fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{pointer} is not a string in {v}"))
 }
 
-/// The environment names the core reads, taken from `apps/server/src/settings.rs`
+/// The environment names the core reads, taken from `apps/server/src/settings/keys.rs`
 /// (its `KEYS` table), plus the ones read outside it.
 fn core_setting_names() -> BTreeSet<String> {
-    let src = read("apps/server/src/settings.rs");
+    let src = read("apps/server/src/settings/keys.rs");
     let mut names: BTreeSet<String> = src
         .lines()
         .filter(|l| l.trim_start().starts_with("env: &["))

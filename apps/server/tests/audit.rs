@@ -1,4 +1,4 @@
-//! Audit chain process tests (issue 7): the real `vivified-server` binary.
+//! Audit chain process tests: the real `vivified-server` binary.
 //!
 //! - On SQLite: the core's start and stop are entries, a checkpoint taken from the
 //!   structured log (every N entries and at shutdown) verifies across a restart, and

@@ -1,4 +1,4 @@
-//! Events through two real `vivified-server` processes on NATS JetStream (issue 6):
+//! Events through two real `vivified-server` processes on NATS JetStream:
 //! two replicas sharing one fresh Postgres database and one NATS server, a publisher on
 //! replica A, a subscriber pulling from replica B, half acknowledged, B killed with
 //! `kill -9` and restarted, the rest pulled from A with the old cursor; a disabled

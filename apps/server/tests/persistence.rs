@@ -1,4 +1,4 @@
-//! Persistence process tests (issue 3): the real `vivified-server` binary on SQLite and on
+//! Persistence process tests: the real `vivified-server` binary on SQLite and on
 //! Postgres, killed with `kill -9` and restarted, cut off from its database by a TCP
 //! proxy the test owns, run as two replicas on one database, and started with a bad
 //! store URL.

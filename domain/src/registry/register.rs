@@ -1,0 +1,538 @@
+//! Registration, re-registration and token refresh, each committed with its audit
+//! entry and lifecycle event.
+
+use super::*;
+
+impl Registry {
+    /// Registers a plugin, or re-registers it when `bearer` is its current token.
+    ///
+    /// A new id needs no credential in dev mode and the registration secret in
+    /// production mode. An id that is held needs the plugin's current token (which may
+    /// have expired less than `reregister_grace` ago); the registration secret never
+    /// re-registers a held id. Re-registration replaces the manifest, keeps
+    /// `registered_at`, the liveness and the enabled flag, and rotates the token.
+    ///
+    /// # Errors
+    /// `InvalidManifest`, `Unauthorized`, `AlreadyRegistered`, `Unavailable`.
+    pub async fn register(
+        &self,
+        manifest: &Value,
+        bearer: Option<&str>,
+        trace_id: &str,
+    ) -> Result<IssuedRegistration, RegistryError> {
+        self.register_owned(manifest.clone(), bearer, trace_id)
+            .await
+    }
+
+    /// [`Registry::register`] taking the manifest by value, which saves a copy of it
+    /// (the server's request path).
+    ///
+    /// # Errors
+    /// As [`Registry::register`].
+    pub async fn register_owned(
+        &self,
+        manifest: Value,
+        bearer: Option<&str>,
+        trace_id: &str,
+    ) -> Result<IssuedRegistration, RegistryError> {
+        let target = manifest
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|s| PluginId::is_valid(s))
+            .unwrap_or("-")
+            .to_owned();
+        let target = target.as_str();
+        let result = self.register_inner(manifest, bearer, trace_id).await;
+        match &result {
+            Ok((reg, _)) if reg.reregistered => count(
+                &self.inner.counters.reregistered,
+                || metrics::counter!("vivified_registrations_total", "outcome" => "accepted", "reason" => "reregistered"),
+            ),
+            Ok(_) => count(
+                &self.inner.counters.registered,
+                || metrics::counter!("vivified_registrations_total", "outcome" => "accepted", "reason" => "registered"),
+            ),
+            Err(e) => metrics::counter!(
+                "vivified_registrations_total",
+                "outcome" => "rejected",
+                "reason" => e.code()
+            )
+            .increment(1),
+        }
+        match &result {
+            Ok((reg, previous)) => {
+                let action = if reg.reregistered {
+                    "plugin.reregister"
+                } else {
+                    "plugin.register"
+                };
+                let audited = if reg.audited {
+                    Ok(())
+                } else {
+                    self.audit(
+                        trace_id,
+                        Subject {
+                            actor: target,
+                            action,
+                            target,
+                        },
+                        AuditOutcome::Success,
+                        "registered",
+                        json!({ "token_expires_at": reg.expires_at.unix_timestamp() }),
+                    )
+                    .await
+                };
+                // Fail closed: an unaudited registration must not stand.
+                if let Err(e) = audited {
+                    self.undo(&reg.record, previous.clone()).await;
+                    return Err(e);
+                }
+                let event = if reg.reregistered {
+                    "plugin.reregistered"
+                } else {
+                    "plugin.registered"
+                };
+                self.lifecycle(event, &reg.plugin_id, &reg.record.token_jti, trace_id)
+                    .await;
+                if previous
+                    .as_ref()
+                    .is_some_and(|p| p.status == Liveness::Stale)
+                {
+                    self.recovered(&reg.record, trace_id).await;
+                }
+            }
+            Err(e) => {
+                let (reason, details) = match e {
+                    RegistryError::InvalidManifest(v) => (
+                        "invalid_manifest",
+                        json!({ "violations": v.iter().map(|v| json!({"path": v.path, "code": v.code})).collect::<Vec<_>>() }),
+                    ),
+                    RegistryError::Unauthorized(r) | RegistryError::Forbidden(r) => {
+                        (*r, Value::Null)
+                    }
+                    RegistryError::AlreadyRegistered => ("already_registered", Value::Null),
+                    _ => return result.map(|(reg, _)| reg),
+                };
+                self.audit(
+                    trace_id,
+                    Subject {
+                        actor: "anonymous",
+                        action: "plugin.register",
+                        target,
+                    },
+                    AuditOutcome::Denied,
+                    reason,
+                    details,
+                )
+                .await?;
+            }
+        }
+        result.map(|(reg, _)| reg)
+    }
+
+    /// Undoes a write whose audit entry could not be stored: restores `previous`, or
+    /// deletes `written` if there was none. Conditional, so a later write is never
+    /// overwritten. Until the audit issue writes state and entry in one transaction,
+    /// this is how an operation fails closed.
+    pub(super) async fn undo(&self, written: &PluginRecord, previous: Option<PluginRecord>) {
+        let undone = match previous {
+            Some(prev) => self
+                .inner
+                .ports
+                .store
+                .replace(prev, written.version)
+                .await
+                .map(|_| ()),
+            None => {
+                self.inner
+                    .ports
+                    .store
+                    .delete(&written.plugin_id, Some(written.token_jti.clone()))
+                    .await
+            }
+        };
+        if let Err(e) = undone {
+            tracing::error!(plugin_id = %written.plugin_id, error = %e, "could not undo an unaudited write");
+        }
+    }
+
+    /// Registers or re-registers; also returns the record a re-registration replaced.
+    pub(super) async fn register_inner(
+        &self,
+        manifest: Value,
+        bearer: Option<&str>,
+        trace_id: &str,
+    ) -> Result<(IssuedRegistration, Option<PluginRecord>), RegistryError> {
+        let claimed_id = manifest
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(|s| PluginId::parse(s).ok());
+        // Fast path for the credentials that can only register a NEW id (none in dev
+        // mode, or the registration secret): an id that is held answers 409 to them
+        // whatever the manifest says, so try the insert first and let the store's
+        // primary key decide — one round trip instead of a read and a write.
+        let new_only = bearer.map_or(self.inner.config.mode == Mode::Dev, |b| {
+            Self::is_secret(b, self.inner.config.registration_secret.as_ref())
+        });
+        if new_only {
+            let valid = match self.inner.validator.check_owned(manifest) {
+                Ok(valid) => valid,
+                Err(violations) => {
+                    let held = match &claimed_id {
+                        Some(id) => self.inner.ports.store.get(id).await?.is_some(),
+                        None => false,
+                    };
+                    return Err(if held {
+                        RegistryError::AlreadyRegistered
+                    } else {
+                        RegistryError::InvalidManifest(violations)
+                    });
+                }
+            };
+            return self
+                .insert_new(valid, trace_id)
+                .await
+                .map(|reg| (reg, None));
+        }
+        let existing = match &claimed_id {
+            Some(id) => self.inner.ports.store.get(id).await?,
+            None => None,
+        };
+        match existing {
+            Some(current) => self.reregister(manifest, bearer, current, trace_id).await,
+            None => {
+                if self.inner.config.mode == Mode::Production
+                    && !bearer.is_some_and(|b| {
+                        Self::is_secret(b, self.inner.config.registration_secret.as_ref())
+                    })
+                {
+                    return Err(RegistryError::Unauthorized("registration_secret_required"));
+                }
+                let valid = self
+                    .inner
+                    .validator
+                    .check_owned(manifest)
+                    .map_err(RegistryError::InvalidManifest)?;
+                self.insert_new(valid, trace_id)
+                    .await
+                    .map(|reg| (reg, None))
+            }
+        }
+    }
+
+    /// Inserts a validated manifest as a new registration with a fresh token.
+    pub(super) async fn insert_new(
+        &self,
+        valid: crate::manifest::CheckedManifest,
+        trace_id: &str,
+    ) -> Result<IssuedRegistration, RegistryError> {
+        let now = self.now();
+        let issued = self.issue(&valid.id, now).await?;
+        let record = PluginRecord {
+            plugin_id: valid.id.clone(),
+            // Kept as compact text: the tree of a manifest is several KB per plugin.
+            manifest: StoredManifest::from_value(&valid.raw),
+            status: Liveness::Registered,
+            health: Health::Unknown,
+            enabled: true,
+            disabled_reason: None,
+            registered_at: now,
+            last_heartbeat: None,
+            token_jti: issued.jti.clone(),
+            next_deadline: Some(now + self.inner.config.heartbeat_ttl),
+            version: 0,
+        };
+        let entry = self.tx_entry(
+            trace_id,
+            &Subject {
+                actor: valid.id.as_str(),
+                action: "plugin.register",
+                target: valid.id.as_str(),
+            },
+            "registered",
+            || json!({ "token_expires_at": issued.expires_at.unix_timestamp() }),
+        );
+        let stored = self
+            .store_insert(record, entry.as_ref())
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict => RegistryError::AlreadyRegistered,
+                e => RegistryError::store(e),
+            })?;
+        tracing::info!(plugin_id = %stored.plugin_id, "plugin registered");
+        Ok(self.issued(issued, stored, false, entry.is_some()))
+    }
+
+    pub(super) async fn reregister(
+        &self,
+        manifest: Value,
+        bearer: Option<&str>,
+        mut current: PluginRecord,
+        trace_id: &str,
+    ) -> Result<(IssuedRegistration, Option<PluginRecord>), RegistryError> {
+        let bearer = bearer.ok_or(RegistryError::AlreadyRegistered)?;
+        if Self::is_secret(bearer, self.inner.config.registration_secret.as_ref())
+            || Self::is_secret(bearer, self.inner.config.admin_token.as_ref())
+        {
+            return Err(RegistryError::AlreadyRegistered);
+        }
+        let claims = self
+            .verify(bearer, self.inner.config.reregister_grace)
+            .await?;
+        if claims.plugin_id != current.plugin_id {
+            return Err(RegistryError::AlreadyRegistered);
+        }
+        // 401 before 400: a revoked token learns nothing about its manifest.
+        if current.token_jti != claims.jti {
+            return Err(RegistryError::Unauthorized("revoked_token"));
+        }
+        let valid = self
+            .inner
+            .validator
+            .check_owned(manifest)
+            .map_err(RegistryError::InvalidManifest)?;
+        let raw = StoredManifest::from_value(&valid.raw);
+        for _ in 0..CAS_ATTEMPTS {
+            if current.token_jti != claims.jti {
+                return Err(RegistryError::Unauthorized("revoked_token"));
+            }
+            let now = self.now();
+            let issued = self.issue(&current.plugin_id, now).await?;
+            let mut next = current.clone();
+            next.manifest = raw.clone();
+            next.token_jti = issued.jti.clone();
+            // A re-registration is a sign of life: a stale plugin is registered again
+            // and every enabled plugin gets a fresh deadline.
+            if next.status == Liveness::Stale {
+                next.status = Liveness::Registered;
+            }
+            next.next_deadline = self.deadline_for(&next, now);
+            let entry = self.tx_entry(
+                trace_id,
+                &Subject {
+                    actor: current.plugin_id.as_str(),
+                    action: "plugin.reregister",
+                    target: current.plugin_id.as_str(),
+                },
+                "registered",
+                || json!({ "token_expires_at": issued.expires_at.unix_timestamp() }),
+            );
+            match self
+                .store_replace(next, current.version, entry.as_ref())
+                .await
+            {
+                Ok(stored) => {
+                    tracing::info!(plugin_id = %stored.plugin_id, "plugin re-registered");
+                    return Ok((
+                        self.issued(issued, stored, true, entry.is_some()),
+                        Some(current),
+                    ));
+                }
+                Err(e) => current = self.reread_for_retry(&claims.plugin_id, e).await?,
+            }
+        }
+        Err(too_contended())
+    }
+
+    /// After a token holder's conditional write of `id`'s record failed with `e`: the
+    /// record to try again with (another write came first: read it again), or the
+    /// answer (the record is gone: its token is no longer current).
+    pub(super) async fn reread_for_retry(
+        &self,
+        id: &PluginId,
+        e: StoreError,
+    ) -> Result<PluginRecord, RegistryError> {
+        match e {
+            StoreError::PreconditionFailed => self
+                .inner
+                .ports
+                .store
+                .get(id)
+                .await?
+                .ok_or(RegistryError::Unauthorized("unknown_plugin")),
+            StoreError::NotFound => Err(RegistryError::Unauthorized("unknown_plugin")),
+            e => Err(RegistryError::store(e)),
+        }
+    }
+
+    pub(super) async fn issue(
+        &self,
+        id: &PluginId,
+        now: OffsetDateTime,
+    ) -> Result<IssuedToken, RegistryError> {
+        self.inner
+            .ports
+            .tokens
+            .issue(id, now)
+            .await
+            .map_err(|e| match e {
+                TokenError::Signing(source) => RegistryError::Unavailable {
+                    what: "token issuer",
+                    source,
+                },
+                other => RegistryError::Unavailable {
+                    what: "token issuer",
+                    source: Box::new(other),
+                },
+            })
+    }
+
+    pub(super) fn issued(
+        &self,
+        token: IssuedToken,
+        record: PluginRecord,
+        reregistered: bool,
+        audited: bool,
+    ) -> IssuedRegistration {
+        IssuedRegistration {
+            plugin_id: record.plugin_id.clone(),
+            token: token.token,
+            expires_at: token.expires_at,
+            heartbeat_interval: self.inner.config.heartbeat_interval,
+            reregistered,
+            record,
+            audited,
+        }
+    }
+
+    /// The audit entry of a state change, when the store writes it in the change's
+    /// transaction (`audit_in_store`); `None` when it is appended afterwards.
+    pub(super) fn tx_entry(
+        &self,
+        trace_id: &str,
+        subject: &Subject<'_>,
+        reason: &str,
+        details: impl FnOnce() -> Value,
+    ) -> Option<AuditEntry> {
+        self.inner.config.audit_in_store.then(|| AuditEntry {
+            at: self.now(),
+            actor: subject.actor.to_owned(),
+            action: subject.action.to_owned(),
+            target: subject.target.to_owned(),
+            outcome: AuditOutcome::Success,
+            reason: reason.to_owned(),
+            trace_id: trace_id.to_owned(),
+            details: details(),
+        })
+    }
+
+    /// Inserts, with `entry` in the same transaction when there is one.
+    pub(super) async fn store_insert(
+        &self,
+        record: PluginRecord,
+        entry: Option<&AuditEntry>,
+    ) -> Result<PluginRecord, StoreError> {
+        let store = &self.inner.ports.store;
+        match entry {
+            Some(entry) => {
+                let r = store.insert_audited(record, entry).await;
+                Self::count_tx_append(&r);
+                r
+            }
+            None => store.insert(record).await,
+        }
+    }
+
+    /// Replaces, with `entry` in the same transaction when there is one.
+    pub(super) async fn store_replace(
+        &self,
+        record: PluginRecord,
+        expected_version: u64,
+        entry: Option<&AuditEntry>,
+    ) -> Result<PluginRecord, StoreError> {
+        let store = &self.inner.ports.store;
+        match entry {
+            Some(entry) => {
+                let r = store.replace_audited(record, expected_version, entry).await;
+                Self::count_tx_append(&r);
+                r
+            }
+            None => store.replace(record, expected_version).await,
+        }
+    }
+
+    /// Deletes, with `entry` in the same transaction when there is one.
+    pub(super) async fn store_delete(
+        &self,
+        id: &PluginId,
+        expected_jti: Option<String>,
+        entry: Option<&AuditEntry>,
+    ) -> Result<(), StoreError> {
+        let store = &self.inner.ports.store;
+        match entry {
+            Some(entry) => {
+                let r = store.delete_audited(id, expected_jti, entry).await;
+                Self::count_tx_append(&r);
+                r
+            }
+            None => store.delete(id, expected_jti).await,
+        }
+    }
+
+    pub(super) fn count_tx_append<T>(r: &Result<T, StoreError>) {
+        let outcome = match r {
+            Ok(_) => "ok",
+            // The change was refused before anything was written: no append attempted.
+            Err(StoreError::Conflict | StoreError::NotFound | StoreError::PreconditionFailed) => {
+                return;
+            }
+            Err(_) => "failed",
+        };
+        metrics::counter!("vivified_audit_appends_total", "outcome" => outcome).increment(1);
+    }
+
+    /// Issues plugin `id` a fresh token; the old one stops working.
+    ///
+    /// # Errors
+    /// `Unauthorized`, `Forbidden`, `PluginDisabled`, `Unavailable`.
+    pub async fn refresh_token(
+        &self,
+        id: &str,
+        bearer: Option<&str>,
+        trace_id: &str,
+    ) -> Result<IssuedRegistration, RegistryError> {
+        let (claims, mut current) = self.authorize_plugin(id, bearer).await?;
+        for _ in 0..CAS_ATTEMPTS {
+            if current.token_jti != claims.jti {
+                return Err(RegistryError::Unauthorized("revoked_token"));
+            }
+            if !current.enabled {
+                return Err(RegistryError::PluginDisabled);
+            }
+            let issued = self.issue(&current.plugin_id, self.now()).await?;
+            let mut next = current.clone();
+            next.token_jti = issued.jti.clone();
+            let subject = Subject {
+                actor: current.plugin_id.as_str(),
+                action: "token.refresh",
+                target: current.plugin_id.as_str(),
+            };
+            let entry = self.tx_entry(trace_id, &subject, "refreshed", || Value::Null);
+            match self
+                .store_replace(next, current.version, entry.as_ref())
+                .await
+            {
+                Ok(stored) => {
+                    if entry.is_none() {
+                        let audited = self
+                            .audit(
+                                trace_id,
+                                subject,
+                                AuditOutcome::Success,
+                                "refreshed",
+                                Value::Null,
+                            )
+                            .await;
+                        if let Err(e) = audited {
+                            self.undo(&stored, Some(current)).await;
+                            return Err(e);
+                        }
+                    }
+                    return Ok(self.issued(issued, stored, false, entry.is_some()));
+                }
+                Err(e) => current = self.reread_for_retry(&claims.plugin_id, e).await?,
+            }
+        }
+        Err(too_contended())
+    }
+}
