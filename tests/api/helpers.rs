@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tower::ServiceExt;
@@ -26,6 +26,7 @@ use vivified_ports::{AuditLog, PluginId, PluginRecord, PluginStore, Secret, Toke
 use vivified_server::audit::AuditChain;
 use vivified_server::routes::{App, router};
 use vivified_server::{AppState, Services, Settings};
+pub use vivified_test_support::fixtures::manifest;
 
 /// The admin token every test app is configured with.
 pub const ADMIN_TOKEN: &str = "adm-test-Q7w2E9r4T6y1U3i5";
@@ -496,25 +497,6 @@ impl TestApp {
             .await;
         assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
     }
-}
-
-/// A valid manifest for `id` (no PII/PHI, no external service).
-pub fn manifest(id: &str) -> Value {
-    json!({
-        "id": id,
-        "name": format!("Plugin {id}"),
-        "version": "1.0.0",
-        "contracts": ["StoragePlugin"],
-        "traits": [],
-        "security": {
-            "authentication_required": false,
-            "data_classification": ["internal"]
-        },
-        "compliance": {
-            "hipaa_controls": [],
-            "audit_level": "basic"
-        }
-    })
 }
 
 /// An example manifest from `schemas/examples/`.

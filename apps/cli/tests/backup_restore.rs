@@ -14,7 +14,7 @@
 //!   `PATH`, of the server's major version or newer.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use vivified_test_support::fs::TempDir;
 use vivified_test_support::postgres::ScratchDb;
+use vivified_test_support::process::{Captured, Ran, isolated};
 use vivified_test_support::services;
 
 /// The admin token of every core here.
@@ -49,53 +50,12 @@ fn repo(rel: &str) -> PathBuf {
 
 /// `vivified` with an empty environment (plus `PATH`), run in `dir`.
 fn vivified(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vivified"));
-    cmd.env_clear().current_dir(dir).stdin(Stdio::null());
-    if let Some(path) = std::env::var_os("PATH") {
-        cmd.env("PATH", path);
-    }
-    cmd
+    isolated(env!("CARGO_BIN_EXE_vivified"), dir)
 }
 
-/// A finished command: exit code, stdout, stderr.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(cmd: &mut Command) -> Run {
-    let out = cmd.output().expect("run a command");
-    Run {
-        code: out.status.code().expect("exited, not killed"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// Text a child writes, collected by a thread.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<String>>);
-
-impl Captured {
-    fn read_from(&self, stream: impl Read + Send + 'static) -> JoinHandle<()> {
-        let buf = self.0.clone();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stream);
-            let mut line = Vec::new();
-            while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-                buf.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push_str(&String::from_utf8_lossy(&line));
-                line.clear();
-            }
-        })
-    }
-
-    fn text(&self) -> String {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
+/// Runs `cmd` to completion.
+fn run(cmd: &mut Command) -> Ran {
+    Ran::of(cmd)
 }
 
 /// A running `vivified serve`; killed when dropped.
@@ -128,8 +88,8 @@ impl Core {
             let mut child = cmd.spawn().expect("start vivified serve");
             let (stdout, stderr) = (Captured::default(), Captured::default());
             let readers = vec![
-                stdout.read_from(child.stdout.take().expect("stdout")),
-                stderr.read_from(child.stderr.take().expect("stderr")),
+                stdout.spawn_reader(child.stdout.take().expect("stdout")),
+                stderr.spawn_reader(child.stderr.take().expect("stderr")),
             ];
             let mut core = Self {
                 child,
@@ -381,7 +341,7 @@ async fn registered_in_audit(base: &str) -> Vec<String> {
 }
 
 /// `vivified audit verify [--checkpoint CP]` against `base`.
-fn cli_verify(dir: &Path, base: &str, checkpoint: Option<&str>) -> Run {
+fn cli_verify(dir: &Path, base: &str, checkpoint: Option<&str>) -> Ran {
     let mut cmd = vivified(dir);
     cmd.env("VIVIFIED_ADMIN_TOKEN", ADMIN)
         .args(["audit", "verify", "--core-url", base]);
@@ -404,7 +364,7 @@ fn cli_deregister(dir: &Path, base: &str, id: &str) {
 }
 
 /// `intact up to seq N` → N; panics on anything else.
-fn intact_up_to(run: &Run) -> u64 {
+fn intact_up_to(run: &Ran) -> u64 {
     assert_eq!(run.code, 0, "audit verify: {run:?}");
     run.stdout
         .trim()

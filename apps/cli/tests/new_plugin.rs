@@ -5,13 +5,14 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vivified_test_support::fs::TempDir;
 use vivified_test_support::net::free_port;
+use vivified_test_support::process::{Ran, isolated};
 
 const ADMIN_TOKEN: &str = "adm-new-plugin-test-Hq4Wz8Rt2Yx6";
 
@@ -41,48 +42,18 @@ fn profile_dir() -> PathBuf {
 
 /// `vivified` with an empty environment (plus `PATH`), stdin closed, run in `dir`.
 fn vivified(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vivified"));
-    cmd.env_clear().current_dir(dir).stdin(Stdio::null());
-    if let Some(path) = std::env::var_os("PATH") {
-        cmd.env("PATH", path);
-    }
-    cmd
+    isolated(env!("CARGO_BIN_EXE_vivified"), dir)
 }
 
 /// A finished run: exit code, stdout and stderr as text.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+type Run = Ran;
 
-impl Run {
-    fn of(cmd: &mut Command) -> Self {
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = cmd.output().expect("run the command");
-        Self {
-            code: status.code().expect("exited, not killed by a signal"),
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        }
-    }
-
-    /// Exit 2 and exactly one `vivified: …` line on stderr containing `needle`.
-    fn assert_refused(&self, needle: &str) {
-        assert_eq!(self.code, 2, "{self:?}");
-        let lines: Vec<&str> = self.stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "one line on stderr: {:?}", self.stderr);
-        assert!(
-            lines[0].starts_with("vivified: ") && lines[0].contains(needle),
-            "stderr {:?} should contain {needle:?}",
-            lines[0]
-        );
-        assert!(self.stdout.is_empty(), "nothing on stdout: {self:?}");
-    }
+/// Exit 2, exactly one `vivified: …` line on stderr containing `needle`, nothing on
+/// stdout.
+fn assert_refused(run: &Run, needle: &str) {
+    assert_eq!(run.code, 2, "{run:?}");
+    run.assert_one_error_line("vivified", needle);
+    assert!(run.stdout.is_empty(), "nothing on stdout: {run:?}");
 }
 
 /// The last `n` characters of `s` (a failed build's output is long).
@@ -506,14 +477,14 @@ fn invalid_names_are_refused_and_nothing_is_written() {
         "a/b",
     ] {
         let run = Run::of(vivified(tmp.path()).args(["new-plugin", name]));
-        run.assert_refused("invalid plugin name");
+        assert_refused(&run, "invalid plugin name");
         assert!(run.stderr.contains("1 to 63 characters"), "{run:?}");
     }
     let run = Run::of(vivified(tmp.path()).args(["new-plugin", "register"]));
-    run.assert_refused("the core reserves this id");
+    assert_refused(&run, "the core reserves this id");
     // A control character is escaped: the error stays one line and inert.
     let run = Run::of(vivified(tmp.path()).args(["new-plugin", "a\nb\u{1b}[2J"]));
-    run.assert_refused("invalid plugin name");
+    assert_refused(&run, "invalid plugin name");
     assert!(!run.stderr.contains('\u{1b}'), "{run:?}");
     assert!(
         tmp.entries().is_empty(),
@@ -529,7 +500,7 @@ fn an_occupied_target_is_refused_and_left_alone() {
     std::fs::create_dir(&dir).unwrap();
     std::fs::write(dir.join("notes.txt"), "mine").unwrap();
     let run = Run::of(vivified(tmp.path()).args(["new-plugin", "hello"]));
-    run.assert_refused("already exists and is not an empty directory");
+    assert_refused(&run, "already exists and is not an empty directory");
     let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
     assert_eq!(entries.len(), 1, "the directory is untouched");
     assert_eq!(
@@ -540,10 +511,10 @@ fn an_occupied_target_is_refused_and_left_alone() {
     // A file in the way.
     std::fs::write(tmp.join("file"), "x").unwrap();
     let run = Run::of(vivified(tmp.path()).args(["new-plugin", "hello", "--dir", "file"]));
-    run.assert_refused("already exists");
+    assert_refused(&run, "already exists");
     // A missing parent.
     let run = Run::of(vivified(tmp.path()).args(["new-plugin", "hello", "--dir", "no/such/dir"]));
-    run.assert_refused("does not exist");
+    assert_refused(&run, "does not exist");
     // An --sdk-path that is not the SDK.
     let run = Run::of(vivified(tmp.path()).args([
         "new-plugin",
@@ -551,7 +522,7 @@ fn an_occupied_target_is_refused_and_left_alone() {
         "--sdk-path",
         tmp.path().to_str().unwrap(),
     ]));
-    run.assert_refused("--sdk-path:");
+    assert_refused(&run, "--sdk-path:");
     assert_eq!(tmp.entries(), ["file", "hello"], "nothing else was written");
 }
 

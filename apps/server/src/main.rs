@@ -16,6 +16,10 @@ use vivified_server::{Application, Settings, settings::LogFormat, telemetry};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Log lines queued for the writer thread at most (its default, 128,000, preallocates
+/// about 5 MB); beyond it loggers wait, as they would on a blocking write.
+const LOG_QUEUE_LINES: usize = 8192;
+
 /// The Vivified plugin platform core.
 #[derive(Debug, Parser)]
 #[command(name = "vivified-server", version, about)]
@@ -39,12 +43,14 @@ fn main() -> ExitCode {
         }
     };
     // Log lines are written by `tracing-appender`'s worker thread, never dropped
-    // (`lossy(false)`: loggers wait when its queue is full); the guard writes out what
-    // is pending when `main` returns (after the runtime has stopped).
+    // (`lossy(false)`: loggers wait when its queue is full). The worker drains what is
+    // queued into a buffer and writes it with one system call; the guard writes out
+    // what is pending when `main` returns (after the runtime has stopped).
     let (writer, _log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
         .thread_name("vivified-log")
-        .finish(std::io::stdout());
+        .finish(std::io::BufWriter::new(std::io::stdout()));
     telemetry::init(&settings.log_level, settings.log_format, writer);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -103,30 +103,29 @@ tokio::task_local! {
 }
 
 /// An event's fields as a JSON map (sorted by name; a later value for a name replaces
-/// an earlier one).
+/// an earlier one). Field names are `'static` in `tracing`: no key is copied.
 #[derive(Default)]
-struct JsonFields(serde_json::Map<String, serde_json::Value>);
+struct JsonFields(std::collections::BTreeMap<&'static str, serde_json::Value>);
 
 impl tracing::field::Visit for JsonFields {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0
-            .insert(field.name().to_owned(), format!("{value:?}").into());
+        self.0.insert(field.name(), format!("{value:?}").into());
     }
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.0.insert(field.name(), value.into());
     }
     fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.0.insert(field.name(), value.into());
     }
     fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.0.insert(field.name(), value.into());
     }
     fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.0.insert(field.name(), value.into());
     }
     fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
         // Non-finite numbers have no JSON form: null.
-        self.0.insert(field.name().to_owned(), value.into());
+        self.0.insert(field.name(), value.into());
     }
 }
 
@@ -147,8 +146,8 @@ impl<'w> tracing_subscriber::fmt::FormatFields<'w> for NoFields {
 /// A JSON log line, members in name order (what `serde_json` writes for a map).
 #[derive(serde::Serialize)]
 struct JsonLine<'a> {
-    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
-    fields: &'a serde_json::Map<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    fields: &'a std::collections::BTreeMap<&'static str, serde_json::Value>,
     level: &'static str,
     message: &'a serde_json::Value,
     #[serde(skip_serializing_if = "Option::is_none")]

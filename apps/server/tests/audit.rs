@@ -14,11 +14,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Spawn, client, json_lines, repo_path, vivified};
+use common::{Spawn, client, json_lines, vivified};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use tokio::task::JoinSet;
+use vivified_test_support::fixtures::{answer, example_manifest};
 use vivified_test_support::fs::TempDir;
 use vivified_test_support::postgres::ScratchDb;
 
@@ -26,25 +27,10 @@ const ADMIN: &str = "adm-audit-proc-7c2k9w4m1x";
 const JWT: &str = "Lm4Nb7Vc0Xz3Aq6Ws9Ed2Rf5Tg8Yh1Uj-audit";
 const AUDIT_KEY: &str = "aud-proc-Q2w4E6r8T0y1U3i5O7p9A2s4D6f8";
 
-fn manifest(id: &str) -> Value {
-    let path = repo_path("schemas/examples/user-management.json");
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let mut m: Value = serde_json::from_str(&text).expect("the example manifest is JSON");
-    m["id"] = json!(id);
-    m
-}
-
-async fn answer(resp: reqwest::Response) -> (StatusCode, Value) {
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 async fn register(http: &reqwest::Client, base: &str, id: &str) -> StatusCode {
     let resp = http
         .post(format!("{base}/plugins/register"))
-        .json(&manifest(id))
+        .json(&example_manifest(id))
         .send()
         .await
         .unwrap_or_else(|e| panic!("register {id}: {e}"));

@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 
 use vivified_adapters::nats::{NatsBusConfig, NatsEventBus};
 use vivified_ports::{EventBus, PluginId};
+use vivified_test_support::fixtures::{answer, subscriber as manifest};
 use vivified_test_support::postgres::ScratchDb;
 use vivified_test_support::rt::on_own_runtime;
 use vivified_test_support::services;
@@ -81,27 +82,6 @@ fn replica(db_url: &str, nats_url: &str) -> Spawn {
 // ---------------------------------------------------------------------------------------
 // HTTP helpers
 // ---------------------------------------------------------------------------------------
-
-/// Status and JSON body (`Null` if the body is not JSON).
-async fn answer(resp: reqwest::Response) -> (StatusCode, Value) {
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-/// A valid manifest: `internal` data only, subscribed to `subscriptions`.
-fn manifest(id: &str, subscriptions: &[&str]) -> Value {
-    json!({
-        "id": id,
-        "name": format!("Plugin {id}"),
-        "version": "1.0.0",
-        "contracts": ["StoragePlugin"],
-        "traits": [],
-        "security": {"authentication_required": false, "data_classification": ["internal"]},
-        "compliance": {"hipaa_controls": [], "audit_level": "basic"},
-        "subscriptions": subscriptions
-    })
-}
 
 /// Registers (dev mode) and returns the token.
 async fn register(http: &reqwest::Client, base: &str, m: &Value) -> String {

@@ -11,20 +11,9 @@ use common::{Spawn, client, json_lines, message, vivified};
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use vivified_test_support::fixtures::manifest;
 
 const ADMIN: &str = "liveness-admin-token-0123456789";
-
-fn manifest(id: &str) -> Value {
-    json!({
-        "id": id,
-        "name": format!("Plugin {id}"),
-        "version": "1.0.0",
-        "contracts": ["StoragePlugin"],
-        "traits": [],
-        "security": {"authentication_required": false, "data_classification": ["internal"]},
-        "compliance": {"hipaa_controls": [], "audit_level": "basic"}
-    })
-}
 
 fn spawn(interval: &str, ttl: &str, deregister_after: &str) -> Spawn {
     vivified()

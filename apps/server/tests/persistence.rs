@@ -16,13 +16,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Spawn, client, repo_path, vivified};
+use common::{Spawn, client, vivified};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use vivified_test_support::fixtures::{answer, banner_admin_token, example_manifest};
 use vivified_test_support::fs::TempDir;
 use vivified_test_support::postgres::ScratchDb;
 
@@ -38,28 +39,11 @@ const RECOVERY: Duration = Duration::from_secs(15);
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-/// The example manifest with its id replaced.
-fn manifest(id: &str) -> Value {
-    let path = repo_path("schemas/examples/user-management.json");
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let mut m: Value = serde_json::from_str(&text).expect("the example manifest is JSON");
-    m["id"] = json!(id);
-    m
-}
-
-/// Status and JSON body (`Null` if the body is not JSON).
-async fn answer(resp: reqwest::Response) -> (StatusCode, Value) {
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 /// `POST /plugins/register` without credentials (dev mode: open registration).
 async fn register(http: &reqwest::Client, base: &str, id: &str) -> (StatusCode, Value) {
     let resp = http
         .post(format!("{base}/plugins/register"))
-        .json(&manifest(id))
+        .json(&example_manifest(id))
         .send()
         .await
         .unwrap_or_else(|e| panic!("register {id}: {e}"));
@@ -187,17 +171,6 @@ async fn heartbeat_all(http: &reqwest::Client, base: &str, tokens: &BTreeMap<Str
         tokens.len(),
         &failures[..failures.len().min(5)]
     );
-}
-
-/// The value after `export VIVIFIED_ADMIN_TOKEN=` in the banner.
-fn banner_admin_token(stderr: &str) -> String {
-    let (_, rest) = stderr
-        .split_once("VIVIFIED_ADMIN_TOKEN=")
-        .unwrap_or_else(|| panic!("no generated admin token in the banner:\n{stderr}"));
-    rest.split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 /// Polls `probe` until it returns true; panics with `what` after `timeout`. Returns how

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use common::{Spawn, client, json_lines, message, repo_path, target, trace_id, vivified};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use vivified_test_support::fixtures::banner_admin_token;
 
 /// Production secrets that pass every start-up check.
 const PROD_JWT: &str = "Zq3v9X1pLk2Rt7Yw0Bn4Hs8Dm6Fc5Ja1Ge-process-tests";
@@ -39,17 +40,6 @@ async fn json_body(resp: reqwest::Response) -> Value {
     let text = resp.text().await.expect("a response body");
     serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("{status}: body is not JSON ({e}): {text}"))
-}
-
-/// The value after `export VIVIFIED_ADMIN_TOKEN=` in the banner.
-fn banner_admin_token(stderr: &str) -> String {
-    let (_, rest) = stderr
-        .split_once("VIVIFIED_ADMIN_TOKEN=")
-        .unwrap_or_else(|| panic!("no generated admin token in the banner:\n{stderr}"));
-    rest.split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 /// 1. Dev mode: the banner says so and shows a generated admin token that works, once,

@@ -6,6 +6,7 @@
 //!   fails the test (CI must never skip them silently);
 //! - [`postgres::ScratchDb`]: a uniquely named database, dropped when the test ends;
 //! - [`net::free_port`], [`fs::TempDir`];
+//! - [`fixtures`]: manifests, the example manifest, a response's status and body;
 //! - [`pki::Pki`]: a throwaway CA with server and client certificates, as PEM files;
 //! - [`rt::on_own_runtime`]: async work from `Drop` or from a test that is not async;
 //! - [`process::Spawn`]: a `vivified-server` binary as a child process (free port,
@@ -13,6 +14,7 @@
 //!
 //! Dev-only (`publish = false`): crates list it under `[dev-dependencies]`.
 
+pub mod fixtures;
 pub mod fs;
 pub mod net;
 pub mod pki;

@@ -16,6 +16,58 @@ use crate::net::free_port;
 /// How long a server may take to answer `/health` after it was started.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// `binary` run in `dir` with an empty environment (plus `PATH`) and stdin closed: what
+/// a test sets is all the process sees.
+pub fn isolated(binary: impl AsRef<std::ffi::OsStr>, dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(binary);
+    cmd.env_clear().current_dir(dir).stdin(Stdio::null());
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd
+}
+
+/// A command that ran to its end: exit code, stdout and stderr as text.
+#[derive(Debug)]
+pub struct Ran {
+    /// The exit code.
+    pub code: i32,
+    /// Everything on stdout (UTF-8).
+    pub stdout: String,
+    /// Everything on stderr (UTF-8).
+    pub stderr: String,
+}
+
+impl Ran {
+    /// Runs `cmd` to completion.
+    ///
+    /// # Panics
+    /// If it cannot start, is killed by a signal, or writes anything but UTF-8.
+    pub fn of(cmd: &mut Command) -> Self {
+        let out = cmd.output().expect("run the command");
+        Self {
+            code: out.status.code().expect("exited, not killed by a signal"),
+            stdout: String::from_utf8(out.stdout).expect("UTF-8 stdout"),
+            stderr: String::from_utf8(out.stderr).expect("UTF-8 stderr"),
+        }
+    }
+
+    /// Asserts stderr is exactly one `<prefix>: …` line containing `needle` (the shape
+    /// of the binaries' one-line errors, e.g. `vivified: …`).
+    ///
+    /// # Panics
+    /// If it is not.
+    pub fn assert_one_error_line(&self, prefix: &str, needle: &str) {
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line on stderr: {:?}", self.stderr);
+        assert!(
+            lines[0].starts_with(&format!("{prefix}: ")) && lines[0].contains(needle),
+            "stderr {:?} should contain {needle:?}",
+            lines[0]
+        );
+    }
+}
+
 /// An HTTP client that ignores any proxy of the test environment (ring installed as
 /// the process's TLS provider first, as the core's clients do).
 pub fn client() -> reqwest::Client {
@@ -28,11 +80,12 @@ pub fn client() -> reqwest::Client {
 }
 
 /// A captured output stream, filled line by line by a reader thread.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<String>>);
+#[derive(Clone, Debug, Default)]
+pub struct Captured(Arc<Mutex<String>>);
 
 impl Captured {
-    fn spawn_reader(&self, stream: impl Read + Send + 'static) -> JoinHandle<()> {
+    /// Reads `stream` line by line into this buffer on a thread of its own.
+    pub fn spawn_reader(&self, stream: impl Read + Send + 'static) -> JoinHandle<()> {
         let buf = self.0.clone();
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stream);
@@ -50,7 +103,8 @@ impl Captured {
         })
     }
 
-    fn text(&self) -> String {
+    /// Everything read so far.
+    pub fn text(&self) -> String {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }

@@ -121,7 +121,7 @@ fn verify_exits_2_when_it_cannot_tell() {
             .args(["audit", "verify", "--checkpoint", "1:2:3"]),
     );
     assert_eq!(run.code, 2, "{run:?}");
-    run.assert_one_error_line("--checkpoint");
+    run.assert_one_error_line("vivified", "--checkpoint");
     // A checkpoint made with another key: the core refuses it.
     let other = ChainKey::new(&[7u8; 32]).unwrap();
     let foreign = Checkpoint::new(
@@ -138,7 +138,7 @@ fn verify_exits_2_when_it_cannot_tell() {
         &foreign.to_string(),
     ]));
     assert_eq!(run.code, 2, "{run:?}");
-    run.assert_one_error_line("400 invalid_body");
+    run.assert_one_error_line("vivified", "400 invalid_body");
     // No admin token; a plugin's token; no core.
     let run = Run::of(
         vivified(dir.path())
@@ -146,7 +146,7 @@ fn verify_exits_2_when_it_cannot_tell() {
             .args(["audit", "verify"]),
     );
     assert_eq!(run.code, 2, "{run:?}");
-    run.assert_one_error_line("VIVIFIED_ADMIN_TOKEN is not set");
+    run.assert_one_error_line("vivified", "VIVIFIED_ADMIN_TOKEN is not set");
     let token = core.register("not-an-admin");
     let run = Run::of(
         vivified(dir.path())
@@ -155,7 +155,7 @@ fn verify_exits_2_when_it_cannot_tell() {
             .args(["audit", "verify"]),
     );
     assert_eq!(run.code, 2, "{run:?}");
-    run.assert_one_error_line("403 forbidden (admin_token_required)");
+    run.assert_one_error_line("vivified", "403 forbidden (admin_token_required)");
     let run = Run::of(
         vivified(dir.path())
             .env("VIVIFIED_ADMIN_TOKEN", ADMIN_TOKEN)
@@ -167,7 +167,7 @@ fn verify_exits_2_when_it_cannot_tell() {
             ]),
     );
     assert_eq!(run.code, 2, "{run:?}");
-    run.assert_one_error_line("cannot reach the core");
+    run.assert_one_error_line("vivified", "cannot reach the core");
 }
 
 #[test]

@@ -5,13 +5,14 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use vivified_server::{Application, Settings};
 pub use vivified_test_support::fs::TempDir;
 pub use vivified_test_support::net::free_port;
+pub use vivified_test_support::process::{Ran, isolated};
 
 /// The admin token of every in-process core.
 pub const ADMIN_TOKEN: &str = "adm-cli-test-Q7w2E9r4T6y1U3i5";
@@ -29,48 +30,11 @@ pub fn repo(rel: &str) -> PathBuf {
 
 /// `vivified` with an empty environment (plus `PATH`), stdin closed, run in `dir`.
 pub fn vivified(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vivified"));
-    cmd.env_clear().current_dir(dir).stdin(Stdio::null());
-    if let Some(path) = std::env::var_os("PATH") {
-        cmd.env("PATH", path);
-    }
-    cmd
+    isolated(env!("CARGO_BIN_EXE_vivified"), dir)
 }
 
 /// A finished run: exit code, stdout and stderr as text.
-#[derive(Debug)]
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    /// Runs `cmd` to completion.
-    pub fn of(cmd: &mut Command) -> Self {
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = cmd.output().expect("run vivified");
-        Self {
-            code: status.code().expect("exited, not killed by a signal"),
-            stdout: String::from_utf8(stdout).expect("utf-8 stdout"),
-            stderr: String::from_utf8(stderr).expect("utf-8 stderr"),
-        }
-    }
-
-    /// Asserts stderr is exactly one `vivified: …` line containing `needle`.
-    pub fn assert_one_error_line(&self, needle: &str) {
-        let lines: Vec<&str> = self.stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "one line on stderr: {:?}", self.stderr);
-        assert!(
-            lines[0].starts_with("vivified: ") && lines[0].contains(needle),
-            "stderr {:?} should contain {needle:?}",
-            lines[0]
-        );
-    }
-}
+pub type Run = Ran;
 
 /// A real core on a free loopback port, in dev mode on the memory store, with a known
 /// admin token, served by a runtime of its own; dropping it stops it.

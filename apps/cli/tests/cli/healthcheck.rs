@@ -36,12 +36,12 @@ fn anything_but_200_is_exit_1_with_one_line() {
     let url = format!("{}/no-such-path", core.url());
     let run = Run::of(vivified(dir.path()).args(["healthcheck", "--url", &url]));
     assert_eq!(run.code, 1, "{run:?}");
-    run.assert_one_error_line(&format!("unhealthy: {url} answered 404"));
+    run.assert_one_error_line("vivified", &format!("unhealthy: {url} answered 404"));
 
     let url = format!("http://127.0.0.1:{}/health", free_port());
     let run = Run::of(vivified(dir.path()).args(["healthcheck", "--url", &url]));
     assert_eq!(run.code, 1, "{run:?}");
-    run.assert_one_error_line(&format!("unhealthy: {url}: "));
+    run.assert_one_error_line("vivified", &format!("unhealthy: {url}: "));
 
     for bad in ["ftp://127.0.0.1:1/health", "not a url"] {
         let run = Run::of(vivified(dir.path()).args(["healthcheck", "--url", bad]));
@@ -49,14 +49,14 @@ fn anything_but_200_is_exit_1_with_one_line() {
             run.code, 1,
             "a bad URL is unhealthy, not Docker's reserved 2: {run:?}"
         );
-        run.assert_one_error_line("unhealthy: --url");
+        run.assert_one_error_line("vivified", "unhealthy: --url");
     }
     // An https URL is probed (refused here: nothing listens) and an unreadable CA file
     // is unhealthy too, never 2.
     let run =
         Run::of(vivified(dir.path()).args(["healthcheck", "--url", "https://127.0.0.1:1/health"]));
     assert_eq!(run.code, 1, "{run:?}");
-    run.assert_one_error_line("unhealthy: https://127.0.0.1:1/health: ");
+    run.assert_one_error_line("vivified", "unhealthy: https://127.0.0.1:1/health: ");
     let run = Run::of(vivified(dir.path()).args([
         "healthcheck",
         "--url",
@@ -66,6 +66,7 @@ fn anything_but_200_is_exit_1_with_one_line() {
     ]));
     assert_eq!(run.code, 1, "{run:?}");
     run.assert_one_error_line(
+        "vivified",
         "unhealthy: --ca-cert (VIVIFIED_CA_CERT) /nonexistent/ca.pem: cannot be read",
     );
 }
@@ -81,7 +82,7 @@ fn a_server_that_never_answers_is_cut_off_by_the_timeout() {
         Run::of(vivified(dir.path()).args(["healthcheck", "--timeout", "300ms", "--url", &url]));
     let took = started.elapsed();
     assert_eq!(run.code, 1, "{run:?}");
-    run.assert_one_error_line("unhealthy: ");
+    run.assert_one_error_line("vivified", "unhealthy: ");
     assert!(took < Duration::from_secs(5), "took {took:?}");
     drop(silent);
 }

@@ -148,7 +148,7 @@ fn deregister_removes_the_plugin_and_a_second_time_is_the_cores_404() {
             .args(["plugins", "deregister", "user-management"]),
     );
     assert_eq!(run.code, 1, "{run:?}");
-    run.assert_one_error_line("the core answered 404 not_found");
+    run.assert_one_error_line("vivified", "the core answered 404 not_found");
 
     core.register("other");
     let run = Run::of(
@@ -166,7 +166,7 @@ fn the_cores_refusals_are_one_line_and_exit_1() {
     let dir = TempDir::new("cli");
     let run = Run::of(core.cli(dir.path()).args(["plugins", "show", "nobody"]));
     assert_eq!(run.code, 1, "{run:?}");
-    run.assert_one_error_line("the core answered 404 not_found: ");
+    run.assert_one_error_line("vivified", "the core answered 404 not_found: ");
     assert_eq!(run.stdout, "");
 
     let run = Run::of(
@@ -175,7 +175,10 @@ fn the_cores_refusals_are_one_line_and_exit_1() {
             .args(["plugins", "list"]),
     );
     assert_eq!(run.code, 1, "{run:?}");
-    run.assert_one_error_line("the core answered 401 unauthorized (invalid_token)");
+    run.assert_one_error_line(
+        "vivified",
+        "the core answered 401 unauthorized (invalid_token)",
+    );
     assert!(!run.stderr.contains("not-the-admin-token"));
 }
 
@@ -189,11 +192,11 @@ fn usage_errors_exit_2_before_any_request() {
             .args(["plugins", "list"]),
     );
     assert_eq!(run.code, 2, "{run:?}");
-    run.assert_one_error_line("VIVIFIED_ADMIN_TOKEN is not set");
+    run.assert_one_error_line("vivified", "VIVIFIED_ADMIN_TOKEN is not set");
 
     let run = Run::of(core.cli(dir.path()).args(["plugins", "show", "../admin"]));
     assert_eq!(run.code, 2, "{run:?}");
-    run.assert_one_error_line("`../admin` is not a plugin id");
+    run.assert_one_error_line("vivified", "`../admin` is not a plugin id");
 
     let run = Run::of(core.cli(dir.path()).args([
         "plugins",
@@ -202,7 +205,7 @@ fn usage_errors_exit_2_before_any_request() {
         "ftp://user:pw@core.example:8443",
     ]));
     assert_eq!(run.code, 2, "{run:?}");
-    run.assert_one_error_line("only http:// and https:// URLs are supported");
+    run.assert_one_error_line("vivified", "only http:// and https:// URLs are supported");
     assert!(!run.stderr.contains("pw"), "{}", run.stderr);
 
     let run = Run::of(core.cli(dir.path()).args(["plugins", "disable", "x"]));
@@ -246,7 +249,10 @@ fn an_unreachable_core_is_one_line_and_exit_1() {
             .args(["plugins", "list", "--core-url", &url]),
     );
     assert_eq!(run.code, 1, "{run:?}");
-    run.assert_one_error_line(&format!("cannot reach the core at {url}/plugins"));
+    run.assert_one_error_line(
+        "vivified",
+        &format!("cannot reach the core at {url}/plugins"),
+    );
     assert_no_token(&run);
 }
 
@@ -362,7 +368,7 @@ fn disable_and_enable_refusals_are_the_cores() {
     ] {
         let run = Run::of(core.cli(dir.path()).args(args));
         assert_eq!(run.code, 1, "{args:?}: {run:?}");
-        run.assert_one_error_line("the core answered 404 not_found");
+        run.assert_one_error_line("vivified", "the core answered 404 not_found");
     }
     core.register("user-management");
     let run = Run::of(core.cli(dir.path()).args([
@@ -373,6 +379,6 @@ fn disable_and_enable_refusals_are_the_cores() {
         "  ",
     ]));
     assert_eq!(run.code, 1, "{run:?}");
-    run.assert_one_error_line("the core answered 400 invalid_body");
+    run.assert_one_error_line("vivified", "the core answered 400 invalid_body");
     assert_eq!(core.record("user-management").1["enabled"], true);
 }

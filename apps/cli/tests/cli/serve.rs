@@ -149,6 +149,7 @@ fn serve_refuses_bad_settings_with_one_line_and_exit_2() {
     );
     assert_eq!(run.code, 2, "{run:?}");
     run.assert_one_error_line(
+        "vivified",
         "production mode refuses to start: JWT_SECRET (or VIVIFIED_JWT_SECRET) is not set",
     );
 
@@ -159,7 +160,7 @@ fn serve_refuses_bad_settings_with_one_line_and_exit_2() {
             .args(["serve"]),
     );
     assert_eq!(run.code, 2, "{run:?}");
-    run.assert_one_error_line("VIVIFIED_TOKEN_TTL: ");
+    run.assert_one_error_line("vivified", "VIVIFIED_TOKEN_TTL: ");
 
     let run = Run::of(vivified(dir.path()).env("VIVIFIED_STORE", "memory").args([
         "serve",
@@ -167,7 +168,7 @@ fn serve_refuses_bad_settings_with_one_line_and_exit_2() {
         "missing.toml",
     ]));
     assert_eq!(run.code, 2, "{run:?}");
-    run.assert_one_error_line("config file missing.toml");
+    run.assert_one_error_line("vivified", "config file missing.toml");
 }
 
 #[test]

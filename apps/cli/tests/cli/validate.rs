@@ -120,13 +120,13 @@ fn unreadable_files_exit_2_and_every_other_file_is_still_checked() {
             .arg(repo(INVALID[0])),
     );
     assert_eq!(run.code, 2, "the worst outcome wins: {run:?}");
-    run.assert_one_error_line("missing.json: cannot read:");
+    run.assert_one_error_line("vivified", "missing.json: cannot read:");
     assert!(run.stdout.contains("user-management.json: valid"));
     assert!(run.stdout.contains("phi-without-encryption.json: invalid"));
 
     let run = Run::of(vivified(dir.path()).arg("validate").arg(&not_json));
     assert_eq!(run.code, 2, "{run:?}");
-    run.assert_one_error_line("broken.json: not JSON:");
+    run.assert_one_error_line("vivified", "broken.json: not JSON:");
     assert_eq!(run.stdout, "");
 
     let run = Run::of(

@@ -1,6 +1,12 @@
 //! `Application::build`: settings in, a bound, running core out. `main` and the tests
 //! start the server the same way (tests bind port 0).
 
+mod backends;
+mod serve;
+
+pub use backends::{Backends, MEMORY_AUDIT_CAPACITY, open_backends, open_store};
+use serve::{serve_connection, sweep_forever};
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -461,76 +467,6 @@ impl Application {
     }
 }
 
-/// Serves one accepted connection (plain or TLS) with HTTP/1.1 or HTTP/2 until it
-/// closes; graceful shutdown lets its requests finish.
-async fn serve_connection<I>(
-    io: Watched<I>,
-    router: App,
-    header_timeout: Duration,
-    watcher: hyper_util::server::graceful::Watcher,
-) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let service = TowerToHyperService::new(router);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // No per-request header timer: `conn_watch` bounds slow headers and idle
-    // connections for the whole connection (hyper would otherwise default to 30 s).
-    builder.http1().header_read_timeout(None::<Duration>);
-    // HTTP/2 (offered by ALPN over TLS, or prior knowledge): a peer that stops
-    // answering pings within the header timeout is dropped, and one connection carries
-    // a bounded number of streams and header bytes.
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(HTTP2_PING_INTERVAL))
-        .keep_alive_timeout(header_timeout)
-        .max_concurrent_streams(HTTP2_MAX_STREAMS)
-        .max_header_list_size(HTTP2_MAX_HEADER_LIST);
-    let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), service)
-        .into_owned();
-    let _ = watcher.watch(conn).await;
-}
-
-/// How often an HTTP/2 connection is pinged to find a peer that is gone.
-const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
-/// Streams one HTTP/2 connection may have open at once.
-const HTTP2_MAX_STREAMS: u32 = 128;
-/// Bytes of headers one HTTP/2 request may carry (hyper's HTTP/1 reads at most ~400 KB).
-const HTTP2_MAX_HEADER_LIST: u32 = 64 * 1024;
-
-/// Sweeps liveness deadlines every `every` until aborted. A failing store is
-/// logged once per outage, not once per tick.
-async fn sweep_forever(registry: Registry, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failing = false;
-    loop {
-        tick.tick().await;
-        match registry.sweep().await {
-            Ok(report) => {
-                if failing {
-                    tracing::info!("liveness sweep works again");
-                    failing = false;
-                }
-                if report.stale + report.deregistered > 0 {
-                    tracing::info!(
-                        stale = report.stale,
-                        deregistered = report.deregistered,
-                        "liveness sweep"
-                    );
-                }
-            }
-            Err(e) => {
-                if !failing {
-                    tracing::warn!(error = %e, "liveness sweep failed; retrying every tick");
-                    failing = true;
-                }
-            }
-        }
-    }
-}
-
 /// The chain key from the settings (dev mode has filled in a generated one).
 fn audit_key(settings: &Settings) -> Result<ChainKey, StartupError> {
     let invalid = |reason: &str| {
@@ -544,74 +480,6 @@ fn audit_key(settings: &Settings) -> Result<ChainKey, StartupError> {
         .as_ref()
         .ok_or_else(|| invalid("is not set"))?;
     ChainKey::new(key.expose().as_bytes()).map_err(|_| invalid("must be at least 32 bytes"))
-}
-
-/// The plugin store and the audit log, on one database: the audit log follows the
-/// store (SQLite → `SqliteAuditLog` on the same pool, Postgres → `PostgresAuditLog`,
-/// memory → `InMemoryAuditLog`).
-pub struct Backends {
-    /// Plugin records.
-    pub store: Arc<dyn PluginStore>,
-    /// The audit chain's entries.
-    pub audit: Arc<dyn AuditLog>,
-}
-
-/// Entries the in-memory audit log keeps (the newest; older sealed ones are dropped).
-pub const MEMORY_AUDIT_CAPACITY: usize = 10_000;
-
-/// Opens the store the settings choose (running its migrations) and its audit log.
-///
-/// # Errors
-/// [`StartupError::Store`] naming the setting, never the URL.
-pub async fn open_backends(settings: &Settings) -> Result<Backends, StartupError> {
-    let fail = |kind: &'static str, e: vivified_ports::StoreError| StartupError::Store {
-        setting: settings.store_source.clone(),
-        kind,
-        reason: std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string),
-    };
-    Ok(match &settings.store {
-        StoreSetting::Memory => Backends {
-            store: Arc::new(InMemoryPluginStore::new()),
-            audit: Arc::new(InMemoryAuditLog::new(MEMORY_AUDIT_CAPACITY)),
-        },
-        StoreSetting::Sqlite(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                crate::dev_secrets::create_private_dir(dir).map_err(|e| StartupError::Store {
-                    setting: settings.store_source.clone(),
-                    kind: "sqlite",
-                    reason: format!("cannot create {}: {e}", dir.display()),
-                })?;
-            }
-            let store = SqlitePluginStore::open(path)
-                .await
-                .map_err(|e| fail("sqlite", e))?;
-            Backends {
-                audit: Arc::new(SqliteAuditLog::new(&store)),
-                store: Arc::new(store),
-            }
-        }
-        StoreSetting::Postgres(url) => {
-            let config = PostgresConfig {
-                max_connections: settings.db_max_connections,
-                ..PostgresConfig::default()
-            };
-            let store = PostgresPluginStore::connect(url.expose(), &config)
-                .await
-                .map_err(|e| fail("postgres", e))?;
-            Backends {
-                audit: Arc::new(PostgresAuditLog::new(&store)),
-                store: Arc::new(store),
-            }
-        }
-    })
-}
-
-/// Opens the store the settings choose (running its migrations).
-///
-/// # Errors
-/// [`StartupError::Store`] naming the setting, never the URL.
-pub async fn open_store(settings: &Settings) -> Result<Arc<dyn PluginStore>, StartupError> {
-    open_backends(settings).await.map(|b| b.store)
 }
 
 async fn shutdown_signal() {
