@@ -1,13 +1,16 @@
 //! Architecture invariants, checked against the real dependency graph (`cargo tree`):
 //!
 //! - `vivified-domain` knows nothing about HTTP, SQL, NATS, JWT libraries or tokio.
-//! - `vivified-ports` depends on serde, serde_json, async-trait, thiserror and time only.
+//! - `vivified-ports` depends on serde, serde_json, async-trait, thiserror, time, hex and
+//!   subtle only.
+//! - No crate has a module cycle.
 //! - `vivified-adapters` implements ports and never depends on the domain.
 //! - Every crate takes the workspace's lints, which forbid `unsafe`; none overrides it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
+use vivified_test_support::cargo::{tree, workspace_root};
 
 /// Crates the domain must never reach, directly or transitively.
 const BANNED_IN_DOMAIN: &[&str] = &[
@@ -25,37 +28,15 @@ const BANNED_IN_DOMAIN: &[&str] = &[
 
 /// The only direct (normal) dependencies `vivified-ports` may have without features:
 /// no crypto (the audit chain's keyed hash is the domain's), no I/O.
-const PORTS_ALLOWED_DIRECT: &[&str] = &["serde", "serde_json", "async-trait", "thiserror", "time"];
-
-fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ lives in the workspace root")
-}
-
-/// Runs `cargo tree` with `args` (offline: the lock file already pins everything) and
-/// returns the crate names it lists (each once, the package itself included).
-fn tree(args: &[&str]) -> BTreeSet<String> {
-    let out = Command::new(env!("CARGO"))
-        .current_dir(workspace_root())
-        .args(["tree", "--offline", "--prefix", "none"])
-        .args(args)
-        .output()
-        .expect("cargo runs");
-    assert!(
-        out.status.success(),
-        "cargo tree {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let names: BTreeSet<String> = String::from_utf8(out.stdout)
-        .expect("UTF-8 output")
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .map(str::to_owned)
-        .collect();
-    assert!(!names.is_empty(), "cargo tree {args:?} listed nothing");
-    names
-}
+const PORTS_ALLOWED_DIRECT: &[&str] = &[
+    "serde",
+    "serde_json",
+    "async-trait",
+    "thiserror",
+    "time",
+    "hex",
+    "subtle",
+];
 
 #[test]
 fn domain_reaches_no_http_sql_nats_jwt_or_tokio() {

@@ -2,7 +2,7 @@
 //! plain data they carry.
 //!
 //! Architecture Invariant: this crate does no I/O and knows no backend. It depends on
-//! serde, serde_json, async-trait, thiserror and time only (plus mockall under the
+//! serde, serde_json, async-trait, thiserror, time, hex and subtle only (plus mockall under the
 //! `testing` feature, which exports a mock of every port). Rules — the audit chain's
 //! keyed hashing and verification among them — are the domain's.
 //!

@@ -3,9 +3,7 @@
 //! OpenSSL, no native-tls, no aws-lc and its C build), no anyhow, and none of the core's
 //! crates — checked against the real dependency graph (`cargo tree`).
 
-use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::Command;
+use vivified_test_support::cargo::{tree, tree_lines};
 
 const BANNED: &[&str] = &[
     "sqlx",
@@ -24,40 +22,6 @@ const BANNED: &[&str] = &[
     "vivified-domain",
     "vivified-ports",
 ];
-
-/// The lines `cargo tree` prints for `args`.
-fn tree_lines(args: &[&str]) -> Vec<String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("sdk/ lives in the workspace root");
-    let out = Command::new(env!("CARGO"))
-        .current_dir(root)
-        .args(["tree", "--offline", "--prefix", "none"])
-        .args(args)
-        .output()
-        .expect("cargo runs");
-    assert!(
-        out.status.success(),
-        "cargo tree {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<String> = String::from_utf8(out.stdout)
-        .expect("UTF-8 output")
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    assert!(!lines.is_empty(), "cargo tree {args:?} listed nothing");
-    lines
-}
-
-/// The crate names `cargo tree` lists for `args` (each once).
-fn tree(args: &[&str]) -> BTreeSet<String> {
-    tree_lines(args)
-        .iter()
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_owned)
-        .collect()
-}
 
 #[test]
 fn sdk_reaches_no_sqlx_axum_tls_or_core_crate() {

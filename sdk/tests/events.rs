@@ -192,7 +192,7 @@ async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn a_handler_error_means_the_event_comes_again() {
-    let (logs, _guard) = Logs::capture();
+    let (logs, _guard) = Logs::capture_json();
     let core = TestCore::start().await.unwrap();
     let publisher = plugin_client(&core, &manifest("hf-pub", &[])).await;
     let attempts = Arc::new(Mutex::new(Vec::new()));

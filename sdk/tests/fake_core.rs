@@ -131,7 +131,7 @@ fn disabled() -> (u16, Value) {
 
 #[tokio::test]
 async fn a_disabled_plugin_keeps_running_backs_off_and_recovers() {
-    let (logs, _guard) = Logs::capture();
+    let (logs, _guard) = Logs::capture_json();
     let script = Arc::new(Script::default());
     script
         .heartbeats
@@ -179,7 +179,7 @@ async fn a_disabled_plugin_keeps_running_backs_off_and_recovers() {
 
 #[tokio::test]
 async fn an_unavailable_core_is_retried_and_404_re_registers_with_the_token() {
-    let (logs, _guard) = Logs::capture();
+    let (logs, _guard) = Logs::capture_json();
     let script = Arc::new(Script::default());
     script.heartbeats.lock().unwrap().extend([
         (503, json!({"error": "unavailable"})),
@@ -220,7 +220,7 @@ async fn an_unavailable_core_is_retried_and_404_re_registers_with_the_token() {
 
 #[tokio::test]
 async fn every_request_has_a_timeout() {
-    let (logs, _guard) = Logs::capture();
+    let (logs, _guard) = Logs::capture_json();
     let script = Arc::new(Script::default());
     *script.register_delay.lock().unwrap() = Duration::from_secs(30);
     let url = fake_core(script.clone()).await;

@@ -23,7 +23,7 @@ fn spawn<P: vivified_plugin_sdk::Plugin>(
 
 #[tokio::test]
 async fn registers_heartbeats_and_reports_health() {
-    let (logs, _guard) = Logs::capture();
+    let (logs, _guard) = Logs::capture_json();
     let core = TestCore::start().await.unwrap();
     let dir = TempDir::new("hb");
     let mut config = fast_config(core.url());
@@ -95,7 +95,7 @@ async fn registers_heartbeats_and_reports_health() {
 
 #[tokio::test]
 async fn waits_for_a_core_that_starts_later() {
-    let (logs, _guard) = Logs::capture();
+    let (logs, _guard) = Logs::capture_json();
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let runner = Runner::new(TestPlugin::new("late-core"), fast_config(&url)).unwrap();
@@ -200,7 +200,7 @@ async fn a_restarted_plugin_re_registers_with_its_kept_token() {
 
 #[tokio::test]
 async fn re_registers_after_an_operator_deregisters_it() {
-    let (logs, _guard) = Logs::capture();
+    let (logs, _guard) = Logs::capture_json();
     let core = TestCore::start().await.unwrap();
     let runner = Runner::new(TestPlugin::new("comes-back"), fast_config(core.url())).unwrap();
     let handle = runner.handle();
@@ -261,7 +261,7 @@ async fn production_core_needs_the_registration_secret() {
 
 #[tokio::test]
 async fn refreshes_the_token_before_it_expires() {
-    let (logs, _guard) = Logs::capture();
+    let (logs, _guard) = Logs::capture_json();
     let core = TestCore::builder()
         .token_ttl(Duration::from_secs(2))
         .start()
@@ -353,7 +353,7 @@ async fn deregisters_on_shutdown_when_configured() {
 
 #[tokio::test]
 async fn a_token_from_another_core_is_dropped_and_the_plugin_registers_anew() {
-    let (logs, _guard) = Logs::capture();
+    let (logs, _guard) = Logs::capture_json();
     let dir = TempDir::new("foreign");
     let file = dir.join("token.json");
     let mut config = fast_config("http://127.0.0.1:1");
@@ -461,7 +461,7 @@ async fn refusals_before_anything_is_sent() {
 
 #[tokio::test]
 async fn a_disabled_plugin_keeps_running_and_comes_back_when_enabled() {
-    let (logs, _guard) = Logs::capture();
+    let (logs, _guard) = Logs::capture_json();
     let core = TestCore::start().await.unwrap();
     let runner = Runner::new(TestPlugin::new("switched"), fast_config(core.url())).unwrap();
     let handle = runner.handle();

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use saphyr::{LoadableYamlNode, ScalarOwned, YamlOwned};
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -20,41 +19,9 @@ fn read(rel: &str) -> String {
 // ---------------------------------------------------------------------------------
 // YAML → serde_json::Value (saphyr resolves YAML 1.2 core-schema scalars and aliases)
 
-fn yaml_to_json(y: &YamlOwned) -> Value {
-    match y {
-        YamlOwned::Value(s) => scalar(s),
-        YamlOwned::Representation(s, _, _) => Value::String(s.clone()),
-        YamlOwned::Sequence(items) => Value::Array(items.iter().map(yaml_to_json).collect()),
-        YamlOwned::Mapping(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let key = match yaml_to_json(k) {
-                        Value::String(s) => s,
-                        other => other.to_string(),
-                    };
-                    (key, yaml_to_json(v))
-                })
-                .collect(),
-        ),
-        YamlOwned::Tagged(_, inner) => yaml_to_json(inner),
-        YamlOwned::Alias(_) | YamlOwned::BadValue => panic!("unresolved YAML node: {y:?}"),
-    }
-}
-
-fn scalar(s: &ScalarOwned) -> Value {
-    match s {
-        ScalarOwned::Null => Value::Null,
-        ScalarOwned::Boolean(b) => Value::Bool(*b),
-        ScalarOwned::Integer(i) => Value::from(*i),
-        ScalarOwned::FloatingPoint(f) => Value::from(f.into_inner()),
-        ScalarOwned::String(s) => Value::String(s.clone()),
-    }
-}
-
 /// Every document of a YAML file, as JSON values.
 fn yaml_docs(rel: &str) -> Vec<Value> {
-    let docs = YamlOwned::load_from_str(&read(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
-    docs.iter().map(yaml_to_json).collect()
+    vivified_test_support::yaml::documents(&read(rel))
 }
 
 fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {

@@ -1,8 +1,6 @@
 //! The plugin in-process against a real in-process core (`vivified-testkit`): its
 //! manifest, `/health`, and who may read `/api/users/{id}`.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -10,31 +8,10 @@ use user_management_plugin::{UserManagement, manifest};
 use vivified_plugin_sdk::{
     CanonicalUser, Config, IdentityPlugin, PluginStatus, Runner, RunnerHandle, UserQuery,
 };
+use vivified_test_support::logs::Logs;
 use vivified_testkit::TestCore;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-impl Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = LogWriter;
-    fn make_writer(&'a self) -> LogWriter {
-        LogWriter(self.0.clone())
-    }
-}
 
 struct Running {
     core: TestCore,
@@ -205,7 +182,7 @@ async fn serves_users_only_to_active_callers_with_handles_pii() {
     .expect("the dead token is refused");
 
     app.stop().await;
-    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let text = logs.text();
     for secret in [
         reader.as_str(),
         basic.as_str(),

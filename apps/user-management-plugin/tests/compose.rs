@@ -21,45 +21,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use saphyr::{LoadableYamlNode, ScalarOwned, YamlOwned};
 use serde_json::{Value, json};
 use vivified_test_support::postgres::ScratchDb;
 
 // ---------------------------------------------------------------------------------
 // docker-compose.yml and .env.example
 
-fn yaml_to_json(y: &YamlOwned) -> Value {
-    match y {
-        YamlOwned::Value(s) => match s {
-            ScalarOwned::Null => Value::Null,
-            ScalarOwned::Boolean(b) => Value::Bool(*b),
-            ScalarOwned::Integer(i) => Value::from(*i),
-            ScalarOwned::FloatingPoint(f) => Value::from(f.into_inner()),
-            ScalarOwned::String(s) => Value::String(s.clone()),
-        },
-        YamlOwned::Representation(s, _, _) => Value::String(s.clone()),
-        YamlOwned::Sequence(items) => Value::Array(items.iter().map(yaml_to_json).collect()),
-        YamlOwned::Mapping(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let key = match yaml_to_json(k) {
-                        Value::String(s) => s,
-                        other => other.to_string(),
-                    };
-                    (key, yaml_to_json(v))
-                })
-                .collect(),
-        ),
-        YamlOwned::Tagged(_, inner) => yaml_to_json(inner),
-        YamlOwned::Alias(_) | YamlOwned::BadValue => panic!("unresolved YAML node: {y:?}"),
-    }
-}
-
 fn compose() -> Value {
     let text = std::fs::read_to_string(workspace_root().join("docker-compose.yml"))
         .expect("docker-compose.yml");
-    let docs = YamlOwned::load_from_str(&text).expect("docker-compose.yml parses");
-    yaml_to_json(docs.first().expect("one document"))
+    vivified_test_support::yaml::documents(&text)
+        .into_iter()
+        .next()
+        .expect("one document")
 }
 
 /// A `.env` as `.env.example` asks for it: every `NAME=` line it lists (commented-out

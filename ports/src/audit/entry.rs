@@ -142,22 +142,12 @@ impl ChainHash {
 
     /// Lowercase hex, 64 characters.
     pub fn to_hex(&self) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push(char::from(DIGITS[usize::from(b >> 4)]));
-            s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-        }
-        s
+        hex::encode(self.0)
     }
 
     /// Equality in time independent of where the bytes differ.
     pub fn ct_eq(&self, other: &Self) -> bool {
-        self.0
-            .iter()
-            .zip(other.0.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        subtle::ConstantTimeEq::ct_eq(&self.0[..], &other.0[..]).into()
     }
 }
 
@@ -170,22 +160,8 @@ impl FromStr for ChainHash {
     type Err = InvalidHash;
 
     fn from_str(s: &str) -> Result<Self, InvalidHash> {
-        fn nibble(c: u8) -> Option<u8> {
-            match c {
-                b'0'..=b'9' => Some(c - b'0'),
-                b'a'..=b'f' => Some(c - b'a' + 10),
-                b'A'..=b'F' => Some(c - b'A' + 10),
-                _ => None,
-            }
-        }
-        let s = s.as_bytes();
-        if s.len() != 64 {
-            return Err(InvalidHash);
-        }
         let mut out = [0u8; 32];
-        for (o, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
-            *o = (nibble(pair[0]).ok_or(InvalidHash)? << 4) | nibble(pair[1]).ok_or(InvalidHash)?;
-        }
+        hex::decode_to_slice(s, &mut out).map_err(|_| InvalidHash)?;
         Ok(Self(out))
     }
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 pub use vivified_test_support::fs::TempDir;
+pub use vivified_test_support::logs::Logs;
 pub use vivified_test_support::net::free_port;
 
 use vivified_plugin_sdk::{
@@ -88,70 +89,6 @@ pub fn fast_config(core_url: &str) -> Config {
     };
     c.request_timeout = Duration::from_secs(3);
     c
-}
-
-/// Log lines written while the guard lives (on this thread: tests use the
-/// current-thread runtime, so the runner's tasks log here too).
-#[derive(Clone, Default)]
-pub struct Logs(Arc<Mutex<Vec<u8>>>);
-
-pub struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = LogWriter;
-    fn make_writer(&'a self) -> Self::Writer {
-        LogWriter(self.0.clone())
-    }
-}
-
-impl Logs {
-    /// Captures JSON logs (as `init_logging` writes them) until the guard drops.
-    pub fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
-        let logs = Self::default();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .with_current_span(false)
-            .with_span_list(false)
-            .with_max_level(tracing::Level::DEBUG)
-            .with_writer(logs.clone())
-            .finish();
-        let guard = tracing::subscriber::set_default(subscriber);
-        (logs, guard)
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
-    }
-
-    /// Every line, parsed (panics on a line that is not JSON).
-    pub fn lines(&self) -> Vec<serde_json::Value> {
-        self.text()
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .collect()
-    }
-
-    /// The lines whose message is `message`.
-    pub fn with_message(&self, message: &str) -> Vec<serde_json::Value> {
-        self.lines()
-            .into_iter()
-            .filter(|l| l["fields"]["message"] == message)
-            .collect()
-    }
 }
 
 /// The token kept in a token file.
