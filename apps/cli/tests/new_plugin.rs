@@ -5,14 +5,14 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vivified_test_support::fs::TempDir;
 use vivified_test_support::net::free_port;
-use vivified_test_support::process::{Ran, isolated};
+use vivified_test_support::process::{Guarded, Ran, isolated};
 
 const ADMIN_TOKEN: &str = "adm-new-plugin-test-Hq4Wz8Rt2Yx6";
 
@@ -132,77 +132,23 @@ fn text(c: &Captured) -> String {
     String::from_utf8_lossy(&c.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
 }
 
-/// A child process, killed on drop, its stdout and stderr collected.
-struct Process {
-    child: Child,
-    stdout: Captured,
-    stderr: Captured,
-}
-
-impl Process {
-    fn spawn(cmd: &mut Command) -> Self {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the process");
-        let stdout = collect(child.stdout.take().expect("piped stdout"));
-        let stderr = collect(child.stderr.take().expect("piped stderr"));
-        Self {
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn output(&self) -> String {
-        format!(
-            "--- stdout ---\n{}\n--- stderr ---\n{}",
-            tail(&text(&self.stdout), 4000),
-            tail(&text(&self.stderr), 4000)
-        )
-    }
-
-    fn exited(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
-    }
-
-    /// SIGTERM (with the `kill` command), then the exit code within `timeout`.
-    fn terminate(&mut self, timeout: Duration) -> Option<i32> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill -TERM");
-        assert!(status.success(), "kill -TERM failed: {status}");
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// The tail of what `p` wrote, for a failure message.
+fn output(p: &Guarded) -> String {
+    format!(
+        "--- stdout ---\n{}\n--- stderr ---\n{}",
+        tail(&p.stdout(), 4000),
+        tail(&p.stderr(), 4000)
+    )
 }
 
 /// `vivified serve` in dev mode on the memory store with a known admin token and
 /// quick heartbeats, on a free port; waits until `vivified healthcheck` passes. A start
 /// that lost the race for its port is retried on another.
-fn start_core(dir: &Path) -> (Process, String) {
+fn start_core(dir: &Path) -> (Guarded, String) {
     for _ in 0..3 {
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
-        let mut core = Process::spawn(
+        let mut core = Guarded::spawn(
             vivified(dir)
                 .env("VIVIFIED_STORE", "memory")
                 .env("VIVIFIED_ADMIN_TOKEN", ADMIN_TOKEN)
@@ -216,16 +162,16 @@ fn start_core(dir: &Path) -> (Process, String) {
             }
             if core.exited() {
                 assert!(
-                    text(&core.stderr).contains("cannot listen"),
+                    core.stderr().contains("cannot listen"),
                     "the core exited:\n{}",
-                    core.output()
+                    output(&core)
                 );
                 break;
             }
             assert!(
                 Instant::now() < deadline,
                 "the core did not come up:\n{}",
-                core.output()
+                output(&core)
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -346,7 +292,7 @@ fn a_generated_plugin_builds_offline_passes_its_test_and_registers_with_a_core()
     // The binary, against a real core in another process.
     let core_dir = TempDir::new("core");
     let (mut core, url) = start_core(core_dir.path());
-    let mut plugin = Process::spawn(
+    let mut plugin = Guarded::spawn(
         Command::new(profile_dir().join("hello-world-plugin"))
             .env_clear()
             .env("CORE_URL", &url)
@@ -360,18 +306,18 @@ fn a_generated_plugin_builds_offline_passes_its_test_and_registers_with_a_core()
         }) {
             break r.clone();
         }
-        assert!(!plugin.exited(), "the plugin exited:\n{}", plugin.output());
+        assert!(!plugin.exited(), "the plugin exited:\n{}", output(&plugin));
         assert!(
             Instant::now() < deadline,
             "the plugin did not become active and healthy: {records:?}\n{}",
-            plugin.output()
+            output(&plugin)
         );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(record["manifest"]["name"], "Hello world");
     assert!(record["last_heartbeat"].is_string(), "{record}");
     // The plugin logs JSON lines on stdout.
-    let logs = text(&plugin.stdout);
+    let logs = plugin.stdout();
     assert!(
         logs.lines()
             .all(|l| serde_json::from_str::<Value>(l).is_ok()),
@@ -382,7 +328,7 @@ fn a_generated_plugin_builds_offline_passes_its_test_and_registers_with_a_core()
         plugin.terminate(Duration::from_secs(30)),
         Some(0),
         "a clean stop on SIGTERM:\n{}",
-        plugin.output()
+        output(&plugin)
     );
     assert_eq!(core.terminate(Duration::from_secs(30)), Some(0));
 }

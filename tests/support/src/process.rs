@@ -27,6 +27,93 @@ pub fn isolated(binary: impl AsRef<std::ffi::OsStr>, dir: &std::path::Path) -> C
     cmd
 }
 
+/// Any child process with its stdout and stderr captured (by reader threads), killed if
+/// it still runs when dropped.
+#[derive(Debug)]
+pub struct Guarded {
+    child: Child,
+    stdout: Captured,
+    stderr: Captured,
+}
+
+impl Guarded {
+    /// Starts `cmd` with stdin closed and stdout and stderr piped into buffers.
+    ///
+    /// # Panics
+    /// If the process cannot start.
+    pub fn spawn(cmd: &mut Command) -> Self {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the process");
+        let (stdout, stderr) = (Captured::default(), Captured::default());
+        stdout.spawn_reader(child.stdout.take().expect("piped stdout"));
+        stderr.spawn_reader(child.stderr.take().expect("piped stderr"));
+        Self {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything it wrote to stdout so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.text()
+    }
+
+    /// Everything it wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.text()
+    }
+
+    /// Whether it has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Its exit code once it exits within `timeout` (`None`: it still runs, or a signal
+    /// ended it).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// SIGTERM (with the `kill` command), then [`Guarded::wait_exit`].
+    ///
+    /// # Panics
+    /// If `kill` fails.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill -TERM");
+        assert!(status.success(), "kill -TERM failed: {status}");
+        self.wait_exit(timeout)
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// A command that ran to its end: exit code, stdout and stderr as text.
 #[derive(Debug)]
 pub struct Ran {

@@ -1,78 +1,18 @@
 //! `vivified serve`: the core from the CLI, with the server's settings and start-up.
 
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::{Run, TempDir, free_port, vivified};
-
-/// A `vivified serve` child, killed on drop; stderr collected by a thread.
-struct Served {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Served {
-    fn spawn(cmd: &mut Command) -> Self {
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start vivified serve");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().expect("piped stderr");
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Self { child, stderr }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
+use vivified_test_support::process::Guarded;
 
 /// Starts `vivified serve` on a free port with the memory store and waits until the
 /// CLI's own health check passes, as a container engine would. A start that lost the
 /// race for its port (taken between the probe and the bind) is retried on another.
-fn start_serve(dir: &std::path::Path) -> (Served, String) {
+fn start_serve(dir: &std::path::Path) -> (Guarded, String) {
     for _ in 0..3 {
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
-        let mut served = Served::spawn(vivified(dir).env("VIVIFIED_STORE", "memory").args([
+        let mut served = Guarded::spawn(vivified(dir).env("VIVIFIED_STORE", "memory").args([
             "serve",
             "--bind",
             &format!("127.0.0.1:{port}"),
@@ -83,7 +23,7 @@ fn start_serve(dir: &std::path::Path) -> (Served, String) {
             if run.code == 0 {
                 return (served, url);
             }
-            if served.child.try_wait().expect("try_wait").is_some() {
+            if served.exited() {
                 assert!(
                     served.stderr().contains("cannot listen"),
                     "serve exited: {}",
@@ -126,13 +66,8 @@ fn serve_starts_the_core_and_stops_on_sigterm() {
         "the memory store writes nothing"
     );
 
-    let status = Command::new("kill")
-        .args(["-TERM", &served.child.id().to_string()])
-        .status()
-        .expect("run kill -TERM");
-    assert!(status.success());
     assert_eq!(
-        served.wait_exit(Duration::from_secs(30)),
+        served.terminate(Duration::from_secs(30)),
         Some(0),
         "{}",
         served.stderr()
