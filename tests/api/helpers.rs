@@ -1,4 +1,4 @@
-//! Test support: a `TestApp` that builds the real router the way `startup.rs` does
+//! Test support: a `TestApp` that builds the real router the way `startup/mod.rs` does
 //! (in-memory adapters or an injected store, a controllable clock) and drives it with
 //! `tower::ServiceExt::oneshot`, plus request builders and response assertions.
 //!

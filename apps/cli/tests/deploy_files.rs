@@ -17,7 +17,7 @@ fn read(rel: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------------
-// YAML → serde_json::Value (saphyr resolves YAML 1.2 core-schema scalars and aliases)
+// YAML as JSON values (`vivified_test_support::yaml`)
 
 /// Every document of a YAML file, as JSON values.
 fn yaml_docs(rel: &str) -> Vec<Value> {
