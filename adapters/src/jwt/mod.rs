@@ -297,6 +297,18 @@ impl TokenIssuer for JwtTokenIssuer {
 mod tests {
     use super::*;
 
+    /// The claims the wire contract names, all required.
+    const CLAIMS: [&str; 8] = [
+        "sub",
+        "plugin_id",
+        "type",
+        "iss",
+        "aud",
+        "iat",
+        "exp",
+        "jti",
+    ];
+
     #[tokio::test]
     async fn same_tokens_as_jsonwebtoken() {
         let secret = "s".repeat(32);
@@ -387,16 +399,7 @@ mod tests {
         let raw = jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(t.token.expose())
             .unwrap()
             .claims;
-        for k in [
-            "sub",
-            "plugin_id",
-            "type",
-            "iss",
-            "aud",
-            "iat",
-            "exp",
-            "jti",
-        ] {
+        for k in CLAIMS {
             assert!(raw.get(k).is_some(), "claim {k} missing");
         }
         assert_eq!(raw["type"], "plugin");
@@ -632,16 +635,7 @@ mod tests {
             ));
         }
         // Every claim is required; a wrong issuer or type is refused.
-        for missing in [
-            "sub",
-            "plugin_id",
-            "type",
-            "iss",
-            "aud",
-            "iat",
-            "exp",
-            "jti",
-        ] {
+        for missing in CLAIMS {
             let mut c = full.clone();
             c.as_object_mut().unwrap().remove(missing);
             assert!(

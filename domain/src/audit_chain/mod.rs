@@ -206,17 +206,19 @@ impl ChainHasher for ChainKey {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
     use time::OffsetDateTime;
     use vivified_ports::audit::AuditOutcome;
 
-    fn key() -> ChainKey {
+    /// The key the chain tests seal with.
+    pub(crate) fn key() -> ChainKey {
         ChainKey::new(b"0123456789abcdef0123456789abcdef").unwrap()
     }
 
-    fn entry(action: &str) -> AuditEntry {
+    /// An entry whose details exercise the canonical JSON (order, escapes, nesting).
+    pub(crate) fn entry(action: &str) -> AuditEntry {
         AuditEntry {
             at: OffsetDateTime::from_unix_timestamp_nanos(1_767_225_600_123_456_789).unwrap(),
             actor: "admin".into(),

@@ -327,26 +327,7 @@ pub async fn verify_log(
 mod tests {
     use super::*;
     use crate::audit_chain::seal_entries;
-    use serde_json::json;
-    use time::OffsetDateTime;
-    use vivified_ports::audit::{AuditEntry, AuditOutcome};
-
-    fn key() -> ChainKey {
-        ChainKey::new(b"0123456789abcdef0123456789abcdef").unwrap()
-    }
-
-    fn entry(action: &str) -> AuditEntry {
-        AuditEntry {
-            at: OffsetDateTime::from_unix_timestamp_nanos(1_767_225_600_123_456_789).unwrap(),
-            actor: "admin".into(),
-            action: action.into(),
-            target: "p1".into(),
-            outcome: AuditOutcome::Success,
-            reason: "ok".into(),
-            trace_id: "t".into(),
-            details: json!({"b": [1, -2, "x"], "a": null, "é": true, "B": {"z": 1, "y": 2}}),
-        }
-    }
+    use crate::audit_chain::tests::{entry, key};
 
     fn chain(n: usize) -> Vec<SealedEntry> {
         seal_entries(&key(), None, (0..n).map(|i| entry(&format!("a{i}")))).unwrap()
