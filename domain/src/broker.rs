@@ -266,8 +266,17 @@ impl Broker {
         }
         self.check(&req)?;
         let policy = &*self.inner.policy;
-        let source_facts = PluginFacts::from_record(&source).compile(policy);
+        let facts = PluginFacts::from_record(&source);
+        let source_facts = facts.compile(policy);
         let data = policy.data_traits(&req.data_traits);
+        // An untagged event is decided as carrying the traits the policy gives it; the
+        // audit entry says which.
+        let untagged = req.data_traits.is_empty().then(|| {
+            json!({
+                "treated_as": policy.untagged().as_str(),
+                "data_traits": policy.untagged_traits(&facts),
+            })
+        });
         let subject = Subject {
             actor: source_id,
             action: "event.publish",
@@ -290,7 +299,10 @@ impl Broker {
                     subject,
                     AuditOutcome::Denied,
                     &published.reason,
-                    json!({ "event_type": req.event_type, "data_traits": req.data_traits, "rule": published.rule }),
+                    with_untagged(
+                        json!({ "event_type": req.event_type, "data_traits": req.data_traits, "rule": published.rule }),
+                        untagged,
+                    ),
                 )
                 .await?;
             return Err(BrokerError::PolicyDenied {
@@ -354,11 +366,14 @@ impl Broker {
                 subject,
                 AuditOutcome::Success,
                 "published",
-                json!({
-                    "event_id": event_id,
-                    "data_traits": req.data_traits,
-                    "deliveries": outcomes,
-                }),
+                with_untagged(
+                    json!({
+                        "event_id": event_id,
+                        "data_traits": req.data_traits,
+                        "deliveries": outcomes,
+                    }),
+                    untagged,
+                ),
             )
             .await?;
         let event = BusEvent {
@@ -505,4 +520,12 @@ impl Broker {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::clone(&directory));
         Ok(directory)
     }
+}
+
+/// `details` with an `untagged` member when the event named no data trait.
+fn with_untagged(mut details: Value, untagged: Option<Value>) -> Value {
+    if let (Some(untagged), Some(map)) = (untagged, details.as_object_mut()) {
+        map.insert("untagged".to_owned(), untagged);
+    }
+    details
 }

@@ -269,6 +269,39 @@ pub struct CheckedManifest {
     pub raw: Value,
 }
 
+/// Whether `s` cites a HIPAA rule section: `164.` three digits, then any number of
+/// parenthesised lowercase letters or digits (`164.312(b)`, `164.312(a)(2)(iv)`), the
+/// schema's `^164\.\d{3}(\([a-z0-9]+\))*$`.
+pub fn is_hipaa_citation(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("164.") else {
+        return false;
+    };
+    let (Some(section), Some(mut rest)) = (rest.get(..3), rest.get(3..)) else {
+        return false;
+    };
+    if !section.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    while !rest.is_empty() {
+        let Some(inner) = rest.strip_prefix('(') else {
+            return false;
+        };
+        let Some(end) = inner.find(')') else {
+            return false;
+        };
+        let (part, after) = (&inner[..end], &inner[end + 1..]);
+        if part.is_empty()
+            || !part
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            return false;
+        }
+        rest = after;
+    }
+    true
+}
+
 fn escape_pointer_token(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
@@ -419,11 +452,14 @@ fn check_rules(m: &Value, out: &mut Vec<Violation>) {
                 "`handles_phi` requires compliance.audit_level `detailed` or `complete`",
             ));
         }
-        if strings(compliance, "hipaa_controls").is_empty() {
+        // Blank or free-text entries are refused by the schema; checked again here
+        // so that only a citation can satisfy the rule, whatever the schema says.
+        let controls = strings(compliance, "hipaa_controls");
+        if !controls.iter().any(|c| is_hipaa_citation(c)) {
             out.push(Violation::new(
                 "/compliance/hipaa_controls",
                 "phi_requires_hipaa_controls",
-                "`handles_phi` requires at least one HIPAA control",
+                "`handles_phi` requires at least one HIPAA control, cited like `164.312(b)`",
             ));
         }
     }
@@ -585,6 +621,55 @@ mod tests {
             "a_b.example.com",
         ] {
             assert!(check_domain(bad).is_err(), "{bad} must be rejected");
+        }
+    }
+
+    #[test]
+    fn hipaa_citations() {
+        for ok in [
+            "164.312",
+            "164.312(b)",
+            "164.312(a)(2)(iv)",
+            "164.308(a)(1)(ii)(d)",
+        ] {
+            assert!(is_hipaa_citation(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            " ",
+            "164.312 ",
+            " 164.312(b)",
+            "164.31",
+            "164.3120",
+            "164.312(B)",
+            "164.312()",
+            "164.312(b",
+            "164.312(b))",
+            "164.312b",
+            "165.312(b)",
+            "HIPAA",
+            "164.3é2",
+            "164.31२",
+        ] {
+            assert!(!is_hipaa_citation(bad), "{bad:?} must be rejected");
+        }
+    }
+
+    proptest::proptest! {
+        /// The domain's citation check and the schema's pattern accept the same
+        /// controls, and a PHI manifest is valid exactly when it cites one.
+        #[test]
+        fn citation_check_agrees_with_the_schema(
+            control in "(164\\.[0-9]{2,4}|16[0-9]\\.[0-9]{3}|[ a-zA-Z]{0,3})(\\([a-zB ]{0,2}[0-9]?\\)|\\(|\\)|x){0,3}",
+        ) {
+            let v = ManifestValidator::new().unwrap();
+            let mut m: Value = serde_json::from_str(include_str!(
+                "../../schemas/examples/ehr-connector.json"
+            ))
+            .unwrap();
+            m["compliance"]["hipaa_controls"] = serde_json::json!([control]);
+            let by_schema = v.validate(&m).is_ok();
+            proptest::prop_assert_eq!(by_schema, is_hipaa_citation(&control), "{:?}", control);
         }
     }
 

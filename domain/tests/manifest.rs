@@ -319,6 +319,17 @@ fn expected_invalid() -> BTreeMap<&'static str, Found> {
             ]),
         ),
         (
+            "phi-blank-hipaa-controls.json",
+            set(&[
+                ("/compliance/hipaa_controls", "phi_requires_hipaa_controls"), // none cites
+                ("/compliance/hipaa_controls/0", "min_length"),                // ""
+                ("/compliance/hipaa_controls/0", "pattern"),
+                ("/compliance/hipaa_controls/1", "pattern"), // " "
+                ("/compliance/hipaa_controls/2", "pattern"), // HIPAA
+                ("/compliance/hipaa_controls/3", "pattern"), // 164.312(B)
+            ]),
+        ),
+        (
             "phi-without-encryption.json",
             set(&[
                 ("/compliance/audit_level", "phi_requires_audit_level"), // basic
@@ -581,7 +592,7 @@ fn max_items_of_arrays_and_max_properties_of_endpoints() {
     for (ptr, make) in [
         (
             "/compliance/hipaa_controls",
-            (|i| format!("164.{i}")) as fn(usize) -> String,
+            (|i| format!("164.312({i})")) as fn(usize) -> String,
         ),
         ("/dependencies", |i| format!("dep-{i}")),
         ("/allowed_domains", |i| format!("h{i}.example.com")),

@@ -8,8 +8,8 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use vivified_domain::policy::{
     Action, CompiledFacts, DEFAULT_PHI_REDACTED_FIELDS, DEFAULT_POLICY_JSON, Decision, Effect,
-    PluginFacts, Policy, PolicyErrorKind, Position, Rule, RuleEffect, TargetCondition, codes,
-    default_rules,
+    PluginFacts, Policy, PolicyErrorKind, Position, Rule, RuleEffect, TargetCondition, Untagged,
+    codes, default_rules,
 };
 use vivified_domain::{ManifestValidator, policy};
 
@@ -64,16 +64,19 @@ fn publish(policy: &Policy, source: &PluginFacts, data: &[&str]) -> Decision {
 
 #[track_caller]
 fn assert_decision(d: &Decision, effect: &str, rule: &str, reason: &str) {
-    let actual = match d.effect {
-        Effect::Allow => "allow",
-        Effect::Deny => "deny",
-        Effect::Sanitize { .. } => "sanitize",
-    };
     assert_eq!(
-        (actual, &*d.rule, &*d.reason),
+        (effect_name(d), &*d.rule, &*d.reason),
         (effect, rule, reason),
         "decision {d:?}"
     );
+}
+
+fn effect_name(d: &Decision) -> &'static str {
+    match d.effect {
+        Effect::Allow => "allow",
+        Effect::Deny => "deny",
+        Effect::Sanitize { .. } => "sanitize",
+    }
 }
 
 fn fields(d: &Decision) -> Vec<&str> {
@@ -227,15 +230,139 @@ fn unknown_data_traits_are_denied_even_next_to_allowed_ones() {
     }
 }
 
+/// The hostile case of issue 26: a PHI publisher's untagged event is PHI. A target
+/// without `handles_phi` is denied, an external service gets it redacted, a qualified
+/// target gets it whole — as if it had been tagged `phi`.
 #[test]
-fn untagged_data_flows_between_enabled_plugins() {
-    let d = deliver_default(&facts(&[], &[]), &[]);
-    assert_decision(&d, "allow", codes::RULE_UNTAGGED, codes::UNTAGGED_DATA);
-    assert!(
-        Policy::default()
-            .data_traits(Vec::<String>::new())
-            .is_empty()
+fn untagged_events_carry_the_publishers_classification() {
+    let policy = Policy::default();
+    let ehr = facts(PHI_TARGET, &["phi"]);
+    let mailer = facts(
+        &[
+            "external_service",
+            "handles_phi",
+            "requires_encryption",
+            "audit_required",
+        ],
+        &["phi"],
     );
+    let plain = facts(&[], &["internal"]);
+    for (target, tagged) in [(&plain, "deny"), (&mailer, "sanitize"), (&ehr, "allow")] {
+        let untagged = deliver(&policy, &ehr, target, &[]);
+        assert_eq!(untagged, deliver(&policy, &ehr, target, &["phi"]));
+        assert_eq!(effect_name(&untagged), tagged, "{untagged:?}");
+    }
+    assert_decision(
+        &deliver(&policy, &ehr, &plain, &[]),
+        "deny",
+        "phi.qualified-target",
+        "phi_target_not_qualified",
+    );
+    // All of it: `phi` + `internal` needs a target qualified for both.
+    let both = facts(PHI_TARGET, &["phi", "internal"]);
+    assert_eq!(
+        deliver(&policy, &both, &plain, &[]),
+        deliver(&policy, &both, &plain, &["phi", "internal"])
+    );
+    // A public-only publisher's untagged events go anywhere, as before.
+    let public = facts(&[], &["public"]);
+    assert_decision(
+        &deliver(&policy, &public, &plain, &[]),
+        "allow",
+        "public.anywhere",
+        "public_data",
+    );
+    assert!(publish(&policy, &ehr, &[]).is_allow());
+    assert_eq!(policy.untagged(), Untagged::PublisherClassification);
+    assert_eq!(
+        policy.untagged_traits(&facts(&[], &["PHI", "internal"])),
+        ["phi", "internal"]
+    );
+}
+
+/// A publisher without a data classification has nothing its untagged events could
+/// be decided as: refused at publication and at delivery.
+#[test]
+fn an_unclassified_publishers_untagged_events_are_refused() {
+    let policy = Policy::default();
+    let none = facts(&[], &[]);
+    for d in [
+        publish(&policy, &none, &[]),
+        deliver(&policy, &none, &facts(PHI_TARGET, &["phi"]), &[]),
+    ] {
+        assert_decision(
+            &d,
+            "deny",
+            codes::RULE_UNTAGGED,
+            codes::UNTAGGED_UNCLASSIFIED,
+        );
+    }
+    // A classification no rule names is an unknown data trait, as when tagged.
+    let custom = Policy::from_json_str(&file_with(
+        r#"{"id": "x", "data_traits": ["internal"], "effect": "allow", "reason": "ok"}"#,
+    ))
+    .unwrap();
+    let source = facts(&[], &["internal", "phi"]);
+    assert_decision(
+        &publish(&custom, &source, &[]),
+        "deny",
+        codes::RULE_UNKNOWN_DATA_TRAIT,
+        codes::UNKNOWN_DATA_TRAIT,
+    );
+}
+
+/// A policy file chooses: `deny` refuses untagged events, `public` decides them as
+/// `public` (and needs a rule for it), an unknown value is a structure error.
+#[test]
+fn a_policy_file_may_choose_what_untagged_events_carry() {
+    let with = |untagged: &str| {
+        DEFAULT_POLICY_JSON.replacen(
+            "\"version\": 1,",
+            &format!("\"version\": 1, \"untagged\": \"{untagged}\","),
+            1,
+        )
+    };
+    let ehr = facts(PHI_TARGET, &["phi"]);
+    let plain = facts(&[], &["internal"]);
+
+    let deny = Policy::from_json_str(&with("deny")).unwrap();
+    assert_eq!(deny.untagged(), Untagged::Deny);
+    assert!(deny.untagged_traits(&ehr).is_empty());
+    for d in [publish(&deny, &ehr, &[]), deliver(&deny, &ehr, &ehr, &[])] {
+        assert_decision(&d, "deny", codes::RULE_UNTAGGED, codes::UNTAGGED_DENIED);
+    }
+    assert!(deliver(&deny, &ehr, &ehr, &["phi"]).is_allow());
+
+    let public = Policy::from_json_str(&with("public")).unwrap();
+    assert_eq!(public.untagged(), Untagged::Public);
+    assert_eq!(public.untagged_traits(&ehr), ["public"]);
+    assert!(publish(&public, &ehr, &[]).is_allow());
+    assert_decision(
+        &deliver(&public, &ehr, &plain, &[]),
+        "allow",
+        "public.anywhere",
+        "public_data",
+    );
+
+    let explicit = Policy::from_json_str(&with("publisher_classification")).unwrap();
+    assert_eq!(explicit.untagged(), Untagged::PublisherClassification);
+    assert!(deliver(&explicit, &ehr, &plain, &[]).is_deny());
+
+    let no_public_rule =
+        file_with(r#"{"id": "x", "data_traits": ["internal"], "effect": "allow", "reason": "ok"}"#)
+            .replacen(
+                "\"version\": 1,",
+                "\"version\": 1, \"untagged\": \"public\",",
+                1,
+            );
+    let e = load_error(&no_public_rule);
+    assert_eq!(e.kind, PolicyErrorKind::UntaggedPublicWithoutRule, "{e}");
+    assert_eq!(e.path, "/untagged");
+    assert_eq!(e.position.map(|p| p.line), Some(2), "{e}");
+
+    let e = load_error(&with("everyone"));
+    assert_eq!(e.kind, PolicyErrorKind::Structure, "{e}");
+    assert!(e.to_string().contains("publisher_classification"), "{e}");
 }
 
 #[test]
@@ -1116,6 +1243,47 @@ fn forbid_rule_names(rules: &[Rule], name: &str) -> bool {
 }
 
 proptest! {
+    /// An untagged event is decided exactly as the same event tagged with its
+    /// publisher's classification — for any rules, publisher and subscriber — so it
+    /// never reaches a subscriber the tagged one would not, nor less sanitised.
+    #[test]
+    fn an_untagged_event_is_decided_as_tagged_with_the_publishers_classification(
+        rules in random_rules(),
+        c in case(),
+    ) {
+        let policy = Policy::new(rules).unwrap();
+        let untagged = Case { data: Vec::new(), ..c.clone() };
+        let tagged = Case { data: c.source_classes.clone(), ..c.clone() };
+        let d = decide_case(&policy, &untagged);
+        if c.source_classes.is_empty() {
+            if c.source_enabled && c.target_enabled {
+                prop_assert_eq!(&*d.rule, codes::RULE_UNTAGGED);
+            }
+            prop_assert!(d.is_deny());
+        } else {
+            prop_assert_eq!(&d, &decide_case(&policy, &tagged), "{:?}", c);
+        }
+    }
+
+    /// The same over the default policy, every effect checked on the payload: the
+    /// untagged copy delivered never holds a field the tagged copy would not.
+    #[test]
+    fn untagged_phi_is_never_delivered_with_more_than_tagged_phi(c in case()) {
+        let policy = Policy::default();
+        let mut c = c;
+        c.source_classes.retain(|s| s != "financial");
+        let d = decide_case(&policy, &Case { data: Vec::new(), ..c.clone() });
+        let tagged = decide_case(&policy, &Case { data: c.source_classes.clone(), ..c.clone() });
+        let payload = json!({"phi": {"mrn": "M-1"}, "patient": "p", "ssn": "s", "visit": "v"});
+        let (mut a, mut b) = (payload.clone(), payload);
+        d.apply(&mut a);
+        tagged.apply(&mut b);
+        prop_assert_eq!(d.is_deny(), tagged.is_deny() || c.source_classes.is_empty());
+        if !d.is_deny() {
+            prop_assert_eq!(a, b);
+        }
+    }
+
     #[test]
     fn phi_never_reaches_a_target_without_handles_phi_unredacted(c in case(), phi_case in variant(&names(&["phi"]))) {
         let policy = Policy::default();

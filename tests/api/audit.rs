@@ -348,6 +348,36 @@ async fn a_failing_audit_log_is_503() {
     }
 }
 
+/// `/ready` never reports "nothing pending" with a head from before the last seal, even
+/// when a seal commits between its two reads: here the first read sees the log before
+/// a batch is sealed (head 28, one pending) and the second after (head 29, none).
+#[tokio::test]
+async fn ready_never_pairs_nothing_pending_with_an_old_head() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let reads = Arc::new(AtomicU32::new(0));
+    let sealed = |reads: &AtomicU32| reads.fetch_add(1, Ordering::SeqCst) > 0;
+    let mut log = MockAuditLog::new();
+    let r = Arc::clone(&reads);
+    log.expect_pending()
+        .returning(move || Ok(if sealed(&r) { 0 } else { 1 }));
+    let r = Arc::clone(&reads);
+    log.expect_head().returning(move || {
+        let seq = if sealed(&r) { 29 } else { 28 };
+        Ok(Some(ChainHead {
+            seq,
+            hash: vivified_ports::audit::ChainHash::from_bytes([7; 32]),
+        }))
+    });
+    let app = TestApp::builder().audit(Arc::new(log)).build();
+    let resp = app.get("/ready", None).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    let audit = &resp.json()["audit"];
+    assert!(
+        audit["pending"] != 0 || audit["head"] == 29,
+        "an old head with nothing pending: {audit}"
+    );
+}
+
 /// The core over a SQLite file: rows of `audit_entries` edited, deleted or swapped
 /// behind its back are found, and the first bad sequence number is reported.
 #[tokio::test]

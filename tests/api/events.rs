@@ -150,6 +150,125 @@ async fn fan_out_applies_the_policy_per_subscriber_and_sanitises_for_external_se
     assert!(!details.contains("Jane") && !details.contains("ward-7"));
 }
 
+/// Issue 26: an event without data traits from a publisher classified `phi` +
+/// `internal` is PHI. Whether `data_traits` is empty or absent, a qualified subscriber
+/// gets it whole, an external service that handles PHI gets it redacted, and neither a
+/// plain plugin nor an external service without `handles_phi` gets anything. The audit
+/// entry says what the event was decided as.
+#[tokio::test]
+async fn untagged_events_from_a_phi_publisher_are_decided_as_phi() {
+    let app = TestApp::dev();
+    let ehr = register(&app, &phi_manifest("ehr", &[], &[])).await;
+    let chart = register(&app, &phi_manifest("chart", &[], &["patient.*"])).await;
+    let mailer = register(
+        &app,
+        &phi_manifest("mailer", &["external_service"], &["patient.updated"]),
+    )
+    .await;
+    let plain = register(&app, &plain_manifest("plain", &["patient.*"])).await;
+    let mut webhook = plain_manifest("webhook", &["patient.*"]);
+    webhook["traits"] = json!(["external_service"]);
+    webhook["allowed_domains"] = json!(["hooks.example.com"]);
+    let webhook = register(&app, &webhook).await;
+
+    let payload = json!({"phi": {"name": "Jane Roe"}, "patient": "MRN-778812", "visit": 3});
+    for (n, body) in [
+        json!({"event_type": "patient.updated", "data_traits": [], "payload": payload}),
+        json!({"event_type": "patient.updated", "payload": payload}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let resp = app.post_json("/events", Some(&ehr), &body).await;
+        assert_eq!(resp.status, StatusCode::ACCEPTED, "{}", resp.text());
+        let receipt = resp.json();
+        assert_eq!(
+            (
+                &receipt["delivered"],
+                &receipt["sanitized"],
+                &receipt["denied"]
+            ),
+            (&json!(1), &json!(1), &json!(2)),
+            "event {n}: {receipt}"
+        );
+    }
+
+    let got = pull(&app, "chart", &chart, "").await;
+    assert_eq!(got["events"].as_array().map(Vec::len), Some(2));
+    assert_eq!(got["events"][1]["payload"]["phi"]["name"], "Jane Roe");
+    let resp = app.get("/plugins/mailer/events", Some(&mailer)).await;
+    assert_eq!(resp.status, StatusCode::OK);
+    assert!(
+        !resp.text().contains("Jane Roe") && !resp.text().contains("MRN-778812"),
+        "{}",
+        resp.text()
+    );
+    assert_eq!(resp.json()["events"][1]["payload"], json!({"visit": 3}));
+    for (id, token) in [("plain", &plain), ("webhook", &webhook)] {
+        let got = pull(&app, id, token, "").await;
+        assert_eq!(got["events"], json!([]), "{id} gets nothing");
+    }
+
+    app.audit
+        .seal_all(Duration::from_secs(5))
+        .await
+        .expect("seal");
+    let entries = app.audit.log.range(1, 10_000).await.expect("audit range");
+    let published: Vec<_> = entries
+        .iter()
+        .filter(|e| e.entry.action == "event.publish")
+        .collect();
+    assert_eq!(published.len(), 2);
+    for e in published {
+        let d = &e.entry.details;
+        assert_eq!(
+            d["untagged"],
+            json!({"treated_as": "publisher_classification", "data_traits": ["phi", "internal"]}),
+            "{d}"
+        );
+        let webhook = d["deliveries"]
+            .as_array()
+            .and_then(|a| a.iter().find(|o| o["plugin"] == "webhook"))
+            .expect("the webhook's decision");
+        assert_eq!(webhook["rule"], "phi.qualified-target", "{d}");
+    }
+}
+
+/// A policy file with `"untagged": "deny"`: an untagged event is refused at
+/// publication (403, rule `core.untagged`), a tagged one still flows.
+#[tokio::test]
+async fn a_policy_that_denies_untagged_events_refuses_them_at_publication() {
+    let file = vivified_domain::policy::DEFAULT_POLICY_JSON.replacen(
+        "\"version\": 1,",
+        "\"version\": 1, \"untagged\": \"deny\",",
+        1,
+    );
+    let policy = vivified_domain::policy::Policy::from_json_str(&file).expect("the policy");
+    let app = TestApp::builder().policy(policy).build();
+    let ehr = register(&app, &phi_manifest("ehr", &[], &[])).await;
+    let chart = register(&app, &phi_manifest("chart", &[], &["patient.*"])).await;
+    let resp = app
+        .post_json(
+            "/events",
+            Some(&ehr),
+            &json!({"event_type": "patient.updated", "payload": {"visit": 1}}),
+        )
+        .await;
+    assert_error(&resp, StatusCode::FORBIDDEN, "policy_denied");
+    assert_eq!(resp.json()["rule"], "core.untagged", "{}", resp.text());
+    assert_eq!(resp.json()["reason"], "untagged_data_denied");
+    let resp = app
+        .post_json(
+            "/events",
+            Some(&ehr),
+            &json!({"event_type": "patient.updated", "data_traits": ["phi"], "payload": {"visit": 2}}),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::ACCEPTED, "{}", resp.text());
+    let got = pull(&app, "chart", &chart, "").await;
+    assert_eq!(got["events"].as_array().map(Vec::len), Some(1));
+}
+
 #[tokio::test]
 async fn publishers_cannot_spoof_the_source_or_exceed_their_classification() {
     let app = TestApp::dev();

@@ -68,6 +68,7 @@ pub struct AppBuilder {
     env: BTreeMap<String, String>,
     store: Option<Arc<dyn PluginStore>>,
     audit: Option<Arc<dyn AuditLog>>,
+    policy: Option<Policy>,
 }
 
 impl AppBuilder {
@@ -89,6 +90,12 @@ impl AppBuilder {
         self
     }
 
+    /// Uses `policy` instead of the built-in one.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
     /// Uses `log` instead of a fresh in-memory audit log.
     pub fn audit(mut self, log: Arc<dyn AuditLog>) -> Self {
         self.audit = Some(log);
@@ -99,6 +106,7 @@ impl AppBuilder {
     /// manual clock standing at the current time.
     pub fn build(self) -> TestApp {
         let env = self.env;
+        let policy = self.policy.unwrap_or_default();
         let settings =
             Settings::load(None, |k| env.get(k).cloned(), None).expect("test settings load");
         let jwt_secret = settings
@@ -149,11 +157,7 @@ impl AppBuilder {
                 registry: registry.clone(),
                 max_body_bytes: settings.max_body_bytes,
                 audit: audit.clone(),
-                broker: Broker::new(
-                    registry.clone(),
-                    Arc::new(Policy::default()),
-                    BrokerConfig::default(),
-                ),
+                broker: Broker::new(registry.clone(), Arc::new(policy), BrokerConfig::default()),
                 events_max_wait: settings.events_max_wait,
             }),
             &settings,
@@ -250,6 +254,7 @@ impl TestApp {
             .collect(),
             store: None,
             audit: None,
+            policy: None,
         }
     }
 

@@ -50,7 +50,7 @@ async fn metrics_cover_the_core_and_never_carry_ids() {
         "vivified_http_request_duration_seconds_bucket{",
         "vivified_registrations_total{outcome=\"accepted\",reason=\"registered\"}",
         "vivified_heartbeats_total{outcome=\"accepted\"}",
-        "vivified_policy_decisions_total{action=\"deliver\",effect=\"allow\",reason=\"untagged_data\"}",
+        "vivified_policy_decisions_total{action=\"deliver\",effect=\"allow\",reason=\"internal_data\"}",
         "vivified_events_published_total",
         "vivified_audit_appends_total{outcome=\"ok\"}",
         "vivified_lifecycle_events_total{event=\"plugin.registered\"}",

@@ -40,6 +40,8 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     /// 415 `unsupported_media_type`.
     UnsupportedMediaType,
+    /// 431 `request_header_fields_too_large`: the header fields exceed this many bytes.
+    HeadersTooLarge(usize),
     /// 503 `unavailable`: a dependency failed or the request took too long.
     Unavailable(&'static str),
 }
@@ -58,6 +60,7 @@ impl ApiError {
             Self::AlreadyRegistered => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -76,6 +79,7 @@ impl ApiError {
             Self::AlreadyRegistered => "already_registered",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::HeadersTooLarge(_) => "request_header_fields_too_large",
             Self::Unavailable(_) => "unavailable",
         }
     }
@@ -115,6 +119,9 @@ impl ApiError {
             Self::PayloadTooLarge(limit) => format!("The request body exceeds {limit} bytes."),
             Self::UnsupportedMediaType => {
                 "The request body must be JSON (`Content-Type: application/json`).".to_owned()
+            }
+            Self::HeadersTooLarge(limit) => {
+                format!("The request's header fields exceed {limit} bytes.")
             }
             Self::Unavailable(what) => {
                 format!("The service is temporarily unavailable ({what}); retry later.")

@@ -307,14 +307,28 @@ fn valid_request_id(v: &str) -> bool {
 /// The route of the events long poll.
 pub const LONG_POLL_ROUTE: &str = "/plugins/{id}/events";
 
-/// Bounds on a request: the general one, and the longest `wait` of the long poll
-/// (which gets both).
+/// Bounds on a request: its time (the general bound, and the longest `wait` of the
+/// long poll, which gets both) and the size of its header fields.
 #[derive(Clone, Copy, Debug)]
-pub struct Timeouts {
+pub struct Bounds {
     /// Every request.
     pub request: std::time::Duration,
     /// Added for the long poll.
     pub long_poll: std::time::Duration,
+    /// The most bytes of header fields ([`header_bytes`]) a request may carry; more
+    /// is answered 431 `request_header_fields_too_large`.
+    pub max_header_bytes: usize,
+}
+
+/// The size of a request's header fields as HTTP/1 frames them: `name: value` and a
+/// line break, 4 bytes besides the name and the value. The same count on HTTP/2, whose
+/// HPACK-decoded list carries the same names and values.
+#[must_use]
+pub fn header_bytes(headers: &axum::http::HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum()
 }
 
 /// Middleware (a [`tower::Layer`] around the whole router): gives the request its trace
@@ -332,13 +346,13 @@ pub struct Timeouts {
 /// (see `routes::router`).
 #[derive(Clone, Debug)]
 pub struct TraceLayer {
-    timeouts: Timeouts,
+    bounds: Bounds,
     routes: Arc<matchit::Router<&'static str>>,
 }
 
 impl TraceLayer {
     /// The layer with these bounds, for a router with these route templates.
-    pub fn new(timeouts: Timeouts, templates: &[&'static str]) -> Self {
+    pub fn new(bounds: Bounds, templates: &[&'static str]) -> Self {
         let mut routes = matchit::Router::new();
         for t in templates {
             // A template the matcher refuses, the router refuses first (it panics at
@@ -346,7 +360,7 @@ impl TraceLayer {
             let _ = routes.insert(*t, *t);
         }
         TraceLayer {
-            timeouts,
+            bounds,
             routes: Arc::new(routes),
         }
     }
@@ -358,7 +372,7 @@ impl<S> tower::Layer<S> for TraceLayer {
     fn layer(&self, inner: S) -> Traced<S> {
         Traced {
             inner,
-            timeouts: self.timeouts,
+            bounds: self.bounds,
             routes: Arc::clone(&self.routes),
             conn: None,
         }
@@ -369,7 +383,7 @@ impl<S> tower::Layer<S> for TraceLayer {
 #[derive(Clone, Debug)]
 pub struct Traced<S> {
     inner: S,
-    timeouts: Timeouts,
+    bounds: Bounds,
     routes: Arc<matchit::Router<&'static str>>,
     /// The connection this copy serves, told of each request in service.
     conn: Option<Arc<crate::conn_watch::ConnWatch>>,
@@ -415,16 +429,19 @@ where
         // The long poll of events is bounded by its own (capped) `wait`, not by the
         // general request timeout.
         let timeout = if route == Some(LONG_POLL_ROUTE) {
-            self.timeouts
-                .request
-                .saturating_add(self.timeouts.long_poll)
+            self.bounds.request.saturating_add(self.bounds.long_poll)
         } else {
-            self.timeouts.request
+            self.bounds.request
         };
         let started = std::time::Instant::now();
         let in_flight = self.conn.as_ref().map(crate::conn_watch::ConnWatch::start);
-        // `poll_ready` said the inner service is ready: call it now, as `Next` would.
+        // Headers over the bound are refused before the router sees them (hyper's own
+        // caps, set above this one in `startup::serve`, bound what is read at all).
+        let too_large = header_bytes(req.headers()) > self.bounds.max_header_bytes;
+        // `poll_ready` said the inner service is ready: call it now, as `Next` would
+        // (an over-size request is dropped unpolled).
         let response = self.inner.call(req);
+        let max_header_bytes = self.bounds.max_header_bytes;
         let context = RequestContext {
             trace_id,
             method: method.clone(),
@@ -433,6 +450,11 @@ where
         Box::pin(async move {
             let mut resp = REQUEST
                 .scope(context, async move {
+                    if too_large {
+                        drop(response);
+                        tracing::info!(max_header_bytes, "request headers too large");
+                        return ApiError::HeadersTooLarge(max_header_bytes).into_response();
+                    }
                     let resp = match (Bounded {
                         inner: std::pin::pin!(response),
                         deadline: started + timeout,
@@ -622,9 +644,10 @@ mod tests {
 
     fn layer() -> TraceLayer {
         TraceLayer::new(
-            Timeouts {
+            Bounds {
                 request: std::time::Duration::from_millis(200),
                 long_poll: std::time::Duration::from_secs(60),
+                max_header_bytes: 1024,
             },
             &["/fast/{id}", "/slow", "/yields"],
         )
@@ -646,6 +669,26 @@ mod tests {
             Response::from_parts(parts, axum::body::Body::empty()),
             String::from_utf8(bytes.to_vec()).unwrap(),
         )
+    }
+
+    /// Header fields up to the bound (1024 bytes here) pass; one byte more is 431 in
+    /// the API's error shape, with the trace id, and the handler never runs.
+    #[tokio::test]
+    async fn header_fields_over_the_bound_are_431() {
+        // `x-pad: VALUE\r\n` is 5 + len + 4 bytes; `x-request-id: r-1\r\n` 12 + 3 + 4.
+        let at_bound = "v".repeat(1024 - 19 - 9);
+        let (resp, body) = call("/fast/1", &[("x-request-id", "r-1"), ("x-pad", &at_bound)]).await;
+        assert_eq!((resp.status().as_u16(), body.as_str()), (200, "r-1"));
+        let over = format!("{at_bound}v");
+        let (resp, body) = call("/fast/1", &[("x-request-id", "r-1"), ("x-pad", &over)]).await;
+        assert_eq!(resp.status(), 431, "{body}");
+        assert_eq!(resp.headers()["x-request-id"], "r-1");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error"], "request_header_fields_too_large");
+        assert_eq!(
+            body["detail"],
+            "The request's header fields exceed 1024 bytes."
+        );
     }
 
     #[tokio::test]
@@ -678,9 +721,10 @@ mod tests {
             .fallback(|| async { REQUEST.with(|r| r.route().to_owned()) });
         let app = tower::Layer::layer(
             &TraceLayer::new(
-                Timeouts {
+                Bounds {
                     request: std::time::Duration::from_secs(5),
                     long_poll: std::time::Duration::from_secs(5),
+                    max_header_bytes: 16 * 1024,
                 },
                 &templates,
             ),

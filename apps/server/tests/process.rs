@@ -710,6 +710,95 @@ async fn silent_and_idle_connections_are_closed_busy_ones_are_not() {
     closed_after_the_bound(idle, "an idle connection", Duration::from_millis(400));
 }
 
+/// One HTTP/1.1 `GET /health` with a header `X-Pad` of `pad` bytes on a fresh
+/// connection: the status line and the body.
+fn http1_with_pad(addr: SocketAddr, pad: usize) -> (String, String) {
+    let mut stream = connect_blocking(addr);
+    let head = format!(
+        "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Pad: {}\r\n\r\n",
+        "p".repeat(pad)
+    );
+    // A server that stops reading mid-head may reset the rest of the write.
+    let _ = stream.write_all(head.as_bytes());
+    let (_, received) = read_until_closed(&mut stream);
+    let text = String::from_utf8_lossy(&received).into_owned();
+    let status = text.lines().next().unwrap_or_default().to_owned();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+/// One HTTP/2 (prior knowledge) `GET /health` with a header `x-pad` of `pad` bytes on
+/// a fresh connection: the status and the body.
+async fn http2_with_pad(addr: SocketAddr, pad: usize) -> (u16, String) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut send, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = http_request(addr, pad);
+    let (resp, _) = send.send_request(req, true).expect("the request is sent");
+    let resp = resp.await.expect("an HTTP/2 response");
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.expect("body data");
+        let _ = body.flow_control().release_capacity(chunk.len());
+        bytes.extend_from_slice(&chunk);
+    }
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn http_request(addr: SocketAddr, pad: usize) -> axum::http::Request<()> {
+    axum::http::Request::get(format!("http://{addr}/health"))
+        .header("x-pad", "p".repeat(pad))
+        .body(())
+        .expect("a request")
+}
+
+/// The header fields of a request are bounded on both protocols
+/// (`VIVIFIED_MAX_HEADER_BYTES`, here 4096): under the bound served, over it 431 in
+/// the API's JSON error shape, and far over it (a 100 KB header, beyond what the
+/// protocol layer reads) 431 without being buffered.
+#[tokio::test]
+async fn request_headers_are_bounded_on_http1_and_http2() {
+    let server = vivified()
+        .env("VIVIFIED_MAX_HEADER_BYTES", "4096")
+        .start()
+        .await;
+    let addr = server.addr();
+    let json_431 = |body: &str| {
+        let v: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("JSON: {body:?}"));
+        assert_eq!(v["error"], "request_header_fields_too_large", "{v}");
+        assert_eq!(
+            v["detail"],
+            "The request's header fields exceed 4096 bytes."
+        );
+    };
+
+    let h1 = tokio::task::spawn_blocking(move || {
+        [3_000, 5_000, 100_000].map(|pad| http1_with_pad(addr, pad))
+    })
+    .await
+    .unwrap();
+    assert_eq!(h1[0].0, "HTTP/1.1 200 OK", "{h1:?}");
+    assert_eq!(h1[1].0, "HTTP/1.1 431 Request Header Fields Too Large");
+    json_431(&h1[1].1);
+    assert_eq!(h1[2].0, "HTTP/1.1 431 Request Header Fields Too Large");
+
+    let (status, body) = http2_with_pad(addr, 3_000).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http2_with_pad(addr, 5_000).await;
+    assert_eq!(status, 431);
+    json_431(&body);
+    let (status, _) = http2_with_pad(addr, 100_000).await;
+    assert_eq!(status, 431);
+
+    // The core is still serving.
+    let resp = client().get(server.url("/health")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
 /// `VIVIFIED_METRICS_BIND` moves `/metrics` to its own listener: served there, not on
 /// the API address.
 #[tokio::test]

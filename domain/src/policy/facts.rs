@@ -66,11 +66,14 @@ impl PluginFacts {
     #[must_use]
     pub fn compile(&self, policy: &Policy) -> CompiledFacts {
         let inner = &*policy.inner;
+        let implied = policy.data_traits(&self.data_classification);
         CompiledFacts {
             generation: inner.generation,
             enabled: self.enabled,
             traits: mask(&inner.trait_names, &self.traits),
             classes: mask(&inner.class_names, &self.data_classification),
+            implied: implied.known,
+            implied_unknown: implied.unknown,
         }
     }
 }
@@ -95,13 +98,17 @@ fn class_name(c: DataClass) -> &'static str {
     }
 }
 
-/// A plugin's facts compiled against one [`Policy`]: two bit masks and a flag.
+/// A plugin's facts compiled against one [`Policy`]: bit masks and flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CompiledFacts {
     pub(super) generation: u64,
     pub(super) enabled: bool,
     pub(super) traits: u64,
     pub(super) classes: u64,
+    /// Its classification as data traits: what its untagged events carry by default.
+    pub(super) implied: u64,
+    /// Part of its classification is a data trait no rule names.
+    pub(super) implied_unknown: bool,
 }
 
 /// An event's data traits compiled against one [`Policy`] (once per event, shared

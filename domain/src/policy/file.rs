@@ -2,13 +2,18 @@
 //! column and, inside a rule, naming that rule.
 //!
 //! ```json
-//! {"version": 1, "rules": [{"id": "...", "data_traits": ["..."], "target": {...},
+//! {"version": 1, "untagged": "publisher_classification",
+//!  "rules": [{"id": "...", "data_traits": ["..."], "target": {...},
 //!   "effect": "allow", "reason": "...", "otherwise_deny": "..."}]}
 //! ```
+//!
+//! `untagged` is optional (`publisher_classification`, `public` or `deny`; see
+//! [`super::Untagged`]).
 
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::Untagged;
 use super::rules::{
     PolicyError, PolicyErrorKind, Position, Rule, RuleEffect, TargetCondition, rule_label,
 };
@@ -23,6 +28,8 @@ struct RawFile {
     #[serde(default)]
     #[allow(dead_code, reason = "operators' notes, read and ignored")]
     description: Option<String>,
+    #[serde(default)]
+    untagged: Untagged,
     rules: Vec<RawRule>,
 }
 
@@ -58,6 +65,11 @@ struct RawTarget {
 /// pairing (the remaining checks run when the rules are compiled). Errors carry a
 /// position in `text`.
 pub(crate) fn parse_rules(text: &str) -> Result<Vec<Rule>, PolicyError> {
+    parse_file(text).map(|(rules, _)| rules)
+}
+
+/// [`parse_rules`], and the file's `untagged` setting (its default when absent).
+pub(crate) fn parse_file(text: &str) -> Result<(Vec<Rule>, Untagged), PolicyError> {
     let raw: RawFile = serde_json::from_str(text).map_err(|e| serde_error(text, &e))?;
     if raw.version != POLICY_FILE_VERSION {
         return Err(locate(
@@ -90,13 +102,13 @@ pub(crate) fn parse_rules(text: &str) -> Result<Vec<Rule>, PolicyError> {
             otherwise_deny: r.otherwise_deny,
         });
     }
-    Ok(rules)
+    Ok((rules, raw.untagged))
 }
 
-/// Parses bytes: UTF-8 first, then [`parse_rules`].
-pub(crate) fn parse_rules_bytes(bytes: &[u8]) -> Result<Vec<Rule>, PolicyError> {
+/// Parses bytes: UTF-8 first, then [`parse_file`].
+pub(crate) fn parse_file_bytes(bytes: &[u8]) -> Result<(Vec<Rule>, Untagged), PolicyError> {
     match std::str::from_utf8(bytes) {
-        Ok(text) => parse_rules(text),
+        Ok(text) => parse_file(text),
         Err(e) => {
             let mut err = PolicyError::new(
                 PolicyErrorKind::NotUtf8,

@@ -16,8 +16,12 @@
 //! 3. a data trait outside the source's declared data classification → `Deny`
 //!    (`core.source-classification`; both actions);
 //! 4. a data trait no rule names → `Deny` (`core.unknown-data-trait`);
-//! 5. `Publish` stops here → `Allow` (`core.publish`); `Deliver` of untagged data →
-//!    `Allow` (`core.untagged`);
+//!    An event without data traits is first given the traits the policy's
+//!    [`Untagged`] setting names — by default the publisher's whole data
+//!    classification — so it is decided from here on as if tagged with them
+//!    (`core.untagged` denies it when the setting is `deny`, or when the publisher has
+//!    no classification);
+//! 5. `Publish` stops here → `Allow` (`core.publish`);
 //! 6. every rule that matches one of the data traits decides; `Deny` beats
 //!    `Sanitize` (fields are the union) beats `Allow`, and the reported rule is the
 //!    first, in policy order, that decided the winning effect;
@@ -58,6 +62,7 @@ mod facts;
 mod file;
 mod pointer;
 mod rules;
+mod untagged;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,6 +81,7 @@ pub use rules::{
     DEFAULT_PHI_REDACTED_FIELDS, MAX_FIELDS, MAX_NAME_LEN, MAX_NAMES, MAX_RULES, PolicyError,
     PolicyErrorKind, Position, Rule, RuleEffect, TargetCondition, default_rules,
 };
+pub use untagged::Untagged;
 
 /// The default policy as a policy file; the repository keeps it at
 /// `schemas/policy.default.json` for operators to start from.
@@ -107,10 +113,15 @@ pub mod codes {
     pub const RULE_PUBLISH: &str = "core.publish";
     /// Reason of [`RULE_PUBLISH`].
     pub const WITHIN_SOURCE_CLASSIFICATION: &str = "within_source_classification";
-    /// Rule: data without traits flows between registered, enabled plugins.
+    /// Rule: an event without data traits that cannot be given any (see
+    /// [`super::Untagged`]).
     pub const RULE_UNTAGGED: &str = "core.untagged";
-    /// Reason of [`RULE_UNTAGGED`].
-    pub const UNTAGGED_DATA: &str = "untagged_data";
+    /// Reason of [`RULE_UNTAGGED`]: the policy refuses untagged events
+    /// (`"untagged": "deny"`).
+    pub const UNTAGGED_DENIED: &str = "untagged_data_denied";
+    /// Reason of [`RULE_UNTAGGED`]: the event would carry its publisher's data
+    /// classification, and the publisher declares none.
+    pub const UNTAGGED_UNCLASSIFIED: &str = "untagged_data_unclassified_publisher";
     /// Rule: a tagged event one of whose traits no rule allowed (fail closed).
     pub const RULE_FAIL_CLOSED: &str = "core.fail-closed";
     /// Reason of [`RULE_FAIL_CLOSED`].
@@ -229,6 +240,10 @@ struct Inner {
     data_mask: u64,
     /// Names of plugin traits; bit `i` is `trait_names[i]`.
     trait_names: Vec<String>,
+    /// What an untagged event carries.
+    untagged: Untagged,
+    /// The bit of the data trait `public` (0 if no rule names it).
+    public_bit: u64,
     engine: EngineDecisions,
 }
 
@@ -265,7 +280,8 @@ struct EngineDecisions {
     outside_classification: Decision,
     unknown: Decision,
     publish: Decision,
-    untagged: Decision,
+    untagged_denied: Decision,
+    untagged_unclassified: Decision,
     fail_closed: Decision,
 }
 
@@ -281,7 +297,8 @@ impl EngineDecisions {
             outside_classification: deny(RULE_SOURCE_CLASSIFICATION, OUTSIDE_SOURCE_CLASSIFICATION),
             unknown: deny(RULE_UNKNOWN_DATA_TRAIT, UNKNOWN_DATA_TRAIT),
             publish: allow(RULE_PUBLISH, WITHIN_SOURCE_CLASSIFICATION),
-            untagged: allow(RULE_UNTAGGED, UNTAGGED_DATA),
+            untagged_denied: deny(RULE_UNTAGGED, UNTAGGED_DENIED),
+            untagged_unclassified: deny(RULE_UNTAGGED, UNTAGGED_UNCLASSIFIED),
             fail_closed: deny(RULE_FAIL_CLOSED, NO_ALLOWING_RULE),
         }
     }
@@ -300,11 +317,22 @@ impl Default for Policy {
 }
 
 impl Policy {
-    /// Compiles `rules`.
+    /// Compiles `rules`, untagged events carrying their publisher's classification
+    /// ([`Untagged::PublisherClassification`]).
     ///
     /// # Errors
     /// [`PolicyError`] (without a position) naming the first invalid rule and member.
     pub fn new(rules: Vec<Rule>) -> Result<Self, PolicyError> {
+        Self::with_untagged(rules, Untagged::default())
+    }
+
+    /// Compiles `rules` with `untagged` deciding what an event without data traits
+    /// carries.
+    ///
+    /// # Errors
+    /// As [`Policy::new`], and [`PolicyErrorKind::UntaggedPublicWithoutRule`] for
+    /// [`Untagged::Public`] when no rule names the data trait `public`.
+    pub fn with_untagged(rules: Vec<Rule>, untagged: Untagged) -> Result<Self, PolicyError> {
         let checked = rules::check(&rules)?;
         let mut class_names: Vec<String> = Vec::new();
         let mut trait_names: Vec<String> = Vec::new();
@@ -318,6 +346,17 @@ impl Policy {
             compiled.push(c);
             outcomes.push(outcomes_of(rule));
         }
+        let public_bit = index_of(&class_names, "public")
+            .map(|bit| 1 << bit)
+            .filter(|bit| data_mask & bit != 0)
+            .unwrap_or(0);
+        if untagged == Untagged::Public && public_bit == 0 {
+            return Err(PolicyError::new(
+                PolicyErrorKind::UntaggedPublicWithoutRule,
+                "/untagged".to_owned(),
+                "`\"untagged\": \"public\"` needs a rule for the data trait `public`",
+            ));
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
@@ -327,6 +366,8 @@ impl Policy {
                 class_names,
                 data_mask,
                 trait_names,
+                untagged,
+                public_bit,
                 engine: EngineDecisions::new(),
             }),
         })
@@ -340,8 +381,8 @@ impl Policy {
     /// reason: malformed JSON, a wrong shape, an unknown effect, an invalid JSON
     /// pointer, a duplicate rule id, a sanitize rule without fields, …
     pub fn from_json_str(text: &str) -> Result<Self, PolicyError> {
-        let rules = file::parse_rules(text)?;
-        Self::new(rules).map_err(|e| file::locate(text, e))
+        let (rules, untagged) = file::parse_file(text)?;
+        Self::with_untagged(rules, untagged).map_err(|e| file::locate(text, e))
     }
 
     /// [`Policy::from_json_str`] for bytes (a file as read); non-UTF-8 is an error.
@@ -349,9 +390,9 @@ impl Policy {
     /// # Errors
     /// As [`Policy::from_json_str`], plus [`PolicyErrorKind::NotUtf8`].
     pub fn from_json_slice(bytes: &[u8]) -> Result<Self, PolicyError> {
-        let rules = file::parse_rules_bytes(bytes)?;
+        let (rules, untagged) = file::parse_file_bytes(bytes)?;
         let text = String::from_utf8_lossy(bytes);
-        Self::new(rules).map_err(|e| file::locate(&text, e))
+        Self::with_untagged(rules, untagged).map_err(|e| file::locate(&text, e))
     }
 
     /// Parses a policy file into its rules without compiling them (for tooling and
@@ -367,6 +408,27 @@ impl Policy {
     #[must_use]
     pub fn rules(&self) -> &[Rule] {
         &self.inner.rules
+    }
+
+    /// What an event without data traits is taken to carry.
+    #[must_use]
+    pub fn untagged(&self) -> Untagged {
+        self.inner.untagged
+    }
+
+    /// The data traits an untagged event from `source` is decided as (empty when it
+    /// is refused): for the audit trail, which records what was decided.
+    #[must_use]
+    pub fn untagged_traits(&self, source: &PluginFacts) -> Vec<String> {
+        match self.inner.untagged {
+            Untagged::PublisherClassification => source
+                .data_classification
+                .iter()
+                .map(|c| c.to_ascii_lowercase())
+                .collect(),
+            Untagged::Public => vec!["public".to_owned()],
+            Untagged::Deny => Vec::new(),
+        }
     }
 
     /// This policy's generation: unique per compiled policy in this process, so a
@@ -435,19 +497,33 @@ impl Policy {
         if target.is_some_and(|t| !t.enabled) {
             return engine.target_disabled.clone();
         }
-        if data.known & !source.classes != 0 {
-            return engine.outside_classification.clone();
-        }
-        if data.unknown {
+        let (known, unknown) = if data.is_empty() {
+            // Given traits, an untagged event is decided as a tagged one from here on.
+            match inner.untagged {
+                Untagged::Deny => return engine.untagged_denied.clone(),
+                Untagged::Public => (inner.public_bit, false),
+                Untagged::PublisherClassification => {
+                    if source.implied == 0 && !source.implied_unknown {
+                        return engine.untagged_unclassified.clone();
+                    }
+                    (source.implied, source.implied_unknown)
+                }
+            }
+        } else {
+            // Tagged: only within the publisher's classification (implied traits are
+            // within it, or chosen by the operator as `public`).
+            if data.known & !source.classes != 0 {
+                return engine.outside_classification.clone();
+            }
+            (data.known, data.unknown)
+        };
+        if unknown {
             return engine.unknown.clone();
         }
         let Some(target) = target else {
             return engine.publish.clone();
         };
-        if data.known == 0 {
-            return engine.untagged.clone();
-        }
-        inner.evaluate(target, data.known)
+        inner.evaluate(target, known)
     }
 }
 

@@ -246,6 +246,8 @@ pub enum PolicyErrorKind {
     MisplacedOtherwiseDeny,
     /// A trait both required and forbidden: the condition can never hold.
     ContradictoryCondition,
+    /// `"untagged": "public"` in a policy without a rule for the data trait `public`.
+    UntaggedPublicWithoutRule,
 }
 
 impl PolicyErrorKind {
@@ -271,6 +273,7 @@ impl PolicyErrorKind {
             Self::DuplicateField => "duplicate_field",
             Self::MisplacedOtherwiseDeny => "misplaced_otherwise_deny",
             Self::ContradictoryCondition => "contradictory_condition",
+            Self::UntaggedPublicWithoutRule => "untagged_public_without_rule",
         }
     }
 }

@@ -410,10 +410,15 @@ pub async fn export(
 /// The log's error.
 pub async fn ready_status(state: &AppState) -> Result<Value, AuditError> {
     let log = &state.audit.log;
-    let (pending, head) = tokio::join!(log.pending(), log.head());
+    // In this order, not concurrently: `pending == 0` then means every entry appended
+    // before it was read is at or below `head` (sealing moves an entry out of pending
+    // and onto the chain in one transaction). Read the other way round, a batch sealed
+    // between the two reads shows an old head with nothing pending.
+    let pending = log.pending().await?;
+    let head = log.head().await?;
     Ok(json!({
-        "pending": pending?,
-        "head": head?.map_or(0, |h| h.seq),
+        "pending": pending,
+        "head": head.map_or(0, |h| h.seq),
     }))
 }
 

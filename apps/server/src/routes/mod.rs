@@ -83,9 +83,10 @@ pub fn router(state: AppState, settings: &Settings) -> App {
     }
     tower::Layer::layer(
         &telemetry::TraceLayer::new(
-            telemetry::Timeouts {
+            telemetry::Bounds {
                 request: settings.request_timeout,
                 long_poll: settings.events_max_wait,
+                max_header_bytes: settings.max_header_bytes,
             },
             &templates,
         ),

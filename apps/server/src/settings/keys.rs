@@ -129,6 +129,10 @@ pub(super) const KEYS: &[Key] = &[
         env: &["VIVIFIED_MAX_BODY_BYTES"],
     },
     Key {
+        key: "max_header_bytes",
+        env: &["VIVIFIED_MAX_HEADER_BYTES"],
+    },
+    Key {
         key: "request_timeout",
         env: &["VIVIFIED_REQUEST_TIMEOUT"],
     },

@@ -136,6 +136,9 @@ pub struct Settings {
     pub tls_terminated_by_proxy: bool,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// Largest total size of a request's header fields (name, value and 4 bytes of
+    /// framing each, as in HTTP/1), on either protocol.
+    pub max_header_bytes: usize,
     /// Bound on a whole request.
     pub request_timeout: Duration,
     /// Bound on a connection with no request in service (silent, idle, or sending a
@@ -282,6 +285,7 @@ mod tests {
         assert_eq!(s.token_ttl, Duration::from_secs(86400));
         assert_eq!(s.reregister_grace, Duration::from_secs(7 * 86400));
         assert_eq!(s.max_body_bytes, 65536);
+        assert_eq!(s.max_header_bytes, 16384);
         assert!(s.allowed_origins.is_empty());
         assert_eq!(
             s.store,
@@ -467,6 +471,8 @@ mod tests {
             ("VIVIFIED_MODE", "staging"),
             ("VIVIFIED_BIND", "nowhere"),
             ("VIVIFIED_MAX_BODY_BYTES", "12"),
+            ("VIVIFIED_MAX_HEADER_BYTES", "1023"),
+            ("VIVIFIED_MAX_HEADER_BYTES", "16k"),
             ("ALLOWED_ORIGINS", "*"),
             ("DATABASE_URL", "mysql://u:p@h/db"),
             ("VIVIFIED_STORE", "sqlite://"),

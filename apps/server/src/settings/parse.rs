@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// The largest `max_header_bytes` accepted: hyper reads at most ~400 KB of request head.
+const MAX_HEADER_BYTES_CAP: usize = 256 * 1024;
+
 impl Settings {
     pub(super) fn from_raw(raw: &Raw) -> Result<Self, SettingsError> {
         let get = |k: &str| raw.get(k).map(|(n, v)| (n.as_str(), v.as_str()));
@@ -193,6 +196,20 @@ impl Settings {
                     invalid(n, "expected a byte count between 1024 and 16777216".into())
                 })?,
         };
+        let max_header_bytes = match get("max_header_bytes") {
+            None => 16 * 1024,
+            Some((n, v)) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|b| (1024..=MAX_HEADER_BYTES_CAP).contains(b))
+                .ok_or_else(|| {
+                    invalid(
+                        n,
+                        format!("expected a byte count between 1024 and {MAX_HEADER_BYTES_CAP}"),
+                    )
+                })?,
+        };
         let log_format = match get("log_format") {
             None => LogFormat::Json,
             Some((n, v)) => match v.trim() {
@@ -268,6 +285,7 @@ impl Settings {
             tls,
             tls_terminated_by_proxy: boolean("tls_terminated_by_proxy")?,
             max_body_bytes,
+            max_header_bytes,
             request_timeout: duration("request_timeout", Duration::from_secs(30))?,
             header_read_timeout: duration("header_read_timeout", Duration::from_secs(10))?,
             allowed_origins: list("allowed_origins"),

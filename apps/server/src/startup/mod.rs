@@ -5,7 +5,7 @@ mod backends;
 mod serve;
 
 pub use backends::{Backends, MEMORY_AUDIT_CAPACITY, open_backends, open_store};
-use serve::{serve_connection, sweep_forever};
+use serve::{ConnLimits, serve_connection, sweep_forever};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -199,6 +199,7 @@ impl Application {
         };
         let policy = Arc::new(load_policy(settings.policy_file.as_deref())?);
         let policy_rules: Vec<String> = policy.rules().iter().map(|r| r.id.to_string()).collect();
+        let policy_untagged = policy.untagged().as_str();
         let ports = Ports {
             store,
             tokens: Arc::new(tokens),
@@ -252,6 +253,7 @@ impl Application {
                 details["policy"] = serde_json::json!({
                     "source": if settings.policy_file.is_some() { "file" } else { "built-in" },
                     "rules": policy_rules,
+                    "untagged": policy_untagged,
                 });
                 details
             })
@@ -348,6 +350,10 @@ impl Application {
         // Lines outside a request carry `trace_id` `system` (see `telemetry`).
         let drain_for = self.settings.request_timeout;
         let header_timeout = self.settings.header_read_timeout;
+        let limits = ConnLimits {
+            header_timeout,
+            max_header_bytes: self.settings.max_header_bytes,
+        };
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(signal);
         tracing::info!(
@@ -398,7 +404,7 @@ impl Application {
                         None => tokio::spawn(serve_connection(
                             Watched::new(stream, Arc::clone(&watch)),
                             router,
-                            header_timeout,
+                            limits,
                             watcher,
                         )),
                         Some(acceptor) => {
@@ -413,7 +419,7 @@ impl Application {
                                         serve_connection(
                                             Watched::new(tls, io_watch),
                                             router,
-                                            header_timeout,
+                                            limits,
                                             watcher,
                                         )
                                             .await;

@@ -3,12 +3,30 @@
 
 use super::*;
 
+/// What bounds a connection, from the settings.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ConnLimits {
+    /// `header_read_timeout`: HTTP/2 pings must be answered within it.
+    pub(super) header_timeout: Duration,
+    /// `max_header_bytes`: the router's trace layer answers 431 above it; the protocol
+    /// layer stops reading a head at [`protocol_header_cap`] of it.
+    pub(super) max_header_bytes: usize,
+}
+
+/// What hyper reads of a request head at most, on either protocol: four times the
+/// setting and at least 64 KiB, so that a head over the setting but under this is
+/// read whole and answered by the trace layer in the API's JSON error shape, and a
+/// larger one is cut off (hyper and h2 answer a bare 431) without being buffered.
+pub(super) fn protocol_header_cap(max_header_bytes: usize) -> usize {
+    max_header_bytes.saturating_mul(4).max(64 * 1024)
+}
+
 /// Serves one accepted connection (plain or TLS) with HTTP/1.1 or HTTP/2 until it
 /// closes; graceful shutdown lets its requests finish.
 pub(super) async fn serve_connection<I>(
     io: Watched<I>,
     router: App,
-    header_timeout: Duration,
+    limits: ConnLimits,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -17,7 +35,11 @@ pub(super) async fn serve_connection<I>(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // No per-request header timer: `conn_watch` bounds slow headers and idle
     // connections for the whole connection (hyper would otherwise default to 30 s).
-    builder.http1().header_read_timeout(None::<Duration>);
+    let cap = protocol_header_cap(limits.max_header_bytes);
+    builder
+        .http1()
+        .header_read_timeout(None::<Duration>)
+        .max_buf_size(cap);
     // HTTP/2 (offered by ALPN over TLS, or prior knowledge): a peer that stops
     // answering pings within the header timeout is dropped, and one connection carries
     // a bounded number of streams and header bytes.
@@ -25,9 +47,9 @@ pub(super) async fn serve_connection<I>(
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(HTTP2_PING_INTERVAL))
-        .keep_alive_timeout(header_timeout)
+        .keep_alive_timeout(limits.header_timeout)
         .max_concurrent_streams(HTTP2_MAX_STREAMS)
-        .max_header_list_size(HTTP2_MAX_HEADER_LIST);
+        .max_header_list_size(u32::try_from(cap).unwrap_or(u32::MAX));
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)
         .into_owned();
@@ -38,8 +60,6 @@ pub(super) async fn serve_connection<I>(
 const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
 /// Streams one HTTP/2 connection may have open at once.
 const HTTP2_MAX_STREAMS: u32 = 128;
-/// Bytes of headers one HTTP/2 request may carry (hyper's HTTP/1 reads at most ~400 KB).
-const HTTP2_MAX_HEADER_LIST: u32 = 64 * 1024;
 
 /// Sweeps liveness deadlines every `every` until aborted. A failing store is
 /// logged once per outage, not once per tick.
