@@ -1336,11 +1336,18 @@ proptest! {
         if before.is_allow() && after.is_deny() {
             prop_assert!(forbid_rule_names(&rules, extra), "{rules:?} {c:?} + {extra}: {before:?} → {after:?}");
         }
-        // Classifications have no forbid list: adding one never turns allow into deny.
+        // Classifications have no forbid list: adding one turns allow into deny only
+        // through a deny rule whose condition names it.
         let mut classified = c.clone();
         classified.target_classes.push(class.to_owned());
         let after = decide_case(&policy, &classified);
-        prop_assert!(!(before.is_allow() && after.is_deny()), "{rules:?} {c:?} + {class}: {before:?} → {after:?}");
+        let deny_names_class = rules.iter().any(|r| {
+            r.effect == RuleEffect::Deny && r.target.classification.iter().any(|t| t == class)
+        });
+        prop_assert!(
+            deny_names_class || !(before.is_allow() && after.is_deny()),
+            "{rules:?} {c:?} + {class}: {before:?} → {after:?}"
+        );
     }
 
     #[test]

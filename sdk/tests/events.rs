@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{Logs, TestPlugin, fast_config};
 use serde_json::{Value, json};
 use vivified_plugin_sdk::{
-    BoxError, CoreClient, Event, EventHandler, EventStream, InitializeError, Manifest,
+    BoxError, CoreClient, DataClass, Event, EventHandler, EventStream, InitializeError, Manifest,
     MessageInbox, OutgoingEvent, Plugin, PluginContext, PluginStatus, PublishError, PullError,
     RunError, Runner, Secret, async_trait,
 };
@@ -381,6 +381,8 @@ async fn the_runners_event_loop_and_client_follow_the_current_token() {
     let plugin = TestPlugin::with_manifest(
         Manifest::builder("tk-sub", "Token follower", "1.0.0")
             .subscriptions(["tick.*"])
+            // Its untagged `tock.n` events carry this classification.
+            .data_classification([DataClass::Internal])
             .build()
             .unwrap(),
     );

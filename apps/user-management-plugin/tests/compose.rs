@@ -382,7 +382,7 @@ async fn the_compose_topology_runs_as_processes() {
     let resp = client
         .post(format!("{base}/events"))
         .bearer_auth(&token)
-        .json(&json!({"event_type": "compose.checked", "payload": {"n": 1}}))
+        .json(&json!({"event_type": "compose.checked", "data_traits": ["internal"], "payload": {"n": 1}}))
         .send()
         .await
         .expect("the core answers");
