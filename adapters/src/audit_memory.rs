@@ -8,7 +8,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use serde_json::Value;
-use vivified_ports::audit::{ChainHash, ChainHasher, ChainHead, validate_entry};
+use vivified_ports::audit::{
+    ChainHash, ChainHasher, ChainHead, ChainMark, StoredCheckpoint, check_not_behind,
+    validate_entry,
+};
 use vivified_ports::audit::{MAX_PAGE, MAX_SEAL_BATCH};
 use vivified_ports::{AuditEntry, AuditError, AuditLog, AuditQuery, SealReport, SealedEntry};
 
@@ -34,6 +37,8 @@ struct State {
     pending: VecDeque<Kept>,
     /// The last sealed entry, even when it was dropped.
     head: Option<ChainHead>,
+    /// The checkpoint stored with the last seal.
+    mark: Option<ChainMark>,
     dropped_pending: u64,
 }
 
@@ -157,6 +162,7 @@ impl AuditLog for InMemoryAuditLog {
         }
         let _guard = SealingGuard(&self.sealing);
         let mut state = self.state();
+        check_not_behind(key, state.head, state.mark.as_ref())?;
         let n = limit.min(MAX_SEAL_BATCH).min(state.pending.len());
         // The hashes are computed over the entries where they are, which are then moved
         // (not copied) into the sealed history; the lock is held throughout. Validated
@@ -177,10 +183,12 @@ impl AuditLog for InMemoryAuditLog {
             .map(|(kept, (seq, hash))| SealedKept { seq, hash, kept })
             .collect();
         if let Some(last) = sealed.last() {
-            state.head = Some(ChainHead {
+            let head = ChainHead {
                 seq: last.seq,
                 hash: last.hash,
-            });
+            };
+            state.head = Some(head);
+            state.mark = Some(ChainMark::of(key, head));
         }
         state.sealed.extend(sealed);
         Ok(SealReport {
@@ -188,6 +196,18 @@ impl AuditLog for InMemoryAuditLog {
             head: state.head,
             busy: false,
         })
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, AuditError> {
+        Ok(self
+            .state()
+            .mark
+            .map(|mark| StoredCheckpoint {
+                place: "memory".to_owned(),
+                mark: Some(mark),
+            })
+            .into_iter()
+            .collect())
     }
 
     async fn range(&self, from_seq: u64, limit: usize) -> Result<Vec<SealedEntry>, AuditError> {

@@ -47,10 +47,9 @@ async fn tampering_in_postgres_is_detected_and_located() {
         return;
     };
     let store = store(&db).await;
-    let log = Arc::new(PostgresAuditLog::new(&store));
     let pool = store.pool().clone();
     audit_common::tamper_suite(
-        log,
+        || Arc::new(PostgresAuditLog::new(&store)) as Arc<dyn AuditLog>,
         |sql| {
             let pool = pool.clone();
             async move {

@@ -49,10 +49,14 @@ async fn tampering_in_sqlite_is_detected_and_located() {
     let store = SqlitePluginStore::open(&dir.join("tamper.db"))
         .await
         .unwrap();
-    let log = Arc::new(SqliteAuditLog::new(&store));
     let pool = store.pool().clone();
+    let checkpoint_file = dir.join("tamper.db-checkpoint");
     audit_common::tamper_suite(
-        log,
+        || {
+            // Each scenario starts without the stored checkpoints of the last one.
+            let _ = std::fs::remove_file(&checkpoint_file);
+            Arc::new(SqliteAuditLog::new(&store)) as Arc<dyn AuditLog>
+        },
         |sql| {
             let pool = pool.clone();
             async move {

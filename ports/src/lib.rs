@@ -22,7 +22,7 @@ pub mod token;
 
 pub use audit::{
     AuditEntry, AuditError, AuditLog, AuditOutcome, AuditQuery, ChainHash, ChainHasher, ChainHead,
-    SealReport, SealedEntry,
+    ChainMark, SealReport, SealedEntry, StoredCheckpoint,
 };
 pub use bus::{BusError, BusEvent, Cursor, EventBus, Pulled};
 pub use clock::Clock;

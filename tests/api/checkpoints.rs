@@ -21,6 +21,7 @@ async fn the_sealer_publishes_checkpoints_that_verify_the_chain() {
         SealerConfig {
             interval: Duration::from_millis(10),
             checkpoint_every: 2,
+            broken_at_start: false,
         },
         stopped,
     ));

@@ -108,6 +108,10 @@ impl AuditLog for NoAudit {
     async fn query(&self, _query: &AuditQuery) -> Result<Vec<SealedEntry>, AuditError> {
         Ok(Vec::new())
     }
+
+    async fn checkpoints(&self) -> Result<Vec<vivified_ports::StoredCheckpoint>, AuditError> {
+        Ok(Vec::new())
+    }
 }
 
 fn settings() -> Settings {
@@ -181,6 +185,7 @@ impl Core {
                 SealerConfig {
                     interval: settings.audit_seal_interval,
                     checkpoint_every: settings.audit_checkpoint_every,
+                    broken_at_start: false,
                 },
                 stopped,
             ));

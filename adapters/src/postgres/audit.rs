@@ -4,9 +4,12 @@
 use sqlx::PgPool;
 
 use async_trait::async_trait;
-use vivified_ports::audit::{ChainHasher, ChainHead, outcome_str, to_micros};
+use vivified_ports::audit::{ChainHasher, ChainHead, check_not_behind, outcome_str, to_micros};
 use vivified_ports::audit::{MAX_PAGE, MAX_SEAL_BATCH};
-use vivified_ports::{AuditEntry, AuditError, AuditLog, AuditQuery, SealReport, SealedEntry};
+use vivified_ports::{
+    AuditEntry, AuditError, AuditLog, AuditQuery, ChainMark, SealReport, SealedEntry,
+    StoredCheckpoint,
+};
 
 use super::{PostgresPluginStore, insert_pending};
 use crate::sql::audit::*;
@@ -26,6 +29,8 @@ const INSERT_SEALED: &str = "INSERT INTO audit_entries \
      (seq, at, actor, action, target, outcome, reason, trace_id, details, hash) \
      SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
      $6::text[], $7::text[], $8::text[], $9::text[], $10::bytea[])";
+const WRITE_CHECKPOINT: &str = "INSERT INTO audit_checkpoint (id, seq, hash, mac) VALUES (1, $1, $2, $3) \
+     ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac";
 
 /// An [`AuditLog`] in the Postgres store's database, on its pool. Any number of
 /// replicas may append and seal: one sealer at a time holds an advisory lock.
@@ -40,6 +45,11 @@ impl PostgresAuditLog {
         Self {
             pool: store.pool().clone(),
         }
+    }
+
+    /// Only the row of `audit_checkpoint`: replicas share no file.
+    fn other_checkpoints(&self) -> Option<StoredCheckpoint> {
+        None
     }
 
     async fn seal_batch(
@@ -80,6 +90,13 @@ impl PostgresAuditLog {
         if limit == 0 {
             return Ok(seal_report(&[], head));
         }
+        let stored = sqlx::query(READ_CHECKPOINT)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(unavailable)?
+            .as_ref()
+            .and_then(mark_of_row);
+        check_not_behind(key, head, stored.iter())?;
         let rows = sqlx::query(TAKE_PENDING)
             .bind(limit_i64(limit))
             .fetch_all(&mut **tx)
@@ -132,7 +149,18 @@ impl PostgresAuditLog {
             .execute(&mut **tx)
             .await
             .map_err(unavailable)?;
-        Ok(seal_report(&sealed, head))
+        let report = seal_report(&sealed, head);
+        if let Some(head) = report.head {
+            let mark = ChainMark::of(key, head);
+            sqlx::query(WRITE_CHECKPOINT)
+                .bind(seq_i64(head.seq)?)
+                .bind(head.hash.as_bytes().to_vec())
+                .bind(mark.mac.as_bytes().to_vec())
+                .execute(&mut **tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(report)
     }
 }
 

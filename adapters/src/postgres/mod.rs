@@ -55,6 +55,13 @@ pub fn migrator() -> Migrator {
             include_str!("../../migrations/postgres/0004_audit.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            5,
+            "audit_checkpoint".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0005_audit_checkpoint.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

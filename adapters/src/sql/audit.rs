@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use vivified_ports::audit::MAX_PAGE;
 use vivified_ports::audit::{
-    ChainHash, ChainHasher, ChainHead, canonical_details, from_micros, outcome_str, parse_outcome,
-    seal_entries, to_micros, validate_entry,
+    ChainHash, ChainHasher, ChainHead, ChainMark, canonical_details, from_micros, outcome_str,
+    parse_outcome, seal_entries, to_micros, validate_entry,
 };
 use vivified_ports::{AuditEntry, AuditError, AuditQuery, SealReport, SealedEntry};
 
@@ -208,6 +208,22 @@ macro_rules! sql_audit_reads {
                 self.seal_batch(key, limit.min(MAX_SEAL_BATCH)).await
             }
 
+            async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, AuditError> {
+                let row = sqlx::query(READ_CHECKPOINT)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                let mut out: Vec<StoredCheckpoint> = row
+                    .map(|r| StoredCheckpoint {
+                        place: CHECKPOINT_TABLE.to_owned(),
+                        mark: mark_of_row(&r),
+                    })
+                    .into_iter()
+                    .collect();
+                out.extend(self.other_checkpoints());
+                Ok(out)
+            }
+
             async fn range(
                 &self,
                 from_seq: u64,
@@ -262,6 +278,35 @@ macro_rules! sql_audit_reads {
     };
 }
 pub(crate) use sql_audit_reads;
+
+/// The checkpoint of a row of `audit_checkpoint`; `None` when it does not decode.
+pub(crate) fn mark_of_row<'r, R>(row: &'r R) -> Option<ChainMark>
+where
+    R: sqlx::Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let seq = u64::try_from(row.try_get::<i64, _>("seq").ok()?).ok()?;
+    let bytes = |col: &'static str| {
+        row.try_get::<Vec<u8>, _>(col)
+            .ok()
+            .and_then(|b| ChainHash::from_slice(&b))
+    };
+    Some(ChainMark {
+        head: ChainHead {
+            seq,
+            hash: bytes("hash")?,
+        },
+        mac: bytes("mac")?,
+    })
+}
+
+/// The place name of the checkpoint row.
+pub(crate) const CHECKPOINT_TABLE: &str = "table audit_checkpoint";
+
+/// Reads the checkpoint row (either dialect: no parameters).
+pub(crate) const READ_CHECKPOINT: &str = "SELECT seq, hash, mac FROM audit_checkpoint WHERE id = 1";
 
 /// `(seq, hash)` of a head row.
 pub(crate) fn head_of<'r, R>(row: &'r R) -> Result<ChainHead, AuditError>

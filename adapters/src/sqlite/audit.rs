@@ -6,10 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use vivified_ports::audit::{ChainHasher, ChainHead, outcome_str, to_micros};
+use vivified_ports::audit::{ChainHasher, ChainHead, check_not_behind, outcome_str, to_micros};
 use vivified_ports::audit::{MAX_PAGE, MAX_SEAL_BATCH};
-use vivified_ports::{AuditEntry, AuditError, AuditLog, AuditQuery, SealReport, SealedEntry};
+use vivified_ports::{
+    AuditEntry, AuditError, AuditLog, AuditQuery, ChainMark, SealReport, SealedEntry,
+    StoredCheckpoint,
+};
 
+use super::checkpoint_file::CheckpointFile;
 use super::{SqlitePluginStore, insert_pending};
 use crate::sql::audit::*;
 
@@ -22,22 +26,34 @@ const TAKE_PENDING: &str = "DELETE FROM audit_pending WHERE id IN \
 const INSERT_SEALED: &str = "INSERT INTO audit_entries \
      (seq, at, actor, action, target, outcome, reason, trace_id, details, hash) \
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const WRITE_CHECKPOINT: &str = "INSERT INTO audit_checkpoint (id, seq, hash, mac) VALUES (1, ?, ?, ?) \
+     ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac";
 
 /// An [`AuditLog`] in the SQLite store's file, on its pool. Build one per process
 /// and share it (`Arc`): its sealing flag is what keeps one sealer at a time.
+///
+/// Each seal stores the new head's checkpoint in `audit_checkpoint` (same
+/// transaction) and, for a database file, in `DB-checkpoint` beside it.
 #[derive(Clone, Debug)]
 pub struct SqliteAuditLog {
     pool: SqlitePool,
     sealing: Arc<AtomicBool>,
+    file: Option<Arc<CheckpointFile>>,
 }
 
 impl SqliteAuditLog {
-    /// The audit log of `store`'s database (whose migrations created its tables).
+    /// The audit log of `store`'s database (whose migrations created its tables);
+    /// for a database file, reads the checkpoint file beside it.
     pub fn new(store: &SqlitePluginStore) -> Self {
         Self {
             pool: store.pool().clone(),
             sealing: Arc::new(AtomicBool::new(false)),
+            file: store.path().map(|db| Arc::new(CheckpointFile::beside(db))),
         }
+    }
+
+    fn other_checkpoints(&self) -> Option<StoredCheckpoint> {
+        self.file.as_ref().and_then(|f| f.stored())
     }
 
     async fn seal_batch(
@@ -63,14 +79,25 @@ impl SqliteAuditLog {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(unavailable)?;
-        let result = Self::seal_in(&mut tx, key, limit).await;
-        finish(tx, result).await
+        let file_mark = self.file.as_ref().and_then(|f| f.mark());
+        let result = Self::seal_in(&mut tx, key, limit, file_mark).await;
+        let report = finish(tx, result).await?;
+        if report.sealed > 0
+            && let (Some(file), Some(head)) = (&self.file, report.head)
+            && let Err(e) = file.write(ChainMark::of(key, head))
+        {
+            // The row in the database holds the same checkpoint; the file catches up
+            // at the next seal.
+            tracing::warn!(error = %e, "the audit checkpoint file could not be written");
+        }
+        Ok(report)
     }
 
     async fn seal_in(
         tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
         key: &dyn ChainHasher,
         limit: usize,
+        file_mark: Option<ChainMark>,
     ) -> Result<SealReport, AuditError> {
         let rows = sqlx::query(TAKE_PENDING)
             .bind(limit_i64(limit))
@@ -88,6 +115,13 @@ impl SqliteAuditLog {
             .as_ref()
             .map(head_of)
             .transpose()?;
+        let row_mark = sqlx::query(READ_CHECKPOINT)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(unavailable)?
+            .as_ref()
+            .and_then(mark_of_row);
+        check_not_behind(key, head, row_mark.iter().chain(file_mark.iter()))?;
         let sealed = chain_taken(key, head, taken)?;
         let details = sealed_details(&sealed)?;
         for (e, details) in sealed.iter().zip(details) {
@@ -106,7 +140,18 @@ impl SqliteAuditLog {
                 .await
                 .map_err(unavailable)?;
         }
-        Ok(seal_report(&sealed, head))
+        let report = seal_report(&sealed, head);
+        if let (false, Some(head)) = (sealed.is_empty(), report.head) {
+            let mark = ChainMark::of(key, head);
+            sqlx::query(WRITE_CHECKPOINT)
+                .bind(seq_i64(head.seq)?)
+                .bind(head.hash.as_bytes().to_vec())
+                .bind(mark.mac.as_bytes().to_vec())
+                .execute(&mut **tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(report)
     }
 }
 

@@ -2,6 +2,7 @@
 //! so that an acknowledged write survives a crash of the process or the machine.
 
 mod audit;
+mod checkpoint_file;
 pub use audit::SqliteAuditLog;
 
 use std::path::Path;
@@ -56,6 +57,13 @@ pub fn migrator() -> Migrator {
             include_str!("../../migrations/sqlite/0004_audit.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            5,
+            "audit_checkpoint".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0005_audit_checkpoint.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -63,6 +71,8 @@ pub fn migrator() -> Migrator {
 #[derive(Clone, Debug)]
 pub struct SqlitePluginStore {
     pool: SqlitePool,
+    /// The database file (`None`: in memory).
+    path: Option<std::path::PathBuf>,
 }
 
 impl SqlitePluginStore {
@@ -78,7 +88,9 @@ impl SqlitePluginStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        Self::with_options(options).await
+        let mut store = Self::with_options(options).await?;
+        store.path = Some(path.to_path_buf());
+        Ok(store)
     }
 
     /// A private in-memory database (for tests); gone when the store is dropped.
@@ -111,12 +123,17 @@ impl SqlitePluginStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-        Ok(Self { pool })
+        Ok(Self { pool, path: None })
     }
 
     /// The connection pool (for tests and tools that inspect the file).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The database file (`None` for an in-memory database).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use vivified_conformance::audit::{audit_entry, test_chain_key};
 use vivified_domain::audit_chain::verify_log;
 use vivified_domain::audit_chain::{ChainKey, ChainVerifier, Checkpoint};
-use vivified_ports::{AuditLog, AuditOutcome};
+use vivified_ports::{AuditError, AuditLog, AuditOutcome};
 
 /// How many entries each scenario seals before tampering.
 pub const SEEDED: u64 = 10;
@@ -213,9 +213,11 @@ async fn append_n(log: &dyn AuditLog, from: u64, n: u64) {
     }
 }
 
-/// Runs every scenario on `log`, emptying its tables with `exec` before each.
-pub async fn tamper_suite<F, Fut>(log: Arc<dyn AuditLog>, exec: F, blob: fn(&[u8]) -> String)
+/// Runs every scenario on a log from `make_log` (a fresh one, reading what is stored,
+/// each time it is called), emptying its tables with `exec` before each.
+pub async fn tamper_suite<L, F, Fut>(make_log: L, exec: F, blob: fn(&[u8]) -> String)
 where
+    L: Fn() -> Arc<dyn AuditLog>,
     F: Fn(String) -> Fut,
     Fut: Future<Output = ()>,
 {
@@ -223,6 +225,8 @@ where
     for s in scenarios(blob) {
         exec("DELETE FROM audit_entries".to_owned()).await;
         exec("DELETE FROM audit_pending".to_owned()).await;
+        exec("DELETE FROM audit_checkpoint".to_owned()).await;
+        let mut log = make_log();
         append_n(&*log, 0, SEEDED).await;
         seal_all(&*log, &key).await;
         let head = log.head().await.expect("head").expect("sealed");
@@ -233,6 +237,22 @@ where
         }
         if s.regrow > 0 {
             append_n(&*log, 100, s.regrow).await;
+            // The checkpoint stored with the last seal refuses to number after the cut.
+            assert!(
+                matches!(
+                    log.seal(&key, 4).await,
+                    Err(AuditError::BehindCheckpoint {
+                        head: 7,
+                        checkpoint: SEEDED
+                    })
+                ),
+                "{}: no seq is handed out again",
+                s.name
+            );
+            // Unless that is removed too: then only a checkpoint kept elsewhere (the
+            // log line's) finds it.
+            exec("DELETE FROM audit_checkpoint".to_owned()).await;
+            log = make_log();
             seal_all(&*log, &key).await;
         }
         // Small pages: breaks are found across page boundaries too.
@@ -257,6 +277,8 @@ where
     // A wrong key fails at seq 1.
     exec("DELETE FROM audit_entries".to_owned()).await;
     exec("DELETE FROM audit_pending".to_owned()).await;
+    exec("DELETE FROM audit_checkpoint".to_owned()).await;
+    let log = make_log();
     append_n(&*log, 0, 3).await;
     seal_all(&*log, &key).await;
     let other = ChainKey::new(b"another-key-another-key-another-key!").expect("key");

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::sync::watch;
-use vivified_domain::audit_chain::{ChainHead, ChainKey, Checkpoint};
+use vivified_domain::audit_chain::{
+    ChainHead, ChainKey, Checkpoint, FailureReason, check_stored_checkpoints,
+};
 use vivified_ports::{AuditEntry, AuditError, AuditLog, AuditOutcome};
 
 /// Entries sealed per `seal` call.
@@ -141,6 +143,40 @@ pub fn start_details(
     })
 }
 
+/// Checks the chain against the checkpoint its log stored with its last seal (see
+/// `vivified_domain::audit_chain::check_stored_checkpoints`), at start-up: one ERROR
+/// line naming the problem when the chain is broken (its end cut off, or the entry
+/// there replaced), one WARN line per place holding something that is not a
+/// checkpoint of this key. Returns whether the chain is broken.
+pub async fn check_at_start(chain: &AuditChain) -> bool {
+    let check = match check_stored_checkpoints(&*chain.log, &chain.key).await {
+        Ok(check) => check,
+        Err(e) => {
+            tracing::warn!(error = %e, "the audit chain could not be checked against its stored checkpoint");
+            return false;
+        }
+    };
+    for place in &check.not_authentic {
+        tracing::warn!(%place, "a stored audit checkpoint is not one of this audit key; it is ignored");
+    }
+    let (Some(failure), Some(cp)) = (check.failure, check.checkpoint) else {
+        return false;
+    };
+    let problem = match failure.reason {
+        FailureReason::ChainTruncated => {
+            "the audit chain ends before the checkpoint stored with its last seal: entries were cut from its end; nothing more is sealed until they are restored"
+        }
+        _ => "the audit chain differs from the checkpoint stored with its last seal",
+    };
+    tracing::error!(
+        first_bad_seq = failure.seq,
+        reason = failure.reason.as_str(),
+        checkpoint_seq = cp.seq,
+        "{problem}"
+    );
+    true
+}
+
 /// How the sealer runs.
 #[derive(Clone, Copy, Debug)]
 pub struct SealerConfig {
@@ -148,6 +184,9 @@ pub struct SealerConfig {
     pub interval: Duration,
     /// Write a checkpoint whenever the head has moved this many entries past the last.
     pub checkpoint_every: u64,
+    /// [`check_at_start`] found the chain broken and said so: a seal refused for
+    /// the same reason is not logged again.
+    pub broken_at_start: bool,
 }
 
 /// Writes `head`'s checkpoint to the structured log (one INFO line) and, when the
@@ -248,7 +287,7 @@ pub async fn seal_until_stopped(
             ..config
         },
         last_checkpoint: start,
-        failing: false,
+        failing: config.broken_at_start,
     };
     while !*stop.borrow() {
         if sealer.step().await {

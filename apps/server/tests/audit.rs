@@ -228,10 +228,15 @@ async fn sqlite_chain_checkpoints_in_the_log_and_catches_tampering_under_a_runni
         true
     );
 
-    // 5. Rows cut from the end: a bare walk cannot tell; the logged checkpoint can.
+    // 5. Rows cut from the end: the checkpoint stored with the last seal finds it, as
+    //    does the logged one.
     sqlite_exec(&db, "DELETE FROM audit_entries WHERE seq >= 10").await;
     let r = admin_get(&http, &base, "/audit/verify").await;
-    assert_eq!(r["intact"], true, "{r}");
+    assert_eq!(r["intact"], false, "{r}");
+    assert_eq!(
+        (&r["first_bad_seq"], &r["reason"]),
+        (&json!(10), &json!("chain_truncated"))
+    );
     assert_eq!(r["verified_up_to"], 9);
     let r = admin_get(
         &http,
@@ -243,6 +248,145 @@ async fn sqlite_chain_checkpoints_in_the_log_and_catches_tampering_under_a_runni
     assert_eq!(r["first_bad_seq"], 10);
     assert_eq!(r["reason"], "chain_truncated");
     drop(b);
+}
+
+// ---------------------------------------------------------------------------------------
+// The end of the chain cut while the core was stopped (issue 26)
+// ---------------------------------------------------------------------------------------
+
+/// What a core started on a chain cut at its end shows: one ERROR line naming the
+/// problem, `/ready` 503 `audit_chain_broken` at the first missing seq, `/audit/verify`
+/// broken there, and no sequence number handed out again (new entries stay pending).
+async fn reported_as_cut(spawn: &Spawn, first_missing: u64, pending: u64) -> common::Server {
+    let http = client();
+    let core = spawn.start().await;
+    let base = core.url("");
+    let out = core
+        .wait_stdout(Duration::from_secs(10), |s| {
+            s.contains("entries were cut from its end")
+        })
+        .await;
+    let lines: Vec<Value> = json_lines(&out)
+        .into_iter()
+        .filter(|l| l["level"] == "ERROR")
+        .collect();
+    assert_eq!(lines.len(), 1, "one line names the problem: {out}");
+    assert_eq!(
+        lines[0]["fields"]["first_bad_seq"], first_missing,
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines[0]["fields"]["reason"], "chain_truncated");
+    assert_eq!(lines[0]["fields"]["checkpoint_seq"], 7, "{}", lines[0]);
+
+    let id = format!("after-the-cut-{first_missing}");
+    assert_eq!(register(&http, &base, &id).await, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let resp = http.get(format!("{base}/ready")).send().await.unwrap();
+    let (status, body) = answer(resp).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "audit_chain_broken");
+    let audit = &body["audit"];
+    assert_eq!(
+        (&audit["intact"], &audit["first_bad_seq"], &audit["reason"]),
+        (
+            &json!(false),
+            &json!(first_missing),
+            &json!("chain_truncated")
+        ),
+        "{body}"
+    );
+    assert_eq!(
+        audit["head"],
+        first_missing - 1,
+        "nothing sealed after the cut: {body}"
+    );
+    assert_eq!(
+        audit["pending"], pending,
+        "core.start and the registration wait: {body}"
+    );
+    let r = admin_get(&http, &base, "/audit/verify").await;
+    assert_eq!(
+        (&r["intact"], &r["first_bad_seq"], &r["reason"]),
+        (
+            &json!(false),
+            &json!(first_missing),
+            &json!("chain_truncated")
+        ),
+        "{r}"
+    );
+    let out = core.stdout();
+    let errors = json_lines(&out)
+        .into_iter()
+        .filter(|l| l["level"] == "ERROR" || l["level"] == "WARN")
+        .filter(|l| l["target"] == "vivified_server::audit")
+        .count();
+    assert_eq!(errors, 1, "the sealer does not repeat it: {out}");
+    core
+}
+
+/// A first core seals seq 1..=7 (start, five registrations, stop); the checkpoint
+/// stored with its last seal is at 7.
+async fn seven_sealed_then_stopped(spawn: &Spawn) {
+    let http = client();
+    let mut core = spawn.start().await;
+    let base = core.url("");
+    for i in 0..5 {
+        assert_eq!(
+            register(&http, &base, &format!("cut-{i}")).await,
+            StatusCode::OK
+        );
+    }
+    sealed(&http, &base, Some(6)).await;
+    assert!(core.stop(Duration::from_secs(20)).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_a_chain_cut_at_its_end_while_stopped_is_reported() {
+    let data = TempDir::new("audit-cut");
+    let db = data.join("vivified.db");
+    let spawn = sqlite_core(&data);
+    seven_sealed_then_stopped(&spawn).await;
+    assert!(
+        data.join("vivified.db-checkpoint").exists(),
+        "the file beside the database"
+    );
+
+    // The rows alone: the checkpoint row finds it.
+    sqlite_exec(&db, "DELETE FROM audit_entries WHERE seq >= 5").await;
+    let mut core = reported_as_cut(&spawn, 5, 2).await;
+    assert!(core.stop(Duration::from_secs(20)).success());
+
+    // The rows and the checkpoint row: the file beside the database still finds it.
+    sqlite_exec(
+        &db,
+        "DELETE FROM audit_entries WHERE seq >= 4; DELETE FROM audit_checkpoint",
+    )
+    .await;
+    let mut core = reported_as_cut(&spawn, 4, 5).await;
+    assert!(core.stop(Duration::from_secs(20)).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_chain_cut_at_its_end_while_stopped_is_reported() {
+    let Some(db) = ScratchDb::create("vivified_audit_cut").await else {
+        return;
+    };
+    let spawn = vivified()
+        .env("VIVIFIED_STORE", db.url())
+        .env("VIVIFIED_ADMIN_TOKEN", ADMIN)
+        .env("JWT_SECRET", JWT)
+        .env("VIVIFIED_AUDIT_KEY", AUDIT_KEY)
+        .env("VIVIFIED_AUDIT_SEAL_INTERVAL", "20ms");
+    seven_sealed_then_stopped(&spawn).await;
+    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
+    sqlx::raw_sql("DELETE FROM audit_entries WHERE seq >= 5")
+        .execute(&mut conn)
+        .await
+        .expect("cut the tail");
+    conn.close().await.ok();
+    let mut core = reported_as_cut(&spawn, 5, 2).await;
+    assert!(core.stop(Duration::from_secs(20)).success());
 }
 
 // ---------------------------------------------------------------------------------------

@@ -64,6 +64,25 @@ impl Checkpoint {
     }
 }
 
+impl From<vivified_ports::ChainMark> for Checkpoint {
+    fn from(mark: vivified_ports::ChainMark) -> Self {
+        Self {
+            seq: mark.head.seq,
+            hash: mark.head.hash,
+            mac: mark.mac,
+        }
+    }
+}
+
+impl From<Checkpoint> for vivified_ports::ChainMark {
+    fn from(cp: Checkpoint) -> Self {
+        Self {
+            head: cp.head(),
+            mac: cp.mac,
+        }
+    }
+}
+
 /// Text that is not `SEQ:HASH:MAC`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("not a checkpoint (expected SEQ:HASH:MAC in hex)")]

@@ -29,9 +29,11 @@
 //! Canonical JSON: see `vivified_ports::audit` (the entry's canonical details).
 
 mod checkpoint;
+mod stored;
 mod verify;
 
 pub use checkpoint::{Checkpoint, InvalidCheckpoint};
+pub use stored::{StoredCheck, check_stored_checkpoints};
 pub use verify::{
     ChainFailure, ChainVerifier, CheckpointError, FailureReason, VerifyReport, verify_entries,
     verify_log,
@@ -202,6 +204,10 @@ impl ChainHasher for ChainKey {
         details: &str,
     ) -> Result<ChainHash, EntryError> {
         chain_hash_validated(self, prev, seq, entry, details)
+    }
+
+    fn checkpoint_mac(&self, head: &ChainHead) -> ChainHash {
+        Checkpoint::new(self, *head).mac
     }
 }
 

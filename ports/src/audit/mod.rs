@@ -25,6 +25,69 @@ pub use entry::{
 
 use crate::BoxError;
 
+/// A checkpoint as an audit log keeps it beside its chain: the head it vouches for
+/// and a MAC over it under the chain key ([`ChainHasher::checkpoint_mac`]; the
+/// domain's `Checkpoint` is the same statement, written `SEQ:HASH:MAC`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChainMark {
+    /// The position vouched for.
+    pub head: ChainHead,
+    /// The MAC over it.
+    pub mac: ChainHash,
+}
+
+impl ChainMark {
+    /// The mark of `head` under `hasher`'s key.
+    pub fn of(hasher: &dyn ChainHasher, head: ChainHead) -> Self {
+        Self {
+            head,
+            mac: hasher.checkpoint_mac(&head),
+        }
+    }
+}
+
+/// One place where a log keeps its checkpoint, and what is there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Where, for an operator: `table audit_checkpoint`, `file /var/lib/…`.
+    pub place: String,
+    /// What it holds; `None` when something is there that is not a checkpoint.
+    pub mark: Option<ChainMark>,
+}
+
+/// The highest of `stored` whose MAC is `hasher`'s.
+pub fn highest_authentic<'a>(
+    hasher: &dyn ChainHasher,
+    stored: impl IntoIterator<Item = &'a ChainMark>,
+) -> Option<ChainMark> {
+    stored
+        .into_iter()
+        .filter(|m| hasher.is_authentic(m))
+        .max_by_key(|m| m.head.seq)
+        .copied()
+}
+
+/// What a sealer checks before it numbers anything after `head`: no authentic
+/// checkpoint of `stored` lies beyond it (else entries were cut from the chain's end,
+/// and their numbers must not be handed out again).
+///
+/// # Errors
+/// [`AuditError::BehindCheckpoint`].
+pub fn check_not_behind<'a>(
+    hasher: &dyn ChainHasher,
+    head: Option<ChainHead>,
+    stored: impl IntoIterator<Item = &'a ChainMark>,
+) -> Result<(), AuditError> {
+    let at = head.map_or(0, |h| h.seq);
+    match highest_authentic(hasher, stored) {
+        Some(mark) if mark.head.seq > at => Err(AuditError::BehindCheckpoint {
+            head: at,
+            checkpoint: mark.head.seq,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// What one [`AuditLog::seal`] call did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SealReport {
@@ -77,6 +140,18 @@ pub enum AuditError {
         /// Its sequence number.
         seq: u64,
     },
+    /// The chain ends before the checkpoint the log stored with an earlier seal:
+    /// entries were cut from its end. Sealing stops (their sequence numbers are never
+    /// reused) until the entries are restored.
+    #[error(
+        "the audit chain ends at seq {head}, before its stored checkpoint at seq {checkpoint}: entries were cut from its end"
+    )]
+    BehindCheckpoint {
+        /// The chain's last sequence number (0: empty).
+        head: u64,
+        /// The stored checkpoint's sequence number.
+        checkpoint: u64,
+    },
 }
 
 /// The audit log: pending entries, a single chainer that seals them, and reads of the
@@ -112,10 +187,16 @@ pub trait AuditLog: Send + Sync {
     /// `busy: true` and `sealed: 0` instead of waiting for it. Nothing pending is not
     /// an error (`sealed: 0`).
     ///
+    /// A seal that sealed entries MUST also store the new head's checkpoint
+    /// ([`ChainMark::of`]) outside the entries, in the batch's transaction where the
+    /// backend has them, and before numbering anything MUST refuse with
+    /// [`AuditError::BehindCheckpoint`] when an authentic checkpoint it keeps lies
+    /// beyond its head ([`check_not_behind`]).
+    ///
     /// # Errors
     /// MUST return [`AuditError::Unavailable`], sealing nothing, if the backend fails
     /// or a pending entry cannot be decoded (sealing then stalls, visibly, in
-    /// [`AuditLog::pending`]).
+    /// [`AuditLog::pending`]); [`AuditError::BehindCheckpoint`].
     // The explicit `'static` is for mockall's mock; the parentheses it needs trip a
     // lint inside `async_trait`'s expansion.
     #[allow(unused_parens)]
@@ -153,6 +234,14 @@ pub trait AuditLog: Send + Sync {
     /// # Errors
     /// [`AuditError::CorruptEntry`]; [`AuditError::Unavailable`].
     async fn query(&self, query: &AuditQuery) -> Result<Vec<SealedEntry>, AuditError>;
+
+    /// The checkpoints the log keeps of its chain outside the entries, one per place
+    /// (a table row, a file), as stored: the caller checks them
+    /// ([`ChainHasher::is_authentic`]). Empty before the first seal.
+    ///
+    /// # Errors
+    /// [`AuditError::Unavailable`].
+    async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, AuditError>;
 }
 
 /// Computes chain hashes: what [`AuditLog::seal`] chains entries with. The domain's
@@ -172,6 +261,15 @@ pub trait ChainHasher: Send + Sync {
         entry: &AuditEntry,
         details: &str,
     ) -> Result<ChainHash, EntryError>;
+
+    /// The MAC of a checkpoint of `head` (what [`AuditLog::seal`] stores with each
+    /// batch).
+    fn checkpoint_mac(&self, head: &ChainHead) -> ChainHash;
+
+    /// Whether `mark`'s MAC is this key's over its head (constant time).
+    fn is_authentic(&self, mark: &ChainMark) -> bool {
+        self.checkpoint_mac(&mark.head).ct_eq(&mark.mac)
+    }
 }
 
 /// Seals `entries` after `head` (`None`: the genesis): the sequence numbers and hashes
@@ -219,6 +317,38 @@ mod tests {
             b[2] = details.len() as u8;
             Ok(ChainHash::from_bytes(b))
         }
+
+        fn checkpoint_mac(&self, head: &ChainHead) -> ChainHash {
+            let mut b = [9u8; 32];
+            b[0] = head.seq as u8;
+            b[1] = head.hash.as_bytes()[0];
+            ChainHash::from_bytes(b)
+        }
+    }
+
+    #[test]
+    fn a_sealer_refuses_to_number_behind_an_authentic_checkpoint() {
+        let head = |seq: u64| ChainHead {
+            seq,
+            hash: ChainHash::from_bytes([seq as u8; 32]),
+        };
+        let mark = ChainMark::of(&Recorder, head(5));
+        let forged = ChainMark {
+            head: head(9),
+            mac: ChainHash::from_bytes([1; 32]),
+        };
+        assert!(Recorder.is_authentic(&mark) && !Recorder.is_authentic(&forged));
+        assert_eq!(highest_authentic(&Recorder, [&mark, &forged]), Some(mark));
+        for at in [Some(head(5)), Some(head(6))] {
+            assert!(check_not_behind(&Recorder, at, [&mark, &forged]).is_ok());
+        }
+        for (at, seq) in [(Some(head(4)), 4), (None, 0)] {
+            assert!(matches!(
+                check_not_behind(&Recorder, at, [&mark]),
+                Err(AuditError::BehindCheckpoint { head, checkpoint: 5 }) if head == seq
+            ));
+        }
+        assert!(check_not_behind(&Recorder, None, [&forged]).is_ok());
     }
 
     #[test]

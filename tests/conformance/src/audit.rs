@@ -13,8 +13,10 @@ use serde_json::json;
 use time::Duration;
 
 use vivified_domain::audit_chain::{
-    ChainKey, ChainVerifier, Checkpoint, FailureReason, seal_entries, verify_log,
+    ChainKey, ChainVerifier, Checkpoint, FailureReason, check_stored_checkpoints, seal_entries,
+    verify_log,
 };
+use vivified_ports::audit::ChainHasher;
 use vivified_ports::audit::{
     AuditEntry, AuditError, AuditLog, AuditOutcome, AuditQuery, ChainHead, EntryError,
     MAX_DETAILS_BYTES, MAX_PAGE, SealedEntry,
@@ -54,6 +56,54 @@ pub async fn audit_log_conformance(log: Arc<dyn AuditLog>) {
     query_filters_orders_and_pages(&*log, &key).await;
     concurrent_appends_and_sealers(&log, &key).await;
     verification_walks_the_chain(&*log, &key).await;
+    each_seal_stores_a_checkpoint_of_its_head(&*log, &key).await;
+}
+
+/// Every place a log keeps its checkpoint holds, after a seal that sealed entries,
+/// an authentic checkpoint of the new head; the domain's check then finds the chain
+/// intact against it, and a key that did not seal finds it not authentic.
+async fn each_seal_stores_a_checkpoint_of_its_head(log: &dyn AuditLog, key: &ChainKey) {
+    for n in 0..3 {
+        log.append(audit_entry(
+            "system",
+            "checkpoint.a",
+            AuditOutcome::Success,
+            n,
+        ))
+        .await
+        .unwrap();
+    }
+    seal_all(log, key).await;
+    let head = head(log).await.expect("a head");
+    let stored = log.checkpoints().await.expect("checkpoints MUST succeed");
+    assert!(!stored.is_empty(), "a seal MUST store a checkpoint");
+    for s in &stored {
+        let mark = s
+            .mark
+            .unwrap_or_else(|| panic!("{} MUST hold a checkpoint", s.place));
+        assert_eq!(
+            mark.head, head,
+            "{} MUST hold the head's checkpoint",
+            s.place
+        );
+        assert!(
+            key.is_authentic(&mark),
+            "{}: a checkpoint MUST verify",
+            s.place
+        );
+    }
+    let check = check_stored_checkpoints(log, key).await.unwrap();
+    assert_eq!(check.failure, None);
+    assert_eq!(check.checkpoint.map(|c| c.head()), Some(head));
+    let other = ChainKey::new(b"another key of at least thirty-two bytes!!").unwrap();
+    let check = check_stored_checkpoints(log, &other).await.unwrap();
+    assert_eq!(
+        (check.checkpoint, check.not_authentic.len()),
+        (None, stored.len())
+    );
+    // Sealing nothing leaves it where it is.
+    log.seal(key, 100).await.unwrap();
+    assert_eq!(log.checkpoints().await.unwrap(), stored);
 }
 
 async fn pending(log: &dyn AuditLog) -> u64 {

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use vivified_domain::Caller;
 use vivified_domain::audit_chain::{
     ChainHead, ChainVerifier, Checkpoint, CheckpointError, MAX_FIELD_BYTES, VerifyReport,
+    check_stored_checkpoints,
 };
 use vivified_ports::audit::AuditQuery;
 use vivified_ports::audit::parse_outcome;
@@ -308,6 +309,16 @@ pub async fn verify(
         Some(head) => ChainVerifier::resume(key, head),
         None => ChainVerifier::new(key),
     };
+    // Without one, the checkpoint the log stored with its last seal (when it lies
+    // within this walk): a chain cut at its end is then found without the log lines.
+    let checkpoint = match checkpoint {
+        Some(cp) => Some(cp),
+        None => check_stored_checkpoints(state.audit.log.as_ref(), key)
+            .await
+            .map_err(audit_unavailable)?
+            .checkpoint
+            .filter(|cp| resume.is_none_or(|r| cp.seq > r.seq)),
+    };
     if let Some(cp) = checkpoint {
         verifier = verifier.with_checkpoint(cp).map_err(|e| match e {
             CheckpointError::NotAuthentic => bad(
@@ -403,8 +414,11 @@ pub async fn export(
         .into_response())
 }
 
-/// The audit part of `/ready`: `{"pending": N, "head": SEQ}` (pending entries are the
-/// sealing lag; `head` is 0 while nothing is sealed).
+/// The audit part of `/ready`: `{"pending": N, "head": SEQ, "checkpoint": SEQ}`
+/// (pending entries are the sealing lag; `head` is 0 while nothing is sealed;
+/// `checkpoint` the one stored with the last seal, `null` when none). When the chain
+/// does not reach, or match, that checkpoint it also has `"intact": false`,
+/// `first_bad_seq` and `reason` (`/ready` then answers 503).
 ///
 /// # Errors
 /// The log's error.
@@ -416,10 +430,18 @@ pub async fn ready_status(state: &AppState) -> Result<Value, AuditError> {
     // between the two reads shows an old head with nothing pending.
     let pending = log.pending().await?;
     let head = log.head().await?;
-    Ok(json!({
+    let stored = check_stored_checkpoints(log.as_ref(), &state.audit.key).await?;
+    let mut status = json!({
         "pending": pending,
         "head": head.map_or(0, |h| h.seq),
-    }))
+        "checkpoint": stored.checkpoint.map(|cp| cp.seq),
+    });
+    if let Some(failure) = stored.failure {
+        status["intact"] = json!(false);
+        status["first_bad_seq"] = json!(failure.seq);
+        status["reason"] = json!(failure.reason.as_str());
+    }
+    Ok(status)
 }
 
 #[cfg(test)]

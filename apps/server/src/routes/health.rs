@@ -35,6 +35,16 @@ pub async fn health() -> Response {
 pub async fn ready(State(state): State<AppState>) -> Response {
     match state.registry.ready().await {
         Ok(()) => match super::audit::ready_status(&state).await {
+            Ok(audit) if audit["intact"] == false => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({
+                    "status": "unavailable",
+                    "error": "audit_chain_broken",
+                    "detail": "The audit chain does not reach, or match, the checkpoint stored with its last seal; nothing more is sealed until it is restored.",
+                    "audit": audit,
+                })),
+            )
+                .into_response(),
             Ok(audit) => Json(json!({
                 "status": "ready",
                 "self_preservation": state.registry.self_preservation(),

@@ -124,6 +124,8 @@ pub struct Application {
     generated: GeneratedSecrets,
     settings: Settings,
     audit: AuditChain,
+    /// The chain did not agree with its stored checkpoint at start-up (logged).
+    audit_broken_at_start: bool,
 }
 
 impl Application {
@@ -268,6 +270,7 @@ impl Application {
             audit_key_fingerprint = %audit.key.fingerprint(),
             "audit chain ready"
         );
+        let audit_broken_at_start = crate::audit::check_at_start(&audit).await;
         if let Some((listener, _)) = &metrics
             && let Ok(addr) = listener.local_addr()
             && !addr.ip().is_loopback()
@@ -300,6 +303,7 @@ impl Application {
             generated,
             settings,
             audit,
+            audit_broken_at_start,
         })
     }
 
@@ -379,6 +383,7 @@ impl Application {
             crate::audit::SealerConfig {
                 interval: self.settings.audit_seal_interval,
                 checkpoint_every: self.settings.audit_checkpoint_every,
+                broken_at_start: self.audit_broken_at_start,
             },
             sealer_stop,
         ));

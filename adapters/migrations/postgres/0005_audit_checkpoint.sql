@@ -1,0 +1,11 @@
+-- The chain's latest checkpoint, outside `audit_entries` (issue 26): written in the
+-- transaction of every seal that sealed entries, so rows cut from the end of the
+-- chain are found (the chain then ends before its checkpoint) and their sequence
+-- numbers are never handed out again. One row. `mac` = HMAC-SHA-256 under the chain
+-- key over (seq, hash), as in the `audit_checkpoint` log lines.
+CREATE TABLE IF NOT EXISTS audit_checkpoint (
+    id   SMALLINT PRIMARY KEY CHECK (id = 1),
+    seq  BIGINT  NOT NULL CHECK (seq > 0),
+    hash BYTEA   NOT NULL,
+    mac  BYTEA   NOT NULL
+);
