@@ -699,9 +699,11 @@ async fn sqlite_backup_while_running_and_restore() {
     );
     assert_eq!(std::fs::metadata(&backup_file).unwrap().len(), size);
 
-    // Restore: the core is stopped; replace the file, drop its -wal and -shm.
+    // Restore: the core is stopped; replace the file, drop its -wal and -shm, and the
+    // checkpoint file of the chain the backup no longer reaches (the restored
+    // database's own checkpoint row matches it).
     std::fs::copy(&backup_file, &db).expect("restore the file");
-    for suffix in ["-wal", "-shm"] {
+    for suffix in ["-wal", "-shm", "-checkpoint"] {
         let side = PathBuf::from(format!("{}{suffix}", db.display()));
         if side.exists() {
             std::fs::remove_file(&side).expect("remove a stale side file");
