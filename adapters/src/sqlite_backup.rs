@@ -371,7 +371,7 @@ mod tests {
             .unwrap();
 
         assert_eq!(summary.plugins, 2);
-        assert_eq!(summary.schema_version, 4);
+        assert_eq!(summary.schema_version, 5);
         assert_eq!(summary.audit_head, 0);
         assert_eq!(summary.bytes, std::fs::metadata(&out).unwrap().len());
         #[cfg(unix)]
