@@ -67,14 +67,22 @@ async fn registrations_appear_once_sealed() {
     }
     // Appended, not yet sealed: not readable, and counted as the sealing lag.
     let ready = app.get("/ready", None).await.json();
-    assert_eq!(ready["audit"], json!({"pending": 3, "head": 0}), "{ready}");
+    assert_eq!(
+        ready["audit"],
+        json!({"pending": 3, "head": 0, "checkpoint": null}),
+        "{ready}"
+    );
     let page = audit(&app, "").await;
     assert_eq!(page, json!({"entries": [], "next_after": null}));
 
     let head = seal(&app).await.expect("a head");
     assert_eq!(head.seq, 3);
     let ready = app.get("/ready", None).await.json();
-    assert_eq!(ready["audit"], json!({"pending": 0, "head": 3}), "{ready}");
+    assert_eq!(
+        ready["audit"],
+        json!({"pending": 0, "head": 3, "checkpoint": 3}),
+        "{ready}"
+    );
     let page = audit(&app, "").await;
     assert_eq!(page["next_after"], Value::Null);
     let entries = page["entries"].as_array().unwrap();
@@ -337,6 +345,7 @@ async fn a_failing_audit_log_is_503() {
     log.expect_head().returning(move || Err(down()));
     log.expect_query().returning(move |_| Err(down()));
     log.expect_range().returning(move |_, _| Err(down()));
+    log.expect_checkpoints().returning(move || Err(down()));
     let app = TestApp::builder().audit(Arc::new(log)).build();
     let resp = app.get("/ready", None).await;
     assert_eq!(resp.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -368,6 +377,7 @@ async fn ready_never_pairs_nothing_pending_with_an_old_head() {
             hash: vivified_ports::audit::ChainHash::from_bytes([7; 32]),
         }))
     });
+    log.expect_checkpoints().returning(|| Ok(Vec::new()));
     let app = TestApp::builder().audit(Arc::new(log)).build();
     let resp = app.get("/ready", None).await;
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
@@ -386,7 +396,10 @@ async fn tampering_with_the_sqlite_file_is_located() {
     let path = dir.join("vivified.db");
     let store = SqlitePluginStore::open(&path).await.expect("sqlite opens");
     let log = Arc::new(SqliteAuditLog::new(&store));
-    let app = TestApp::builder().store(Arc::new(store)).audit(log).build();
+    let app = TestApp::builder()
+        .store(Arc::new(store.clone()))
+        .audit(log)
+        .build();
     for i in 0..8 {
         app.register_ok(&format!("s{i}")).await;
     }
@@ -457,7 +470,8 @@ async fn tampering_with_the_sqlite_file_is_located() {
     assert_eq!(report["first_bad_seq"], 6, "{report}");
     assert_eq!(report["reason"], "sequence_gap");
 
-    // Rows cut from the end: invisible to a bare walk, caught with a checkpoint.
+    // Rows cut from the end: caught by the checkpoint stored with the last seal, and
+    // by a logged one.
     let head = app.audit.log.head().await.unwrap().unwrap();
     assert_eq!(head.seq, 8);
     let cp = Checkpoint::new(&app.audit.key, head);
@@ -465,6 +479,28 @@ async fn tampering_with_the_sqlite_file_is_located() {
         .execute(&mut db)
         .await
         .unwrap();
+    let report = verify(&app, "").await;
+    assert_eq!(report["intact"], false, "{report}");
+    assert_eq!(report["verified_up_to"], 5);
+    assert_eq!(
+        (&report["first_bad_seq"], &report["reason"]),
+        (&json!(6), &json!("chain_truncated"))
+    );
+    let ready = app.get("/ready", None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json()["error"], "audit_chain_broken");
+    assert_eq!(ready.json()["audit"]["first_bad_seq"], 6);
+    // Without the stored checkpoint, a bare walk cannot see the cut end; the logged
+    // checkpoint still can.
+    exec("DELETE FROM audit_checkpoint")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    std::fs::remove_file(dir.join("vivified.db-checkpoint")).unwrap();
+    let app = TestApp::builder()
+        .store(Arc::new(store.clone()))
+        .audit(Arc::new(SqliteAuditLog::new(&store)))
+        .build();
     let report = verify(&app, "").await;
     assert_eq!(report["intact"], true, "a bare chain cannot see a cut end");
     assert_eq!(report["verified_up_to"], 5);
