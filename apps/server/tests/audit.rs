@@ -149,6 +149,10 @@ async fn sqlite_chain_checkpoints_in_the_log_and_catches_tampering_under_a_runni
     assert_eq!(entries[0]["action"], "core.start", "{}", entries[0]);
     assert_eq!(entries[0]["actor"], "system");
     assert_eq!(entries[0]["details"]["store"], "sqlite");
+    assert_eq!(
+        entries[0]["details"]["policy"]["untagged"], "publisher_classification",
+        "core.start records what untagged events carry"
+    );
     let out = a
         .wait_stdout(Duration::from_secs(5), |s| {
             checkpoints(s).iter().any(|(at, _)| at == "interval")
