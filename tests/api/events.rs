@@ -49,6 +49,19 @@ async fn pull(app: &TestApp, id: &str, token: &str, query: &str) -> Value {
     resp.json()
 }
 
+/// The sealed `event.publish` audit entries, after sealing everything pending.
+async fn published_entries(app: &TestApp) -> Vec<vivified_ports::SealedEntry> {
+    app.audit
+        .seal_all(Duration::from_secs(5))
+        .await
+        .expect("seal");
+    let entries = app.audit.log.range(1, 10_000).await.expect("audit range");
+    entries
+        .into_iter()
+        .filter(|e| e.entry.action == "event.publish")
+        .collect()
+}
+
 fn event_ids(pulled: &Value) -> Vec<String> {
     pulled["events"]
         .as_array()
@@ -127,15 +140,7 @@ async fn fan_out_applies_the_policy_per_subscriber_and_sanitises_for_external_se
     assert_eq!(got["events"], json!([]), "denied: nothing delivered");
 
     // One audit entry for the event, with every subscriber's decision, no payload.
-    app.audit
-        .seal_all(Duration::from_secs(5))
-        .await
-        .expect("seal");
-    let entries = app.audit.log.range(1, 10_000).await.expect("audit range");
-    let published: Vec<_> = entries
-        .iter()
-        .filter(|e| e.entry.action == "event.publish")
-        .collect();
+    let published = published_entries(&app).await;
     assert_eq!(published.len(), 1);
     let details = published[0].entry.details.to_string();
     for needle in [
@@ -209,15 +214,7 @@ async fn untagged_events_from_a_phi_publisher_are_decided_as_phi() {
         assert_eq!(got["events"], json!([]), "{id} gets nothing");
     }
 
-    app.audit
-        .seal_all(Duration::from_secs(5))
-        .await
-        .expect("seal");
-    let entries = app.audit.log.range(1, 10_000).await.expect("audit range");
-    let published: Vec<_> = entries
-        .iter()
-        .filter(|e| e.entry.action == "event.publish")
-        .collect();
+    let published = published_entries(&app).await;
     assert_eq!(published.len(), 2);
     for e in published {
         let d = &e.entry.details;

@@ -7,8 +7,7 @@ use async_trait::async_trait;
 use vivified_ports::audit::{ChainHasher, ChainHead, check_not_behind, outcome_str, to_micros};
 use vivified_ports::audit::{MAX_PAGE, MAX_SEAL_BATCH};
 use vivified_ports::{
-    AuditEntry, AuditError, AuditLog, AuditQuery, ChainMark, SealReport, SealedEntry,
-    StoredCheckpoint,
+    AuditEntry, AuditError, AuditLog, AuditQuery, SealReport, SealedEntry, StoredCheckpoint,
 };
 
 use super::{PostgresPluginStore, insert_pending};
@@ -151,11 +150,11 @@ impl PostgresAuditLog {
             .map_err(unavailable)?;
         let report = seal_report(&sealed, head);
         if let Some(head) = report.head {
-            let mark = ChainMark::of(key, head);
+            let (seq, hash, mac) = checkpoint_row(key, head)?;
             sqlx::query(WRITE_CHECKPOINT)
-                .bind(seq_i64(head.seq)?)
-                .bind(head.hash.as_bytes().to_vec())
-                .bind(mark.mac.as_bytes().to_vec())
+                .bind(seq)
+                .bind(hash)
+                .bind(mac)
                 .execute(&mut **tx)
                 .await
                 .map_err(unavailable)?;

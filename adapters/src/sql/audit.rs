@@ -302,6 +302,20 @@ where
     })
 }
 
+/// The values of the checkpoint row for `head` (`seq`, `hash`, `mac`), in the order
+/// both dialects' upserts bind them.
+pub(crate) fn checkpoint_row(
+    key: &dyn ChainHasher,
+    head: ChainHead,
+) -> Result<(i64, Vec<u8>, Vec<u8>), AuditError> {
+    let mark = ChainMark::of(key, head);
+    Ok((
+        seq_i64(head.seq)?,
+        head.hash.as_bytes().to_vec(),
+        mark.mac.as_bytes().to_vec(),
+    ))
+}
+
 /// The place name of the checkpoint row.
 pub(crate) const CHECKPOINT_TABLE: &str = "table audit_checkpoint";
 

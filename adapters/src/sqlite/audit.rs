@@ -142,11 +142,11 @@ impl SqliteAuditLog {
         }
         let report = seal_report(&sealed, head);
         if let (false, Some(head)) = (sealed.is_empty(), report.head) {
-            let mark = ChainMark::of(key, head);
+            let (seq, hash, mac) = checkpoint_row(key, head)?;
             sqlx::query(WRITE_CHECKPOINT)
-                .bind(seq_i64(head.seq)?)
-                .bind(head.hash.as_bytes().to_vec())
-                .bind(mark.mac.as_bytes().to_vec())
+                .bind(seq)
+                .bind(hash)
+                .bind(mac)
                 .execute(&mut **tx)
                 .await
                 .map_err(unavailable)?;
