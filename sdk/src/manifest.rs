@@ -321,6 +321,22 @@ impl Manifest {
                 add(path, "unique_items", "items must be unique");
             }
         }
+        for (i, control) in self.compliance.hipaa_controls.iter().enumerate() {
+            let path = format!("/compliance/hipaa_controls/{i}");
+            if control.is_empty() {
+                add(&path, "min_length", "must be at least 1 characters long");
+            }
+            if control.chars().count() > 64 {
+                add(&path, "max_length", "must be at most 64 characters long");
+            }
+            if !is_hipaa_citation(control) {
+                add(
+                    &path,
+                    "pattern",
+                    "must be a HIPAA citation such as 164.312(b) or 164.312(a)(2)(iv)",
+                );
+            }
+        }
         for (i, dep) in self.dependencies.iter().enumerate() {
             let path = format!("/dependencies/{i}");
             if dep.is_empty() || dep.len() > 63 || !is_plugin_id_chars(dep) {
@@ -403,11 +419,16 @@ impl Manifest {
                     "`handles_phi` requires audit_level `detailed` or `complete`",
                 );
             }
-            if self.compliance.hipaa_controls.is_empty() {
+            if !self
+                .compliance
+                .hipaa_controls
+                .iter()
+                .any(|c| is_hipaa_citation(c))
+            {
                 add(
                     "/compliance/hipaa_controls",
                     "phi_requires_hipaa_controls",
-                    "`handles_phi` requires at least one HIPAA control",
+                    "`handles_phi` requires at least one HIPAA control, cited like `164.312(b)`",
                 );
             }
         }
@@ -462,6 +483,32 @@ pub fn subscription_matches(pattern: &str, event_type: &str) -> bool {
             _ => return false,
         }
     }
+}
+
+/// The core's citation rule (schema pattern `^164\.\d{3}(\([a-z0-9]+\))*$`), kept
+/// here because the SDK does not depend on the core; `tests/manifest_schema.rs`
+/// checks that both agree.
+fn is_hipaa_citation(s: &str) -> bool {
+    let Some(mut rest) = s.strip_prefix("164.").and_then(|r| {
+        r.get(3..)
+            .filter(|_| r.as_bytes()[..3].iter().all(u8::is_ascii_digit))
+    }) else {
+        return false;
+    };
+    while let Some(inner) = rest.strip_prefix('(') {
+        let Some((part, after)) = inner.split_once(')') else {
+            return false;
+        };
+        if part.is_empty()
+            || !part
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            return false;
+        }
+        rest = after;
+    }
+    rest.is_empty()
 }
 
 fn is_plugin_id_chars(s: &str) -> bool {

@@ -161,6 +161,47 @@ fn sdk_check_agrees_with_the_core_on_every_rule_combination() {
     assert!(accepted > 50, "only {accepted} combinations were valid");
 }
 
+/// The SDK's HIPAA citation check says what the core's schema says, one control at a
+/// time, including the near misses.
+#[test]
+fn hipaa_citation_checks_match_the_core() {
+    let validator = ManifestValidator::new().unwrap();
+    for control in [
+        "164.312",
+        "164.312(b)",
+        "164.312(a)(2)(iv)",
+        "164.308(a)(1)(ii)(d)",
+        "",
+        " ",
+        "HIPAA",
+        "164.31",
+        "164.3120",
+        "164.312 ",
+        " 164.312",
+        "164.312(B)",
+        "164.312()",
+        "164.312(b",
+        "164.312(b))",
+        "164.312b",
+        "165.312(b)",
+        "164.3é2",
+        "164.31२",
+        "164.312(é)",
+        "164.312((b))",
+        "164.312(b)(",
+        "164.abc",
+        "164.",
+    ] {
+        let b = Manifest::builder("ok", "Ok", "1.0.0").hipaa_controls([control]);
+        let sdk: BTreeSet<(String, String)> = match b.clone().build() {
+            Ok(_) => BTreeSet::new(),
+            Err(e) => e.violations.into_iter().map(|v| (v.path, v.code)).collect(),
+        };
+        let raw = serde_json::to_value(b.into_unchecked()).unwrap();
+        assert_eq!(sdk, codes_of_domain(&raw, &validator), "{control:?}");
+    }
+}
+
 #[test]
 fn shape_violations_match_the_core() {
     let validator = ManifestValidator::new().unwrap();
@@ -176,6 +217,20 @@ fn shape_violations_match_the_core() {
         Manifest::builder("x".repeat(64), "Long", "1.0.0"),
         Manifest::builder("ok", "n".repeat(129), "1.0.0"),
         Manifest::builder("ok", "Ok", "1.0.0").description("d".repeat(1025)),
+        Manifest::builder("ok", "Ok", "1.0.0").hipaa_controls(["", " ", "HIPAA", "164.312(B)"]),
+        Manifest::builder("ok", "Ok", "1.0.0").hipaa_controls(["164.312(b)", "164.31"]),
+        Manifest::builder("ok", "Ok", "1.0.0")
+            .hipaa_controls(["164.312(b)(".to_owned() + &"x".repeat(60) + ")"]),
+        Manifest::builder("ok", "Ok", "1.0.0")
+            .traits([
+                PluginTrait::HandlesPhi,
+                PluginTrait::RequiresEncryption,
+                PluginTrait::AuditRequired,
+            ])
+            .data_classification([DataClass::Phi])
+            .authentication_required(true)
+            .audit_level(AuditLevel::Complete)
+            .hipaa_controls(["164.3120", "164.312b"]),
     ];
     for b in cases {
         let sdk: BTreeSet<(String, String)> = match b.clone().build() {
