@@ -230,9 +230,9 @@ fn unknown_data_traits_are_denied_even_next_to_allowed_ones() {
     }
 }
 
-/// The hostile case of issue 26: a PHI publisher's untagged event is PHI. A target
-/// without `handles_phi` is denied, an external service gets it redacted, a qualified
-/// target gets it whole — as if it had been tagged `phi`.
+/// A PHI publisher's untagged event is PHI: a target without `handles_phi` is denied,
+/// an external service gets it redacted, a qualified target gets it whole — as if it
+/// had been tagged `phi`.
 #[test]
 fn untagged_events_carry_the_publishers_classification() {
     let policy = Policy::default();

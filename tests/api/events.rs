@@ -49,6 +49,20 @@ async fn pull(app: &TestApp, id: &str, token: &str, query: &str) -> Value {
     resp.json()
 }
 
+/// Registers `ehr` (a PHI publisher), `chart` (PHI-qualified, subscribed to
+/// `patient.*`) and `mailer` (PHI-qualified external service, `patient.updated`), and
+/// returns their tokens.
+async fn phi_plugins(app: &TestApp) -> [String; 3] {
+    let ehr = register(app, &phi_manifest("ehr", &[], &[])).await;
+    let chart = register(app, &phi_manifest("chart", &[], &["patient.*"])).await;
+    let mailer = register(
+        app,
+        &phi_manifest("mailer", &["external_service"], &["patient.updated"]),
+    )
+    .await;
+    [ehr, chart, mailer]
+}
+
 /// The sealed `event.publish` audit entries, after sealing everything pending.
 async fn published_entries(app: &TestApp) -> Vec<vivified_ports::SealedEntry> {
     app.audit
@@ -74,13 +88,7 @@ fn event_ids(pulled: &Value) -> Vec<String> {
 #[tokio::test]
 async fn fan_out_applies_the_policy_per_subscriber_and_sanitises_for_external_services() {
     let app = TestApp::dev();
-    let ehr = register(&app, &phi_manifest("ehr", &[], &[])).await;
-    let chart = register(&app, &phi_manifest("chart", &[], &["patient.*"])).await;
-    let mailer = register(
-        &app,
-        &phi_manifest("mailer", &["external_service"], &["patient.updated"]),
-    )
-    .await;
+    let [ehr, chart, mailer] = phi_plugins(&app).await;
     let plain = register(&app, &plain_manifest("plain", &["*.updated"])).await;
     let _unsubscribed = register(&app, &phi_manifest("other", &[], &["billing.*"])).await;
 
@@ -155,7 +163,7 @@ async fn fan_out_applies_the_policy_per_subscriber_and_sanitises_for_external_se
     assert!(!details.contains("Jane") && !details.contains("ward-7"));
 }
 
-/// Issue 26: an event without data traits from a publisher classified `phi` +
+/// An event without data traits from a publisher classified `phi` +
 /// `internal` is PHI. Whether `data_traits` is empty or absent, a qualified subscriber
 /// gets it whole, an external service that handles PHI gets it redacted, and neither a
 /// plain plugin nor an external service without `handles_phi` gets anything. The audit
@@ -163,13 +171,7 @@ async fn fan_out_applies_the_policy_per_subscriber_and_sanitises_for_external_se
 #[tokio::test]
 async fn untagged_events_from_a_phi_publisher_are_decided_as_phi() {
     let app = TestApp::dev();
-    let ehr = register(&app, &phi_manifest("ehr", &[], &[])).await;
-    let chart = register(&app, &phi_manifest("chart", &[], &["patient.*"])).await;
-    let mailer = register(
-        &app,
-        &phi_manifest("mailer", &["external_service"], &["patient.updated"]),
-    )
-    .await;
+    let [ehr, chart, mailer] = phi_plugins(&app).await;
     let plain = register(&app, &plain_manifest("plain", &["patient.*"])).await;
     let mut webhook = plain_manifest("webhook", &["patient.*"]);
     webhook["traits"] = json!(["external_service"]);

@@ -1,4 +1,4 @@
--- The chain's latest checkpoint, outside `audit_entries` (issue 26): written in the
+-- The chain's latest checkpoint, outside `audit_entries`: written in the
 -- transaction of every seal that sealed entries, so rows cut from the end of the
 -- chain are found (the chain then ends before its checkpoint) and their sequence
 -- numbers are never handed out again. One row. `mac` = HMAC-SHA-256 under the chain

@@ -255,7 +255,7 @@ async fn sqlite_chain_checkpoints_in_the_log_and_catches_tampering_under_a_runni
 }
 
 // ---------------------------------------------------------------------------------------
-// The end of the chain cut while the core was stopped (issue 26)
+// The end of the chain cut while the core was stopped
 // ---------------------------------------------------------------------------------------
 
 /// What a core started on a chain cut at its end shows: one ERROR line naming the

@@ -33,7 +33,7 @@ mod stored;
 mod verify;
 
 pub use checkpoint::{Checkpoint, InvalidCheckpoint};
-pub use stored::{StoredCheck, check_stored_checkpoints};
+pub use stored::{StoredCheck, check_stored_checkpoints, stored_checkpoint};
 pub use verify::{
     ChainFailure, ChainVerifier, CheckpointError, FailureReason, VerifyReport, verify_entries,
     verify_log,

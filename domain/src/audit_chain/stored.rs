@@ -2,13 +2,17 @@
 //! handful of reads, whatever the chain's length) that start-up and `/ready` run, and
 //! that finds entries cut from the chain's end while the core was stopped.
 
-use vivified_ports::audit::{AuditError, AuditLog, ChainHasher, StoredCheckpoint};
+use vivified_ports::audit::{AuditError, AuditLog, ChainHasher, ChainHead, StoredCheckpoint};
 
 use super::{ChainFailure, ChainKey, Checkpoint, FailureReason};
 
 /// What [`check_stored_checkpoints`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredCheck {
+    /// The chain's head, read after the checkpoints (so a seal between the two reads
+    /// is never mistaken for a cut). `None` when there is no authentic checkpoint to
+    /// check and the head was not read.
+    pub head: Option<ChainHead>,
     /// The highest authentic stored checkpoint (`None`: nothing sealed yet, or none
     /// kept — e.g. a chain sealed before checkpoints were stored).
     pub checkpoint: Option<Checkpoint>,
@@ -31,24 +35,17 @@ pub async fn check_stored_checkpoints(
     log: &dyn AuditLog,
     key: &ChainKey,
 ) -> Result<StoredCheck, AuditError> {
-    let stored = log.checkpoints().await?;
-    let mut not_authentic = Vec::new();
-    let mut best: Option<Checkpoint> = None;
-    for StoredCheckpoint { place, mark } in stored {
-        match mark.filter(|m| key.is_authentic(m)) {
-            Some(m) if best.is_none_or(|b| m.head.seq > b.seq) => best = Some(m.into()),
-            Some(_) => {}
-            None => not_authentic.push(place),
-        }
-    }
+    let (best, not_authentic) = stored_checkpoint(log, key).await?;
     let Some(cp) = best else {
         return Ok(StoredCheck {
+            head: None,
             checkpoint: None,
             failure: None,
             not_authentic,
         });
     };
-    let head = log.head().await?.map_or(0, |h| h.seq);
+    let chain_head = log.head().await?;
+    let head = chain_head.map_or(0, |h| h.seq);
     let failure = if head < cp.seq {
         Some(ChainFailure {
             seq: head.saturating_add(1),
@@ -72,8 +69,30 @@ pub async fn check_stored_checkpoints(
         }
     };
     Ok(StoredCheck {
+        head: chain_head,
         checkpoint: Some(cp),
         failure,
         not_authentic,
     })
+}
+
+/// The highest authentic checkpoint `log` stores, and the places holding something
+/// that is not one of `key` — the checkpoints alone, without reading the chain.
+///
+/// # Errors
+/// [`AuditError::Unavailable`] if the log cannot be read.
+pub async fn stored_checkpoint(
+    log: &dyn AuditLog,
+    key: &ChainKey,
+) -> Result<(Option<Checkpoint>, Vec<String>), AuditError> {
+    let mut not_authentic = Vec::new();
+    let mut best: Option<Checkpoint> = None;
+    for StoredCheckpoint { place, mark } in log.checkpoints().await? {
+        match mark.filter(|m| key.is_authentic(m)) {
+            Some(m) if best.is_none_or(|b| m.head.seq > b.seq) => best = Some(m.into()),
+            Some(_) => {}
+            None => not_authentic.push(place),
+        }
+    }
+    Ok((best, not_authentic))
 }

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use vivified_domain::Caller;
 use vivified_domain::audit_chain::{
     ChainHead, ChainVerifier, Checkpoint, CheckpointError, MAX_FIELD_BYTES, VerifyReport,
-    check_stored_checkpoints,
+    check_stored_checkpoints, stored_checkpoint,
 };
 use vivified_ports::audit::AuditQuery;
 use vivified_ports::audit::parse_outcome;
@@ -313,10 +313,10 @@ pub async fn verify(
     // within this walk): a chain cut at its end is then found without the log lines.
     let checkpoint = match checkpoint {
         Some(cp) => Some(cp),
-        None => check_stored_checkpoints(state.audit.log.as_ref(), key)
+        None => stored_checkpoint(state.audit.log.as_ref(), key)
             .await
             .map_err(audit_unavailable)?
-            .checkpoint
+            .0
             .filter(|cp| resume.is_none_or(|r| cp.seq > r.seq)),
     };
     if let Some(cp) = checkpoint {
@@ -429,8 +429,12 @@ pub async fn ready_status(state: &AppState) -> Result<Value, AuditError> {
     // and onto the chain in one transaction). Read the other way round, a batch sealed
     // between the two reads shows an old head with nothing pending.
     let pending = log.pending().await?;
-    let head = log.head().await?;
     let stored = check_stored_checkpoints(log.as_ref(), &state.audit.key).await?;
+    // Without a stored checkpoint the check did not read the head.
+    let head = match stored.checkpoint {
+        Some(_) => stored.head,
+        None => log.head().await?,
+    };
     let mut status = json!({
         "pending": pending,
         "head": head.map_or(0, |h| h.seq),
