@@ -214,7 +214,7 @@ impl Broker {
         let bad = |m: String| Err(BrokerError::InvalidEvent(m));
         if !is_valid_event_type(&req.event_type) {
             return bad(
-                "`event_type` must be dot-separated segments of a-z, 0-9, `_` and `-` (at most 255 bytes)"
+                "`event_type` must be dot-separated segments of A-Z, a-z, 0-9, `_` and `-` (at most 255 characters)"
                     .into(),
             );
         }

@@ -1,7 +1,10 @@
 //! Event types and subscriptions.
 //!
-//! An event type is dot-separated lowercase segments (`^[a-z0-9_-]+(\.[a-z0-9_-]+)*$`,
-//! at most [`MAX_EVENT_TYPE_LEN`] bytes). A plugin's manifest may declare
+//! An event type is dot-separated segments (`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`, at
+//! most [`MAX_EVENT_TYPE_LEN`] bytes), compared case-sensitively everywhere: in
+//! publishing, subscriptions and matching (`UserCreated` is not `usercreated`). Upper
+//! case is allowed for plugins written for the original Python core, whose events are
+//! named like `NotificationSent`. A plugin's manifest may declare
 //! `subscriptions`: event types in which a segment may be `*`, matching exactly one
 //! segment (`user.*` matches `user.created`, not `user` nor `user.created.v2`).
 
@@ -13,7 +16,7 @@ pub const MAX_EVENT_TYPE_LEN: usize = 255;
 fn is_segment(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Whether `s` is a valid event type.
@@ -65,18 +68,25 @@ mod tests {
 
     #[test]
     fn event_types() {
-        for ok in ["user", "user.created", "a-b_c.0.x"] {
+        for ok in [
+            "user",
+            "user.created",
+            "a-b_c.0.x",
+            "NotificationSent",
+            "Patient.Updated",
+        ] {
             assert!(is_valid_event_type(ok), "{ok}");
         }
         for bad in [
             "",
-            "User",
             "user.",
             ".user",
             "user..created",
             "user.*",
             "ü",
             "a b",
+            "User Created",
+            "user.créé",
         ] {
             assert!(!is_valid_event_type(bad), "{bad:?}");
         }
@@ -93,6 +103,10 @@ mod tests {
         assert!(!matches("user.*", "user.created.v2"));
         assert!(!matches("*", "user.created"));
         assert!(!matches("user.created", "user.deleted"));
+        assert!(matches("NotificationSent", "NotificationSent"));
+        assert!(!matches("notificationsent", "NotificationSent"));
+        assert!(!matches("User.*", "user.created"));
+        assert!(is_valid_subscription("User.*"));
         assert!(is_valid_subscription("user.*.v1"));
         assert!(!is_valid_subscription("user.**"));
         assert!(!is_valid_subscription("user.>"));

@@ -58,6 +58,7 @@ pub mod events;
 pub mod manifest;
 pub mod policy;
 pub mod registry;
+pub mod suggest;
 
 pub use manifest::{CheckedManifest, Manifest, ManifestValidator, Violation};
 pub use policy::{

@@ -324,7 +324,21 @@ fn schema_violation(err: &jsonschema::ValidationError<'_>) -> Violation {
             format!("must match the pattern {pattern}"),
         ),
         ValidationErrorKind::Enum { options } => {
-            (path, "enum".to_owned(), format!("must be one of {options}"))
+            let valid: Vec<&str> = options
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let hint = err
+                .instance()
+                .as_str()
+                .and_then(|given| crate::suggest::nearest(given, &valid))
+                .map(|near| format!("; did you mean `{near}`?"))
+                .unwrap_or_default();
+            (
+                path,
+                "enum".to_owned(),
+                format!("must be one of {options}{hint}"),
+            )
         }
         ValidationErrorKind::Type { kind } => (
             path,

@@ -510,6 +510,59 @@ fn enum_on_contracts_traits_classification_and_audit_level() {
     }
 }
 
+/// An unknown enum value close to a valid one is still refused, and its message names
+/// the valid one (never the value sent); a distant one gets no suggestion.
+#[test]
+fn an_enum_violation_names_the_nearest_valid_value() {
+    let message = |pointer: &str, value: Value| -> String {
+        let v = validator()
+            .validate(&with(minimal(), pointer, value))
+            .expect_err("invalid");
+        v.iter()
+            .find(|v| v.code == "enum")
+            .unwrap_or_else(|| panic!("an enum violation: {v:?}"))
+            .message
+            .clone()
+    };
+    for (pointer, value, meant) in [
+        (
+            "/traits",
+            json!(["encryption_required"]),
+            "requires_encryption",
+        ),
+        ("/traits", json!(["HandlesPii"]), "handles_pii"),
+        ("/contracts", json!(["storageplugin"]), "StoragePlugin"),
+        ("/contracts", json!(["identity-plugin"]), "IdentityPlugin"),
+        (
+            "/security/data_classification",
+            json!(["Confidental"]),
+            "confidential",
+        ),
+        ("/compliance/audit_level", json!("Basic"), "basic"),
+    ] {
+        let got = message(pointer, value.clone());
+        assert!(
+            got.contains(&format!("did you mean `{meant}`?")),
+            "{value}: {got}"
+        );
+        let sent = value.as_array().map_or(value.clone(), |a| a[0].clone());
+        assert!(!got.contains(sent.as_str().expect("a string")), "{got}");
+    }
+    for (pointer, value) in [
+        ("/traits", json!(["flies"])),
+        ("/compliance/audit_level", json!("verbose")),
+        ("/compliance/audit_level", json!(3)),
+    ] {
+        let got = validator()
+            .validate(&with(minimal(), pointer, value.clone()))
+            .expect_err("invalid");
+        assert!(
+            got.iter().all(|v| !v.message.contains("did you mean")),
+            "{value}: {got:?}"
+        );
+    }
+}
+
 #[test]
 fn type_of_every_member() {
     for (ptr, bad) in [
@@ -1286,8 +1339,15 @@ fn subscriptions_are_optional_event_type_patterns() {
         "/subscriptions",
         json!(["user.created", "user.*", "*.deleted", "*"]),
     ));
+    // Upper case, as plugins written for the original Python core name events.
+    assert_valid(&with(
+        minimal(),
+        "/subscriptions",
+        json!(["UserCreated", "User.*", "user.Created", "NotificationSent"]),
+    ));
     for bad in [
-        "User.created",
+        "User created",
+        "Usér.created",
         "user.",
         "user..x",
         "user.>",

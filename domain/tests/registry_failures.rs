@@ -212,19 +212,24 @@ async fn a_new_registration_is_one_store_write_and_no_read() {
 }
 
 #[tokio::test]
-async fn an_invalid_manifest_for_a_held_id_is_still_409_without_a_token() {
+async fn an_invalid_manifest_is_400_whatever_its_id_before_the_store_is_asked() {
+    // Validation before conflict: whether `alpha` is held is never looked up.
     let mut store = MockPluginStore::new();
-    store
-        .expect_get()
-        .returning(|_| Ok(Some(stored("alpha", "j1"))));
+    store.expect_get().never();
     store.expect_insert().never();
     let r = registry(store);
     let mut bad = manifest("alpha");
     bad["version"] = json!("1.0");
-    assert!(matches!(
-        r.register(&bad, None, "t").await,
-        Err(RegistryError::AlreadyRegistered)
-    ));
+    match r.register(&bad, None, "t").await {
+        Err(RegistryError::InvalidManifest(v)) => {
+            assert_eq!(v.len(), 1, "{v:?}");
+            assert_eq!(
+                (v[0].path.as_str(), v[0].code.as_str()),
+                ("/version", "pattern")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]

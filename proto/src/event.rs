@@ -20,7 +20,7 @@ pub const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
 /// Why a [`CanonicalEvent`] and its JSON form (or its bytes) do not convert.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
-    /// `event_type` does not match `^[a-z0-9_-]+(\.[a-z0-9_-]+)*$`.
+    /// `event_type` does not match `^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$` or is too long.
     #[error(transparent)]
     InvalidEventType(#[from] EventTypeError),
     /// The protobuf event has no `timestamp`.
@@ -69,7 +69,7 @@ pub struct CanonicalEventJson {
     pub event_id: String,
     /// The trace id of the request that published the event.
     pub trace_id: String,
-    /// Dot-separated segments of `[a-z0-9_-]+` ([`validate_event_type`]).
+    /// Dot-separated segments of `[A-Za-z0-9_-]+` ([`validate_event_type`]).
     pub event_type: String,
     /// When the event was published.
     #[serde(with = "time::serde::rfc3339")]

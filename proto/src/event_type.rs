@@ -1,5 +1,10 @@
-//! Validation of `event_type`: dot-separated segments of `[a-z0-9_-]+`, the grammar
-//! `^[a-z0-9_-]+(\.[a-z0-9_-]+)*$`, checked by hand (no regex engine).
+//! Validation of `event_type`: dot-separated segments of `[A-Za-z0-9_-]+`, the grammar
+//! `^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`, at most [`MAX_EVENT_TYPE_LEN`] bytes, checked
+//! by hand (no regex engine). Names are compared case-sensitively: `UserCreated` and
+//! `usercreated` are two event types.
+
+/// Longest event type, in bytes (all of them ASCII).
+pub const MAX_EVENT_TYPE_LEN: usize = 255;
 
 /// Why a string is not a valid `event_type`.
 ///
@@ -15,9 +20,12 @@ pub enum EventTypeError {
         /// Byte offset where the empty segment starts.
         index: usize,
     },
-    /// A character outside `a-z`, `0-9`, `_`, `-` and `.`.
+    /// Longer than [`MAX_EVENT_TYPE_LEN`] bytes.
+    #[error("event type is longer than {MAX_EVENT_TYPE_LEN} characters")]
+    TooLong,
+    /// A character outside `A-Z`, `a-z`, `0-9`, `_`, `-` and `.`.
     #[error(
-        "event type has {found:?} at byte {index}; allowed are a-z, 0-9, '_' and '-' in dot-separated segments"
+        "event type has {found:?} at byte {index}; allowed are A-Z, a-z, 0-9, '_' and '-' in dot-separated segments"
     )]
     InvalidCharacter {
         /// Byte offset of the character.
@@ -27,15 +35,17 @@ pub enum EventTypeError {
     },
 }
 
-/// Checks that `event_type` matches `^[a-z0-9_-]+(\.[a-z0-9_-]+)*$`, e.g. `user.created`
-/// or `billing.invoice-paid_v2`.
+/// Checks that `event_type` matches `^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$` and is at most
+/// [`MAX_EVENT_TYPE_LEN`] bytes, e.g. `user.created`, `billing.invoice-paid_v2` or
+/// `NotificationSent`.
 ///
 /// # Errors
 ///
 /// Returns the first violation: [`EventTypeError::Empty`] for `""`,
 /// [`EventTypeError::EmptySegment`] for a leading, trailing or doubled `.`, and
 /// [`EventTypeError::InvalidCharacter`] for anything else outside the grammar
-/// (upper case, spaces, `*`, `>`, non-ASCII, …).
+/// (spaces, `*`, `>`, non-ASCII, …), and [`EventTypeError::TooLong`] for a valid-looking
+/// name over the length limit.
 pub fn validate_event_type(event_type: &str) -> Result<(), EventTypeError> {
     if event_type.is_empty() {
         return Err(EventTypeError::Empty);
@@ -43,7 +53,7 @@ pub fn validate_event_type(event_type: &str) -> Result<(), EventTypeError> {
     let mut segment_start = 0;
     for (index, found) in event_type.char_indices() {
         match found {
-            'a'..='z' | '0'..='9' | '_' | '-' => {}
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '_' | '-' => {}
             '.' => {
                 if index == segment_start {
                     return Err(EventTypeError::EmptySegment { index });
@@ -58,10 +68,13 @@ pub fn validate_event_type(event_type: &str) -> Result<(), EventTypeError> {
             index: segment_start,
         });
     }
+    if event_type.len() > MAX_EVENT_TYPE_LEN {
+        return Err(EventTypeError::TooLong);
+    }
     Ok(())
 }
 
-/// `true` if `event_type` matches `^[a-z0-9_-]+(\.[a-z0-9_-]+)*$`.
+/// `true` if [`validate_event_type`] accepts `event_type`.
 #[must_use]
 pub fn is_valid_event_type(event_type: &str) -> bool {
     validate_event_type(event_type).is_ok()
@@ -81,6 +94,8 @@ mod tests {
             "_",
             "-",
             "a-b_c.d",
+            "NotificationSent",
+            "Billing.InvoicePaid",
         ] {
             assert_eq!(validate_event_type(ok), Ok(()), "{ok}");
         }
@@ -96,10 +111,10 @@ mod tests {
             ("a..b", EmptySegment { index: 2 }),
             (".", EmptySegment { index: 0 }),
             (
-                "User.created",
+                "User.créé",
                 InvalidCharacter {
-                    index: 0,
-                    found: 'U',
+                    index: 7,
+                    found: 'é',
                 },
             ),
             (
@@ -142,5 +157,14 @@ mod tests {
             assert_eq!(validate_event_type(input), Err(want), "{input:?}");
             assert!(!is_valid_event_type(input));
         }
+        let longest = "A".repeat(MAX_EVENT_TYPE_LEN);
+        assert_eq!(validate_event_type(&longest), Ok(()));
+        assert_eq!(validate_event_type(&format!("{longest}b")), Err(TooLong));
+        assert_eq!(
+            validate_event_type(&format!("{longest}.")),
+            Err(EmptySegment {
+                index: MAX_EVENT_TYPE_LEN + 1
+            })
+        );
     }
 }

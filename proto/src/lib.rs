@@ -17,7 +17,8 @@
 //!   and [`encode_event`]/[`decode_event`] for the bus.
 //! - [`payload`] — `serde_json` ↔ `google.protobuf.Struct`/`Value`/`Any`, with the number
 //!   and depth rules.
-//! - [`event_type`] — [`validate_event_type`] (`^[a-z0-9_-]+(\.[a-z0-9_-]+)*$`).
+//! - [`event_type`] — [`validate_event_type`] (`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`,
+//!   at most [`MAX_EVENT_TYPE_LEN`] bytes, case-sensitive).
 //!
 //! # Example
 //!
@@ -64,7 +65,9 @@ pub mod v1 {
 }
 
 pub use event::{CanonicalEventJson, EventError, decode_event, encode_event};
-pub use event_type::{EventTypeError, is_valid_event_type, validate_event_type};
+pub use event_type::{
+    EventTypeError, MAX_EVENT_TYPE_LEN, is_valid_event_type, validate_event_type,
+};
 pub use payload::{PayloadError, STRUCT_TYPE_URL, pack_payload, unpack_payload};
 pub use v1::{CanonicalEvent, CanonicalMessage, CanonicalUser};
 

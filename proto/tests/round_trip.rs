@@ -111,15 +111,21 @@ fn data_traits_and_metadata_may_be_left_out_and_unknown_fields_are_refused() {
 #[test]
 fn conversions_refuse_invalid_events_with_typed_errors() {
     let mut bad_type = sample();
-    bad_type.event_type = "User.Created".into();
+    bad_type.event_type = "User Created".into();
     assert_eq!(
         bad_type.into_proto(),
         Err(EventError::InvalidEventType(
             EventTypeError::InvalidCharacter {
-                index: 0,
-                found: 'U'
+                index: 4,
+                found: ' '
             }
         ))
+    );
+    let mut long = sample();
+    long.event_type = "A".repeat(256);
+    assert_eq!(
+        long.into_proto(),
+        Err(EventError::InvalidEventType(EventTypeError::TooLong))
     );
 
     let mut big = sample();
@@ -278,7 +284,7 @@ fn event() -> impl Strategy<Value = CanonicalEventJson> {
     (
         any::<String>(),
         any::<String>(),
-        "[a-z0-9_-]{1,8}(\\.[a-z0-9_-]{1,8}){0,4}",
+        "[A-Za-z0-9_-]{1,8}(\\.[A-Za-z0-9_-]{1,8}){0,4}",
         timestamp(),
         any::<String>(),
         prop::collection::vec(any::<String>(), 0..4),
@@ -310,12 +316,13 @@ fn event() -> impl Strategy<Value = CanonicalEventJson> {
 
 /// The grammar by another road: split on dots, each segment non-empty over the alphabet.
 fn reference_is_valid(s: &str) -> bool {
-    s.split('.').all(|seg| {
-        !seg.is_empty()
-            && seg
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-    })
+    s.len() <= 255
+        && s.split('.').all(|seg| {
+            !seg.is_empty()
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
 }
 
 proptest! {
@@ -342,7 +349,7 @@ proptest! {
     }
 
     #[test]
-    fn event_type_validation_matches_the_grammar(s in "[a-z0-9_.A-Z*> -]{0,12}") {
+    fn event_type_validation_matches_the_grammar(s in "[a-z0-9_.A-Z*> é-]{0,12}|[a-zA-Z.]{250,260}") {
         prop_assert_eq!(validate_event_type(&s).is_ok(), reference_is_valid(&s), "{:?}", s);
     }
 

@@ -143,7 +143,7 @@ pub struct Manifest {
     #[serde(default)]
     pub allowed_domains: Vec<String>,
     /// Event types it receives (`subscriptions`): dot-separated segments of
-    /// `[a-z0-9_-]`, where a segment `*` matches exactly one segment (`patient.*`
+    /// `[A-Za-z0-9_-]` (case-sensitive), where a segment `*` matches exactly one segment (`patient.*`
     /// matches `patient.updated`, not `patient` nor `patient.a.b`). Serialised only when
     /// not empty, so a manifest without events is the same JSON as before events.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -356,7 +356,7 @@ impl Manifest {
                 add(
                     &path,
                     "pattern",
-                    "must match the pattern ^([a-z0-9_-]+|\\*)(\\.([a-z0-9_-]+|\\*))*$",
+                    "must match the pattern ^([A-Za-z0-9_-]+|\\*)(\\.([A-Za-z0-9_-]+|\\*))*$",
                 );
             }
         }
@@ -458,15 +458,15 @@ impl Manifest {
 /// Longest subscription pattern the schema allows.
 const MAX_SUBSCRIPTION_LEN: usize = 255;
 
-/// `^([a-z0-9_-]+|\*)(\.([a-z0-9_-]+|\*))*$`: non-empty dot-separated segments, each
-/// `*` or made of `[a-z0-9_-]`.
+/// `^([A-Za-z0-9_-]+|\*)(\.([A-Za-z0-9_-]+|\*))*$`: non-empty dot-separated segments,
+/// each `*` or made of `[A-Za-z0-9_-]`.
 fn is_subscription_pattern(s: &str) -> bool {
     s.split('.').all(|segment| {
         segment == "*"
             || (!segment.is_empty()
-                && segment.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
-                }))
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
     })
 }
 
@@ -728,7 +728,7 @@ mod tests {
             serde_json::json!(["a.*", "b"])
         );
         let e = Manifest::builder("s", "S", "1.0.0")
-            .subscriptions(["Bad", "ok.*"])
+            .subscriptions(["Bad name", "Ok.*"])
             .build()
             .unwrap_err();
         assert_eq!(e.violations.len(), 1);

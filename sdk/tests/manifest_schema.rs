@@ -269,12 +269,15 @@ fn subscription_checks_agree_with_the_core() {
         "*",
         "*.*.*",
         "a-b_c.0.x",
+        "NotificationSent",
+        "Patient.updated",
+        "patient.Updated",
         long_ok.as_str(),
         long_wild.as_str(),
     ];
     let invalid = [
         "",
-        "Patient.updated",
+        "Patient updated",
         "patient.",
         ".patient",
         "patient..updated",

@@ -3,6 +3,7 @@
 
 mod audit;
 mod checkpoints;
+mod compat;
 mod concurrency;
 mod cors;
 mod deregister;

@@ -1,5 +1,6 @@
 //! Model-based property tests: random sequences of register / re-register / heartbeat
-//! / refresh / deregister / get / list / disable / enable (with right and wrong
+//! / refresh / deregister / get / list / disable / enable / dev-mode replacement of a
+//! stale registration (with right and wrong
 //! credentials), clock moves and liveness sweeps, run against the real registry and a tiny reference model, compared after
 //! every step. [`registry::run_model`] is generic over the store, so every
 //! `PluginStore` adapter can run the same model.
@@ -24,6 +25,8 @@ fn registry_matches_the_model_on_the_in_memory_store() {
         "register new",
         "register reregistered",
         "register reregistered with an expired token",
+        "register replaced a stale registration",
+        "register InvalidManifest before AlreadyRegistered",
         "register AlreadyRegistered",
         "register InvalidManifest",
         "register Unauthorized(\"registration_secret_required\")",

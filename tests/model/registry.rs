@@ -14,8 +14,13 @@
 //!   secret in production mode;
 //! - a held id re-registers only with the plugin's current token, which may have
 //!   expired less than `reregister_grace` ago; never with the registration secret, the
-//!   admin token or another plugin's token (409); a revoked token of the plugin itself
-//!   is 401 before its manifest is looked at;
+//!   admin token or another plugin's token (409, after 400 for an invalid manifest:
+//!   validation before conflict); a revoked token of the plugin itself is 401 before
+//!   its manifest is looked at;
+//! - in dev mode, a registration without a credential replaces the held id's
+//!   registration if it is enabled and stale (marked so, or past its deadline): a new
+//!   record (`registered_at` now, liveness `registered`, health unknown) with a new
+//!   token, announced as `plugin.replaced`;
 //! - re-registration keeps `registered_at`, liveness and health, replaces the manifest
 //!   and rotates the token; refresh rotates the token; deregistration frees the id;
 //! - lifecycle events have the id `{event_type}:{plugin_id}:{token_jti}`, `token_jti`
@@ -328,6 +333,14 @@ struct Rec {
     next_deadline: Option<OffsetDateTime>,
 }
 
+/// What a successful registration was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Registered {
+    New,
+    Again,
+    Replaced,
+}
+
 /// A credential after resolving it against the tokens held.
 #[derive(Clone, Copy, Debug)]
 enum Bearer {
@@ -524,13 +537,28 @@ impl Model {
         }
     }
 
-    /// `Ok(true)` for a re-registration, `Ok(false)` for a new one.
-    fn register(&self, id: Option<&str>, valid: bool, b: Bearer) -> Result<bool, Outcome> {
+    /// Whether a dev-mode registration without a credential may replace `rec`.
+    fn replaceable(&self, rec: &Rec) -> bool {
+        rec.enabled
+            && (rec.status == Liveness::Stale || rec.next_deadline.is_some_and(|d| d <= self.now))
+    }
+
+    /// What a registration does, or the refusal.
+    fn register(&self, id: Option<&str>, valid: bool, b: Bearer) -> Result<Registered, Outcome> {
+        // Validation before conflict.
+        let conflict = || {
+            Err(if valid {
+                Outcome::AlreadyRegistered
+            } else {
+                Outcome::InvalidManifest
+            })
+        };
         if let Some(rec) = id.and_then(|id| self.records.get(id)) {
             let held = match b {
-                Bearer::None | Bearer::Admin | Bearer::Secret => {
-                    return Err(Outcome::AlreadyRegistered);
+                Bearer::None if self.mode == Mode::Dev && valid && self.replaceable(rec) => {
+                    return Ok(Registered::Replaced);
                 }
+                Bearer::None | Bearer::Admin | Bearer::Secret => return conflict(),
                 Bearer::Garbage => return Err(Outcome::Unauthorized("invalid_token")),
                 Bearer::Token(i) => &self.held[i],
             };
@@ -538,7 +566,7 @@ impl Model {
                 return Err(Outcome::Unauthorized("expired_token"));
             }
             if Some(held.plugin.as_str()) != id {
-                return Err(Outcome::AlreadyRegistered);
+                return conflict();
             }
             // 401 before 400: a revoked token learns nothing about its manifest.
             if held.jti != rec.jti {
@@ -547,7 +575,7 @@ impl Model {
             if !valid {
                 return Err(Outcome::InvalidManifest);
             }
-            return Ok(true);
+            return Ok(Registered::Again);
         }
         if self.mode == Mode::Production && !matches!(b, Bearer::Secret) {
             return Err(Outcome::Unauthorized("registration_secret_required"));
@@ -555,7 +583,7 @@ impl Model {
         if !valid {
             return Err(Outcome::InvalidManifest);
         }
-        Ok(false)
+        Ok(Registered::New)
     }
 }
 
@@ -637,6 +665,7 @@ fn world(store: Arc<dyn PluginStore>, mode: Mode) -> World {
         sweep_batch: 2,
         outbox_lease: StdDuration::from_secs(30),
         audit_in_store: false,
+        replace_stale: true,
     };
     let registry = Registry::new(
         ports,
@@ -813,11 +842,20 @@ async fn step(
             let want_class = want.as_ref().map_or_else(Clone::clone, |_| Outcome::Ok);
             let late = matches!(b, Bearer::Token(i) if m.expired(&m.held[i], 0));
             m.note(match &want {
-                Ok(true) if late => "register reregistered with an expired token".to_owned(),
-                Ok(true) => "register reregistered".to_owned(),
-                Ok(false) => "register new".to_owned(),
+                Ok(Registered::Again) if late => {
+                    "register reregistered with an expired token".to_owned()
+                }
+                Ok(Registered::Again) => "register reregistered".to_owned(),
+                Ok(Registered::New) => "register new".to_owned(),
+                Ok(Registered::Replaced) => "register replaced a stale registration".to_owned(),
                 Err(e) => format!("register {e:?}"),
             });
+            if !valid
+                && want_class == Outcome::InvalidManifest
+                && claimed.is_some_and(|id| m.records.contains_key(id))
+            {
+                m.note("register InvalidManifest before AlreadyRegistered".to_owned());
+            }
             if !valid && want_class == Outcome::Unauthorized("revoked_token") {
                 m.note(
                     "register Unauthorized(\"revoked_token\") before InvalidManifest".to_owned(),
@@ -828,15 +866,36 @@ async fn step(
                 "register {id} {kind:?} with {b:?}: got {:?}, model {want_class:?}",
                 got.as_ref().map(|_| ())
             );
-            if let (Ok(reg), Ok(reregistered)) = (got, want) {
+            if let (Ok(reg), Ok(kind)) = (got, want) {
+                let reregistered = kind == Registered::Again;
                 check!(reg.reregistered == reregistered, "reregistered flag");
+                check!(
+                    reg.replaced
+                        == (kind == Registered::Replaced)
+                            .then(|| m.records.get(id).map(|r| r.registered_at))
+                            .flatten(),
+                    "replaced: got {:?}",
+                    reg.replaced
+                );
                 let held = take_token(w, m, id, &reg).await?;
                 let version = format!("{major}.0.0");
-                let was_stale = m
-                    .records
-                    .get(id)
-                    .is_some_and(|r| r.status == Liveness::Stale);
+                let was_stale = reregistered
+                    && m.records
+                        .get(id)
+                        .is_some_and(|r| r.status == Liveness::Stale);
                 let mut rec = match m.records.get(id) {
+                    Some(old) if kind == Registered::Replaced => Rec {
+                        jti: held.jti.clone(),
+                        registered_at: m.now,
+                        manifest_version: version,
+                        status: Liveness::Registered,
+                        health: Health::Unknown,
+                        last_heartbeat: None,
+                        version: old.version + 1,
+                        enabled: true,
+                        disabled_reason: None,
+                        next_deadline: None,
+                    },
                     Some(old) => Rec {
                         jti: held.jti.clone(),
                         manifest_version: version,
@@ -870,10 +929,10 @@ async fn step(
                     "the manifest is stored as sent"
                 );
                 same_record(&reg.record, id, &rec)?;
-                let event = if reregistered {
-                    "plugin.reregistered"
-                } else {
-                    "plugin.registered"
+                let event = match kind {
+                    Registered::Again => "plugin.reregistered",
+                    Registered::New => "plugin.registered",
+                    Registered::Replaced => "plugin.replaced",
                 };
                 events.push(lifecycle(event, id, &held.jti));
                 if was_stale {

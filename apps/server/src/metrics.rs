@@ -64,8 +64,80 @@ pub fn handle() -> &'static PrometheusHandle {
                 "another metrics recorder is installed; /metrics shows only the scrape-time gauges"
             );
         }
+        describe();
         handle
     })
+}
+
+/// The `# HELP` text and unit of every metric family the core records (Prometheus's
+/// linter, `promtool check metrics`, wants one for each).
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "vivified_http_requests_total",
+        Unit::Count,
+        "HTTP requests answered, by method, route template and status"
+    );
+    describe_histogram!(
+        "vivified_http_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer an HTTP request, by method and route template"
+    );
+    describe_counter!(
+        "vivified_registrations_total",
+        Unit::Count,
+        "Plugin registrations, by outcome (accepted or rejected) and reason code"
+    );
+    describe_counter!(
+        "vivified_heartbeats_total",
+        Unit::Count,
+        "Plugin heartbeats, by outcome"
+    );
+    describe_counter!(
+        "vivified_lifecycle_events_total",
+        Unit::Count,
+        "Plugin lifecycle events emitted (plugin.registered, plugin.stale, ...), by event type"
+    );
+    describe_counter!(
+        "vivified_events_published_total",
+        Unit::Count,
+        "Events accepted for publishing"
+    );
+    describe_counter!(
+        "vivified_events_dropped_total",
+        Unit::Count,
+        "Events dropped from a full per-plugin queue before the plugin pulled them"
+    );
+    describe_counter!(
+        "vivified_policy_decisions_total",
+        Unit::Count,
+        "Policy decisions on events, by action (publish, deliver), effect and reason code"
+    );
+    describe_counter!(
+        "vivified_audit_appends_total",
+        Unit::Count,
+        "Audit entries appended, by outcome"
+    );
+    describe_gauge!(
+        "vivified_audit_pending_entries",
+        Unit::Count,
+        "Audit entries appended but not yet sealed into the hash chain"
+    );
+    describe_gauge!(
+        "vivified_plugins",
+        Unit::Count,
+        "Plugins in the shared store, by liveness (registered, active, stale) and disabled"
+    );
+    describe_counter!(
+        "vivified_store_errors_total",
+        Unit::Count,
+        "Failed calls to the plugin store"
+    );
+    describe_counter!(
+        "vivified_bus_errors_total",
+        Unit::Count,
+        "Failed calls to the event bus"
+    );
 }
 
 /// `GET /metrics` (unauthenticated; bind it to a separate address with

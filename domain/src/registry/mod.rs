@@ -10,6 +10,7 @@ mod auth;
 mod heartbeat;
 mod outbox;
 mod register;
+mod replace;
 mod sweep;
 
 use std::collections::HashMap;
@@ -71,6 +72,12 @@ pub struct RegistryConfig {
     /// audit entry in the same transaction as the change (`PluginStore::*_audited`)
     /// instead of appending it afterwards through the `AuditLog` port.
     pub audit_in_store: bool,
+    /// Dev mode only: a registration of a held id asked for without a credential
+    /// replaces that id's registration if it has gone stale (enabled, and no sign of
+    /// life within `heartbeat_ttl`), so a plugin restarted without its token comes
+    /// back by itself. An id held by a live or disabled plugin still answers 409.
+    /// Ignored in production mode.
+    pub replace_stale: bool,
 }
 
 impl Default for RegistryConfig {
@@ -88,6 +95,7 @@ impl Default for RegistryConfig {
             sweep_batch: 500,
             outbox_lease: Duration::from_secs(30),
             audit_in_store: false,
+            replace_stale: true,
         }
     }
 }
@@ -199,6 +207,10 @@ pub struct IssuedRegistration {
     pub heartbeat_interval: Duration,
     /// Whether this replaced an existing registration.
     pub reregistered: bool,
+    /// When the registration this one replaced was made, if it replaced a stale one
+    /// (dev mode, [`RegistryConfig::replace_stale`]). Such a registration is new
+    /// (`reregistered` is false): every earlier token of the plugin is revoked.
+    pub replaced: Option<OffsetDateTime>,
     /// The stored record.
     pub record: PluginRecord,
     /// Its audit entry was written with the record (in the store's transaction).

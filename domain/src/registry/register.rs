@@ -44,6 +44,12 @@ impl Registry {
         let target = target.as_str();
         let result = self.register_inner(manifest, bearer, trace_id).await;
         match &result {
+            Ok((reg, _)) if reg.replaced.is_some() => metrics::counter!(
+                "vivified_registrations_total",
+                "outcome" => "accepted",
+                "reason" => "replaced_stale"
+            )
+            .increment(1),
             Ok((reg, _)) if reg.reregistered => count(
                 &self.inner.counters.reregistered,
                 || metrics::counter!("vivified_registrations_total", "outcome" => "accepted", "reason" => "reregistered"),
@@ -60,6 +66,9 @@ impl Registry {
             .increment(1),
         }
         match &result {
+            Ok((reg, previous)) if reg.replaced.is_some() => {
+                self.replaced(reg, previous.as_ref(), trace_id).await?;
+            }
             Ok((reg, previous)) => {
                 let action = if reg.reregistered {
                     "plugin.reregister"
@@ -168,31 +177,27 @@ impl Registry {
             .and_then(Value::as_str)
             .and_then(|s| PluginId::parse(s).ok());
         // Fast path for the credentials that can only register a NEW id (none in dev
-        // mode, or the registration secret): an id that is held answers 409 to them
-        // whatever the manifest says, so try the insert first and let the store's
-        // primary key decide — one round trip instead of a read and a write.
+        // mode, or the registration secret): validate, then try the insert and let the
+        // store's primary key decide — one round trip instead of a read and a write.
+        // An invalid manifest is 400 with its violations whatever its id; 409 is only
+        // for a valid manifest whose id is taken.
         let new_only = bearer.map_or(self.inner.config.mode == Mode::Dev, |b| {
             Self::is_secret(b, self.inner.config.registration_secret.as_ref())
         });
         if new_only {
-            let valid = match self.inner.validator.check_owned(manifest) {
-                Ok(valid) => valid,
-                Err(violations) => {
-                    let held = match &claimed_id {
-                        Some(id) => self.inner.ports.store.get(id).await?.is_some(),
-                        None => false,
-                    };
-                    return Err(if held {
-                        RegistryError::AlreadyRegistered
-                    } else {
-                        RegistryError::InvalidManifest(violations)
-                    });
+            let valid = self
+                .inner
+                .validator
+                .check_owned(manifest)
+                .map_err(RegistryError::InvalidManifest)?;
+            return match self.insert_new(&valid, trace_id).await {
+                Err(RegistryError::AlreadyRegistered)
+                    if bearer.is_none() && self.replaces_stale() =>
+                {
+                    self.replace_stale(&valid, trace_id).await
                 }
+                inserted => inserted.map(|reg| (reg, None)),
             };
-            return self
-                .insert_new(valid, trace_id)
-                .await
-                .map(|reg| (reg, None));
         }
         let existing = match &claimed_id {
             Some(id) => self.inner.ports.store.get(id).await?,
@@ -213,7 +218,7 @@ impl Registry {
                     .validator
                     .check_owned(manifest)
                     .map_err(RegistryError::InvalidManifest)?;
-                self.insert_new(valid, trace_id)
+                self.insert_new(&valid, trace_id)
                     .await
                     .map(|reg| (reg, None))
             }
@@ -223,7 +228,7 @@ impl Registry {
     /// Inserts a validated manifest as a new registration with a fresh token.
     pub(super) async fn insert_new(
         &self,
-        valid: crate::manifest::CheckedManifest,
+        valid: &crate::manifest::CheckedManifest,
         trace_id: &str,
     ) -> Result<IssuedRegistration, RegistryError> {
         let now = self.now();
@@ -270,27 +275,36 @@ impl Registry {
         mut current: PluginRecord,
         trace_id: &str,
     ) -> Result<(IssuedRegistration, Option<PluginRecord>), RegistryError> {
-        let bearer = bearer.ok_or(RegistryError::AlreadyRegistered)?;
+        // 401 (a credential that does not verify, or a revoked token of the plugin
+        // itself) before 400 (the manifest's violations) before 409 (a valid manifest
+        // with a credential that cannot take a held id).
+        let validate = |manifest: Value| {
+            self.inner
+                .validator
+                .check_owned(manifest)
+                .map_err(RegistryError::InvalidManifest)
+        };
+        let conflict =
+            |manifest: Value| validate(manifest).and(Err(RegistryError::AlreadyRegistered));
+        let Some(bearer) = bearer else {
+            return conflict(manifest);
+        };
         if Self::is_secret(bearer, self.inner.config.registration_secret.as_ref())
             || Self::is_secret(bearer, self.inner.config.admin_token.as_ref())
         {
-            return Err(RegistryError::AlreadyRegistered);
+            return conflict(manifest);
         }
         let claims = self
             .verify(bearer, self.inner.config.reregister_grace)
             .await?;
         if claims.plugin_id != current.plugin_id {
-            return Err(RegistryError::AlreadyRegistered);
+            return conflict(manifest);
         }
         // 401 before 400: a revoked token learns nothing about its manifest.
         if current.token_jti != claims.jti {
             return Err(RegistryError::Unauthorized("revoked_token"));
         }
-        let valid = self
-            .inner
-            .validator
-            .check_owned(manifest)
-            .map_err(RegistryError::InvalidManifest)?;
+        let valid = validate(manifest)?;
         let raw = StoredManifest::from_value(&valid.raw);
         for _ in 0..CAS_ATTEMPTS {
             if current.token_jti != claims.jti {
@@ -390,6 +404,7 @@ impl Registry {
             expires_at: token.expires_at,
             heartbeat_interval: self.inner.config.heartbeat_interval,
             reregistered,
+            replaced: None,
             record,
             audited,
         }

@@ -12,7 +12,8 @@ pub struct CanonicalEvent {
     /// The trace id of the request that published the event.
     #[prost(string, tag = "2")]
     pub trace_id: ::prost::alloc::string::String,
-    /// Dot-separated segments of \[a-z0-9_-\]+, e.g. "user.created".
+    /// Dot-separated segments of \[A-Za-z0-9_-\]+, at most 255 characters, compared
+    /// case-sensitively, e.g. "user.created" or "NotificationSent".
     #[prost(string, tag = "3")]
     pub event_type: ::prost::alloc::string::String,
     #[prost(message, optional, tag = "4")]

@@ -81,7 +81,8 @@ fn parse_event(body: Value) -> Result<PublishRequest, ApiError> {
     })
 }
 
-/// `POST /events` (a plugin's own token): `202 {"event_id", "trace_id", "delivered",
+/// `POST /events`, and its alias `POST /messaging/events` (the original Python core's
+/// path), with a plugin's own token: `202 {"event_id", "trace_id", "delivered",
 /// "sanitized", "denied"}`.
 pub async fn publish(
     State(state): State<AppState>,

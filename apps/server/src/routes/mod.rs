@@ -37,6 +37,9 @@ pub fn router(state: AppState, settings: &Settings) -> App {
         ("/plugins/{id}/enable", post(plugins::enable)),
         ("/tokens/introspect", post(plugins::introspect)),
         ("/events", post(events::publish)),
+        // The original Python core's path, for plugins written for it: the same
+        // handler, so the same authentication, policy, sanitising, audit and answer.
+        ("/messaging/events", post(events::publish)),
         (telemetry::LONG_POLL_ROUTE, get(events::pull)),
         ("/audit", get(audit::list)),
         ("/audit/verify", get(audit::verify)),

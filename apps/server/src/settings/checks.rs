@@ -132,6 +132,11 @@ impl Settings {
         if admin == registration {
             return refuse("VIVIFIED_ADMIN_TOKEN and VIVIFIED_REGISTRATION_SECRET must differ");
         }
+        if self.dev_replace_stale {
+            return refuse(
+                "VIVIFIED_DEV_REPLACE_STALE=true is for dev mode: production never replaces a registration without a credential for its id",
+            );
+        }
         if self.plain_http_exposed() {
             return refuse(&format!(
                 "plain HTTP on non-loopback {}: set VIVIFIED_TLS_CERT and VIVIFIED_TLS_KEY, or VIVIFIED_TLS_TERMINATED_BY_PROXY=true when a proxy in front terminates TLS",

@@ -21,6 +21,10 @@ pub(super) const KEYS: &[Key] = &[
         env: &["VIVIFIED_DEV_ALLOW_REMOTE"],
     },
     Key {
+        key: "dev_replace_stale",
+        env: &["VIVIFIED_DEV_REPLACE_STALE"],
+    },
+    Key {
         key: "admin_token",
         env: &["VIVIFIED_ADMIN_TOKEN"],
     },

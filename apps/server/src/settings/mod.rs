@@ -80,6 +80,9 @@ pub struct Settings {
     pub bind: SocketAddr,
     /// Dev mode may bind a non-loopback address.
     pub dev_allow_remote: bool,
+    /// Dev mode: a registration without a credential replaces its id's stale
+    /// registration (default true in dev mode; refused when set in production).
+    pub dev_replace_stale: bool,
     /// Admin token; generated in dev mode when missing.
     pub admin_token: Option<Secret>,
     /// Registration secret; required in production.
@@ -239,6 +242,7 @@ impl Settings {
             deregister_after: self.deregister_after,
             self_preservation_threshold: self.self_preservation_threshold,
             self_preservation_min_live: self.self_preservation_min_plugins,
+            replace_stale: self.dev_replace_stale,
             ..vivified_domain::RegistryConfig::default()
         }
     }

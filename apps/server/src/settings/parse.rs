@@ -234,6 +234,10 @@ impl Settings {
             mode,
             bind,
             dev_allow_remote: boolean("dev_allow_remote")?,
+            dev_replace_stale: match get("dev_replace_stale") {
+                None => mode == Mode::Dev,
+                Some(_) => boolean("dev_replace_stale")?,
+            },
             admin_token: secret("admin_token"),
             registration_secret: secret("registration_secret"),
             jwt_secret: secret("jwt_secret"),
