@@ -220,20 +220,24 @@ impl Broker {
         }
         let c = &self.inner.config;
         if req.data_traits.len() > c.max_data_traits
-            || req.data_traits.iter().any(|t| t.is_empty() || t.len() > 64)
+            || req
+                .data_traits
+                .iter()
+                .any(|t| t.is_empty() || t.chars().count() > 64)
         {
             return bad(format!(
-                "`data_traits` must be at most {} non-empty names of at most 64 bytes",
+                "`data_traits` must be at most {} non-empty names of at most 64 characters",
                 c.max_data_traits
             ));
         }
         if req.metadata.len() > c.max_metadata
             || req.metadata.iter().any(|(k, v)| {
-                k.is_empty() || k.len() > c.max_metadata_len || v.len() > c.max_metadata_len
+                let too_long = |s: &str| s.chars().count() > c.max_metadata_len;
+                k.is_empty() || too_long(k) || too_long(v)
             })
         {
             return bad(format!(
-                "`metadata` must have at most {} entries with non-empty keys, keys and values of at most {} bytes",
+                "`metadata` must have at most {} entries with non-empty keys, keys and values of at most {} characters",
                 c.max_metadata, c.max_metadata_len
             ));
         }

@@ -785,3 +785,106 @@ fn failures_never_panic_on_a_current_thread_runtime() {
         ));
     });
 }
+
+/// A stale record of `id` (dev-mode replaceable) with current token `tok(id, jti)`.
+fn stale(id: &str, jti: &str) -> PluginRecord {
+    PluginRecord {
+        status: vivified_ports::Liveness::Stale,
+        ..stored(id, jti)
+    }
+}
+
+#[tokio::test]
+async fn a_replacement_the_audit_log_refuses_is_undone() {
+    let store = Arc::new(InMemoryPluginStore::new());
+    store.insert(stale("alpha", "j1")).await.unwrap();
+    let r = registry_with(store.clone(), fake_tokens(), ok_bus(), failing_audit());
+    assert_unavailable(r.register(&manifest("alpha"), None, "t").await, "audit log");
+    // The old registration stands: its token is still the current one.
+    let kept = store
+        .get(&pid("alpha"))
+        .await
+        .unwrap()
+        .expect("still there");
+    assert_eq!(kept.token_jti, "j1");
+    assert_eq!(kept.status, vivified_ports::Liveness::Stale);
+    assert_eq!(kept.registered_at, t0());
+}
+
+#[tokio::test]
+async fn a_replacement_that_loses_to_a_heartbeat_is_409() {
+    // The insert finds the id held; the record read is stale, but a heartbeat lands
+    // before the conditional replace: the next read shows a live plugin.
+    let mut store = MockPluginStore::new();
+    store
+        .expect_insert()
+        .times(1)
+        .returning(|_| Err(StoreError::Conflict));
+    let reads = Arc::new(Mutex::new(0u32));
+    store.expect_get().times(2).returning(move |_| {
+        let mut n = reads.lock().unwrap();
+        *n += 1;
+        Ok(Some(if *n == 1 {
+            stale("alpha", "j1")
+        } else {
+            PluginRecord {
+                status: vivified_ports::Liveness::Active,
+                next_deadline: Some(t0() + time::Duration::hours(1)),
+                version: 4,
+                ..stored("alpha", "j1")
+            }
+        }))
+    });
+    store
+        .expect_replace()
+        .times(1)
+        .withf(|r, expected| r.token_jti != "j1" && *expected == 3)
+        .returning(|_, _| Err(StoreError::PreconditionFailed));
+    let (audit, entries) = ok_audit();
+    let r = registry_with(Arc::new(store), fake_tokens(), ok_bus(), audit);
+    let result = r.register(&manifest("alpha"), None, "t").await;
+    assert!(
+        matches!(result, Err(RegistryError::AlreadyRegistered)),
+        "{result:?}"
+    );
+    let entries = entries.lock().unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].reason, "already_registered");
+}
+
+#[tokio::test]
+async fn a_replacement_is_not_made_in_production_or_when_turned_off() {
+    for config in [
+        RegistryConfig {
+            mode: vivified_domain::Mode::Production,
+            registration_secret: Some(Secret::new("registration-secret-0123456789")),
+            ..config()
+        },
+        RegistryConfig {
+            replace_stale: false,
+            ..config()
+        },
+    ] {
+        let store = Arc::new(InMemoryPluginStore::new());
+        store.insert(stale("alpha", "j1")).await.unwrap();
+        let ports = Ports {
+            store: store.clone(),
+            tokens: Arc::new(fake_tokens()),
+            clock: Arc::new(ManualClock::new(t0())),
+            bus: Arc::new(ok_bus()),
+            audit: Arc::new(ok_audit().0),
+        };
+        let r = Registry::new(
+            ports,
+            Arc::new(ManifestValidator::new().expect("schema compiles")),
+            config,
+        );
+        let result = r.register(&manifest("alpha"), None, "t").await;
+        assert!(
+            matches!(result, Err(RegistryError::AlreadyRegistered)),
+            "{result:?}"
+        );
+        let kept = store.get(&pid("alpha")).await.unwrap().expect("kept");
+        assert_eq!(kept.token_jti, "j1");
+    }
+}

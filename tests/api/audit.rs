@@ -228,6 +228,11 @@ async fn admin_only_and_bad_parameters_name_themselves() {
         ),
         ("/audit/export?after=soon", "after"),
         ("/audit/export?limit=5", "limit"),
+        // Each at most once, whatever the values.
+        ("/audit?limit=0&limit=5", "limit"),
+        ("/audit?limit=5&limit=5", "limit"),
+        ("/audit/export?after=false&after=", "after"),
+        ("/audit/verify?max_entries=10&max_entries=20", "max_entries"),
     ] {
         let resp = app.get(path, Some(ADMIN_TOKEN)).await;
         assert_error(&resp, StatusCode::BAD_REQUEST, "invalid_body");
@@ -236,6 +241,14 @@ async fn admin_only_and_bad_parameters_name_themselves() {
     }
     // The largest page is fine.
     audit(&app, "?limit=1000&order=oldest&outcome=success").await;
+    // Filters are counted in characters: 512 four-byte ones match nothing, and are no
+    // error; 513 are.
+    let wide = "%F0%9D%95%BF".repeat(512);
+    assert!(seqs(&audit(&app, &format!("?actor={wide}")).await).is_empty());
+    let resp = app
+        .get(&format!("/audit?action={wide}x"), Some(ADMIN_TOKEN))
+        .await;
+    assert_error(&resp, StatusCode::BAD_REQUEST, "invalid_body");
 }
 
 /// A bounded walk says where it stopped, and resumes from there.

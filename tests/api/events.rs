@@ -365,7 +365,7 @@ async fn malformed_events_are_refused_naming_the_field() {
     let app = TestApp::dev();
     let a = register(&app, &plain_manifest("bad-a", &[])).await;
     for (body, needle) in [
-        (json!({"event_type": "Bad.Type"}), "event_type"),
+        (json!({"event_type": "Bad Type"}), "event_type"),
         (json!({"event_type": "a..b"}), "event_type"),
         (json!({"payload": {}}), "event_type"),
         (json!({"event_type": "a.b", "payload": [1]}), "payload"),
@@ -382,11 +382,28 @@ async fn malformed_events_are_refused_naming_the_field() {
             json!({"event_type": "a.b", "metadata": {"k": "v".repeat(300)}}),
             "metadata",
         ),
+        (
+            json!({"event_type": "a.b", "metadata": {"k": "𝕿".repeat(257)}}),
+            "metadata",
+        ),
+        (
+            json!({"event_type": "a.b", "data_traits": ["𝕿".repeat(65)]}),
+            "data_traits",
+        ),
     ] {
         let resp = app.post_json("/events", Some(&a), &body).await;
         assert_error(&resp, StatusCode::BAD_REQUEST, "invalid_body");
         assert!(resp.text().contains(needle), "{needle}: {}", resp.text());
     }
+    // Limits are characters, not bytes: 256 four-byte characters are a fine value.
+    let resp = app
+        .post_json(
+            "/events",
+            Some(&a),
+            &json!({"event_type": "a.b", "metadata": {"𝕿".repeat(256): "𝕿".repeat(256)}}),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::ACCEPTED, "{}", resp.text());
 }
 
 #[tokio::test]

@@ -81,7 +81,7 @@ fn describe() {
     describe_histogram!(
         "vivified_http_request_duration_seconds",
         Unit::Seconds,
-        "Time to answer an HTTP request, by method and route template"
+        "Time to answer an HTTP request, by route template"
     );
     describe_counter!(
         "vivified_registrations_total",

@@ -39,7 +39,7 @@ pub const MAX_VERIFY_ENTRIES: u64 = 1_000_000;
 /// Entries read per page by verification and export.
 const PAGE: u64 = 1000;
 
-type RawQuery = Result<Query<BTreeMap<String, String>>, axum::extract::rejection::QueryRejection>;
+type RawQuery = Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>;
 
 /// 401/403 unless the caller holds the admin token.
 async fn require_admin(state: &AppState, bearer: &Bearer) -> Result<(), ApiError> {
@@ -55,14 +55,21 @@ async fn require_admin(state: &AppState, bearer: &Bearer) -> Result<(), ApiError
 
 /// The query parameters, each given at most once, none outside `allowed`.
 fn params(query: RawQuery, allowed: &[&str]) -> Result<BTreeMap<String, String>, ApiError> {
-    let Query(map) = query.map_err(|_| ApiError::InvalidBody("bad query string".into()))?;
-    if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-        let shown: String = unknown.chars().take(40).collect();
-        return Err(ApiError::InvalidBody(format!(
-            "unknown parameter `{}`; expected one of {}",
-            shown.escape_debug(),
-            allowed.join(", ")
-        )));
+    let Query(pairs) = query.map_err(|_| ApiError::InvalidBody("bad query string".into()))?;
+    let mut map = BTreeMap::new();
+    for (name, value) in pairs {
+        if !allowed.contains(&name.as_str()) {
+            let shown: String = name.chars().take(40).collect();
+            return Err(ApiError::InvalidBody(format!(
+                "unknown parameter `{}`; expected one of {}",
+                shown.escape_debug(),
+                allowed.join(", ")
+            )));
+        }
+        if map.contains_key(&name) {
+            return Err(bad(&name, "given at most once"));
+        }
+        map.insert(name, value);
     }
     Ok(map)
 }
@@ -99,18 +106,19 @@ fn count_param(
     }
 }
 
-/// An optional filter on a text field: as the log stores them (no control characters,
-/// at most [`MAX_FIELD_BYTES`]).
+/// An optional filter on a text field: no control characters, at most
+/// [`MAX_FIELD_BYTES`] characters (a longer one in bytes matches nothing the log
+/// stores, and is answered with no entries).
 fn text_param(map: &BTreeMap<String, String>, name: &str) -> Result<Option<String>, ApiError> {
     match map.get(name) {
         None => Ok(None),
         Some(v) if v.is_empty() => Ok(None),
-        Some(v) if v.len() <= MAX_FIELD_BYTES && !v.chars().any(char::is_control) => {
+        Some(v) if v.chars().count() <= MAX_FIELD_BYTES && !v.chars().any(char::is_control) => {
             Ok(Some(v.clone()))
         }
         Some(_) => Err(bad(
             name,
-            &format!("at most {MAX_FIELD_BYTES} bytes without control characters"),
+            &format!("at most {MAX_FIELD_BYTES} characters without control characters"),
         )),
     }
 }
