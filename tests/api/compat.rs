@@ -8,23 +8,13 @@ use std::time::Duration as StdDuration;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use time::Duration;
-use tokio::sync::broadcast::error::TryRecvError;
 use vivified_adapters::memory::InMemoryPluginStore;
 use vivified_ports::PluginStore;
 
-use crate::helpers::{ADMIN_TOKEN, TestApp, assert_error, manifest};
-
-fn subscriber(id: &str, subscriptions: &[&str]) -> Value {
-    let mut m = manifest(id);
-    m["subscriptions"] = json!(subscriptions);
-    m
-}
-
-async fn register(app: &TestApp, m: &Value) -> String {
-    let resp = app.register(m, None).await;
-    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
-    resp.token()
-}
+use crate::helpers::{
+    ADMIN_TOKEN, TestApp, assert_error, drain_lifecycle as lifecycle, manifest,
+    register_token as register, subscriber,
+};
 
 async fn pulled_types(app: &TestApp, id: &str, token: &str) -> Vec<String> {
     let resp = app.get(&format!("/plugins/{id}/events"), Some(token)).await;
@@ -324,17 +314,6 @@ fn dev_app() -> TestApp {
         .env("VIVIFIED_HEARTBEAT_INTERVAL", "10s")
         .env("VIVIFIED_HEARTBEAT_TTL", "30s")
         .build()
-}
-
-fn lifecycle(rx: &mut tokio::sync::broadcast::Receiver<vivified_ports::BusEvent>) -> Vec<String> {
-    let mut out = Vec::new();
-    loop {
-        match rx.try_recv() {
-            Ok(e) => out.push(e.event_type),
-            Err(TryRecvError::Empty) => return out,
-            Err(e) => panic!("bus: {e}"),
-        }
-    }
 }
 
 /// Every plugin route an old token could try, with the status each must now get.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_TOKEN, TestApp, assert_error, manifest};
+use crate::helpers::{ADMIN_TOKEN, TestApp, assert_error};
 
 /// A PHI-qualified manifest with the given extra traits and subscriptions.
 fn phi_manifest(id: &str, extra_traits: &[&str], subscriptions: &[&str]) -> Value {
@@ -29,17 +29,7 @@ fn phi_manifest(id: &str, extra_traits: &[&str], subscriptions: &[&str]) -> Valu
     m
 }
 
-fn plain_manifest(id: &str, subscriptions: &[&str]) -> Value {
-    let mut m = manifest(id);
-    m["subscriptions"] = json!(subscriptions);
-    m
-}
-
-async fn register(app: &TestApp, m: &Value) -> String {
-    let resp = app.register(m, None).await;
-    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
-    resp.token()
-}
+use crate::helpers::{register_token as register, subscriber as plain_manifest};
 
 async fn pull(app: &TestApp, id: &str, token: &str, query: &str) -> Value {
     let resp = app

@@ -598,3 +598,31 @@ pub fn assert_record_shape(v: &Value) {
         rfc3339_utc(&v["last_heartbeat"]);
     }
 }
+
+/// `manifest(id)` subscribed to `subscriptions`.
+pub fn subscriber(id: &str, subscriptions: &[&str]) -> Value {
+    let mut m = manifest(id);
+    m["subscriptions"] = serde_json::json!(subscriptions);
+    m
+}
+
+/// Registers `m` without a credential (dev mode), asserts 200 and returns the token.
+pub async fn register_token(app: &TestApp, m: &Value) -> String {
+    let resp = app.register(m, None).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    resp.token()
+}
+
+/// The types of the lifecycle events received on `rx` since it was last drained.
+pub fn drain_lifecycle(
+    rx: &mut tokio::sync::broadcast::Receiver<vivified_ports::BusEvent>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    loop {
+        match rx.try_recv() {
+            Ok(e) => out.push(e.event_type),
+            Err(tokio::sync::broadcast::error::TryRecvError::Empty) => return out,
+            Err(e) => panic!("bus: {e}"),
+        }
+    }
+}

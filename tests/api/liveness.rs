@@ -5,7 +5,6 @@
 use axum::http::StatusCode;
 use serde_json::json;
 use time::Duration;
-use tokio::sync::broadcast::error::TryRecvError;
 
 use crate::helpers::{ADMIN_TOKEN, TestApp, assert_error, rfc3339_utc};
 
@@ -20,18 +19,10 @@ fn app(deregister_after: Option<&str>) -> TestApp {
 }
 
 fn events(
-    app: &TestApp,
+    _app: &TestApp,
     rx: &mut tokio::sync::broadcast::Receiver<vivified_ports::BusEvent>,
 ) -> Vec<String> {
-    let _ = app;
-    let mut out = Vec::new();
-    loop {
-        match rx.try_recv() {
-            Ok(e) => out.push(e.event_type),
-            Err(TryRecvError::Empty) => return out,
-            Err(e) => panic!("bus: {e}"),
-        }
-    }
+    crate::helpers::drain_lifecycle(rx)
 }
 
 #[tokio::test]

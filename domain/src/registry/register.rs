@@ -225,15 +225,16 @@ impl Registry {
         }
     }
 
-    /// Inserts a validated manifest as a new registration with a fresh token.
-    pub(super) async fn insert_new(
+    /// The record of a new registration of `valid` made `now` with token `issued`:
+    /// `registered`, health unknown, enabled, its first deadline a TTL away.
+    pub(super) fn fresh_record(
         &self,
         valid: &crate::manifest::CheckedManifest,
-        trace_id: &str,
-    ) -> Result<IssuedRegistration, RegistryError> {
-        let now = self.now();
-        let issued = self.issue(&valid.id, now).await?;
-        let record = PluginRecord {
+        issued: &IssuedToken,
+        now: OffsetDateTime,
+        version: u64,
+    ) -> PluginRecord {
+        PluginRecord {
             plugin_id: valid.id.clone(),
             // Kept as compact text: the tree of a manifest is several KB per plugin.
             manifest: StoredManifest::from_value(&valid.raw),
@@ -245,8 +246,19 @@ impl Registry {
             last_heartbeat: None,
             token_jti: issued.jti.clone(),
             next_deadline: Some(now + self.inner.config.heartbeat_ttl),
-            version: 0,
-        };
+            version,
+        }
+    }
+
+    /// Inserts a validated manifest as a new registration with a fresh token.
+    pub(super) async fn insert_new(
+        &self,
+        valid: &crate::manifest::CheckedManifest,
+        trace_id: &str,
+    ) -> Result<IssuedRegistration, RegistryError> {
+        let now = self.now();
+        let issued = self.issue(&valid.id, now).await?;
+        let record = self.fresh_record(valid, &issued, now, 0);
         let entry = self.tx_entry(
             trace_id,
             &Subject {

@@ -46,19 +46,7 @@ impl Registry {
                 return Err(RegistryError::AlreadyRegistered);
             }
             let issued = self.issue(&valid.id, now).await?;
-            let record = PluginRecord {
-                plugin_id: valid.id.clone(),
-                manifest: StoredManifest::from_value(&valid.raw),
-                status: Liveness::Registered,
-                health: Health::Unknown,
-                enabled: true,
-                disabled_reason: None,
-                registered_at: now,
-                last_heartbeat: None,
-                token_jti: issued.jti.clone(),
-                next_deadline: Some(now + self.inner.config.heartbeat_ttl),
-                version: current.version,
-            };
+            let record = self.fresh_record(valid, &issued, now, current.version);
             let entry = self.tx_entry(
                 trace_id,
                 &Subject {
