@@ -55,6 +55,7 @@
 pub mod audit_chain;
 pub mod broker;
 pub mod events;
+pub mod json;
 pub mod manifest;
 pub mod policy;
 pub mod registry;

@@ -467,3 +467,74 @@ async fn a_replaced_token_is_refused_by_every_replica() {
     let resp = b.heartbeat("twin", Some(&new), None).await;
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
 }
+
+/// A member named twice at any depth is refused on every route that takes a body, so
+/// what is validated, stored and audited is what any other parser reads too.
+#[tokio::test]
+async fn a_member_named_twice_is_400_naming_its_pointer() {
+    let app = TestApp::dev();
+    let token = app.register_ok("twice").await;
+    let cases: [(&str, Option<&str>, String, &str); 6] = [
+        (
+            "/plugins/register",
+            None,
+            manifest("other")
+                .to_string()
+                .replacen("{", r#"{"traits": ["handles_phi"], "#, 1),
+            "/traits",
+        ),
+        (
+            "/plugins/register",
+            None,
+            manifest("other").to_string().replacen(
+                r#""data_classification":"#,
+                r#""data_classification": ["phi"], "data_classification":"#,
+                1,
+            ),
+            "/security/data_classification",
+        ),
+        (
+            "/events",
+            Some(token.as_str()),
+            r#"{"event_type": "a.b", "payload": {"x": [{"k": 1, "k": 2}]}}"#.to_owned(),
+            "/payload/x/0/k",
+        ),
+        (
+            "/messaging/events",
+            Some(token.as_str()),
+            r#"{"event_type": "a.b", "data_traits": ["public"], "data_traits": ["phi"]}"#
+                .to_owned(),
+            "/data_traits",
+        ),
+        (
+            "/plugins/twice/heartbeat",
+            Some(token.as_str()),
+            r#"{"health": "healthy", "health": "unhealthy"}"#.to_owned(),
+            "/health",
+        ),
+        (
+            "/plugins/twice/disable",
+            Some(ADMIN_TOKEN),
+            r#"{"reason": "a", "reason": "b"}"#.to_owned(),
+            "/reason",
+        ),
+    ];
+    for (path, bearer, body, at) in cases {
+        let resp = app
+            .post_raw(path, bearer, Some("application/json"), body.clone())
+            .await;
+        assert_error(&resp, StatusCode::BAD_REQUEST, "invalid_body");
+        let detail = resp.json()["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            detail.contains(&format!("duplicate member `{at}`")),
+            "{path} {body}: {detail}"
+        );
+    }
+    // Nothing was registered, published or changed.
+    let resp = app.get("/plugins/other", Some(ADMIN_TOKEN)).await;
+    assert_error(&resp, StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(app.record("twice").await["enabled"], true);
+}

@@ -26,7 +26,7 @@ use vivified_ports::{AuditLog, PluginId, PluginRecord, PluginStore, Secret, Toke
 use vivified_server::audit::AuditChain;
 use vivified_server::routes::{App, router};
 use vivified_server::{AppState, Services, Settings};
-pub use vivified_test_support::fixtures::manifest;
+pub use vivified_test_support::fixtures::{manifest, subscriber};
 
 /// The admin token every test app is configured with.
 pub const ADMIN_TOKEN: &str = "adm-test-Q7w2E9r4T6y1U3i5";
@@ -597,13 +597,6 @@ pub fn assert_record_shape(v: &Value) {
     if !v["last_heartbeat"].is_null() {
         rfc3339_utc(&v["last_heartbeat"]);
     }
-}
-
-/// `manifest(id)` subscribed to `subscriptions`.
-pub fn subscriber(id: &str, subscriptions: &[&str]) -> Value {
-    let mut m = manifest(id);
-    m["subscriptions"] = serde_json::json!(subscriptions);
-    m
 }
 
 /// Registers `m` without a credential (dev mode), asserts 200 and returns the token.

@@ -100,8 +100,14 @@ fn check(validator: &ManifestValidator, path: &Path) -> Outcome {
             };
         }
     };
-    let value: serde_json::Value = match serde_json::from_slice(&bytes) {
+    // As the core reads it: a member named twice is refused, not the last one kept.
+    let value = match vivified_domain::json::from_slice(&bytes) {
         Ok(v) => v,
+        Err(e) if e.is_duplicate() => {
+            return Outcome::Unreadable {
+                error: format!("not a manifest: {e}"),
+            };
+        }
         Err(e) => {
             return Outcome::Unreadable {
                 error: format!("not JSON: {e}"),

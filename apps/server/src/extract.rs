@@ -90,13 +90,21 @@ async fn read_body(req: Request, state: &AppState) -> Result<Option<Bytes>, ApiE
     Ok(Some(bytes))
 }
 
+/// The body as JSON, each object naming a member once (a repeat is refused, naming
+/// its JSON pointer: what is validated, stored and audited is what every other parser
+/// reads too).
+fn parse_value(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
+    vivified_domain::json::from_slice(bytes).map_err(|e| invalid(&e))
+}
+
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        // serde's message names the field and position, never echoes long values.
-        let msg = e.to_string();
-        let msg: String = msg.chars().take(200).collect();
-        ApiError::InvalidBody(msg)
-    })
+    serde_json::from_value(parse_value(bytes)?).map_err(|e| invalid(&e))
+}
+
+/// serde's messages name the member and the position, never echo a long value.
+fn invalid(e: &dyn std::fmt::Display) -> ApiError {
+    let msg: String = e.to_string().chars().take(200).collect();
+    ApiError::InvalidBody(msg)
 }
 
 /// A required JSON object body, as a `serde_json::Value`.
@@ -110,7 +118,7 @@ impl FromRequest<AppState> for JsonObject {
         let bytes = read_body(req, state)
             .await?
             .ok_or_else(|| ApiError::InvalidBody("a JSON object is required".into()))?;
-        let value: serde_json::Value = parse(&bytes)?;
+        let value = parse_value(&bytes)?;
         if !value.is_object() {
             return Err(ApiError::InvalidBody(
                 "the body must be a JSON object".into(),
