@@ -129,6 +129,21 @@ fn unreadable_files_exit_2_and_every_other_file_is_still_checked() {
     run.assert_one_error_line("vivified", "broken.json: not JSON:");
     assert_eq!(run.stdout, "");
 
+    // A member named twice: refused as the core refuses it, not read as the last one.
+    let twice = dir.join("twice.json");
+    let valid = std::fs::read_to_string(repo(VALID[0])).unwrap();
+    std::fs::write(
+        &twice,
+        valid.replacen('{', r#"{"traits": ["handles_phi"],"#, 1),
+    )
+    .unwrap();
+    let run = Run::of(vivified(dir.path()).arg("validate").arg(&twice));
+    assert_eq!(run.code, 2, "{run:?}");
+    run.assert_one_error_line(
+        "vivified",
+        "twice.json: not a manifest: duplicate member `/traits`",
+    );
+
     let run = Run::of(
         vivified(dir.path())
             .args(["validate", "--json"])
