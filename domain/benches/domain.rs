@@ -51,6 +51,13 @@ fn validation(c: &mut Criterion) {
     g.bench_function("validate_invalid", |b| {
         b.iter(|| validator.validate(black_box(&invalid)).is_err())
     });
+    // Reading the body: serde_json's own Value, and ours that refuses repeated members.
+    g.bench_function("parse_serde_json", |b| {
+        b.iter(|| serde_json::from_str::<serde_json::Value>(black_box(VALID)).is_ok())
+    });
+    g.bench_function("parse_unique_members", |b| {
+        b.iter(|| vivified_domain::json::from_str(black_box(VALID)).is_ok())
+    });
     g.finish();
 }
 

@@ -166,13 +166,17 @@ impl<'de> Visitor<'de> for Unique<'_> {
                 };
                 map.next_value_seed(Unique(Some(&place)))?
             };
-            if members.contains_key(&name) {
-                return Err(de::Error::custom(format!(
-                    "{DUPLICATE}`{}`",
-                    pointer(self.0, &name)
-                )));
+            match members.entry(name) {
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                serde_json::map::Entry::Occupied(held) => {
+                    return Err(de::Error::custom(format!(
+                        "{DUPLICATE}`{}`",
+                        pointer(self.0, held.key())
+                    )));
+                }
             }
-            members.insert(name, value);
         }
         Ok(Value::Object(members))
     }
