@@ -175,7 +175,10 @@ struct Forms {
 impl StoredManifest {
     /// The manifest `value` kept as compact JSON text; its tree is not kept.
     pub fn from_value(value: &Value) -> Self {
-        let json = value.to_string();
+        // `serde_json::to_string` writes straight into a buffer; `Value::to_string`
+        // (Display) goes through `fmt::Write` piece by piece, about twice the work.
+        // Serialising a `Value` cannot fail; the fallback is the same text.
+        let json = serde_json::to_string(value).unwrap_or_else(|_| value.to_string());
         Self::with(OnceLock::from(json.into_boxed_str()), OnceLock::new())
     }
 
@@ -221,7 +224,9 @@ impl StoredManifest {
     pub fn to_json(&self) -> Cow<'_, str> {
         match self.0.json.get() {
             Some(json) => Cow::Borrowed(json),
-            None => Cow::Owned(self.value().to_string()),
+            None => Cow::Owned(
+                serde_json::to_string(self.value()).unwrap_or_else(|_| self.value().to_string()),
+            ),
         }
     }
 }
