@@ -3,7 +3,6 @@
 //! validation before conflict, and dev-mode replacement of a stale registration.
 
 use std::collections::BTreeSet;
-use std::time::Duration as StdDuration;
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -13,7 +12,7 @@ use vivified_ports::PluginStore;
 
 use crate::helpers::{
     ADMIN_TOKEN, TestApp, assert_error, drain_lifecycle as lifecycle, manifest,
-    register_token as register, subscriber,
+    register_token as register, sealed_entries, subscriber,
 };
 
 async fn pulled_types(app: &TestApp, id: &str, token: &str) -> Vec<String> {
@@ -74,15 +73,7 @@ async fn the_python_cores_publish_path_and_camel_case_names_are_accepted() {
     );
 
     // The alias is audited as a publication like any other.
-    app.audit
-        .seal_all(StdDuration::from_secs(5))
-        .await
-        .expect("seal");
-    let entries = app.audit.log.range(1, 10_000).await.expect("range");
-    let published: Vec<_> = entries
-        .iter()
-        .filter(|e| e.entry.action == "event.publish")
-        .collect();
+    let published = sealed_entries(&app, "event.publish").await;
     assert_eq!(published.len(), 1);
     assert_eq!(published[0].entry.target, "NotificationSent");
 }
@@ -369,16 +360,8 @@ async fn dev_mode_replaces_a_stale_registration_without_its_token() {
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
 
     // The audit trail has the replacement with both registration times.
-    app.audit
-        .seal_all(StdDuration::from_secs(5))
-        .await
-        .expect("seal");
-    let entries = app.audit.log.range(1, 10_000).await.expect("range");
-    let replaced: Vec<_> = entries
-        .iter()
-        .filter(|e| e.entry.action == "plugin.replaced")
-        .collect();
-    assert_eq!(replaced.len(), 1, "{entries:?}");
+    let replaced = sealed_entries(&app, "plugin.replaced").await;
+    assert_eq!(replaced.len(), 1, "{replaced:?}");
     let e = &replaced[0].entry;
     assert_eq!(
         (e.actor.as_str(), e.target.as_str()),

@@ -55,15 +55,7 @@ async fn phi_plugins(app: &TestApp) -> [String; 3] {
 
 /// The sealed `event.publish` audit entries, after sealing everything pending.
 async fn published_entries(app: &TestApp) -> Vec<vivified_ports::SealedEntry> {
-    app.audit
-        .seal_all(Duration::from_secs(5))
-        .await
-        .expect("seal");
-    let entries = app.audit.log.range(1, 10_000).await.expect("audit range");
-    entries
-        .into_iter()
-        .filter(|e| e.entry.action == "event.publish")
-        .collect()
+    crate::helpers::sealed_entries(app, "event.publish").await
 }
 
 fn event_ids(pulled: &Value) -> Vec<String> {

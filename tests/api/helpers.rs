@@ -619,3 +619,17 @@ pub fn drain_lifecycle(
         }
     }
 }
+
+/// The sealed audit entries with `action`, after sealing everything pending (as the
+/// server's sealer task would).
+pub async fn sealed_entries(app: &TestApp, action: &str) -> Vec<vivified_ports::SealedEntry> {
+    app.audit
+        .seal_all(std::time::Duration::from_secs(5))
+        .await
+        .expect("seal");
+    let entries = app.audit.log.range(1, 10_000).await.expect("audit range");
+    entries
+        .into_iter()
+        .filter(|e| e.entry.action == action)
+        .collect()
+}

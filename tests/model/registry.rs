@@ -883,19 +883,21 @@ async fn step(
                     && m.records
                         .get(id)
                         .is_some_and(|r| r.status == Liveness::Stale);
+                // A new registration (or a replacement: the same, one version on).
+                let fresh = |version: String, record_version: u64| Rec {
+                    jti: held.jti.clone(),
+                    registered_at: m.now,
+                    manifest_version: version,
+                    status: Liveness::Registered,
+                    health: Health::Unknown,
+                    last_heartbeat: None,
+                    version: record_version,
+                    enabled: true,
+                    disabled_reason: None,
+                    next_deadline: None,
+                };
                 let mut rec = match m.records.get(id) {
-                    Some(old) if kind == Registered::Replaced => Rec {
-                        jti: held.jti.clone(),
-                        registered_at: m.now,
-                        manifest_version: version,
-                        status: Liveness::Registered,
-                        health: Health::Unknown,
-                        last_heartbeat: None,
-                        version: old.version + 1,
-                        enabled: true,
-                        disabled_reason: None,
-                        next_deadline: None,
-                    },
+                    Some(old) if kind == Registered::Replaced => fresh(version, old.version + 1),
                     Some(old) => Rec {
                         jti: held.jti.clone(),
                         manifest_version: version,
@@ -907,18 +909,7 @@ async fn step(
                         },
                         ..old.clone()
                     },
-                    None => Rec {
-                        jti: held.jti.clone(),
-                        registered_at: m.now,
-                        manifest_version: version,
-                        status: Liveness::Registered,
-                        health: Health::Unknown,
-                        last_heartbeat: None,
-                        version: 1,
-                        enabled: true,
-                        disabled_reason: None,
-                        next_deadline: None,
-                    },
+                    None => fresh(version, 1),
                 };
                 rec.next_deadline = m.deadline_for(&rec);
                 if was_stale {
