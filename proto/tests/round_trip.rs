@@ -74,6 +74,22 @@ fn the_payload_travels_as_a_struct_packed_in_the_any() {
     );
 }
 
+/// Found by the `event` fuzz target: a whole float in the payload comes back as the
+/// integer of the same value (as the payload module documents), and a second trip
+/// through the bus changes nothing.
+#[test]
+fn a_whole_float_comes_back_as_its_integer_and_then_stays() {
+    let mut event = sample();
+    event
+        .payload
+        .insert("n".into(), json!([1, 2.0, -0.0, 2.5, null, true]));
+    let back = through_the_bus(event).unwrap();
+    assert_eq!(back.payload["n"], json!([1, 2, -0.0, 2.5, null, true]));
+    assert!(back.payload["n"][1].is_u64(), "2.0 is now the integer 2");
+    assert!(back.payload["n"][2].is_f64(), "-0.0 stays a float");
+    assert_eq!(through_the_bus(back.clone()).unwrap(), back);
+}
+
 #[test]
 fn an_offset_timestamp_keeps_its_instant_and_comes_back_in_utc() {
     let mut event = sample();
