@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use vivified_ports::{
     Health, HeartbeatOutcome, Liveness, LivenessCounts, OutboxEntry, PluginId, PluginRecord,
-    PluginStore, StoreError,
+    PluginStore, REVOKED_JTI, StoreError,
 };
 
 /// A [`PluginStore`] in a `BTreeMap` behind a lock: every operation is atomic. An
@@ -314,6 +314,19 @@ impl PluginStore for InMemoryPluginStore {
             inner.outbox.remove(&outbox_key(e));
         }
         Ok(())
+    }
+
+    async fn revoke_tokens_issued_before(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let mut inner = self.write();
+        let mut revoked = 0;
+        for slot in inner.by_id.values_mut() {
+            if !slot.token_revoked() && slot.token_issued_at.is_none_or(|t| t < before) {
+                slot.token_jti = REVOKED_JTI.to_owned();
+                slot.version += 1;
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

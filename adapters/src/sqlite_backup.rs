@@ -371,7 +371,12 @@ mod tests {
             .unwrap();
 
         assert_eq!(summary.plugins, 2);
-        assert_eq!(summary.schema_version, 5);
+        let newest = crate::sqlite::migrator()
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap();
+        assert_eq!(summary.schema_version, newest);
         assert_eq!(summary.audit_head, 0);
         assert_eq!(summary.bytes, std::fs::metadata(&out).unwrap().len());
         #[cfg(unix)]

@@ -67,5 +67,5 @@ pub use policy::{
 };
 pub use registry::{
     Caller, HeartbeatReport, Introspection, IssuedRegistration, Mode, Ports, Registry,
-    RegistryConfig, RegistryError, SweepReport,
+    RegistryConfig, RegistryError, Revocation, SweepReport,
 };

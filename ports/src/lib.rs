@@ -26,7 +26,9 @@ pub use audit::{
 };
 pub use bus::{BusError, BusEvent, Cursor, EventBus, Pulled};
 pub use clock::Clock;
-pub use plugin::{Health, InvalidPluginId, Liveness, PluginId, PluginRecord, StoredManifest};
+pub use plugin::{
+    Health, InvalidPluginId, Liveness, PluginId, PluginRecord, REVOKED_JTI, StoredManifest,
+};
 pub use secret::Secret;
 pub use store::{HeartbeatOutcome, LivenessCounts, OutboxEntry, PluginStore, StoreError};
 pub use token::{IssuedToken, TokenClaims, TokenError, TokenIssuer, VerifyOptions};

@@ -269,6 +269,17 @@ impl<'de> Deserialize<'de> for StoredManifest {
     }
 }
 
+/// The `token_jti` of a plugin whose tokens were revoked by time: no issuer makes a
+/// token with this id, and the core refuses a token that carries it.
+pub const REVOKED_JTI: &str = "-";
+
+impl PluginRecord {
+    /// Whether the plugin's tokens were revoked (it has no valid token).
+    pub fn token_revoked(&self) -> bool {
+        self.token_jti == REVOKED_JTI
+    }
+}
+
 /// What the store keeps for one registered plugin.
 ///
 /// It holds the id (`jti`) of the plugin's one current token, never the token itself.
@@ -293,8 +304,13 @@ pub struct PluginRecord {
     /// Last accepted heartbeat.
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_heartbeat: Option<OffsetDateTime>,
-    /// The `jti` of the plugin's one valid token. A token with any other `jti` is revoked.
+    /// The `jti` of the plugin's one valid token. A token with any other `jti` is revoked;
+    /// [`REVOKED_JTI`] means the plugin has no valid token.
     pub token_jti: String,
+    /// When the token `token_jti` names was issued (`None`: unknown, for records
+    /// written before it was kept; revocation by time treats those as old).
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub token_issued_at: Option<OffsetDateTime>,
     /// When the sweeper next has to look at this record: for a `registered` or
     /// `active` plugin the moment it goes stale, for a `stale` one the moment it is
     /// deregistered; `None` when nothing is due (disabled, or stale with automatic

@@ -207,6 +207,15 @@ pub trait PluginStore: Send + Sync {
     /// MUST return [`StoreError::Unavailable`] if the backend fails.
     async fn ack_outbox(&self, entries: &[OutboxEntry]) -> Result<(), StoreError>;
 
+    /// Revokes, in one atomic write, the current token of every record whose token was
+    /// issued before `before` or at an unknown time (`token_issued_at` `None`): sets
+    /// `token_jti` to [`crate::REVOKED_JTI`] and bumps `version`. Records revoked
+    /// already are left alone. Returns how many records changed.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Unavailable`] if the backend fails (nothing changed).
+    async fn revoke_tokens_issued_before(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+
     /// Checks that the backend answers (used by `/ready`).
     ///
     /// # Errors

@@ -382,6 +382,7 @@ fn record_and_entry(id: &str) -> (PluginRecord, AuditEntry) {
         registered_at: now,
         last_heartbeat: None,
         token_jti: uuid::Uuid::new_v4().simple().to_string(),
+        token_issued_at: None,
         next_deadline: Some(now + Duration::from_secs(30)),
         version: 0,
     };

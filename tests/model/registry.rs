@@ -293,6 +293,7 @@ pub enum Outcome {
     NotFound,
     AlreadyRegistered,
     InvalidManifest,
+    InvalidRequest,
     Unavailable,
 }
 
@@ -305,6 +306,7 @@ fn class<T>(r: &Result<T, RegistryError>) -> Outcome {
         Err(RegistryError::NotFound) => Outcome::NotFound,
         Err(RegistryError::AlreadyRegistered) => Outcome::AlreadyRegistered,
         Err(RegistryError::InvalidManifest(_)) => Outcome::InvalidManifest,
+        Err(RegistryError::InvalidRequest(_)) => Outcome::InvalidRequest,
         Err(RegistryError::Unavailable { .. }) => Outcome::Unavailable,
     }
 }

@@ -21,6 +21,7 @@ pub(crate) struct PluginRow {
     pub token_jti: String,
     pub next_deadline: Option<i64>,
     pub version: i64,
+    pub token_issued_at: Option<i64>,
 }
 
 // Written out rather than derived: sqlx's `derive` feature would compile every
@@ -45,6 +46,7 @@ where
             token_jti: row.try_get("token_jti")?,
             next_deadline: row.try_get("next_deadline")?,
             version: row.try_get("version")?,
+            token_issued_at: row.try_get("token_issued_at")?,
         })
     }
 }
@@ -75,6 +77,7 @@ impl TryFrom<PluginRow> for PluginRecord {
             registered_at: from_micros(r.registered_at)?,
             last_heartbeat: r.last_heartbeat.map(from_micros).transpose()?,
             token_jti: r.token_jti,
+            token_issued_at: r.token_issued_at.map(from_micros).transpose()?,
             next_deadline: r.next_deadline.map(from_micros).transpose()?,
             version: u64::try_from(r.version).map_err(|_| corrupt("version"))?,
         })
@@ -125,6 +128,9 @@ pub(crate) struct Queries {
     pub mark_stale: &'static str,
     /// Delete the stale records due at $1, limit $2, returning them.
     pub remove_expired: &'static str,
+    /// Revoke ($2, the revoked token id) every token issued before $1 or at an unknown
+    /// time and not revoked yet.
+    pub revoke_before: &'static str,
     /// Delete by id, and by token id when one is given.
     pub delete: &'static str,
     /// Whether a record exists (to tell `NotFound` from `PreconditionFailed`).
@@ -137,10 +143,10 @@ pub(crate) struct Queries {
     pub claim_outbox: &'static str,
     /// Delete one entry by type, plugin, jti, version.
     pub ack_outbox: &'static str,
-    /// `insert` and the pending audit insert ($11..$18) in ONE statement, where the
+    /// `insert` and the pending audit insert ($12..$19) in ONE statement, where the
     /// dialect can (Postgres: data-modifying CTEs); `None`: a transaction of two.
     pub insert_audited: Option<&'static str>,
-    /// `replace` and the pending audit insert ($12..$19) in one statement.
+    /// `replace` and the pending audit insert ($13..$20) in one statement.
     pub replace_audited: Option<&'static str>,
     /// `delete` and the pending audit insert ($3..$10) in one statement; returns the
     /// number of records deleted.
@@ -165,8 +171,9 @@ pub(crate) fn pending_row(
     crate::sql::audit::PendingRow::new(entry).map_err(|e| StoreError::Unavailable(Box::new(e)))
 }
 
-/// Binds a record's insert parameters `$1..$10` (id, manifest, status, health, enabled,
-/// disabled reason, registered at, last heartbeat, token id, next deadline).
+/// Binds a record's insert parameters `$1..$11` (id, manifest, status, health, enabled,
+/// disabled reason, registered at, last heartbeat, token id, next deadline, token
+/// issue time).
 macro_rules! bind_insert {
     ($q:expr, $record:expr) => {
         $q.bind($record.plugin_id.as_str())
@@ -179,12 +186,13 @@ macro_rules! bind_insert {
             .bind($record.last_heartbeat.map($crate::sql::to_micros))
             .bind(&$record.token_jti)
             .bind($record.next_deadline.map($crate::sql::to_micros))
+            .bind($record.token_issued_at.map($crate::sql::to_micros))
     };
 }
 pub(crate) use bind_insert;
 
-/// Binds a record's replace parameters `$1..$11` (the columns, then id and expected
-/// version).
+/// Binds a record's replace parameters `$1..$12` (the columns, then id and expected
+/// version, then the token issue time).
 macro_rules! bind_replace {
     ($q:expr, $record:expr, $version:expr) => {
         $q.bind($crate::sql::manifest_text(&$record))
@@ -198,6 +206,7 @@ macro_rules! bind_replace {
             .bind($record.next_deadline.map($crate::sql::to_micros))
             .bind($record.plugin_id.as_str())
             .bind($crate::sql::version_i64($version)?)
+            .bind($record.token_issued_at.map($crate::sql::to_micros))
     };
 }
 pub(crate) use bind_replace;
@@ -603,6 +612,19 @@ macro_rules! sql_plugin_store {
                     .await
                     .map_err($crate::sql::map_err)?;
                 tx.commit().await.map_err($crate::sql::map_err)
+            }
+
+            async fn revoke_tokens_issued_before(
+                &self,
+                before: OffsetDateTime,
+            ) -> Result<u64, StoreError> {
+                let done = sqlx::query($queries.revoke_before)
+                    .bind($crate::sql::to_micros(before))
+                    .bind(vivified_ports::REVOKED_JTI)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::sql::map_err)?;
+                Ok(done.rows_affected())
             }
 
             async fn ping(&self) -> Result<(), StoreError> {

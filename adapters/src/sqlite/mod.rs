@@ -22,7 +22,7 @@ use crate::sql::{Queries, map_err, sql_plugin_store};
 
 macro_rules! cols {
     () => {
-        "plugin_id, manifest, status, health, enabled, disabled_reason, registered_at, last_heartbeat, token_jti, next_deadline, version"
+        "plugin_id, manifest, status, health, enabled, disabled_reason, registered_at, last_heartbeat, token_jti, next_deadline, version, token_issued_at"
     };
 }
 
@@ -62,6 +62,13 @@ pub fn migrator() -> Migrator {
             "audit_checkpoint".into(),
             MigrationType::Simple,
             include_str!("../../migrations/sqlite/0005_audit_checkpoint.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            6,
+            "token_issued_at".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0006_token_issued_at.sql").into_sql_str(),
             false,
         ),
     ])
@@ -141,7 +148,7 @@ const QUERIES: Queries = Queries {
     insert: concat!(
         "INSERT INTO plugins (",
         cols!(),
-        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING ",
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?11) RETURNING ",
         cols!()
     ),
     get: concat!("SELECT ", cols!(), " FROM plugins WHERE plugin_id = ?"),
@@ -151,9 +158,10 @@ const QUERIES: Queries = Queries {
         " FROM plugins WHERE plugin_id > ? ORDER BY plugin_id LIMIT ?"
     ),
     replace: concat!(
-        "UPDATE plugins SET manifest = ?, status = ?, health = ?, enabled = ?, disabled_reason = ?, ",
-        "registered_at = ?, last_heartbeat = ?, token_jti = ?, next_deadline = ?, version = version + 1 ",
-        "WHERE plugin_id = ? AND version = ? RETURNING ",
+        "UPDATE plugins SET manifest = ?1, status = ?2, health = ?3, enabled = ?4, disabled_reason = ?5, ",
+        "registered_at = ?6, last_heartbeat = ?7, token_jti = ?8, next_deadline = ?9, ",
+        "token_issued_at = ?12, version = version + 1 ",
+        "WHERE plugin_id = ?10 AND version = ?11 RETURNING ",
         cols!()
     ),
     heartbeat_live: concat!(
@@ -186,6 +194,8 @@ const QUERIES: Queries = Queries {
         "AND status = 'stale' AND next_deadline <= ?1 ORDER BY next_deadline LIMIT ?2) RETURNING ",
         cols!()
     ),
+    revoke_before: "UPDATE plugins SET token_jti = ?2, version = version + 1 \
+                    WHERE token_jti <> ?2 AND (token_issued_at IS NULL OR token_issued_at < ?1)",
     // `?1`/`?2`: the token id is bound once and used twice.
     delete: "DELETE FROM plugins WHERE plugin_id = ?1 AND (?2 IS NULL OR token_jti = ?2)",
     exists: "SELECT 1 FROM plugins WHERE plugin_id = ?",

@@ -138,6 +138,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::Forbidden(r) => Self::Forbidden(r),
             RegistryError::PluginDisabled => Self::PluginDisabled,
             RegistryError::NotFound => Self::NotFound,
+            RegistryError::InvalidRequest(m) => Self::InvalidBody(m.into()),
             RegistryError::AlreadyRegistered => Self::AlreadyRegistered,
             RegistryError::Unavailable { what, source } => {
                 tracing::error!(dependency = what, error = %source, cause = ?source.source().map(ToString::to_string), "dependency failed");

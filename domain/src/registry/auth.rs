@@ -53,6 +53,15 @@ impl Registry {
             .tokens
             .verify(token, opts)
             .await
+            // No issuer makes a token with the id that marks revoked tokens; one that
+            // carries it was not made by us.
+            .and_then(|claims| {
+                if claims.jti == vivified_ports::REVOKED_JTI {
+                    Err(TokenError::Invalid("jti"))
+                } else {
+                    Ok(claims)
+                }
+            })
             .map_err(|e| match e {
                 TokenError::Expired => RegistryError::Unauthorized("expired_token"),
                 TokenError::Invalid(_) => RegistryError::Unauthorized("invalid_token"),

@@ -11,6 +11,9 @@ mod heartbeat;
 mod outbox;
 mod register;
 mod replace;
+mod revoke;
+
+pub use revoke::Revocation;
 mod sweep;
 
 use std::collections::HashMap;
@@ -134,6 +137,9 @@ pub enum RegistryError {
     /// 404 `not_found`.
     #[error("plugin not found")]
     NotFound,
+    /// 400 `invalid_body`: a request member the registry refuses, with what is wrong.
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
     /// 409 `already_registered`: the id is held by another registration.
     #[error("plugin already registered")]
     AlreadyRegistered,
@@ -158,6 +164,7 @@ impl RegistryError {
             Self::Unauthorized(r) | Self::Forbidden(r) => r,
             Self::PluginDisabled => "plugin_disabled",
             Self::NotFound => "not_found",
+            Self::InvalidRequest(_) => "invalid_body",
             Self::AlreadyRegistered => "already_registered",
             Self::Unavailable { .. } => "unavailable",
         }

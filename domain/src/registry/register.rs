@@ -191,10 +191,12 @@ impl Registry {
                 .check_owned(manifest)
                 .map_err(RegistryError::InvalidManifest)?;
             return match self.insert_new(&valid, trace_id).await {
-                Err(RegistryError::AlreadyRegistered)
-                    if bearer.is_none() && self.replaces_stale() =>
-                {
-                    self.replace_stale(&valid, trace_id).await
+                // A held id: a registration credential takes it over only from a
+                // registration whose tokens were revoked, or (dev mode, no credential)
+                // from a stale one.
+                Err(RegistryError::AlreadyRegistered) => {
+                    let stale_too = bearer.is_none() && self.replaces_stale();
+                    self.replace_held(&valid, stale_too, trace_id).await
                 }
                 inserted => inserted.map(|reg| (reg, None)),
             };
@@ -245,6 +247,7 @@ impl Registry {
             registered_at: now,
             last_heartbeat: None,
             token_jti: issued.jti.clone(),
+            token_issued_at: Some(now),
             next_deadline: Some(now + self.inner.config.heartbeat_ttl),
             version,
         }
@@ -327,6 +330,7 @@ impl Registry {
             let mut next = current.clone();
             next.manifest = raw.clone();
             next.token_jti = issued.jti.clone();
+            next.token_issued_at = Some(now);
             // A re-registration is a sign of life: a stale plugin is registered again
             // and every enabled plugin gets a fresh deadline.
             if next.status == Liveness::Stale {
@@ -526,9 +530,11 @@ impl Registry {
             if !current.enabled {
                 return Err(RegistryError::PluginDisabled);
             }
-            let issued = self.issue(&current.plugin_id, self.now()).await?;
+            let now = self.now();
+            let issued = self.issue(&current.plugin_id, now).await?;
             let mut next = current.clone();
             next.token_jti = issued.jti.clone();
+            next.token_issued_at = Some(now);
             let subject = Subject {
                 actor: current.plugin_id.as_str(),
                 action: "token.refresh",

@@ -1,6 +1,8 @@
-//! Dev mode: a stale registration replaced by a new one for the same id, so that a
-//! plugin restarted without its token (or one that never heartbeats, as plugins made
-//! for the original Python core don't) comes back by itself.
+//! A held id taken over by a new registration: in dev mode from a stale registration,
+//! so that a plugin restarted without its token (or one that never heartbeats, as
+//! plugins made for the original Python core don't) comes back by itself; in every
+//! mode from a registration whose tokens an operator revoked, by whoever holds a
+//! registration credential for the id.
 
 use super::*;
 use crate::manifest::CheckedManifest;
@@ -15,24 +17,31 @@ impl Registry {
     }
 
     /// Whether `record` may be replaced at `now`: enabled (an operator's disable
-    /// stands) and stale, by the sweep or by its deadline having passed (a sweep may
-    /// not have run yet, or self-preservation may be holding it back).
-    fn is_replaceable(record: &PluginRecord, now: OffsetDateTime) -> bool {
+    /// stands), and its tokens revoked, or (`stale_too`) stale, by the sweep or by its
+    /// deadline having passed (a sweep may not have run yet, or self-preservation may
+    /// be holding it back).
+    fn is_replaceable(record: &PluginRecord, now: OffsetDateTime, stale_too: bool) -> bool {
         record.enabled
-            && (record.status == Liveness::Stale || record.next_deadline.is_some_and(|d| d <= now))
+            && (record.token_revoked()
+                || stale_too
+                    && (record.status == Liveness::Stale
+                        || record.next_deadline.is_some_and(|d| d <= now)))
     }
 
-    /// Replaces the stale registration of `valid.id` with a new one: a new token (every
-    /// earlier one is revoked with the old `jti`), a new `registered_at`, liveness
-    /// `registered`, health unknown. Conditional on the record read, so that of two
-    /// replicas (or requests) replacing at once one wins and the other sees a live
-    /// plugin (409). Also returns the record replaced.
+    /// Replaces the registration of `valid.id` (its tokens revoked, or stale if
+    /// `stale_too`) with a new one: a new token (every earlier one stays revoked with
+    /// the old `jti`), a new `registered_at`, liveness `registered`, health unknown.
+    /// Conditional on the record read, so that of two replicas (or requests) replacing
+    /// at once one wins and the other sees a held id (409). Also returns the record
+    /// replaced.
     ///
     /// # Errors
-    /// `AlreadyRegistered` if the id is held by a live or disabled plugin, `Unavailable`.
-    pub(super) async fn replace_stale(
+    /// `AlreadyRegistered` if the id is held by a plugin that may not be replaced,
+    /// `Unavailable`.
+    pub(super) async fn replace_held(
         &self,
         valid: &CheckedManifest,
+        stale_too: bool,
         trace_id: &str,
     ) -> Result<(IssuedRegistration, Option<PluginRecord>), RegistryError> {
         for _ in 0..CAS_ATTEMPTS {
@@ -42,9 +51,10 @@ impl Registry {
                 return Err(RegistryError::AlreadyRegistered);
             };
             let now = self.now();
-            if !Self::is_replaceable(&current, now) {
+            if !Self::is_replaceable(&current, now, stale_too) {
                 return Err(RegistryError::AlreadyRegistered);
             }
+            let reason = replaced_reason(&current);
             let issued = self.issue(&valid.id, now).await?;
             let record = self.fresh_record(valid, &issued, now, current.version);
             let entry = self.tx_entry(
@@ -54,7 +64,7 @@ impl Registry {
                     action: REPLACED,
                     target: valid.id.as_str(),
                 },
-                "stale_registration_replaced",
+                reason,
                 || replaced_details(&current, now, issued.expires_at),
             );
             match self
@@ -101,7 +111,7 @@ impl Registry {
                         target: id,
                     },
                     AuditOutcome::Success,
-                    "stale_registration_replaced",
+                    previous.map_or("stale_registration_replaced", replaced_reason),
                     details,
                 )
                 .await;
@@ -112,11 +122,21 @@ impl Registry {
         }
         tracing::warn!(
             plugin_id = %reg.plugin_id,
-            "stale registration replaced by a new one without its token (dev mode); its earlier tokens are revoked"
+            reason = previous.map_or("stale_registration_replaced", replaced_reason),
+            "registration replaced by a new one without its token; its earlier tokens stay revoked"
         );
         self.lifecycle(REPLACED, &reg.plugin_id, &reg.record.token_jti, trace_id)
             .await;
         Ok(())
+    }
+}
+
+/// The audit reason of replacing `previous`.
+fn replaced_reason(previous: &PluginRecord) -> &'static str {
+    if previous.token_revoked() {
+        "revoked_registration_replaced"
+    } else {
+        "stale_registration_replaced"
     }
 }
 

@@ -30,6 +30,7 @@ pub fn record(id: &str, jti: &str) -> PluginRecord {
         registered_at: t0(),
         last_heartbeat: None,
         token_jti: jti.to_owned(),
+        token_issued_at: Some(t0()),
         next_deadline: None,
         version: 0,
     }
@@ -59,6 +60,7 @@ pub async fn plugin_store_conformance(store: Arc<dyn PluginStore>) {
     concurrent_inserts_one_winner(&store).await;
     concurrent_replaces_no_lost_update(&store).await;
     concurrent_heartbeats_all_counted(&store).await;
+    revocation_by_time(&*store).await;
     store
         .ping()
         .await
@@ -349,6 +351,60 @@ fn due_at(id: &str, status: Liveness, deadline: Option<OffsetDateTime>) -> Plugi
         next_deadline: deadline,
         ..record(id, &format!("jti-{id}"))
     }
+}
+
+async fn revocation_by_time(store: &dyn PluginStore) {
+    clear(store).await;
+    let at = |s: i64| t0() + Duration::seconds(s);
+    let issued = |id: &str, when: Option<OffsetDateTime>| PluginRecord {
+        token_issued_at: when,
+        ..record(id, &format!("jti-{id}"))
+    };
+    for r in [
+        issued("rev-old", Some(at(0))),
+        issued("rev-new", Some(at(10))),
+        issued("rev-unknown", None),
+    ] {
+        store.insert(r).await.unwrap();
+    }
+    let revoked = store.revoke_tokens_issued_before(at(10)).await.unwrap();
+    assert_eq!(
+        revoked, 2,
+        "revocation MUST take tokens issued before the instant or at an unknown time, and only those"
+    );
+    for (id, gone) in [("rev-old", true), ("rev-new", false), ("rev-unknown", true)] {
+        let r = store.get(&pid(id)).await.unwrap().unwrap();
+        assert_eq!(r.token_revoked(), gone, "{id}: revoked {gone}");
+        assert_eq!(r.version, if gone { 2 } else { 1 }, "a revocation MUST bump the version");
+        assert_eq!(r.token_jti == format!("jti-{id}"), !gone);
+    }
+    let again = store.revoke_tokens_issued_before(at(10)).await.unwrap();
+    assert_eq!(again, 0, "revoked tokens MUST be left alone");
+    let err = store
+        .record_heartbeat(&pid("rev-old"), "jti-rev-old", Health::Healthy, at(20), at(50))
+        .await
+        .expect_err("a revoked token MUST NOT heartbeat");
+    assert!(matches!(err, StoreError::PreconditionFailed), "{err:?}");
+    // A new token replaces the revoked id, and its issue time round-trips.
+    let old = store.get(&pid("rev-old")).await.unwrap().unwrap();
+    let next = PluginRecord {
+        token_jti: "jti-rev-old-2".into(),
+        token_issued_at: Some(at(30)),
+        ..old.clone()
+    };
+    let stored = store.replace(next, old.version).await.unwrap();
+    assert_eq!(stored.token_issued_at, Some(at(30)));
+    assert_eq!(store.revoke_tokens_issued_before(at(11)).await.unwrap(), 1);
+    assert!(
+        store
+            .get(&pid("rev-new"))
+            .await
+            .unwrap()
+            .unwrap()
+            .token_revoked()
+    );
+    assert!(!store.get(&pid("rev-old")).await.unwrap().unwrap().token_revoked());
+    clear(store).await;
 }
 
 async fn clear(store: &dyn PluginStore) {

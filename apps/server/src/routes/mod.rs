@@ -5,6 +5,7 @@ pub mod audit;
 pub mod events;
 pub mod health;
 pub mod plugins;
+pub mod tokens;
 
 use std::time::Duration;
 
@@ -35,7 +36,9 @@ pub fn router(state: AppState, settings: &Settings) -> App {
         ("/plugins/{id}/token", post(plugins::refresh)),
         ("/plugins/{id}/disable", post(plugins::disable)),
         ("/plugins/{id}/enable", post(plugins::enable)),
+        ("/plugins/{id}/revoke-before", post(tokens::revoke_plugin)),
         ("/tokens/introspect", post(plugins::introspect)),
+        ("/tokens/revoke-before", post(tokens::revoke_all)),
         ("/events", post(events::publish)),
         // The original Python core's path, for plugins written for it: the same
         // handler, so the same authentication, policy, sanitising, audit and answer.

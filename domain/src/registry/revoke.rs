@@ -1,0 +1,155 @@
+//! Revocation by time: every token of one plugin, or of every plugin, issued before an
+//! instant stops working on every replica at its next request (each request checks
+//! the store's `token_jti`, which a revocation sets to [`REVOKED_JTI`]).
+
+use vivified_ports::REVOKED_JTI;
+
+use super::*;
+
+/// What a revocation did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Revocation {
+    /// The instant: tokens issued before it were revoked.
+    pub before: OffsetDateTime,
+    /// How many plugins lost their token.
+    pub revoked: u64,
+}
+
+impl Registry {
+    /// The instant of a revocation: `at`, or now; never in the future (a token not
+    /// issued yet cannot be revoked by time).
+    fn revocation_instant(
+        &self,
+        at: Option<OffsetDateTime>,
+    ) -> Result<OffsetDateTime, RegistryError> {
+        let now = self.now();
+        match at {
+            None => Ok(now),
+            Some(at) if at <= now => Ok(at),
+            Some(_) => Err(RegistryError::InvalidRequest(
+                "`at` must not be in the future",
+            )),
+        }
+    }
+
+    /// Revokes plugin `id`'s token if it was issued before `at` (default: now), so it
+    /// must prove itself again with a registration credential (an operator who wants it
+    /// kept out disables it). Admin only; audited in the change's transaction when the
+    /// store keeps the audit log. Idempotent.
+    ///
+    /// # Errors
+    /// `Unauthorized`, `Forbidden`, `InvalidRequest` (`at` in the future), `NotFound`,
+    /// `Unavailable`.
+    pub async fn revoke_plugin_tokens(
+        &self,
+        id: &str,
+        bearer: Option<&str>,
+        at: Option<OffsetDateTime>,
+        trace_id: &str,
+    ) -> Result<Revocation, RegistryError> {
+        self.require_admin(bearer).await?;
+        let before = self.revocation_instant(at)?;
+        let id = PluginId::parse(id).map_err(|_| RegistryError::NotFound)?;
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self
+                .inner
+                .ports
+                .store
+                .get(&id)
+                .await?
+                .ok_or(RegistryError::NotFound)?;
+            let old = !current.token_revoked()
+                && current.token_issued_at.is_none_or(|t| t < before);
+            let subject = Subject {
+                actor: "admin",
+                action: "plugin.revoke_tokens",
+                target: id.as_str(),
+            };
+            let details = || json!({ "before": before.unix_timestamp(), "revoked": u64::from(old) });
+            if !old {
+                self.audit(
+                    trace_id,
+                    subject,
+                    AuditOutcome::Success,
+                    "nothing_to_revoke",
+                    details(),
+                )
+                .await?;
+                return Ok(Revocation { before, revoked: 0 });
+            }
+            let mut next = current.clone();
+            next.token_jti = REVOKED_JTI.to_owned();
+            let entry = self.tx_entry(trace_id, &subject, "revoked", details);
+            match self
+                .store_replace(next, current.version, entry.as_ref())
+                .await
+            {
+                Ok(stored) => {
+                    if entry.is_none() {
+                        let audited = self
+                            .audit(trace_id, subject, AuditOutcome::Success, "revoked", details())
+                            .await;
+                        if let Err(e) = audited {
+                            // Fail closed the other way round: a revocation is never
+                            // undone, the operator is told it was not recorded.
+                            tracing::error!(plugin_id = %id, error = %e, "a token revocation was applied but not audited");
+                            return Err(e);
+                        }
+                    }
+                    tracing::warn!(plugin_id = %id, "plugin tokens revoked");
+                    let key = format!("{}:{}", stored.token_jti, stored.version);
+                    self.lifecycle("plugin.tokens_revoked", &id, &key, trace_id)
+                        .await;
+                    return Ok(Revocation { before, revoked: 1 });
+                }
+                Err(StoreError::PreconditionFailed) => {}
+                Err(StoreError::NotFound) => return Err(RegistryError::NotFound),
+                Err(e) => return Err(RegistryError::store(e)),
+            }
+        }
+        Err(too_contended())
+    }
+
+    /// Revokes every plugin's token issued before `at` (default: now) in one store
+    /// write, for a suspected key compromise. Admin only; audited once, with the count.
+    /// A revocation is never undone: if its audit entry cannot be written the answer
+    /// is `Unavailable` and the error is logged, but the tokens stay revoked.
+    ///
+    /// # Errors
+    /// `Unauthorized`, `Forbidden`, `InvalidRequest` (`at` in the future),
+    /// `Unavailable`.
+    pub async fn revoke_all_tokens(
+        &self,
+        bearer: Option<&str>,
+        at: Option<OffsetDateTime>,
+        trace_id: &str,
+    ) -> Result<Revocation, RegistryError> {
+        self.require_admin(bearer).await?;
+        let before = self.revocation_instant(at)?;
+        let revoked = self
+            .inner
+            .ports
+            .store
+            .revoke_tokens_issued_before(before)
+            .await?;
+        tracing::warn!(revoked, "tokens of every plugin issued before an instant revoked");
+        let audited = self
+            .audit(
+                trace_id,
+                Subject {
+                    actor: "admin",
+                    action: "tokens.revoke",
+                    target: "*",
+                },
+                AuditOutcome::Success,
+                "revoked",
+                json!({ "before": before.unix_timestamp(), "revoked": revoked }),
+            )
+            .await;
+        if let Err(e) = audited {
+            tracing::error!(revoked, error = %e, "a token revocation was applied but not audited");
+            return Err(e);
+        }
+        Ok(Revocation { before, revoked })
+    }
+}
