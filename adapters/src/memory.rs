@@ -320,7 +320,7 @@ impl PluginStore for InMemoryPluginStore {
         let mut inner = self.write();
         let mut revoked = 0;
         for slot in inner.by_id.values_mut() {
-            if !slot.token_revoked() && slot.token_issued_at.is_none_or(|t| t < before) {
+            if !slot.token_revoked() && slot.token_issued_at.is_none_or(|t| t <= before) {
                 slot.token_jti = REVOKED_JTI.to_owned();
                 slot.version += 1;
                 revoked += 1;

@@ -208,7 +208,7 @@ pub trait PluginStore: Send + Sync {
     async fn ack_outbox(&self, entries: &[OutboxEntry]) -> Result<(), StoreError>;
 
     /// Revokes, in one atomic write, the current token of every record whose token was
-    /// issued before `before` or at an unknown time (`token_issued_at` `None`): sets
+    /// issued at or before `before`, or at an unknown time (`token_issued_at` `None`): sets
     /// `token_jti` to [`crate::REVOKED_JTI`] and bumps `version`. Records revoked
     /// already are left alone. Returns how many records changed.
     ///

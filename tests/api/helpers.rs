@@ -449,6 +449,11 @@ impl TestApp {
             .await
     }
 
+    /// The registry clock's time.
+    pub fn clock_now(&self) -> OffsetDateTime {
+        vivified_ports::Clock::now(&*self.clock)
+    }
+
     /// `GET /plugins/{id}` as the admin, asserting 200.
     pub async fn record(&self, id: &str) -> Value {
         let resp = self.get(&format!("/plugins/{id}"), Some(ADMIN_TOKEN)).await;

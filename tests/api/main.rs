@@ -23,6 +23,7 @@ mod production;
 mod register;
 mod rejections;
 mod reregister;
+mod revoke;
 mod routing;
 mod token;
 mod trace;

@@ -194,7 +194,7 @@ const QUERIES: Queries = Queries {
         cols!()
     ),
     revoke_before: "UPDATE plugins SET token_jti = $2, version = version + 1 \
-                    WHERE token_jti <> $2 AND (token_issued_at IS NULL OR token_issued_at < $1)",
+                    WHERE token_jti <> $2 AND (token_issued_at IS NULL OR token_issued_at <= $1)",
     delete: "DELETE FROM plugins WHERE plugin_id = $1 AND ($2::text IS NULL OR token_jti = $2)",
     exists: "SELECT 1 FROM plugins WHERE plugin_id = $1",
     heartbeat_check: "SELECT token_jti, enabled FROM plugins WHERE plugin_id = $1",

@@ -195,7 +195,7 @@ const QUERIES: Queries = Queries {
         cols!()
     ),
     revoke_before: "UPDATE plugins SET token_jti = ?2, version = version + 1 \
-                    WHERE token_jti <> ?2 AND (token_issued_at IS NULL OR token_issued_at < ?1)",
+                    WHERE token_jti <> ?2 AND (token_issued_at IS NULL OR token_issued_at <= ?1)",
     // `?1`/`?2`: the token id is bound once and used twice.
     delete: "DELETE FROM plugins WHERE plugin_id = ?1 AND (?2 IS NULL OR token_jti = ?2)",
     exists: "SELECT 1 FROM plugins WHERE plugin_id = ?",

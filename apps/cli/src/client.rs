@@ -383,6 +383,21 @@ impl CoreClient {
             .await
     }
 
+    /// Revokes the tokens issued at or before `at` (`"now"` or RFC 3339) of one plugin
+    /// (`POST /plugins/{id}/revoke-before`) or of every plugin
+    /// (`POST /tokens/revoke-before`); the core's answer (`before`, `revoked`).
+    pub async fn revoke_before(&self, id: Option<&str>, at: &str) -> Result<Value, ClientError> {
+        let url = match id {
+            Some(id) => {
+                let id = plugin_id(id)?;
+                self.url(&[id.as_str(), "revoke-before"])
+            }
+            None => self.url_at("tokens", &["revoke-before"]),
+        };
+        self.record(Method::POST, url, Some(serde_json::json!({ "at": at })))
+            .await
+    }
+
     /// Deregisters a plugin (`DELETE /plugins/{id}`, 204).
     pub async fn deregister(&self, id: &str) -> Result<(), ClientError> {
         let id = plugin_id(id)?;

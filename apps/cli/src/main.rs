@@ -41,7 +41,7 @@ enum Command {
     /// Start the core: the same settings and start-up as the vivified-server binary.
     #[cfg(feature = "serve")]
     Serve(serve::Args),
-    /// List, inspect, disable, enable and deregister the plugins of a running core
+    /// List, inspect, disable, enable, deregister and revoke the tokens of the plugins of a running core
     /// (admin token from VIVIFIED_ADMIN_TOKEN).
     Plugins(plugins::Args),
     /// Verify the audit chain of a running core (exit 0 intact, 1 tampered, 2 error)

@@ -66,6 +66,20 @@ enum Command {
         /// The plugin's id.
         id: String,
     },
+    /// Revoke the tokens of one plugin, or with --all of every plugin, issued at or
+    /// before an instant: they stop working at their next request. The plugin
+    /// registers again with a registration credential.
+    #[command(group(clap::ArgGroup::new("whom").required(true).args(["id", "all"])))]
+    RevokeBefore {
+        /// The plugin's id.
+        id: Option<String>,
+        /// Every plugin (a suspected compromise of the signing key).
+        #[arg(long)]
+        all: bool,
+        /// The instant: "now" or an RFC 3339 time with an offset, not in the future.
+        #[arg(long, default_value = "now", value_name = "TIME")]
+        at: String,
+    },
 }
 
 /// The members of a record the text output shows.
@@ -184,6 +198,24 @@ async fn execute(client: &CoreClient, command: Command, json: bool) -> Result<St
                 return Ok(pretty(&v));
             }
             Ok(format!("enabled {}\n", Record::from_json(&v)?.plugin_id))
+        }
+        Command::RevokeBefore { id, all: _, at } => {
+            let v = client.revoke_before(id.as_deref(), &at).await?;
+            if json {
+                return Ok(pretty(&v));
+            }
+            let revoked = v["revoked"].as_u64().unwrap_or(0);
+            let before = safe(v["before"].as_str().unwrap_or(&at));
+            Ok(match id {
+                Some(id) if revoked == 0 => {
+                    format!("{id}: no token issued at or before {before}\n")
+                }
+                Some(id) => format!("revoked the token of {id} issued at or before {before}\n"),
+                None => format!(
+                    "revoked the tokens of {revoked} plugin{} issued at or before {before}\n",
+                    if revoked == 1 { "" } else { "s" }
+                ),
+            })
         }
         Command::Deregister { id } => {
             client.deregister(&id).await?;

@@ -1,4 +1,4 @@
-//! Revocation by time: every token of one plugin, or of every plugin, issued before an
+//! Revocation by time: every token of one plugin, or of every plugin, issued at or before an
 //! instant stops working on every replica at its next request (each request checks
 //! the store's `token_jti`, which a revocation sets to [`REVOKED_JTI`]).
 
@@ -9,7 +9,7 @@ use super::*;
 /// What a revocation did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Revocation {
-    /// The instant: tokens issued before it were revoked.
+    /// The instant: tokens issued at or before it were revoked.
     pub before: OffsetDateTime,
     /// How many plugins lost their token.
     pub revoked: u64,
@@ -32,7 +32,7 @@ impl Registry {
         }
     }
 
-    /// Revokes plugin `id`'s token if it was issued before `at` (default: now), so it
+    /// Revokes plugin `id`'s token if it was issued at or before `at` (default: now), so it
     /// must prove itself again with a registration credential (an operator who wants it
     /// kept out disables it). Admin only; audited in the change's transaction when the
     /// store keeps the audit log. Idempotent.
@@ -59,7 +59,7 @@ impl Registry {
                 .await?
                 .ok_or(RegistryError::NotFound)?;
             let old = !current.token_revoked()
-                && current.token_issued_at.is_none_or(|t| t < before);
+                && current.token_issued_at.is_none_or(|t| t <= before);
             let subject = Subject {
                 actor: "admin",
                 action: "plugin.revoke_tokens",
@@ -110,7 +110,7 @@ impl Registry {
         Err(too_contended())
     }
 
-    /// Revokes every plugin's token issued before `at` (default: now) in one store
+    /// Revokes every plugin's token issued at or before `at` (default: now) in one store
     /// write, for a suspected key compromise. Admin only; audited once, with the count.
     /// A revocation is never undone: if its audit entry cannot be written the answer
     /// is `Unavailable` and the error is logged, but the tokens stay revoked.

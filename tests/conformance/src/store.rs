@@ -367,10 +367,10 @@ async fn revocation_by_time(store: &dyn PluginStore) {
     ] {
         store.insert(r).await.unwrap();
     }
-    let revoked = store.revoke_tokens_issued_before(at(10)).await.unwrap();
+    let revoked = store.revoke_tokens_issued_before(at(9)).await.unwrap();
     assert_eq!(
         revoked, 2,
-        "revocation MUST take tokens issued before the instant or at an unknown time, and only those"
+        "revocation MUST take tokens issued at or before the instant or at an unknown time, and only those"
     );
     for (id, gone) in [("rev-old", true), ("rev-new", false), ("rev-unknown", true)] {
         let r = store.get(&pid(id)).await.unwrap().unwrap();
@@ -378,7 +378,7 @@ async fn revocation_by_time(store: &dyn PluginStore) {
         assert_eq!(r.version, if gone { 2 } else { 1 }, "a revocation MUST bump the version");
         assert_eq!(r.token_jti == format!("jti-{id}"), !gone);
     }
-    let again = store.revoke_tokens_issued_before(at(10)).await.unwrap();
+    let again = store.revoke_tokens_issued_before(at(9)).await.unwrap();
     assert_eq!(again, 0, "revoked tokens MUST be left alone");
     let err = store
         .record_heartbeat(&pid("rev-old"), "jti-rev-old", Health::Healthy, at(20), at(50))
@@ -394,7 +394,11 @@ async fn revocation_by_time(store: &dyn PluginStore) {
     };
     let stored = store.replace(next, old.version).await.unwrap();
     assert_eq!(stored.token_issued_at, Some(at(30)));
-    assert_eq!(store.revoke_tokens_issued_before(at(11)).await.unwrap(), 1);
+    assert_eq!(
+        store.revoke_tokens_issued_before(at(10)).await.unwrap(),
+        1,
+        "a token issued at the instant itself MUST be revoked"
+    );
     assert!(
         store
             .get(&pid("rev-new"))

@@ -382,3 +382,69 @@ fn disable_and_enable_refusals_are_the_cores() {
     run.assert_one_error_line("vivified", "the core answered 400 invalid_body");
     assert_eq!(core.record("user-management").1["enabled"], true);
 }
+
+#[test]
+fn revoke_before_locks_out_one_plugin_or_all_of_them() {
+    let core = Core::start();
+    let dir = TempDir::new("cli");
+    let one = core.register("user-management");
+    let two = core.register("billing");
+    let heartbeat = |id: &str, token: &str| {
+        core.request(
+            reqwest::Method::POST,
+            &format!("/plugins/{id}/heartbeat"),
+            Some(token),
+            None,
+        )
+        .0
+    };
+
+    let run = Run::of(
+        core.cli(dir.path())
+            .args(["plugins", "revoke-before", "user-management"]),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .starts_with("revoked the token of user-management issued at or before 20"),
+        "{run:?}"
+    );
+    assert_no_token(&run);
+    assert_eq!(heartbeat("user-management", &one), 401);
+    assert_eq!(heartbeat("billing", &two), 200);
+
+    // An instant before both registrations revokes nothing.
+    let run = Run::of(core.cli(dir.path()).args([
+        "plugins",
+        "revoke-before",
+        "--all",
+        "--at",
+        "2020-01-01T00:00:00Z",
+        "--json",
+    ]));
+    assert_eq!(run.code, 0, "{run:?}");
+    let v: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["revoked"], 0, "{v}");
+    assert_eq!(v["before"], "2020-01-01T00:00:00Z");
+
+    let run = Run::of(core.cli(dir.path()).args(["plugins", "revoke-before", "--all"]));
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.starts_with("revoked the tokens of 1 plugin issued at or before"),
+        "{run:?}"
+    );
+    assert_eq!(heartbeat("billing", &two), 401);
+
+    // The core's refusal of a bad instant is one line; naming nobody is a usage error.
+    let run = Run::of(core.cli(dir.path()).args([
+        "plugins",
+        "revoke-before",
+        "--all",
+        "--at",
+        "tomorrow",
+    ]));
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("400 invalid_body"), "{run:?}");
+    let run = Run::of(core.cli(dir.path()).args(["plugins", "revoke-before"]));
+    assert_eq!(run.code, 2, "{run:?}");
+}
