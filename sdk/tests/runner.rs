@@ -227,6 +227,45 @@ async fn re_registers_after_an_operator_deregisters_it() {
 }
 
 #[tokio::test]
+async fn comes_back_by_itself_after_an_operator_revokes_every_token() {
+    let (logs, _guard) = Logs::capture_json();
+    let core = TestCore::builder().production().start().await.unwrap();
+    let mut config = fast_config(core.url());
+    config.registration_secret = Some(vivified_plugin_sdk::Secret::new(
+        core.registration_secret().unwrap(),
+    ));
+    let runner = Runner::new(TestPlugin::new("revoked-one"), config).unwrap();
+    let handle = runner.handle();
+    let task = spawn(runner);
+    let first = core
+        .wait_for_plugin("revoked-one", WAIT, "active", |r| r["status"] == "active")
+        .await
+        .unwrap();
+    core.revoke_tokens(None).await.unwrap();
+    // Its heartbeat is refused, its kept token too; the registration secret takes the
+    // id back with a new registration.
+    let back = core
+        .wait_for_plugin("revoked-one", WAIT, "registered again", |r| {
+            r.is_object() && r["registered_at"] != first["registered_at"]
+        })
+        .await
+        .unwrap();
+    assert_eq!(back["plugin_id"], "revoked-one");
+    core.wait_for_plugin("revoked-one", WAIT, "active again", |r| {
+        r["status"] == "active"
+    })
+    .await
+    .unwrap();
+    assert!(
+        !logs
+            .with_message("the core refused the kept token; registering as a new plugin")
+            .is_empty()
+    );
+    handle.stop();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
 async fn production_core_needs_the_registration_secret() {
     let core = TestCore::builder().production().start().await.unwrap();
     let runner = Runner::new(TestPlugin::new("prod-plugin"), fast_config(core.url())).unwrap();

@@ -251,6 +251,21 @@ impl TestCore {
             .await
     }
 
+    /// Revokes, as the admin, the tokens issued until now of plugin `id`
+    /// (`POST /plugins/{id}/revoke-before`), or of every plugin when `id` is `None`
+    /// (`POST /tokens/revoke-before`).
+    ///
+    /// # Errors
+    /// [`TestkitError::Status`] on any answer but 200.
+    pub async fn revoke_tokens(&self, id: Option<&str>) -> Result<(), TestkitError> {
+        let path = id.map_or_else(
+            || "/tokens/revoke-before".to_owned(),
+            |id| format!("/plugins/{id}/revoke-before"),
+        );
+        self.admin_post(&path, Some(json!({ "at": "now" })))
+            .await
+    }
+
     async fn admin_post(&self, path: &str, body: Option<Value>) -> Result<(), TestkitError> {
         let mut req = self
             .http
