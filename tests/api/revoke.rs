@@ -24,7 +24,11 @@ fn at(app: &TestApp, secs: i64) -> String {
 
 async fn revoke(app: &TestApp, id: &str, body: &Value) -> Value {
     let resp = app
-        .post_json(&format!("/plugins/{id}/revoke-before"), Some(ADMIN_TOKEN), body)
+        .post_json(
+            &format!("/plugins/{id}/revoke-before"),
+            Some(ADMIN_TOKEN),
+            body,
+        )
         .await;
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
     resp.json()
@@ -99,7 +103,10 @@ async fn revoking_a_plugin_locks_out_its_token_until_it_registers_again() {
     assert_eq!(drain_lifecycle(&mut rx), ["plugin.replaced"]);
 
     let revocations = sealed_entries(&app, "plugin.revoke_tokens").await;
-    let reasons: Vec<&str> = revocations.iter().map(|e| e.entry.reason.as_str()).collect();
+    let reasons: Vec<&str> = revocations
+        .iter()
+        .map(|e| e.entry.reason.as_str())
+        .collect();
     assert_eq!(reasons, ["revoked", "nothing_to_revoke"]);
     assert!(revocations.iter().all(|e| e.entry.actor == "admin"));
     assert_eq!(revocations[0].entry.target, "leaky");
@@ -139,7 +146,10 @@ async fn an_instant_in_the_past_spares_tokens_issued_after_it() {
     let all = sealed_entries(&app, "tokens.revoke").await;
     let counts: Vec<&Value> = all.iter().map(|e| &e.entry.details["revoked"]).collect();
     assert_eq!(counts, [&json!(1), &json!(0), &json!(1)]);
-    assert!(all.iter().all(|e| e.entry.target == "*" && e.entry.actor == "admin"));
+    assert!(
+        all.iter()
+            .all(|e| e.entry.target == "*" && e.entry.actor == "admin")
+    );
 }
 
 #[tokio::test]
@@ -186,7 +196,9 @@ async fn production_takes_the_id_back_with_the_registration_secret_unless_disabl
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
     let fresh = resp.token();
     assert_eq!(
-        app.heartbeat("prod-plugin", Some(&fresh), None).await.status,
+        app.heartbeat("prod-plugin", Some(&fresh), None)
+            .await
+            .status,
         StatusCode::OK
     );
 }
@@ -210,7 +222,11 @@ async fn revocation_is_for_the_admin_and_checks_its_instant() {
         ] {
             let resp = app.post_json(uri, Some(ADMIN_TOKEN), &bad).await;
             assert_error(&resp, StatusCode::BAD_REQUEST, "invalid_body");
-            assert!(resp.json()["detail"].as_str().unwrap().contains("`at`"), "{}", resp.text());
+            assert!(
+                resp.json()["detail"].as_str().unwrap().contains("`at`"),
+                "{}",
+                resp.text()
+            );
         }
         let resp = app
             .post_raw(uri, Some(ADMIN_TOKEN), Some("application/json"), "[1]")
@@ -218,7 +234,11 @@ async fn revocation_is_for_the_admin_and_checks_its_instant() {
         assert_error(&resp, StatusCode::BAD_REQUEST, "invalid_body");
     }
     let resp = app
-        .post_json("/plugins/nobody/revoke-before", Some(ADMIN_TOKEN), &json!({}))
+        .post_json(
+            "/plugins/nobody/revoke-before",
+            Some(ADMIN_TOKEN),
+            &json!({}),
+        )
         .await;
     assert_error(&resp, StatusCode::NOT_FOUND, "not_found");
     // Nothing above revoked anything.

@@ -57,6 +57,14 @@ fn registry_matches_the_model_on_the_in_memory_store() {
         "disable Forbidden(\"admin_token_required\")",
         "disable NotFound",
         "enable Ok",
+        "revoke Ok revoked 1",
+        "revoke Ok revoked 0",
+        "revoke InvalidRequest",
+        "revoke NotFound",
+        "revoke all Ok revoked 1",
+        "revoke all Ok revoked 2",
+        "register replaced a revoked registration with Secret",
+        "register replaced a revoked registration with None",
     ] {
         assert!(
             coverage.get(label).is_some_and(|n| *n > 0),

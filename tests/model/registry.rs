@@ -21,6 +21,10 @@
 //!   registration if it is enabled and stale (marked so, or past its deadline): a new
 //!   record (`registered_at` now, liveness `registered`, health unknown) with a new
 //!   token, announced as `plugin.replaced`;
+//! - an operator's revocation by time (one plugin, or every plugin) revokes each
+//!   current token issued at or before the instant (never in the future: 400); a
+//!   registration credential (dev mode: none; any mode: the registration secret) then
+//!   takes an enabled plugin's id over as a replacement;
 //! - re-registration keeps `registered_at`, liveness and health, replaces the manifest
 //!   and rotates the token; refresh rotates the token; deregistration frees the id;
 //! - lifecycle events have the id `{event_type}:{plugin_id}:{token_jti}`, `token_jti`
@@ -55,7 +59,7 @@ use vivified_domain::{
     RegistryError,
 };
 use vivified_ports::{
-    Health, Liveness, PluginRecord, PluginStore, Secret, TokenIssuer, VerifyOptions,
+    Health, Liveness, PluginRecord, PluginStore, REVOKED_JTI, Secret, TokenIssuer, VerifyOptions,
 };
 
 /// Ids the actions draw from: few, so that registrations collide. The last one is not
@@ -155,6 +159,11 @@ pub enum Action {
     Disable { id: Target, cred: Cred, reason: u8 },
     /// `Registry::enable`.
     Enable { id: Target, cred: Cred },
+    /// `Registry::revoke_plugin_tokens` at `ago` seconds before now (negative: in the
+    /// future).
+    Revoke { id: Target, cred: Cred, ago: i64 },
+    /// `Registry::revoke_all_tokens` at `ago` seconds before now.
+    RevokeAll { cred: Cred, ago: i64 },
 }
 
 fn cred() -> impl Strategy<Value = Cred> {
@@ -242,6 +251,16 @@ fn advance() -> impl Strategy<Value = i64> {
     ]
 }
 
+/// How long before now a revocation's instant is: mostly now or shortly before (around
+/// the registrations of the last minute), sometimes in the future.
+fn ago() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        4 => Just(0i64),
+        4 => 1i64..=90,
+        1 => -5i64..=-1,
+    ]
+}
+
 fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
         6 => (register_target(), register_cred(), kind(), 1u8..4)
@@ -256,6 +275,8 @@ fn action() -> impl Strategy<Value = Action> {
         3 => Just(Action::Sweep),
         2 => (target(), admin_cred(), 0u8..2).prop_map(|(id, cred, reason)| Action::Disable { id, cred, reason }),
         2 => (target(), admin_cred()).prop_map(|(id, cred)| Action::Enable { id, cred }),
+        1 => (target(), admin_cred(), ago()).prop_map(|(id, cred, ago)| Action::Revoke { id, cred, ago }),
+        1 => (admin_cred(), ago()).prop_map(|(cred, ago)| Action::RevokeAll { cred, ago }),
     ]
 }
 
@@ -324,6 +345,8 @@ struct Held {
 #[derive(Clone, Debug, PartialEq)]
 struct Rec {
     jti: String,
+    /// When the token `jti` names was issued.
+    issued_at: OffsetDateTime,
     registered_at: OffsetDateTime,
     manifest_version: String,
     status: Liveness,
@@ -539,10 +562,37 @@ impl Model {
         }
     }
 
-    /// Whether a dev-mode registration without a credential may replace `rec`.
-    fn replaceable(&self, rec: &Rec) -> bool {
+    /// Whether a registration credential may replace `rec`: an enabled plugin whose
+    /// tokens were revoked or (`stale_too`: dev mode, no credential) that is stale.
+    fn replaceable(&self, rec: &Rec, stale_too: bool) -> bool {
         rec.enabled
-            && (rec.status == Liveness::Stale || rec.next_deadline.is_some_and(|d| d <= self.now))
+            && (rec.jti == REVOKED_JTI
+                || stale_too
+                    && (rec.status == Liveness::Stale
+                        || rec.next_deadline.is_some_and(|d| d <= self.now)))
+    }
+
+    /// Admin-only revocation at `ago` seconds before now: 401 → 403 → 400 (future) →
+    /// 404 (one plugin, unknown id).
+    fn revoke(&self, id: Option<&str>, b: Bearer, ago: i64) -> Result<(), Outcome> {
+        self.list(b)?;
+        if ago < 0 {
+            return Err(Outcome::InvalidRequest);
+        }
+        match id {
+            Some(id) if !self.records.contains_key(id) => Err(Outcome::NotFound),
+            _ => Ok(()),
+        }
+    }
+
+    /// Revokes `rec`'s token if issued at or before `at`; whether it did.
+    fn revoke_rec(rec: &mut Rec, at: OffsetDateTime) -> bool {
+        if rec.jti == REVOKED_JTI || rec.issued_at > at {
+            return false;
+        }
+        rec.jti = REVOKED_JTI.to_owned();
+        rec.version += 1;
+        true
     }
 
     /// What a registration does, or the refusal.
@@ -557,7 +607,10 @@ impl Model {
         };
         if let Some(rec) = id.and_then(|id| self.records.get(id)) {
             let held = match b {
-                Bearer::None if self.mode == Mode::Dev && valid && self.replaceable(rec) => {
+                Bearer::None if self.mode == Mode::Dev && valid && self.replaceable(rec, true) => {
+                    return Ok(Registered::Replaced);
+                }
+                Bearer::Secret if valid && self.replaceable(rec, false) => {
                     return Ok(Registered::Replaced);
                 }
                 Bearer::None | Bearer::Admin | Bearer::Secret => return conflict(),
@@ -749,6 +802,10 @@ fn same_record(got: &PluginRecord, id: &str, want: &Rec) -> Result<(), TestCaseE
     );
     check!(got.token_jti == want.jti, "{ctx}");
     check!(
+        got.token_issued_at == Some(want.issued_at),
+        "token_issued_at: {ctx}"
+    );
+    check!(
         got.registered_at == want.registered_at,
         "registered_at: {ctx}"
     );
@@ -849,6 +906,11 @@ async fn step(
                 }
                 Ok(Registered::Again) => "register reregistered".to_owned(),
                 Ok(Registered::New) => "register new".to_owned(),
+                Ok(Registered::Replaced)
+                    if claimed.is_some_and(|id| m.records[id].jti == REVOKED_JTI) =>
+                {
+                    format!("register replaced a revoked registration with {b:?}")
+                }
                 Ok(Registered::Replaced) => "register replaced a stale registration".to_owned(),
                 Err(e) => format!("register {e:?}"),
             });
@@ -888,6 +950,7 @@ async fn step(
                 // A new registration (or a replacement: the same, one version on).
                 let fresh = |version: String, record_version: u64| Rec {
                     jti: held.jti.clone(),
+                    issued_at: m.now,
                     registered_at: m.now,
                     manifest_version: version,
                     status: Liveness::Registered,
@@ -902,6 +965,7 @@ async fn step(
                     Some(old) if kind == Registered::Replaced => fresh(version, old.version + 1),
                     Some(old) => Rec {
                         jti: held.jti.clone(),
+                        issued_at: m.now,
                         manifest_version: version,
                         version: old.version + 1,
                         status: if was_stale {
@@ -1000,8 +1064,10 @@ async fn step(
             if let Ok(reg) = got {
                 check!(!reg.reregistered, "a refresh is not a re-registration");
                 let held = take_token(w, m, id, &reg).await?;
+                let now = m.now;
                 let rec = m.records.get_mut(id).expect("model has the record");
                 rec.jti = held.jti.clone();
+                rec.issued_at = now;
                 rec.version += 1;
                 same_record(&reg.record, id, rec)?;
                 m.held.push(held);
@@ -1205,6 +1271,65 @@ async fn step(
                 }
                 same_record(&record, id, &rec)?;
                 m.records.insert(id.to_owned(), rec);
+            }
+        }
+        Action::Revoke { id, cred, ago } => {
+            let id = m.target(id);
+            let b = m.resolve(id, cred);
+            let at = m.now - Duration::seconds(*ago);
+            let want = m.revoke(Some(id), b, *ago);
+            let got = w
+                .registry
+                .revoke_plugin_tokens(id, m.bearer(b).as_deref(), Some(at), "model")
+                .await;
+            let want_class = want.clone().err().unwrap_or(Outcome::Ok);
+            check!(
+                class(&got) == want_class,
+                "revoke {id} at -{ago}s with {b:?}: got {:?}, model {want_class:?}",
+                got.as_ref().map(|_| ())
+            );
+            if let Ok(revocation) = got {
+                let rec = m.records.get_mut(id).expect("model has the record");
+                let revoked = Model::revoke_rec(rec, at);
+                if revoked {
+                    events.push(transition("plugin.tokens_revoked", id, rec));
+                }
+                check!(
+                    revocation.revoked == u64::from(revoked) && revocation.before == at,
+                    "revocation {revocation:?}, model revoked {revoked}"
+                );
+                m.note(format!("revoke Ok revoked {}", u64::from(revoked)));
+            } else {
+                m.note(format!("revoke {want_class:?}"));
+            }
+        }
+        Action::RevokeAll { cred, ago } => {
+            let b = m.resolve(IDS[0], cred);
+            let at = m.now - Duration::seconds(*ago);
+            let want = m.revoke(None, b, *ago);
+            let got = w
+                .registry
+                .revoke_all_tokens(m.bearer(b).as_deref(), Some(at), "model")
+                .await;
+            let want_class = want.clone().err().unwrap_or(Outcome::Ok);
+            check!(
+                class(&got) == want_class,
+                "revoke all at -{ago}s with {b:?}: got {:?}, model {want_class:?}",
+                got.as_ref().map(|_| ())
+            );
+            if let Ok(revocation) = got {
+                let revoked = m
+                    .records
+                    .values_mut()
+                    .filter_map(|rec| Model::revoke_rec(rec, at).then_some(()))
+                    .count() as u64;
+                check!(
+                    revocation.revoked == revoked,
+                    "revocation {revocation:?}, model revoked {revoked}"
+                );
+                m.note(format!("revoke all Ok revoked {}", revoked.min(2)));
+            } else {
+                m.note(format!("revoke all {want_class:?}"));
             }
         }
     }

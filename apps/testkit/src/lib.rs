@@ -262,8 +262,7 @@ impl TestCore {
             || "/tokens/revoke-before".to_owned(),
             |id| format!("/plugins/{id}/revoke-before"),
         );
-        self.admin_post(&path, Some(json!({ "at": "now" })))
-            .await
+        self.admin_post(&path, Some(json!({ "at": "now" }))).await
     }
 
     async fn admin_post(&self, path: &str, body: Option<Value>) -> Result<(), TestkitError> {

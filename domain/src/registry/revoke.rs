@@ -58,14 +58,15 @@ impl Registry {
                 .get(&id)
                 .await?
                 .ok_or(RegistryError::NotFound)?;
-            let old = !current.token_revoked()
-                && current.token_issued_at.is_none_or(|t| t <= before);
+            let old =
+                !current.token_revoked() && current.token_issued_at.is_none_or(|t| t <= before);
             let subject = Subject {
                 actor: "admin",
                 action: "plugin.revoke_tokens",
                 target: id.as_str(),
             };
-            let details = || json!({ "before": before.unix_timestamp(), "revoked": u64::from(old) });
+            let details =
+                || json!({ "before": before.unix_timestamp(), "revoked": u64::from(old) });
             if !old {
                 self.audit(
                     trace_id,
@@ -87,7 +88,13 @@ impl Registry {
                 Ok(stored) => {
                     if entry.is_none() {
                         let audited = self
-                            .audit(trace_id, subject, AuditOutcome::Success, "revoked", details())
+                            .audit(
+                                trace_id,
+                                subject,
+                                AuditOutcome::Success,
+                                "revoked",
+                                details(),
+                            )
                             .await;
                         if let Err(e) = audited {
                             // Fail closed the other way round: a revocation is never
@@ -132,7 +139,10 @@ impl Registry {
             .store
             .revoke_tokens_issued_before(before)
             .await?;
-        tracing::warn!(revoked, "tokens of every plugin issued before an instant revoked");
+        tracing::warn!(
+            revoked,
+            "tokens of every plugin issued before an instant revoked"
+        );
         let audited = self
             .audit(
                 trace_id,

@@ -375,13 +375,23 @@ async fn revocation_by_time(store: &dyn PluginStore) {
     for (id, gone) in [("rev-old", true), ("rev-new", false), ("rev-unknown", true)] {
         let r = store.get(&pid(id)).await.unwrap().unwrap();
         assert_eq!(r.token_revoked(), gone, "{id}: revoked {gone}");
-        assert_eq!(r.version, if gone { 2 } else { 1 }, "a revocation MUST bump the version");
+        assert_eq!(
+            r.version,
+            if gone { 2 } else { 1 },
+            "a revocation MUST bump the version"
+        );
         assert_eq!(r.token_jti == format!("jti-{id}"), !gone);
     }
     let again = store.revoke_tokens_issued_before(at(9)).await.unwrap();
     assert_eq!(again, 0, "revoked tokens MUST be left alone");
     let err = store
-        .record_heartbeat(&pid("rev-old"), "jti-rev-old", Health::Healthy, at(20), at(50))
+        .record_heartbeat(
+            &pid("rev-old"),
+            "jti-rev-old",
+            Health::Healthy,
+            at(20),
+            at(50),
+        )
         .await
         .expect_err("a revoked token MUST NOT heartbeat");
     assert!(matches!(err, StoreError::PreconditionFailed), "{err:?}");
@@ -407,7 +417,14 @@ async fn revocation_by_time(store: &dyn PluginStore) {
             .unwrap()
             .token_revoked()
     );
-    assert!(!store.get(&pid("rev-old")).await.unwrap().unwrap().token_revoked());
+    assert!(
+        !store
+            .get(&pid("rev-old"))
+            .await
+            .unwrap()
+            .unwrap()
+            .token_revoked()
+    );
     clear(store).await;
 }
 

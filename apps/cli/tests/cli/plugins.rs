@@ -427,10 +427,14 @@ fn revoke_before_locks_out_one_plugin_or_all_of_them() {
     assert_eq!(v["revoked"], 0, "{v}");
     assert_eq!(v["before"], "2020-01-01T00:00:00Z");
 
-    let run = Run::of(core.cli(dir.path()).args(["plugins", "revoke-before", "--all"]));
+    let run = Run::of(
+        core.cli(dir.path())
+            .args(["plugins", "revoke-before", "--all"]),
+    );
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
-        run.stdout.starts_with("revoked the tokens of 1 plugin issued at or before"),
+        run.stdout
+            .starts_with("revoked the tokens of 1 plugin issued at or before"),
         "{run:?}"
     );
     assert_eq!(heartbeat("billing", &two), 401);
