@@ -27,7 +27,8 @@ fn world() -> &'static World {
             .build()
             .expect("a runtime");
         let issuer = JwtTokenIssuer::new(JwtConfig {
-            secret: Secret::new(SECRET),
+            secret: Some(Secret::new(SECRET)),
+            ed25519_keys: Vec::new(),
             previous: Vec::new(),
             ttl: Duration::from_secs(3600),
         })

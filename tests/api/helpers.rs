@@ -114,11 +114,13 @@ impl AppBuilder {
             .clone()
             .expect("test apps configure JWT_SECRET");
         let tokens = JwtTokenIssuer::new(JwtConfig {
-            secret: jwt_secret,
+            secret: Some(jwt_secret),
+            ed25519_keys: Vec::new(),
             previous: settings.jwt_previous_secrets.clone(),
             ttl: settings.token_ttl,
         })
         .expect("token issuer");
+        let jwks = serde_json::to_value(tokens.jwks()).expect("a JWK set");
         let store: Arc<dyn PluginStore> = self
             .store
             .unwrap_or_else(|| Arc::new(InMemoryPluginStore::new()));
@@ -159,6 +161,7 @@ impl AppBuilder {
                 audit: audit.clone(),
                 broker: Broker::new(registry.clone(), Arc::new(policy), BrokerConfig::default()),
                 events_max_wait: settings.events_max_wait,
+                jwks,
             }),
             &settings,
         );
@@ -465,7 +468,8 @@ impl TestApp {
     /// the plugin's current one. Signed with `secret`.
     pub async fn forge_with(&self, secret: &str, id: &str, at: OffsetDateTime) -> String {
         let issuer = JwtTokenIssuer::new(JwtConfig {
-            secret: Secret::new(secret),
+            secret: Some(Secret::new(secret)),
+            ed25519_keys: Vec::new(),
             previous: Vec::new(),
             ttl: self.settings.token_ttl,
         })

@@ -140,11 +140,13 @@ impl Core {
     fn new(store: Arc<dyn PluginStore>, log: Arc<dyn AuditLog>, audit_in_store: bool) -> Self {
         let settings = settings();
         let tokens = JwtTokenIssuer::new(JwtConfig {
-            secret: settings.jwt_secret.clone().expect("JWT_SECRET"),
+            secret: Some(settings.jwt_secret.clone().expect("JWT_SECRET")),
+            ed25519_keys: Vec::new(),
             previous: Vec::new(),
             ttl: settings.token_ttl,
         })
         .expect("token issuer");
+        let jwks = serde_json::to_value(tokens.jwks()).expect("a JWK set");
         let audit = AuditChain::new(
             log.clone(),
             ChainKey::new(AUDIT_KEY.as_bytes()).expect("audit key"),
@@ -175,6 +177,7 @@ impl Core {
                 audit: audit.clone(),
                 broker,
                 events_max_wait: settings.events_max_wait,
+                jwks,
             }),
             &settings,
         );

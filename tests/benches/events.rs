@@ -84,11 +84,13 @@ fn settings() -> Settings {
 fn app(bus: Arc<dyn EventBus>) -> (App, AuditChain) {
     let settings = settings();
     let tokens = JwtTokenIssuer::new(JwtConfig {
-        secret: settings.jwt_secret.clone().expect("JWT_SECRET"),
+        secret: Some(settings.jwt_secret.clone().expect("JWT_SECRET")),
+        ed25519_keys: Vec::new(),
         previous: Vec::new(),
         ttl: settings.token_ttl,
     })
     .expect("token issuer");
+    let jwks = serde_json::to_value(tokens.jwks()).expect("a JWK set");
     let audit_log = Arc::new(InMemoryAuditLog::new(
         vivified_server::startup::MEMORY_AUDIT_CAPACITY,
     ));
@@ -120,6 +122,7 @@ fn app(bus: Arc<dyn EventBus>) -> (App, AuditChain) {
             audit: audit.clone(),
             broker,
             events_max_wait: settings.events_max_wait,
+            jwks,
         }),
         &settings,
     );

@@ -1,18 +1,24 @@
-//! `JwtTokenIssuer`: HS256 JWTs through `jsonwebtoken`, algorithm pinned, key
-//! rotation by `kid`.
+//! `JwtTokenIssuer`: EdDSA (Ed25519) or HS256 JWTs through `jsonwebtoken`, the
+//! algorithm pinned per key, key rotation by `kid`.
 //!
 //! Claims: `sub` and `plugin_id` (the plugin), `type: "plugin"`, `iss: "vivified"`,
-//! `aud: "vivified-core"`, `iat`, `exp`, `jti`. Tokens are signed with the current
-//! secret; tokens signed with a previous secret (listed in `previous`) still verify, so
-//! secrets rotate without downtime. The `kid` header is a fingerprint of the secret
-//! (an HMAC of a fixed label), never the secret.
+//! `aud: "vivified-core"`, `iat`, `exp`, `jti`. With Ed25519 keys configured, tokens
+//! are signed EdDSA with the first key, whose public half (and every other configured
+//! key's) is published as a JWK set ([`JwtTokenIssuer::jwks`]) so plugins can verify
+//! tokens offline; the `kid` is the key's RFC 7638 thumbprint. Otherwise they are
+//! signed HS256 with the secret, whose `kid` is a fingerprint (an HMAC of a fixed
+//! label), never the secret. Tokens signed with any configured key — previous
+//! Ed25519 keys, previous secrets, and HS256 secrets next to Ed25519 keys (a
+//! migration) — still verify, so keys rotate without downtime.
 //!
 //! Signing is `jsonwebtoken::encode`; verification is `jsonwebtoken::decode` with a
-//! pinned [`Validation`] (HS256 only; `iss`, `aud`, `sub`, `exp` required). The times
+//! pinned [`Validation`] (the `kid`'s algorithm only; `iss`, `aud`, `sub`, `exp`
+//! required). The times
 //! (`exp` with [`LEEWAY`] and the caller's grace, `iat` not in the future) are checked
 //! here against the caller's clock ([`VerifyOptions::now`], the `Clock` port), not
 //! against the wall clock `jsonwebtoken` would read.
 
+mod keys;
 mod verified;
 
 use std::collections::HashMap;
@@ -27,6 +33,7 @@ use vivified_ports::{
     IssuedToken, PluginId, Secret, TokenClaims, TokenError, TokenIssuer, VerifyOptions,
 };
 
+pub use keys::generate_ed25519_pem;
 pub use verified::{DEFAULT_CAPACITY as VERIFIED_TOKENS_CAPACITY, VerifiedTokens};
 
 /// Issuer claim.
@@ -36,23 +43,38 @@ pub const AUDIENCE: &str = "vivified-core";
 /// Clock leeway on expiry and issue time.
 pub const LEEWAY: Duration = Duration::from_secs(5);
 
-/// Settings of a [`JwtTokenIssuer`].
+/// Settings of a [`JwtTokenIssuer`]: at least a secret or an Ed25519 key.
 #[derive(Clone, Debug)]
 pub struct JwtConfig {
-    /// Signs new tokens (and verifies them).
-    pub secret: Secret,
-    /// Older secrets whose tokens still verify.
+    /// HS256: verifies tokens signed with it, and signs new tokens when there is no
+    /// Ed25519 key.
+    pub secret: Option<Secret>,
+    /// Older HS256 secrets whose tokens still verify.
     pub previous: Vec<Secret>,
+    /// Ed25519 private keys, PKCS#8 PEM: the first signs new tokens (EdDSA); every one
+    /// verifies and is published.
+    pub ed25519_keys: Vec<Secret>,
     /// Lifetime of a new token.
     pub ttl: Duration,
 }
 
 impl JwtConfig {
-    /// A config with `secret`, no previous secrets and a 24 h lifetime.
+    /// HS256 with `secret`, no previous secrets and a 24 h lifetime.
     pub fn new(secret: Secret) -> Self {
         Self {
-            secret,
+            secret: Some(secret),
             previous: Vec::new(),
+            ed25519_keys: Vec::new(),
+            ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+
+    /// EdDSA with `keys` (the first signs), no HS256 secret, a 24 h lifetime.
+    pub fn ed25519(keys: Vec<Secret>) -> Self {
+        Self {
+            secret: None,
+            previous: Vec::new(),
+            ed25519_keys: keys,
             ttl: Duration::from_secs(24 * 3600),
         }
     }
@@ -70,6 +92,15 @@ pub enum JwtConfigError {
     /// The signer failed on a fixed input.
     #[error("cannot derive a key id")]
     KeyId,
+    /// Neither a secret nor an Ed25519 key.
+    #[error("no signing key: configure an Ed25519 key or a JWT secret")]
+    NoKey,
+    /// An Ed25519 key (counted from 1) is not a PKCS#8 PEM Ed25519 private key.
+    #[error("signing key {0} is not an Ed25519 private key in PKCS#8 PEM")]
+    BadSigningKey(usize),
+    /// No randomness for a new key.
+    #[error("cannot generate a signing key")]
+    KeyGeneration,
 }
 
 /// The claims of a plugin token, in the order they are written.
@@ -94,9 +125,13 @@ struct Claims {
 /// the store's `jti` check, which callers make after this.
 pub struct JwtTokenIssuer {
     kid: String,
+    algorithm: Algorithm,
     encoding: EncodingKey,
-    decoding: HashMap<String, DecodingKey>,
-    validation: Validation,
+    /// Every key that verifies, by `kid`, with the one algorithm it verifies.
+    decoding: HashMap<String, (Algorithm, DecodingKey)>,
+    hs256: Validation,
+    eddsa: Validation,
+    jwks: jsonwebtoken::jwk::JwkSet,
     ttl: Duration,
     verified: VerifiedTokens,
 }
@@ -105,6 +140,7 @@ impl std::fmt::Debug for JwtTokenIssuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtTokenIssuer")
             .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
             .field("ttl", &self.ttl)
             .finish_non_exhaustive()
     }
@@ -119,10 +155,11 @@ fn key_id(secret: &Secret) -> Result<String, JwtConfigError> {
     Ok(mac.chars().take(16).collect())
 }
 
-/// The validation every token passes: HS256 only, our issuer and audience, the
-/// registered claims present. Times are checked by [`check_times`] instead.
-fn validation() -> Validation {
-    let mut v = Validation::new(Algorithm::HS256);
+/// The validation every token signed with `algorithm` passes: that algorithm only, our
+/// issuer and audience, the registered claims present. Times are checked by
+/// [`check_times`] instead.
+fn validation(algorithm: Algorithm) -> Validation {
+    let mut v = Validation::new(algorithm);
     v.set_issuer(&[ISSUER]);
     v.set_audience(&[AUDIENCE]);
     v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
@@ -155,22 +192,62 @@ impl JwtTokenIssuer {
             return Err(JwtConfigError::BadTtl);
         }
         let mut decoding = HashMap::new();
-        for secret in std::iter::once(&config.secret).chain(&config.previous) {
+        for secret in config.secret.iter().chain(&config.previous) {
             if secret.expose().is_empty() {
                 return Err(JwtConfigError::EmptySecret);
             }
-            decoding
-                .entry(key_id(secret)?)
-                .or_insert_with(|| DecodingKey::from_secret(secret.expose().as_bytes()));
+            decoding.entry(key_id(secret)?).or_insert_with(|| {
+                (
+                    Algorithm::HS256,
+                    DecodingKey::from_secret(secret.expose().as_bytes()),
+                )
+            });
         }
+        let ed_keys = config
+            .ed25519_keys
+            .iter()
+            .enumerate()
+            .map(|(i, pem)| keys::EdKey::from_pem(pem, i + 1))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut jwks = jsonwebtoken::jwk::JwkSet::default();
+        for key in &ed_keys {
+            if !decoding.contains_key(&key.kid) {
+                decoding.insert(key.kid.clone(), (Algorithm::EdDSA, key.decoding.clone()));
+                jwks.keys.push(key.jwk.clone());
+            }
+        }
+        let (kid, algorithm, encoding) = match (ed_keys.into_iter().next(), &config.secret) {
+            (Some(key), _) => (key.kid, Algorithm::EdDSA, key.encoding),
+            (None, Some(secret)) => (
+                key_id(secret)?,
+                Algorithm::HS256,
+                EncodingKey::from_secret(secret.expose().as_bytes()),
+            ),
+            (None, None) => return Err(JwtConfigError::NoKey),
+        };
         Ok(Self {
-            kid: key_id(&config.secret)?,
-            encoding: EncodingKey::from_secret(config.secret.expose().as_bytes()),
+            kid,
+            algorithm,
+            encoding,
             decoding,
-            validation: validation(),
+            hs256: validation(Algorithm::HS256),
+            eddsa: validation(Algorithm::EdDSA),
+            jwks,
             ttl: config.ttl,
             verified: VerifiedTokens::new(VERIFIED_TOKENS_CAPACITY),
         })
+    }
+
+    /// The algorithm new tokens are signed with (`EdDSA` or `HS256`).
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// The public keys that verify tokens, as a JWK set (`{"keys": [...]}`): every
+    /// configured Ed25519 key, the signing one first. HS256 secrets are never in it
+    /// (the set is empty without Ed25519 keys).
+    pub fn jwks(&self) -> &jsonwebtoken::jwk::JwkSet {
+        &self.jwks
     }
 
     /// The same issuer remembering at most `capacity` verified tokens (0: none, every
@@ -181,7 +258,7 @@ impl JwtTokenIssuer {
         self
     }
 
-    /// The key id of the current secret.
+    /// The key id of the current signing key.
     pub fn kid(&self) -> &str {
         &self.kid
     }
@@ -191,15 +268,24 @@ impl JwtTokenIssuer {
     fn verify_signed(&self, token: &str) -> Result<TokenClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| TokenError::Invalid(reason(e.kind())))?;
-        if header.alg != Algorithm::HS256 {
+        if !matches!(header.alg, Algorithm::HS256 | Algorithm::EdDSA) {
             return Err(TokenError::Invalid("algorithm"));
         }
-        let key = header
+        let (algorithm, key) = header
             .kid
             .as_deref()
             .and_then(|kid| self.decoding.get(kid))
             .ok_or(TokenError::Invalid("unknown key"))?;
-        let c = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+        // The key decides the algorithm: an HS256 token never verifies against an
+        // Ed25519 key's bytes, nor the other way round.
+        if header.alg != *algorithm {
+            return Err(TokenError::Invalid("algorithm"));
+        }
+        let validation = match algorithm {
+            Algorithm::EdDSA => &self.eddsa,
+            _ => &self.hs256,
+        };
+        let c = jsonwebtoken::decode::<Claims>(token, key, validation)
             .map_err(|e| TokenError::Invalid(reason(e.kind())))?
             .claims;
         if c.typ != "plugin" {
@@ -264,7 +350,7 @@ impl TokenIssuer for JwtTokenIssuer {
             exp: ts(expires_at),
             jti,
         };
-        let mut header = Header::new(Algorithm::HS256);
+        let mut header = Header::new(self.algorithm);
         header.kid = Some(self.kid.clone());
         let token = jsonwebtoken::encode(&header, &claims, &self.encoding)
             .map_err(|e| TokenError::Signing(Box::new(e)))?;
@@ -295,6 +381,9 @@ impl TokenIssuer for JwtTokenIssuer {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
     use super::*;
 
     /// The claims the wire contract names, all required.
@@ -367,6 +456,164 @@ mod tests {
         c.previous = previous.iter().map(|s| Secret::new(*s)).collect();
         c.ttl = Duration::from_secs(3600);
         JwtTokenIssuer::new(c).unwrap()
+    }
+
+    fn ed_issuer(keys: &[&Secret], secret: Option<&str>) -> JwtTokenIssuer {
+        let mut c = JwtConfig::ed25519(keys.iter().map(|k| (*k).clone()).collect());
+        c.secret = secret.map(Secret::new);
+        c.ttl = Duration::from_secs(3600);
+        JwtTokenIssuer::new(c).unwrap()
+    }
+
+    fn claims_for(id: &str) -> serde_json::Value {
+        serde_json::to_value(Claims {
+            sub: id.into(),
+            plugin_id: id.into(),
+            typ: "plugin".into(),
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            iat: ts(now()),
+            exp: ts(now()) + 60,
+            jti: "x".into(),
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn ed25519_tokens_verify_offline_with_the_published_key() {
+        let key = generate_ed25519_pem().unwrap();
+        let i = ed_issuer(&[&key], None);
+        assert_eq!(i.algorithm(), Algorithm::EdDSA);
+        let t = i.issue(&pid(), now()).await.unwrap();
+        let header = jsonwebtoken::decode_header(t.token.expose()).unwrap();
+        assert_eq!(header.alg, Algorithm::EdDSA);
+        assert_eq!(header.kid.as_deref(), Some(i.kid()));
+        assert_eq!(i.verify(t.token.expose(), opts(now())).await.unwrap().jti, t.jti);
+        // What a plugin does: the JWK set, as JSON, is enough to verify.
+        let published: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_str(&serde_json::to_string(i.jwks()).unwrap()).unwrap();
+        assert_eq!(published.keys.len(), 1);
+        let jwk = published.find(i.kid()).expect("the signing key is published");
+        assert_eq!(
+            jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256).unwrap(),
+            i.kid(),
+            "the kid is the RFC 7638 thumbprint"
+        );
+        let json = serde_json::to_value(jwk).unwrap();
+        assert_eq!(json["kty"], "OKP");
+        assert_eq!(json["crv"], "Ed25519");
+        assert_eq!(json["alg"], "EdDSA");
+        assert_eq!(json["use"], "sig");
+        assert!(json.get("d").is_none(), "never the private key");
+        let mut v = Validation::new(Algorithm::EdDSA);
+        v.validate_exp = false;
+        v.set_audience(&[AUDIENCE]);
+        v.set_issuer(&[ISSUER]);
+        let decoded = jsonwebtoken::decode::<Claims>(
+            t.token.expose(),
+            &DecodingKey::from_jwk(jwk).unwrap(),
+            &v,
+        )
+        .unwrap();
+        assert_eq!(decoded.claims.jti, t.jti);
+        // Another key's set does not verify it.
+        let other = ed_issuer(&[&generate_ed25519_pem().unwrap()], None);
+        assert!(matches!(
+            other.verify(t.token.expose(), opts(now())).await,
+            Err(TokenError::Invalid("unknown key"))
+        ));
+    }
+
+    #[tokio::test]
+    async fn ed25519_keys_rotate_with_overlap_and_hs256_tokens_still_verify() {
+        let (old, new) = (generate_ed25519_pem().unwrap(), generate_ed25519_pem().unwrap());
+        let secret = "secret-one-secret-one-secret-one";
+        let hs = issuer(secret, &[]);
+        let before = ed_issuer(&[&old], None);
+        let after = ed_issuer(&[&new, &old], Some(secret));
+        let old_token = before.issue(&pid(), now()).await.unwrap();
+        let hs_token = hs.issue(&pid(), now()).await.unwrap();
+        let new_token = after.issue(&pid(), now()).await.unwrap();
+        for t in [&old_token, &hs_token, &new_token] {
+            assert!(after.verify(t.token.expose(), opts(now())).await.is_ok());
+        }
+        let kids: Vec<_> = after
+            .jwks()
+            .keys
+            .iter()
+            .map(|k| k.common.key_id.clone().unwrap())
+            .collect();
+        assert_eq!(kids, [after.kid().to_owned(), before.kid().to_owned()]);
+        assert!(
+            before
+                .verify(new_token.token.expose(), opts(now()))
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_key_decides_the_algorithm() {
+        let key = generate_ed25519_pem().unwrap();
+        let secret = "secret-one-secret-one-secret-one";
+        let i = ed_issuer(&[&key], Some(secret));
+        let hs_kid = issuer(secret, &[]).kid().to_owned();
+        let ed_kid = i.kid().to_owned();
+        let claims = claims_for("user-management");
+        // HS256 with the Ed25519 key's public bytes as the HMAC secret (algorithm
+        // confusion), under the Ed25519 kid: refused.
+        let x = match &i.jwks().keys[0].algorithm {
+            jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(p) => p.x.clone(),
+            other => panic!("{other:?}"),
+        };
+        for hmac_key in [x.as_bytes().to_vec(), URL_SAFE_NO_PAD.decode(&x).unwrap()] {
+            let mut h = Header::new(Algorithm::HS256);
+            h.kid = Some(ed_kid.clone());
+            let forged =
+                jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(&hmac_key)).unwrap();
+            assert!(matches!(
+                i.verify(&forged, opts(now())).await,
+                Err(TokenError::Invalid("algorithm"))
+            ));
+        }
+        // An EdDSA token under the HS256 secret's kid: refused.
+        let other = generate_ed25519_pem().unwrap();
+        let signer = keys::EdKey::from_pem(&other, 1).unwrap();
+        let mut h = Header::new(Algorithm::EdDSA);
+        h.kid = Some(hs_kid);
+        let forged = jsonwebtoken::encode(&h, &claims, &signer.encoding).unwrap();
+        assert!(matches!(
+            i.verify(&forged, opts(now())).await,
+            Err(TokenError::Invalid("algorithm"))
+        ));
+        // Control: an EdDSA token under the right kid with the right key verifies.
+        let mut h = Header::new(Algorithm::EdDSA);
+        h.kid = Some(ed_kid);
+        let key = keys::EdKey::from_pem(&key, 1).unwrap();
+        let good = jsonwebtoken::encode(&h, &claims, &key.encoding).unwrap();
+        assert!(i.verify(&good, opts(now())).await.is_ok());
+    }
+
+    #[test]
+    fn unusable_key_configurations_are_refused() {
+        let no_key = JwtConfig::ed25519(Vec::new());
+        assert!(matches!(
+            JwtTokenIssuer::new(no_key),
+            Err(JwtConfigError::NoKey)
+        ));
+        let good = generate_ed25519_pem().unwrap();
+        for bad in [
+            "not a key",
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            // An HS256 secret where a key file belongs.
+            "secret-one-secret-one-secret-one",
+        ] {
+            let c = JwtConfig::ed25519(vec![good.clone(), Secret::new(bad)]);
+            assert!(matches!(
+                JwtTokenIssuer::new(c),
+                Err(JwtConfigError::BadSigningKey(2))
+            ));
+        }
     }
 
     fn opts(now: OffsetDateTime) -> VerifyOptions {

@@ -40,4 +40,6 @@ pub struct Services {
     pub broker: Broker,
     /// Longest `wait` of a pull of events.
     pub events_max_wait: Duration,
+    /// The public keys of the token signing keys, a JWK set (`/.well-known/jwks.json`).
+    pub jwks: serde_json::Value,
 }

@@ -26,6 +26,7 @@ pub fn router(state: AppState, settings: &Settings) -> App {
     let mut routes: Vec<(&'static str, MethodRouter<AppState>)> = vec![
         ("/health", get(health::health)),
         ("/ready", get(health::ready)),
+        ("/.well-known/jwks.json", get(tokens::jwks)),
         ("/plugins", get(plugins::list)),
         ("/plugins/register", post(plugins::register)),
         (

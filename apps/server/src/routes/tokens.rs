@@ -100,3 +100,21 @@ pub async fn revoke_all(
         .await?;
     Ok(answer(revocation, None))
 }
+
+/// How long clients may cache the key set. A rotation publishes the new key next to
+/// the old one well before it signs, so a cached set stays good for this long.
+pub const JWKS_MAX_AGE_SECS: u32 = 300;
+
+/// `GET /.well-known/jwks.json` (no credential): the public keys that verify plugin
+/// tokens (EdDSA), so a plugin can check a core-issued token offline.
+pub async fn jwks(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(
+            axum::http::header::CACHE_CONTROL,
+            format!("public, max-age={JWKS_MAX_AGE_SECS}"),
+        )],
+        Json(state.jwks.clone()),
+    )
+        .into_response()
+}

@@ -98,17 +98,24 @@ impl Settings {
 
     pub(super) fn check_production(&self) -> Result<(), SettingsError> {
         let refuse = |m: &str| Err(SettingsError::Production(m.to_owned()));
-        let Some(jwt) = &self.jwt_secret else {
-            return refuse("JWT_SECRET (or VIVIFIED_JWT_SECRET) is not set");
+        let jwt = match &self.jwt_secret {
+            None if self.signing_keys.is_empty() => {
+                return refuse(
+                    "no token signing key: set VIVIFIED_SIGNING_KEYS (Ed25519 key files, recommended) or JWT_SECRET",
+                );
+            }
+            None => None,
+            Some(jwt) => Some(jwt.expose()),
         };
-        let jwt = jwt.expose();
-        if jwt.len() < 32 {
-            return refuse("JWT_SECRET must be at least 32 bytes");
-        }
-        if is_weak(jwt) {
-            return refuse(
-                "JWT_SECRET is a known default or has too little variety; generate one with `openssl rand -base64 48`",
-            );
+        if let Some(jwt) = jwt {
+            if jwt.len() < 32 {
+                return refuse("JWT_SECRET must be at least 32 bytes");
+            }
+            if is_weak(jwt) {
+                return refuse(
+                    "JWT_SECRET is a known default or has too little variety; generate one with `openssl rand -base64 48`",
+                );
+            }
         }
         let Some(admin) = &self.admin_token else {
             return refuse("VIVIFIED_ADMIN_TOKEN is not set");
@@ -125,7 +132,7 @@ impl Settings {
                     "{name} must be at least 16 bytes and not a known default"
                 ));
             }
-            if s.expose() == jwt {
+            if Some(s.expose()) == jwt {
                 return refuse(&format!("{name} must differ from JWT_SECRET"));
             }
         }
@@ -153,10 +160,10 @@ impl Settings {
         }
         for (name, s) in [
             ("JWT_SECRET", jwt),
-            ("VIVIFIED_ADMIN_TOKEN", admin.expose()),
-            ("VIVIFIED_REGISTRATION_SECRET", registration.expose()),
+            ("VIVIFIED_ADMIN_TOKEN", Some(admin.expose())),
+            ("VIVIFIED_REGISTRATION_SECRET", Some(registration.expose())),
         ] {
-            if audit.expose() == s {
+            if Some(audit.expose()) == s {
                 return refuse(&format!("VIVIFIED_AUDIT_KEY must differ from {name}"));
             }
         }

@@ -41,6 +41,10 @@ pub(super) const KEYS: &[Key] = &[
         env: &["VIVIFIED_JWT_PREVIOUS_SECRETS"],
     },
     Key {
+        key: "signing_keys",
+        env: &["VIVIFIED_SIGNING_KEYS"],
+    },
+    Key {
         key: "token_ttl",
         env: &["VIVIFIED_TOKEN_TTL"],
     },

@@ -91,6 +91,10 @@ pub struct Settings {
     pub jwt_secret: Option<Secret>,
     /// Older JWT secrets whose tokens still verify.
     pub jwt_previous_secrets: Vec<Secret>,
+    /// Ed25519 private key files (PKCS#8 PEM), `VIVIFIED_SIGNING_KEYS`: the first signs
+    /// plugin tokens (EdDSA), all verify and are published at
+    /// `/.well-known/jwks.json`. Dev mode generates one when none is given.
+    pub signing_keys: Vec<PathBuf>,
     /// Token lifetime.
     pub token_ttl: Duration,
     /// How long an expired token whose `jti` is current may re-register.

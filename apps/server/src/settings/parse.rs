@@ -245,6 +245,10 @@ impl Settings {
                 .into_iter()
                 .map(Secret::new)
                 .collect(),
+            signing_keys: list("signing_keys")
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
             token_ttl: duration("token_ttl", Duration::from_secs(24 * 3600))?,
             reregister_grace: duration("reregister_grace", Duration::from_secs(7 * 24 * 3600))?,
             heartbeat_interval,

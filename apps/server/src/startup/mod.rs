@@ -20,7 +20,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use vivified_adapters::clock::SystemClock;
-use vivified_adapters::jwt::{JwtConfig, JwtTokenIssuer};
+use vivified_adapters::jwt::{JwtConfig, JwtConfigError, JwtTokenIssuer};
 use vivified_adapters::memory::{
     InMemoryAuditLog, InMemoryBusConfig, InMemoryEventBus, InMemoryPluginStore,
 };
@@ -95,6 +95,14 @@ pub enum StartupError {
     /// The TLS certificate or key cannot be used (the message names the setting).
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// A token signing key file cannot be used.
+    #[error("VIVIFIED_SIGNING_KEYS: {path}: {reason}")]
+    SigningKey {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Secrets the core generated because they were not configured (dev mode only).
@@ -144,6 +152,7 @@ impl Application {
         // below may speak TLS).
         crate::tls::install_default_crypto_provider();
         let mut generated = GeneratedSecrets::default();
+        let mut generated_signing_key = None;
         if settings.mode == Mode::Dev {
             // Keep generated secrets next to a persistent store, so that a restart keeps
             // the admin token and every token issued before it.
@@ -153,8 +162,10 @@ impl Application {
                 settings.admin_token.take(),
                 settings.jwt_secret.take(),
                 settings.audit_key.take(),
+                settings.signing_keys.is_empty(),
                 keep_in,
             )?;
+            generated_signing_key = dev.signing_key;
             if dev.generated_admin_token {
                 generated.admin_token = dev.admin_token.clone();
             }
@@ -166,18 +177,33 @@ impl Application {
             settings.audit_key = dev.audit_key;
         }
         let audit_key = audit_key(&settings)?;
-        let jwt_secret =
-            settings
-                .jwt_secret
-                .clone()
-                .ok_or(crate::settings::SettingsError::Production(
-                    "JWT_SECRET is not set".into(),
-                ))?;
+        let mut ed25519_keys = settings
+            .signing_keys
+            .iter()
+            .map(|path| {
+                std::fs::read_to_string(path)
+                    .map(Secret::new)
+                    .map_err(|e| StartupError::SigningKey {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        ed25519_keys.extend(generated_signing_key);
         let tokens = JwtTokenIssuer::new(JwtConfig {
-            secret: jwt_secret,
+            secret: settings.jwt_secret.clone(),
             previous: settings.jwt_previous_secrets.clone(),
+            ed25519_keys,
             ttl: settings.token_ttl,
+        })
+        .map_err(|e| match e {
+            JwtConfigError::BadSigningKey(n) => StartupError::SigningKey {
+                path: settings.signing_keys.get(n - 1).cloned().unwrap_or_default(),
+                reason: "not an Ed25519 private key in PKCS#8 PEM (make one with `openssl genpkey -algorithm ed25519`)".into(),
+            },
+            e => e.into(),
         })?;
+        let jwks = serde_json::to_value(tokens.jwks()).unwrap_or_else(|_| serde_json::json!({"keys": []}));
         let Backends { store, audit } = open_backends(&settings).await?;
         let bus: Arc<dyn EventBus> = match &settings.bus {
             BusSetting::Memory => Arc::new(InMemoryEventBus::with_config(InMemoryBusConfig {
@@ -222,6 +248,7 @@ impl Application {
             audit: audit.clone(),
             broker,
             events_max_wait: settings.events_max_wait,
+            jwks,
         });
         let metrics = match settings.metrics_bind {
             None => None,
