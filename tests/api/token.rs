@@ -124,3 +124,17 @@ async fn no_answer_but_register_and_refresh_carries_a_token() {
         assert!(!text.contains("eyJ"), "nothing token-like: {text}");
     }
 }
+
+#[tokio::test]
+async fn the_key_set_is_public_cacheable_and_never_holds_a_secret() {
+    // This app signs HS256 only: nothing to publish (secrets never are).
+    let app = crate::helpers::TestApp::dev();
+    let resp = app.get("/.well-known/jwks.json", None).await;
+    assert_eq!(resp.status, axum::http::StatusCode::OK);
+    assert_eq!(
+        resp.header("cache-control").as_deref(),
+        Some("public, max-age=300")
+    );
+    assert_eq!(resp.json(), serde_json::json!({"keys": []}));
+    assert!(!resp.text().contains(crate::helpers::JWT_SECRET));
+}

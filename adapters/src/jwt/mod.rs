@@ -488,14 +488,20 @@ mod tests {
         let header = jsonwebtoken::decode_header(t.token.expose()).unwrap();
         assert_eq!(header.alg, Algorithm::EdDSA);
         assert_eq!(header.kid.as_deref(), Some(i.kid()));
-        assert_eq!(i.verify(t.token.expose(), opts(now())).await.unwrap().jti, t.jti);
+        assert_eq!(
+            i.verify(t.token.expose(), opts(now())).await.unwrap().jti,
+            t.jti
+        );
         // What a plugin does: the JWK set, as JSON, is enough to verify.
         let published: jsonwebtoken::jwk::JwkSet =
             serde_json::from_str(&serde_json::to_string(i.jwks()).unwrap()).unwrap();
         assert_eq!(published.keys.len(), 1);
-        let jwk = published.find(i.kid()).expect("the signing key is published");
+        let jwk = published
+            .find(i.kid())
+            .expect("the signing key is published");
         assert_eq!(
-            jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256).unwrap(),
+            jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+                .unwrap(),
             i.kid(),
             "the kid is the RFC 7638 thumbprint"
         );
@@ -526,7 +532,10 @@ mod tests {
 
     #[tokio::test]
     async fn ed25519_keys_rotate_with_overlap_and_hs256_tokens_still_verify() {
-        let (old, new) = (generate_ed25519_pem().unwrap(), generate_ed25519_pem().unwrap());
+        let (old, new) = (
+            generate_ed25519_pem().unwrap(),
+            generate_ed25519_pem().unwrap(),
+        );
         let secret = "secret-one-secret-one-secret-one";
         let hs = issuer(secret, &[]);
         let before = ed_issuer(&[&old], None);

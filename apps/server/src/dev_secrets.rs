@@ -293,7 +293,14 @@ mod tests {
         assert!(got.generated_audit_key && !got.generated_admin_token);
         let again = resolve(None, None, None, true, Some(&dir)).unwrap();
         assert_eq!(again.audit_key, got.audit_key, "kept");
-        let given = resolve(None, None, Some(Secret::new("k".repeat(32))), false, Some(&dir)).unwrap();
+        let given = resolve(
+            None,
+            None,
+            Some(Secret::new("k".repeat(32))),
+            false,
+            Some(&dir),
+        )
+        .unwrap();
         assert_eq!(
             given.audit_key.unwrap().expose(),
             "k".repeat(32),

@@ -181,12 +181,12 @@ impl Application {
             .signing_keys
             .iter()
             .map(|path| {
-                std::fs::read_to_string(path)
-                    .map(Secret::new)
-                    .map_err(|e| StartupError::SigningKey {
+                std::fs::read_to_string(path).map(Secret::new).map_err(|e| {
+                    StartupError::SigningKey {
                         path: path.clone(),
                         reason: e.to_string(),
-                    })
+                    }
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         ed25519_keys.extend(generated_signing_key);
@@ -203,7 +203,8 @@ impl Application {
             },
             e => e.into(),
         })?;
-        let jwks = serde_json::to_value(tokens.jwks()).unwrap_or_else(|_| serde_json::json!({"keys": []}));
+        let jwks =
+            serde_json::to_value(tokens.jwks()).unwrap_or_else(|_| serde_json::json!({"keys": []}));
         let Backends { store, audit } = open_backends(&settings).await?;
         let bus: Arc<dyn EventBus> = match &settings.bus {
             BusSetting::Memory => Arc::new(InMemoryEventBus::with_config(InMemoryBusConfig {
