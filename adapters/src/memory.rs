@@ -12,6 +12,7 @@ use vivified_ports::{
     Health, HeartbeatOutcome, Liveness, LivenessCounts, OutboxEntry, PluginId, PluginRecord,
     PluginStore, REVOKED_JTI, StoreError,
 };
+use vivified_ports::Enrollment;
 
 /// A [`PluginStore`] in a `BTreeMap` behind a lock: every operation is atomic. An
 /// ordered set of `(next_deadline, id)` beside it makes a sweep cost what expires.
@@ -26,6 +27,8 @@ struct Records {
     deadlines: BTreeSet<(OffsetDateTime, PluginId)>,
     /// Unacknowledged lifecycle events: (type, plugin, jti, version) → written at.
     outbox: BTreeMap<OutboxKey, OffsetDateTime>,
+    /// Enrollments by token hash.
+    enrollments: BTreeMap<String, Enrollment>,
 }
 
 type OutboxKey = (String, PluginId, String, u64);
@@ -327,6 +330,53 @@ impl PluginStore for InMemoryPluginStore {
             }
         }
         Ok(revoked)
+    }
+
+    async fn create_enrollment(&self, enrollment: &Enrollment) -> Result<(), StoreError> {
+        let mut inner = self.write();
+        if inner.enrollments.contains_key(&enrollment.token_hash)
+            || inner.enrollments.values().any(|e| e.id == enrollment.id)
+        {
+            return Err(StoreError::Conflict);
+        }
+        inner
+            .enrollments
+            .insert(enrollment.token_hash.clone(), enrollment.clone());
+        Ok(())
+    }
+
+    async fn enrollment(&self, token_hash: &str) -> Result<Option<Enrollment>, StoreError> {
+        Ok(self.read().enrollments.get(token_hash).cloned())
+    }
+
+    async fn use_enrollment(
+        &self,
+        token_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<Enrollment, StoreError> {
+        let mut inner = self.write();
+        let e = inner
+            .enrollments
+            .get_mut(token_hash)
+            .ok_or(StoreError::NotFound)?;
+        if e.used_at.is_some() || now >= e.expires_at {
+            return Err(StoreError::PreconditionFailed);
+        }
+        e.used_at = Some(now);
+        Ok(e.clone())
+    }
+
+    async fn release_enrollment(
+        &self,
+        token_hash: &str,
+        used_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        if let Some(e) = self.write().enrollments.get_mut(token_hash)
+            && e.used_at == Some(used_at)
+        {
+            e.used_at = None;
+        }
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -15,6 +15,7 @@
 pub mod audit;
 pub mod bus;
 pub mod clock;
+pub mod enrollment;
 pub mod plugin;
 pub mod secret;
 pub mod store;
@@ -26,6 +27,7 @@ pub use audit::{
 };
 pub use bus::{BusError, BusEvent, Cursor, EventBus, Pulled};
 pub use clock::Clock;
+pub use enrollment::Enrollment;
 pub use plugin::{
     Health, InvalidPluginId, Liveness, PluginId, PluginRecord, REVOKED_JTI, StoredManifest,
 };

@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 
 use crate::BoxError;
 use crate::audit::AuditEntry;
+use crate::enrollment::Enrollment;
 use crate::plugin::{Health, PluginId, PluginRecord};
 
 /// Errors of every [`PluginStore`] operation.
@@ -215,6 +216,44 @@ pub trait PluginStore: Send + Sync {
     /// # Errors
     /// MUST return [`StoreError::Unavailable`] if the backend fails (nothing changed).
     async fn revoke_tokens_issued_before(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+
+    /// Stores a new, unused enrollment.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Conflict`] if its id or token hash exists,
+    /// [`StoreError::Unavailable`] if the backend fails.
+    async fn create_enrollment(&self, enrollment: &Enrollment) -> Result<(), StoreError>;
+
+    /// The enrollment whose token has this hash, used or not, expired or not.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Unavailable`] if the backend fails.
+    async fn enrollment(&self, token_hash: &str) -> Result<Option<Enrollment>, StoreError>;
+
+    /// Marks the enrollment with this token hash used at `now`, in one atomic
+    /// conditional write: only if it is unused and `now < expires_at`. Of several
+    /// concurrent callers exactly one succeeds. Returns it as stored.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::NotFound`] if there is none,
+    /// [`StoreError::PreconditionFailed`] if it is used or expired (nothing written),
+    /// [`StoreError::Unavailable`] if the backend fails.
+    async fn use_enrollment(
+        &self,
+        token_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<Enrollment, StoreError>;
+
+    /// Makes an enrollment used at `used_at` unused again (the registration it was used
+    /// for failed). A no-op if it is not used at exactly that instant.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Unavailable`] if the backend fails.
+    async fn release_enrollment(
+        &self,
+        token_hash: &str,
+        used_at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
 
     /// Checks that the backend answers (used by `/ready`).
     ///

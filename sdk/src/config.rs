@@ -23,6 +23,11 @@ pub struct Config {
     /// Sent as the bearer to register a new id with a production core
     /// (`VIVIFIED_REGISTRATION_SECRET`).
     pub registration_secret: Option<Secret>,
+    /// A one-time enrollment token an operator minted for this plugin's id
+    /// (`VIVIFIED_ENROLLMENT_TOKEN`, from `vivified enroll`): the first registration
+    /// presents it; afterwards the plugin keeps its token (`PLUGIN_TOKEN_FILE`) and never
+    /// needs it again.
+    pub enrollment_token: Option<Secret>,
     /// Where to keep the token across restarts (`PLUGIN_TOKEN_FILE`; written with mode
     /// 0600). Without it a restarted plugin cannot re-register its id on a core that
     /// still holds it (409) until an operator frees the id.
@@ -49,6 +54,7 @@ impl Default for Config {
             core_url: DEFAULT_CORE_URL.to_owned(),
             ca_cert: None,
             registration_secret: None,
+            enrollment_token: None,
             token_file: None,
             request_timeout: Duration::from_secs(10),
             backoff: Backoff::default(),
@@ -151,6 +157,7 @@ impl Config {
             core_url: get("CORE_URL").unwrap_or(d.core_url),
             ca_cert: get("VIVIFIED_CA_CERT").map(PathBuf::from),
             registration_secret: get("VIVIFIED_REGISTRATION_SECRET").map(Secret::new),
+            enrollment_token: get("VIVIFIED_ENROLLMENT_TOKEN").map(Secret::new),
             token_file: get("PLUGIN_TOKEN_FILE").map(PathBuf::from),
             request_timeout: duration("PLUGIN_REQUEST_TIMEOUT", d.request_timeout)?,
             backoff,

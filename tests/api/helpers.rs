@@ -78,10 +78,16 @@ impl AppBuilder {
         self
     }
 
-    /// Production mode with a registration secret.
+    /// Production mode with the shared registration secret allowed.
     pub fn production(self) -> Self {
-        self.env("VIVIFIED_MODE", "production")
+        self.enrollment_only()
             .env("VIVIFIED_REGISTRATION_SECRET", REGISTRATION_SECRET)
+            .env("VIVIFIED_REGISTRATION_SECRET_ALLOWED", "true")
+    }
+
+    /// Production mode where new plugins register only with enrollment tokens.
+    pub fn enrollment_only(self) -> Self {
+        self.env("VIVIFIED_MODE", "production")
     }
 
     /// Uses `store` instead of a fresh in-memory store.

@@ -8,6 +8,7 @@ mod concurrency;
 mod cors;
 mod deregister;
 mod disable;
+mod enroll;
 mod events;
 mod health;
 mod heartbeat;

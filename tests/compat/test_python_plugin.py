@@ -358,6 +358,7 @@ def production_mode() -> None:
             "JWT_SECRET": secrets.token_hex(32),
             "VIVIFIED_ADMIN_TOKEN": admin,
             "VIVIFIED_REGISTRATION_SECRET": registration,
+            "VIVIFIED_REGISTRATION_SECRET_ALLOWED": "true",
             "VIVIFIED_AUDIT_KEY": secrets.token_hex(32),
             # Production takes nothing under one second.
             "VIVIFIED_HEARTBEAT_INTERVAL": "1s",

@@ -69,6 +69,13 @@ pub fn migrator() -> Migrator {
             include_str!("../../migrations/postgres/0006_token_issued_at.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            7,
+            "enrollments".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0007_enrollments.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -196,6 +203,19 @@ const QUERIES: Queries = Queries {
     revoke_before: "UPDATE plugins SET token_jti = $2, version = version + 1 \
                     WHERE token_jti <> $2 AND (token_issued_at IS NULL OR token_issued_at <= $1)",
     delete: "DELETE FROM plugins WHERE plugin_id = $1 AND ($2::text IS NULL OR token_jti = $2)",
+    enrollment_insert: "INSERT INTO enrollments (enrollment_id, token_hash, plugin_id, created_at, \
+                        expires_at, created_by) VALUES ($1, $2, $3, $4, $5, $6)",
+    enrollment_get: concat!(
+        "SELECT ",
+        crate::sql::enrollment_cols!(),
+        " FROM enrollments WHERE token_hash = $1"
+    ),
+    enrollment_use: concat!(
+        "UPDATE enrollments SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL \
+         AND expires_at > $2 RETURNING ",
+        crate::sql::enrollment_cols!()
+    ),
+    enrollment_release: "UPDATE enrollments SET used_at = NULL WHERE token_hash = $1 AND used_at = $2",
     exists: "SELECT 1 FROM plugins WHERE plugin_id = $1",
     heartbeat_check: "SELECT token_jti, enabled FROM plugins WHERE plugin_id = $1",
     outbox_insert: "INSERT INTO lifecycle_outbox (event_type, plugin_id, token_jti, version, at) \

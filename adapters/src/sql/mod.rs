@@ -84,6 +84,30 @@ impl TryFrom<PluginRow> for PluginRecord {
     }
 }
 
+/// One row of `enrollments`: id, hash, plugin, created, expires, by, used.
+pub(crate) type EnrollmentRow = (String, String, String, i64, i64, String, Option<i64>);
+
+/// The columns of an [`EnrollmentRow`], in order.
+macro_rules! enrollment_cols {
+    () => {
+        "enrollment_id, token_hash, plugin_id, created_at, expires_at, created_by, used_at"
+    };
+}
+pub(crate) use enrollment_cols;
+
+pub(crate) fn enrollment(r: EnrollmentRow) -> Result<vivified_ports::Enrollment, StoreError> {
+    let (id, token_hash, plugin_id, created_at, expires_at, created_by, used_at) = r;
+    Ok(vivified_ports::Enrollment {
+        id,
+        token_hash,
+        plugin_id: PluginId::parse(&plugin_id).map_err(|_| corrupt("enrollment plugin id"))?,
+        created_at: from_micros(created_at)?,
+        expires_at: from_micros(expires_at)?,
+        created_by,
+        used_at: used_at.map(from_micros).transpose()?,
+    })
+}
+
 /// Maps a driver error at the boundary; driver types never leak upward.
 pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match &e {
@@ -131,6 +155,14 @@ pub(crate) struct Queries {
     /// Revoke ($2, the revoked token id) every token issued before $1 or at an unknown
     /// time and not revoked yet.
     pub revoke_before: &'static str,
+    /// Insert an enrollment ($1 id, $2 hash, $3 plugin, $4 created, $5 expires, $6 by).
+    pub enrollment_insert: &'static str,
+    /// One enrollment by token hash ($1).
+    pub enrollment_get: &'static str,
+    /// Mark used at $2 if unused and unexpired, returning it.
+    pub enrollment_use: &'static str,
+    /// Mark unused if used at exactly $2.
+    pub enrollment_release: &'static str,
     /// Delete by id, and by token id when one is given.
     pub delete: &'static str,
     /// Whether a record exists (to tell `NotFound` from `PreconditionFailed`).
@@ -625,6 +657,71 @@ macro_rules! sql_plugin_store {
                     .await
                     .map_err($crate::sql::map_err)?;
                 Ok(done.rows_affected())
+            }
+
+            async fn create_enrollment(
+                &self,
+                e: &vivified_ports::Enrollment,
+            ) -> Result<(), StoreError> {
+                sqlx::query($queries.enrollment_insert)
+                    .bind(&e.id)
+                    .bind(&e.token_hash)
+                    .bind(e.plugin_id.as_str())
+                    .bind($crate::sql::to_micros(e.created_at))
+                    .bind($crate::sql::to_micros(e.expires_at))
+                    .bind(&e.created_by)
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::sql::map_err)
+                    .map(drop)
+            }
+
+            async fn enrollment(
+                &self,
+                token_hash: &str,
+            ) -> Result<Option<vivified_ports::Enrollment>, StoreError> {
+                let row: Option<$crate::sql::EnrollmentRow> =
+                    sqlx::query_as($queries.enrollment_get)
+                        .bind(token_hash)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err($crate::sql::map_err)?;
+                row.map($crate::sql::enrollment).transpose()
+            }
+
+            async fn use_enrollment(
+                &self,
+                token_hash: &str,
+                now: OffsetDateTime,
+            ) -> Result<vivified_ports::Enrollment, StoreError> {
+                let row: Option<$crate::sql::EnrollmentRow> =
+                    sqlx::query_as($queries.enrollment_use)
+                        .bind(token_hash)
+                        .bind($crate::sql::to_micros(now))
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err($crate::sql::map_err)?;
+                match row {
+                    Some(row) => $crate::sql::enrollment(row),
+                    None => match self.enrollment(token_hash).await? {
+                        Some(_) => Err(StoreError::PreconditionFailed),
+                        None => Err(StoreError::NotFound),
+                    },
+                }
+            }
+
+            async fn release_enrollment(
+                &self,
+                token_hash: &str,
+                used_at: OffsetDateTime,
+            ) -> Result<(), StoreError> {
+                sqlx::query($queries.enrollment_release)
+                    .bind(token_hash)
+                    .bind($crate::sql::to_micros(used_at))
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::sql::map_err)
+                    .map(drop)
             }
 
             async fn ping(&self) -> Result<(), StoreError> {

@@ -71,6 +71,13 @@ pub fn migrator() -> Migrator {
             include_str!("../../migrations/sqlite/0006_token_issued_at.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            7,
+            "enrollments".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0007_enrollments.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -198,6 +205,19 @@ const QUERIES: Queries = Queries {
                     WHERE token_jti <> ?2 AND (token_issued_at IS NULL OR token_issued_at <= ?1)",
     // `?1`/`?2`: the token id is bound once and used twice.
     delete: "DELETE FROM plugins WHERE plugin_id = ?1 AND (?2 IS NULL OR token_jti = ?2)",
+    enrollment_insert: "INSERT INTO enrollments (enrollment_id, token_hash, plugin_id, created_at, \
+                        expires_at, created_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    enrollment_get: concat!(
+        "SELECT ",
+        crate::sql::enrollment_cols!(),
+        " FROM enrollments WHERE token_hash = ?1"
+    ),
+    enrollment_use: concat!(
+        "UPDATE enrollments SET used_at = ?2 WHERE token_hash = ?1 AND used_at IS NULL \
+         AND expires_at > ?2 RETURNING ",
+        crate::sql::enrollment_cols!()
+    ),
+    enrollment_release: "UPDATE enrollments SET used_at = NULL WHERE token_hash = ?1 AND used_at = ?2",
     exists: "SELECT 1 FROM plugins WHERE plugin_id = ?",
     heartbeat_check: "SELECT token_jti, enabled FROM plugins WHERE plugin_id = ?",
     outbox_insert: "INSERT INTO lifecycle_outbox (event_type, plugin_id, token_jti, version, at) \

@@ -398,6 +398,15 @@ impl CoreClient {
             .await
     }
 
+    /// Mints a one-time enrollment token for `id` (`POST /enrollments`); the core's
+    /// answer (`enrollment_id`, `plugin_id`, `token`, `expires_at`).
+    pub async fn enroll(&self, id: &str, ttl: &str) -> Result<Value, ClientError> {
+        let id = plugin_id(id)?;
+        let url = self.url_at("enrollments", &[]);
+        let body = serde_json::json!({ "plugin_id": id.as_str(), "ttl": ttl });
+        self.record(Method::POST, url, Some(body)).await
+    }
+
     /// Deregisters a plugin (`DELETE /plugins/{id}`, 204).
     pub async fn deregister(&self, id: &str) -> Result<(), ClientError> {
         let id = plugin_id(id)?;

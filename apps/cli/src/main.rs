@@ -9,6 +9,8 @@ mod audit;
 #[cfg(feature = "serve")]
 mod backup;
 mod client;
+mod connect;
+mod enroll;
 mod error;
 mod healthcheck;
 mod new_plugin;
@@ -44,6 +46,9 @@ enum Command {
     /// List, inspect, disable, enable, deregister and revoke the tokens of the plugins of a running core
     /// (admin token from VIVIFIED_ADMIN_TOKEN).
     Plugins(plugins::Args),
+    /// Mint a one-time enrollment token that registers one plugin id once (admin token
+    /// from VIVIFIED_ADMIN_TOKEN); the token alone on stdout.
+    Enroll(enroll::Args),
     /// Verify the audit chain of a running core (exit 0 intact, 1 tampered, 2 error)
     /// and read its entries (admin token from VIVIFIED_ADMIN_TOKEN).
     Audit(audit::Args),
@@ -65,6 +70,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "serve")]
         Command::Serve(args) => serve::run(args),
         Command::Plugins(args) => plugins::run(args),
+        Command::Enroll(args) => enroll::run(&args),
         Command::Audit(args) => audit::run(args),
         Command::Healthcheck(args) => healthcheck::run(&args),
         Command::NewPlugin(args) => new_plugin::run(args),

@@ -3,37 +3,21 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::Error;
 use crate::client::CoreClient;
+use crate::connect::Connect;
 use crate::error::runtime;
 use crate::text::{safe, table};
 
 /// `vivified plugins [--core-url URL] [--json] <COMMAND>`
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Base URL of the core.
-    #[arg(
-        long,
-        global = true,
-        env = "VIVIFIED_CORE_URL",
-        default_value = "http://127.0.0.1:8000",
-        value_name = "URL"
-    )]
-    core_url: String,
-    /// Print the core's JSON instead of text.
-    #[arg(long, global = true)]
-    json: bool,
-    /// Bound on each request to the core (e.g. 500ms, 10s).
-    #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    timeout: Duration,
-    /// A CA certificate (PEM) trusted for an https:// core, besides the system's roots.
-    #[arg(long, global = true, env = "VIVIFIED_CA_CERT", value_name = "PEM")]
-    ca_cert: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    connect: Connect,
     #[command(subcommand)]
     command: Command,
 }
@@ -140,18 +124,8 @@ impl Record {
 
 /// Runs one `plugins` command.
 pub fn run(args: Args) -> Result<ExitCode, Error> {
-    let core_url = if args.core_url.trim().is_empty() {
-        "http://127.0.0.1:8000".to_owned()
-    } else {
-        args.core_url
-    };
-    let client = CoreClient::with_ca_cert(
-        &core_url,
-        std::env::var("VIVIFIED_ADMIN_TOKEN").ok(),
-        args.timeout,
-        args.ca_cert.as_deref(),
-    )?;
-    let out = runtime()?.block_on(execute(&client, args.command, args.json))?;
+    let client = args.connect.client()?;
+    let out = runtime()?.block_on(execute(&client, args.command, args.connect.json))?;
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.as_bytes())?;
     stdout.flush()?;

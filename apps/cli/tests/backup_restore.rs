@@ -836,6 +836,7 @@ async fn postgres_pg_dump_while_running_and_pg_restore() {
             ("JWT_SECRET", JWT),
             ("VIVIFIED_ADMIN_TOKEN", ADMIN),
             ("VIVIFIED_REGISTRATION_SECRET", REGISTRATION),
+            ("VIVIFIED_REGISTRATION_SECRET_ALLOWED", "true"),
             ("VIVIFIED_AUDIT_KEY", AUDIT_KEY),
             ("VIVIFIED_LOG_FORMAT", "json"),
         ]

@@ -822,7 +822,6 @@ fn k8s_settings_are_real_and_the_secret_template_holds_no_secret() {
     for required in [
         "JWT_SECRET",
         "VIVIFIED_ADMIN_TOKEN",
-        "VIVIFIED_REGISTRATION_SECRET",
         "VIVIFIED_AUDIT_KEY",
         "DATABASE_URL",
     ] {
@@ -831,6 +830,10 @@ fn k8s_settings_are_real_and_the_secret_template_holds_no_secret() {
             "the Secret template has {required}"
         );
     }
+    assert!(
+        !data.contains_key("VIVIFIED_REGISTRATION_SECRET"),
+        "plugins enroll with one-time tokens: no shared registration secret"
+    );
     for (k, v) in data {
         assert!(
             settings.contains(k),

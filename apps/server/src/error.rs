@@ -96,8 +96,18 @@ impl ApiError {
                 "revoked_token" => "The token has been replaced or revoked.".to_owned(),
                 "unknown_plugin" => "The token's plugin is no longer registered.".to_owned(),
                 "registration_secret_required" => {
-                    "Registering a new plugin requires the registration secret as a bearer token."
+                    "Registering a new plugin requires an enrollment token for its id (or, where the operator allows it, the registration secret) as a bearer token."
                         .to_owned()
+                }
+                "invalid_enrollment" => "The enrollment token is not valid.".to_owned(),
+                "enrollment_used" => {
+                    "The enrollment token has been used; ask an operator for a new one.".to_owned()
+                }
+                "enrollment_expired" => {
+                    "The enrollment token has expired; ask an operator for a new one.".to_owned()
+                }
+                "enrollment_for_another_plugin" => {
+                    "The enrollment token is for another plugin id.".to_owned()
                 }
                 _ => "The credential is not valid.".to_owned(),
             },

@@ -32,6 +32,7 @@ fn production() -> Spawn {
         .env("JWT_SECRET", PROD_JWT)
         .env("VIVIFIED_ADMIN_TOKEN", PROD_ADMIN)
         .env("VIVIFIED_REGISTRATION_SECRET", PROD_REGISTRATION)
+        .env("VIVIFIED_REGISTRATION_SECRET_ALLOWED", "true")
         .env("VIVIFIED_AUDIT_KEY", PROD_AUDIT_KEY)
 }
 
@@ -392,6 +393,7 @@ async fn startup_refusals_are_one_line_naming_the_setting() {
             ("JWT_SECRET", PROD_JWT),
             ("VIVIFIED_ADMIN_TOKEN", PROD_ADMIN),
             ("VIVIFIED_REGISTRATION_SECRET", PROD_REGISTRATION),
+            ("VIVIFIED_REGISTRATION_SECRET_ALLOWED", "true"),
             ("VIVIFIED_AUDIT_KEY", PROD_AUDIT_KEY),
         ] {
             if k != key {
@@ -427,7 +429,7 @@ async fn startup_refusals_are_one_line_naming_the_setting() {
             "VIVIFIED_ADMIN_TOKEN",
         ),
         (
-            "production without a registration secret",
+            "production allowing a registration secret that is not set",
             without("VIVIFIED_REGISTRATION_SECRET"),
             "VIVIFIED_REGISTRATION_SECRET",
         ),

@@ -31,6 +31,7 @@ fn production(keys: &[&std::path::Path]) -> common::Spawn {
         .env("VIVIFIED_SIGNING_KEYS", &list.join(","))
         .env("VIVIFIED_ADMIN_TOKEN", ADMIN)
         .env("VIVIFIED_REGISTRATION_SECRET", REGISTRATION)
+        .env("VIVIFIED_REGISTRATION_SECRET_ALLOWED", "true")
         .env("VIVIFIED_AUDIT_KEY", AUDIT_KEY)
         .env("VIVIFIED_STORE", "memory")
 }

@@ -29,6 +29,7 @@ fn production() -> Spawn {
         .env("JWT_SECRET", PROD_JWT)
         .env("VIVIFIED_ADMIN_TOKEN", PROD_ADMIN)
         .env("VIVIFIED_REGISTRATION_SECRET", PROD_REGISTRATION)
+        .env("VIVIFIED_REGISTRATION_SECRET_ALLOWED", "true")
         .env("VIVIFIED_AUDIT_KEY", PROD_AUDIT_KEY)
         .env("VIVIFIED_STORE", "memory")
 }

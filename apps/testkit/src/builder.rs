@@ -31,6 +31,9 @@ impl TestCoreBuilder {
             .entry("VIVIFIED_REGISTRATION_SECRET".into())
             .or_insert_with(|| random_secret("tk-reg-"));
         self.env
+            .entry("VIVIFIED_REGISTRATION_SECRET_ALLOWED".into())
+            .or_insert_with(|| "true".into());
+        self.env
             .entry("VIVIFIED_AUDIT_KEY".into())
             .or_insert_with(|| random_secret("tk-aud-"));
         self.env

@@ -7,12 +7,14 @@
 
 mod admin;
 mod auth;
+mod enroll;
 mod heartbeat;
 mod outbox;
 mod register;
 mod replace;
 mod revoke;
 
+pub use enroll::{ENROLLMENT_PREFIX, IssuedEnrollment, MAX_ENROLLMENT_TTL};
 pub use revoke::Revocation;
 mod sweep;
 
@@ -220,6 +222,8 @@ pub struct IssuedRegistration {
     pub replaced: Option<OffsetDateTime>,
     /// The stored record.
     pub record: PluginRecord,
+    /// The enrollment this registration used, if it presented an enrollment token.
+    pub enrollment_id: Option<String>,
     /// Its audit entry was written with the record (in the store's transaction).
     audited: bool,
 }

@@ -65,6 +65,12 @@ impl Registry {
             )
             .increment(1),
         }
+        if let Ok((reg, _)) = &result
+            && let Err(e) = self.audit_enrollment_use(reg, trace_id).await
+        {
+            // The registration itself is audited below; it stands.
+            tracing::error!(plugin_id = %reg.plugin_id, error = %e, "the use of an enrollment was not audited");
+        }
         match &result {
             Ok((reg, previous)) if reg.replaced.is_some() => {
                 self.replaced(reg, previous.as_ref(), trace_id).await?;
@@ -172,6 +178,9 @@ impl Registry {
         bearer: Option<&str>,
         trace_id: &str,
     ) -> Result<(IssuedRegistration, Option<PluginRecord>), RegistryError> {
+        if let Some(token) = bearer.filter(|b| enroll::is_enrollment_token(b)) {
+            return self.register_enrolled(manifest, token, trace_id).await;
+        }
         let claimed_id = manifest
             .get("id")
             .and_then(Value::as_str)
@@ -422,6 +431,7 @@ impl Registry {
             reregistered,
             replaced: None,
             record,
+            enrollment_id: None,
             audited,
         }
     }

@@ -28,6 +28,10 @@ impl<P: Plugin> Runner<P> {
                     let (kind, bearer) = self.bearer();
                     match self.client.register(&self.manifest, bearer.as_ref()).await {
                         Ok(reg) => {
+                            if kind == Bearer::Enrollment {
+                                // One use: a later registration needs another credential.
+                                self.enrollment_spent.store(true, Ordering::Release);
+                            }
                             tracing::info!(
                                 plugin_id = %id,
                                 credential = kind.as_str(),

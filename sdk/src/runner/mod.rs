@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -127,6 +128,7 @@ struct Active {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Bearer {
     Token,
+    Enrollment,
     RegistrationSecret,
     None,
 }
@@ -135,6 +137,7 @@ impl Bearer {
     fn as_str(self) -> &'static str {
         match self {
             Self::Token => "token",
+            Self::Enrollment => "enrollment_token",
             Self::RegistrationSecret => "registration_secret",
             Self::None => "none",
         }
@@ -153,6 +156,8 @@ pub struct Runner<P: Plugin> {
     stop: Arc<watch::Sender<bool>>,
     introspector: TokenIntrospector,
     events: Option<SharedHandler>,
+    /// The enrollment token has registered the plugin: it is never presented again.
+    enrollment_spent: AtomicBool,
 }
 
 impl<P: Plugin + EventHandler> Runner<P> {
@@ -198,6 +203,7 @@ impl<P: Plugin> Runner<P> {
             stop: Arc::new(stop),
             introspector,
             events: None,
+            enrollment_spent: AtomicBool::new(false),
         })
     }
 
@@ -366,6 +372,13 @@ impl<P: Plugin> Runner<P> {
     fn bearer(&self) -> (Bearer, Option<Secret>) {
         if let Some(token) = self.shared.token() {
             (Bearer::Token, Some(token))
+        } else if let Some(enrollment) = self
+            .config
+            .enrollment_token
+            .as_ref()
+            .filter(|_| !self.enrollment_spent.load(Ordering::Acquire))
+        {
+            (Bearer::Enrollment, Some(enrollment.clone()))
         } else if let Some(secret) = &self.config.registration_secret {
             (Bearer::RegistrationSecret, Some(secret.clone()))
         } else {

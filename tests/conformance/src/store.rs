@@ -61,6 +61,7 @@ pub async fn plugin_store_conformance(store: Arc<dyn PluginStore>) {
     concurrent_replaces_no_lost_update(&store).await;
     concurrent_heartbeats_all_counted(&store).await;
     revocation_by_time(&*store).await;
+    enrollments_are_used_once(&store).await;
     store
         .ping()
         .await
@@ -426,6 +427,74 @@ async fn revocation_by_time(store: &dyn PluginStore) {
             .token_revoked()
     );
     clear(store).await;
+}
+
+async fn enrollments_are_used_once(store: &Arc<dyn PluginStore>) {
+    use vivified_ports::Enrollment;
+    let at = |s: i64| t0() + Duration::seconds(s);
+    let enrollment = |n: u32, expires: i64| Enrollment {
+        id: format!("enr-{n}"),
+        plugin_id: pid("enrolled"),
+        token_hash: format!("{n:064x}"),
+        created_at: at(0),
+        expires_at: at(expires),
+        created_by: "admin".into(),
+        used_at: None,
+    };
+    let e = enrollment(1, 60);
+    store.create_enrollment(&e).await.unwrap();
+    assert_eq!(
+        store.enrollment(&e.token_hash).await.unwrap(),
+        Some(e.clone()),
+        "an enrollment MUST read back as created"
+    );
+    assert!(store.enrollment(&format!("{:064x}", 99)).await.unwrap().is_none());
+    for dup in [
+        Enrollment { token_hash: format!("{:064x}", 7), ..e.clone() },
+        Enrollment { id: "enr-other".into(), ..e.clone() },
+    ] {
+        assert!(
+            store.create_enrollment(&dup).await.unwrap_err().is_conflict(),
+            "a second enrollment with the same id or hash MUST conflict"
+        );
+    }
+    // Of ten concurrent uses exactly one succeeds.
+    let uses = join_all((0..10).map(|_| {
+        let store = Arc::clone(store);
+        let hash = e.token_hash.clone();
+        async move { store.use_enrollment(&hash, at(10)).await }
+    }))
+    .await;
+    let won: Vec<_> = uses.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(won.len(), 1, "exactly one use MUST succeed: {uses:?}");
+    assert_eq!(won[0].used_at, Some(at(10)));
+    assert!(
+        uses.iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, StoreError::PreconditionFailed)),
+        "a used enrollment MUST be PreconditionFailed: {uses:?}"
+    );
+    // Released (by the instant it was used at), it can be used again.
+    store.release_enrollment(&e.token_hash, at(11)).await.unwrap();
+    assert!(
+        store.use_enrollment(&e.token_hash, at(12)).await.is_err(),
+        "a release at another instant MUST change nothing"
+    );
+    store.release_enrollment(&e.token_hash, at(10)).await.unwrap();
+    let again = store.use_enrollment(&e.token_hash, at(12)).await.unwrap();
+    assert_eq!(again.used_at, Some(at(12)));
+    // Expiry: unusable at and after `expires_at`.
+    let short = enrollment(2, 20);
+    store.create_enrollment(&short).await.unwrap();
+    assert!(matches!(
+        store.use_enrollment(&short.token_hash, at(20)).await,
+        Err(StoreError::PreconditionFailed)
+    ));
+    assert!(store.use_enrollment(&short.token_hash, at(19)).await.is_ok());
+    assert!(matches!(
+        store.use_enrollment(&format!("{:064x}", 99), at(1)).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 async fn clear(store: &dyn PluginStore) {

@@ -85,7 +85,7 @@ fn serve_refuses_bad_settings_with_one_line_and_exit_2() {
     assert_eq!(run.code, 2, "{run:?}");
     run.assert_one_error_line(
         "vivified",
-        "production mode refuses to start: JWT_SECRET (or VIVIFIED_JWT_SECRET) is not set",
+        "production mode refuses to start: no token signing key: set VIVIFIED_SIGNING_KEYS (Ed25519 key files, recommended) or JWT_SECRET",
     );
 
     let run = Run::of(

@@ -2,6 +2,7 @@
 //! thin translations between wire bodies and the domain services in [`AppState`].
 
 pub mod audit;
+pub mod enrollments;
 pub mod events;
 pub mod health;
 pub mod plugins;
@@ -29,6 +30,7 @@ pub fn router(state: AppState, settings: &Settings) -> App {
         ("/.well-known/jwks.json", get(tokens::jwks)),
         ("/plugins", get(plugins::list)),
         ("/plugins/register", post(plugins::register)),
+        ("/enrollments", post(enrollments::create)),
         (
             "/plugins/{id}",
             get(plugins::get).delete(plugins::deregister),

@@ -120,13 +120,23 @@ impl Settings {
         let Some(admin) = &self.admin_token else {
             return refuse("VIVIFIED_ADMIN_TOKEN is not set");
         };
-        let Some(registration) = &self.registration_secret else {
-            return refuse("VIVIFIED_REGISTRATION_SECRET is not set");
+        let registration = match (&self.registration_secret, self.registration_secret_allowed) {
+            (None, false) => None,
+            (Some(secret), true) => Some(secret),
+            (Some(_), false) => {
+                return refuse(
+                    "VIVIFIED_REGISTRATION_SECRET is set but VIVIFIED_REGISTRATION_SECRET_ALLOWED is not true: new plugins enroll with one-time tokens (POST /enrollments, `vivified enroll`); set VIVIFIED_REGISTRATION_SECRET_ALLOWED=true to keep the shared secret",
+                );
+            }
+            (None, true) => {
+                return refuse(
+                    "VIVIFIED_REGISTRATION_SECRET_ALLOWED is true but VIVIFIED_REGISTRATION_SECRET is not set",
+                );
+            }
         };
-        for (name, s) in [
-            ("VIVIFIED_ADMIN_TOKEN", admin),
-            ("VIVIFIED_REGISTRATION_SECRET", registration),
-        ] {
+        for (name, s) in std::iter::once(("VIVIFIED_ADMIN_TOKEN", admin))
+            .chain(registration.map(|r| ("VIVIFIED_REGISTRATION_SECRET", r)))
+        {
             if s.expose().len() < 16 || is_weak(s.expose()) {
                 return refuse(&format!(
                     "{name} must be at least 16 bytes and not a known default"
@@ -136,7 +146,7 @@ impl Settings {
                 return refuse(&format!("{name} must differ from JWT_SECRET"));
             }
         }
-        if admin == registration {
+        if Some(admin) == registration {
             return refuse("VIVIFIED_ADMIN_TOKEN and VIVIFIED_REGISTRATION_SECRET must differ");
         }
         if self.dev_replace_stale {
@@ -161,7 +171,10 @@ impl Settings {
         for (name, s) in [
             ("JWT_SECRET", jwt),
             ("VIVIFIED_ADMIN_TOKEN", Some(admin.expose())),
-            ("VIVIFIED_REGISTRATION_SECRET", Some(registration.expose())),
+            (
+                "VIVIFIED_REGISTRATION_SECRET",
+                registration.map(Secret::expose),
+            ),
         ] {
             if Some(audit.expose()) == s {
                 return refuse(&format!("VIVIFIED_AUDIT_KEY must differ from {name}"));

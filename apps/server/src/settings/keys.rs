@@ -33,6 +33,10 @@ pub(super) const KEYS: &[Key] = &[
         env: &["VIVIFIED_REGISTRATION_SECRET"],
     },
     Key {
+        key: "registration_secret_allowed",
+        env: &["VIVIFIED_REGISTRATION_SECRET_ALLOWED"],
+    },
+    Key {
         key: "jwt_secret",
         env: &["VIVIFIED_JWT_SECRET", "JWT_SECRET"],
     },

@@ -85,8 +85,12 @@ pub struct Settings {
     pub dev_replace_stale: bool,
     /// Admin token; generated in dev mode when missing.
     pub admin_token: Option<Secret>,
-    /// Registration secret; required in production.
+    /// The shared registration secret. In production it registers new ids only with
+    /// `registration_secret_allowed`; new plugins otherwise enroll with one-time tokens.
     pub registration_secret: Option<Secret>,
+    /// Production keeps accepting the shared registration secret
+    /// (`VIVIFIED_REGISTRATION_SECRET_ALLOWED`, default false).
+    pub registration_secret_allowed: bool,
     /// JWT signing secret; generated in dev mode when missing.
     pub jwt_secret: Option<Secret>,
     /// Older JWT secrets whose tokens still verify.
@@ -279,6 +283,7 @@ mod tests {
             ("JWT_SECRET", GOOD_JWT),
             ("VIVIFIED_ADMIN_TOKEN", "adm-8f3k2j5h7g9d1s"),
             ("VIVIFIED_REGISTRATION_SECRET", "reg-2m4n6b8v0c1x3z"),
+            ("VIVIFIED_REGISTRATION_SECRET_ALLOWED", "true"),
             ("VIVIFIED_AUDIT_KEY", GOOD_AUDIT_KEY),
         ];
         v.extend_from_slice(extra);

@@ -240,6 +240,7 @@ impl Settings {
             },
             admin_token: secret("admin_token"),
             registration_secret: secret("registration_secret"),
+            registration_secret_allowed: boolean("registration_secret_allowed")?,
             jwt_secret: secret("jwt_secret"),
             jwt_previous_secrets: list("jwt_previous_secrets")
                 .into_iter()

@@ -158,11 +158,15 @@ impl Application {
             // the admin token and every token issued before it.
             let keep_in =
                 (settings.store != StoreSetting::Memory).then_some(settings.data_dir.as_path());
+            // An Ed25519 key of its own only when no token key is configured at all: a
+            // configured JWT_SECRET (shared by replicas) keeps signing HS256.
+            let want_signing_key =
+                settings.signing_keys.is_empty() && settings.jwt_secret.is_none();
             let dev = crate::dev_secrets::resolve(
                 settings.admin_token.take(),
                 settings.jwt_secret.take(),
                 settings.audit_key.take(),
-                settings.signing_keys.is_empty(),
+                want_signing_key,
                 keep_in,
             )?;
             generated_signing_key = dev.signing_key;
