@@ -8,11 +8,11 @@ use std::sync::{PoisonError, RwLock};
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
+use vivified_ports::Enrollment;
 use vivified_ports::{
     Health, HeartbeatOutcome, Liveness, LivenessCounts, OutboxEntry, PluginId, PluginRecord,
     PluginStore, REVOKED_JTI, StoreError,
 };
-use vivified_ports::Enrollment;
 
 /// A [`PluginStore`] in a `BTreeMap` behind a lock: every operation is atomic. An
 /// ordered set of `(next_deadline, id)` beside it makes a sweep cost what expires.

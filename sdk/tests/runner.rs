@@ -227,6 +227,49 @@ async fn re_registers_after_an_operator_deregisters_it() {
 }
 
 #[tokio::test]
+async fn enrolls_once_then_keeps_its_token_across_restarts() {
+    let (logs, _guard) = Logs::capture_json();
+    let core = TestCore::builder().enrollment_only().start().await.unwrap();
+    let dir = TempDir::new("enroll");
+    let token_file = dir.path().join("token");
+    let enrollment = core.enroll("enrolled").await.unwrap();
+    let config = || {
+        let mut config = fast_config(core.url());
+        config.enrollment_token = Some(vivified_plugin_sdk::Secret::new(enrollment.as_str()));
+        config.token_file = Some(token_file.clone());
+        config
+    };
+    for round in 0..2 {
+        let runner = Runner::new(TestPlugin::new("enrolled"), config()).unwrap();
+        let handle = runner.handle();
+        let task = spawn(runner);
+        handle
+            .wait_for(WAIT, PluginStatus::is_registered)
+            .await
+            .unwrap_or_else(|| panic!("round {round}: not registered"));
+        core.wait_for_plugin("enrolled", WAIT, "active", |r| r["status"] == "active")
+            .await
+            .unwrap();
+        handle.stop();
+        task.await.unwrap().unwrap();
+    }
+    // The first start enrolled; the second re-registered with the kept token, so the
+    // one-time token was presented once.
+    let credentials: Vec<String> = logs
+        .with_message("registered with the core")
+        .iter()
+        .map(|l| {
+            l["fields"]["credential"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(credentials, ["enrollment_token", "token"]);
+    assert!(!token_in(&token_file).is_empty());
+}
+
+#[tokio::test]
 async fn comes_back_by_itself_after_an_operator_revokes_every_token() {
     let (logs, _guard) = Logs::capture_json();
     let core = TestCore::builder().production().start().await.unwrap();

@@ -15,7 +15,9 @@ async fn enroll(app: &TestApp, id: &str, ttl: Option<&str>) -> Value {
     if let Some(ttl) = ttl {
         body["ttl"] = json!(ttl);
     }
-    let resp = app.post_json("/enrollments", Some(ADMIN_TOKEN), &body).await;
+    let resp = app
+        .post_json("/enrollments", Some(ADMIN_TOKEN), &body)
+        .await;
     assert_eq!(resp.status, StatusCode::CREATED, "{}", resp.text());
     assert_eq!(resp.header("cache-control").as_deref(), Some("no-store"));
     resp.json()
@@ -37,26 +39,39 @@ async fn an_enrollment_token_registers_its_id_once() {
     let resp = app.register(&manifest("billing"), None).await;
     assert_error(&resp, StatusCode::UNAUTHORIZED, "unauthorized");
     // The shared secret is not configured here: nothing but an enrollment registers.
-    let resp = app.register(&manifest("billing"), Some(REGISTRATION_SECRET)).await;
+    let resp = app
+        .register(&manifest("billing"), Some(REGISTRATION_SECRET))
+        .await;
     assert_error(&resp, StatusCode::UNAUTHORIZED, "unauthorized");
 
     let answer = enroll(&app, "billing", Some("30m")).await;
-    let keys: Vec<&str> = answer.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = answer
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(keys, ["enrollment_id", "expires_at", "plugin_id", "token"]);
     assert_eq!(answer["plugin_id"], "billing");
     assert!(token(&answer).starts_with(vivified_domain::registry::ENROLLMENT_PREFIX));
     let expires = crate::helpers::rfc3339_utc(&answer["expires_at"]);
     assert_eq!(expires, app.clock_now() + time::Duration::minutes(30));
 
-    let resp = app.register(&manifest("billing"), Some(&token(&answer))).await;
+    let resp = app
+        .register(&manifest("billing"), Some(&token(&answer)))
+        .await;
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
     let plugin_token = resp.token();
     assert_eq!(
-        app.heartbeat("billing", Some(&plugin_token), None).await.status,
+        app.heartbeat("billing", Some(&plugin_token), None)
+            .await
+            .status,
         StatusCode::OK
     );
     // Once only, whatever the manifest.
-    let resp = app.register(&manifest("billing"), Some(&token(&answer))).await;
+    let resp = app
+        .register(&manifest("billing"), Some(&token(&answer)))
+        .await;
     assert_refused(&resp, "enrollment_used");
     let mut bad = manifest("billing");
     bad["version"] = json!("not-a-version");
@@ -74,7 +89,10 @@ async fn an_enrollment_token_registers_its_id_once() {
     assert_eq!(used[0].entry.details["enrollment_id"], id);
     let all = app.audit.log.range(1, 10_000).await.unwrap();
     let text = serde_json::to_string(&all.iter().map(|e| &e.entry).collect::<Vec<_>>()).unwrap();
-    assert!(!text.contains(&token(&answer)), "the token is never audited");
+    assert!(
+        !text.contains(&token(&answer)),
+        "the token is never audited"
+    );
 }
 
 #[tokio::test]
@@ -103,7 +121,9 @@ async fn unknown_expired_and_other_id_tokens_are_401_before_the_manifest() {
     invalid["traits"] = json!(["handles_phi"]);
     let resp = app.register(&invalid, Some(&token(&good))).await;
     assert_error(&resp, StatusCode::BAD_REQUEST, "invalid_manifest");
-    let resp = app.register(&manifest("billing"), Some(&token(&good))).await;
+    let resp = app
+        .register(&manifest("billing"), Some(&token(&good)))
+        .await;
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
     let denied = sealed_entries(&app, "plugin.register").await;
     let reasons: Vec<&str> = denied.iter().map(|e| e.entry.reason.as_str()).collect();
@@ -120,18 +140,28 @@ async fn unknown_expired_and_other_id_tokens_are_401_before_the_manifest() {
 async fn a_held_id_is_409_and_keeps_the_enrollment_a_revoked_one_is_taken_over() {
     let app = TestApp::builder().enrollment_only().build();
     let first = enroll(&app, "billing", None).await;
-    let resp = app.register(&manifest("billing"), Some(&token(&first))).await;
+    let resp = app
+        .register(&manifest("billing"), Some(&token(&first)))
+        .await;
     assert_eq!(resp.status, StatusCode::OK);
     let old = resp.token();
     let second = enroll(&app, "billing", None).await;
-    let resp = app.register(&manifest("billing"), Some(&token(&second))).await;
+    let resp = app
+        .register(&manifest("billing"), Some(&token(&second)))
+        .await;
     assert_error(&resp, StatusCode::CONFLICT, "already_registered");
     // After an operator revokes its tokens, the unused second enrollment takes it over.
     let resp = app
-        .post_json("/plugins/billing/revoke-before", Some(ADMIN_TOKEN), &json!({}))
+        .post_json(
+            "/plugins/billing/revoke-before",
+            Some(ADMIN_TOKEN),
+            &json!({}),
+        )
         .await;
     assert_eq!(resp.status, StatusCode::OK);
-    let resp = app.register(&manifest("billing"), Some(&token(&second))).await;
+    let resp = app
+        .register(&manifest("billing"), Some(&token(&second)))
+        .await;
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
     let resp = app.heartbeat("billing", Some(&old), None).await;
     assert_error(&resp, StatusCode::UNAUTHORIZED, "unauthorized");
@@ -145,7 +175,10 @@ async fn enrollments_are_for_the_admin_with_a_valid_id_and_lifetime() {
         .await;
     assert_error(&resp, StatusCode::UNAUTHORIZED, "unauthorized");
     let good = enroll(&app, "billing", None).await;
-    let plugin = app.register(&manifest("billing"), Some(&token(&good))).await.token();
+    let plugin = app
+        .register(&manifest("billing"), Some(&token(&good)))
+        .await
+        .token();
     // A plugin's token gets 403 before its body is read.
     let resp = app
         .post_json("/enrollments", Some(&plugin), &json!({"plugin_id": 7}))
@@ -154,7 +187,11 @@ async fn enrollments_are_for_the_admin_with_a_valid_id_and_lifetime() {
     // An enrollment token is not an admin credential.
     let another = enroll(&app, "other", None).await;
     let resp = app
-        .post_json("/enrollments", Some(&token(&another)), &json!({"plugin_id": "x"}))
+        .post_json(
+            "/enrollments",
+            Some(&token(&another)),
+            &json!({"plugin_id": "x"}),
+        )
         .await;
     assert_error(&resp, StatusCode::UNAUTHORIZED, "unauthorized");
     for (body, needle) in [
@@ -166,7 +203,9 @@ async fn enrollments_are_for_the_admin_with_a_valid_id_and_lifetime() {
         (json!({"plugin_id": "billing", "ttl": "soon"}), "ttl"),
         (json!({"plugin_id": "billing", "ttl": 3600}), "ttl"),
     ] {
-        let resp = app.post_json("/enrollments", Some(ADMIN_TOKEN), &body).await;
+        let resp = app
+            .post_json("/enrollments", Some(ADMIN_TOKEN), &body)
+            .await;
         assert_error(&resp, StatusCode::BAD_REQUEST, "invalid_body");
         assert!(
             resp.json()["detail"].as_str().unwrap().contains(needle),
@@ -183,9 +222,13 @@ async fn enrollments_are_for_the_admin_with_a_valid_id_and_lifetime() {
 #[tokio::test]
 async fn the_shared_secret_still_registers_where_it_is_allowed() {
     let app = TestApp::production();
-    let resp = app.register(&manifest("legacy"), Some(REGISTRATION_SECRET)).await;
+    let resp = app
+        .register(&manifest("legacy"), Some(REGISTRATION_SECRET))
+        .await;
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
     let answer = enroll(&app, "modern", None).await;
-    let resp = app.register(&manifest("modern"), Some(&token(&answer))).await;
+    let resp = app
+        .register(&manifest("modern"), Some(&token(&answer)))
+        .await;
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
 }

@@ -42,6 +42,16 @@ impl TestCoreBuilder {
         self
     }
 
+    /// Production mode where new plugins register only with enrollment tokens
+    /// ([`crate::TestCore::enroll`]): no shared registration secret. Use instead of
+    /// [`TestCoreBuilder::production`].
+    pub fn enrollment_only(mut self) -> Self {
+        self = self.production();
+        self.env.remove("VIVIFIED_REGISTRATION_SECRET");
+        self.env.remove("VIVIFIED_REGISTRATION_SECRET_ALLOWED");
+        self
+    }
+
     /// The registration secret (used by a production-mode core).
     pub fn registration_secret(self, secret: &str) -> Self {
         self.env("VIVIFIED_REGISTRATION_SECRET", secret)

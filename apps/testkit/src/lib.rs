@@ -265,6 +265,31 @@ impl TestCore {
         self.admin_post(&path, Some(json!({ "at": "now" }))).await
     }
 
+    /// Mints a one-time enrollment token for plugin `id` as the admin
+    /// (`POST /enrollments`, one hour) and returns the token.
+    ///
+    /// # Errors
+    /// [`TestkitError::Status`] on any answer but 201.
+    pub async fn enroll(&self, id: &str) -> Result<String, TestkitError> {
+        let resp = self
+            .http
+            .post(format!("{}/enrollments", self.url))
+            .bearer_auth(&self.admin_token)
+            .json(&json!({ "plugin_id": id, "ttl": "1h" }))
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        let body = resp.text().await?;
+        if status != 201 {
+            return Err(TestkitError::Status { status, body });
+        }
+        let answer: Value = serde_json::from_str(&body).map_err(|e| TestkitError::Status {
+            status,
+            body: format!("not JSON: {e}"),
+        })?;
+        Ok(answer["token"].as_str().unwrap_or_default().to_owned())
+    }
+
     async fn admin_post(&self, path: &str, body: Option<Value>) -> Result<(), TestkitError> {
         let mut req = self
             .http

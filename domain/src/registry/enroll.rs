@@ -163,7 +163,9 @@ impl Registry {
         };
         let registered = match self.insert_new(&valid, trace_id).await {
             Ok(reg) => Ok((reg, None)),
-            Err(RegistryError::AlreadyRegistered) => self.replace_held(&valid, false, trace_id).await,
+            Err(RegistryError::AlreadyRegistered) => {
+                self.replace_held(&valid, false, trace_id).await
+            }
             Err(e) => Err(e),
         };
         match registered {

@@ -448,13 +448,29 @@ async fn enrollments_are_used_once(store: &Arc<dyn PluginStore>) {
         Some(e.clone()),
         "an enrollment MUST read back as created"
     );
-    assert!(store.enrollment(&format!("{:064x}", 99)).await.unwrap().is_none());
+    assert!(
+        store
+            .enrollment(&format!("{:064x}", 99))
+            .await
+            .unwrap()
+            .is_none()
+    );
     for dup in [
-        Enrollment { token_hash: format!("{:064x}", 7), ..e.clone() },
-        Enrollment { id: "enr-other".into(), ..e.clone() },
+        Enrollment {
+            token_hash: format!("{:064x}", 7),
+            ..e.clone()
+        },
+        Enrollment {
+            id: "enr-other".into(),
+            ..e.clone()
+        },
     ] {
         assert!(
-            store.create_enrollment(&dup).await.unwrap_err().is_conflict(),
+            store
+                .create_enrollment(&dup)
+                .await
+                .unwrap_err()
+                .is_conflict(),
             "a second enrollment with the same id or hash MUST conflict"
         );
     }
@@ -475,12 +491,18 @@ async fn enrollments_are_used_once(store: &Arc<dyn PluginStore>) {
         "a used enrollment MUST be PreconditionFailed: {uses:?}"
     );
     // Released (by the instant it was used at), it can be used again.
-    store.release_enrollment(&e.token_hash, at(11)).await.unwrap();
+    store
+        .release_enrollment(&e.token_hash, at(11))
+        .await
+        .unwrap();
     assert!(
         store.use_enrollment(&e.token_hash, at(12)).await.is_err(),
         "a release at another instant MUST change nothing"
     );
-    store.release_enrollment(&e.token_hash, at(10)).await.unwrap();
+    store
+        .release_enrollment(&e.token_hash, at(10))
+        .await
+        .unwrap();
     let again = store.use_enrollment(&e.token_hash, at(12)).await.unwrap();
     assert_eq!(again.used_at, Some(at(12)));
     // Expiry: unusable at and after `expires_at`.
@@ -490,7 +512,12 @@ async fn enrollments_are_used_once(store: &Arc<dyn PluginStore>) {
         store.use_enrollment(&short.token_hash, at(20)).await,
         Err(StoreError::PreconditionFailed)
     ));
-    assert!(store.use_enrollment(&short.token_hash, at(19)).await.is_ok());
+    assert!(
+        store
+            .use_enrollment(&short.token_hash, at(19))
+            .await
+            .is_ok()
+    );
     assert!(matches!(
         store.use_enrollment(&format!("{:064x}", 99), at(1)).await,
         Err(StoreError::NotFound)

@@ -452,3 +452,59 @@ fn revoke_before_locks_out_one_plugin_or_all_of_them() {
     let run = Run::of(core.cli(dir.path()).args(["plugins", "revoke-before"]));
     assert_eq!(run.code, 2, "{run:?}");
 }
+
+#[test]
+fn enroll_prints_a_one_time_token_that_registers_its_id_once() {
+    let core = Core::start();
+    let dir = TempDir::new("cli");
+    let run = Run::of(
+        core.cli(dir.path())
+            .args(["enroll", "billing", "--ttl", "2h"]),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_no_token(&run);
+    let token = run.stdout.trim_end().to_owned();
+    assert_eq!(
+        run.stdout,
+        format!("{token}\n"),
+        "the token alone on stdout"
+    );
+    assert!(token.starts_with("venr_"), "{token}");
+    assert!(
+        run.stderr.contains("for billing: registers once, until 20"),
+        "{run:?}"
+    );
+    let mut manifest: Value = serde_json::from_slice(
+        &std::fs::read(crate::common::repo("schemas/examples/user-management.json")).unwrap(),
+    )
+    .unwrap();
+    manifest["id"] = serde_json::json!("billing");
+    let register = |bearer: &str| {
+        core.request(
+            reqwest::Method::POST,
+            "/plugins/register",
+            Some(bearer),
+            Some(manifest.clone()),
+        )
+    };
+    assert_eq!(register(&token).0, 200);
+    let (status, body) = register(&token);
+    assert_eq!(status, 401);
+    assert_eq!(body["reason"], "enrollment_used");
+
+    let run = Run::of(core.cli(dir.path()).args(["enroll", "other", "--json"]));
+    assert_eq!(run.code, 0, "{run:?}");
+    let v: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["plugin_id"], "other");
+    assert!(v["enrollment_id"].is_string() && v["expires_at"].is_string());
+
+    let run = Run::of(
+        core.cli(dir.path())
+            .args(["enroll", "billing", "--ttl", "30d"]),
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    run.assert_one_error_line("vivified", "400 invalid_body");
+    let run = Run::of(core.cli(dir.path()).args(["enroll", "../admin"]));
+    assert_ne!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout, "");
+}

@@ -29,7 +29,14 @@ pub async fn create(
     TraceId(trace_id): TraceId,
     bearer: Bearer,
     body: Result<OptionalJson<EnrollBody>, ApiError>,
-) -> Result<(StatusCode, [(axum::http::HeaderName, &'static str); 1], Json<Value>), ApiError> {
+) -> Result<
+    (
+        StatusCode,
+        [(axum::http::HeaderName, &'static str); 1],
+        Json<Value>,
+    ),
+    ApiError,
+> {
     // 401/403 before 400.
     if let vivified_domain::Caller::Plugin(claims) =
         state.registry.authenticate(bearer.as_deref()).await?

@@ -383,6 +383,14 @@ mod tests {
                 &[("VIVIFIED_REGISTRATION_SECRET", "adm-8f3k2j5h7g9d1s")],
                 "must differ",
             ),
+            (
+                &[("VIVIFIED_REGISTRATION_SECRET_ALLOWED", "false")],
+                "VIVIFIED_REGISTRATION_SECRET_ALLOWED is not true",
+            ),
+            (
+                &[("VIVIFIED_REGISTRATION_SECRET_ALLOWED", "maybe")],
+                "VIVIFIED_REGISTRATION_SECRET_ALLOWED",
+            ),
         ];
         for (over, needle) in cases {
             let mut env = prod(&[]);
@@ -394,6 +402,44 @@ mod tests {
             assert!(err.contains(needle), "{err} should mention {needle}");
             assert!(!err.contains('\n'), "one line: {err}");
         }
+    }
+
+    #[test]
+    fn production_enrolls_without_a_shared_secret_and_signs_with_key_files() {
+        let without = |names: &[&str]| -> Vec<(&'static str, &'static str)> {
+            prod(&[])
+                .into_iter()
+                .filter(|(k, _)| !names.contains(k))
+                .collect()
+        };
+        // No shared secret at all: plugins enroll.
+        let s = load(&without(&[
+            "VIVIFIED_REGISTRATION_SECRET",
+            "VIVIFIED_REGISTRATION_SECRET_ALLOWED",
+        ]))
+        .unwrap();
+        assert!(s.registration_secret.is_none() && !s.registration_secret_allowed);
+        // Allowed but missing.
+        let err = load(&without(&["VIVIFIED_REGISTRATION_SECRET"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("VIVIFIED_REGISTRATION_SECRET is not set"),
+            "{err}"
+        );
+        // Ed25519 key files instead of JWT_SECRET; neither is refused.
+        let mut keys = without(&["JWT_SECRET"]);
+        keys.push(("VIVIFIED_SIGNING_KEYS", "/keys/new.pem, /keys/old.pem"));
+        let s = load(&keys).unwrap();
+        assert_eq!(
+            s.signing_keys,
+            [
+                PathBuf::from("/keys/new.pem"),
+                PathBuf::from("/keys/old.pem")
+            ]
+        );
+        let err = load(&without(&["JWT_SECRET"])).unwrap_err().to_string();
+        assert!(err.contains("VIVIFIED_SIGNING_KEYS"), "{err}");
     }
 
     #[test]
