@@ -58,7 +58,10 @@ fn core_setting_names() -> BTreeSet<String> {
 /// nor the settings that hold the path of a key file).
 fn secret_like(name: &str) -> bool {
     let n = name.to_ascii_uppercase();
-    if ["VIVIFIED_TLS_KEY", "VIVIFIED_NATS_CLIENT_KEY"].contains(&n.as_str()) {
+    // Paths to key files, and a switch about a secret, are not secrets.
+    if ["VIVIFIED_TLS_KEY", "VIVIFIED_NATS_CLIENT_KEY"].contains(&n.as_str())
+        || n.ends_with("_ALLOWED")
+    {
         return false;
     }
     n.contains("PASSWORD")
