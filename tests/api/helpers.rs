@@ -168,6 +168,9 @@ impl AppBuilder {
                 broker: Broker::new(registry.clone(), Arc::new(policy), BrokerConfig::default()),
                 events_max_wait: settings.events_max_wait,
                 jwks,
+                registration_limit: vivified_server::rate_limit::AddressLimit::per_minute(
+                    settings.registration_rate_limit,
+                ),
             }),
             &settings,
         );

@@ -21,6 +21,7 @@ mod metrics;
 mod ordering;
 mod plugin_get;
 mod production;
+mod rate_limit;
 mod register;
 mod rejections;
 mod reregister;

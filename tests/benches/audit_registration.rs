@@ -178,6 +178,9 @@ impl Core {
                 broker,
                 events_max_wait: settings.events_max_wait,
                 jwks,
+                registration_limit: vivified_server::rate_limit::AddressLimit::per_minute(
+                    settings.registration_rate_limit,
+                ),
             }),
             &settings,
         );

@@ -123,6 +123,9 @@ fn app(bus: Arc<dyn EventBus>) -> (App, AuditChain) {
             broker,
             events_max_wait: settings.events_max_wait,
             jwks,
+            registration_limit: vivified_server::rate_limit::AddressLimit::per_minute(
+                settings.registration_rate_limit,
+            ),
         }),
         &settings,
     );

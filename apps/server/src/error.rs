@@ -42,6 +42,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     /// 431 `request_header_fields_too_large`: the header fields exceed this many bytes.
     HeadersTooLarge(usize),
+    /// 429 `rate_limited`: this address asked too often; it may ask again after this.
+    RateLimited(std::time::Duration),
     /// 503 `unavailable`: a dependency failed or the request took too long.
     Unavailable(&'static str),
 }
@@ -61,6 +63,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -80,6 +83,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::HeadersTooLarge(_) => "request_header_fields_too_large",
+            Self::RateLimited(_) => "rate_limited",
             Self::Unavailable(_) => "unavailable",
         }
     }
@@ -130,6 +134,10 @@ impl ApiError {
             Self::UnsupportedMediaType => {
                 "The request body must be JSON (`Content-Type: application/json`).".to_owned()
             }
+            Self::RateLimited(wait) => format!(
+                "Too many registration or enrollment requests from this address; retry in {} s.",
+                retry_after_secs(*wait)
+            ),
             Self::HeadersTooLarge(limit) => {
                 format!("The request's header fields exceed {limit} bytes.")
             }
@@ -138,6 +146,11 @@ impl ApiError {
             }
         }
     }
+}
+
+/// Whole seconds to wait, rounded up, at least 1 (`Retry-After` has no fractions).
+fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 impl From<RegistryError> for ApiError {
@@ -169,6 +182,7 @@ impl IntoResponse for ApiError {
                 body["reason"] = json!(&**reason);
                 body["rule"] = json!(&**rule);
             }
+            Self::RateLimited(wait) => body["retry_after_secs"] = json!(retry_after_secs(*wait)),
             _ => {}
         }
         if status.is_client_error() {
@@ -179,6 +193,12 @@ impl IntoResponse for ApiError {
             );
         }
         let mut resp = (status, Json(body)).into_response();
+        if let Self::RateLimited(wait) = self {
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs(wait)),
+            );
+        }
         if let Self::Unauthorized(reason) = self {
             let value = if matches!(
                 reason,

@@ -7,6 +7,7 @@ pub mod dev_secrets;
 pub mod error;
 pub mod extract;
 pub mod metrics;
+pub mod rate_limit;
 pub mod routes;
 pub mod settings;
 pub mod startup;

@@ -42,4 +42,6 @@ pub struct Services {
     pub events_max_wait: Duration,
     /// The public keys of the token signing keys, a JWK set (`/.well-known/jwks.json`).
     pub jwks: serde_json::Value,
+    /// Per-address limit of registration and enrollment requests.
+    pub registration_limit: crate::rate_limit::AddressLimit,
 }

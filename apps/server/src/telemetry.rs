@@ -375,6 +375,7 @@ impl<S> tower::Layer<S> for TraceLayer {
             bounds: self.bounds,
             routes: Arc::clone(&self.routes),
             conn: None,
+            peer: None,
         }
     }
 }
@@ -387,6 +388,8 @@ pub struct Traced<S> {
     routes: Arc<matchit::Router<&'static str>>,
     /// The connection this copy serves, told of each request in service.
     conn: Option<Arc<crate::conn_watch::ConnWatch>>,
+    /// The connection's peer, given to each request as [`crate::rate_limit::ClientAddr`].
+    peer: Option<std::net::IpAddr>,
 }
 
 impl<S> Traced<S> {
@@ -395,6 +398,13 @@ impl<S> Traced<S> {
     #[must_use]
     pub fn watched(mut self, watch: Arc<crate::conn_watch::ConnWatch>) -> Self {
         self.conn = Some(watch);
+        self
+    }
+
+    /// This service for one connection from `peer`.
+    #[must_use]
+    pub fn from_peer(mut self, peer: std::net::IpAddr) -> Self {
+        self.peer = Some(peer);
         self
     }
 }
@@ -422,7 +432,11 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: axum::http::Request<B>) -> Self::Future {
+        if let Some(peer) = self.peer {
+            req.extensions_mut()
+                .insert(crate::rate_limit::ClientAddr(peer));
+        }
         let (trace_id, header) = request_trace_id(req.headers());
         let route = self.routes.at(req.uri().path()).ok().map(|m| *m.value);
         let method = req.method().clone();

@@ -67,6 +67,7 @@ fn token_json(
 
 /// `POST /plugins/register`.
 pub async fn register(
+    _admitted: crate::rate_limit::Admitted,
     State(state): State<AppState>,
     TraceId(trace_id): TraceId,
     bearer: Bearer,

@@ -37,6 +37,10 @@ pub(super) const KEYS: &[Key] = &[
         env: &["VIVIFIED_REGISTRATION_SECRET_ALLOWED"],
     },
     Key {
+        key: "registration_rate_limit",
+        env: &["VIVIFIED_REGISTRATION_RATE_LIMIT"],
+    },
+    Key {
         key: "jwt_secret",
         env: &["VIVIFIED_JWT_SECRET", "JWT_SECRET"],
     },

@@ -26,6 +26,8 @@ pub const MAX_AUDIT_CHECKPOINT_EVERY: u64 = 10_000_000;
 /// Longest `VIVIFIED_AUDIT_SEAL_INTERVAL`: sealing lag is what `/ready` reports, and
 /// entries are only readable and verifiable once sealed.
 pub const MAX_AUDIT_SEAL_INTERVAL: Duration = Duration::from_secs(60);
+/// Registration and enrollment requests a minute per client address in production.
+pub const DEFAULT_REGISTRATION_RATE_LIMIT: u32 = 600;
 
 /// Where plugin records live.
 #[derive(Clone, PartialEq, Eq)]
@@ -91,6 +93,9 @@ pub struct Settings {
     /// Production keeps accepting the shared registration secret
     /// (`VIVIFIED_REGISTRATION_SECRET_ALLOWED`, default false).
     pub registration_secret_allowed: bool,
+    /// Registration and enrollment requests a minute per client address
+    /// (`VIVIFIED_REGISTRATION_RATE_LIMIT`; default 600 in production, 0 = off in dev).
+    pub registration_rate_limit: u32,
     /// JWT signing secret; generated in dev mode when missing.
     pub jwt_secret: Option<Secret>,
     /// Older JWT secrets whose tokens still verify.
@@ -390,6 +395,10 @@ mod tests {
             (
                 &[("VIVIFIED_REGISTRATION_SECRET_ALLOWED", "maybe")],
                 "VIVIFIED_REGISTRATION_SECRET_ALLOWED",
+            ),
+            (
+                &[("VIVIFIED_REGISTRATION_RATE_LIMIT", "lots")],
+                "VIVIFIED_REGISTRATION_RATE_LIMIT",
             ),
         ];
         for (over, needle) in cases {

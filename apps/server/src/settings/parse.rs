@@ -95,6 +95,22 @@ impl Settings {
                 .filter(|c| (1..=1000).contains(c))
                 .ok_or_else(|| invalid(n, "expected a number between 1 and 1000".into()))?,
         };
+        let registration_rate_limit = match get("registration_rate_limit") {
+            None if mode == Mode::Production => DEFAULT_REGISTRATION_RATE_LIMIT,
+            None => 0,
+            Some((n, v)) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|c| *c <= 1_000_000)
+                .ok_or_else(|| {
+                    invalid(
+                        n,
+                        "expected requests per minute per address, 0 to 1000000 (0: no limit)"
+                            .into(),
+                    )
+                })?,
+        };
         let bus = match get("bus") {
             None => BusSetting::Memory,
             Some((_, v)) if v.trim() == "memory" => BusSetting::Memory,
@@ -241,6 +257,7 @@ impl Settings {
             admin_token: secret("admin_token"),
             registration_secret: secret("registration_secret"),
             registration_secret_allowed: boolean("registration_secret_allowed")?,
+            registration_rate_limit,
             jwt_secret: secret("jwt_secret"),
             jwt_previous_secrets: list("jwt_previous_secrets")
                 .into_iter()

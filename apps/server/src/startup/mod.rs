@@ -254,6 +254,9 @@ impl Application {
             broker,
             events_max_wait: settings.events_max_wait,
             jwks,
+            registration_limit: crate::rate_limit::AddressLimit::per_minute(
+                settings.registration_rate_limit,
+            ),
         });
         let metrics = match settings.metrics_bind {
             None => None,
@@ -422,7 +425,7 @@ impl Application {
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => {
-                    let (stream, _peer) = match accepted {
+                    let (stream, peer) = match accepted {
                         Ok(a) => a,
                         Err(e) => {
                             // Out of file descriptors and the like: back off, keep serving.
@@ -435,7 +438,11 @@ impl Application {
                     // A connection with no request in service is closed after the
                     // header timeout without progress (see `conn_watch`).
                     let watch = Arc::new(ConnWatch::default());
-                    let router = self.router.clone().watched(Arc::clone(&watch));
+                    let router = self
+                        .router
+                        .clone()
+                        .watched(Arc::clone(&watch))
+                        .from_peer(peer.ip());
                     let watcher = graceful.watcher();
                     let conn = match &self.tls {
                         None => tokio::spawn(serve_connection(
