@@ -497,7 +497,8 @@ impl Broker {
             let last = page.last().map(|r| r.plugin_id.clone());
             for record in &page {
                 let subscriptions = subscriptions_of(&record.manifest);
-                if subscriptions.is_empty() {
+                // A plugin waiting for an operator's approval receives nothing.
+                if subscriptions.is_empty() || record.pending_approval() {
                     continue;
                 }
                 subscribers.push(Subscriber {

@@ -29,7 +29,8 @@ pub use bus::{BusError, BusEvent, Cursor, EventBus, Pulled};
 pub use clock::Clock;
 pub use enrollment::Enrollment;
 pub use plugin::{
-    Health, InvalidPluginId, Liveness, PluginId, PluginRecord, REVOKED_JTI, StoredManifest,
+    Health, InvalidPluginId, Liveness, PluginId, PluginRecord, REVOKED_JTI, SENSITIVE_TRAITS,
+    StoredManifest, sensitive_traits_of,
 };
 pub use secret::Secret;
 pub use store::{HeartbeatOutcome, LivenessCounts, OutboxEntry, PluginStore, StoreError};

@@ -273,11 +273,50 @@ impl<'de> Deserialize<'de> for StoredManifest {
 /// token with this id, and the core refuses a token that carries it.
 pub const REVOKED_JTI: &str = "-";
 
+/// Traits whose declaration an operator must approve in production before the plugin
+/// takes part: it handles PHI, or it reaches services outside the platform.
+pub const SENSITIVE_TRAITS: &[&str] = &["handles_phi", "external_service"];
+
 impl PluginRecord {
     /// Whether the plugin's tokens were revoked (it has no valid token).
     pub fn token_revoked(&self) -> bool {
         self.token_jti == REVOKED_JTI
     }
+
+    /// The sensitive traits its manifest declares, in [`SENSITIVE_TRAITS`] order.
+    pub fn sensitive_traits(&self) -> Vec<String> {
+        sensitive_traits_of(&self.manifest)
+    }
+
+    /// The declared sensitive traits an operator has not approved (empty: nothing is
+    /// pending).
+    pub fn pending_traits(&self) -> Vec<String> {
+        match &self.approved_traits {
+            None => Vec::new(),
+            Some(approved) => self
+                .sensitive_traits()
+                .into_iter()
+                .filter(|t| !approved.contains(t))
+                .collect(),
+        }
+    }
+
+    /// Whether the plugin waits for an operator's approval of a sensitive trait: it may
+    /// heartbeat, refresh, re-register and read its record, but not publish, pull or
+    /// introspect, and it receives no events.
+    pub fn pending_approval(&self) -> bool {
+        !self.pending_traits().is_empty()
+    }
+}
+
+/// The sensitive traits a manifest declares, in [`SENSITIVE_TRAITS`] order.
+pub fn sensitive_traits_of(manifest: &Value) -> Vec<String> {
+    let declared = manifest.get("traits").and_then(Value::as_array);
+    SENSITIVE_TRAITS
+        .iter()
+        .filter(|t| declared.is_some_and(|d| d.iter().any(|v| v.as_str() == Some(**t))))
+        .map(|t| (*t).to_owned())
+        .collect()
 }
 
 /// What the store keeps for one registered plugin.
@@ -311,6 +350,11 @@ pub struct PluginRecord {
     /// written before it was kept; revocation by time treats those as old).
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub token_issued_at: Option<OffsetDateTime>,
+    /// The sensitive traits ([`SENSITIVE_TRAITS`]) an operator approved for this
+    /// plugin. A declared sensitive trait not in it is pending approval. `None`: the
+    /// record predates approval, and whatever its manifest declares counts as approved.
+    #[serde(default)]
+    pub approved_traits: Option<Vec<String>>,
     /// When the sweeper next has to look at this record: for a `registered` or
     /// `active` plugin the moment it goes stale, for a `stale` one the moment it is
     /// deregistered; `None` when nothing is due (disabled, or stale with automatic

@@ -51,6 +51,8 @@ pub const RECORD_FIELDS: &[&str] = &[
     "registered_at",
     "last_heartbeat",
     "next_deadline",
+    "approval",
+    "pending_traits",
 ];
 
 /// The members of a register/refresh answer, exactly.

@@ -389,6 +389,7 @@ fn record_and_entry(id: &str) -> (PluginRecord, AuditEntry) {
         last_heartbeat: None,
         token_jti: uuid::Uuid::new_v4().simple().to_string(),
         token_issued_at: None,
+        approved_traits: Some(Vec::new()),
         next_deadline: Some(now + Duration::from_secs(30)),
         version: 0,
     };

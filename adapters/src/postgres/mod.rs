@@ -19,7 +19,7 @@ use crate::sql::{Queries, map_err, sql_plugin_store};
 
 macro_rules! cols {
     () => {
-        "plugin_id, manifest::text AS manifest, status, health, enabled, disabled_reason, registered_at, last_heartbeat, token_jti, next_deadline, version, token_issued_at"
+        "plugin_id, manifest::text AS manifest, status, health, enabled, disabled_reason, registered_at, last_heartbeat, token_jti, next_deadline, version, token_issued_at, approved_traits"
     };
 }
 
@@ -74,6 +74,13 @@ pub fn migrator() -> Migrator {
             "enrollments".into(),
             MigrationType::Simple,
             include_str!("../../migrations/postgres/0007_enrollments.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            8,
+            "approved_traits".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0008_approved_traits.sql").into_sql_str(),
             false,
         ),
     ])
@@ -147,8 +154,8 @@ impl PostgresPluginStore {
 const QUERIES: Queries = Queries {
     insert: concat!(
         "INSERT INTO plugins (plugin_id, manifest, status, health, enabled, disabled_reason, ",
-        "registered_at, last_heartbeat, token_jti, next_deadline, version, token_issued_at) ",
-        "VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11) RETURNING ",
+        "registered_at, last_heartbeat, token_jti, next_deadline, version, token_issued_at, approved_traits) ",
+        "VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $12) RETURNING ",
         cols!()
     ),
     get: concat!("SELECT ", cols!(), " FROM plugins WHERE plugin_id = $1"),
@@ -160,6 +167,7 @@ const QUERIES: Queries = Queries {
     replace: concat!(
         "UPDATE plugins SET manifest = $1::jsonb, status = $2, health = $3, enabled = $4, disabled_reason = $5, ",
         "registered_at = $6, last_heartbeat = $7, token_jti = $8, next_deadline = $9, token_issued_at = $12, ",
+        "approved_traits = $13, ",
         "version = version + 1 ",
         "WHERE plugin_id = $10 AND version = $11 RETURNING ",
         cols!()
@@ -231,19 +239,19 @@ const QUERIES: Queries = Queries {
     // together (one round trip instead of BEGIN, two writes and COMMIT).
     insert_audited: Some(concat!(
         "WITH rec AS (INSERT INTO plugins (plugin_id, manifest, status, health, enabled, disabled_reason, ",
-        "registered_at, last_heartbeat, token_jti, next_deadline, version, token_issued_at) ",
-        "VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11) RETURNING ",
+        "registered_at, last_heartbeat, token_jti, next_deadline, version, token_issued_at, approved_traits) ",
+        "VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $12) RETURNING ",
         cols!(),
         "), aud AS (INSERT INTO audit_pending (at, actor, action, target, outcome, reason, trace_id, details) ",
-        "SELECT $12, $13, $14, $15, $16, $17, $18, $19 FROM rec) SELECT * FROM rec"
+        "SELECT $13, $14, $15, $16, $17, $18, $19, $20 FROM rec) SELECT * FROM rec"
     )),
     replace_audited: Some(concat!(
         "WITH rec AS (UPDATE plugins SET manifest = $1::jsonb, status = $2, health = $3, enabled = $4, ",
         "disabled_reason = $5, registered_at = $6, last_heartbeat = $7, token_jti = $8, next_deadline = $9, ",
-        "token_issued_at = $12, version = version + 1 WHERE plugin_id = $10 AND version = $11 RETURNING ",
+        "token_issued_at = $12, approved_traits = $13, version = version + 1 WHERE plugin_id = $10 AND version = $11 RETURNING ",
         cols!(),
         "), aud AS (INSERT INTO audit_pending (at, actor, action, target, outcome, reason, trace_id, details) ",
-        "SELECT $13, $14, $15, $16, $17, $18, $19, $20 FROM rec) SELECT * FROM rec"
+        "SELECT $14, $15, $16, $17, $18, $19, $20, $21 FROM rec) SELECT * FROM rec"
     )),
     delete_audited: Some(concat!(
         "WITH rec AS (DELETE FROM plugins WHERE plugin_id = $1 AND ($2::text IS NULL OR token_jti = $2) ",

@@ -22,6 +22,7 @@ pub(crate) struct PluginRow {
     pub next_deadline: Option<i64>,
     pub version: i64,
     pub token_issued_at: Option<i64>,
+    pub approved_traits: Option<String>,
 }
 
 // Written out rather than derived: sqlx's `derive` feature would compile every
@@ -47,6 +48,7 @@ where
             next_deadline: row.try_get("next_deadline")?,
             version: row.try_get("version")?,
             token_issued_at: row.try_get("token_issued_at")?,
+            approved_traits: row.try_get("approved_traits")?,
         })
     }
 }
@@ -78,6 +80,10 @@ impl TryFrom<PluginRow> for PluginRecord {
             last_heartbeat: r.last_heartbeat.map(from_micros).transpose()?,
             token_jti: r.token_jti,
             token_issued_at: r.token_issued_at.map(from_micros).transpose()?,
+            approved_traits: r
+                .approved_traits
+                .map(|t| serde_json::from_str(&t).map_err(|_| corrupt("approved traits")))
+                .transpose()?,
             next_deadline: r.next_deadline.map(from_micros).transpose()?,
             version: u64::try_from(r.version).map_err(|_| corrupt("version"))?,
         })
@@ -118,6 +124,14 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
 
 pub(crate) fn version_i64(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::PreconditionFailed)
+}
+
+/// The approved traits as stored: a JSON array, or NULL.
+pub(crate) fn approved_text(record: &PluginRecord) -> Option<String> {
+    record
+        .approved_traits
+        .as_ref()
+        .map(|t| serde_json::to_string(t).unwrap_or_else(|_| "[]".to_owned()))
 }
 
 pub(crate) fn manifest_text(record: &PluginRecord) -> String {
@@ -175,10 +189,10 @@ pub(crate) struct Queries {
     pub claim_outbox: &'static str,
     /// Delete one entry by type, plugin, jti, version.
     pub ack_outbox: &'static str,
-    /// `insert` and the pending audit insert ($12..$19) in ONE statement, where the
+    /// `insert` and the pending audit insert ($13..$20) in ONE statement, where the
     /// dialect can (Postgres: data-modifying CTEs); `None`: a transaction of two.
     pub insert_audited: Option<&'static str>,
-    /// `replace` and the pending audit insert ($13..$20) in one statement.
+    /// `replace` and the pending audit insert ($14..$21) in one statement.
     pub replace_audited: Option<&'static str>,
     /// `delete` and the pending audit insert ($3..$10) in one statement; returns the
     /// number of records deleted.
@@ -203,9 +217,9 @@ pub(crate) fn pending_row(
     crate::sql::audit::PendingRow::new(entry).map_err(|e| StoreError::Unavailable(Box::new(e)))
 }
 
-/// Binds a record's insert parameters `$1..$11` (id, manifest, status, health, enabled,
+/// Binds a record's insert parameters `$1..$12` (id, manifest, status, health, enabled,
 /// disabled reason, registered at, last heartbeat, token id, next deadline, token
-/// issue time).
+/// issue time, approved traits).
 macro_rules! bind_insert {
     ($q:expr, $record:expr) => {
         $q.bind($record.plugin_id.as_str())
@@ -219,12 +233,13 @@ macro_rules! bind_insert {
             .bind(&$record.token_jti)
             .bind($record.next_deadline.map($crate::sql::to_micros))
             .bind($record.token_issued_at.map($crate::sql::to_micros))
+            .bind($crate::sql::approved_text(&$record))
     };
 }
 pub(crate) use bind_insert;
 
-/// Binds a record's replace parameters `$1..$12` (the columns, then id and expected
-/// version, then the token issue time).
+/// Binds a record's replace parameters `$1..$13` (the columns, then id and expected
+/// version, then the token issue time and the approved traits).
 macro_rules! bind_replace {
     ($q:expr, $record:expr, $version:expr) => {
         $q.bind($crate::sql::manifest_text(&$record))
@@ -239,6 +254,7 @@ macro_rules! bind_replace {
             .bind($record.plugin_id.as_str())
             .bind($crate::sql::version_i64($version)?)
             .bind($record.token_issued_at.map($crate::sql::to_micros))
+            .bind($crate::sql::approved_text(&$record))
     };
 }
 pub(crate) use bind_replace;

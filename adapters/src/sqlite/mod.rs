@@ -22,7 +22,7 @@ use crate::sql::{Queries, map_err, sql_plugin_store};
 
 macro_rules! cols {
     () => {
-        "plugin_id, manifest, status, health, enabled, disabled_reason, registered_at, last_heartbeat, token_jti, next_deadline, version, token_issued_at"
+        "plugin_id, manifest, status, health, enabled, disabled_reason, registered_at, last_heartbeat, token_jti, next_deadline, version, token_issued_at, approved_traits"
     };
 }
 
@@ -76,6 +76,13 @@ pub fn migrator() -> Migrator {
             "enrollments".into(),
             MigrationType::Simple,
             include_str!("../../migrations/sqlite/0007_enrollments.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            8,
+            "approved_traits".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0008_approved_traits.sql").into_sql_str(),
             false,
         ),
     ])
@@ -155,7 +162,7 @@ const QUERIES: Queries = Queries {
     insert: concat!(
         "INSERT INTO plugins (",
         cols!(),
-        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?11) RETURNING ",
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?11, ?12) RETURNING ",
         cols!()
     ),
     get: concat!("SELECT ", cols!(), " FROM plugins WHERE plugin_id = ?"),
@@ -167,7 +174,7 @@ const QUERIES: Queries = Queries {
     replace: concat!(
         "UPDATE plugins SET manifest = ?1, status = ?2, health = ?3, enabled = ?4, disabled_reason = ?5, ",
         "registered_at = ?6, last_heartbeat = ?7, token_jti = ?8, next_deadline = ?9, ",
-        "token_issued_at = ?12, version = version + 1 ",
+        "token_issued_at = ?12, approved_traits = ?13, version = version + 1 ",
         "WHERE plugin_id = ?10 AND version = ?11 RETURNING ",
         cols!()
     ),

@@ -375,6 +375,14 @@ impl CoreClient {
         .await
     }
 
+    /// Approves the sensitive traits a plugin declares (`POST /plugins/{id}/approve`);
+    /// the record after the change.
+    pub async fn approve(&self, id: &str) -> Result<Value, ClientError> {
+        let id = plugin_id(id)?;
+        self.record(Method::POST, self.url(&[id.as_str(), "approve"]), None)
+            .await
+    }
+
     /// Enables a plugin again (`POST /plugins/{id}/enable`); the record after the
     /// change.
     pub async fn enable(&self, id: &str) -> Result<Value, ClientError> {

@@ -44,6 +44,12 @@ enum Command {
         /// The plugin's id.
         id: String,
     },
+    /// Approve the sensitive traits (handles_phi, external_service) a plugin declares:
+    /// until then it may not publish, pull or receive events.
+    Approve {
+        /// The plugin's id.
+        id: String,
+    },
     /// Deregister a plugin: its record is deleted, its token stops working and its
     /// id is free again.
     Deregister {
@@ -80,6 +86,10 @@ struct Record {
     registered_at: String,
     #[serde(default)]
     last_heartbeat: Option<String>,
+    #[serde(default)]
+    approval: Option<String>,
+    #[serde(default)]
+    pending_traits: Vec<String>,
 }
 
 impl Record {
@@ -173,6 +183,18 @@ async fn execute(client: &CoreClient, command: Command, json: bool) -> Result<St
             }
             Ok(format!("enabled {}\n", Record::from_json(&v)?.plugin_id))
         }
+        Command::Approve { id } => {
+            let v = client.approve(&id).await?;
+            if json {
+                return Ok(pretty(&v));
+            }
+            let r = Record::from_json(&v)?;
+            Ok(format!(
+                "approved {} ({})\n",
+                r.plugin_id,
+                r.manifest_list("/traits")
+            ))
+        }
         Command::RevokeBefore { id, all: _, at } => {
             let v = client.revoke_before(id.as_deref(), &at).await?;
             if json {
@@ -260,6 +282,14 @@ fn show_text(r: &Record) -> String {
         (
             "data_classification",
             r.manifest_list("/security/data_classification"),
+        ),
+        (
+            "approval",
+            match r.approval.as_deref() {
+                Some("pending") => format!("pending ({})", r.pending_traits.join(", ")),
+                Some(a) => a.to_owned(),
+                None => "-".to_owned(),
+            },
         ),
     ];
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);

@@ -117,6 +117,7 @@ impl ApiError {
             },
             Self::Forbidden(reason) => match *reason {
                 "admin_token_required" => "This endpoint requires the admin token.".to_owned(),
+                "pending_approval" => "The plugin declares a sensitive trait (handles_phi, external_service) an operator has not approved yet; until then it may only heartbeat, refresh, re-register and read its record.".to_owned(),
                 "plugin_token_required" => {
                     "This endpoint requires the plugin's own token.".to_owned()
                 }

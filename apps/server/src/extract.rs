@@ -151,6 +151,30 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
     }
 }
 
+/// An extractor that admits a registration or enrollment request if its address has
+/// allowance left, else answers 429 `rate_limited` with `Retry-After` — before the body
+/// is read.
+pub struct Admitted;
+
+impl FromRequestParts<AppState> for Admitted {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let addr = parts
+            .extensions
+            .get::<crate::rate_limit::ClientAddr>()
+            .map(|a| a.0);
+        match state.registration_limit.check(addr) {
+            Ok(()) => Ok(Self),
+            Err(wait) => {
+                metrics::counter!("vivified_rate_limited_total", "route" => parts.uri.path().to_owned())
+                    .increment(1);
+                Err(ApiError::RateLimited(wait))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::is_json;

@@ -7,13 +7,8 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-
-use crate::error::ApiError;
-use crate::state::AppState;
 
 /// The address a request came from (the TCP peer), put in each request's extensions by
 /// the connection's service. Behind a proxy it is the proxy's address.
@@ -55,27 +50,6 @@ impl AddressLimit {
         limiter
             .check_key(&addr)
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
-    }
-}
-
-/// An extractor that admits a registration or enrollment request if its address has
-/// allowance left, else answers 429 `rate_limited` with `Retry-After` — before the body
-/// is read.
-pub struct Admitted;
-
-impl FromRequestParts<AppState> for Admitted {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let addr = parts.extensions.get::<ClientAddr>().map(|a| a.0);
-        match state.registration_limit.check(addr) {
-            Ok(()) => Ok(Self),
-            Err(wait) => {
-                metrics::counter!("vivified_rate_limited_total", "route" => parts.uri.path().to_owned())
-                    .increment(1);
-                Err(ApiError::RateLimited(wait))
-            }
-        }
     }
 }
 

@@ -8,19 +8,23 @@ impl Registry {
         secret.is_some_and(|s| bool::from(given.as_bytes().ct_eq(s.expose().as_bytes())))
     }
 
-    /// The record of a current plugin token, if the plugin is enabled.
+    /// The record of a current plugin token, if the plugin is enabled and nothing it
+    /// declares waits for approval.
     ///
     /// # Errors
-    /// `Unauthorized` (revoked token, plugin gone), `PluginDisabled`, `Unavailable`.
+    /// `Unauthorized` (revoked token, plugin gone), `PluginDisabled`,
+    /// `Forbidden("pending_approval")`, `Unavailable`.
     pub async fn current_enabled_record(
         &self,
         claims: &TokenClaims,
     ) -> Result<PluginRecord, RegistryError> {
         let record = self.current_record(claims).await?;
-        if record.enabled {
-            Ok(record)
-        } else {
+        if !record.enabled {
             Err(RegistryError::PluginDisabled)
+        } else if record.pending_approval() {
+            Err(RegistryError::Forbidden("pending_approval"))
+        } else {
+            Ok(record)
         }
     }
 
@@ -228,10 +232,7 @@ impl Registry {
         token: &str,
     ) -> Result<Introspection, RegistryError> {
         if let Caller::Plugin(claims) = self.authenticate(bearer).await? {
-            let caller = self.current_record(&claims).await?;
-            if !caller.enabled {
-                return Err(RegistryError::PluginDisabled);
-            }
+            self.current_enabled_record(&claims).await?;
         }
         let claims = match self.verify_token(token, Duration::ZERO).await {
             Ok(claims) => claims,
@@ -239,7 +240,7 @@ impl Registry {
             Err(e) => return Err(e),
         };
         let record = match self.current_record_of(&claims).await {
-            Ok(record) if record.enabled => record,
+            Ok(record) if record.enabled && !record.pending_approval() => record,
             Ok(_) | Err(RegistryError::Unauthorized(_)) => return Ok(Introspection::inactive()),
             Err(e) => return Err(e),
         };

@@ -43,16 +43,14 @@ impl Registry {
     }
 
     /// Checks that `claims` is its plugin's current token and that the plugin is
-    /// enabled (routes a disabled plugin may not use check this before the body).
+    /// enabled and approved (routes a disabled or unapproved plugin may not use check
+    /// this before the body).
     ///
     /// # Errors
-    /// `Unauthorized` (revoked token, plugin gone), `PluginDisabled`, `Unavailable`.
+    /// `Unauthorized` (revoked token, plugin gone), `PluginDisabled`,
+    /// `Forbidden("pending_approval")`, `Unavailable`.
     pub async fn require_enabled(&self, claims: &TokenClaims) -> Result<(), RegistryError> {
-        if self.current_record(claims).await?.enabled {
-            Ok(())
-        } else {
-            Err(RegistryError::PluginDisabled)
-        }
+        self.current_enabled_record(claims).await.map(drop)
     }
 
     /// A heartbeat whose body was refused: 401 if the token is no longer current

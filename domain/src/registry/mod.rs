@@ -6,6 +6,7 @@
 //! 403 (a valid credential for something else) → 404 (unknown id, admin only).
 
 mod admin;
+mod approve;
 mod auth;
 mod enroll;
 mod heartbeat;

@@ -257,6 +257,7 @@ impl Registry {
             last_heartbeat: None,
             token_jti: issued.jti.clone(),
             token_issued_at: Some(now),
+            approved_traits: self.initial_approval(&valid.raw),
             next_deadline: Some(now + self.inner.config.heartbeat_ttl),
             version,
         }
@@ -340,6 +341,7 @@ impl Registry {
             next.manifest = raw.clone();
             next.token_jti = issued.jti.clone();
             next.token_issued_at = Some(now);
+            next.approved_traits = self.approval_after(&current, &valid.raw);
             // A re-registration is a sign of life: a stale plugin is registered again
             // and every enabled plugin gets a fresh deadline.
             if next.status == Liveness::Stale {

@@ -31,6 +31,7 @@ pub fn record(id: &str, jti: &str) -> PluginRecord {
         last_heartbeat: None,
         token_jti: jti.to_owned(),
         token_issued_at: Some(t0()),
+        approved_traits: Some(Vec::new()),
         next_deadline: None,
         version: 0,
     }
@@ -74,6 +75,7 @@ async fn insert_then_get_round_trips(store: &dyn PluginStore) {
         .manifest
         .edited(|m| m["extra"] = serde_json::json!({"kept": [1, 2, 3]}));
     rec.disabled_reason = Some("why not".into());
+    rec.approved_traits = Some(vec!["handles_phi".into()]);
     let stored = store
         .insert(rec.clone())
         .await
@@ -89,6 +91,29 @@ async fn insert_then_get_round_trips(store: &dyn PluginStore) {
         PluginRecord { version: 1, ..rec },
         "get MUST return what was inserted"
     );
+    // No approval kept (a record from before approval existed) round-trips as `None`.
+    let old = PluginRecord {
+        approved_traits: None,
+        ..record("conf-old", "jti-old")
+    };
+    let stored = store.insert(old).await.expect("insert MUST succeed");
+    assert_eq!(stored.approved_traits, None);
+    let replaced = store
+        .replace(
+            PluginRecord {
+                approved_traits: Some(vec!["external_service".into()]),
+                ..stored.clone()
+            },
+            stored.version,
+        )
+        .await
+        .expect("replace MUST succeed");
+    assert_eq!(
+        replaced.approved_traits.as_deref(),
+        Some(&["external_service".to_owned()][..]),
+        "replace MUST store the approved traits"
+    );
+    store.delete(&pid("conf-old"), None).await.unwrap();
 }
 
 async fn insert_duplicate_conflicts(store: &dyn PluginStore) {

@@ -508,3 +508,34 @@ fn enroll_prints_a_one_time_token_that_registers_its_id_once() {
     assert_ne!(run.code, 0, "{run:?}");
     assert_eq!(run.stdout, "");
 }
+
+#[test]
+fn approve_answers_the_record_and_show_tells_the_approval() {
+    let core = Core::start();
+    let dir = TempDir::new("cli");
+    core.register("user-management");
+    let run = Run::of(
+        core.cli(dir.path())
+            .args(["plugins", "approve", "user-management"]),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "approved user-management (handles_pii, audit_required)\n"
+    );
+    let run = Run::of(
+        core.cli(dir.path())
+            .args(["plugins", "show", "user-management"]),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["approval", "approved"]),
+        "{}",
+        run.stdout
+    );
+    let run = Run::of(core.cli(dir.path()).args(["plugins", "approve", "nobody"]));
+    assert_eq!(run.code, 1, "{run:?}");
+    run.assert_one_error_line("vivified", "404 not_found");
+}

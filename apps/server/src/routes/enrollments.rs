@@ -25,7 +25,7 @@ pub struct EnrollBody {
 /// `POST /enrollments` (admin), body `{"plugin_id": "…", "ttl": "1h"}` → 201
 /// `{"enrollment_id", "plugin_id", "token", "expires_at"}`.
 pub async fn create(
-    _admitted: crate::rate_limit::Admitted,
+    _admitted: crate::extract::Admitted,
     State(state): State<AppState>,
     TraceId(trace_id): TraceId,
     bearer: Bearer,

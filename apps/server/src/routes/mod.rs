@@ -39,6 +39,7 @@ pub fn router(state: AppState, settings: &Settings) -> App {
         ("/plugins/{id}/token", post(plugins::refresh)),
         ("/plugins/{id}/disable", post(plugins::disable)),
         ("/plugins/{id}/enable", post(plugins::enable)),
+        ("/plugins/{id}/approve", post(plugins::approve)),
         ("/plugins/{id}/revoke-before", post(tokens::revoke_plugin)),
         ("/tokens/introspect", post(plugins::introspect)),
         ("/tokens/revoke-before", post(tokens::revoke_all)),

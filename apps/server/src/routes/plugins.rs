@@ -67,7 +67,7 @@ fn token_json(
 
 /// `POST /plugins/register`.
 pub async fn register(
-    _admitted: crate::rate_limit::Admitted,
+    _admitted: crate::extract::Admitted,
     State(state): State<AppState>,
     TraceId(trace_id): TraceId,
     bearer: Bearer,
@@ -186,6 +186,8 @@ pub struct PluginView<'a> {
     registered_at: String,
     last_heartbeat: Option<String>,
     next_deadline: Option<String>,
+    approval: &'static str,
+    pending_traits: Vec<String>,
 }
 
 impl<'a> From<&'a PluginRecord> for PluginView<'a> {
@@ -201,6 +203,12 @@ impl<'a> From<&'a PluginRecord> for PluginView<'a> {
             registered_at: rfc3339(r.registered_at),
             last_heartbeat: r.last_heartbeat.map(rfc3339),
             next_deadline: r.next_deadline.map(rfc3339),
+            approval: if r.pending_approval() {
+                "pending"
+            } else {
+                "approved"
+            },
+            pending_traits: r.pending_traits(),
         }
     }
 }
@@ -325,6 +333,21 @@ pub async fn disable(
     let record = state
         .registry
         .disable(&id, bearer.as_deref(), &reason, &trace_id)
+        .await?;
+    Ok(Json(json!(PluginView::from(&record))))
+}
+
+/// `POST /plugins/{id}/approve` (admin): approves the sensitive traits the plugin
+/// declares.
+pub async fn approve(
+    State(state): State<AppState>,
+    TraceId(trace_id): TraceId,
+    Path(id): Path<String>,
+    bearer: Bearer,
+) -> Result<Json<Value>, ApiError> {
+    let record = state
+        .registry
+        .approve(&id, bearer.as_deref(), &trace_id)
         .await?;
     Ok(Json(json!(PluginView::from(&record))))
 }

@@ -1,0 +1,128 @@
+//! Approval of sensitive traits: in production, a plugin that newly declares
+//! `handles_phi` or `external_service` waits for an operator before it publishes,
+//! pulls, introspects or receives anything; it may heartbeat, refresh, re-register and
+//! read its record meanwhile. Dev mode approves at once, and logs that it did.
+
+use vivified_ports::sensitive_traits_of;
+
+use super::*;
+
+impl Registry {
+    /// The approved traits of a new registration of `manifest`: none in production,
+    /// every declared one in dev mode.
+    pub(super) fn initial_approval(&self, manifest: &Value) -> Option<Vec<String>> {
+        let declared = sensitive_traits_of(manifest);
+        if self.inner.config.mode == Mode::Dev {
+            self.note_auto_approval(manifest, &declared);
+            Some(declared)
+        } else {
+            Some(Vec::new())
+        }
+    }
+
+    /// The approved traits after `current` re-registers with `manifest`: what was
+    /// approved stays approved (a record from before approval keeps what its manifest
+    /// declared then); dev mode adds whatever is newly declared.
+    pub(super) fn approval_after(
+        &self,
+        current: &PluginRecord,
+        manifest: &Value,
+    ) -> Option<Vec<String>> {
+        let mut approved = current
+            .approved_traits
+            .clone()
+            .unwrap_or_else(|| current.sensitive_traits());
+        if self.inner.config.mode == Mode::Dev {
+            let declared = sensitive_traits_of(manifest);
+            let new: Vec<String> = declared
+                .into_iter()
+                .filter(|t| !approved.contains(t))
+                .collect();
+            self.note_auto_approval(manifest, &new);
+            approved.extend(new);
+        }
+        Some(approved)
+    }
+
+    fn note_auto_approval(&self, manifest: &Value, traits: &[String]) {
+        if !traits.is_empty() {
+            let id = manifest.get("id").and_then(Value::as_str).unwrap_or("-");
+            tracing::info!(
+                plugin_id = id,
+                traits = ?traits,
+                "sensitive traits approved automatically (dev mode; production waits for an operator)"
+            );
+        }
+    }
+
+    /// Approves the sensitive traits plugin `id` declares (admin): it may then publish,
+    /// pull, introspect and receive events. Audited (`plugin.approve`, actor `admin`,
+    /// with the traits) and announced (`plugin.approved`). Idempotent: nothing
+    /// pending answers the record unchanged.
+    ///
+    /// # Errors
+    /// `Unauthorized`, `Forbidden`, `NotFound`, `Unavailable`.
+    pub async fn approve(
+        &self,
+        id: &str,
+        bearer: Option<&str>,
+        trace_id: &str,
+    ) -> Result<PluginRecord, RegistryError> {
+        self.require_admin(bearer).await?;
+        let id = PluginId::parse(id).map_err(|_| RegistryError::NotFound)?;
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self
+                .inner
+                .ports
+                .store
+                .get(&id)
+                .await?
+                .ok_or(RegistryError::NotFound)?;
+            let pending = current.pending_traits();
+            if pending.is_empty() {
+                return Ok(current);
+            }
+            let mut next = current.clone();
+            let mut approved = current.approved_traits.clone().unwrap_or_default();
+            approved.extend(pending.iter().cloned());
+            next.approved_traits = Some(approved);
+            let subject = Subject {
+                actor: "admin",
+                action: "plugin.approve",
+                target: id.as_str(),
+            };
+            let details = || json!({ "traits": pending });
+            let entry = self.tx_entry(trace_id, &subject, "approved", details);
+            match self
+                .store_replace(next, current.version, entry.as_ref())
+                .await
+            {
+                Ok(stored) => {
+                    if entry.is_none() {
+                        let audited = self
+                            .audit(
+                                trace_id,
+                                subject,
+                                AuditOutcome::Success,
+                                "approved",
+                                details(),
+                            )
+                            .await;
+                        if let Err(e) = audited {
+                            self.undo(&stored, Some(current)).await;
+                            return Err(e);
+                        }
+                    }
+                    tracing::info!(plugin_id = %id, traits = ?pending, "sensitive traits approved");
+                    let key = format!("{}:{}", stored.token_jti, stored.version);
+                    self.lifecycle("plugin.approved", &id, &key, trace_id).await;
+                    return Ok(stored);
+                }
+                Err(StoreError::PreconditionFailed) => {}
+                Err(StoreError::NotFound) => return Err(RegistryError::NotFound),
+                Err(e) => return Err(RegistryError::store(e)),
+            }
+        }
+        Err(too_contended())
+    }
+}
