@@ -19,9 +19,6 @@ struct Stored {
     /// Absent from files written before the audit chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     audit_key: Option<String>,
-    /// The Ed25519 token signing key (PKCS#8 PEM); absent from files written before.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    signing_key: Option<String>,
 }
 
 /// The dev secrets in force and which of them this start generated.
@@ -33,16 +30,12 @@ pub struct DevSecrets {
     pub jwt_secret: Option<Secret>,
     /// The HMAC key of the audit chain.
     pub audit_key: Option<Secret>,
-    /// The Ed25519 token signing key (when none is configured).
-    pub signing_key: Option<Secret>,
     /// The admin token was generated at this start (show it once).
     pub generated_admin_token: bool,
     /// The JWT secret was generated at this start.
     pub generated_jwt_secret: bool,
     /// The audit key was generated at this start.
     pub generated_audit_key: bool,
-    /// The signing key was generated at this start.
-    pub generated_signing_key: bool,
     /// The admin token came from the secrets file (generated at an earlier start).
     pub kept_admin_token: bool,
     /// Where they are kept, if anywhere.
@@ -75,9 +68,8 @@ pub fn random_secret(bytes: usize) -> Result<Secret, DevSecretsError> {
     Ok(Secret::new(hex::encode(buf)))
 }
 
-/// Fills in what `admin_token`, `jwt_secret` and `audit_key` lack, and an Ed25519
-/// signing key if `want_signing_key`: from `data_dir` if given and the file holds them,
-/// else freshly generated (and written there).
+/// Fills in what `admin_token`, `jwt_secret` and `audit_key` lack: from `data_dir` if
+/// given and the file holds them, else freshly generated (and written there).
 ///
 /// # Errors
 /// [`DevSecretsError`] if the file cannot be read or written.
@@ -85,7 +77,6 @@ pub fn resolve(
     admin_token: Option<Secret>,
     jwt_secret: Option<Secret>,
     audit_key: Option<Secret>,
-    want_signing_key: bool,
     data_dir: Option<&Path>,
 ) -> Result<DevSecrets, DevSecretsError> {
     let path = data_dir.map(|d| d.join(FILE));
@@ -127,19 +118,6 @@ pub fn resolve(
             }
         },
     };
-    if want_signing_key {
-        out.signing_key = match stored.signing_key.clone() {
-            Some(k) => Some(Secret::new(k)),
-            None => {
-                let k = vivified_adapters::jwt::generate_ed25519_pem()
-                    .map_err(|e| DevSecretsError::Random(e.to_string()))?;
-                stored.signing_key = Some(k.expose().to_owned());
-                out.generated_signing_key = true;
-                dirty = true;
-                Some(k)
-            }
-        };
-    }
     out.audit_key = match audit_key {
         Some(k) => Some(k),
         None => match stored.audit_key.clone() {
@@ -220,28 +198,15 @@ mod tests {
             "vivified-dev-secrets-{}",
             uuid::Uuid::new_v4().simple()
         ));
-        let first = resolve(None, None, None, true, Some(&dir)).unwrap();
+        let first = resolve(None, None, None, Some(&dir)).unwrap();
         assert!(
-            first.generated_admin_token
-                && first.generated_jwt_secret
-                && first.generated_audit_key
-                && first.generated_signing_key
+            first.generated_admin_token && first.generated_jwt_secret && first.generated_audit_key
         );
-        let second = resolve(None, None, None, true, Some(&dir)).unwrap();
+        let second = resolve(None, None, None, Some(&dir)).unwrap();
         assert!(
             !second.generated_admin_token
                 && !second.generated_jwt_secret
                 && !second.generated_audit_key
-                && !second.generated_signing_key
-        );
-        assert_eq!(first.signing_key, second.signing_key);
-        assert!(
-            first
-                .signing_key
-                .as_ref()
-                .unwrap()
-                .expose()
-                .starts_with("-----BEGIN PRIVATE KEY-----")
         );
         assert_eq!(first.admin_token, second.admin_token);
         assert_eq!(first.jwt_secret, second.jwt_secret);
@@ -259,14 +224,14 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let given = resolve(Some(Secret::new("given")), None, None, true, Some(&dir)).unwrap();
+        let given = resolve(Some(Secret::new("given")), None, None, Some(&dir)).unwrap();
         assert_eq!(
             given.admin_token.unwrap().expose(),
             "given",
             "configured values win"
         );
         std::fs::remove_dir_all(&dir).unwrap();
-        let ephemeral = resolve(None, None, None, true, None).unwrap();
+        let ephemeral = resolve(None, None, None, None).unwrap();
         assert!(ephemeral.generated_admin_token && ephemeral.path.is_none());
         assert!(
             ephemeral.generated_audit_key,
@@ -287,20 +252,13 @@ mod tests {
             r#"{"admin_token": "old-admin", "jwt_secret": "old-jwt"}"#,
         )
         .unwrap();
-        let got = resolve(None, None, None, true, Some(&dir)).unwrap();
+        let got = resolve(None, None, None, Some(&dir)).unwrap();
         assert_eq!(got.admin_token.unwrap().expose(), "old-admin");
         assert_eq!(got.jwt_secret.unwrap().expose(), "old-jwt");
         assert!(got.generated_audit_key && !got.generated_admin_token);
-        let again = resolve(None, None, None, true, Some(&dir)).unwrap();
+        let again = resolve(None, None, None, Some(&dir)).unwrap();
         assert_eq!(again.audit_key, got.audit_key, "kept");
-        let given = resolve(
-            None,
-            None,
-            Some(Secret::new("k".repeat(32))),
-            false,
-            Some(&dir),
-        )
-        .unwrap();
+        let given = resolve(None, None, Some(Secret::new("k".repeat(32))), Some(&dir)).unwrap();
         assert_eq!(
             given.audit_key.unwrap().expose(),
             "k".repeat(32),

@@ -125,24 +125,34 @@ async fn production_signs_with_the_first_key_and_publishes_every_key() {
 }
 
 #[tokio::test]
-async fn dev_mode_generates_a_key_and_keeps_it_across_restarts() {
-    let data = TempDir::new("signing-dev");
-    let dir = data.path().display().to_string();
+async fn dev_mode_signs_hs256_unless_given_keys() {
     let http = client();
-    let mut kids = Vec::new();
-    for _ in 0..2 {
-        let mut server = vivified().env("VIVIFIED_DATA_DIR", &dir).start().await;
+    let dir = TempDir::new("signing-dev");
+    let key = dir.path().join("dev.pem");
+    std::fs::write(&key, generate_ed25519_pem().unwrap().expose()).unwrap();
+    for (keys, alg) in [(None, "HS256"), (Some(&key), "EdDSA")] {
+        let mut spawn = vivified().env("VIVIFIED_STORE", "memory");
+        if let Some(key) = keys {
+            spawn = spawn.env("VIVIFIED_SIGNING_KEYS", &key.display().to_string());
+        }
+        let mut server = spawn.start().await;
+        let resp = http
+            .post(server.url("/plugins/register"))
+            .json(&manifest())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body: Value = resp.json().await.unwrap();
+        let h = header(body["token"].as_str().unwrap());
+        assert_eq!(h["alg"], alg);
         let (set, _) = jwks(&http, &server).await;
-        kids.push(set["keys"][0]["kid"].clone());
+        match keys {
+            None => assert_eq!(set, serde_json::json!({"keys": []})),
+            Some(_) => assert_eq!(h["kid"], set["keys"][0]["kid"]),
+        }
         assert!(server.stop(Duration::from_secs(5)).success());
     }
-    assert!(kids[0].is_string());
-    assert_eq!(
-        kids[0], kids[1],
-        "the generated key is kept in the data directory"
-    );
-    let secrets = std::fs::read_to_string(data.path().join("dev-secrets.json")).unwrap();
-    assert!(secrets.contains("signing_key"));
 }
 
 #[tokio::test]

@@ -102,7 +102,7 @@ pub struct Settings {
     pub jwt_previous_secrets: Vec<Secret>,
     /// Ed25519 private key files (PKCS#8 PEM), `VIVIFIED_SIGNING_KEYS`: the first signs
     /// plugin tokens (EdDSA), all verify and are published at
-    /// `/.well-known/jwks.json`. Dev mode generates one when none is given.
+    /// `/.well-known/jwks.json`. Without any, tokens are signed HS256 (`jwt_secret`).
     pub signing_keys: Vec<PathBuf>,
     /// Token lifetime.
     pub token_ttl: Duration,

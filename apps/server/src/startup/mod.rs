@@ -152,24 +152,17 @@ impl Application {
         // below may speak TLS).
         crate::tls::install_default_crypto_provider();
         let mut generated = GeneratedSecrets::default();
-        let mut generated_signing_key = None;
         if settings.mode == Mode::Dev {
             // Keep generated secrets next to a persistent store, so that a restart keeps
             // the admin token and every token issued before it.
             let keep_in =
                 (settings.store != StoreSetting::Memory).then_some(settings.data_dir.as_path());
-            // An Ed25519 key of its own only when no token key is configured at all: a
-            // configured JWT_SECRET (shared by replicas) keeps signing HS256.
-            let want_signing_key =
-                settings.signing_keys.is_empty() && settings.jwt_secret.is_none();
             let dev = crate::dev_secrets::resolve(
                 settings.admin_token.take(),
                 settings.jwt_secret.take(),
                 settings.audit_key.take(),
-                want_signing_key,
                 keep_in,
             )?;
-            generated_signing_key = dev.signing_key;
             if dev.generated_admin_token {
                 generated.admin_token = dev.admin_token.clone();
             }
@@ -181,7 +174,11 @@ impl Application {
             settings.audit_key = dev.audit_key;
         }
         let audit_key = audit_key(&settings)?;
-        let mut ed25519_keys = settings
+        // Dev mode signs HS256 with its generated secret unless keys are configured:
+        // jsonwebtoken derives an Ed25519 key for every signature, about 50 µs, which
+        // would cut the registrations a dev core answers by more than half
+        // (docs/PERFORMANCE.md).
+        let ed25519_keys = settings
             .signing_keys
             .iter()
             .map(|path| {
@@ -193,7 +190,6 @@ impl Application {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        ed25519_keys.extend(generated_signing_key);
         let tokens = JwtTokenIssuer::new(JwtConfig {
             secret: settings.jwt_secret.clone(),
             previous: settings.jwt_previous_secrets.clone(),
