@@ -8,27 +8,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     ADMIN_TOKEN, REGISTRATION_SECRET, TestApp, assert_error, drain_lifecycle, manifest,
-    sealed_entries,
+    phi_manifest, sealed_entries,
 };
-
-fn phi(id: &str, extra: &[&str], subscriptions: &[&str]) -> Value {
-    let mut traits = vec!["handles_phi", "requires_encryption", "audit_required"];
-    traits.extend_from_slice(extra);
-    let mut m = json!({
-        "id": id,
-        "name": format!("Plugin {id}"),
-        "version": "1.0.0",
-        "contracts": ["StoragePlugin"],
-        "traits": traits,
-        "security": {"authentication_required": true, "data_classification": ["phi", "internal"]},
-        "compliance": {"hipaa_controls": ["164.312(b)"], "audit_level": "complete"},
-        "subscriptions": subscriptions
-    });
-    if extra.contains(&"external_service") {
-        m["allowed_domains"] = json!(["api.example.com"]);
-    }
-    m
-}
 
 async fn register(app: &TestApp, m: &Value, bearer: &str) -> String {
     let resp = app.register(m, Some(bearer)).await;
@@ -67,7 +48,7 @@ fn pending(resp: &crate::helpers::TestResponse) {
 async fn a_phi_plugin_waits_for_an_operator_before_it_takes_part() {
     let app = TestApp::production();
     let mut rx = app.bus.subscribe();
-    let token = register(&app, &phi("ehr", &[], &[]), REGISTRATION_SECRET).await;
+    let token = register(&app, &phi_manifest("ehr", &[], &[]), REGISTRATION_SECRET).await;
     let record = app.record("ehr").await;
     assert_eq!(record["approval"], "pending");
     assert_eq!(record["pending_traits"], json!(["handles_phi"]));
@@ -113,10 +94,10 @@ async fn a_phi_plugin_waits_for_an_operator_before_it_takes_part() {
 #[tokio::test]
 async fn a_subscriber_pending_approval_receives_nothing() {
     let app = TestApp::production();
-    let ehr = register(&app, &phi("ehr", &[], &[]), REGISTRATION_SECRET).await;
+    let ehr = register(&app, &phi_manifest("ehr", &[], &[]), REGISTRATION_SECRET).await;
     let chart = register(
         &app,
-        &phi("chart", &[], &["patient.*"]),
+        &phi_manifest("chart", &[], &["patient.*"]),
         REGISTRATION_SECRET,
     )
     .await;
@@ -135,13 +116,18 @@ async fn a_subscriber_pending_approval_receives_nothing() {
 #[tokio::test]
 async fn only_a_newly_declared_trait_waits_again() {
     let app = TestApp::production();
-    let token = register(&app, &phi("mailer", &[], &[]), REGISTRATION_SECRET).await;
+    let token = register(&app, &phi_manifest("mailer", &[], &[]), REGISTRATION_SECRET).await;
     approve(&app, "mailer").await;
     // The same manifest again: still approved.
-    let token = register(&app, &phi("mailer", &[], &[]), &token).await;
+    let token = register(&app, &phi_manifest("mailer", &[], &[]), &token).await;
     assert_eq!(app.record("mailer").await["approval"], "approved");
     // Now it reaches outside: that one trait waits.
-    let token = register(&app, &phi("mailer", &["external_service"], &[]), &token).await;
+    let token = register(
+        &app,
+        &phi_manifest("mailer", &["external_service"], &[]),
+        &token,
+    )
+    .await;
     let record = app.record("mailer").await;
     assert_eq!(record["pending_traits"], json!(["external_service"]));
     pending(&publish(&app, &token).await);
@@ -158,7 +144,7 @@ async fn only_a_newly_declared_trait_waits_again() {
 async fn dev_mode_approves_at_once() {
     let app = TestApp::dev();
     let resp = app
-        .register(&phi("ehr", &["external_service"], &[]), None)
+        .register(&phi_manifest("ehr", &["external_service"], &[]), None)
         .await;
     assert_eq!(resp.status, StatusCode::OK);
     assert_eq!(app.record("ehr").await["approval"], "approved");
@@ -171,7 +157,7 @@ async fn dev_mode_approves_at_once() {
 #[tokio::test]
 async fn approval_is_for_the_admin() {
     let app = TestApp::production();
-    let token = register(&app, &phi("ehr", &[], &[]), REGISTRATION_SECRET).await;
+    let token = register(&app, &phi_manifest("ehr", &[], &[]), REGISTRATION_SECRET).await;
     let resp = app.post_raw("/plugins/ehr/approve", None, None, "").await;
     assert_error(&resp, StatusCode::UNAUTHORIZED, "unauthorized");
     let resp = app

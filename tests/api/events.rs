@@ -10,26 +10,7 @@ use serde_json::{Value, json};
 use crate::helpers::{ADMIN_TOKEN, TestApp, assert_error};
 
 /// A PHI-qualified manifest with the given extra traits and subscriptions.
-fn phi_manifest(id: &str, extra_traits: &[&str], subscriptions: &[&str]) -> Value {
-    let mut traits = vec!["handles_phi", "requires_encryption", "audit_required"];
-    traits.extend_from_slice(extra_traits);
-    let mut m = json!({
-        "id": id,
-        "name": format!("Plugin {id}"),
-        "version": "1.0.0",
-        "contracts": ["StoragePlugin"],
-        "traits": traits,
-        "security": {"authentication_required": true, "data_classification": ["phi", "internal"]},
-        "compliance": {"hipaa_controls": ["164.312(b)"], "audit_level": "complete"},
-        "subscriptions": subscriptions
-    });
-    if extra_traits.contains(&"external_service") {
-        m["allowed_domains"] = json!(["api.example.com"]);
-    }
-    m
-}
-
-use crate::helpers::{register_token as register, subscriber as plain_manifest};
+use crate::helpers::{phi_manifest, register_token as register, subscriber as plain_manifest};
 
 async fn pull(app: &TestApp, id: &str, token: &str, query: &str) -> Value {
     let resp = app

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
-use serde_json::Value;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tower::ServiceExt;
@@ -617,6 +617,27 @@ pub fn assert_record_shape(v: &Value) {
     if !v["last_heartbeat"].is_null() {
         rfc3339_utc(&v["last_heartbeat"]);
     }
+}
+
+/// A valid manifest of a plugin that handles PHI (with `extra_traits`, e.g.
+/// `external_service`, and `subscriptions`).
+pub fn phi_manifest(id: &str, extra_traits: &[&str], subscriptions: &[&str]) -> Value {
+    let mut traits = vec!["handles_phi", "requires_encryption", "audit_required"];
+    traits.extend_from_slice(extra_traits);
+    let mut m = json!({
+        "id": id,
+        "name": format!("Plugin {id}"),
+        "version": "1.0.0",
+        "contracts": ["StoragePlugin"],
+        "traits": traits,
+        "security": {"authentication_required": true, "data_classification": ["phi", "internal"]},
+        "compliance": {"hipaa_controls": ["164.312(b)"], "audit_level": "complete"},
+        "subscriptions": subscriptions
+    });
+    if extra_traits.contains(&"external_service") {
+        m["allowed_domains"] = json!(["api.example.com"]);
+    }
+    m
 }
 
 /// Registers `m` without a credential (dev mode), asserts 200 and returns the token.

@@ -257,27 +257,21 @@ impl Registry {
                 target: id.as_str(),
             };
             let reason_code = if changed { action } else { "reason_changed" };
-            let entry = self.tx_entry(trace_id, &subject, reason_code, || Value::Null);
             match self
-                .store_replace(next, current.version, entry.as_ref())
+                .replace_and_audit(
+                    next,
+                    &current,
+                    Change {
+                        trace_id,
+                        subject,
+                        reason: reason_code,
+                        details: || Value::Null,
+                    },
+                    true,
+                )
                 .await
             {
                 Ok(stored) => {
-                    if entry.is_none() {
-                        let audited = self
-                            .audit(
-                                trace_id,
-                                subject,
-                                AuditOutcome::Success,
-                                reason_code,
-                                Value::Null,
-                            )
-                            .await;
-                        if let Err(e) = audited {
-                            self.undo(&stored, Some(current)).await;
-                            return Err(e);
-                        }
-                    }
                     if changed {
                         tracing::info!(plugin_id = %id, event, "plugin {}", if enable { "enabled" } else { "disabled" });
                         let key = format!("{}:{}", stored.token_jti, stored.version);
@@ -285,9 +279,7 @@ impl Registry {
                     }
                     return Ok(stored);
                 }
-                Err(StoreError::PreconditionFailed) => {}
-                Err(StoreError::NotFound) => return Err(RegistryError::NotFound),
-                Err(e) => return Err(RegistryError::store(e)),
+                Err(e) => e.or_retry()?,
             }
         }
         Err(too_contended())

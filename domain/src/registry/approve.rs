@@ -92,35 +92,27 @@ impl Registry {
                 target: id.as_str(),
             };
             let details = || json!({ "traits": pending });
-            let entry = self.tx_entry(trace_id, &subject, "approved", details);
             match self
-                .store_replace(next, current.version, entry.as_ref())
+                .replace_and_audit(
+                    next,
+                    &current,
+                    Change {
+                        trace_id,
+                        subject,
+                        reason: "approved",
+                        details,
+                    },
+                    true,
+                )
                 .await
             {
                 Ok(stored) => {
-                    if entry.is_none() {
-                        let audited = self
-                            .audit(
-                                trace_id,
-                                subject,
-                                AuditOutcome::Success,
-                                "approved",
-                                details(),
-                            )
-                            .await;
-                        if let Err(e) = audited {
-                            self.undo(&stored, Some(current)).await;
-                            return Err(e);
-                        }
-                    }
                     tracing::info!(plugin_id = %id, traits = ?pending, "sensitive traits approved");
                     let key = format!("{}:{}", stored.token_jti, stored.version);
                     self.lifecycle("plugin.approved", &id, &key, trace_id).await;
                     return Ok(stored);
                 }
-                Err(StoreError::PreconditionFailed) => {}
-                Err(StoreError::NotFound) => return Err(RegistryError::NotFound),
-                Err(e) => return Err(RegistryError::store(e)),
+                Err(e) => e.or_retry()?,
             }
         }
         Err(too_contended())

@@ -275,10 +275,40 @@ pub struct SweepReport {
 }
 
 /// Who did what to what, for an audit entry.
+#[derive(Clone, Copy)]
 pub(crate) struct Subject<'a> {
     pub(crate) actor: &'a str,
     pub(crate) action: &'a str,
     pub(crate) target: &'a str,
+}
+
+/// An audited change: who did what to what, why, with which details, in which trace.
+pub(super) struct Change<'a, F> {
+    pub(super) trace_id: &'a str,
+    pub(super) subject: Subject<'a>,
+    pub(super) reason: &'a str,
+    pub(super) details: F,
+}
+
+/// Why [`Registry::replace_and_audit`] failed.
+pub(super) enum WriteFailed {
+    /// The store wrote nothing (`PreconditionFailed`: another write came first).
+    Store(StoreError),
+    /// The audit entry could not be appended after the write.
+    Audit(RegistryError),
+}
+
+impl WriteFailed {
+    /// For an operator's write: `Ok` to read the record again and retry (another write
+    /// came first), else the answer.
+    pub(super) fn or_retry(self) -> Result<(), RegistryError> {
+        match self {
+            Self::Store(StoreError::PreconditionFailed) => Ok(()),
+            Self::Store(StoreError::NotFound) => Err(RegistryError::NotFound),
+            Self::Store(e) => Err(RegistryError::store(e)),
+            Self::Audit(e) => Err(e),
+        }
+    }
 }
 
 /// Attempts of a conditional write before giving up on a hot record.

@@ -494,6 +494,45 @@ impl Registry {
         }
     }
 
+    /// Replaces `current` with `next` (conditional on `current.version`) and audits it as
+    /// `subject` with `reason` and `details`: in the write's transaction when the store
+    /// keeps the audit log, else appended after the write. If that append fails the
+    /// write is undone (failing closed) when `undo` says so, and stands otherwise (a
+    /// revocation is never undone); either way the caller gets the audit error.
+    pub(super) async fn replace_and_audit(
+        &self,
+        next: PluginRecord,
+        current: &PluginRecord,
+        change: Change<'_, impl Fn() -> Value>,
+        undo: bool,
+    ) -> Result<PluginRecord, WriteFailed> {
+        let Change {
+            trace_id,
+            subject,
+            reason,
+            details,
+        } = change;
+        let entry = self.tx_entry(trace_id, &subject, reason, &details);
+        let stored = self
+            .store_replace(next, current.version, entry.as_ref())
+            .await
+            .map_err(WriteFailed::Store)?;
+        if entry.is_none() {
+            let audited = self
+                .audit(trace_id, subject, AuditOutcome::Success, reason, details())
+                .await;
+            if let Err(e) = audited {
+                if undo {
+                    self.undo(&stored, Some(current.clone())).await;
+                } else {
+                    tracing::error!(plugin_id = %stored.plugin_id, action = subject.action, error = %e, "a change was applied but not audited");
+                }
+                return Err(WriteFailed::Audit(e));
+            }
+        }
+        Ok(stored)
+    }
+
     /// Deletes, with `entry` in the same transaction when there is one.
     pub(super) async fn store_delete(
         &self,
@@ -552,30 +591,28 @@ impl Registry {
                 action: "token.refresh",
                 target: current.plugin_id.as_str(),
             };
-            let entry = self.tx_entry(trace_id, &subject, "refreshed", || Value::Null);
             match self
-                .store_replace(next, current.version, entry.as_ref())
+                .replace_and_audit(
+                    next,
+                    &current,
+                    Change {
+                        trace_id,
+                        subject,
+                        reason: "refreshed",
+                        details: || Value::Null,
+                    },
+                    true,
+                )
                 .await
             {
                 Ok(stored) => {
-                    if entry.is_none() {
-                        let audited = self
-                            .audit(
-                                trace_id,
-                                subject,
-                                AuditOutcome::Success,
-                                "refreshed",
-                                Value::Null,
-                            )
-                            .await;
-                        if let Err(e) = audited {
-                            self.undo(&stored, Some(current)).await;
-                            return Err(e);
-                        }
-                    }
-                    return Ok(self.issued(issued, stored, false, entry.is_some()));
+                    let in_tx = self.inner.config.audit_in_store;
+                    return Ok(self.issued(issued, stored, false, in_tx));
                 }
-                Err(e) => current = self.reread_for_retry(&claims.plugin_id, e).await?,
+                Err(WriteFailed::Audit(e)) => return Err(e),
+                Err(WriteFailed::Store(e)) => {
+                    current = self.reread_for_retry(&claims.plugin_id, e).await?;
+                }
             }
         }
         Err(too_contended())

@@ -80,38 +80,30 @@ impl Registry {
             }
             let mut next = current.clone();
             next.token_jti = REVOKED_JTI.to_owned();
-            let entry = self.tx_entry(trace_id, &subject, "revoked", details);
+            // Fail closed the other way round: a revocation is never undone; the
+            // operator is told when it was not recorded.
             match self
-                .store_replace(next, current.version, entry.as_ref())
+                .replace_and_audit(
+                    next,
+                    &current,
+                    Change {
+                        trace_id,
+                        subject,
+                        reason: "revoked",
+                        details,
+                    },
+                    false,
+                )
                 .await
             {
                 Ok(stored) => {
-                    if entry.is_none() {
-                        let audited = self
-                            .audit(
-                                trace_id,
-                                subject,
-                                AuditOutcome::Success,
-                                "revoked",
-                                details(),
-                            )
-                            .await;
-                        if let Err(e) = audited {
-                            // Fail closed the other way round: a revocation is never
-                            // undone, the operator is told it was not recorded.
-                            tracing::error!(plugin_id = %id, error = %e, "a token revocation was applied but not audited");
-                            return Err(e);
-                        }
-                    }
                     tracing::warn!(plugin_id = %id, "plugin tokens revoked");
                     let key = format!("{}:{}", stored.token_jti, stored.version);
                     self.lifecycle("plugin.tokens_revoked", &id, &key, trace_id)
                         .await;
                     return Ok(Revocation { before, revoked: 1 });
                 }
-                Err(StoreError::PreconditionFailed) => {}
-                Err(StoreError::NotFound) => return Err(RegistryError::NotFound),
-                Err(e) => return Err(RegistryError::store(e)),
+                Err(e) => e.or_retry()?,
             }
         }
         Err(too_contended())

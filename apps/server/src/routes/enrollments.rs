@@ -39,15 +39,7 @@ pub async fn create(
     ApiError,
 > {
     // 401/403 before 400.
-    if let vivified_domain::Caller::Plugin(claims) =
-        state.registry.authenticate(bearer.as_deref()).await?
-    {
-        return Err(state
-            .registry
-            .refuse_plugin_on_admin_route(&claims)
-            .await
-            .into());
-    }
+    super::admin_first(&state, &bearer).await?;
     let body = body?.0;
     let Some(Value::String(plugin_id)) = body.plugin_id else {
         return Err(ApiError::InvalidBody(

@@ -22,6 +22,23 @@ use crate::settings::Settings;
 use crate::state::AppState;
 use crate::telemetry;
 
+/// 401/403 come before 400: a plugin token gets its refusal before the body is read.
+pub(crate) async fn admin_first(
+    state: &AppState,
+    bearer: &crate::extract::Bearer,
+) -> Result<(), ApiError> {
+    if let vivified_domain::Caller::Plugin(claims) =
+        state.registry.authenticate(bearer.as_deref()).await?
+    {
+        return Err(state
+            .registry
+            .refuse_plugin_on_admin_route(&claims)
+            .await
+            .into());
+    }
+    Ok(())
+}
+
 /// The HTTP API over `state`. Tests drive it with `tower::ServiceExt::oneshot`.
 pub fn router(state: AppState, settings: &Settings) -> App {
     let mut routes: Vec<(&'static str, MethodRouter<AppState>)> = vec![

@@ -232,15 +232,7 @@ pub async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     // 401/403 before 400.
-    if let vivified_domain::Caller::Plugin(claims) =
-        state.registry.authenticate(bearer.as_deref()).await?
-    {
-        return Err(state
-            .registry
-            .refuse_plugin_on_admin_route(&claims)
-            .await
-            .into());
-    }
+    super::admin_first(&state, &bearer).await?;
     let Query(q) = query.map_err(|_| ApiError::InvalidBody("bad query string".into()))?;
     let limit = match q.limit.as_deref() {
         None => DEFAULT_PAGE,
@@ -311,15 +303,7 @@ pub async fn disable(
     body: Result<OptionalJson<DisableBody>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     // 401/403 before 400.
-    if let vivified_domain::Caller::Plugin(claims) =
-        state.registry.authenticate(bearer.as_deref()).await?
-    {
-        return Err(state
-            .registry
-            .refuse_plugin_on_admin_route(&claims)
-            .await
-            .into());
-    }
+    super::admin_first(&state, &bearer).await?;
     let reason = match body?.0.reason {
         Some(Value::String(r)) if !r.trim().is_empty() && r.chars().count() <= MAX_REASON_CHARS => {
             r

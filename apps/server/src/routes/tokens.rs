@@ -53,20 +53,6 @@ fn answer(revocation: Revocation, plugin_id: Option<&str>) -> Json<Value> {
     Json(body)
 }
 
-/// 401/403 come before 400: a plugin token gets its refusal before the body is read.
-async fn admin_first(state: &AppState, bearer: &Bearer) -> Result<(), ApiError> {
-    if let vivified_domain::Caller::Plugin(claims) =
-        state.registry.authenticate(bearer.as_deref()).await?
-    {
-        return Err(state
-            .registry
-            .refuse_plugin_on_admin_route(&claims)
-            .await
-            .into());
-    }
-    Ok(())
-}
-
 /// `POST /plugins/{id}/revoke-before` (admin): the plugin's token, if issued before
 /// `at`, stops working on every replica.
 pub async fn revoke_plugin(
@@ -76,7 +62,7 @@ pub async fn revoke_plugin(
     bearer: Bearer,
     body: Result<OptionalJson<RevokeBody>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    admin_first(&state, &bearer).await?;
+    super::admin_first(&state, &bearer).await?;
     let at = body?.0.instant()?;
     let revocation = state
         .registry
@@ -92,7 +78,7 @@ pub async fn revoke_all(
     bearer: Bearer,
     body: Result<OptionalJson<RevokeBody>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    admin_first(&state, &bearer).await?;
+    super::admin_first(&state, &bearer).await?;
     let at = body?.0.instant()?;
     let revocation = state
         .registry
