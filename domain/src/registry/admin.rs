@@ -3,6 +3,16 @@
 use super::*;
 
 impl Registry {
+    /// Plugin `id`'s record, for an operator: `NotFound` if there is none.
+    pub(super) async fn existing(&self, id: &PluginId) -> Result<PluginRecord, RegistryError> {
+        self.inner
+            .ports
+            .store
+            .get(id)
+            .await?
+            .ok_or(RegistryError::NotFound)
+    }
+
     /// Returns plugin `id`'s record to the admin or to the plugin itself.
     ///
     /// # Errors
@@ -11,12 +21,7 @@ impl Registry {
         match self.authenticate(bearer).await? {
             Caller::Admin => {
                 let id = PluginId::parse(id).map_err(|_| RegistryError::NotFound)?;
-                self.inner
-                    .ports
-                    .store
-                    .get(&id)
-                    .await?
-                    .ok_or(RegistryError::NotFound)
+                self.existing(&id).await
             }
             Caller::Plugin(_) => self.authorize_plugin(id, bearer).await.map(|(_, r)| r),
         }
@@ -52,13 +57,7 @@ impl Registry {
         let (actor, mut record) = match self.authenticate(bearer).await? {
             Caller::Admin => {
                 let id = PluginId::parse(id).map_err(|_| RegistryError::NotFound)?;
-                let record = self
-                    .inner
-                    .ports
-                    .store
-                    .get(&id)
-                    .await?
-                    .ok_or(RegistryError::NotFound)?;
+                let record = self.existing(&id).await?;
                 ("admin".to_owned(), record)
             }
             Caller::Plugin(_) => {
@@ -100,13 +99,7 @@ impl Registry {
                 }
                 Err(StoreError::PreconditionFailed) if admin && attempts < CAS_ATTEMPTS => {
                     attempts += 1;
-                    record = self
-                        .inner
-                        .ports
-                        .store
-                        .get(&record.plugin_id)
-                        .await?
-                        .ok_or(RegistryError::NotFound)?;
+                    record = self.existing(&record.plugin_id).await?;
                 }
                 Err(StoreError::PreconditionFailed) if admin => {
                     return Err(too_contended());
@@ -235,13 +228,7 @@ impl Registry {
             ("plugin.disable", "plugin.disabled")
         };
         for _ in 0..CAS_ATTEMPTS {
-            let current = self
-                .inner
-                .ports
-                .store
-                .get(&id)
-                .await?
-                .ok_or(RegistryError::NotFound)?;
+            let current = self.existing(&id).await?;
             let reason = disable_reason.map(str::to_owned);
             if current.enabled == enable && current.disabled_reason == reason {
                 return Ok(current);

@@ -71,13 +71,7 @@ impl Registry {
         self.require_admin(bearer).await?;
         let id = PluginId::parse(id).map_err(|_| RegistryError::NotFound)?;
         for _ in 0..CAS_ATTEMPTS {
-            let current = self
-                .inner
-                .ports
-                .store
-                .get(&id)
-                .await?
-                .ok_or(RegistryError::NotFound)?;
+            let current = self.existing(&id).await?;
             let pending = current.pending_traits();
             if pending.is_empty() {
                 return Ok(current);

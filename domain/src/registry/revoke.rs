@@ -51,13 +51,7 @@ impl Registry {
         let before = self.revocation_instant(at)?;
         let id = PluginId::parse(id).map_err(|_| RegistryError::NotFound)?;
         for _ in 0..CAS_ATTEMPTS {
-            let current = self
-                .inner
-                .ports
-                .store
-                .get(&id)
-                .await?
-                .ok_or(RegistryError::NotFound)?;
+            let current = self.existing(&id).await?;
             let old =
                 !current.token_revoked() && current.token_issued_at.is_none_or(|t| t <= before);
             let subject = Subject {
