@@ -60,6 +60,31 @@ async fn the_openapi_document_is_served_in_dev_mode() {
         "an OpenAPI 3 document"
     );
     assert!(doc["paths"].is_object());
+    // Every schema's properties are schemas (objects), never example values.
+    fn schemas_only(v: &serde_json::Value, at: &str) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::Object(props)) = map.get("properties") {
+                    for (name, schema) in props {
+                        assert!(
+                            schema.is_object() || schema.is_boolean(),
+                            "{at}/properties/{name} is not a schema: {schema}"
+                        );
+                    }
+                }
+                for (k, child) in map {
+                    schemas_only(child, &format!("{at}/{k}"));
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    schemas_only(child, &format!("{at}/{i}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    schemas_only(&doc, "");
 }
 
 #[tokio::test]
