@@ -305,7 +305,15 @@ impl PluginRecord {
     /// heartbeat, refresh, re-register and read its record, but not publish, pull or
     /// introspect, and it receives no events.
     pub fn pending_approval(&self) -> bool {
-        !self.pending_traits().is_empty()
+        // On every publish and pull: answered without building the lists.
+        let Some(approved) = &self.approved_traits else {
+            return false;
+        };
+        let declared = self.manifest.get("traits").and_then(Value::as_array);
+        SENSITIVE_TRAITS.iter().any(|t| {
+            declared.is_some_and(|d| d.iter().any(|v| v.as_str() == Some(*t)))
+                && !approved.iter().any(|a| a == t)
+        })
     }
 }
 
@@ -421,6 +429,46 @@ mod tests {
         }
         assert_ne!(text, text.edited(|v| v["version"] = "2.0.0".into()));
         assert!(StoredManifest::from_json("{\"id\":").is_err());
+    }
+
+    #[test]
+    fn pending_approval_agrees_with_pending_traits() {
+        let record = |traits: Value, approved: Option<Vec<&str>>| PluginRecord {
+            plugin_id: PluginId::parse("p").unwrap(),
+            manifest: StoredManifest::from_tree(json!({ "id": "p", "traits": traits })),
+            status: Liveness::Registered,
+            health: Health::Unknown,
+            enabled: true,
+            disabled_reason: None,
+            registered_at: OffsetDateTime::UNIX_EPOCH,
+            last_heartbeat: None,
+            token_jti: "j".into(),
+            token_issued_at: None,
+            approved_traits: approved.map(|a| a.into_iter().map(str::to_owned).collect()),
+            next_deadline: None,
+            version: 1,
+        };
+        let phi_ext = json!(["handles_phi", "external_service", "audit_required"]);
+        for (r, pending) in [
+            (record(phi_ext.clone(), None), vec![]),
+            (
+                record(phi_ext.clone(), Some(vec![])),
+                vec!["handles_phi", "external_service"],
+            ),
+            (
+                record(phi_ext.clone(), Some(vec!["handles_phi"])),
+                vec!["external_service"],
+            ),
+            (
+                record(phi_ext, Some(vec!["external_service", "handles_phi"])),
+                vec![],
+            ),
+            (record(json!(["handles_pii"]), Some(vec![])), vec![]),
+            (record(json!("not a list"), Some(vec![])), vec![]),
+        ] {
+            assert_eq!(r.pending_traits(), pending);
+            assert_eq!(r.pending_approval(), !pending.is_empty());
+        }
     }
 
     #[test]

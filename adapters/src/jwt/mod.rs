@@ -860,23 +860,13 @@ mod tests {
     async fn validation_is_pinned() {
         let secret = "secret-one-secret-one-secret-one";
         let i = issuer(secret, &[]);
-        let claims = Claims {
-            sub: "user-management".into(),
-            plugin_id: "user-management".into(),
-            typ: "plugin".into(),
-            iss: ISSUER.into(),
-            aud: AUDIENCE.into(),
-            iat: ts(now()),
-            exp: ts(now()) + 60,
-            jti: "x".into(),
-        };
         let key = EncodingKey::from_secret(secret.as_bytes());
         let sign = |alg: Algorithm, claims: &serde_json::Value| {
             let mut h = Header::new(alg);
             h.kid = Some(i.kid().to_owned());
             jsonwebtoken::encode(&h, claims, &key).unwrap()
         };
-        let full = serde_json::to_value(&claims).unwrap();
+        let full = claims_for("user-management");
         // Control: the same claims in HS256 verify.
         assert!(
             i.verify(&sign(Algorithm::HS256, &full), opts(now()))
