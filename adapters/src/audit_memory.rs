@@ -9,8 +9,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use serde_json::Value;
 use vivified_ports::audit::{
-    ChainHash, ChainHasher, ChainHead, ChainMark, StoredCheckpoint, check_not_behind,
-    validate_entry,
+    ChainHash, ChainHead, ChainKeyRing, ChainMark, SealPlan, StoredCheckpoint, validate_entry,
 };
 use vivified_ports::audit::{MAX_PAGE, MAX_SEAL_BATCH};
 use vivified_ports::{AuditEntry, AuditError, AuditLog, AuditQuery, SealReport, SealedEntry};
@@ -150,7 +149,7 @@ impl AuditLog for InMemoryAuditLog {
 
     async fn seal(
         &self,
-        key: &(dyn ChainHasher + 'static),
+        keys: &(dyn ChainKeyRing + 'static),
         limit: usize,
     ) -> Result<SealReport, AuditError> {
         if self.sealing.swap(true, Ordering::AcqRel) {
@@ -162,8 +161,18 @@ impl AuditLog for InMemoryAuditLog {
         }
         let _guard = SealingGuard(&self.sealing);
         let mut state = self.state();
-        check_not_behind(key, state.head, state.mark.as_ref())?;
+        let plan = SealPlan::new(keys, state.head, state.mark.as_ref())?;
         let n = limit.min(MAX_SEAL_BATCH).min(state.pending.len());
+        if n > 0
+            && let Some(rotation) = state
+                .pending
+                .front()
+                .and_then(|first| plan.rotation_entry(first.entry.at))
+        {
+            // Sealed first, with the old key, as the entries after it are with the new.
+            state.pending.push_front(Kept::new(rotation)?);
+        }
+        let n = n + usize::from(n > 0 && plan.rotates());
         // The hashes are computed over the entries where they are, which are then moved
         // (not copied) into the sealed history; the lock is held throughout. Validated
         // on append, so hashing cannot fail; were it to, nothing changes.
@@ -171,9 +180,11 @@ impl AuditLog for InMemoryAuditLog {
             .head
             .map_or((0, ChainHash::GENESIS), |h| (h.seq, h.hash));
         let mut hashes = Vec::with_capacity(n);
-        for kept in state.pending.iter().take(n) {
+        for (i, kept) in state.pending.iter().take(n).enumerate() {
             seq = seq.saturating_add(1);
-            prev = key.chain_hash(&prev, seq, &kept.entry, &kept.details)?;
+            prev = plan
+                .key_for(i)
+                .chain_hash(&prev, seq, &kept.entry, &kept.details)?;
             hashes.push((seq, prev));
         }
         let sealed: Vec<SealedKept> = state
@@ -188,7 +199,7 @@ impl AuditLog for InMemoryAuditLog {
                 hash: last.hash,
             };
             state.head = Some(head);
-            state.mark = Some(ChainMark::of(key, head));
+            state.mark = Some(plan.checkpoint(head));
         }
         state.sealed.extend(sealed);
         Ok(SealReport {

@@ -1,6 +1,7 @@
 //! The Postgres audit log against a real server: the conformance suite, tampering with
 //! rows directly in SQL, a sealer turned away while another holds the lock, and two
-//! pools (as two replicas) appending and sealing one chain together.
+//! pools (as two replicas) appending and sealing one chain together, and a key
+//! rotation across restarts with a replica still on the old key.
 //!
 //! Gated like `tests/postgres.rs`: runs when `VIVIFIED_TEST_POSTGRES_URL` is set, is
 //! mandatory when `CI` is set, and creates (and drops) a database of its own.
@@ -13,7 +14,9 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, PgConnection};
 use vivified_adapters::postgres::PostgresAuditLog;
 use vivified_adapters::postgres::{PostgresConfig, PostgresPluginStore};
-use vivified_conformance::audit::{audit_entry, audit_log_conformance, test_chain_key};
+use vivified_conformance::audit::{
+    audit_entry, audit_log_conformance, rotation_across_restarts, test_chain_key,
+};
 use vivified_domain::audit_chain::ChainVerifier;
 use vivified_domain::audit_chain::verify_log;
 use vivified_ports::{AuditLog, AuditOutcome};
@@ -156,5 +159,23 @@ async fn two_replicas_append_and_seal_one_chain() {
     eprintln!("sealers turned away while another sealed: {busy}");
     a.pool().close().await;
     b.pool().close().await;
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_across_restarts_and_replicas_without_forking() {
+    let Some(db) = ScratchDb::create("vivified_test").await else {
+        return;
+    };
+    rotation_across_restarts(|| {
+        let url = db.url().to_owned();
+        async move {
+            let store = PostgresPluginStore::connect(&url, &PostgresConfig::default())
+                .await
+                .expect("connect");
+            Arc::new(PostgresAuditLog::new(&store)) as Arc<dyn AuditLog>
+        }
+    })
+    .await;
     db.drop_db().await;
 }

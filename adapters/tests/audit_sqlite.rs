@@ -1,6 +1,7 @@
 //! The SQLite audit log: the conformance suite on a file and in memory, tampering with
 //! rows directly in SQL, two logs (two pools, as two processes would) sealing one file,
-//! and the chain surviving a reopen.
+//! the chain surviving a reopen, and a key rotation across reopens and a process
+//! still on the old key.
 
 mod audit_common;
 
@@ -9,7 +10,9 @@ use std::sync::Arc;
 
 use vivified_adapters::sqlite::SqliteAuditLog;
 use vivified_adapters::sqlite::SqlitePluginStore;
-use vivified_conformance::audit::{audit_entry, audit_log_conformance, test_chain_key};
+use vivified_conformance::audit::{
+    audit_entry, audit_log_conformance, rotation_across_restarts, test_chain_key,
+};
 use vivified_domain::audit_chain::ChainVerifier;
 use vivified_domain::audit_chain::verify_log;
 use vivified_ports::{AuditLog, AuditOutcome};
@@ -151,5 +154,20 @@ async fn the_chain_survives_a_reopen() {
     let report = verify_log(&log, ChainVerifier::new(&key), 2).await.unwrap();
     assert!(report.intact() && report.verified_up_to == 6, "{report:?}");
     store.pool().close().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_across_reopens_without_forking() {
+    let dir = temp_dir();
+    let path = dir.join("rotate.db");
+    rotation_across_restarts(|| {
+        let path = path.clone();
+        async move {
+            let store = SqlitePluginStore::open(&path).await.unwrap();
+            Arc::new(SqliteAuditLog::new(&store)) as Arc<dyn AuditLog>
+        }
+    })
+    .await;
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -23,7 +23,7 @@ pub mod token;
 
 pub use audit::{
     AuditEntry, AuditError, AuditLog, AuditOutcome, AuditQuery, ChainHash, ChainHasher, ChainHead,
-    ChainMark, SealReport, SealedEntry, StoredCheckpoint,
+    ChainKeyRing, ChainMark, SealPlan, SealReport, SealedEntry, StoredCheckpoint,
 };
 pub use bus::{BusError, BusEvent, Cursor, EventBus, Pulled};
 pub use clock::Clock;

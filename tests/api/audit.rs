@@ -281,7 +281,7 @@ async fn verification_is_bounded_and_resumable() {
     assert_eq!(rounds, 3, "10 + 10 + 5");
     assert_eq!(last["hash"], head.hash.to_hex());
     // A checkpoint of the head: intact; a forged resume position is a hash mismatch.
-    let cp = Checkpoint::new(&app.audit.key, head);
+    let cp = Checkpoint::new(app.audit.keys.current(), head);
     let report = verify(&app, &format!("?checkpoint={cp}")).await;
     assert_eq!(report["intact"], true, "{report}");
     let forged = format!("5:{}", "00".repeat(32));
@@ -291,7 +291,7 @@ async fn verification_is_bounded_and_resumable() {
     assert_eq!(report["reason"], "hash_mismatch");
     // A checkpoint before the resume position is refused.
     let early = Checkpoint::new(
-        &app.audit.key,
+        app.audit.keys.current(),
         ChainHead {
             seq: 2,
             hash: head.hash,
@@ -487,7 +487,7 @@ async fn tampering_with_the_sqlite_file_is_located() {
     // by a logged one.
     let head = app.audit.log.head().await.unwrap().unwrap();
     assert_eq!(head.seq, 8);
-    let cp = Checkpoint::new(&app.audit.key, head);
+    let cp = Checkpoint::new(app.audit.keys.current(), head);
     exec("DELETE FROM audit_entries WHERE seq >= 6")
         .execute(&mut db)
         .await

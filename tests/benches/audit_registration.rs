@@ -83,7 +83,7 @@ impl AuditLog for NoAudit {
 
     async fn seal(
         &self,
-        _key: &(dyn vivified_ports::ChainHasher + 'static),
+        _key: &(dyn vivified_ports::ChainKeyRing + 'static),
         _limit: usize,
     ) -> Result<SealReport, AuditError> {
         Ok(SealReport {

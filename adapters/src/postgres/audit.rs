@@ -4,7 +4,7 @@
 use sqlx::PgPool;
 
 use async_trait::async_trait;
-use vivified_ports::audit::{ChainHasher, ChainHead, check_not_behind, outcome_str, to_micros};
+use vivified_ports::audit::{ChainHead, ChainKeyRing, SealPlan, outcome_str, to_micros};
 use vivified_ports::audit::{MAX_PAGE, MAX_SEAL_BATCH};
 use vivified_ports::{
     AuditEntry, AuditError, AuditLog, AuditQuery, SealReport, SealedEntry, StoredCheckpoint,
@@ -53,7 +53,7 @@ impl PostgresAuditLog {
 
     async fn seal_batch(
         &self,
-        key: &dyn ChainHasher,
+        keys: &dyn ChainKeyRing,
         limit: usize,
     ) -> Result<SealReport, AuditError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
@@ -70,13 +70,13 @@ impl PostgresAuditLog {
                 busy: true,
             });
         }
-        let result = Self::seal_in(&mut tx, key, limit).await;
+        let result = Self::seal_in(&mut tx, keys, limit).await;
         finish(tx, result).await
     }
 
     async fn seal_in(
         tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-        key: &dyn ChainHasher,
+        keys: &dyn ChainKeyRing,
         limit: usize,
     ) -> Result<SealReport, AuditError> {
         let head = sqlx::query(HEAD)
@@ -95,7 +95,7 @@ impl PostgresAuditLog {
             .map_err(unavailable)?
             .as_ref()
             .and_then(mark_of_row);
-        check_not_behind(key, head, stored.iter())?;
+        let plan = SealPlan::new(keys, head, stored.iter())?;
         let rows = sqlx::query(TAKE_PENDING)
             .bind(limit_i64(limit))
             .fetch_all(&mut **tx)
@@ -108,7 +108,7 @@ impl PostgresAuditLog {
         if taken.is_empty() {
             return Ok(seal_report(&[], head));
         }
-        let sealed = chain_taken(key, head, taken)?;
+        let sealed = chain_taken(&plan, head, taken)?;
         let n = sealed.len();
         let (mut seq, mut at) = (Vec::with_capacity(n), Vec::with_capacity(n));
         let (mut actor, mut action, mut target) = (
@@ -150,7 +150,7 @@ impl PostgresAuditLog {
             .map_err(unavailable)?;
         let report = seal_report(&sealed, head);
         if let Some(head) = report.head {
-            let (seq, hash, mac) = checkpoint_row(key, head)?;
+            let (seq, hash, mac) = checkpoint_row(plan.checkpoint(head))?;
             sqlx::query(WRITE_CHECKPOINT)
                 .bind(seq)
                 .bind(hash)

@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use vivified_ports::audit::MAX_PAGE;
 use vivified_ports::audit::{
-    ChainHash, ChainHasher, ChainHead, ChainMark, canonical_details, from_micros, outcome_str,
-    parse_outcome, seal_entries, to_micros, validate_entry,
+    ChainHash, ChainHead, ChainMark, SealPlan, canonical_details, from_micros, outcome_str,
+    parse_outcome, to_micros, validate_entry,
 };
 use vivified_ports::{AuditEntry, AuditError, AuditQuery, SealReport, SealedEntry};
 
@@ -202,10 +202,10 @@ macro_rules! sql_audit_reads {
 
             async fn seal(
                 &self,
-                key: &(dyn ChainHasher + 'static),
+                keys: &(dyn ChainKeyRing + 'static),
                 limit: usize,
             ) -> Result<SealReport, AuditError> {
-                self.seal_batch(key, limit.min(MAX_SEAL_BATCH)).await
+                self.seal_batch(keys, limit.min(MAX_SEAL_BATCH)).await
             }
 
             async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, AuditError> {
@@ -302,16 +302,12 @@ where
     })
 }
 
-/// The values of the checkpoint row for `head` (`seq`, `hash`, `mac`), in the order
+/// The values of the checkpoint row for `mark` (`seq`, `hash`, `mac`), in the order
 /// both dialects' upserts bind them.
-pub(crate) fn checkpoint_row(
-    key: &dyn ChainHasher,
-    head: ChainHead,
-) -> Result<(i64, Vec<u8>, Vec<u8>), AuditError> {
-    let mark = ChainMark::of(key, head);
+pub(crate) fn checkpoint_row(mark: ChainMark) -> Result<(i64, Vec<u8>, Vec<u8>), AuditError> {
     Ok((
-        seq_i64(head.seq)?,
-        head.hash.as_bytes().to_vec(),
+        seq_i64(mark.head.seq)?,
+        mark.head.hash.as_bytes().to_vec(),
         mark.mac.as_bytes().to_vec(),
     ))
 }
@@ -348,18 +344,20 @@ pub(crate) fn sealed_details(sealed: &[SealedEntry]) -> Result<Vec<String>, Audi
         .collect()
 }
 
-/// Chains `taken` (pending rows, any order) after `head`, oldest `id` first.
+/// Chains `taken` (pending rows, any order) after `head`, oldest `id` first, as
+/// `plan` says (after a rotation entry, if it rotates).
 pub(crate) fn chain_taken(
-    key: &dyn ChainHasher,
+    plan: &SealPlan<'_>,
     head: Option<ChainHead>,
     mut taken: Vec<(i64, AuditEntry)>,
 ) -> Result<Vec<SealedEntry>, AuditError> {
     taken.sort_by_key(|(id, _)| *id);
-    seal_entries(key, head, taken.into_iter().map(|(_, e)| e)).map_err(|e| {
-        unavailable_msg(format!(
-            "a pending audit entry cannot be sealed: {e}; sealing is stalled"
-        ))
-    })
+    plan.seal(head, taken.into_iter().map(|(_, e)| e).collect())
+        .map_err(|e| {
+            unavailable_msg(format!(
+                "a pending audit entry cannot be sealed: {e}; sealing is stalled"
+            ))
+        })
 }
 
 pub(crate) fn seal_report(sealed: &[SealedEntry], head: Option<ChainHead>) -> SealReport {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use vivified_ports::audit::{ChainHasher, ChainHead, check_not_behind, outcome_str, to_micros};
+use vivified_ports::audit::{ChainHead, ChainKeyRing, SealPlan, outcome_str, to_micros};
 use vivified_ports::audit::{MAX_PAGE, MAX_SEAL_BATCH};
 use vivified_ports::{
     AuditEntry, AuditError, AuditLog, AuditQuery, ChainMark, SealReport, SealedEntry,
@@ -58,7 +58,7 @@ impl SqliteAuditLog {
 
     async fn seal_batch(
         &self,
-        key: &dyn ChainHasher,
+        keys: &dyn ChainKeyRing,
         limit: usize,
     ) -> Result<SealReport, AuditError> {
         if self.sealing.swap(true, Ordering::AcqRel) {
@@ -80,11 +80,13 @@ impl SqliteAuditLog {
             .await
             .map_err(unavailable)?;
         let file_mark = self.file.as_ref().and_then(|f| f.mark());
-        let result = Self::seal_in(&mut tx, key, limit, file_mark).await;
-        let report = finish(tx, result).await?;
-        if report.sealed > 0
-            && let (Some(file), Some(head)) = (&self.file, report.head)
-            && let Err(e) = file.write(ChainMark::of(key, head))
+        let result = Self::seal_in(&mut tx, keys, limit, file_mark).await;
+        let (report, mark) = match result {
+            Ok((report, mark)) => (finish(tx, Ok(report)).await?, mark),
+            Err(e) => return finish(tx, Err(e)).await,
+        };
+        if let (Some(file), Some(mark)) = (&self.file, mark)
+            && let Err(e) = file.write(mark)
         {
             // The row in the database holds the same checkpoint; the file catches up
             // at the next seal.
@@ -95,10 +97,10 @@ impl SqliteAuditLog {
 
     async fn seal_in(
         tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-        key: &dyn ChainHasher,
+        keys: &dyn ChainKeyRing,
         limit: usize,
         file_mark: Option<ChainMark>,
-    ) -> Result<SealReport, AuditError> {
+    ) -> Result<(SealReport, Option<ChainMark>), AuditError> {
         let rows = sqlx::query(TAKE_PENDING)
             .bind(limit_i64(limit))
             .fetch_all(&mut **tx)
@@ -121,8 +123,8 @@ impl SqliteAuditLog {
             .map_err(unavailable)?
             .as_ref()
             .and_then(mark_of_row);
-        check_not_behind(key, head, row_mark.iter().chain(file_mark.iter()))?;
-        let sealed = chain_taken(key, head, taken)?;
+        let plan = SealPlan::new(keys, head, row_mark.iter().chain(file_mark.iter()))?;
+        let sealed = chain_taken(&plan, head, taken)?;
         let details = sealed_details(&sealed)?;
         for (e, details) in sealed.iter().zip(details) {
             sqlx::query(INSERT_SEALED)
@@ -141,8 +143,10 @@ impl SqliteAuditLog {
                 .map_err(unavailable)?;
         }
         let report = seal_report(&sealed, head);
+        let mut mark = None;
         if let (false, Some(head)) = (sealed.is_empty(), report.head) {
-            let (seq, hash, mac) = checkpoint_row(key, head)?;
+            let checkpoint = plan.checkpoint(head);
+            let (seq, hash, mac) = checkpoint_row(checkpoint)?;
             sqlx::query(WRITE_CHECKPOINT)
                 .bind(seq)
                 .bind(hash)
@@ -150,8 +154,9 @@ impl SqliteAuditLog {
                 .execute(&mut **tx)
                 .await
                 .map_err(unavailable)?;
+            mark = Some(checkpoint);
         }
-        Ok(report)
+        Ok((report, mark))
     }
 }
 

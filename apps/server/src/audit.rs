@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use vivified_domain::audit_chain::{
-    ChainHead, ChainKey, Checkpoint, FailureReason, check_stored_checkpoints,
+    AuditKeys, ChainHead, Checkpoint, FailureReason, check_stored_checkpoints,
 };
 use vivified_ports::{AuditEntry, AuditError, AuditLog, AuditOutcome};
 
@@ -36,9 +36,10 @@ const FINAL_SEAL_BUDGET: Duration = Duration::from_secs(3);
 pub struct AuditChain {
     /// The log (the same one the registry appends to).
     pub log: Arc<dyn AuditLog>,
-    /// The chain's HMAC key (`VIVIFIED_AUDIT_KEY`). Never logged. Shared: the chain is
-    /// part of the state every request clones, and the key's HMAC state is not small.
-    pub key: Arc<ChainKey>,
+    /// The chain's HMAC keys: the current one (`VIVIFIED_AUDIT_KEY`), which seals,
+    /// and older ones (`VIVIFIED_AUDIT_PREVIOUS_KEYS`). Never logged. Shared: the chain
+    /// is part of the state every request clones, and a key's HMAC state is not small.
+    pub keys: Arc<AuditKeys>,
     /// Where checkpoints are published besides the log (the event bus: on NATS the
     /// subject `vivified.lifecycle.audit.checkpoint`).
     checkpoints: Option<Arc<dyn vivified_ports::EventBus>>,
@@ -47,17 +48,18 @@ pub struct AuditChain {
 impl std::fmt::Debug for AuditChain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditChain")
-            .field("key_fingerprint", &self.key.fingerprint())
+            .field("key_fingerprint", &self.keys.current().fingerprint())
             .finish_non_exhaustive()
     }
 }
 
 impl AuditChain {
-    /// Wraps a log and its key.
-    pub fn new(log: Arc<dyn AuditLog>, key: ChainKey) -> Self {
+    /// Wraps a log and its keys (a [`vivified_domain::audit_chain::ChainKey`], or an
+    /// [`AuditKeys`] with older keys).
+    pub fn new(log: Arc<dyn AuditLog>, keys: impl Into<AuditKeys>) -> Self {
         Self {
             log,
-            key: Arc::new(key),
+            keys: Arc::new(keys.into()),
             checkpoints: None,
         }
     }
@@ -105,7 +107,7 @@ impl AuditChain {
         let deadline = Instant::now() + budget;
         let mut head = None;
         loop {
-            let report = self.log.seal(&*self.key, SEAL_BATCH).await?;
+            let report = self.log.seal(&*self.keys, SEAL_BATCH).await?;
             head = report.head.or(head);
             let again = if report.busy {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -120,10 +122,10 @@ impl AuditChain {
     }
 }
 
-/// The `core.start` entry's details: nothing secret (the key's public fingerprint).
+/// The `core.start` entry's details: nothing secret (the keys' public fingerprints).
 pub fn start_details(
     settings: &crate::Settings,
-    key: &ChainKey,
+    keys: &AuditKeys,
     addr: std::net::SocketAddr,
 ) -> Value {
     let store = match settings.store {
@@ -139,7 +141,12 @@ pub fn start_details(
         },
         "store": store,
         "addr": addr.to_string(),
-        "audit_key_fingerprint": key.fingerprint(),
+        "audit_key_fingerprint": keys.current().fingerprint(),
+        "audit_previous_key_fingerprints": keys
+            .previous()
+            .iter()
+            .map(vivified_domain::audit_chain::ChainKey::fingerprint)
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -149,7 +156,7 @@ pub fn start_details(
 /// there replaced), one WARN line per place holding something that is not a
 /// checkpoint of this key. Returns whether the chain is broken.
 pub async fn check_at_start(chain: &AuditChain) -> bool {
-    let check = match check_stored_checkpoints(&*chain.log, &chain.key).await {
+    let check = match check_stored_checkpoints(&*chain.log, &*chain.keys).await {
         Ok(check) => check,
         Err(e) => {
             tracing::warn!(error = %e, "the audit chain could not be checked against its stored checkpoint");
@@ -157,7 +164,7 @@ pub async fn check_at_start(chain: &AuditChain) -> bool {
         }
     };
     for place in &check.not_authentic {
-        tracing::warn!(%place, "a stored audit checkpoint is not one of this audit key; it is ignored");
+        tracing::warn!(%place, "a stored audit checkpoint is not one of this core's audit keys; it is ignored");
     }
     let (Some(failure), Some(cp)) = (check.failure, check.checkpoint) else {
         return false;
@@ -192,7 +199,7 @@ pub struct SealerConfig {
 /// Writes `head`'s checkpoint to the structured log (one INFO line) and, when the
 /// chain has a checkpoint bus, publishes it there as an `audit.checkpoint` event.
 async fn log_checkpoint(chain: &AuditChain, head: ChainHead, at: &'static str) {
-    let checkpoint = Checkpoint::new(&chain.key, head);
+    let checkpoint = Checkpoint::new(chain.keys.current(), head);
     tracing::info!(
         audit_checkpoint = %checkpoint,
         seq = head.seq,
@@ -220,21 +227,27 @@ async fn log_checkpoint(chain: &AuditChain, head: ChainHead, at: &'static str) {
     }
 }
 
+/// How often a sealer that does not hold the key in force says so again.
+const UNKNOWN_KEY_ALARM_EVERY: Duration = Duration::from_secs(60);
+
 struct Sealer {
     chain: AuditChain,
     config: SealerConfig,
     last_checkpoint: u64,
     failing: bool,
+    /// When [`AuditError::UnknownKey`] was last logged.
+    last_alarm: Option<Instant>,
 }
 
 impl Sealer {
     /// One seal. Returns whether to seal again at once (a full batch was sealed).
     async fn step(&mut self) -> bool {
-        match self.chain.log.seal(&*self.chain.key, SEAL_BATCH).await {
+        match self.chain.log.seal(&*self.chain.keys, SEAL_BATCH).await {
             Ok(report) => {
                 if self.failing {
                     tracing::info!("audit sealing works again");
                     self.failing = false;
+                    self.last_alarm = None;
                 }
                 if let Some(head) = report.head
                     && head.seq
@@ -246,6 +259,19 @@ impl Sealer {
                     self.last_checkpoint = head.seq;
                 }
                 !report.busy && report.sealed >= SEAL_BATCH as u64
+            }
+            Err(e @ AuditError::UnknownKey { .. }) => {
+                // A configuration error that only an operator can fix: said at once,
+                // and again every minute while it lasts.
+                if self
+                    .last_alarm
+                    .is_none_or(|at| at.elapsed() >= UNKNOWN_KEY_ALARM_EVERY)
+                {
+                    tracing::error!(error = %e, "audit sealing refused: this core does not hold the key in force");
+                    self.last_alarm = Some(Instant::now());
+                }
+                self.failing = true;
+                false
             }
             Err(e) => {
                 if !self.failing {
@@ -288,6 +314,7 @@ pub async fn seal_until_stopped(
         },
         last_checkpoint: start,
         failing: config.broken_at_start,
+        last_alarm: None,
     };
     while !*stop.borrow() {
         if sealer.step().await {

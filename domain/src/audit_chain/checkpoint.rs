@@ -39,11 +39,14 @@ impl Checkpoint {
         }
     }
 
-    /// Whether `mac` was made with `key` over this `seq` and `hash` (constant time).
-    pub fn is_authentic(&self, key: &ChainKey) -> bool {
-        Self::keyed(key, self.seq, &self.hash)
-            .verify_slice(self.mac.as_bytes())
-            .is_ok()
+    /// Whether `mac` was made with one of `keys` (a [`ChainKey`], or an
+    /// [`super::AuditKeys`]) over this `seq` and `hash` (constant time per key).
+    pub fn is_authentic(&self, keys: &(impl AsRef<[ChainKey]> + ?Sized)) -> bool {
+        keys.as_ref().iter().any(|key| {
+            Self::keyed(key, self.seq, &self.hash)
+                .verify_slice(self.mac.as_bytes())
+                .is_ok()
+        })
     }
 
     /// The position it vouches for.

@@ -35,12 +35,12 @@ mod verify;
 pub use checkpoint::{Checkpoint, InvalidCheckpoint};
 pub use stored::{StoredCheck, check_stored_checkpoints, stored_checkpoint};
 pub use verify::{
-    ChainFailure, ChainVerifier, CheckpointError, FailureReason, VerifyReport, verify_entries,
-    verify_log,
+    ChainFailure, ChainVerifier, CheckpointError, FailureReason, KeySpan, VerifyReport,
+    verify_entries, verify_log,
 };
 pub use vivified_ports::audit::{
-    ChainHash, ChainHead, EntryError, MAX_DETAILS_BYTES, MAX_DETAILS_DEPTH, MAX_FIELD_BYTES,
-    seal_entries,
+    ChainHash, ChainHead, EntryError, KEY_ROTATED_ACTION, MAX_DETAILS_BYTES, MAX_DETAILS_DEPTH,
+    MAX_FIELD_BYTES, seal_entries,
 };
 
 use std::fmt;
@@ -107,6 +107,11 @@ impl ChainKey {
     fn mac_of(&self, parts: &[&[u8]]) -> [u8; 32] {
         self.keyed(parts).finalize().into_bytes().into()
     }
+
+    /// The chain hash of an entry whose canonical bytes are `canonical`, after `prev`.
+    pub(crate) fn hash_of(&self, prev: &ChainHash, canonical: &[u8]) -> ChainHash {
+        ChainHash::from_bytes(self.mac_of(&[prev.as_bytes(), canonical]))
+    }
 }
 
 impl fmt::Debug for ChainKey {
@@ -171,10 +176,7 @@ pub fn chain_hash(
     seq: u64,
     entry: &AuditEntry,
 ) -> Result<ChainHash, EntryError> {
-    let bytes = canonical_entry(seq, entry)?;
-    Ok(ChainHash::from_bytes(
-        key.mac_of(&[prev.as_bytes(), &bytes]),
-    ))
+    Ok(key.hash_of(prev, &canonical_entry(seq, entry)?))
 }
 
 /// [`chain_hash`] of an entry [`validate_entry`] accepted, with the canonical details
@@ -189,10 +191,7 @@ pub fn chain_hash_validated(
     entry: &AuditEntry,
     details: &str,
 ) -> Result<ChainHash, EntryError> {
-    let bytes = canonical_entry_validated(seq, entry, details)?;
-    Ok(ChainHash::from_bytes(
-        key.mac_of(&[prev.as_bytes(), &bytes]),
-    ))
+    Ok(key.hash_of(prev, &canonical_entry_validated(seq, entry, details)?))
 }
 
 impl ChainHasher for ChainKey {
@@ -208,6 +207,87 @@ impl ChainHasher for ChainKey {
 
     fn checkpoint_mac(&self, head: &ChainHead) -> ChainHash {
         Checkpoint::new(self, *head).mac
+    }
+
+    fn key_id(&self) -> String {
+        self.fingerprint()
+    }
+}
+
+impl AsRef<[ChainKey]> for ChainKey {
+    fn as_ref(&self) -> &[ChainKey] {
+        std::slice::from_ref(self)
+    }
+}
+
+/// The chain keys a core holds: the current one (`VIVIFIED_AUDIT_KEY`), which seals new
+/// entries, and older ones (`VIVIFIED_AUDIT_PREVIOUS_KEYS`, newest first) that sealed
+/// earlier parts of the chain. A seal after a head an older key sealed rotates to the
+/// current key ([`vivified_ports::audit::SealPlan`]); a verifier walks across every
+/// rotation to a key it holds. As a slice, the current key comes first.
+#[derive(Clone, Debug)]
+pub struct AuditKeys {
+    keys: Vec<ChainKey>,
+}
+
+/// Two keys of one [`AuditKeys`] are the same key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("audit key {0} is given twice (as the current key or among the previous ones)")]
+pub struct DuplicateChainKey(pub String);
+
+impl AuditKeys {
+    /// The current key and the older ones, newest first.
+    ///
+    /// # Errors
+    /// [`DuplicateChainKey`] when a key is given twice.
+    pub fn new(current: ChainKey, previous: Vec<ChainKey>) -> Result<Self, DuplicateChainKey> {
+        let mut keys = Vec::with_capacity(1 + previous.len());
+        keys.push(current);
+        for key in previous {
+            let id = key.fingerprint();
+            if keys.iter().any(|k| k.fingerprint() == id) {
+                return Err(DuplicateChainKey(id));
+            }
+            keys.push(key);
+        }
+        Ok(Self { keys })
+    }
+
+    /// The key that seals.
+    pub fn current(&self) -> &ChainKey {
+        &self.keys[0]
+    }
+
+    /// The older keys, newest first.
+    pub fn previous(&self) -> &[ChainKey] {
+        &self.keys[1..]
+    }
+
+    /// The key with this fingerprint.
+    pub fn by_fingerprint(&self, id: &str) -> Option<&ChainKey> {
+        self.keys.iter().find(|k| k.fingerprint() == id)
+    }
+}
+
+impl From<ChainKey> for AuditKeys {
+    fn from(key: ChainKey) -> Self {
+        Self { keys: vec![key] }
+    }
+}
+
+impl AsRef<[ChainKey]> for AuditKeys {
+    fn as_ref(&self) -> &[ChainKey] {
+        &self.keys
+    }
+}
+
+impl vivified_ports::audit::ChainKeyRing for AuditKeys {
+    fn current(&self) -> &dyn ChainHasher {
+        &self.keys[0]
+    }
+
+    fn previous(&self, i: usize) -> Option<&dyn ChainHasher> {
+        self.keys.get(i + 1).map(|k| k as &dyn ChainHasher)
     }
 }
 

@@ -2,7 +2,7 @@
 //! handful of reads, whatever the chain's length) that start-up and `/ready` run, and
 //! that finds entries cut from the chain's end while the core was stopped.
 
-use vivified_ports::audit::{AuditError, AuditLog, ChainHasher, ChainHead, StoredCheckpoint};
+use vivified_ports::audit::{AuditError, AuditLog, ChainHead, StoredCheckpoint};
 
 use super::{ChainFailure, ChainKey, Checkpoint, FailureReason};
 
@@ -33,7 +33,7 @@ pub struct StoredCheck {
 /// [`AuditError::Unavailable`] if the log cannot be read.
 pub async fn check_stored_checkpoints(
     log: &dyn AuditLog,
-    key: &ChainKey,
+    key: &(impl AsRef<[ChainKey]> + ?Sized),
 ) -> Result<StoredCheck, AuditError> {
     let (best, not_authentic) = stored_checkpoint(log, key).await?;
     let Some(cp) = best else {
@@ -77,19 +77,20 @@ pub async fn check_stored_checkpoints(
 }
 
 /// The highest authentic checkpoint `log` stores, and the places holding something
-/// that is not one of `key` — the checkpoints alone, without reading the chain.
+/// that is not one of `key` (a [`ChainKey`], or any of an [`super::AuditKeys`]) — the
+/// checkpoints alone, without reading the chain.
 ///
 /// # Errors
 /// [`AuditError::Unavailable`] if the log cannot be read.
 pub async fn stored_checkpoint(
     log: &dyn AuditLog,
-    key: &ChainKey,
+    key: &(impl AsRef<[ChainKey]> + ?Sized),
 ) -> Result<(Option<Checkpoint>, Vec<String>), AuditError> {
     let mut not_authentic = Vec::new();
     let mut best: Option<Checkpoint> = None;
     for StoredCheckpoint { place, mark } in log.checkpoints().await? {
-        match mark.filter(|m| key.is_authentic(m)) {
-            Some(m) if best.is_none_or(|b| m.head.seq > b.seq) => best = Some(m.into()),
+        match mark.map(Checkpoint::from).filter(|m| m.is_authentic(key)) {
+            Some(m) if best.is_none_or(|b| m.seq > b.seq) => best = Some(m),
             Some(_) => {}
             None => not_authentic.push(place),
         }

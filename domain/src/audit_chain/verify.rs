@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use vivified_ports::audit::{AuditError, AuditLog, ChainHash, ChainHead, MAX_PAGE, SealedEntry};
 
-use super::{ChainKey, Checkpoint, chain_hash};
+use super::{ChainKey, Checkpoint, KEY_ROTATED_ACTION, canonical_entry};
 
 /// Why a chain is not intact, as a stable code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,11 +29,14 @@ pub enum FailureReason {
     /// The chain ends before the checkpoint's sequence number: entries were cut from
     /// its end.
     ChainTruncated,
+    /// The entry follows a key rotation to a key the verifier does not hold (give it
+    /// that key, with the older ones as previous keys).
+    UnknownKey,
 }
 
 impl FailureReason {
     /// The code: `hash_mismatch`, `sequence_gap`, `sequence_out_of_order`,
-    /// `malformed_entry`, `checkpoint_mismatch`, `chain_truncated`.
+    /// `malformed_entry`, `checkpoint_mismatch`, `chain_truncated`, `unknown_key`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::HashMismatch => "hash_mismatch",
@@ -42,6 +45,7 @@ impl FailureReason {
             Self::MalformedEntry => "malformed_entry",
             Self::CheckpointMismatch => "checkpoint_mismatch",
             Self::ChainTruncated => "chain_truncated",
+            Self::UnknownKey => "unknown_key",
         }
     }
 }
@@ -62,8 +66,18 @@ pub struct ChainFailure {
     pub reason: FailureReason,
 }
 
+/// Where a key took over the chain, in a verification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySpan {
+    /// The key's fingerprint ([`ChainKey::fingerprint`]).
+    pub key: String,
+    /// The first entry it sealed (or will seal: a rotation at the chain's end names
+    /// the next key before it has sealed anything).
+    pub from_seq: u64,
+}
+
 /// The outcome of a verification.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifyReport {
     /// The highest sequence number up to which the chain is intact (0: none).
     pub verified_up_to: u64,
@@ -72,6 +86,13 @@ pub struct VerifyReport {
     pub head: Option<ChainHead>,
     /// The first break, if any.
     pub failure: Option<ChainFailure>,
+    /// Where each key took over within what was verified: the key of the first entry
+    /// verified, then one span per `audit.key_rotated` entry.
+    pub keys: Vec<KeySpan>,
+    /// The fingerprint of the key in force after `head` (what the next entry must be
+    /// sealed with; give it to [`ChainVerifier::resume`]); `None` before anything was
+    /// verified.
+    pub key: Option<String>,
 }
 
 impl VerifyReport {
@@ -102,12 +123,32 @@ pub enum CheckpointError {
     BeforeStart,
 }
 
+/// Which key the next entry must be sealed with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum InForce {
+    /// Not known yet (the genesis, or a resume without a key): any key held.
+    Any,
+    /// The verifier's key at this index.
+    Held(usize),
+    /// A key the verifier does not hold (its fingerprint).
+    Foreign(String),
+}
+
 /// Walks a chain in ascending sequence order, fed one page at a time (so a long chain
 /// never has to be in memory, and a server can yield between pages), and reports
 /// "intact up to N" or the first bad sequence number with a reason.
+///
+/// With several keys ([`super::AuditKeys`]) it follows the chain's key rotations: the
+/// first entry may be sealed with any of them; after that every entry must be sealed
+/// with the key in force, which only an authentic `audit.key_rotated` entry changes (to
+/// the key it names). A rotation entry that is missing, forged or altered is a
+/// `hash_mismatch` at its place; a rotation to a key the verifier does not hold makes
+/// the next entry `unknown_key`.
 #[derive(Clone, Debug)]
 pub struct ChainVerifier {
-    key: ChainKey,
+    keys: Vec<ChainKey>,
+    in_force: InForce,
+    spans: Vec<KeySpan>,
     next_seq: u64,
     prev: ChainHash,
     last: Option<ChainHead>,
@@ -116,10 +157,13 @@ pub struct ChainVerifier {
 }
 
 impl ChainVerifier {
-    /// Verifies from the genesis (seq 1).
-    pub fn new(key: &ChainKey) -> Self {
+    /// Verifies from the genesis (seq 1) with `keys` (a [`ChainKey`], or an
+    /// [`super::AuditKeys`]).
+    pub fn new(keys: &(impl AsRef<[ChainKey]> + ?Sized)) -> Self {
         Self {
-            key: key.clone(),
+            keys: keys.as_ref().to_vec(),
+            in_force: InForce::Any,
+            spans: Vec::new(),
             next_seq: 1,
             prev: ChainHash::GENESIS,
             last: None,
@@ -129,10 +173,27 @@ impl ChainVerifier {
     }
 
     /// Verifies from `after.seq + 1`, trusting `after` (the head of an earlier
-    /// verification, or an authentic checkpoint's position).
-    pub fn resume(key: &ChainKey, after: ChainHead) -> Self {
+    /// verification, or an authentic checkpoint's position) and, when given, that the
+    /// key with fingerprint `key` is in force there (the report's
+    /// [`VerifyReport::key`]); without it, the next entry may be sealed with any key
+    /// held.
+    pub fn resume(
+        keys: &(impl AsRef<[ChainKey]> + ?Sized),
+        after: ChainHead,
+        key: Option<&str>,
+    ) -> Self {
+        let keys = keys.as_ref().to_vec();
+        let in_force = match key {
+            None => InForce::Any,
+            Some(id) => keys
+                .iter()
+                .position(|k| k.fingerprint() == id)
+                .map_or_else(|| InForce::Foreign(id.to_owned()), InForce::Held),
+        };
         Self {
-            key: key.clone(),
+            keys,
+            in_force,
+            spans: Vec::new(),
             next_seq: after.seq.saturating_add(1),
             prev: after.hash,
             last: (after.seq > 0).then_some(after),
@@ -148,7 +209,7 @@ impl ChainVerifier {
     /// [`CheckpointError::NotAuthentic`] if its MAC does not verify with this key;
     /// [`CheckpointError::BeforeStart`] if it lies before the resume position.
     pub fn with_checkpoint(mut self, checkpoint: Checkpoint) -> Result<Self, CheckpointError> {
-        if !checkpoint.is_authentic(&self.key) {
+        if !checkpoint.is_authentic(&self.keys) {
             return Err(CheckpointError::NotAuthentic);
         }
         if checkpoint.seq < self.next_seq {
@@ -198,12 +259,42 @@ impl ChainVerifier {
         if e.seq > self.next_seq {
             return self.fail(self.next_seq, FailureReason::SequenceGap);
         }
-        let hash = match chain_hash(&self.key, &self.prev, e.seq, &e.entry) {
-            Ok(h) => h,
+        let bytes = match canonical_entry(e.seq, &e.entry) {
+            Ok(b) => b,
             Err(_) => return self.fail(e.seq, FailureReason::MalformedEntry),
         };
-        if !hash.ct_eq(&e.hash) {
+        let candidates = match &self.in_force {
+            InForce::Foreign(_) => return self.fail(e.seq, FailureReason::UnknownKey),
+            InForce::Held(i) => *i..*i + 1,
+            InForce::Any => 0..self.keys.len(),
+        };
+        let prev = self.prev;
+        let Some((sealer, hash)) = candidates
+            .map(|i| (i, self.keys[i].hash_of(&prev, &bytes)))
+            .find(|(_, h)| h.ct_eq(&e.hash))
+        else {
             return self.fail(e.seq, FailureReason::HashMismatch);
+        };
+        if self.in_force == InForce::Any {
+            self.spans.push(KeySpan {
+                key: self.keys[sealer].fingerprint(),
+                from_seq: e.seq,
+            });
+        }
+        self.in_force = InForce::Held(sealer);
+        if e.entry.action == KEY_ROTATED_ACTION {
+            let Some(next) = e.entry.details.get("key").and_then(|k| k.as_str()) else {
+                return self.fail(e.seq, FailureReason::MalformedEntry);
+            };
+            self.in_force = self
+                .keys
+                .iter()
+                .position(|k| k.fingerprint() == next)
+                .map_or_else(|| InForce::Foreign(next.to_owned()), InForce::Held);
+            self.spans.push(KeySpan {
+                key: next.to_owned(),
+                from_seq: e.seq.saturating_add(1),
+            });
         }
         if let Some(cp) = self.checkpoint
             && cp.seq == e.seq
@@ -246,6 +337,12 @@ impl ChainVerifier {
             verified_up_to: self.last.map_or(0, |l| l.seq),
             head: self.last,
             failure: self.failure,
+            keys: self.spans.clone(),
+            key: match &self.in_force {
+                InForce::Any => None,
+                InForce::Held(i) => Some(self.keys[*i].fingerprint()),
+                InForce::Foreign(id) => Some(id.clone()),
+            },
         }
     }
 }
@@ -256,7 +353,7 @@ impl ChainVerifier {
 /// # Errors
 /// As [`ChainVerifier::with_checkpoint`].
 pub fn verify_entries(
-    key: &ChainKey,
+    key: &(impl AsRef<[ChainKey]> + ?Sized),
     entries: &[SealedEntry],
     checkpoint: Option<Checkpoint>,
 ) -> Result<VerifyReport, CheckpointError> {
@@ -351,7 +448,7 @@ mod tests {
         assert!(v.feed(&c[..2]));
         assert_eq!(v.next_seq(), 3);
         let head = v.report().head.unwrap();
-        let mut w = ChainVerifier::resume(&key(), head);
+        let mut w = ChainVerifier::resume(&key(), head, None);
         assert!(w.feed(&c[2..]));
         assert_eq!(w.finish().verified_up_to, 5);
         // An empty chain is intact up to 0.
@@ -477,5 +574,107 @@ mod tests {
         assert!(!cp.is_authentic(&other));
         assert!("1:xyz:abc".parse::<Checkpoint>().is_err());
         assert!("".parse::<Checkpoint>().is_err());
+    }
+
+    #[test]
+    fn verification_walks_across_key_rotations() {
+        use crate::audit_chain::AuditKeys;
+        use vivified_ports::audit::{ChainMark, SealPlan};
+        let old = key();
+        let new = ChainKey::new(b"the-next-audit-key-0123456789abcdef").unwrap();
+        let keys = AuditKeys::new(new.clone(), vec![old.clone()]).unwrap();
+        assert_eq!(
+            AuditKeys::new(old.clone(), vec![new.clone(), old.clone()]).unwrap_err(),
+            crate::audit_chain::DuplicateChainKey(old.fingerprint())
+        );
+        // Three entries sealed with the old key, then a seal with the new one: the
+        // rotation entry (4, old key), then 5 and 6 (new key).
+        let mut c = chain(3);
+        let head3 = ChainHead {
+            seq: 3,
+            hash: c[2].hash,
+        };
+        let mark = ChainMark::of(&old, head3);
+        let plan = SealPlan::new(&keys, Some(head3), [&mark]).unwrap();
+        c.extend(
+            plan.seal(Some(head3), vec![entry("a3"), entry("a4")])
+                .unwrap(),
+        );
+        assert_eq!(c[3].entry.action, KEY_ROTATED_ACTION);
+        let span = |key: &ChainKey, from_seq| KeySpan {
+            key: key.fingerprint(),
+            from_seq,
+        };
+        let r = verify_entries(&keys, &c, None).unwrap();
+        assert!(r.intact(), "{r:?}");
+        assert_eq!(r.verified_up_to, 6);
+        assert_eq!(r.keys, [span(&old, 1), span(&new, 5)]);
+        assert_eq!(r.key, Some(new.fingerprint()));
+        // A verifier that holds only the old key stops where the new key took over.
+        let r = verify_entries(&old, &c, None).unwrap();
+        assert_eq!(
+            (r.verified_up_to, r.failure),
+            (
+                4,
+                Some(ChainFailure {
+                    seq: 5,
+                    reason: FailureReason::UnknownKey
+                })
+            )
+        );
+        // The new key alone cannot verify what the old one sealed.
+        let r = verify_entries(&new, &c, None).unwrap();
+        assert_eq!(r.first_bad_seq(), Some(1));
+        let fail = |c: &[SealedEntry]| verify_entries(&keys, c, None).unwrap().failure;
+        let hash_mismatch = |seq| {
+            Some(ChainFailure {
+                seq,
+                reason: FailureReason::HashMismatch,
+            })
+        };
+        // The rotation entry altered (naming another key), removed, or removed with the
+        // entries after it renumbered: broken at its place.
+        let mut altered = c.clone();
+        altered[3].entry.details =
+            serde_json::json!({"previous_key": old.fingerprint(), "key": "0000000000000000"});
+        assert_eq!(fail(&altered), hash_mismatch(4));
+        let mut removed = c.clone();
+        removed.remove(3);
+        for e in &mut removed[3..] {
+            e.seq -= 1;
+        }
+        assert_eq!(fail(&removed), hash_mismatch(4));
+        // No rotation entry: the new key's entries straight after the old key's.
+        let mut skipped = chain(3);
+        skipped.extend(seal_entries(&new, Some(head3), [entry("a3")]).unwrap());
+        assert_eq!(fail(&skipped), hash_mismatch(4));
+        // A forged rotation entry (a key that did not seal the head).
+        let mut forged = chain(3);
+        let backwards = AuditKeys::new(old.clone(), vec![new.clone()]).unwrap();
+        let plan = SealPlan::new(
+            &backwards,
+            Some(head3),
+            [&ChainMark::of(&new, head3)],
+        )
+        .unwrap();
+        forged.extend(plan.seal(Some(head3), vec![entry("a3")]).unwrap());
+        assert_eq!(fail(&forged), hash_mismatch(4));
+        // Resumed after the rotation, with the key in force there, or the wrong one.
+        let head4 = ChainHead {
+            seq: 4,
+            hash: c[3].hash,
+        };
+        let mut v = ChainVerifier::resume(&keys, head4, Some(&new.fingerprint()));
+        assert!(v.feed(&c[4..]));
+        assert_eq!(v.finish().verified_up_to, 6);
+        let mut v = ChainVerifier::resume(&keys, head4, Some(&old.fingerprint()));
+        assert!(!v.feed(&c[4..]));
+        assert_eq!(v.report().failure, hash_mismatch(5));
+        let mut v = ChainVerifier::resume(&old, head4, Some(&new.fingerprint()));
+        assert!(!v.feed(&c[4..]));
+        assert_eq!(v.report().first_bad_seq(), Some(5));
+        // Checkpoints of either key are authentic to the ring.
+        let cp = Checkpoint::new(&old, head3);
+        assert!(cp.is_authentic(&keys) && !cp.is_authentic(&new));
     }
 }

@@ -16,12 +16,15 @@
 use async_trait::async_trait;
 
 mod entry;
+mod keys;
 
 pub use entry::{
     AuditEntry, AuditOutcome, ChainHash, ChainHead, EntryError, InvalidHash, MAX_DETAILS_BYTES,
     MAX_DETAILS_DEPTH, MAX_FIELD_BYTES, SealedEntry, canonical_details, from_micros, outcome_str,
     parse_outcome, to_micros, truncate_to_micros, validate_entry,
 };
+
+pub use keys::{ChainKeyRing, KEY_ROTATED_ACTION, SealPlan, is_authentic_in};
 
 use crate::BoxError;
 
@@ -53,39 +56,6 @@ pub struct StoredCheckpoint {
     pub place: String,
     /// What it holds; `None` when something is there that is not a checkpoint.
     pub mark: Option<ChainMark>,
-}
-
-/// The highest of `stored` whose MAC is `hasher`'s.
-pub fn highest_authentic<'a>(
-    hasher: &dyn ChainHasher,
-    stored: impl IntoIterator<Item = &'a ChainMark>,
-) -> Option<ChainMark> {
-    stored
-        .into_iter()
-        .filter(|m| hasher.is_authentic(m))
-        .max_by_key(|m| m.head.seq)
-        .copied()
-}
-
-/// What a sealer checks before it numbers anything after `head`: no authentic
-/// checkpoint of `stored` lies beyond it (else entries were cut from the chain's end,
-/// and their numbers must not be handed out again).
-///
-/// # Errors
-/// [`AuditError::BehindCheckpoint`].
-pub fn check_not_behind<'a>(
-    hasher: &dyn ChainHasher,
-    head: Option<ChainHead>,
-    stored: impl IntoIterator<Item = &'a ChainMark>,
-) -> Result<(), AuditError> {
-    let at = head.map_or(0, |h| h.seq);
-    match highest_authentic(hasher, stored) {
-        Some(mark) if mark.head.seq > at => Err(AuditError::BehindCheckpoint {
-            head: at,
-            checkpoint: mark.head.seq,
-        }),
-        _ => Ok(()),
-    }
 }
 
 /// What one [`AuditLog::seal`] call did.
@@ -152,6 +122,17 @@ pub enum AuditError {
         /// The stored checkpoint's sequence number.
         checkpoint: u64,
     },
+    /// The chain's head was not sealed under any key this sealer holds ([`SealPlan`]):
+    /// another replica seals with a newer key, or the checkpoint stored at the head was
+    /// altered. Nothing is sealed (pending entries wait) until the sealer is given the
+    /// key in force.
+    #[error(
+        "the audit chain's head (seq {seq}) is not sealed under any audit key this core holds: another replica seals with a newer VIVIFIED_AUDIT_KEY (give this one that key, with its own in VIVIFIED_AUDIT_PREVIOUS_KEYS), or the stored checkpoint was altered; nothing is sealed until then"
+    )]
+    UnknownKey {
+        /// The head's sequence number.
+        seq: u64,
+    },
 }
 
 /// The audit log: pending entries, a single chainer that seals them, and reads of the
@@ -178,8 +159,9 @@ pub trait AuditLog: Send + Sync {
 
     /// Seals up to `limit` (at most [`MAX_SEAL_BATCH`]) pending entries, oldest append
     /// first: the first gets the head's `seq + 1` (1 on an empty chain), the next
-    /// `seq + 2`, …, each hash chained on the previous one with `key`
-    /// ([`seal_entries`]). The batch MUST be atomic: every entry
+    /// `seq + 2`, …, each hash chained on the previous one as the [`SealPlan`] of
+    /// `keys` says (which, on a rotation, seals one more entry first: the
+    /// [`KEY_ROTATED_ACTION`] entry). The batch MUST be atomic: every entry
     /// of it sealed and no longer pending, or none.
     ///
     /// At most one sealer MUST work on a log at a time, across processes for a shared
@@ -188,21 +170,21 @@ pub trait AuditLog: Send + Sync {
     /// an error (`sealed: 0`).
     ///
     /// A seal that sealed entries MUST also store the new head's checkpoint
-    /// ([`ChainMark::of`]) outside the entries, in the batch's transaction where the
-    /// backend has them, and before numbering anything MUST refuse with
-    /// [`AuditError::BehindCheckpoint`] when an authentic checkpoint it keeps lies
-    /// beyond its head ([`check_not_behind`]).
+    /// ([`SealPlan::checkpoint`]) outside the entries, in the batch's transaction where
+    /// the backend has them. Before numbering anything it MUST plan the seal with
+    /// [`SealPlan::new`] from the head and every checkpoint it keeps, inside its lock.
     ///
     /// # Errors
     /// MUST return [`AuditError::Unavailable`], sealing nothing, if the backend fails
     /// or a pending entry cannot be decoded (sealing then stalls, visibly, in
-    /// [`AuditLog::pending`]); [`AuditError::BehindCheckpoint`].
+    /// [`AuditLog::pending`]); [`AuditError::BehindCheckpoint`] and
+    /// [`AuditError::UnknownKey`] from the plan, sealing nothing.
     // The explicit `'static` is for mockall's mock; the parentheses it needs trip a
     // lint inside `async_trait`'s expansion.
     #[allow(unused_parens)]
     async fn seal(
         &self,
-        hasher: &(dyn ChainHasher + 'static),
+        keys: &(dyn ChainKeyRing + 'static),
         limit: usize,
     ) -> Result<SealReport, AuditError>;
 
@@ -266,6 +248,10 @@ pub trait ChainHasher: Send + Sync {
     /// batch).
     fn checkpoint_mac(&self, head: &ChainHead) -> ChainHash;
 
+    /// The key's public id (it reveals nothing of the key), as an
+    /// [`KEY_ROTATED_ACTION`] entry names it.
+    fn key_id(&self) -> String;
+
     /// Whether `mark`'s MAC is this key's over its head (constant time).
     fn is_authentic(&self, mark: &ChainMark) -> bool {
         self.checkpoint_mac(&mark.head).ct_eq(&mark.mac)
@@ -324,6 +310,10 @@ mod tests {
             b[1] = head.hash.as_bytes()[0];
             ChainHash::from_bytes(b)
         }
+
+        fn key_id(&self) -> String {
+            "recorder".into()
+        }
     }
 
     #[test]
@@ -338,17 +328,126 @@ mod tests {
             mac: ChainHash::from_bytes([1; 32]),
         };
         assert!(Recorder.is_authentic(&mark) && !Recorder.is_authentic(&forged));
-        assert_eq!(highest_authentic(&Recorder, [&mark, &forged]), Some(mark));
         for at in [Some(head(5)), Some(head(6))] {
-            assert!(check_not_behind(&Recorder, at, [&mark, &forged]).is_ok());
+            assert!(SealPlan::new(&Recorder, at, [&mark, &forged]).is_ok());
         }
         for (at, seq) in [(Some(head(4)), 4), (None, 0)] {
             assert!(matches!(
-                check_not_behind(&Recorder, at, [&mark]),
+                SealPlan::new(&Recorder, at, [&mark]),
                 Err(AuditError::BehindCheckpoint { head, checkpoint: 5 }) if head == seq
             ));
         }
-        assert!(check_not_behind(&Recorder, None, [&forged]).is_ok());
+        assert!(SealPlan::new(&Recorder, None, [&forged]).is_ok());
+    }
+
+    /// A key of a ring: like [`Recorder`], with byte 3 of every hash and MAC its id.
+    struct Keyed(u8);
+
+    impl ChainHasher for Keyed {
+        fn chain_hash(
+            &self,
+            prev: &ChainHash,
+            seq: u64,
+            entry: &AuditEntry,
+            details: &str,
+        ) -> Result<ChainHash, EntryError> {
+            let mut b = *Recorder.chain_hash(prev, seq, entry, details)?.as_bytes();
+            b[3] = self.0;
+            Ok(ChainHash::from_bytes(b))
+        }
+
+        fn checkpoint_mac(&self, head: &ChainHead) -> ChainHash {
+            let mut b = *Recorder.checkpoint_mac(head).as_bytes();
+            b[3] = self.0;
+            ChainHash::from_bytes(b)
+        }
+
+        fn key_id(&self) -> String {
+            format!("key-{}", self.0)
+        }
+    }
+
+    /// Key 2, with key 1 as its older key.
+    struct Ring(Keyed, Keyed);
+
+    impl ChainKeyRing for Ring {
+        fn current(&self) -> &dyn ChainHasher {
+            &self.0
+        }
+        fn previous(&self, i: usize) -> Option<&dyn ChainHasher> {
+            (i == 0).then_some(&self.1 as &dyn ChainHasher)
+        }
+    }
+
+    #[test]
+    fn a_seal_rotates_from_the_key_in_force_at_the_head() {
+        let ring = Ring(Keyed(2), Keyed(1));
+        let old = Keyed(1);
+        let e = |n: i64| AuditEntry {
+            at: OffsetDateTime::from_unix_timestamp(1_767_225_600 + n).unwrap(),
+            actor: "admin".into(),
+            action: "x".into(),
+            target: "p".into(),
+            outcome: AuditOutcome::Success,
+            reason: "r".into(),
+            trace_id: "t".into(),
+            details: serde_json::json!({}),
+        };
+        // An empty chain starts with the current key, without a rotation.
+        let plan = SealPlan::new(&ring, None, []).unwrap();
+        assert!(!plan.rotates());
+        // A head whose checkpoint the old key made: the batch starts with the rotation
+        // entry sealed with the old key, naming both; the rest is the new key's.
+        let sealed = seal_entries(&old, None, [e(1)]).unwrap();
+        let head = ChainHead {
+            seq: 1,
+            hash: sealed[0].hash,
+        };
+        let mark = ChainMark::of(&old, head);
+        let plan = SealPlan::new(&ring, Some(head), [&mark]).unwrap();
+        assert!(plan.rotates());
+        let batch = plan.seal(Some(head), vec![e(2), e(3)]).unwrap();
+        let seqs: Vec<(u64, &str, u8)> = batch
+            .iter()
+            .map(|s| (s.seq, s.entry.action.as_str(), s.hash.as_bytes()[3]))
+            .collect();
+        assert_eq!(seqs, [(2, KEY_ROTATED_ACTION, 1), (3, "x", 2), (4, "x", 2)]);
+        assert_eq!(
+            batch[0].entry.details,
+            serde_json::json!({"previous_key": "key-1", "key": "key-2"})
+        );
+        assert_eq!(batch[0].entry.at, e(2).at);
+        assert_eq!(batch[1].hash.as_bytes()[1], batch[0].hash.as_bytes()[0]);
+        let end = ChainHead {
+            seq: 4,
+            hash: batch[2].hash,
+        };
+        assert!(Keyed(2).is_authentic(&plan.checkpoint(end)));
+        // Nothing to seal: no rotation either.
+        assert!(plan.seal(Some(head), Vec::new()).unwrap().is_empty());
+        // After it, the head's checkpoint is the new key's: no rotation.
+        let mark = plan.checkpoint(end);
+        assert!(!SealPlan::new(&ring, Some(end), [&mark]).unwrap().rotates());
+        // A sealer that holds only the old key refuses to seal after the new key's head,
+        // and so does one with neither key.
+        for stale in [&Keyed(1) as &dyn ChainKeyRing, &Keyed(7)] {
+            assert!(matches!(
+                SealPlan::new(stale, Some(end), [&mark]),
+                Err(AuditError::UnknownKey { seq: 4 })
+            ));
+        }
+        // No checkpoint at the head: the current key if it is the only one, else refused.
+        assert!(!SealPlan::new(&Keyed(1), Some(end), []).unwrap().rotates());
+        assert!(matches!(
+            SealPlan::new(&ring, Some(end), []),
+            Err(AuditError::UnknownKey { seq: 4 })
+        ));
+        // A checkpoint at another position (a lagging copy) does not count.
+        let lagging = ChainMark::of(&Keyed(2), head);
+        assert!(matches!(
+            SealPlan::new(&ring, Some(end), [&lagging]),
+            Err(AuditError::UnknownKey { seq: 4 })
+        ));
     }
 
     #[test]

@@ -13,8 +13,8 @@ use serde_json::json;
 use time::Duration;
 
 use vivified_domain::audit_chain::{
-    ChainKey, ChainVerifier, Checkpoint, FailureReason, check_stored_checkpoints, seal_entries,
-    verify_log,
+    AuditKeys, ChainKey, ChainVerifier, Checkpoint, FailureReason, KEY_ROTATED_ACTION, KeySpan,
+    check_stored_checkpoints, seal_entries, verify_log,
 };
 use vivified_ports::audit::ChainHasher;
 use vivified_ports::audit::{
@@ -57,6 +57,176 @@ pub async fn audit_log_conformance(log: Arc<dyn AuditLog>) {
     concurrent_appends_and_sealers(&log, &key).await;
     verification_walks_the_chain(&*log, &key).await;
     each_seal_stores_a_checkpoint_of_its_head(&*log, &key).await;
+    keys_rotate_without_forking(&*log, &key).await;
+}
+
+/// The key the conformance chain rotates to.
+pub fn next_chain_key() -> ChainKey {
+    ChainKey::new(b"vivified-audit-conformance-next-key-9876543210").expect("long enough")
+}
+
+/// The first seal with a ring whose current key is new and whose older key sealed the
+/// head starts with one `audit.key_rotated` entry, sealed with the old key and naming
+/// both; a sealer that holds only the old key then refuses with `UnknownKey` and seals
+/// nothing; the chain verifies across the rotation with both keys, and only up to it
+/// with the old one. `key` sealed the log's head (it is not empty).
+async fn keys_rotate_without_forking(log: &dyn AuditLog, key: &ChainKey) {
+    let new = next_chain_key();
+    let ring = AuditKeys::new(new.clone(), vec![key.clone()]).unwrap();
+    let before = head(log).await.expect("a sealed chain");
+    for n in 0..2 {
+        log.append(audit_entry("system", "rotate.a", AuditOutcome::Success, n))
+            .await
+            .unwrap();
+    }
+    let r = log
+        .seal(&ring, 1000)
+        .await
+        .expect("a rotating seal MUST succeed");
+    assert_eq!(
+        r.sealed, 3,
+        "a rotating seal MUST seal the rotation entry and the batch"
+    );
+    let rotated = log.range(before.seq + 1, 3).await.unwrap();
+    assert_eq!(rotated[0].entry.action, KEY_ROTATED_ACTION);
+    assert_eq!(
+        rotated[0].entry.details,
+        json!({"previous_key": key.fingerprint(), "key": new.fingerprint()}),
+        "the rotation entry MUST name both keys"
+    );
+    assert_eq!(
+        rotated[1..]
+            .iter()
+            .map(|e| e.entry.action.as_str())
+            .collect::<Vec<_>>(),
+        ["rotate.a", "rotate.a"],
+        "the batch MUST follow the rotation entry, in order"
+    );
+    for s in log.checkpoints().await.unwrap() {
+        let mark = s.mark.expect("a checkpoint");
+        assert!(
+            new.is_authentic(&mark),
+            "{}: the checkpoint MUST be the new key's",
+            s.place
+        );
+    }
+    // A replica that still holds only the old key: nothing sealed, nothing lost.
+    log.append(audit_entry("system", "rotate.b", AuditOutcome::Success, 2))
+        .await
+        .unwrap();
+    let at = head(log).await;
+    assert!(
+        matches!(log.seal(key, 1000).await, Err(AuditError::UnknownKey { seq }) if Some(seq) == at.map(|h| h.seq)),
+        "a sealer without the key in force MUST refuse with UnknownKey"
+    );
+    assert_eq!(head(log).await, at, "a refused seal MUST NOT seal anything");
+    assert_eq!(
+        pending(log).await,
+        1,
+        "a refused seal MUST keep the entry pending"
+    );
+    // The new key seals it, without another rotation.
+    assert_eq!(log.seal(&ring, 1000).await.unwrap().sealed, 1);
+    let end = head(log).await.unwrap();
+    let report = verify_log(log, ChainVerifier::new(&ring), 2).await.unwrap();
+    assert!(
+        report.intact(),
+        "the chain MUST verify across a rotation: {report:?}"
+    );
+    assert_eq!(report.verified_up_to, end.seq);
+    assert_eq!(
+        report.keys,
+        [
+            KeySpan {
+                key: key.fingerprint(),
+                from_seq: 1
+            },
+            KeySpan {
+                key: new.fingerprint(),
+                from_seq: before.seq + 2
+            }
+        ]
+    );
+    let report = verify_log(log, ChainVerifier::new(key), 50).await.unwrap();
+    assert_eq!(
+        (report.verified_up_to, report.reason()),
+        (before.seq + 1, Some("unknown_key")),
+        "the old key alone MUST verify up to the rotation"
+    );
+    let check = check_stored_checkpoints(log, &ring).await.unwrap();
+    assert_eq!(
+        (check.failure, check.checkpoint.map(|c| c.head())),
+        (None, Some(end))
+    );
+}
+
+/// Rotation across restarts and replicas of a shared backend: `open` opens the log
+/// anew on the same database each time it is called (a restart, or another replica).
+/// Seals with the old key; "restarts" with the new key (the old one as previous) and
+/// seals (the rotation); a replica still on the old key refuses to seal; after
+/// another restart the chain verifies across the rotation. The database MUST be empty.
+pub async fn rotation_across_restarts<F, Fut>(mut open: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Arc<dyn AuditLog>>,
+{
+    let (old, new) = (test_chain_key(), next_chain_key());
+    let ring = AuditKeys::new(new.clone(), vec![old.clone()]).unwrap();
+    let first = open().await;
+    for n in 0..3 {
+        first
+            .append(audit_entry("system", "old", AuditOutcome::Success, n))
+            .await
+            .unwrap();
+    }
+    seal_all(&*first, &old).await;
+    drop(first);
+    let rotated = open().await;
+    let stale = open().await;
+    rotated
+        .append(audit_entry("system", "new", AuditOutcome::Success, 3))
+        .await
+        .unwrap();
+    assert_eq!(rotated.seal(&ring, 1000).await.unwrap().sealed, 2);
+    stale
+        .append(audit_entry("system", "stale", AuditOutcome::Success, 4))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            stale.seal(&old, 1000).await,
+            Err(AuditError::UnknownKey { seq: 5 })
+        ),
+        "a replica on the old key MUST refuse to seal after the rotation"
+    );
+    assert_eq!(rotated.seal(&ring, 1000).await.unwrap().sealed, 1);
+    drop((rotated, stale));
+    let reopened = open().await;
+    let report = verify_log(&*reopened, ChainVerifier::new(&ring), 2)
+        .await
+        .unwrap();
+    assert!(report.intact(), "{report:?}");
+    assert_eq!(report.verified_up_to, 6);
+    let spans: Vec<(String, u64)> = report
+        .keys
+        .iter()
+        .map(|s| (s.key.clone(), s.from_seq))
+        .collect();
+    assert_eq!(spans, [(old.fingerprint(), 1), (new.fingerprint(), 5)]);
+    let actions: Vec<String> = reopened
+        .range(1, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.entry.action)
+        .collect();
+    assert_eq!(
+        actions,
+        ["old", "old", "old", KEY_ROTATED_ACTION, "new", "stale"]
+    );
+    let check = check_stored_checkpoints(&*reopened, &ring).await.unwrap();
+    assert_eq!(check.failure, None);
+    assert_eq!(check.checkpoint.map(|c| c.seq), Some(6));
 }
 
 /// Every place a log keeps its checkpoint holds, after a seal that sealed entries,
@@ -526,7 +696,7 @@ async fn verification_walks_the_chain(log: &dyn AuditLog, key: &ChainKey) {
         seq: middle[0].seq,
         hash: middle[0].hash,
     };
-    let report = verify_log(log, ChainVerifier::resume(key, middle), 16)
+    let report = verify_log(log, ChainVerifier::resume(key, middle, None), 16)
         .await
         .unwrap();
     assert!(report.intact() && report.verified_up_to == head.seq);

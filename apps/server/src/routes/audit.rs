@@ -174,13 +174,29 @@ pub async fn list(
     ))
 }
 
-/// A `SEQ:HASH` position to resume from.
-fn parse_head(v: &str) -> Option<ChainHead> {
-    let (seq, hash) = v.trim().split_once(':')?;
-    Some(ChainHead {
-        seq: seq.parse().ok()?,
-        hash: hash.parse().ok()?,
-    })
+/// A `SEQ:HASH` position to resume from, optionally with `:KEY`, the fingerprint of
+/// the audit key in force there.
+fn parse_head(v: &str) -> Option<(ChainHead, Option<String>)> {
+    let mut parts = v.trim().split(':');
+    let (Some(seq), Some(hash), key, None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let key = match key {
+        None => None,
+        Some(k) if k.len() == 16 && k.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Some(k.to_ascii_lowercase())
+        }
+        Some(_) => return None,
+    };
+    Some((
+        ChainHead {
+            seq: seq.parse().ok()?,
+            hash: hash.parse().ok()?,
+        },
+        key,
+    ))
 }
 
 /// Where a bounded walk ended.
@@ -308,15 +324,16 @@ pub async fn verify(
         Some(v) => Some(parse_head(v).ok_or_else(|| {
             bad(
                 "resume",
-                "SEQ:HASH, the `last_verified` of an incomplete verification",
+                "SEQ:HASH[:KEY], the `last_verified` of an incomplete verification",
             )
         })?),
     };
-    let key = &state.audit.key;
-    let mut verifier = match resume {
-        Some(head) => ChainVerifier::resume(key, head),
+    let key = &*state.audit.keys;
+    let mut verifier = match &resume {
+        Some((head, in_force)) => ChainVerifier::resume(key, *head, in_force.as_deref()),
         None => ChainVerifier::new(key),
     };
+    let resume = resume.map(|(head, _)| head);
     // Without one, the checkpoint the log stored with its last seal (when it lies
     // within this walk): a chain cut at its end is then found without the log lines.
     let checkpoint = match checkpoint {
@@ -331,7 +348,7 @@ pub async fn verify(
         verifier = verifier.with_checkpoint(cp).map_err(|e| match e {
             CheckpointError::NotAuthentic => bad(
                 "checkpoint",
-                "a checkpoint made with this core's audit key (its MAC does not verify)",
+                "a checkpoint made with one of this core's audit keys (its MAC does not verify)",
             ),
             CheckpointError::BeforeStart => bad("checkpoint", "at or after `resume`"),
         })?;
@@ -347,6 +364,13 @@ pub async fn verify(
             "audit chain verification found a break"
         );
     }
+    let last_verified = report.head.map(|h| {
+        json!({
+            "seq": h.seq,
+            "hash": h.hash,
+            "key": report.key,
+        })
+    });
     Ok(Json(json!({
         "intact": report.intact(),
         "verified_up_to": report.verified_up_to,
@@ -354,7 +378,8 @@ pub async fn verify(
         "reason": report.reason(),
         "complete": walk.complete,
         "entries_checked": walk.checked,
-        "last_verified": report.head,
+        "last_verified": last_verified,
+        "keys": report.keys,
     })))
 }
 
@@ -437,7 +462,7 @@ pub async fn ready_status(state: &AppState) -> Result<Value, AuditError> {
     // and onto the chain in one transaction). Read the other way round, a batch sealed
     // between the two reads shows an old head with nothing pending.
     let pending = log.pending().await?;
-    let stored = check_stored_checkpoints(log.as_ref(), &state.audit.key).await?;
+    let stored = check_stored_checkpoints(log.as_ref(), &*state.audit.keys).await?;
     // Without a stored checkpoint the check did not read the head.
     let head = match stored.checkpoint {
         Some(_) => stored.head,
@@ -463,9 +488,14 @@ mod tests {
     #[test]
     fn resume_positions_parse() {
         let hash = "ab".repeat(32);
-        let head = parse_head(&format!("12:{hash}")).unwrap();
+        let (head, key) = parse_head(&format!("12:{hash}")).unwrap();
         assert_eq!(head.seq, 12);
         assert_eq!(head.hash.to_hex(), hash);
+        assert_eq!(key, None);
+        let (_, key) = parse_head(&format!("12:{hash}:00112233AABBCCDD")).unwrap();
+        assert_eq!(key.as_deref(), Some("00112233aabbccdd"));
+        assert!(parse_head(&format!("12:{hash}:xyz")).is_none());
+        assert!(parse_head(&format!("12:{hash}:00112233aabbccdd:1")).is_none());
         assert!(parse_head("12").is_none());
         assert!(parse_head(&format!("x:{hash}")).is_none());
         assert!(parse_head("12:abc").is_none());

@@ -56,6 +56,22 @@ impl Settings {
                 "must be at least 32 bytes; generate one with `openssl rand -hex 32`",
             );
         }
+        if self
+            .audit_previous_keys
+            .iter()
+            .any(|k| k.expose().len() < vivified_domain::audit_chain::ChainKey::MIN_LEN)
+        {
+            return invalid(
+                "VIVIFIED_AUDIT_PREVIOUS_KEYS",
+                "every key must be at least 32 bytes (the audit keys this core used before)",
+            );
+        }
+        if !self.audit_previous_keys.is_empty() && self.audit_key.is_none() {
+            return invalid(
+                "VIVIFIED_AUDIT_PREVIOUS_KEYS",
+                "needs VIVIFIED_AUDIT_KEY, the key the chain rotates to",
+            );
+        }
         if self.heartbeat_ttl < self.heartbeat_interval {
             return invalid(
                 "VIVIFIED_HEARTBEAT_TTL",

@@ -173,6 +173,10 @@ pub(super) const KEYS: &[Key] = &[
         env: &["VIVIFIED_AUDIT_KEY"],
     },
     Key {
+        key: "audit_previous_keys",
+        env: &["VIVIFIED_AUDIT_PREVIOUS_KEYS"],
+    },
+    Key {
         key: "audit_checkpoint_every",
         env: &["VIVIFIED_AUDIT_CHECKPOINT_EVERY"],
     },

@@ -168,6 +168,9 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// HMAC key of the audit chain; generated in dev mode when missing.
     pub audit_key: Option<Secret>,
+    /// Older audit keys, newest first: the chain's head may have been sealed with one
+    /// (the next seal rotates to `audit_key`), and verification walks across them.
+    pub audit_previous_keys: Vec<Secret>,
     /// A checkpoint goes to the log every this many sealed audit entries.
     pub audit_checkpoint_every: u64,
     /// How long the audit sealer sleeps when nothing (or less than a batch) was pending.

@@ -319,6 +319,10 @@ impl Settings {
                 .map_or_else(|| "info".to_owned(), |(_, v)| v.trim().to_owned()),
             log_format,
             audit_key: secret("audit_key"),
+            audit_previous_keys: list("audit_previous_keys")
+                .into_iter()
+                .map(Secret::new)
+                .collect(),
             audit_checkpoint_every: match get("audit_checkpoint_every") {
                 None => DEFAULT_AUDIT_CHECKPOINT_EVERY,
                 Some((n, v)) => v

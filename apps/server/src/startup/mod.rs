@@ -29,7 +29,7 @@ use vivified_adapters::postgres::PostgresAuditLog;
 use vivified_adapters::postgres::{PostgresConfig, PostgresPluginStore};
 use vivified_adapters::sqlite::SqliteAuditLog;
 use vivified_adapters::sqlite::SqlitePluginStore;
-use vivified_domain::audit_chain::ChainKey;
+use vivified_domain::audit_chain::{AuditKeys, ChainKey};
 use vivified_domain::broker::{Broker, BrokerConfig};
 use vivified_domain::policy::Policy;
 use vivified_domain::{ManifestValidator, Mode, Ports, Registry};
@@ -173,7 +173,7 @@ impl Application {
             settings.jwt_secret = dev.jwt_secret;
             settings.audit_key = dev.audit_key;
         }
-        let audit_key = audit_key(&settings)?;
+        let audit_keys = audit_keys(&settings)?;
         // Dev mode signs HS256 with its generated secret unless keys are configured:
         // jsonwebtoken derives an Ed25519 key for every signature, about 50 µs, which
         // would cut the registrations a dev core answers by more than half
@@ -236,7 +236,7 @@ impl Application {
             bus: Arc::clone(&bus),
             audit: audit.clone(),
         };
-        let audit = AuditChain::new(audit, audit_key).with_checkpoint_bus(Arc::clone(&bus));
+        let audit = AuditChain::new(audit, audit_keys).with_checkpoint_bus(Arc::clone(&bus));
         let mut config = settings.registry_config();
         // The SQL stores keep the audit log in their own database: a state change and
         // its audit entry are written in one transaction.
@@ -282,7 +282,7 @@ impl Application {
         audit
             .record_system("core.start", "startup", {
                 // The policy in force is part of the start: which rules, from where.
-                let mut details = crate::audit::start_details(&settings, &audit.key, local_addr);
+                let mut details = crate::audit::start_details(&settings, &audit.keys, local_addr);
                 details["policy"] = serde_json::json!({
                     "source": if settings.policy_file.is_some() { "file" } else { "built-in" },
                     "rules": policy_rules,
@@ -298,7 +298,7 @@ impl Application {
                 )
             })?;
         tracing::info!(
-            audit_key_fingerprint = %audit.key.fingerprint(),
+            audit_key_fingerprint = %audit.keys.current().fingerprint(),
             "audit chain ready"
         );
         let audit_broken_at_start = crate::audit::check_at_start(&audit).await;
@@ -513,19 +513,33 @@ impl Application {
     }
 }
 
-/// The chain key from the settings (dev mode has filled in a generated one).
-fn audit_key(settings: &Settings) -> Result<ChainKey, StartupError> {
-    let invalid = |reason: &str| {
+/// The chain keys from the settings (dev mode has filled in a generated current one).
+fn audit_keys(settings: &Settings) -> Result<AuditKeys, StartupError> {
+    let invalid = |name: &str, reason: &str| {
         StartupError::Settings(crate::settings::SettingsError::Invalid {
-            name: "VIVIFIED_AUDIT_KEY".into(),
+            name: name.into(),
             reason: reason.into(),
         })
     };
     let key = settings
         .audit_key
         .as_ref()
-        .ok_or_else(|| invalid("is not set"))?;
-    ChainKey::new(key.expose().as_bytes()).map_err(|_| invalid("must be at least 32 bytes"))
+        .ok_or_else(|| invalid("VIVIFIED_AUDIT_KEY", "is not set"))?;
+    let current = ChainKey::new(key.expose().as_bytes())
+        .map_err(|_| invalid("VIVIFIED_AUDIT_KEY", "must be at least 32 bytes"))?;
+    let previous = settings
+        .audit_previous_keys
+        .iter()
+        .map(|k| ChainKey::new(k.expose().as_bytes()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| {
+            invalid(
+                "VIVIFIED_AUDIT_PREVIOUS_KEYS",
+                "every key must be at least 32 bytes",
+            )
+        })?;
+    AuditKeys::new(current, previous)
+        .map_err(|e| invalid("VIVIFIED_AUDIT_PREVIOUS_KEYS", &e.to_string()))
 }
 
 async fn shutdown_signal() {
