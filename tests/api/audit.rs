@@ -119,7 +119,12 @@ async fn registrations_appear_once_sealed() {
             "reason": null,
             "complete": true,
             "entries_checked": 3,
-            "last_verified": {"seq": 3, "hash": head.hash.to_hex()},
+            "last_verified": {
+                "seq": 3,
+                "hash": head.hash.to_hex(),
+                "key": app.audit.keys.current().fingerprint(),
+            },
+            "keys": [{"key": app.audit.keys.current().fingerprint(), "from_seq": 1}],
         })
     );
 }
@@ -267,7 +272,12 @@ async fn verification_is_bounded_and_resumable() {
     let mut last = first["last_verified"].clone();
     let mut rounds = 1;
     loop {
-        let resume = format!("{}:{}", last["seq"], last["hash"].as_str().unwrap());
+        let resume = format!(
+            "{}:{}:{}",
+            last["seq"],
+            last["hash"].as_str().unwrap(),
+            last["key"].as_str().unwrap()
+        );
         let next = verify(&app, &format!("?max_entries=10&resume={resume}")).await;
         assert_eq!(next["intact"], true, "{next}");
         rounds += 1;

@@ -169,6 +169,8 @@ async fn verify(
 ) -> Result<ExitCode, Error> {
     let mut resume: Option<String> = None;
     let mut verified_up_to = 0u64;
+    // Where each audit key took over, over every step of the walk.
+    let mut keys: Vec<String> = Vec::new();
     loop {
         let mut query = Vec::new();
         if let Some(cp) = &checkpoint {
@@ -184,6 +186,11 @@ async fn verify(
         let up_to = report["verified_up_to"]
             .as_u64()
             .ok_or_else(|| unexpected("a verification report without `verified_up_to`"))?;
+        for span in report["keys"].as_array().into_iter().flatten() {
+            if let (Some(key), Some(from)) = (span["key"].as_str(), span["from_seq"].as_u64()) {
+                keys.push(format!("key {} from seq {from}", safe(key)));
+            }
+        }
         if !intact {
             let seq = report["first_bad_seq"]
                 .as_u64()
@@ -199,8 +206,11 @@ async fn verify(
         if report["complete"] != Value::Bool(false) {
             write_out(&if json {
                 pretty(&report)
-            } else {
+            } else if keys.len() < 2 {
+                // One key throughout: nothing to say about keys.
                 format!("intact up to seq {up_to}\n")
+            } else {
+                format!("intact up to seq {up_to} ({})\n", keys.join(", "))
             })?;
             return Ok(ExitCode::SUCCESS);
         }
@@ -214,7 +224,11 @@ async fn verify(
             return Err(unexpected("the verification does not advance"));
         }
         verified_up_to = seq;
-        resume = Some(format!("{seq}:{hash}"));
+        // With the key in force there, so a missing rotation across the step is caught.
+        resume = Some(match last["key"].as_str() {
+            Some(key) => format!("{seq}:{hash}:{key}"),
+            None => format!("{seq}:{hash}"),
+        });
         if checkpoint.is_some_and(|cp| cp.seq <= seq) {
             checkpoint = None;
         }

@@ -26,6 +26,25 @@ use vivified_test_support::postgres::ScratchDb;
 const ADMIN: &str = "adm-audit-proc-7c2k9w4m1x";
 const JWT: &str = "Lm4Nb7Vc0Xz3Aq6Ws9Ed2Rf5Tg8Yh1Uj-audit";
 const AUDIT_KEY: &str = "aud-proc-Q2w4E6r8T0y1U3i5O7p9A2s4D6f8";
+/// The key the rotation tests rotate to.
+const NEXT_AUDIT_KEY: &str = "aud-proc-next-Z9x7C5v3B1n8M6k4J2h0Gf";
+
+fn fingerprint(key: &str) -> String {
+    vivified_domain::audit_chain::ChainKey::new(key.as_bytes())
+        .expect("a long key")
+        .fingerprint()
+}
+
+/// Whether a JSON log has the ERROR line of a sealer that does not hold the key in
+/// force.
+fn refuses_to_seal(stdout: &str) -> bool {
+    json_lines(stdout).iter().any(|l| {
+        l["level"] == "ERROR"
+            && l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("audit sealing refused"))
+    })
+}
 
 async fn register(http: &reqwest::Client, base: &str, id: &str) -> StatusCode {
     let resp = http
@@ -446,9 +465,11 @@ async fn two_replicas_on_one_postgres_seal_one_chain_without_gaps() {
                 "complete": true,
                 "entries_checked": expected,
                 "last_verified": r["last_verified"].clone(),
+                "keys": [{"key": fingerprint(AUDIT_KEY), "from_seq": 1}],
             }),
             "{base}"
         );
+        assert_eq!(r["last_verified"]["key"], fingerprint(AUDIT_KEY));
     }
     let entries = all_entries(&http, &bases[1]).await;
     let seqs: Vec<u64> = entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
@@ -495,5 +516,197 @@ async fn two_replicas_on_one_postgres_seal_one_chain_without_gaps() {
     assert_eq!(pending, 0, "the last stop sealed everything");
     let total = i64::try_from(expected + 2).unwrap();
     assert_eq!((count, max), (total, Some(total)));
+    drop(db);
+}
+
+// ---------------------------------------------------------------------------------------
+// Audit key rotation
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_the_audit_key_rotates_across_restarts() {
+    let data = TempDir::new("audit-rotate");
+    let http = client();
+    let mut logs = Vec::new();
+
+    // 1. The old key: start (1), two registrations (2, 3), stop (4).
+    let mut a = sqlite_core(&data).start().await;
+    for i in 0..2 {
+        assert_eq!(
+            register(&http, &a.url(""), &format!("rot-{i}")).await,
+            StatusCode::OK
+        );
+    }
+    sealed(&http, &a.url(""), Some(3)).await;
+    assert!(a.stop(Duration::from_secs(20)).success(), "{}", a.stderr());
+    logs.push(a.stdout() + &a.stderr());
+
+    // 2. The new key, the old one as previous: its first seal starts with the rotation
+    //    (5, sealed with the old key), then its start (6); its stop is 7.
+    let rotated = sqlite_core(&data)
+        .env("VIVIFIED_AUDIT_KEY", NEXT_AUDIT_KEY)
+        .env("VIVIFIED_AUDIT_PREVIOUS_KEYS", AUDIT_KEY);
+    let mut b = rotated.start().await;
+    sealed(&http, &b.url(""), Some(6)).await;
+    let entries = all_entries(&http, &b.url("")).await;
+    assert_eq!(entries[4]["action"], "audit.key_rotated", "{}", entries[4]);
+    assert_eq!(
+        entries[4]["details"],
+        json!({"previous_key": fingerprint(AUDIT_KEY), "key": fingerprint(NEXT_AUDIT_KEY)})
+    );
+    assert_eq!(entries[5]["action"], "core.start");
+    assert_eq!(
+        entries[5]["details"]["audit_previous_key_fingerprints"],
+        json!([fingerprint(AUDIT_KEY)])
+    );
+    assert!(b.stop(Duration::from_secs(20)).success(), "{}", b.stderr());
+    logs.push(b.stdout() + &b.stderr());
+
+    // 3. Started again with the old key alone: it refuses to seal, loudly, and its
+    //    verification stops where the key it lacks took over.
+    let mut c = sqlite_core(&data).start().await;
+    c.wait_stdout(Duration::from_secs(10), refuses_to_seal)
+        .await;
+    let r = admin_get(&http, &c.url(""), "/audit/verify").await;
+    assert_eq!(
+        (
+            &r["intact"],
+            &r["verified_up_to"],
+            &r["first_bad_seq"],
+            &r["reason"]
+        ),
+        (&json!(false), &json!(5), &json!(6), &json!("unknown_key")),
+        "{r}"
+    );
+    c.stop(Duration::from_secs(20));
+    logs.push(c.stdout() + &c.stderr());
+
+    // 4. Restarted with the new key: what the old-key core appended (its start and
+    //    stop, 8 and 9) is sealed with the new key, without another rotation, and the
+    //    chain verifies across the rotation.
+    let mut d = rotated.start().await;
+    sealed(&http, &d.url(""), Some(10)).await;
+    let r = admin_get(&http, &d.url(""), "/audit/verify").await;
+    assert_eq!(r["intact"], true, "{r}");
+    assert_eq!(r["verified_up_to"], 10, "{r}");
+    assert_eq!(
+        r["keys"],
+        json!([
+            {"key": fingerprint(AUDIT_KEY), "from_seq": 1},
+            {"key": fingerprint(NEXT_AUDIT_KEY), "from_seq": 6},
+        ])
+    );
+    assert_eq!(r["last_verified"]["key"], fingerprint(NEXT_AUDIT_KEY));
+    // Resumed from the rotation with the key in force there, in bounded steps.
+    let rotation = &all_entries(&http, &d.url("")).await[4];
+    let resume = format!(
+        "{}:{}:{}",
+        rotation["seq"],
+        rotation["hash"].as_str().unwrap(),
+        fingerprint(NEXT_AUDIT_KEY)
+    );
+    let r = admin_get(&http, &d.url(""), &format!("/audit/verify?resume={resume}")).await;
+    assert_eq!(
+        (&r["intact"], &r["verified_up_to"]),
+        (&json!(true), &json!(10)),
+        "{r}"
+    );
+    let rotations = admin_get(&http, &d.url(""), "/audit?action=audit.key_rotated").await;
+    assert_eq!(rotations["entries"].as_array().unwrap().len(), 1);
+    assert!(d.stop(Duration::from_secs(20)).success(), "{}", d.stderr());
+    logs.push(d.stdout() + &d.stderr());
+    for text in logs {
+        assert!(
+            !text.contains(AUDIT_KEY) && !text.contains(NEXT_AUDIT_KEY),
+            "an audit key was logged"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_on_postgres_rotate_the_audit_key_one_at_a_time() {
+    let Some(db) = ScratchDb::create("vivified_audit").await else {
+        return;
+    };
+    let old = vivified()
+        .env("VIVIFIED_STORE", db.url())
+        .env("VIVIFIED_ADMIN_TOKEN", ADMIN)
+        .env("JWT_SECRET", JWT)
+        .env("VIVIFIED_AUDIT_KEY", AUDIT_KEY)
+        .env("VIVIFIED_AUDIT_SEAL_INTERVAL", "10ms")
+        .env("VIVIFIED_DB_MAX_CONNECTIONS", "4");
+    let http = client();
+    let mut a = old.start().await;
+    register(&http, &a.url(""), "pg-rot-a").await;
+    sealed(&http, &a.url(""), Some(2)).await;
+
+    // A second replica with the new key (the old one as previous): once it wins the
+    // sealing lock with something pending, it rotates.
+    let mut b = old
+        .clone()
+        .env("VIVIFIED_AUDIT_KEY", NEXT_AUDIT_KEY)
+        .env("VIVIFIED_AUDIT_PREVIOUS_KEYS", AUDIT_KEY)
+        .start()
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    let rotation = loop {
+        register(&http, &b.url(""), &format!("pg-rot-b{n}")).await;
+        n += 1;
+        sealed(&http, &b.url(""), None).await;
+        let found = admin_get(&http, &b.url(""), "/audit?action=audit.key_rotated").await;
+        if let Some(e) = found["entries"].as_array().and_then(|e| e.first()) {
+            break e["seq"].as_u64().unwrap();
+        }
+        assert!(Instant::now() < deadline, "no rotation within 20 s");
+    };
+
+    // The replica on the old key can no longer seal and says so; the new one seals
+    // what it appends, so nothing waits.
+    a.wait_stdout(Duration::from_secs(10), refuses_to_seal)
+        .await;
+    register(&http, &a.url(""), "pg-rot-a2").await;
+    let head = sealed(&http, &a.url(""), None).await;
+    assert!(head > rotation);
+    let r = admin_get(&http, &b.url(""), "/audit/verify").await;
+    assert_eq!(
+        (&r["intact"], &r["verified_up_to"]),
+        (&json!(true), &json!(head)),
+        "{r}"
+    );
+    assert_eq!(
+        r["keys"],
+        json!([
+            {"key": fingerprint(AUDIT_KEY), "from_seq": 1},
+            {"key": fingerprint(NEXT_AUDIT_KEY), "from_seq": rotation + 1},
+        ])
+    );
+    let r = admin_get(&http, &a.url(""), "/audit/verify").await;
+    assert_eq!(
+        (&r["first_bad_seq"], &r["reason"]),
+        (&json!(rotation + 1), &json!("unknown_key")),
+        "{r}"
+    );
+
+    // Both stop; the old replica's stop is sealed by the new one, which stops last.
+    a.stop(Duration::from_secs(20));
+    sealed(&http, &b.url(""), Some(head + 1)).await;
+    assert!(b.stop(Duration::from_secs(20)).success(), "{}", b.stderr());
+    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
+    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_pending")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let (count, max, rotations): (i64, Option<i64>, i64) = sqlx::query_as(
+        "SELECT COUNT(*), MAX(seq), COUNT(*) FILTER (WHERE action = 'audit.key_rotated') \
+         FROM audit_entries",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.ok();
+    assert_eq!(pending, 0);
+    assert_eq!(count, max.unwrap(), "no gap, no fork");
+    assert_eq!(rotations, 1, "one rotation");
     drop(db);
 }

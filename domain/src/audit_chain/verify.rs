@@ -651,12 +651,7 @@ mod tests {
         // A forged rotation entry (a key that did not seal the head).
         let mut forged = chain(3);
         let backwards = AuditKeys::new(old.clone(), vec![new.clone()]).unwrap();
-        let plan = SealPlan::new(
-            &backwards,
-            Some(head3),
-            [&ChainMark::of(&new, head3)],
-        )
-        .unwrap();
+        let plan = SealPlan::new(&backwards, Some(head3), [&ChainMark::of(&new, head3)]).unwrap();
         forged.extend(plan.seal(Some(head3), vec![entry("a3")]).unwrap());
         assert_eq!(fail(&forged), hash_mismatch(4));
         // Resumed after the rotation, with the key in force there, or the wrong one.
