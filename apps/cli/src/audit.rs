@@ -51,6 +51,11 @@ enum Command {
         /// entries cut from the end of the chain are caught too.
         #[arg(long, value_name = "SEQ:HASH:MAC")]
         checkpoint: Option<String>,
+        /// Verify an export (`GET /audit/export`, one entry per line; `-`: standard
+        /// input) offline instead of asking a core, with the audit keys from
+        /// VIVIFIED_AUDIT_KEY and VIVIFIED_AUDIT_PREVIOUS_KEYS.
+        #[arg(long, value_name = "FILE")]
+        export: Option<std::path::PathBuf>,
     },
     /// Print the newest entries, oldest first; with --follow, keep printing new ones
     /// as they are sealed.
@@ -96,7 +101,7 @@ fn run_inner(args: Args) -> Result<ExitCode, Error> {
         args.core_url
     };
     match args.command {
-        Command::Verify { checkpoint } => {
+        Command::Verify { checkpoint, export } => {
             // Checked before anything is asked.
             let checkpoint = checkpoint
                 .map(|c| {
@@ -104,6 +109,9 @@ fn run_inner(args: Args) -> Result<ExitCode, Error> {
                         .map_err(|_| Error::BadArgument("--checkpoint", "not SEQ:HASH:MAC"))
                 })
                 .transpose()?;
+            if let Some(path) = export {
+                return crate::audit_export::verify(&path, checkpoint, args.json);
+            }
             let client = client(&core_url, args.timeout, args.ca_cert.as_deref())?;
             runtime()?.block_on(verify(&client, checkpoint, args.json))
         }
@@ -152,7 +160,7 @@ fn unexpected(what: impl Into<String>) -> Error {
     })
 }
 
-fn write_out(text: &str) -> Result<(), Error> {
+pub(crate) fn write_out(text: &str) -> Result<(), Error> {
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;
     stdout.flush()?;
@@ -343,6 +351,7 @@ mod tests {
             ca_cert: None,
             command: Command::Verify {
                 checkpoint: Some("12:nothex:x".into()),
+                export: None,
             },
         };
         let err = run(args).unwrap_err();

@@ -23,6 +23,9 @@ pub enum Error {
     /// An option's value is unusable (checked before anything is asked).
     #[error("{0}: {1}")]
     BadArgument(&'static str, &'static str),
+    /// `vivified audit verify --export`: the keys or the export are unusable.
+    #[error("{0}")]
+    Export(String),
     /// `vivified audit verify` could not tell whether the chain is intact.
     #[error(transparent)]
     Unverified(Box<Error>),

@@ -6,6 +6,7 @@
 //! Every error is one line on stderr, `vivified: …`.
 
 mod audit;
+mod audit_export;
 #[cfg(feature = "serve")]
 mod backup;
 mod client;

@@ -290,3 +290,83 @@ fn tail_follow_prints_entries_as_they_are_sealed() {
     let _ = child.wait();
     let _ = reader.join();
 }
+
+/// A chain sealed with one key, then (after a restart) rotated to another: `audit
+/// verify` walks across the rotation and says where each key took over, and so does
+/// `audit verify --export` offline with both keys; with the old key alone the export
+/// verifies up to the rotation.
+#[test]
+fn verify_walks_across_a_key_rotation_online_and_offline() {
+    const NEXT: &str = "cli-next-audit-key-Hy7Gt6Fr5De4Sw3Aq2Zx1";
+    let dir = TempDir::new("cli-rotate");
+    let store = format!("sqlite://{}", dir.path().join("core.db").display());
+    let old = Core::start_with(&[("VIVIFIED_STORE", &store)]);
+    old.register("r-one");
+    assert_eq!(old.sealed(), 2);
+    drop(old);
+    let core = Core::start_with(&[
+        ("VIVIFIED_STORE", &store),
+        ("VIVIFIED_AUDIT_KEY", NEXT),
+        ("VIVIFIED_AUDIT_PREVIOUS_KEYS", AUDIT_KEY),
+    ]);
+    core.register("r-two");
+    let head = core.sealed();
+    let fp = |k: &str| ChainKey::new(k.as_bytes()).unwrap().fingerprint();
+    let rotations: Vec<u64> = core
+        .text("/audit/export")
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["action"] == "audit.key_rotated")
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    let [rotation] = rotations[..] else {
+        panic!("one rotation: {rotations:?}");
+    };
+    let expected = format!(
+        "intact up to seq {head} (key {} from seq 1, key {} from seq {})\n",
+        fp(AUDIT_KEY),
+        fp(NEXT),
+        rotation + 1
+    );
+    let run = Run::of(core.cli(dir.path()).args(["audit", "verify"]));
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, expected.as_str()),
+        "{run:?}"
+    );
+
+    let export = dir.path().join("export.ndjson");
+    std::fs::write(&export, core.text("/audit/export")).unwrap();
+    let offline = |keys: &[(&str, &str)]| {
+        let mut cmd = vivified(dir.path());
+        cmd.args(["audit", "verify", "--export"]).arg(&export);
+        for (k, v) in keys {
+            cmd.env(k, v);
+        }
+        Run::of(&mut cmd)
+    };
+    let run = offline(&[
+        ("VIVIFIED_AUDIT_KEY", NEXT),
+        ("VIVIFIED_AUDIT_PREVIOUS_KEYS", AUDIT_KEY),
+    ]);
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, expected.as_str()),
+        "{run:?}"
+    );
+    for secret in [NEXT, AUDIT_KEY] {
+        assert!(!run.stdout.contains(secret) && !run.stderr.contains(secret));
+    }
+    let run = offline(&[("VIVIFIED_AUDIT_KEY", AUDIT_KEY)]);
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (
+            1,
+            format!("first bad seq {}: unknown_key\n", rotation + 1).as_str()
+        ),
+        "{run:?}"
+    );
+    let run = offline(&[]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("VIVIFIED_AUDIT_KEY"), "{run:?}");
+}

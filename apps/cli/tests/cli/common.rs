@@ -47,7 +47,12 @@ pub struct Core {
 
 impl Core {
     pub fn start() -> Self {
-        let env: BTreeMap<&str, &str> = [
+        Self::start_with(&[])
+    }
+
+    /// [`Core::start`] with some settings changed or added.
+    pub fn start_with(overrides: &[(&str, &str)]) -> Self {
+        let mut env: BTreeMap<&str, &str> = [
             ("VIVIFIED_STORE", "memory"),
             ("VIVIFIED_ADMIN_TOKEN", ADMIN_TOKEN),
             ("JWT_SECRET", JWT_SECRET),
@@ -55,6 +60,7 @@ impl Core {
             ("VIVIFIED_AUDIT_SEAL_INTERVAL", "20ms"),
         ]
         .into();
+        env.extend(overrides.iter().copied());
         let settings = Settings::load(
             None,
             |k| env.get(k).map(|v| (*v).to_owned()),
@@ -126,6 +132,21 @@ impl Core {
                 serde_json::from_slice(&bytes).expect("a JSON body")
             };
             (status, body)
+        })
+    }
+
+    /// `GET path` with the admin token: the body as text (e.g. an NDJSON export).
+    pub fn text(&self, path: &str) -> String {
+        self.runtime.block_on(async {
+            let resp = self
+                .http
+                .get(format!("{}{path}", self.url()))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .expect("the core answers");
+            assert_eq!(resp.status(), 200, "GET {path}");
+            resp.text().await.expect("a body")
         })
     }
 

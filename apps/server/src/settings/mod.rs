@@ -339,6 +339,42 @@ mod tests {
     }
 
     #[test]
+    fn previous_audit_keys_are_a_list_of_long_keys() {
+        let old = "aud-old-4Tb8Nc2Vx6Lm0Qw3Er7Ty1Ui5Op9As";
+        let older = "aud-older-Zx1Cv2Bn3Mm4Kk5Jj6Hh7Gg8Ff";
+        let s = load(&[
+            ("VIVIFIED_AUDIT_KEY", GOOD_AUDIT_KEY),
+            (
+                "VIVIFIED_AUDIT_PREVIOUS_KEYS",
+                &format!(" {old} , {older},"),
+            ),
+        ])
+        .unwrap();
+        let keys: Vec<&str> = s.audit_previous_keys.iter().map(Secret::expose).collect();
+        assert_eq!(keys, [old, older]);
+        assert!(!format!("{s:?}").contains(old), "a key never prints");
+        for (pairs, why) in [
+            (
+                vec![
+                    ("VIVIFIED_AUDIT_KEY", GOOD_AUDIT_KEY),
+                    ("VIVIFIED_AUDIT_PREVIOUS_KEYS", "short"),
+                ],
+                "at least 32 bytes",
+            ),
+            (
+                vec![("VIVIFIED_AUDIT_PREVIOUS_KEYS", old)],
+                "needs VIVIFIED_AUDIT_KEY",
+            ),
+        ] {
+            let err = load(&pairs).unwrap_err().to_string();
+            assert!(
+                err.contains("VIVIFIED_AUDIT_PREVIOUS_KEYS") && err.contains(why),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn empty_variables_count_as_unset() {
         let s = load(&[
             ("DATABASE_URL", ""),
