@@ -2,7 +2,6 @@
 //! to the end in bounded steps) and read its newest entries (`GET /audit`), once or
 //! following new ones.
 
-use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -160,11 +159,8 @@ fn unexpected(what: impl Into<String>) -> Error {
     })
 }
 
-pub(crate) fn write_out(text: &str) -> Result<(), Error> {
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text.as_bytes())?;
-    stdout.flush()?;
-    Ok(())
+fn write_out(text: &str) -> Result<(), Error> {
+    Ok(crate::text::write_out(text)?)
 }
 
 /// Asks `/audit/verify` again and again, resuming where the last bounded walk stopped,

@@ -55,7 +55,7 @@ pub fn verify(path: &Path, checkpoint: Option<Checkpoint>, json: bool) -> Result
     };
     let (report, start) = walk(reader, &keys, checkpoint)?;
     let answer = render(&report, start, json);
-    crate::audit::write_out(&answer)?;
+    crate::text::write_out(&answer)?;
     Ok(if report.intact() {
         ExitCode::SUCCESS
     } else {

@@ -1,6 +1,7 @@
 //! Text output: terminal-safe strings and aligned tables.
 
 use std::borrow::Cow;
+use std::io::Write;
 
 /// `s` with control characters escaped (`\u{1b}`), so that a string a plugin chose
 /// (a manifest's name, a member's key in a violation path) cannot drive the terminal.
@@ -57,6 +58,16 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Writes `text` to standard output, flushed.
+///
+/// # Errors
+/// Writing failed (e.g. a closed pipe).
+pub fn write_out(text: &str) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()
 }
 
 #[cfg(test)]
