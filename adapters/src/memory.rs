@@ -379,6 +379,46 @@ impl PluginStore for InMemoryPluginStore {
         Ok(())
     }
 
+    async fn list_enrollments(
+        &self,
+        plugin_id: Option<PluginId>,
+        limit: usize,
+    ) -> Result<Vec<Enrollment>, StoreError> {
+        let inner = self.read();
+        let mut out: Vec<Enrollment> = inner
+            .enrollments
+            .values()
+            .filter(|e| plugin_id.as_ref().is_none_or(|p| *p == e.plugin_id))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    async fn cancel_enrollment(&self, id: &str) -> Result<Enrollment, StoreError> {
+        let mut inner = self.write();
+        let (hash, e) = inner
+            .enrollments
+            .iter()
+            .find(|(_, e)| e.id == id)
+            .ok_or(StoreError::NotFound)?;
+        if e.used_at.is_some() {
+            return Err(StoreError::PreconditionFailed);
+        }
+        let hash = hash.clone();
+        inner.enrollments.remove(&hash).ok_or(StoreError::NotFound)
+    }
+
+    async fn purge_enrollments(&self, ended_before: OffsetDateTime) -> Result<u64, StoreError> {
+        let mut inner = self.write();
+        let before = inner.enrollments.len();
+        inner.enrollments.retain(|_, e| {
+            e.expires_at >= ended_before && e.used_at.is_none_or(|u| u >= ended_before)
+        });
+        Ok((before - inner.enrollments.len()) as u64)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }

@@ -1,22 +1,23 @@
-//! A bearer token: any text, verified by the JWT issuer. Never a panic, and never
-//! accepted: nothing here was signed with the fuzzer's secret except the seed tokens
-//! the target issues itself, which must verify exactly once mutated back to themselves.
+//! A bearer token: any text, verified by the JWT issuers — one signing HS256 with a
+//! secret, one EdDSA (Ed25519) with a key generated at start. Never a panic, and never
+//! accepted: nothing here was signed with the fuzzer's keys except the tokens the
+//! target issues itself, which must verify (each by its own issuer only) when the
+//! fuzzer mutates its way back to them.
 #![no_main]
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use vivified_adapters::jwt::{JwtConfig, JwtTokenIssuer};
+use vivified_adapters::jwt::{JwtConfig, JwtTokenIssuer, generate_ed25519_pem};
 use vivified_ports::{PluginId, Secret, TokenIssuer, VerifyOptions};
 
 const SECRET: &str = "fuzz-jwt-secret-Zq3v9X1pLk2Rt7Yw0Bn4Hs8Dm6Fc5Ja1Ge";
 
 struct World {
     rt: tokio::runtime::Runtime,
-    issuer: JwtTokenIssuer,
-    /// A token this issuer signed: the only text that may verify.
-    genuine: String,
+    /// `(issuer, a token it signed)`: for each issuer the only text that may verify.
+    issuers: Vec<(JwtTokenIssuer, String)>,
     at: time::OffsetDateTime,
 }
 
@@ -26,26 +27,31 @@ fn world() -> &'static World {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("a runtime");
-        let issuer = JwtTokenIssuer::new(JwtConfig {
+        let hs256 = JwtTokenIssuer::new(JwtConfig {
             secret: Some(Secret::new(SECRET)),
             ed25519_keys: Vec::new(),
             previous: Vec::new(),
             ttl: Duration::from_secs(3600),
         })
-        .expect("an issuer");
+        .expect("an HS256 issuer");
+        let eddsa = JwtTokenIssuer::new(JwtConfig::ed25519(vec![
+            generate_ed25519_pem().expect("an Ed25519 key"),
+        ]))
+        .expect("an EdDSA issuer");
         let at = time::OffsetDateTime::now_utc();
-        let genuine = rt
-            .block_on(issuer.issue(&PluginId::parse("fuzz").expect("id"), at))
-            .expect("signs")
-            .token
-            .expose()
-            .to_owned();
-        World {
-            rt,
-            issuer,
-            genuine,
-            at,
-        }
+        let issuers = [hs256, eddsa]
+            .into_iter()
+            .map(|issuer| {
+                let genuine = rt
+                    .block_on(issuer.issue(&PluginId::parse("fuzz").expect("id"), at))
+                    .expect("signs")
+                    .token
+                    .expose()
+                    .to_owned();
+                (issuer, genuine)
+            })
+            .collect();
+        World { rt, issuers, at }
     })
 }
 
@@ -58,12 +64,15 @@ fuzz_target!(|data: &[u8]| {
         now: w.at,
         expired_grace: Duration::ZERO,
     };
-    let verified = w.rt.block_on(w.issuer.verify(text, opts));
-    if text == w.genuine {
-        assert!(verified.is_ok(), "the genuine token verifies");
-    } else if let Ok(claims) = verified {
-        // Another text that verifies must carry the same signed claims (JWS allows no
-        // second encoding of one signature with HS256 and the strict decoder).
-        panic!("a text other than the token the issuer signed verified: {claims:?}");
+    for (issuer, genuine) in &w.issuers {
+        let verified = w.rt.block_on(issuer.verify(text, opts));
+        if text == genuine {
+            assert!(verified.is_ok(), "the genuine token verifies");
+        } else if let Ok(claims) = verified {
+            // No other text may verify: JWS with the strict base64url decoder allows no
+            // second encoding of a signature, and Ed25519 verification refuses a
+            // non-canonical one; the other issuer's token is signed with another key.
+            panic!("a text other than the token this issuer signed verified: {claims:?}");
+        }
     }
 });

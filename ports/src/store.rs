@@ -255,6 +255,35 @@ pub trait PluginStore: Send + Sync {
         used_at: OffsetDateTime,
     ) -> Result<(), StoreError>;
 
+    /// Up to `limit` enrollments, used or not, expired or not, newest first
+    /// (`created_at` descending, then id ascending); only those for `plugin_id` if given.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Unavailable`] if the backend fails.
+    async fn list_enrollments(
+        &self,
+        plugin_id: Option<PluginId>,
+        limit: usize,
+    ) -> Result<Vec<Enrollment>, StoreError>;
+
+    /// Deletes the enrollment with this id (its public id, not the token's hash) in one
+    /// atomic conditional write, only if it is unused; returns it as it was. Of several
+    /// concurrent callers (and a concurrent [`PluginStore::use_enrollment`]) exactly one
+    /// succeeds.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::NotFound`] if there is none,
+    /// [`StoreError::PreconditionFailed`] if it is used (nothing deleted),
+    /// [`StoreError::Unavailable`] if the backend fails.
+    async fn cancel_enrollment(&self, id: &str) -> Result<Enrollment, StoreError>;
+
+    /// Deletes every enrollment that ended before `ended_before`: used before it, or
+    /// expiring before it. Returns how many were deleted.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Unavailable`] if the backend fails.
+    async fn purge_enrollments(&self, ended_before: OffsetDateTime) -> Result<u64, StoreError>;
+
     /// Checks that the backend answers (used by `/ready`).
     ///
     /// # Errors

@@ -177,6 +177,14 @@ pub(crate) struct Queries {
     pub enrollment_use: &'static str,
     /// Mark unused if used at exactly $2.
     pub enrollment_release: &'static str,
+    /// Enrollments newest first, only plugin $1 unless NULL, limit $2.
+    pub enrollment_list: &'static str,
+    /// Delete by enrollment id ($1) if unused, returning it.
+    pub enrollment_cancel: &'static str,
+    /// One enrollment by its id ($1).
+    pub enrollment_by_id: &'static str,
+    /// Delete those used or expiring before $1.
+    pub enrollment_purge: &'static str,
     /// Delete by id, and by token id when one is given.
     pub delete: &'static str,
     /// Whether a record exists (to tell `NotFound` from `PreconditionFailed`).
@@ -738,6 +746,58 @@ macro_rules! sql_plugin_store {
                     .await
                     .map_err($crate::sql::map_err)
                     .map(drop)
+            }
+
+            async fn list_enrollments(
+                &self,
+                plugin_id: Option<vivified_ports::PluginId>,
+                limit: usize,
+            ) -> Result<Vec<vivified_ports::Enrollment>, StoreError> {
+                let rows: Vec<$crate::sql::EnrollmentRow> =
+                    sqlx::query_as($queries.enrollment_list)
+                        .bind(plugin_id.as_ref().map(vivified_ports::PluginId::as_str))
+                        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err($crate::sql::map_err)?;
+                rows.into_iter().map($crate::sql::enrollment).collect()
+            }
+
+            async fn cancel_enrollment(
+                &self,
+                id: &str,
+            ) -> Result<vivified_ports::Enrollment, StoreError> {
+                let row: Option<$crate::sql::EnrollmentRow> =
+                    sqlx::query_as($queries.enrollment_cancel)
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err($crate::sql::map_err)?;
+                if let Some(row) = row {
+                    return $crate::sql::enrollment(row);
+                }
+                let exists: Option<$crate::sql::EnrollmentRow> =
+                    sqlx::query_as($queries.enrollment_by_id)
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err($crate::sql::map_err)?;
+                Err(match exists {
+                    Some(_) => StoreError::PreconditionFailed,
+                    None => StoreError::NotFound,
+                })
+            }
+
+            async fn purge_enrollments(
+                &self,
+                ended_before: OffsetDateTime,
+            ) -> Result<u64, StoreError> {
+                let done = sqlx::query($queries.enrollment_purge)
+                    .bind($crate::sql::to_micros(ended_before))
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::sql::map_err)?;
+                Ok(done.rows_affected())
             }
 
             async fn ping(&self) -> Result<(), StoreError> {

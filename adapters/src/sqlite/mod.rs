@@ -225,6 +225,22 @@ const QUERIES: Queries = Queries {
         crate::sql::enrollment_cols!()
     ),
     enrollment_release: "UPDATE enrollments SET used_at = NULL WHERE token_hash = ?1 AND used_at = ?2",
+    enrollment_list: concat!(
+        "SELECT ",
+        crate::sql::enrollment_cols!(),
+        " FROM enrollments WHERE (?1 IS NULL OR plugin_id = ?1) \
+         ORDER BY created_at DESC, enrollment_id LIMIT ?2"
+    ),
+    enrollment_cancel: concat!(
+        "DELETE FROM enrollments WHERE enrollment_id = ?1 AND used_at IS NULL RETURNING ",
+        crate::sql::enrollment_cols!()
+    ),
+    enrollment_by_id: concat!(
+        "SELECT ",
+        crate::sql::enrollment_cols!(),
+        " FROM enrollments WHERE enrollment_id = ?1"
+    ),
+    enrollment_purge: "DELETE FROM enrollments WHERE used_at < ?1 OR expires_at < ?1",
     exists: "SELECT 1 FROM plugins WHERE plugin_id = ?",
     heartbeat_check: "SELECT token_jti, enabled FROM plugins WHERE plugin_id = ?",
     outbox_insert: "INSERT INTO lifecycle_outbox (event_type, plugin_id, token_jti, version, at) \

@@ -36,6 +36,8 @@ pub enum ApiError {
     MethodNotAllowed,
     /// 409 `already_registered`.
     AlreadyRegistered,
+    /// 409 `conflict`, with a reason code (`enrollment_used`).
+    Conflict(&'static str),
     /// 413 `payload_too_large`.
     PayloadTooLarge(usize),
     /// 415 `unsupported_media_type`.
@@ -59,7 +61,7 @@ impl ApiError {
             }
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::AlreadyRegistered => StatusCode::CONFLICT,
+            Self::AlreadyRegistered | Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -80,6 +82,7 @@ impl ApiError {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::AlreadyRegistered => "already_registered",
+            Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::HeadersTooLarge(_) => "request_header_fields_too_large",
@@ -131,6 +134,12 @@ impl ApiError {
                 "A plugin with this id is already registered; re-register with its current token."
                     .to_owned()
             }
+            Self::Conflict(reason) => match *reason {
+                "enrollment_used" => {
+                    "The enrollment has been used; only an unused one can be cancelled.".to_owned()
+                }
+                _ => "The resource's state refuses this request.".to_owned(),
+            },
             Self::PayloadTooLarge(limit) => format!("The request body exceeds {limit} bytes."),
             Self::UnsupportedMediaType => {
                 "The request body must be JSON (`Content-Type: application/json`).".to_owned()
@@ -164,6 +173,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::NotFound => Self::NotFound,
             RegistryError::InvalidRequest(m) => Self::InvalidBody(m.into()),
             RegistryError::AlreadyRegistered => Self::AlreadyRegistered,
+            RegistryError::Conflict(r) => Self::Conflict(r),
             RegistryError::Unavailable { what, source } => {
                 tracing::error!(dependency = what, error = %source, cause = ?source.source().map(ToString::to_string), "dependency failed");
                 Self::Unavailable(what)
@@ -178,7 +188,9 @@ impl IntoResponse for ApiError {
         let mut body = json!({ "error": self.code(), "detail": self.detail() });
         match &self {
             Self::InvalidManifest(v) => body["violations"] = json!(v),
-            Self::Unauthorized(r) | Self::Forbidden(r) => body["reason"] = json!(r),
+            Self::Unauthorized(r) | Self::Forbidden(r) | Self::Conflict(r) => {
+                body["reason"] = json!(r);
+            }
             Self::PolicyDenied { rule, reason } => {
                 body["reason"] = json!(&**reason);
                 body["rule"] = json!(&**rule);

@@ -14,6 +14,14 @@ pub const ENROLLMENT_PREFIX: &str = "venr_";
 /// The longest life of an enrollment token.
 pub const MAX_ENROLLMENT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// How long an enrollment that can no longer register (used or expired) is kept
+/// before [`Registry::purge_enrollments`] deletes it (its use and its creation stay on
+/// the audit trail).
+pub const ENROLLMENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The most enrollments one listing returns.
+pub const MAX_ENROLLMENT_PAGE: usize = 1000;
+
 /// A freshly minted enrollment: the token goes to the operator once.
 #[derive(Clone, Debug)]
 pub struct IssuedEnrollment {
@@ -152,11 +160,11 @@ impl Registry {
             Ok(used) => used,
             // Used or expired since it was read: say which.
             Err(StoreError::PreconditionFailed | StoreError::NotFound) => {
-                let again = store.enrollment(&hash).await?;
-                let why = again
-                    .as_ref()
-                    .and_then(|e| refusal(e, now))
-                    .unwrap_or("enrollment_used");
+                let why = match store.enrollment(&hash).await? {
+                    // Cancelled meanwhile.
+                    None => "invalid_enrollment",
+                    Some(e) => refusal(&e, now).unwrap_or("enrollment_used"),
+                };
                 return Err(RegistryError::Unauthorized(why));
             }
             Err(e) => return Err(RegistryError::store(e)),
@@ -181,6 +189,103 @@ impl Registry {
                 Err(e)
             }
         }
+    }
+
+    /// Up to `limit` (at most [`MAX_ENROLLMENT_PAGE`]) enrollments, used or not, newest
+    /// first, only those for `plugin_id` if given. Admin only.
+    ///
+    /// # Errors
+    /// `Unauthorized`, `Forbidden`, `InvalidRequest` (a bad plugin id), `Unavailable`.
+    pub async fn list_enrollments(
+        &self,
+        bearer: Option<&str>,
+        plugin_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Enrollment>, RegistryError> {
+        self.require_admin(bearer).await?;
+        let plugin_id = plugin_id
+            .map(|p| {
+                PluginId::parse(p).map_err(|_| {
+                    RegistryError::InvalidRequest(
+                        "`plugin_id` must be 1 to 63 characters of lowercase letters, digits and '-'",
+                    )
+                })
+            })
+            .transpose()?;
+        Ok(self
+            .inner
+            .ports
+            .store
+            .list_enrollments(plugin_id, limit.min(MAX_ENROLLMENT_PAGE))
+            .await?)
+    }
+
+    /// Cancels the unused enrollment `id`: its token registers nothing from now on
+    /// (`invalid_enrollment`). Admin only; audited (`enrollment.cancel`).
+    ///
+    /// # Errors
+    /// `Unauthorized`, `Forbidden`, `NotFound`, `Conflict("enrollment_used")` (a used
+    /// enrollment is history, not cancelled), `Unavailable`.
+    pub async fn cancel_enrollment(
+        &self,
+        bearer: Option<&str>,
+        id: &str,
+        trace_id: &str,
+    ) -> Result<Enrollment, RegistryError> {
+        self.require_admin(bearer).await?;
+        let cancelled = match self.inner.ports.store.cancel_enrollment(id).await {
+            Ok(e) => e,
+            Err(StoreError::NotFound) => return Err(RegistryError::NotFound),
+            Err(StoreError::PreconditionFailed) => {
+                return Err(RegistryError::Conflict("enrollment_used"));
+            }
+            Err(e) => return Err(RegistryError::store(e)),
+        };
+        self.audit(
+            trace_id,
+            Subject {
+                actor: "admin",
+                action: "enrollment.cancel",
+                target: cancelled.plugin_id.as_str(),
+            },
+            AuditOutcome::Success,
+            "cancelled",
+            json!({ "enrollment_id": cancelled.id }),
+        )
+        .await?;
+        tracing::info!(plugin_id = %cancelled.plugin_id, enrollment_id = %cancelled.id, "enrollment cancelled");
+        Ok(cancelled)
+    }
+
+    /// Deletes the enrollments that ended (were used, or expired) more than
+    /// [`ENROLLMENT_RETENTION`] ago; run it now and then (the server does, hourly). Safe
+    /// with several replicas. Audited (`enrollment.purge`, actor `system`) when it
+    /// deleted any.
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    pub async fn purge_enrollments(&self) -> Result<u64, RegistryError> {
+        let retention =
+            time::Duration::try_from(ENROLLMENT_RETENTION).unwrap_or(time::Duration::MAX);
+        let now = self.now();
+        let before = now.checked_sub(retention).unwrap_or(now);
+        let purged = self.inner.ports.store.purge_enrollments(before).await?;
+        if purged > 0 {
+            self.audit(
+                "system",
+                Subject {
+                    actor: "system",
+                    action: "enrollment.purge",
+                    target: "enrollments",
+                },
+                AuditOutcome::Success,
+                "retention",
+                json!({ "deleted": purged, "ended_before": before.unix_timestamp() }),
+            )
+            .await?;
+            tracing::info!(deleted = purged, "ended enrollments purged");
+        }
+        Ok(purged)
     }
 
     /// Audits the use of an enrollment by a stored registration.

@@ -15,7 +15,10 @@ mod register;
 mod replace;
 mod revoke;
 
-pub use enroll::{ENROLLMENT_PREFIX, IssuedEnrollment, MAX_ENROLLMENT_TTL};
+pub use enroll::{
+    ENROLLMENT_PREFIX, ENROLLMENT_RETENTION, IssuedEnrollment, MAX_ENROLLMENT_PAGE,
+    MAX_ENROLLMENT_TTL,
+};
 pub use revoke::Revocation;
 mod sweep;
 
@@ -146,6 +149,10 @@ pub enum RegistryError {
     /// 409 `already_registered`: the id is held by another registration.
     #[error("plugin already registered")]
     AlreadyRegistered,
+    /// 409 `conflict`, with a reason code: the resource is in a state that refuses
+    /// the request (`enrollment_used`).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
     /// 503 `unavailable`: a port failed; the cause is kept for the log, never sent.
     #[error("{what} unavailable")]
     Unavailable {
@@ -164,7 +171,7 @@ impl RegistryError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidManifest(_) => "invalid_manifest",
-            Self::Unauthorized(r) | Self::Forbidden(r) => r,
+            Self::Unauthorized(r) | Self::Forbidden(r) | Self::Conflict(r) => r,
             Self::PluginDisabled => "plugin_disabled",
             Self::NotFound => "not_found",
             Self::InvalidRequest(_) => "invalid_body",
@@ -404,7 +411,8 @@ impl Registry {
             .map_err(RegistryError::store)
     }
 
-    pub(crate) fn now(&self) -> OffsetDateTime {
+    /// The time on the registry's clock.
+    pub fn now(&self) -> OffsetDateTime {
         self.inner.ports.clock.now()
     }
 

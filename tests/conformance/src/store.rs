@@ -63,6 +63,7 @@ pub async fn plugin_store_conformance(store: Arc<dyn PluginStore>) {
     concurrent_heartbeats_all_counted(&store).await;
     revocation_by_time(&*store).await;
     enrollments_are_used_once(&store).await;
+    enrollments_are_listed_cancelled_and_purged(&store).await;
     store
         .ping()
         .await
@@ -547,6 +548,118 @@ async fn enrollments_are_used_once(store: &Arc<dyn PluginStore>) {
         store.use_enrollment(&format!("{:064x}", 99), at(1)).await,
         Err(StoreError::NotFound)
     ));
+}
+
+async fn enrollments_are_listed_cancelled_and_purged(store: &Arc<dyn PluginStore>) {
+    use vivified_ports::Enrollment;
+    let at = |s: i64| t0() + Duration::seconds(s);
+    let enrollment = |n: u32, plugin: &str, created: i64, expires: i64| Enrollment {
+        id: format!("lst-{n}"),
+        plugin_id: pid(plugin),
+        token_hash: format!("{:064x}", 1000 + n),
+        created_at: at(created),
+        expires_at: at(expires),
+        created_by: "admin".into(),
+        used_at: None,
+    };
+    let made = [
+        enrollment(1, "listed-a", 5, 100),
+        enrollment(2, "listed-a", 7, 100),
+        enrollment(3, "listed-b", 6, 50),
+        enrollment(4, "listed-a", 7, 30),
+    ];
+    for e in &made {
+        store.create_enrollment(e).await.unwrap();
+    }
+    let ids = |v: Vec<Enrollment>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store
+            .list_enrollments(Some(pid("listed-a")), 10)
+            .await
+            .unwrap()),
+        ["lst-2", "lst-4", "lst-1"],
+        "a plugin's enrollments MUST be listed newest first, then by id"
+    );
+    assert_eq!(
+        ids(store
+            .list_enrollments(Some(pid("listed-a")), 2)
+            .await
+            .unwrap()),
+        ["lst-2", "lst-4"],
+        "the listing MUST stop at its limit"
+    );
+    let all = store.list_enrollments(None, 10_000).await.unwrap();
+    assert!(
+        made.iter().all(|m| all.contains(m)),
+        "every enrollment MUST be listed"
+    );
+    assert!(
+        all.windows(2).all(|w| w[0].created_at >= w[1].created_at),
+        "newest first"
+    );
+    // Cancelled: gone, once; a used one is kept.
+    let used = store
+        .use_enrollment(&made[1].token_hash, at(8))
+        .await
+        .unwrap();
+    let cancels = join_all((0..5).map(|_| {
+        let store = Arc::clone(store);
+        async move { store.cancel_enrollment("lst-1").await }
+    }))
+    .await;
+    let won: Vec<_> = cancels.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(won.len(), 1, "exactly one cancel MUST succeed: {cancels:?}");
+    assert_eq!(
+        *won[0], made[0],
+        "a cancel MUST return the enrollment as it was"
+    );
+    assert!(
+        store
+            .enrollment(&made[0].token_hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        store.cancel_enrollment("lst-1").await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.cancel_enrollment("lst-2").await,
+        Err(StoreError::PreconditionFailed)
+    ));
+    assert_eq!(
+        store.enrollment(&made[1].token_hash).await.unwrap(),
+        Some(used)
+    );
+    // Purged: what was used, or expired, before the instant; nothing usable.
+    assert_eq!(store.purge_enrollments(at(8)).await.unwrap(), 0);
+    let purged = store.purge_enrollments(at(31)).await.unwrap();
+    assert!(purged >= 2, "lst-2 was used at 8 s, lst-4 expired at 30 s");
+    assert_eq!(
+        ids(store
+            .list_enrollments(Some(pid("listed-a")), 10)
+            .await
+            .unwrap()),
+        Vec::<String>::new(),
+        "what was used or expired before the instant MUST be purged"
+    );
+    assert!(
+        store
+            .enrollment(&made[2].token_hash)
+            .await
+            .unwrap()
+            .is_some(),
+        "an unused enrollment that has not expired MUST be kept"
+    );
+    store.purge_enrollments(at(51)).await.unwrap();
+    assert!(
+        store
+            .enrollment(&made[2].token_hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn clear(store: &dyn PluginStore) {

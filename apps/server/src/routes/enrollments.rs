@@ -1,7 +1,9 @@
-//! `POST /enrollments` (admin): a one-time enrollment token for one plugin id.
+//! Enrollments (admin): `POST /enrollments` mints a one-time enrollment token for one
+//! plugin id; `GET /enrollments` lists them (never a token); `DELETE
+//! /enrollments/{id}` cancels an unused one.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -71,4 +73,81 @@ pub async fn create(
             "expires_at": rfc3339(issued.expires_at),
         })),
     ))
+}
+
+/// Query of `GET /enrollments`.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    plugin_id: Option<String>,
+    limit: Option<String>,
+}
+
+/// Default page of `GET /enrollments`.
+pub const DEFAULT_PAGE: usize = 100;
+
+/// An enrollment as the API shows it: never its token (nor the token's hash).
+fn view(e: &vivified_ports::Enrollment, now: time::OffsetDateTime) -> Value {
+    let state = if e.used_at.is_some() {
+        "used"
+    } else if now >= e.expires_at {
+        "expired"
+    } else {
+        "pending"
+    };
+    json!({
+        "enrollment_id": e.id,
+        "plugin_id": e.plugin_id,
+        "state": state,
+        "created_at": rfc3339(e.created_at),
+        "expires_at": rfc3339(e.expires_at),
+        "created_by": e.created_by,
+        "used_at": e.used_at.map(rfc3339),
+    })
+}
+
+/// `GET /enrollments?plugin_id=…&limit=N` (admin) → `{"enrollments": [...]}`, newest
+/// first, each with its `state` (`pending`, `used`, `expired`).
+pub async fn list(
+    State(state): State<AppState>,
+    bearer: Bearer,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    // 401/403 before 400.
+    super::admin_first(&state, &bearer).await?;
+    let Query(q) = query.map_err(|_| ApiError::InvalidBody("bad query string".into()))?;
+    let max = vivified_domain::registry::MAX_ENROLLMENT_PAGE;
+    let limit = match q.limit.as_deref() {
+        None => DEFAULT_PAGE,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=max).contains(l))
+            .ok_or_else(|| ApiError::InvalidBody(format!("`limit` must be between 1 and {max}")))?,
+    };
+    let plugin_id = q.plugin_id.as_deref().filter(|p| !p.is_empty());
+    let found = state
+        .registry
+        .list_enrollments(bearer.as_deref(), plugin_id, limit)
+        .await?;
+    let now = state.registry.now();
+    let enrollments: Vec<Value> = found.iter().map(|e| view(e, now)).collect();
+    Ok(Json(json!({ "enrollments": enrollments })))
+}
+
+/// `DELETE /enrollments/{id}` (admin): cancels the unused enrollment; 200 with it as
+/// it was (`state` `cancelled`), 404 if there is none, 409 `conflict`
+/// (`enrollment_used`) if it was used.
+pub async fn cancel(
+    State(state): State<AppState>,
+    TraceId(trace_id): TraceId,
+    Path(id): Path<String>,
+    bearer: Bearer,
+) -> Result<Json<Value>, ApiError> {
+    let cancelled = state
+        .registry
+        .cancel_enrollment(bearer.as_deref(), &id, &trace_id)
+        .await?;
+    let mut answer = view(&cancelled, state.registry.now());
+    answer["state"] = json!("cancelled");
+    Ok(Json(answer))
 }

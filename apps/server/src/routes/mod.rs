@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use vivified_domain::Mode;
 
@@ -47,7 +47,11 @@ pub fn router(state: AppState, settings: &Settings) -> App {
         ("/.well-known/jwks.json", get(tokens::jwks)),
         ("/plugins", get(plugins::list)),
         ("/plugins/register", post(plugins::register)),
-        ("/enrollments", post(enrollments::create)),
+        (
+            "/enrollments",
+            post(enrollments::create).get(enrollments::list),
+        ),
+        ("/enrollments/{id}", delete(enrollments::cancel)),
         (
             "/plugins/{id}",
             get(plugins::get).delete(plugins::deregister),

@@ -61,14 +61,26 @@ const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
 /// Streams one HTTP/2 connection may have open at once.
 const HTTP2_MAX_STREAMS: u32 = 128;
 
-/// Sweeps liveness deadlines every `every` until aborted. A failing store is
-/// logged once per outage, not once per tick.
+/// How often the sweeper deletes enrollments that ended long ago.
+const ENROLLMENT_PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Sweeps liveness deadlines every `every` until aborted, and purges ended
+/// enrollments at its first tick and hourly after. A failing store is logged once per
+/// outage, not once per tick.
 pub(super) async fn sweep_forever(registry: Registry, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
+    let mut purged_at: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
+        if purged_at.is_none_or(|at| at.elapsed() >= ENROLLMENT_PURGE_EVERY) {
+            // Retried at the next purge: what it would delete can wait an hour.
+            if let Err(e) = registry.purge_enrollments().await {
+                tracing::warn!(error = %e, "purging ended enrollments failed");
+            }
+            purged_at = Some(tokio::time::Instant::now());
+        }
         match registry.sweep().await {
             Ok(report) => {
                 if failing {
