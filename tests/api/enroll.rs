@@ -232,3 +232,136 @@ async fn the_shared_secret_still_registers_where_it_is_allowed() {
         .await;
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
 }
+
+#[tokio::test]
+async fn enrollments_are_listed_without_tokens_and_cancelled_while_unused() {
+    let app = TestApp::builder().enrollment_only().build();
+    let first = enroll(&app, "ledger", Some("1h")).await;
+    app.clock.advance(time::Duration::seconds(1));
+    let second = enroll(&app, "ledger", Some("10m")).await;
+    app.clock.advance(time::Duration::seconds(1));
+    let other = enroll(&app, "billing", None).await;
+    let id = |v: &Value| v["enrollment_id"].as_str().unwrap().to_owned();
+
+    // Newest first, filtered, never a token.
+    let resp = app.get("/enrollments", Some(ADMIN_TOKEN)).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    let listed: Vec<String> = resp.json()["enrollments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(id)
+        .collect();
+    assert_eq!(listed, [id(&other), id(&second), id(&first)]);
+    for answer in [&first, &second, &other] {
+        assert!(!resp.text().contains(&token(answer)), "a token was listed");
+    }
+    let resp = app
+        .get("/enrollments?plugin_id=ledger&limit=1", Some(ADMIN_TOKEN))
+        .await;
+    let page = resp.json()["enrollments"].clone();
+    assert_eq!(page.as_array().unwrap().len(), 1);
+    let view = &page[0];
+    let keys: Vec<&str> = view
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "created_at",
+            "created_by",
+            "enrollment_id",
+            "expires_at",
+            "plugin_id",
+            "state",
+            "used_at"
+        ]
+    );
+    assert_eq!(
+        (&view["enrollment_id"], &view["state"], &view["used_at"]),
+        (&json!(id(&second)), &json!("pending"), &Value::Null)
+    );
+
+    // Used, and expired: the state says so.
+    let resp = app
+        .register(&manifest("ledger"), Some(&token(&first)))
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    app.clock.advance(time::Duration::minutes(11));
+    let resp = app
+        .get("/enrollments?plugin_id=ledger", Some(ADMIN_TOKEN))
+        .await;
+    let states: Vec<(String, String)> = resp.json()["enrollments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (id(e), e["state"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (id(&second), "expired".to_owned()),
+            (id(&first), "used".to_owned())
+        ]
+    );
+
+    // Cancelled while unused: 200 once, the token registers nothing, audited.
+    let uri = format!("/enrollments/{}", id(&other));
+    let resp = app.delete(&uri, Some(ADMIN_TOKEN)).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    assert_eq!(resp.json()["state"], "cancelled");
+    assert_eq!(resp.json()["plugin_id"], "billing");
+    assert_error(
+        &app.delete(&uri, Some(ADMIN_TOKEN)).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    let resp = app
+        .register(&manifest("billing"), Some(&token(&other)))
+        .await;
+    assert_refused(&resp, "invalid_enrollment");
+    let cancelled = sealed_entries(&app, "enrollment.cancel").await;
+    assert_eq!(cancelled.len(), 1);
+    assert_eq!(
+        cancelled[0].entry.details["enrollment_id"],
+        id(&other).as_str()
+    );
+    assert_eq!(cancelled[0].entry.target, "billing");
+    // A used one is history: 409 conflict.
+    let resp = app
+        .delete(&format!("/enrollments/{}", id(&first)), Some(ADMIN_TOKEN))
+        .await;
+    assert_error(&resp, StatusCode::CONFLICT, "conflict");
+    assert_eq!(resp.json()["reason"], "enrollment_used");
+
+    // Admin only, and bad parameters are named.
+    assert_error(
+        &app.get("/enrollments", None).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    assert_error(
+        &app.delete(&uri, None).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    for query in ["?limit=0", "?limit=1001", "?plugin_id=Not_An_Id"] {
+        let resp = app
+            .get(&format!("/enrollments{query}"), Some(ADMIN_TOKEN))
+            .await;
+        assert_error(&resp, StatusCode::BAD_REQUEST, "invalid_body");
+    }
+
+    // A week after they ended, purged (the sweeper does this hourly).
+    app.clock.advance(time::Duration::days(8));
+    assert_eq!(app.registry.purge_enrollments().await.unwrap(), 2);
+    let resp = app.get("/enrollments", Some(ADMIN_TOKEN)).await;
+    assert_eq!(resp.json()["enrollments"], json!([]));
+    let purged = sealed_entries(&app, "enrollment.purge").await;
+    assert_eq!(purged.len(), 1);
+    assert_eq!(purged[0].entry.details["deleted"], 2);
+    assert_eq!(app.registry.purge_enrollments().await.unwrap(), 0);
+}

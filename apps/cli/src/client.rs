@@ -415,6 +415,13 @@ impl CoreClient {
         self.record(Method::POST, url, Some(body)).await
     }
 
+    /// Cancels an unused enrollment (`DELETE /enrollments/{id}`): the enrollment as it
+    /// was.
+    pub async fn cancel_enrollment(&self, id: &str) -> Result<Value, ClientError> {
+        let url = self.url_at("enrollments", &[id]);
+        self.record(Method::DELETE, url, None).await
+    }
+
     /// Deregisters a plugin (`DELETE /plugins/{id}`, 204).
     pub async fn deregister(&self, id: &str) -> Result<(), ClientError> {
         let id = plugin_id(id)?;

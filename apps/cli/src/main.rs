@@ -12,6 +12,7 @@ mod backup;
 mod client;
 mod connect;
 mod enroll;
+mod enrollments;
 mod error;
 mod healthcheck;
 mod new_plugin;
@@ -50,6 +51,9 @@ enum Command {
     /// Mint a one-time enrollment token that registers one plugin id once (admin token
     /// from VIVIFIED_ADMIN_TOKEN); the token alone on stdout.
     Enroll(enroll::Args),
+    /// List the enrollments minted (never their tokens) and cancel unused ones (admin
+    /// token from VIVIFIED_ADMIN_TOKEN).
+    Enrollments(enrollments::Args),
     /// Verify the audit chain of a running core (exit 0 intact, 1 tampered, 2 error)
     /// and read its entries (admin token from VIVIFIED_ADMIN_TOKEN).
     Audit(audit::Args),
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Plugins(args) => plugins::run(args),
         Command::Enroll(args) => enroll::run(&args),
+        Command::Enrollments(args) => enrollments::run(&args),
         Command::Audit(args) => audit::run(args),
         Command::Healthcheck(args) => healthcheck::run(&args),
         Command::NewPlugin(args) => new_plugin::run(args),

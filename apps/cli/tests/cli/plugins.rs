@@ -510,6 +510,56 @@ fn enroll_prints_a_one_time_token_that_registers_its_id_once() {
 }
 
 #[test]
+fn enrollments_are_listed_and_an_unused_one_cancelled() {
+    let core = Core::start();
+    let dir = TempDir::new("cli");
+    let mint = |id: &str| {
+        let run = Run::of(core.cli(dir.path()).args(["enroll", id, "--json"]));
+        assert_eq!(run.code, 0, "{run:?}");
+        serde_json::from_str::<Value>(&run.stdout).unwrap()
+    };
+    let ledger = mint("ledger");
+    let billing = mint("billing");
+    let id = |v: &Value| v["enrollment_id"].as_str().unwrap().to_owned();
+
+    let run = Run::of(core.cli(dir.path()).args(["enrollments", "list"]));
+    assert_eq!(run.code, 0, "{run:?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{run:?}");
+    assert!(lines.iter().all(|l| l.contains("  pending  ")), "{run:?}");
+    for v in [&ledger, &billing] {
+        assert!(run.stdout.contains(&id(v)), "{run:?}");
+        assert!(!run.stdout.contains(v["token"].as_str().unwrap()));
+    }
+    let run =
+        Run::of(
+            core.cli(dir.path())
+                .args(["enrollments", "list", "--plugin", "ledger", "--json"]),
+        );
+    let listed: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["enrollment_id"], id(&ledger).as_str());
+
+    let run = Run::of(
+        core.cli(dir.path())
+            .args(["enrollments", "cancel", &id(&ledger)]),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        format!("enrollment {} for ledger cancelled\n", id(&ledger))
+    );
+    let run = Run::of(
+        core.cli(dir.path())
+            .args(["enrollments", "cancel", &id(&ledger)]),
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    run.assert_one_error_line("vivified", "404 not_found");
+    let run = Run::of(core.cli(dir.path()).args(["enrollments", "list"]));
+    assert_eq!(run.stdout.lines().count(), 1, "{run:?}");
+}
+
+#[test]
 fn approve_answers_the_record_and_show_tells_the_approval() {
     let core = Core::start();
     let dir = TempDir::new("cli");

@@ -75,8 +75,9 @@ pub async fn create(
     ))
 }
 
-/// Query of `GET /enrollments`.
+/// Query of `GET /enrollments`; an unknown parameter is 400.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     plugin_id: Option<String>,
     limit: Option<String>,
