@@ -171,3 +171,81 @@ async fn approval_is_for_the_admin() {
     assert_error(&resp, StatusCode::NOT_FOUND, "not_found");
     assert_eq!(app.record("ehr").await["approval"], "pending");
 }
+
+#[tokio::test]
+async fn a_refusal_disables_the_plugin_and_keeps_it_waiting() {
+    let app = TestApp::production();
+    let token = register(&app, &phi_manifest("ehr", &[], &[]), REGISTRATION_SECRET).await;
+    let refuse = |reason: Value| {
+        let app = &app;
+        async move {
+            app.post_json(
+                "/plugins/ehr/refuse",
+                Some(ADMIN_TOKEN),
+                &json!({ "reason": reason }),
+            )
+            .await
+        }
+    };
+    // The reason is required, the admin token first.
+    let resp = app
+        .post_json("/plugins/ehr/refuse", Some(&token), &json!({"reason": "x"}))
+        .await;
+    assert_error(&resp, StatusCode::FORBIDDEN, "forbidden");
+    assert_error(
+        &refuse(json!("")).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_body",
+    );
+
+    let resp = refuse(json!("no BAA on file")).await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    let record = resp.json();
+    assert_eq!(record["enabled"], false);
+    assert_eq!(
+        record["disabled_reason"],
+        "approval refused: no BAA on file"
+    );
+    assert_eq!(record["approval"], "pending");
+    assert_error(
+        &app.heartbeat("ehr", Some(&token), None).await,
+        StatusCode::FORBIDDEN,
+        "plugin_disabled",
+    );
+    // Audited with the traits and the reason; the same refusal again changes nothing.
+    let entries = sealed_entries(&app, "plugin.approval_refused").await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].entry.actor, "admin");
+    assert_eq!(
+        entries[0].entry.details,
+        json!({"traits": ["handles_phi"], "reason": "no BAA on file"})
+    );
+    assert_eq!(refuse(json!("no BAA on file")).await.status, StatusCode::OK);
+    assert_eq!(
+        sealed_entries(&app, "plugin.approval_refused").await.len(),
+        1
+    );
+
+    // Enabled again, it still waits; re-registered without the trait, it waits for nothing.
+    let resp = app
+        .post_raw("/plugins/ehr/enable", Some(ADMIN_TOKEN), None, "")
+        .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    assert_eq!(resp.json()["approval"], "pending");
+    pending(&publish(&app, &token).await);
+    let token = register(&app, &manifest("ehr"), &token).await;
+    assert_eq!(app.record("ehr").await["approval"], "approved");
+    let resp = app
+        .post_json(
+            "/plugins/ehr/refuse",
+            Some(ADMIN_TOKEN),
+            &json!({"reason": "late"}),
+        )
+        .await;
+    assert_error(&resp, StatusCode::CONFLICT, "conflict");
+    assert_eq!(resp.json()["reason"], "nothing_pending");
+    assert_eq!(
+        app.heartbeat("ehr", Some(&token), None).await.status,
+        StatusCode::OK
+    );
+}

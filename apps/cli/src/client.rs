@@ -383,6 +383,15 @@ impl CoreClient {
             .await
     }
 
+    /// Refuses the sensitive traits a plugin waits to have approved (`POST
+    /// /plugins/{id}/refuse`); the record after the change.
+    pub async fn refuse(&self, id: &str, reason: &str) -> Result<Value, ClientError> {
+        let id = plugin_id(id)?;
+        let body = serde_json::json!({ "reason": reason });
+        self.record(Method::POST, self.url(&[id.as_str(), "refuse"]), Some(body))
+            .await
+    }
+
     /// Enables a plugin again (`POST /plugins/{id}/enable`); the record after the
     /// change.
     pub async fn enable(&self, id: &str) -> Result<Value, ClientError> {

@@ -45,8 +45,8 @@ enum Command {
     /// Start the core: the same settings and start-up as the vivified-server binary.
     #[cfg(feature = "serve")]
     Serve(serve::Args),
-    /// List, inspect, disable, enable, deregister and revoke the tokens of the plugins of a running core
-    /// (admin token from VIVIFIED_ADMIN_TOKEN).
+    /// List, inspect, disable, enable, approve or refuse, deregister and revoke the
+    /// tokens of the plugins of a running core (admin token from VIVIFIED_ADMIN_TOKEN).
     Plugins(plugins::Args),
     /// Mint a one-time enrollment token that registers one plugin id once (admin token
     /// from VIVIFIED_ADMIN_TOKEN); the token alone on stdout.

@@ -50,6 +50,15 @@ enum Command {
         /// The plugin's id.
         id: String,
     },
+    /// Refuse the sensitive traits a plugin waits to have approved: it is disabled
+    /// ("approval refused: REASON") and stays unapproved.
+    Refuse {
+        /// The plugin's id.
+        id: String,
+        /// Why (kept in the record's `disabled_reason` and on the audit trail).
+        #[arg(long)]
+        reason: String,
+    },
     /// Deregister a plugin: its record is deleted, its token stops working and its
     /// id is free again.
     Deregister {
@@ -193,6 +202,18 @@ async fn execute(client: &CoreClient, command: Command, json: bool) -> Result<St
                 "approved {} ({})\n",
                 r.plugin_id,
                 r.manifest_list("/traits")
+            ))
+        }
+        Command::Refuse { id, reason } => {
+            let v = client.refuse(&id, &reason).await?;
+            if json {
+                return Ok(pretty(&v));
+            }
+            let r = Record::from_json(&v)?;
+            Ok(format!(
+                "refused {} ({})\n",
+                r.plugin_id,
+                safe(r.disabled_reason.as_deref().unwrap_or(&reason))
             ))
         }
         Command::RevokeBefore { id, all: _, at } => {

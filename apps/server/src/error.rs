@@ -138,6 +138,9 @@ impl ApiError {
                 "enrollment_used" => {
                     "The enrollment has been used; only an unused one can be cancelled.".to_owned()
                 }
+                "nothing_pending" => {
+                    "The plugin waits for no approval: there is nothing to refuse.".to_owned()
+                }
                 _ => "The resource's state refuses this request.".to_owned(),
             },
             Self::PayloadTooLarge(limit) => format!("The request body exceeds {limit} bytes."),

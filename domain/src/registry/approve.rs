@@ -111,4 +111,72 @@ impl Registry {
         }
         Err(too_contended())
     }
+
+    /// Refuses the sensitive traits plugin `id` waits to have approved (admin): the
+    /// plugin is disabled with `approval refused: {reason}` as its reason, and stays
+    /// unapproved — enabled again, it still waits for approval; re-registered without
+    /// those traits, it waits for nothing. Audited (`plugin.approval_refused`, actor
+    /// `admin`, with the traits and the reason) and announced (`plugin.disabled`).
+    /// Idempotent for the same reason.
+    ///
+    /// # Errors
+    /// `Unauthorized`, `Forbidden`, `NotFound`, `Conflict("nothing_pending")` (nothing
+    /// waits for approval), `Unavailable`.
+    pub async fn refuse_approval(
+        &self,
+        id: &str,
+        bearer: Option<&str>,
+        reason: &str,
+        trace_id: &str,
+    ) -> Result<PluginRecord, RegistryError> {
+        self.require_admin(bearer).await?;
+        let id = PluginId::parse(id).map_err(|_| RegistryError::NotFound)?;
+        let disabled_reason = format!("approval refused: {reason}");
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self.existing(&id).await?;
+            let pending = current.pending_traits();
+            if pending.is_empty() {
+                return Err(RegistryError::Conflict("nothing_pending"));
+            }
+            if !current.enabled && current.disabled_reason.as_deref() == Some(&disabled_reason) {
+                return Ok(current);
+            }
+            let was_enabled = current.enabled;
+            let mut next = current.clone();
+            next.enabled = false;
+            next.disabled_reason = Some(disabled_reason.clone());
+            next.next_deadline = self.deadline_for(&next, self.now());
+            let subject = Subject {
+                actor: "admin",
+                action: "plugin.approval_refused",
+                target: id.as_str(),
+            };
+            let details = || json!({ "traits": pending, "reason": reason });
+            match self
+                .replace_and_audit(
+                    next,
+                    &current,
+                    Change {
+                        trace_id,
+                        subject,
+                        reason: "refused",
+                        details,
+                    },
+                    true,
+                )
+                .await
+            {
+                Ok(stored) => {
+                    tracing::info!(plugin_id = %id, traits = ?pending, "sensitive traits refused; plugin disabled");
+                    if was_enabled {
+                        let key = format!("{}:{}", stored.token_jti, stored.version);
+                        self.lifecycle("plugin.disabled", &id, &key, trace_id).await;
+                    }
+                    return Ok(stored);
+                }
+                Err(e) => e.or_retry()?,
+            }
+        }
+        Err(too_contended())
+    }
 }

@@ -588,4 +588,19 @@ fn approve_answers_the_record_and_show_tells_the_approval() {
     let run = Run::of(core.cli(dir.path()).args(["plugins", "approve", "nobody"]));
     assert_eq!(run.code, 1, "{run:?}");
     run.assert_one_error_line("vivified", "404 not_found");
+    // Dev mode approved it at registration: there is nothing to refuse.
+    let run = Run::of(core.cli(dir.path()).args([
+        "plugins",
+        "refuse",
+        "user-management",
+        "--reason",
+        "no BAA",
+    ]));
+    assert_eq!(run.code, 1, "{run:?}");
+    run.assert_one_error_line("vivified", "409 conflict");
+    let run = Run::of(
+        core.cli(dir.path())
+            .args(["plugins", "refuse", "user-management"]),
+    );
+    assert_eq!(run.code, 2, "--reason is required: {run:?}");
 }

@@ -61,6 +61,7 @@ pub fn router(state: AppState, settings: &Settings) -> App {
         ("/plugins/{id}/disable", post(plugins::disable)),
         ("/plugins/{id}/enable", post(plugins::enable)),
         ("/plugins/{id}/approve", post(plugins::approve)),
+        ("/plugins/{id}/refuse", post(plugins::refuse)),
         ("/plugins/{id}/revoke-before", post(tokens::revoke_plugin)),
         ("/tokens/introspect", post(plugins::introspect)),
         ("/tokens/revoke-before", post(tokens::revoke_all)),

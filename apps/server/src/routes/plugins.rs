@@ -304,16 +304,7 @@ pub async fn disable(
 ) -> Result<Json<Value>, ApiError> {
     // 401/403 before 400.
     super::admin_first(&state, &bearer).await?;
-    let reason = match body?.0.reason {
-        Some(Value::String(r)) if !r.trim().is_empty() && r.chars().count() <= MAX_REASON_CHARS => {
-            r
-        }
-        _ => {
-            return Err(ApiError::InvalidBody(format!(
-                "`reason` must be a non-empty string of at most {MAX_REASON_CHARS} characters"
-            )));
-        }
-    };
+    let reason = reason_of(body?.0)?;
     let record = state
         .registry
         .disable(&id, bearer.as_deref(), &reason, &trace_id)
@@ -334,6 +325,37 @@ pub async fn approve(
         .approve(&id, bearer.as_deref(), &trace_id)
         .await?;
     Ok(Json(json!(PluginView::from(&record))))
+}
+
+/// `POST /plugins/{id}/refuse` (admin), body `{"reason": "…"}`: refuses the sensitive
+/// traits the plugin waits to have approved, and disables it.
+pub async fn refuse(
+    State(state): State<AppState>,
+    TraceId(trace_id): TraceId,
+    Path(id): Path<String>,
+    bearer: Bearer,
+    body: Result<OptionalJson<DisableBody>, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    // 401/403 before 400.
+    super::admin_first(&state, &bearer).await?;
+    let reason = reason_of(body?.0)?;
+    let record = state
+        .registry
+        .refuse_approval(&id, bearer.as_deref(), &reason, &trace_id)
+        .await?;
+    Ok(Json(json!(PluginView::from(&record))))
+}
+
+/// The `reason` of a disable or refuse body: non-empty, at most [`MAX_REASON_CHARS`].
+fn reason_of(body: DisableBody) -> Result<String, ApiError> {
+    match body.reason {
+        Some(Value::String(r)) if !r.trim().is_empty() && r.chars().count() <= MAX_REASON_CHARS => {
+            Ok(r)
+        }
+        _ => Err(ApiError::InvalidBody(format!(
+            "`reason` must be a non-empty string of at most {MAX_REASON_CHARS} characters"
+        ))),
+    }
 }
 
 /// `POST /plugins/{id}/enable` (admin).
