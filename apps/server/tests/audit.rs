@@ -416,19 +416,55 @@ async fn postgres_a_chain_cut_at_its_end_while_stopped_is_reported() {
 // Two replicas on one Postgres
 // ---------------------------------------------------------------------------------------
 
+/// A core on the scratch database, sealing every 10 ms; replicas share the audit key,
+/// as they share the JWT secret.
+fn postgres_replica(db: &ScratchDb) -> Spawn {
+    vivified()
+        .env("VIVIFIED_STORE", db.url())
+        .env("VIVIFIED_ADMIN_TOKEN", ADMIN)
+        .env("JWT_SECRET", JWT)
+        .env("VIVIFIED_AUDIT_KEY", AUDIT_KEY)
+        .env("VIVIFIED_AUDIT_SEAL_INTERVAL", "10ms")
+        .env("VIVIFIED_DB_MAX_CONNECTIONS", "4")
+}
+
+/// What the audit tables of the scratch database hold.
+struct ChainRows {
+    pending: i64,
+    count: i64,
+    /// The highest seq (0: none).
+    max: i64,
+    rotations: i64,
+}
+
+async fn chain_rows(db: &ScratchDb) -> ChainRows {
+    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
+    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_pending")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let (count, max, rotations): (i64, Option<i64>, i64) = sqlx::query_as(
+        "SELECT COUNT(*), MAX(seq), COUNT(*) FILTER (WHERE action = 'audit.key_rotated') \
+         FROM audit_entries",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.ok();
+    ChainRows {
+        pending,
+        count,
+        max: max.unwrap_or(0),
+        rotations,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_on_one_postgres_seal_one_chain_without_gaps() {
     let Some(db) = ScratchDb::create("vivified_audit").await else {
         return;
     };
-    let spawn = vivified()
-        .env("VIVIFIED_STORE", db.url())
-        .env("VIVIFIED_ADMIN_TOKEN", ADMIN)
-        .env("JWT_SECRET", JWT)
-        // Replicas share the key, as they share the JWT secret.
-        .env("VIVIFIED_AUDIT_KEY", AUDIT_KEY)
-        .env("VIVIFIED_AUDIT_SEAL_INTERVAL", "10ms")
-        .env("VIVIFIED_DB_MAX_CONNECTIONS", "4");
+    let spawn = postgres_replica(&db);
     let http = client();
     let (mut a, mut b) = tokio::join!(spawn.start(), spawn.start());
     let bases = [a.url(""), b.url("")];
@@ -502,20 +538,10 @@ async fn two_replicas_on_one_postgres_seal_one_chain_without_gaps() {
     let head = sealed(&http, &bases[1], Some(expected + 1)).await;
     assert_eq!(head, expected + 1);
     assert!(b.stop(Duration::from_secs(20)).success(), "{}", b.stderr());
-    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
-    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_pending")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    let (count, max): (i64, Option<i64>) =
-        sqlx::query_as("SELECT COUNT(*), MAX(seq) FROM audit_entries")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-    conn.close().await.ok();
-    assert_eq!(pending, 0, "the last stop sealed everything");
+    let rows = chain_rows(&db).await;
+    assert_eq!(rows.pending, 0, "the last stop sealed everything");
     let total = i64::try_from(expected + 2).unwrap();
-    assert_eq!((count, max), (total, Some(total)));
+    assert_eq!((rows.count, rows.max), (total, total));
     drop(db);
 }
 
@@ -628,13 +654,7 @@ async fn two_replicas_on_postgres_rotate_the_audit_key_one_at_a_time() {
     let Some(db) = ScratchDb::create("vivified_audit").await else {
         return;
     };
-    let old = vivified()
-        .env("VIVIFIED_STORE", db.url())
-        .env("VIVIFIED_ADMIN_TOKEN", ADMIN)
-        .env("JWT_SECRET", JWT)
-        .env("VIVIFIED_AUDIT_KEY", AUDIT_KEY)
-        .env("VIVIFIED_AUDIT_SEAL_INTERVAL", "10ms")
-        .env("VIVIFIED_DB_MAX_CONNECTIONS", "4");
+    let old = postgres_replica(&db);
     let http = client();
     let mut a = old.start().await;
     register(&http, &a.url(""), "pg-rot-a").await;
@@ -692,21 +712,9 @@ async fn two_replicas_on_postgres_rotate_the_audit_key_one_at_a_time() {
     a.stop(Duration::from_secs(20));
     sealed(&http, &b.url(""), Some(head + 1)).await;
     assert!(b.stop(Duration::from_secs(20)).success(), "{}", b.stderr());
-    let mut conn = PgConnection::connect(db.url()).await.expect("connect");
-    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_pending")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    let (count, max, rotations): (i64, Option<i64>, i64) = sqlx::query_as(
-        "SELECT COUNT(*), MAX(seq), COUNT(*) FILTER (WHERE action = 'audit.key_rotated') \
-         FROM audit_entries",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
-    conn.close().await.ok();
-    assert_eq!(pending, 0);
-    assert_eq!(count, max.unwrap(), "no gap, no fork");
-    assert_eq!(rotations, 1, "one rotation");
+    let rows = chain_rows(&db).await;
+    assert_eq!(rows.pending, 0);
+    assert_eq!(rows.count, rows.max, "no gap, no fork");
+    assert_eq!(rows.rotations, 1, "one rotation");
     drop(db);
 }

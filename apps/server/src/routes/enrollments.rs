@@ -116,15 +116,11 @@ pub async fn list(
     // 401/403 before 400.
     super::admin_first(&state, &bearer).await?;
     let Query(q) = query.map_err(|_| ApiError::InvalidBody("bad query string".into()))?;
-    let max = vivified_domain::registry::MAX_ENROLLMENT_PAGE;
-    let limit = match q.limit.as_deref() {
-        None => DEFAULT_PAGE,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=max).contains(l))
-            .ok_or_else(|| ApiError::InvalidBody(format!("`limit` must be between 1 and {max}")))?,
-    };
+    let limit = super::page_limit(
+        q.limit.as_deref(),
+        DEFAULT_PAGE,
+        vivified_domain::registry::MAX_ENROLLMENT_PAGE,
+    )?;
     let plugin_id = q.plugin_id.as_deref().filter(|p| !p.is_empty());
     let found = state
         .registry

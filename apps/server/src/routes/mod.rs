@@ -39,6 +39,18 @@ pub(crate) async fn admin_first(
     Ok(())
 }
 
+/// A `limit` query parameter: `default` when absent, else 1 to `max`.
+fn page_limit(raw: Option<&str>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match raw {
+        None => Ok(default),
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=max).contains(l))
+            .ok_or_else(|| ApiError::InvalidBody(format!("`limit` must be between 1 and {max}"))),
+    }
+}
+
 /// The HTTP API over `state`. Tests drive it with `tower::ServiceExt::oneshot`.
 pub fn router(state: AppState, settings: &Settings) -> App {
     let mut routes: Vec<(&'static str, MethodRouter<AppState>)> = vec![

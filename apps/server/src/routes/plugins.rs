@@ -234,16 +234,7 @@ pub async fn list(
     // 401/403 before 400.
     super::admin_first(&state, &bearer).await?;
     let Query(q) = query.map_err(|_| ApiError::InvalidBody("bad query string".into()))?;
-    let limit = match q.limit.as_deref() {
-        None => DEFAULT_PAGE,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=MAX_PAGE).contains(l))
-            .ok_or_else(|| {
-                ApiError::InvalidBody(format!("`limit` must be between 1 and {MAX_PAGE}"))
-            })?,
-    };
+    let limit = super::page_limit(q.limit.as_deref(), DEFAULT_PAGE, MAX_PAGE)?;
     let after = match q.after.as_deref() {
         None | Some("") => None,
         Some(a) => Some(
