@@ -227,6 +227,18 @@ async fn log_checkpoint(chain: &AuditChain, head: ChainHead, at: &'static str) {
     }
 }
 
+/// Counts a failed seal in `vivified_audit_seal_failures_total`, by reason.
+fn seal_failed(e: &AuditError) {
+    let reason = match e {
+        AuditError::UnknownKey { .. } => "unknown_key",
+        AuditError::BehindCheckpoint { .. } => "behind_checkpoint",
+        AuditError::Unavailable(_)
+        | AuditError::InvalidEntry(_)
+        | AuditError::CorruptEntry { .. } => "unavailable",
+    };
+    metrics::counter!("vivified_audit_seal_failures_total", "reason" => reason).increment(1);
+}
+
 /// How often a sealer that does not hold the key in force says so again.
 const UNKNOWN_KEY_ALARM_EVERY: Duration = Duration::from_secs(60);
 
@@ -261,6 +273,7 @@ impl Sealer {
                 !report.busy && report.sealed >= SEAL_BATCH as u64
             }
             Err(e @ AuditError::UnknownKey { .. }) => {
+                seal_failed(&e);
                 // A configuration error that only an operator can fix: said at once,
                 // and again every minute while it lasts.
                 if self
@@ -274,6 +287,7 @@ impl Sealer {
                 false
             }
             Err(e) => {
+                seal_failed(&e);
                 if !self.failing {
                     tracing::warn!(error = %e, cause = ?std::error::Error::source(&e).map(ToString::to_string), "audit sealing failed; retrying every interval");
                     self.failing = true;

@@ -118,6 +118,16 @@ fn describe() {
         Unit::Count,
         "Audit entries appended, by outcome"
     );
+    describe_counter!(
+        "vivified_audit_seal_failures_total",
+        Unit::Count,
+        "Audit seals that sealed nothing because they failed, by reason (unknown_key, behind_checkpoint, unavailable)"
+    );
+    describe_counter!(
+        "vivified_rate_limited_total",
+        Unit::Count,
+        "Requests refused with 429 because their address used up its allowance, by route"
+    );
     describe_gauge!(
         "vivified_audit_pending_entries",
         Unit::Count,

@@ -593,6 +593,20 @@ async fn sqlite_the_audit_key_rotates_across_restarts() {
     let mut c = sqlite_core(&data).start().await;
     c.wait_stdout(Duration::from_secs(10), refuses_to_seal)
         .await;
+    let metrics = http
+        .get(c.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("vivified_audit_seal_failures_total{reason=\"unknown_key\"}")),
+        "{metrics}"
+    );
     let r = admin_get(&http, &c.url(""), "/audit/verify").await;
     assert_eq!(
         (
