@@ -77,14 +77,24 @@ impl Backend {
         match self {
             Self::Memory => Arc::new(InMemoryAuditLog::new(200_000)),
             Self::Sqlite(store) => {
-                sqlx::raw_sql("DELETE FROM audit_entries; DELETE FROM audit_pending")
-                    .execute(store.pool())
-                    .await
-                    .expect("empty");
+                sqlx::raw_sql(
+                    "DELETE FROM audit_entries; DELETE FROM audit_pending; \
+                     DELETE FROM audit_checkpoint",
+                )
+                .execute(store.pool())
+                .await
+                .expect("empty");
+                // And the checkpoint file beside the database, or the new chain would
+                // be refused as cut from the old one's end.
+                if let Some(path) = store.path() {
+                    let mut file = path.as_os_str().to_owned();
+                    file.push("-checkpoint");
+                    let _ = std::fs::remove_file(file);
+                }
                 Arc::new(SqliteAuditLog::new(store))
             }
             Self::Postgres(store) => {
-                sqlx::raw_sql("TRUNCATE audit_entries, audit_pending")
+                sqlx::raw_sql("TRUNCATE audit_entries, audit_pending, audit_checkpoint")
                     .execute(store.pool())
                     .await
                     .expect("empty");
