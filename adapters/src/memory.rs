@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use vivified_ports::Enrollment;
 use vivified_ports::{
-    Health, HeartbeatOutcome, Liveness, LivenessCounts, OutboxEntry, PluginId, PluginRecord,
-    PluginStore, REVOKED_JTI, StoreError,
+    Health, HeartbeatOutcome, LivenessCounts, OutboxEntry, PluginId, PluginRecord, PluginStore,
+    StoreError, Swept,
 };
 
 /// A [`PluginStore`] in a `BTreeMap` behind a lock: every operation is atomic. An
@@ -25,7 +25,8 @@ pub struct InMemoryPluginStore {
 struct Records {
     by_id: BTreeMap<PluginId, PluginRecord>,
     deadlines: BTreeSet<(OffsetDateTime, PluginId)>,
-    /// Unacknowledged lifecycle events: (type, plugin, jti, version) → written at.
+    /// Unacknowledged lifecycle events: (type, plugin, registration, version) → written
+    /// at.
     outbox: BTreeMap<OutboxKey, OffsetDateTime>,
     /// Enrollments by token hash.
     enrollments: BTreeMap<String, Enrollment>,
@@ -37,7 +38,7 @@ fn outbox_key(e: &OutboxEntry) -> OutboxKey {
     (
         e.event_type.clone(),
         e.plugin_id.clone(),
-        e.token_jti.clone(),
+        e.registration.clone(),
         e.version,
     )
 }
@@ -63,17 +64,12 @@ impl Records {
         Some(old)
     }
 
-    /// Ids with `next_deadline <= now` whose record passes `want`, earliest first.
-    fn due(
-        &self,
-        now: OffsetDateTime,
-        limit: usize,
-        want: impl Fn(&PluginRecord) -> bool,
-    ) -> Vec<PluginId> {
+    /// Ids of enabled records with `next_deadline <= now`, earliest first.
+    fn due(&self, now: OffsetDateTime, limit: usize) -> Vec<PluginId> {
         self.deadlines
             .iter()
             .take_while(|(d, _)| *d <= now)
-            .filter(|(_, id)| self.by_id.get(id).is_some_and(&want))
+            .filter(|(_, id)| self.by_id.get(id).is_some_and(|r| r.enabled))
             .take(limit)
             .map(|(_, id)| id.clone())
             .collect()
@@ -116,6 +112,7 @@ impl PluginStore for InMemoryPluginStore {
             return Err(StoreError::Conflict);
         };
         record.version = 1;
+        record.settle();
         if let Some(d) = record.next_deadline {
             inner.deadlines.insert((d, record.plugin_id.clone()));
         }
@@ -159,6 +156,7 @@ impl PluginStore for InMemoryPluginStore {
             return Err(StoreError::PreconditionFailed);
         }
         record.version = expected_version + 1;
+        record.settle();
         inner.put(record.clone());
         Ok(record)
     }
@@ -171,35 +169,33 @@ impl PluginStore for InMemoryPluginStore {
         at: OffsetDateTime,
         next_deadline: OffsetDateTime,
     ) -> Result<HeartbeatOutcome, StoreError> {
-        let mut inner = self.write();
-        let slot = inner.by_id.get(id).ok_or(StoreError::NotFound)?;
-        if slot.token_jti != token_jti || !slot.enabled {
-            return Err(StoreError::PreconditionFailed);
-        }
-        let recovered = slot.status == Liveness::Stale;
-        let old_deadline = slot.next_deadline;
+        let mut guard = self.write();
+        let inner = &mut *guard;
         // Updated in place (one copy, for the answer), the deadline index in step.
-        let inner = &mut *inner;
         let slot = inner.by_id.get_mut(id).ok_or(StoreError::NotFound)?;
-        slot.last_heartbeat = Some(at);
-        slot.health = health;
-        slot.status = Liveness::Active;
-        slot.next_deadline = Some(next_deadline);
+        let old_deadline = slot.next_deadline;
+        let recovered = slot.apply_heartbeat(token_jti, health, at, next_deadline)?;
         slot.version += 1;
         let record = slot.clone();
-        if old_deadline != Some(next_deadline) {
+        if old_deadline != record.next_deadline {
             if let Some(d) = old_deadline {
                 inner.deadlines.remove(&(d, id.clone()));
             }
-            inner.deadlines.insert((next_deadline, id.clone()));
+            if let Some(d) = record.next_deadline {
+                inner.deadlines.insert((d, id.clone()));
+            }
         }
         Ok(HeartbeatOutcome { record, recovered })
     }
 
-    async fn delete(&self, id: &PluginId, expected_jti: Option<String>) -> Result<(), StoreError> {
+    async fn delete(
+        &self,
+        id: &PluginId,
+        expected_version: Option<u64>,
+    ) -> Result<(), StoreError> {
         let mut inner = self.write();
         let slot = inner.by_id.get(id).ok_or(StoreError::NotFound)?;
-        if expected_jti.is_some_and(|j| j != slot.token_jti) {
+        if expected_version.is_some_and(|v| v != slot.version) {
             return Err(StoreError::PreconditionFailed);
         }
         inner.remove(id);
@@ -224,60 +220,35 @@ impl PluginStore for InMemoryPluginStore {
         Ok(counts)
     }
 
-    async fn mark_stale(
+    async fn sweep(
         &self,
         now: OffsetDateTime,
         deregister_in: Option<std::time::Duration>,
         limit: usize,
-    ) -> Result<Vec<PluginRecord>, StoreError> {
+    ) -> Result<Vec<Swept>, StoreError> {
         let mut inner = self.write();
-        let due = inner.due(now, limit, |r| r.enabled && r.status.is_live());
-        let mut changed = Vec::with_capacity(due.len());
+        let due = inner.due(now, limit);
+        let mut swept = Vec::with_capacity(due.len());
         for id in due {
             let Some(mut r) = inner.by_id.get(&id).cloned() else {
                 continue;
             };
-            r.status = Liveness::Stale;
-            r.next_deadline = match (r.next_deadline, deregister_in) {
-                (Some(d), Some(after)) => Some(d + after),
-                _ => None,
+            let Some(mut step) = r.sweep_step(now, deregister_in) else {
+                continue;
             };
-            r.version += 1;
-            inner.put(r.clone());
-            inner.outbox.insert(
-                (
-                    "plugin.stale".to_owned(),
-                    r.plugin_id.clone(),
-                    r.token_jti.clone(),
-                    r.version,
-                ),
-                now,
-            );
-            changed.push(r);
+            if step.event == Some("plugin.deregistered") {
+                inner.remove(&id);
+            } else {
+                r.version += 1;
+                step.record.version = r.version;
+                inner.put(r);
+            }
+            if let Some(entry) = step.outbox(now) {
+                inner.outbox.insert(outbox_key(&entry), now);
+            }
+            swept.push(step);
         }
-        Ok(changed)
-    }
-
-    async fn remove_expired(
-        &self,
-        now: OffsetDateTime,
-        limit: usize,
-    ) -> Result<Vec<PluginRecord>, StoreError> {
-        let mut inner = self.write();
-        let due = inner.due(now, limit, |r| r.enabled && r.status == Liveness::Stale);
-        let gone: Vec<PluginRecord> = due.iter().filter_map(|id| inner.remove(id)).collect();
-        for r in &gone {
-            inner.outbox.insert(
-                (
-                    "plugin.deregistered".to_owned(),
-                    r.plugin_id.clone(),
-                    r.token_jti.clone(),
-                    r.version,
-                ),
-                now,
-            );
-        }
-        Ok(gone)
+        Ok(swept)
     }
 
     async fn claim_outbox(
@@ -299,11 +270,11 @@ impl PluginStore for InMemoryPluginStore {
             .into_iter()
             .map(|(_, key)| {
                 inner.outbox.insert(key.clone(), now);
-                let (event_type, plugin_id, token_jti, version) = key;
+                let (event_type, plugin_id, registration, version) = key;
                 OutboxEntry {
                     event_type,
                     plugin_id,
-                    token_jti,
+                    registration,
                     version,
                     at: now,
                 }
@@ -323,8 +294,7 @@ impl PluginStore for InMemoryPluginStore {
         let mut inner = self.write();
         let mut revoked = 0;
         for slot in inner.by_id.values_mut() {
-            if !slot.token_revoked() && slot.token_issued_at.is_none_or(|t| t <= before) {
-                slot.token_jti = REVOKED_JTI.to_owned();
+            if slot.revoke_issued_before(before) {
                 slot.version += 1;
                 revoked += 1;
             }

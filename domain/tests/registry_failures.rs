@@ -563,7 +563,7 @@ async fn refresh_and_deregister_fail_closed_when_the_audit_log_fails() {
     // The unaudited deregistration is undone by putting the record back.
     store
         .expect_insert()
-        .withf(|r| r.token_jti == "j1")
+        .withf(|r| r.instances[0].token_jti == "j1")
         .times(1)
         .returning(|mut r| {
             r.version = 1;
@@ -806,7 +806,7 @@ async fn a_replacement_the_audit_log_refuses_is_undone() {
         .await
         .unwrap()
         .expect("still there");
-    assert_eq!(kept.token_jti, "j1");
+    assert_eq!(kept.instances[0].token_jti, "j1");
     assert_eq!(kept.status, vivified_ports::Liveness::Stale);
     assert_eq!(kept.registered_at, t0());
 }
@@ -838,7 +838,7 @@ async fn a_replacement_that_loses_to_a_heartbeat_is_409() {
     store
         .expect_replace()
         .times(1)
-        .withf(|r, expected| r.token_jti != "j1" && *expected == 3)
+        .withf(|r, expected| r.instances[0].token_jti != "j1" && *expected == 3)
         .returning(|_, _| Err(StoreError::PreconditionFailed));
     let (audit, entries) = ok_audit();
     let r = registry_with(Arc::new(store), fake_tokens(), ok_bus(), audit);
@@ -885,6 +885,6 @@ async fn a_replacement_is_not_made_in_production_or_when_turned_off() {
             "{result:?}"
         );
         let kept = store.get(&pid("alpha")).await.unwrap().expect("kept");
-        assert_eq!(kept.token_jti, "j1");
+        assert_eq!(kept.instances[0].token_jti, "j1");
     }
 }

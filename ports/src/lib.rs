@@ -16,6 +16,7 @@ pub mod audit;
 pub mod bus;
 pub mod clock;
 pub mod enrollment;
+pub mod instance;
 pub mod plugin;
 pub mod secret;
 pub mod store;
@@ -28,6 +29,9 @@ pub use audit::{
 pub use bus::{BusError, BusEvent, Cursor, EventBus, Pulled};
 pub use clock::Clock;
 pub use enrollment::Enrollment;
+pub use instance::{
+    DEFAULT_INSTANCE, InstanceId, InstanceRecord, InvalidInstanceId, MAX_INSTANCE_ID_LEN, Swept,
+};
 pub use plugin::{
     Health, InvalidPluginId, Liveness, PluginId, PluginRecord, REVOKED_JTI, SENSITIVE_TRAITS,
     StoredManifest, sensitive_traits_of,

@@ -278,11 +278,6 @@ pub const REVOKED_JTI: &str = "-";
 pub const SENSITIVE_TRAITS: &[&str] = &["handles_phi", "external_service"];
 
 impl PluginRecord {
-    /// Whether the plugin's tokens were revoked (it has no valid token).
-    pub fn token_revoked(&self) -> bool {
-        self.token_jti == REVOKED_JTI
-    }
-
     /// The sensitive traits its manifest declares, in [`SENSITIVE_TRAITS`] order.
     pub fn sensitive_traits(&self) -> Vec<String> {
         sensitive_traits_of(&self.manifest)
@@ -327,9 +322,10 @@ pub fn sensitive_traits_of(manifest: &Value) -> Vec<String> {
         .collect()
 }
 
-/// What the store keeps for one registered plugin.
-///
-/// It holds the id (`jti`) of the plugin's one current token, never the token itself.
+/// What the store keeps for one registered plugin: its manifest, its operator's
+/// decisions, and its instances (each with the id, `jti`, of its one current token, never
+/// the token itself). Its liveness fields are its instances' taken together
+/// ([`PluginRecord::settle`]); every store settles a record before writing it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PluginRecord {
     /// The plugin's id (also `manifest.id`).
@@ -337,9 +333,10 @@ pub struct PluginRecord {
     /// The manifest as the plugin sent it, validated, unknown members kept. Shared:
     /// records are cloned on every read, the manifest need not be.
     pub manifest: StoredManifest,
-    /// Liveness.
+    /// Liveness: `active` while any instance is, else `registered` while any is, else
+    /// `stale`.
     pub status: Liveness,
-    /// Self-reported health.
+    /// Self-reported health of its instances together (see [`PluginRecord::settle`]).
     pub health: Health,
     /// False while an operator has disabled the plugin.
     pub enabled: bool,
@@ -348,25 +345,22 @@ pub struct PluginRecord {
     /// First registration of this id (kept across re-registrations).
     #[serde(with = "time::serde::rfc3339")]
     pub registered_at: OffsetDateTime,
-    /// Last accepted heartbeat.
+    /// Last accepted heartbeat of any instance.
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_heartbeat: Option<OffsetDateTime>,
-    /// The `jti` of the plugin's one valid token. A token with any other `jti` is revoked;
-    /// [`REVOKED_JTI`] means the plugin has no valid token.
-    pub token_jti: String,
-    /// When the token `token_jti` names was issued (`None`: unknown, for records
-    /// written before it was kept; revocation by time treats those as old).
-    #[serde(with = "time::serde::rfc3339::option", default)]
-    pub token_issued_at: Option<OffsetDateTime>,
+    /// Its instances, sorted by id; at least one. A token whose `jti` no instance holds
+    /// is revoked.
+    pub instances: Vec<crate::instance::InstanceRecord>,
     /// The sensitive traits ([`SENSITIVE_TRAITS`]) an operator approved for this
     /// plugin. A declared sensitive trait not in it is pending approval. `None`: the
     /// record predates approval, and whatever its manifest declares counts as approved.
     #[serde(default)]
     pub approved_traits: Option<Vec<String>>,
-    /// When the sweeper next has to look at this record: for a `registered` or
-    /// `active` plugin the moment it goes stale, for a `stale` one the moment it is
-    /// deregistered; `None` when nothing is due (disabled, or stale with automatic
-    /// deregistration off). Indexed by every store, so a sweep costs what expires.
+    /// When the sweeper next has to look at this record: the earliest deadline of its
+    /// instances (for a `registered` or `active` instance the moment it goes stale, for
+    /// a `stale` one the moment it is removed); `None` when nothing is due (disabled, or
+    /// stale with automatic deregistration off). Indexed by every store, so a sweep
+    /// costs what expires.
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub next_deadline: Option<OffsetDateTime>,
     /// Optimistic-concurrency version: 1 on insert, +1 on every write.
@@ -442,8 +436,7 @@ mod tests {
             disabled_reason: None,
             registered_at: OffsetDateTime::UNIX_EPOCH,
             last_heartbeat: None,
-            token_jti: "j".into(),
-            token_issued_at: None,
+            instances: Vec::new(),
             approved_traits: approved.map(|a| a.into_iter().map(str::to_owned).collect()),
             next_deadline: None,
             version: 1,

@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use crate::BoxError;
 use crate::audit::AuditEntry;
 use crate::enrollment::Enrollment;
+use crate::instance::Swept;
 use crate::plugin::{Health, PluginId, PluginRecord};
 
 /// Errors of every [`PluginStore`] operation.
@@ -43,17 +44,17 @@ pub struct HeartbeatOutcome {
 }
 
 /// A lifecycle event the store wrote in the same atomic write as the transition it
-/// announces (`plugin.stale` by [`PluginStore::mark_stale`], `plugin.deregistered` by
-/// [`PluginStore::remove_expired`]), kept until acknowledged: if the core dies between
-/// the write and the publication, another sweep publishes it (at least once).
+/// announces (`plugin.stale` and `plugin.deregistered`, by [`PluginStore::sweep`]),
+/// kept until acknowledged: if the core dies between the write and the publication,
+/// another sweep publishes it (at least once).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct OutboxEntry {
     /// `plugin.stale` or `plugin.deregistered`.
     pub event_type: String,
     /// The plugin concerned.
     pub plugin_id: PluginId,
-    /// The `token_jti` of the record concerned.
-    pub token_jti: String,
+    /// The [`PluginRecord::registration_key`] of the record concerned.
+    pub registration: String,
     /// The record's `version` after the transition (before it, for a deletion).
     pub version: u64,
     /// When it was written, or last claimed.
@@ -118,15 +119,16 @@ pub trait PluginStore: Send + Sync {
         expected_version: u64,
     ) -> Result<PluginRecord, StoreError>;
 
-    /// Records a heartbeat in one atomic conditional write: only if the record exists,
-    /// its `token_jti` equals `token_jti` and it is enabled, sets `last_heartbeat = at`,
-    /// `health`, `status = Active`, `next_deadline`, bumps `version`, and returns the
-    /// stored record and whether it was `stale` just before this write.
+    /// Records a heartbeat of the instance holding token `token_jti` in one atomic
+    /// conditional write, as [`PluginRecord::apply_heartbeat`] defines it: only if the
+    /// record exists, is enabled and an instance holds that token; bumps `version`, and
+    /// returns the stored record and whether the plugin was `stale` just before.
     ///
     /// # Errors
     /// MUST return [`StoreError::NotFound`] if no such record exists,
-    /// [`StoreError::PreconditionFailed`] if the token id differs or the plugin is
-    /// disabled (nothing is written), [`StoreError::Unavailable`] if the backend fails.
+    /// [`StoreError::PreconditionFailed`] if no instance holds the token or the plugin
+    /// is disabled (nothing is written), [`StoreError::Unavailable`] if the backend
+    /// fails.
     async fn record_heartbeat(
         &self,
         id: &PluginId,
@@ -136,13 +138,15 @@ pub trait PluginStore: Send + Sync {
         next_deadline: OffsetDateTime,
     ) -> Result<HeartbeatOutcome, StoreError>;
 
-    /// Deletes the record; if `expected_jti` is given, only if its `token_jti` equals it.
+    /// Deletes the record; if `expected_version` is given, only if its `version` equals
+    /// it.
     ///
     /// # Errors
     /// MUST return [`StoreError::NotFound`] if no such record exists,
-    /// [`StoreError::PreconditionFailed`] if `expected_jti` differs (nothing deleted),
-    /// [`StoreError::Unavailable`] if the backend fails.
-    async fn delete(&self, id: &PluginId, expected_jti: Option<String>) -> Result<(), StoreError>;
+    /// [`StoreError::PreconditionFailed`] if `expected_version` differs (nothing
+    /// deleted), [`StoreError::Unavailable`] if the backend fails.
+    async fn delete(&self, id: &PluginId, expected_version: Option<u64>)
+    -> Result<(), StoreError>;
 
     /// The earliest `next_deadline` of any record, or `None` if no record has one.
     /// MUST cost about the same whatever the number of records (an index lookup).
@@ -158,34 +162,25 @@ pub trait PluginStore: Send + Sync {
     /// MUST return [`StoreError::Unavailable`] if the backend fails.
     async fn liveness_counts(&self, due_by: OffsetDateTime) -> Result<LivenessCounts, StoreError>;
 
-    /// Marks stale up to `limit` enabled `registered`/`active` records whose
-    /// `next_deadline <= now` (earliest first): `status = Stale`, `next_deadline`
-    /// moved on by `deregister_in` (`None`: set to `None`), `version` bumped. Returns
-    /// the records as stored, and in the same atomic write one `plugin.stale`
-    /// [`OutboxEntry`] per record (at `now`). Each record is changed by exactly one
-    /// of several concurrent callers (across processes sharing the backend).
+    /// One sweep step ([`PluginRecord::sweep_step`]) of up to `limit` enabled records
+    /// whose `next_deadline <= now` (earliest first): their instances past their
+    /// deadline go stale (deadline moved on by `deregister_in`; `None`: cleared) or, if
+    /// stale already, are removed; a record left without instances is deleted. Each
+    /// record changed is written (version bumped) or deleted in one atomic conditional
+    /// write with, when the plugin as a whole went stale or was deregistered, its
+    /// [`OutboxEntry`] (from [`Swept::outbox`], at `now`). Each step is applied by
+    /// exactly one of several concurrent callers (across processes sharing the
+    /// backend); a record another write changed meanwhile is left for the next sweep.
     ///
     /// # Errors
-    /// MUST return [`StoreError::Unavailable`] if the backend fails (nothing changed).
-    async fn mark_stale(
+    /// MUST return [`StoreError::Unavailable`] if the backend fails (what was written
+    /// before stays written).
+    async fn sweep(
         &self,
         now: OffsetDateTime,
         deregister_in: Option<std::time::Duration>,
         limit: usize,
-    ) -> Result<Vec<PluginRecord>, StoreError>;
-
-    /// Deletes up to `limit` enabled `stale` records whose `next_deadline <= now`
-    /// (earliest first) and returns them as they were, writing in the same atomic
-    /// write one `plugin.deregistered` [`OutboxEntry`] per record (at `now`). Each
-    /// record is returned by exactly one of several concurrent callers.
-    ///
-    /// # Errors
-    /// MUST return [`StoreError::Unavailable`] if the backend fails (nothing deleted).
-    async fn remove_expired(
-        &self,
-        now: OffsetDateTime,
-        limit: usize,
-    ) -> Result<Vec<PluginRecord>, StoreError>;
+    ) -> Result<Vec<Swept>, StoreError>;
 
     /// Claims up to `limit` outbox entries written (or last claimed) at or before
     /// `older_than`, oldest first: sets their `at` to `now` and returns them. Of
@@ -200,7 +195,7 @@ pub trait PluginStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError>;
 
-    /// Deletes these outbox entries (matched by type, plugin, `token_jti` and
+    /// Deletes these outbox entries (matched by type, plugin, registration and
     /// version; `at` is ignored): their events have been published. Entries that are
     /// gone already are skipped.
     ///
@@ -208,13 +203,16 @@ pub trait PluginStore: Send + Sync {
     /// MUST return [`StoreError::Unavailable`] if the backend fails.
     async fn ack_outbox(&self, entries: &[OutboxEntry]) -> Result<(), StoreError>;
 
-    /// Revokes, in one atomic write, the current token of every record whose token was
-    /// issued at or before `before`, or at an unknown time (`token_issued_at` `None`): sets
-    /// `token_jti` to [`crate::REVOKED_JTI`] and bumps `version`. Records revoked
-    /// already are left alone. Returns how many records changed.
+    /// Revokes the current token of every instance of every record whose token was
+    /// issued at or before `before`, or at an unknown time
+    /// ([`PluginRecord::revoke_issued_before`]): each record changed in one atomic
+    /// conditional write (retried if another write came first), version bumped. Tokens
+    /// revoked already are left alone. Returns how many records changed; when it
+    /// returns, no token issued at or before `before` works.
     ///
     /// # Errors
-    /// MUST return [`StoreError::Unavailable`] if the backend fails (nothing changed).
+    /// MUST return [`StoreError::Unavailable`] if the backend fails (what was revoked
+    /// before stays revoked).
     async fn revoke_tokens_issued_before(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
 
     /// Stores a new, unused enrollment.
@@ -334,10 +332,10 @@ pub trait PluginStore: Send + Sync {
     async fn delete_audited(
         &self,
         id: &PluginId,
-        expected_jti: Option<String>,
+        expected_version: Option<u64>,
         entry: &AuditEntry,
     ) -> Result<(), StoreError> {
-        let _ = (id, expected_jti, entry);
+        let _ = (id, expected_version, entry);
         Err(StoreError::Unavailable(
             "this store does not keep the audit log".into(),
         ))

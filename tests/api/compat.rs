@@ -349,7 +349,7 @@ async fn dev_mode_replaces_a_stale_registration_without_its_token() {
     let new = resp.token();
     assert_ne!(new, old);
     let record = app.stored("restarts").await;
-    assert_ne!(record.token_jti, first.token_jti);
+    assert_ne!(record.instances[0].token_jti, first.instances[0].token_jti);
     assert!(record.registered_at > first.registered_at);
     assert_eq!(record.status, vivified_ports::Liveness::Registered);
     assert_eq!(app.record("restarts").await["manifest"]["version"], "2.0.0");

@@ -61,8 +61,8 @@ fn past() -> OffsetDateTime {
 async fn fill_memory(store: &InMemoryPluginStore, n: usize) {
     for i in 0..n {
         let mut r = record(&id(i, n), "jti");
-        r.status = Liveness::Active;
-        r.next_deadline = Some(far());
+        r.instances[0].status = Liveness::Active;
+        r.instances[0].next_deadline = Some(far());
         store.insert(r).await.expect("insert");
     }
 }
@@ -73,8 +73,8 @@ async fn arm_memory(store: &InMemoryPluginStore, n: usize) {
         let id = PluginId::parse(&id(i, n)).expect("id");
         let mut r = store.get(&id).await.expect("get").expect("exists");
         let v = r.version;
-        r.status = Liveness::Active;
-        r.next_deadline = Some(past());
+        r.instances[0].status = Liveness::Active;
+        r.instances[0].next_deadline = Some(past());
         store.replace(r, v).await.expect("replace");
     }
 }
@@ -83,14 +83,16 @@ async fn fill_sqlite(store: &SqlitePluginStore, n: usize) {
     let micros = |t: OffsetDateTime| (t.unix_timestamp_nanos() / 1_000) as i64;
     let sql = format!(
         "INSERT INTO plugins (plugin_id, manifest, status, health, enabled, disabled_reason, \
-         registered_at, last_heartbeat, token_jti, next_deadline, version) \
+         registered_at, last_heartbeat, token_jti, next_deadline, version, instances) \
          WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last}) \
          SELECT CASE WHEN i < {exp} THEN printf('exp-%06d', i) ELSE printf('ok-%06d', i) END, \
-         '{{\"id\":\"x\"}}', 'active', 'healthy', 1, NULL, {t0}, NULL, 'jti', {far}, 1 FROM n",
+         '{{\"id\":\"x\"}}', 'active', 'healthy', 1, NULL, {t0}, NULL, '-', {far}, 1, \
+         {instance} FROM n",
         last = n - 1,
         exp = n / 100,
         t0 = micros(t0()),
         far = micros(far()),
+        instance = instances_sql(micros(t0()), micros(far())),
     );
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
         .execute(store.pool())
@@ -98,11 +100,24 @@ async fn fill_sqlite(store: &SqlitePluginStore, n: usize) {
         .expect("bulk insert");
 }
 
-async fn arm_sqlite(store: &SqlitePluginStore) {
-    let past = (past().unix_timestamp_nanos() / 1_000) as i64;
-    sqlx::query(
-        "UPDATE plugins SET status = 'active', next_deadline = ? WHERE plugin_id LIKE 'exp-%'",
+/// The `instances` column of a bench record: one active instance due at `deadline`.
+fn instances_sql(t0: i64, deadline: i64) -> String {
+    format!(
+        "json_array(json_object('instance_id', 'default', 'token_jti', 'jti', \
+         'token_issued_at', {t0}, 'registered_at', {t0}, 'status', 'active', \
+         'health', 'healthy', 'last_heartbeat', NULL, 'next_deadline', {deadline}))"
     )
+}
+
+async fn arm_sqlite(store: &SqlitePluginStore) {
+    let micros = |t: OffsetDateTime| (t.unix_timestamp_nanos() / 1_000) as i64;
+    let past = micros(past());
+    let sql = format!(
+        "UPDATE plugins SET status = 'active', next_deadline = ?, instances = {} \
+         WHERE plugin_id LIKE 'exp-%'",
+        instances_sql(micros(t0()), past)
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
     .bind(past)
     .execute(store.pool())
     .await

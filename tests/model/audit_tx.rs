@@ -192,7 +192,7 @@ async fn a_change_whose_entry_cannot_be_written_does_not_happen() {
         .await
         .unwrap()
         .expect("still registered");
-    assert_eq!(kept.token_jti, reg.record.token_jti);
+    assert_eq!(kept.instances[0].token_jti, reg.token_jti);
     let err = r
         .disable("tx-keep", Some(ADMIN), "x", "t")
         .await

@@ -151,7 +151,11 @@ async fn stale_ids(store: &dyn PluginStore, ids: &[&str]) -> Vec<String> {
             .await
             .expect("store")
             .expect("present");
-        out.push(format!("plugin.stale:{id}:{}:{}", r.token_jti, r.version));
+        out.push(format!(
+            "plugin.stale:{id}:{}:{}",
+            r.registration_key(),
+            r.version
+        ));
     }
     out.sort();
     out

@@ -718,6 +718,7 @@ fn world(store: Arc<dyn PluginStore>, mode: Mode) -> World {
         deregister_after: Some(StdDuration::from_secs(DEREGISTER_AFTER as u64)),
         self_preservation_threshold: 0.5,
         self_preservation_min_live: 3,
+        max_instances: 64,
         // Small batches, so that a sweep takes several store calls.
         sweep_batch: 2,
         outbox_lease: StdDuration::from_secs(30),
@@ -778,7 +779,7 @@ async fn take_token(
         claims.plugin_id
     );
     check!(
-        claims.jti == reg.record.token_jti,
+        claims.jti == reg.token_jti,
         "the store keeps the jti of the token just issued"
     );
     check!(
@@ -802,9 +803,10 @@ fn same_record(got: &PluginRecord, id: &str, want: &Rec) -> Result<(), TestCaseE
         got.manifest["version"] == want.manifest_version.as_str(),
         "{ctx}"
     );
-    check!(got.token_jti == want.jti, "{ctx}");
+    check!(got.instances.len() == 1, "one instance: {ctx}");
+    check!(got.instances[0].token_jti == want.jti, "{ctx}");
     check!(
-        got.token_issued_at == Some(want.issued_at),
+        got.instances[0].token_issued_at == Some(want.issued_at),
         "token_issued_at: {ctx}"
     );
     check!(

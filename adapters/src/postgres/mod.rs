@@ -19,7 +19,29 @@ use crate::sql::{Queries, map_err, sql_plugin_store};
 
 macro_rules! cols {
     () => {
-        "plugin_id, manifest::text AS manifest, status, health, enabled, disabled_reason, registered_at, last_heartbeat, token_jti, next_deadline, version, token_issued_at, approved_traits"
+        "plugin_id, manifest::text AS manifest, status, health, enabled, disabled_reason, registered_at, last_heartbeat, next_deadline, version, approved_traits, instances::text AS instances"
+    };
+}
+
+/// `INSERT INTO plugins (…) VALUES (…)` of a new record, `$1..$11`.
+macro_rules! insert_row {
+    () => {
+        concat!(
+            "INSERT INTO plugins (plugin_id, manifest, status, health, enabled, disabled_reason, ",
+            "registered_at, last_heartbeat, instances, next_deadline, version, approved_traits, token_jti) ",
+            "VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, 1, $11, '-')"
+        )
+    };
+}
+
+/// The `SET` list of a replace, `$1..$9` and `$12`.
+macro_rules! replace_set {
+    () => {
+        concat!(
+            "manifest = $1::jsonb, status = $2, health = $3, enabled = $4, disabled_reason = $5, ",
+            "registered_at = $6, last_heartbeat = $7, instances = $8::jsonb, next_deadline = $9, ",
+            "approved_traits = $12, version = version + 1"
+        )
     };
 }
 
@@ -81,6 +103,13 @@ pub fn migrator() -> Migrator {
             "approved_traits".into(),
             MigrationType::Simple,
             include_str!("../../migrations/postgres/0008_approved_traits.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            9,
+            "instances".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0009_instances.sql").into_sql_str(),
             false,
         ),
     ])
@@ -152,12 +181,7 @@ impl PostgresPluginStore {
 }
 
 const QUERIES: Queries = Queries {
-    insert: concat!(
-        "INSERT INTO plugins (plugin_id, manifest, status, health, enabled, disabled_reason, ",
-        "registered_at, last_heartbeat, token_jti, next_deadline, version, token_issued_at, approved_traits) ",
-        "VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $12) RETURNING ",
-        cols!()
-    ),
+    insert: concat!(insert_row!(), " RETURNING ", cols!()),
     get: concat!("SELECT ", cols!(), " FROM plugins WHERE plugin_id = $1"),
     list: concat!(
         "SELECT ",
@@ -165,52 +189,27 @@ const QUERIES: Queries = Queries {
         " FROM plugins WHERE plugin_id > $1 ORDER BY plugin_id LIMIT $2"
     ),
     replace: concat!(
-        "UPDATE plugins SET manifest = $1::jsonb, status = $2, health = $3, enabled = $4, disabled_reason = $5, ",
-        "registered_at = $6, last_heartbeat = $7, token_jti = $8, next_deadline = $9, token_issued_at = $12, ",
-        "approved_traits = $13, ",
-        "version = version + 1 ",
-        "WHERE plugin_id = $10 AND version = $11 RETURNING ",
-        cols!()
-    ),
-    heartbeat_live: concat!(
-        "UPDATE plugins SET last_heartbeat = $1, health = $2, status = 'active', next_deadline = $3, ",
-        "version = version + 1 ",
-        "WHERE plugin_id = $4 AND token_jti = $5 AND enabled AND status <> 'stale' RETURNING ",
-        cols!()
-    ),
-    heartbeat_stale: concat!(
-        "UPDATE plugins SET last_heartbeat = $1, health = $2, status = 'active', next_deadline = $3, ",
-        "version = version + 1 ",
-        "WHERE plugin_id = $4 AND token_jti = $5 AND enabled AND status = 'stale' RETURNING ",
+        "UPDATE plugins SET ",
+        replace_set!(),
+        " WHERE plugin_id = $10 AND version = $11 RETURNING ",
         cols!()
     ),
     earliest_deadline: "SELECT next_deadline FROM plugins WHERE next_deadline IS NOT NULL \
                         ORDER BY next_deadline LIMIT 1",
     liveness_counts: "SELECT COUNT(*), COALESCE(SUM(CASE WHEN next_deadline <= $1 THEN 1 ELSE 0 END), 0)::bigint \
                       FROM plugins WHERE enabled AND status IN ('registered', 'active')",
-    // Replicas sweeping together: each claims its rows with SKIP LOCKED, and the
-    // outer conditions are checked again on the locked row, so a record changes once.
-    mark_stale: concat!(
-        "WITH due AS (SELECT plugin_id AS due_id FROM plugins WHERE enabled ",
-        "AND status IN ('registered', 'active') AND next_deadline <= $1 ",
-        "ORDER BY next_deadline LIMIT $3 FOR UPDATE SKIP LOCKED) ",
-        "UPDATE plugins SET status = 'stale', version = version + 1, ",
-        "next_deadline = CASE WHEN $2::bigint IS NULL THEN NULL ELSE next_deadline + $2::bigint END ",
-        "FROM due WHERE plugin_id = due.due_id AND enabled ",
-        "AND status IN ('registered', 'active') AND next_deadline <= $1 RETURNING ",
+    // Replicas sweeping together may read the same rows: each change is conditional on
+    // the version read, so a record changes once.
+    due: concat!(
+        "SELECT ",
+        cols!(),
+        " FROM plugins WHERE enabled AND next_deadline <= $1 ORDER BY next_deadline LIMIT $2"
+    ),
+    delete: "DELETE FROM plugins WHERE plugin_id = $1 AND ($2::bigint IS NULL OR version = $2)",
+    lock: concat!(
+        "UPDATE plugins SET version = version WHERE plugin_id = $1 RETURNING ",
         cols!()
     ),
-    remove_expired: concat!(
-        "WITH due AS (SELECT plugin_id AS due_id FROM plugins WHERE enabled ",
-        "AND status = 'stale' AND next_deadline <= $1 ",
-        "ORDER BY next_deadline LIMIT $2 FOR UPDATE SKIP LOCKED) ",
-        "DELETE FROM plugins USING due WHERE plugin_id = due.due_id AND enabled ",
-        "AND status = 'stale' AND next_deadline <= $1 RETURNING ",
-        cols!()
-    ),
-    revoke_before: "UPDATE plugins SET token_jti = $2, version = version + 1 \
-                    WHERE token_jti <> $2 AND (token_issued_at IS NULL OR token_issued_at <= $1)",
-    delete: "DELETE FROM plugins WHERE plugin_id = $1 AND ($2::text IS NULL OR token_jti = $2)",
     enrollment_insert: "INSERT INTO enrollments (enrollment_id, token_hash, plugin_id, created_at, \
                         expires_at, created_by) VALUES ($1, $2, $3, $4, $5, $6)",
     enrollment_get: concat!(
@@ -241,7 +240,6 @@ const QUERIES: Queries = Queries {
     ),
     enrollment_purge: "DELETE FROM enrollments WHERE used_at < $1 OR expires_at < $1",
     exists: "SELECT 1 FROM plugins WHERE plugin_id = $1",
-    heartbeat_check: "SELECT token_jti, enabled FROM plugins WHERE plugin_id = $1",
     outbox_insert: "INSERT INTO lifecycle_outbox (event_type, plugin_id, token_jti, version, at) \
                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
     claim_outbox: "WITH due AS (SELECT event_type AS t, plugin_id AS p, token_jti AS j, version AS v \
@@ -254,23 +252,23 @@ const QUERIES: Queries = Queries {
     // One statement each: the record write and its pending audit entry commit
     // together (one round trip instead of BEGIN, two writes and COMMIT).
     insert_audited: Some(concat!(
-        "WITH rec AS (INSERT INTO plugins (plugin_id, manifest, status, health, enabled, disabled_reason, ",
-        "registered_at, last_heartbeat, token_jti, next_deadline, version, token_issued_at, approved_traits) ",
-        "VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $12) RETURNING ",
+        "WITH rec AS (",
+        insert_row!(),
+        " RETURNING ",
+        cols!(),
+        "), aud AS (INSERT INTO audit_pending (at, actor, action, target, outcome, reason, trace_id, details) ",
+        "SELECT $12, $13, $14, $15, $16, $17, $18, $19 FROM rec) SELECT * FROM rec"
+    )),
+    replace_audited: Some(concat!(
+        "WITH rec AS (UPDATE plugins SET ",
+        replace_set!(),
+        " WHERE plugin_id = $10 AND version = $11 RETURNING ",
         cols!(),
         "), aud AS (INSERT INTO audit_pending (at, actor, action, target, outcome, reason, trace_id, details) ",
         "SELECT $13, $14, $15, $16, $17, $18, $19, $20 FROM rec) SELECT * FROM rec"
     )),
-    replace_audited: Some(concat!(
-        "WITH rec AS (UPDATE plugins SET manifest = $1::jsonb, status = $2, health = $3, enabled = $4, ",
-        "disabled_reason = $5, registered_at = $6, last_heartbeat = $7, token_jti = $8, next_deadline = $9, ",
-        "token_issued_at = $12, approved_traits = $13, version = version + 1 WHERE plugin_id = $10 AND version = $11 RETURNING ",
-        cols!(),
-        "), aud AS (INSERT INTO audit_pending (at, actor, action, target, outcome, reason, trace_id, details) ",
-        "SELECT $14, $15, $16, $17, $18, $19, $20, $21 FROM rec) SELECT * FROM rec"
-    )),
     delete_audited: Some(concat!(
-        "WITH rec AS (DELETE FROM plugins WHERE plugin_id = $1 AND ($2::text IS NULL OR token_jti = $2) ",
+        "WITH rec AS (DELETE FROM plugins WHERE plugin_id = $1 AND ($2::bigint IS NULL OR version = $2) ",
         "RETURNING plugin_id), aud AS (INSERT INTO audit_pending ",
         "(at, actor, action, target, outcome, reason, trace_id, details) ",
         "SELECT $3, $4, $5, $6, $7, $8, $9, $10 FROM rec) SELECT count(*) FROM rec"

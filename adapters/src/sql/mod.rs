@@ -7,8 +7,9 @@ mod enrollments;
 
 pub(crate) use enrollments::{EnrollmentRow, enrollment, enrollment_cols};
 
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use vivified_ports::{PluginId, PluginRecord, StoreError, StoredManifest};
+use vivified_ports::{InstanceId, InstanceRecord, PluginId, PluginRecord, StoreError, StoredManifest};
 
 /// One row of `plugins`, as both backends return it.
 #[derive(Debug)]
@@ -21,11 +22,64 @@ pub(crate) struct PluginRow {
     pub disabled_reason: Option<String>,
     pub registered_at: i64,
     pub last_heartbeat: Option<i64>,
-    pub token_jti: String,
     pub next_deadline: Option<i64>,
     pub version: i64,
-    pub token_issued_at: Option<i64>,
     pub approved_traits: Option<String>,
+    pub instances: Option<String>,
+}
+
+/// One instance as the `instances` column keeps it (a JSON array of these): times in
+/// microseconds since the epoch, like the columns, so a migration can write them.
+#[derive(Serialize, Deserialize)]
+struct StoredInstance {
+    instance_id: String,
+    token_jti: String,
+    token_issued_at: Option<i64>,
+    registered_at: i64,
+    status: String,
+    health: String,
+    last_heartbeat: Option<i64>,
+    next_deadline: Option<i64>,
+}
+
+/// The `instances` column of a record.
+pub(crate) fn instances_text(record: &PluginRecord) -> String {
+    let stored: Vec<StoredInstance> = record
+        .instances
+        .iter()
+        .map(|i| StoredInstance {
+            instance_id: i.instance_id.to_string(),
+            token_jti: i.token_jti.clone(),
+            token_issued_at: i.token_issued_at.map(to_micros),
+            registered_at: to_micros(i.registered_at),
+            status: i.status.as_str().to_owned(),
+            health: i.health.as_str().to_owned(),
+            last_heartbeat: i.last_heartbeat.map(to_micros),
+            next_deadline: i.next_deadline.map(to_micros),
+        })
+        .collect();
+    // Serialising strings and integers cannot fail.
+    serde_json::to_string(&stored).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn instances_of(text: Option<&str>) -> Result<Vec<InstanceRecord>, StoreError> {
+    let stored: Vec<StoredInstance> = serde_json::from_str(text.ok_or_else(|| corrupt("instances"))?)
+        .map_err(|_| corrupt("instances"))?;
+    stored
+        .into_iter()
+        .map(|i| {
+            Ok(InstanceRecord {
+                instance_id: InstanceId::parse(&i.instance_id).map_err(|_| corrupt("instance id"))?,
+                token_jti: i.token_jti,
+                token_issued_at: i.token_issued_at.map(from_micros).transpose()?,
+                registered_at: from_micros(i.registered_at)?,
+                status: i.status.parse().map_err(|()| corrupt("instance status"))?,
+                health: i.health.parse().map_err(|()| corrupt("instance health"))?,
+                last_heartbeat: i.last_heartbeat.map(from_micros).transpose()?,
+                next_deadline: i.next_deadline.map(from_micros).transpose()?,
+            })
+        })
+        .collect()
 }
 
 // Written out rather than derived: sqlx's `derive` feature would compile every
@@ -47,11 +101,10 @@ where
             disabled_reason: row.try_get("disabled_reason")?,
             registered_at: row.try_get("registered_at")?,
             last_heartbeat: row.try_get("last_heartbeat")?,
-            token_jti: row.try_get("token_jti")?,
             next_deadline: row.try_get("next_deadline")?,
             version: row.try_get("version")?,
-            token_issued_at: row.try_get("token_issued_at")?,
             approved_traits: row.try_get("approved_traits")?,
+            instances: row.try_get("instances")?,
         })
     }
 }
@@ -81,8 +134,7 @@ impl TryFrom<PluginRow> for PluginRecord {
             disabled_reason: r.disabled_reason,
             registered_at: from_micros(r.registered_at)?,
             last_heartbeat: r.last_heartbeat.map(from_micros).transpose()?,
-            token_jti: r.token_jti,
-            token_issued_at: r.token_issued_at.map(from_micros).transpose()?,
+            instances: instances_of(r.instances.as_deref())?,
             approved_traits: r
                 .approved_traits
                 .map(|t| serde_json::from_str(&t).map_err(|_| corrupt("approved traits")))
@@ -132,22 +184,15 @@ pub(crate) struct Queries {
     pub list: &'static str,
     /// Replace if the version matches, returning the row.
     pub replace: &'static str,
-    /// Heartbeat if the token id matches, the plugin is enabled and not stale,
-    /// returning the row.
-    pub heartbeat_live: &'static str,
-    /// The same for a stale plugin (which thereby recovers).
-    pub heartbeat_stale: &'static str,
     /// The smallest deadline.
     pub earliest_deadline: &'static str,
     /// `(live, due)` at $1.
     pub liveness_counts: &'static str,
-    /// Mark stale what is due at $1, moving the deadline by $2 (NULL: clear), limit $3.
-    pub mark_stale: &'static str,
-    /// Delete the stale records due at $1, limit $2, returning them.
-    pub remove_expired: &'static str,
-    /// Revoke ($2, the revoked token id) every token issued before $1 or at an unknown
-    /// time and not revoked yet.
-    pub revoke_before: &'static str,
+    /// Enabled records due at $1, earliest first, limit $2.
+    pub due: &'static str,
+    /// The record with id $1, write-locked until the end of the transaction (a no-op
+    /// update returning the row: both dialects lock the row for it).
+    pub lock: &'static str,
     /// Insert an enrollment ($1 id, $2 hash, $3 plugin, $4 created, $5 expires, $6 by).
     pub enrollment_insert: &'static str,
     /// One enrollment by token hash ($1).
@@ -164,22 +209,20 @@ pub(crate) struct Queries {
     pub enrollment_by_id: &'static str,
     /// Delete those used or expiring before $1.
     pub enrollment_purge: &'static str,
-    /// Delete by id, and by token id when one is given.
+    /// Delete by id ($1), and by version ($2) unless NULL.
     pub delete: &'static str,
     /// Whether a record exists (to tell `NotFound` from `PreconditionFailed`).
     pub exists: &'static str,
-    /// `(token_jti, enabled)` of a record.
-    pub heartbeat_check: &'static str,
     /// One outbox entry: type, plugin, jti, version, at.
     pub outbox_insert: &'static str,
     /// Claim entries at or before $1, setting `at` to $2, limit $3.
     pub claim_outbox: &'static str,
     /// Delete one entry by type, plugin, jti, version.
     pub ack_outbox: &'static str,
-    /// `insert` and the pending audit insert ($13..$20) in ONE statement, where the
+    /// `insert` and the pending audit insert ($12..$19) in ONE statement, where the
     /// dialect can (Postgres: data-modifying CTEs); `None`: a transaction of two.
     pub insert_audited: Option<&'static str>,
-    /// `replace` and the pending audit insert ($14..$21) in one statement.
+    /// `replace` and the pending audit insert ($13..$20) in one statement.
     pub replace_audited: Option<&'static str>,
     /// `delete` and the pending audit insert ($3..$10) in one statement; returns the
     /// number of records deleted.
@@ -204,9 +247,9 @@ pub(crate) fn pending_row(
     crate::sql::audit::PendingRow::new(entry).map_err(|e| StoreError::Unavailable(Box::new(e)))
 }
 
-/// Binds a record's insert parameters `$1..$12` (id, manifest, status, health, enabled,
-/// disabled reason, registered at, last heartbeat, token id, next deadline, token
-/// issue time, approved traits).
+/// Binds a record's insert parameters `$1..$11` (id, manifest, status, health, enabled,
+/// disabled reason, registered at, last heartbeat, instances, next deadline, approved
+/// traits).
 macro_rules! bind_insert {
     ($q:expr, $record:expr) => {
         $q.bind($record.plugin_id.as_str())
@@ -217,16 +260,15 @@ macro_rules! bind_insert {
             .bind($record.disabled_reason.as_deref())
             .bind($crate::sql::to_micros($record.registered_at))
             .bind($record.last_heartbeat.map($crate::sql::to_micros))
-            .bind(&$record.token_jti)
+            .bind($crate::sql::instances_text(&$record))
             .bind($record.next_deadline.map($crate::sql::to_micros))
-            .bind($record.token_issued_at.map($crate::sql::to_micros))
             .bind($crate::sql::approved_text(&$record))
     };
 }
 pub(crate) use bind_insert;
 
-/// Binds a record's replace parameters `$1..$13` (the columns, then id and expected
-/// version, then the token issue time and the approved traits).
+/// Binds a record's replace parameters `$1..$12` (the columns, then id and expected
+/// version, then the approved traits).
 macro_rules! bind_replace {
     ($q:expr, $record:expr, $version:expr) => {
         $q.bind($crate::sql::manifest_text(&$record))
@@ -236,11 +278,10 @@ macro_rules! bind_replace {
             .bind($record.disabled_reason.as_deref())
             .bind($crate::sql::to_micros($record.registered_at))
             .bind($record.last_heartbeat.map($crate::sql::to_micros))
-            .bind(&$record.token_jti)
+            .bind($crate::sql::instances_text(&$record))
             .bind($record.next_deadline.map($crate::sql::to_micros))
             .bind($record.plugin_id.as_str())
             .bind($crate::sql::version_i64($version)?)
-            .bind($record.token_issued_at.map($crate::sql::to_micros))
             .bind($crate::sql::approved_text(&$record))
     };
 }
@@ -266,26 +307,63 @@ pub(crate) use bind_audit;
 macro_rules! sql_plugin_store {
     ($store:ty, $queries:expr) => {
         impl $store {
-            /// Writes one outbox entry per record, inside the caller's transaction.
+            /// Writes one outbox entry, inside the caller's transaction.
             async fn write_outbox(
                 &self,
                 tx: &mut sqlx::Transaction<'_, <$store as $crate::sql::HasDb>::Db>,
-                event_type: &str,
-                records: &[PluginRecord],
-                at: OffsetDateTime,
+                entry: &OutboxEntry,
             ) -> Result<(), StoreError> {
-                for r in records {
-                    sqlx::query($queries.outbox_insert)
-                        .bind(event_type)
-                        .bind(r.plugin_id.as_str())
-                        .bind(&r.token_jti)
-                        .bind($crate::sql::version_i64(r.version)?)
-                        .bind($crate::sql::to_micros(at))
-                        .execute(&mut **tx)
+                sqlx::query($queries.outbox_insert)
+                    .bind(&entry.event_type)
+                    .bind(entry.plugin_id.as_str())
+                    .bind(&entry.registration)
+                    .bind($crate::sql::version_i64(entry.version)?)
+                    .bind($crate::sql::to_micros(entry.at))
+                    .execute(&mut **tx)
+                    .await
+                    .map_err($crate::sql::map_err)?;
+                Ok(())
+            }
+
+            /// One sweep step of `before` (as read): the record written or deleted,
+            /// conditional on its version, with its outbox entry, in one transaction.
+            /// `None` if another write changed the record first (nothing written).
+            async fn apply_step(
+                &self,
+                before: &PluginRecord,
+                mut step: vivified_ports::Swept,
+                now: OffsetDateTime,
+            ) -> Result<Option<vivified_ports::Swept>, StoreError> {
+                let mut tx = self.pool.begin().await.map_err($crate::sql::map_err)?;
+                if step.event == Some("plugin.deregistered") {
+                    let done = sqlx::query($queries.delete)
+                        .bind(before.plugin_id.as_str())
+                        .bind(Some($crate::sql::version_i64(before.version)?))
+                        .execute(&mut *tx)
                         .await
                         .map_err($crate::sql::map_err)?;
+                    if done.rows_affected() != 1 {
+                        return Ok(None);
+                    }
+                } else {
+                    let row: Option<$crate::sql::PluginRow> = $crate::sql::bind_replace!(
+                        sqlx::query_as($queries.replace),
+                        step.record,
+                        before.version
+                    )
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err($crate::sql::map_err)?;
+                    let Some(row) = row else {
+                        return Ok(None);
+                    };
+                    step.record = row.try_into()?;
                 }
-                Ok(())
+                if let Some(entry) = step.outbox(now) {
+                    self.write_outbox(&mut tx, &entry).await?;
+                }
+                tx.commit().await.map_err($crate::sql::map_err)?;
+                Ok(Some(step))
             }
 
             /// `NotFound` if the record is gone, else `PreconditionFailed`.
@@ -304,7 +382,8 @@ macro_rules! sql_plugin_store {
 
         #[async_trait::async_trait]
         impl PluginStore for $store {
-            async fn insert(&self, record: PluginRecord) -> Result<PluginRecord, StoreError> {
+            async fn insert(&self, mut record: PluginRecord) -> Result<PluginRecord, StoreError> {
+                record.settle();
                 let row: $crate::sql::PluginRow =
                     $crate::sql::bind_insert!(sqlx::query_as($queries.insert), record)
                         .fetch_one(&self.pool)
@@ -338,9 +417,10 @@ macro_rules! sql_plugin_store {
 
             async fn replace(
                 &self,
-                record: PluginRecord,
+                mut record: PluginRecord,
                 expected_version: u64,
             ) -> Result<PluginRecord, StoreError> {
+                record.settle();
                 let row: Option<$crate::sql::PluginRow> = $crate::sql::bind_replace!(
                     sqlx::query_as($queries.replace),
                     record,
@@ -363,47 +443,29 @@ macro_rules! sql_plugin_store {
                 at: OffsetDateTime,
                 next_deadline: OffsetDateTime,
             ) -> Result<HeartbeatOutcome, StoreError> {
-                // The common case (not stale) first; a stale plugin takes a second
-                // statement. Each is one atomic conditional write, and together they
-                // tell exactly whether this heartbeat ended a stale spell. A status that
-                // flips between the two is retried.
-                for _ in 0..4 {
-                    for (query, recovered) in [
-                        ($queries.heartbeat_live, false),
-                        ($queries.heartbeat_stale, true),
-                    ] {
-                        let row: Option<$crate::sql::PluginRow> = sqlx::query_as(query)
-                            .bind($crate::sql::to_micros(at))
-                            .bind(health.as_str())
-                            .bind($crate::sql::to_micros(next_deadline))
-                            .bind(id.as_str())
-                            .bind(token_jti)
-                            .fetch_optional(&self.pool)
-                            .await
-                            .map_err($crate::sql::map_err)?;
-                        if let Some(row) = row {
-                            return Ok(HeartbeatOutcome {
-                                record: row.try_into()?,
-                                recovered,
-                            });
-                        }
-                    }
-                    match sqlx::query_as::<_, (String, bool)>($queries.heartbeat_check)
-                        .bind(id.as_str())
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err($crate::sql::map_err)?
-                    {
-                        None => return Err(StoreError::NotFound),
-                        Some((jti, enabled)) if jti != token_jti || !enabled => {
-                            return Err(StoreError::PreconditionFailed);
-                        }
-                        Some(_) => {}
-                    }
-                }
-                Err(StoreError::Unavailable(
-                    "heartbeat kept racing a sweep".into(),
-                ))
+                // Lock the row, apply the rule, write: one transaction, so concurrent
+                // heartbeats of several instances queue instead of retrying.
+                let mut tx = self.pool.begin().await.map_err($crate::sql::map_err)?;
+                let row: Option<$crate::sql::PluginRow> = sqlx::query_as($queries.lock)
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err($crate::sql::map_err)?;
+                let mut record = PluginRecord::try_from(row.ok_or(StoreError::NotFound)?)?;
+                let version = record.version;
+                let recovered = record.apply_heartbeat(token_jti, health, at, next_deadline)?;
+                record.settle();
+                let row: Option<$crate::sql::PluginRow> = $crate::sql::bind_replace!(
+                    sqlx::query_as($queries.replace),
+                    record,
+                    version
+                )
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err($crate::sql::map_err)?;
+                let record = PluginRecord::try_from(row.ok_or(StoreError::PreconditionFailed)?)?;
+                tx.commit().await.map_err($crate::sql::map_err)?;
+                Ok(HeartbeatOutcome { record, recovered })
             }
 
             async fn earliest_deadline(&self) -> Result<Option<OffsetDateTime>, StoreError> {
@@ -429,53 +491,30 @@ macro_rules! sql_plugin_store {
                 })
             }
 
-            async fn mark_stale(
+            async fn sweep(
                 &self,
                 now: OffsetDateTime,
                 deregister_in: Option<std::time::Duration>,
                 limit: usize,
-            ) -> Result<Vec<PluginRecord>, StoreError> {
-                let shift =
-                    deregister_in.map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 4));
-                // The transition and its outbox entries commit together.
-                let mut tx = self.pool.begin().await.map_err($crate::sql::map_err)?;
-                let rows: Vec<$crate::sql::PluginRow> = sqlx::query_as($queries.mark_stale)
-                    .bind($crate::sql::to_micros(now))
-                    .bind(shift)
-                    .bind($crate::sql::limit_i64(limit))
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err($crate::sql::map_err)?;
-                let records = rows
-                    .into_iter()
-                    .map(PluginRecord::try_from)
-                    .collect::<Result<Vec<_>, _>>()?;
-                self.write_outbox(&mut tx, "plugin.stale", &records, now)
-                    .await?;
-                tx.commit().await.map_err($crate::sql::map_err)?;
-                Ok(records)
-            }
-
-            async fn remove_expired(
-                &self,
-                now: OffsetDateTime,
-                limit: usize,
-            ) -> Result<Vec<PluginRecord>, StoreError> {
-                let mut tx = self.pool.begin().await.map_err($crate::sql::map_err)?;
-                let rows: Vec<$crate::sql::PluginRow> = sqlx::query_as($queries.remove_expired)
+            ) -> Result<Vec<vivified_ports::Swept>, StoreError> {
+                let rows: Vec<$crate::sql::PluginRow> = sqlx::query_as($queries.due)
                     .bind($crate::sql::to_micros(now))
                     .bind($crate::sql::limit_i64(limit))
-                    .fetch_all(&mut *tx)
+                    .fetch_all(&self.pool)
                     .await
                     .map_err($crate::sql::map_err)?;
-                let records = rows
-                    .into_iter()
-                    .map(PluginRecord::try_from)
-                    .collect::<Result<Vec<_>, _>>()?;
-                self.write_outbox(&mut tx, "plugin.deregistered", &records, now)
-                    .await?;
-                tx.commit().await.map_err($crate::sql::map_err)?;
-                Ok(records)
+                let mut swept = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let before = PluginRecord::try_from(row)?;
+                    let mut after = before.clone();
+                    let Some(step) = after.sweep_step(now, deregister_in) else {
+                        continue;
+                    };
+                    if let Some(step) = self.apply_step(&before, step, now).await? {
+                        swept.push(step);
+                    }
+                }
+                Ok(swept)
             }
 
             async fn claim_outbox(
@@ -494,11 +533,11 @@ macro_rules! sql_plugin_store {
                         .map_err($crate::sql::map_err)?;
                 let corrupt = || StoreError::Unavailable("corrupt outbox row".into());
                 rows.into_iter()
-                    .map(|(event_type, id, token_jti, version, at)| {
+                    .map(|(event_type, id, registration, version, at)| {
                         Ok(OutboxEntry {
                             event_type,
                             plugin_id: PluginId::parse(&id).map_err(|_| corrupt())?,
-                            token_jti,
+                            registration,
                             version: u64::try_from(version).map_err(|_| corrupt())?,
                             at: $crate::sql::from_micros(at)?,
                         })
@@ -515,7 +554,7 @@ macro_rules! sql_plugin_store {
                     sqlx::query($queries.ack_outbox)
                         .bind(&e.event_type)
                         .bind(e.plugin_id.as_str())
-                        .bind(&e.token_jti)
+                        .bind(&e.registration)
                         .bind($crate::sql::version_i64(e.version)?)
                         .execute(&mut *tx)
                         .await
@@ -527,11 +566,11 @@ macro_rules! sql_plugin_store {
             async fn delete(
                 &self,
                 id: &PluginId,
-                expected_jti: Option<String>,
+                expected_version: Option<u64>,
             ) -> Result<(), StoreError> {
                 let done = sqlx::query($queries.delete)
                     .bind(id.as_str())
-                    .bind(expected_jti.as_deref())
+                    .bind(expected_version.map($crate::sql::version_i64).transpose()?)
                     .execute(&self.pool)
                     .await
                     .map_err($crate::sql::map_err)?;
@@ -544,9 +583,10 @@ macro_rules! sql_plugin_store {
 
             async fn insert_audited(
                 &self,
-                record: PluginRecord,
+                mut record: PluginRecord,
                 entry: &vivified_ports::AuditEntry,
             ) -> Result<PluginRecord, StoreError> {
+                record.settle();
                 let row = $crate::sql::pending_row(entry)?;
                 if let Some(sql) = $queries.insert_audited {
                     let stored: $crate::sql::PluginRow = $crate::sql::bind_audit!(
@@ -573,10 +613,11 @@ macro_rules! sql_plugin_store {
 
             async fn replace_audited(
                 &self,
-                record: PluginRecord,
+                mut record: PluginRecord,
                 expected_version: u64,
                 entry: &vivified_ports::AuditEntry,
             ) -> Result<PluginRecord, StoreError> {
+                record.settle();
                 let row = $crate::sql::pending_row(entry)?;
                 if let Some(sql) = $queries.replace_audited {
                     let stored: Option<$crate::sql::PluginRow> = $crate::sql::bind_audit!(
@@ -614,14 +655,14 @@ macro_rules! sql_plugin_store {
             async fn delete_audited(
                 &self,
                 id: &PluginId,
-                expected_jti: Option<String>,
+                expected_version: Option<u64>,
                 entry: &vivified_ports::AuditEntry,
             ) -> Result<(), StoreError> {
                 let row = $crate::sql::pending_row(entry)?;
                 if let Some(sql) = $queries.delete_audited {
                     let query = sqlx::query_as(sql)
                         .bind(id.as_str())
-                        .bind(expected_jti.as_deref());
+                        .bind(expected_version.map($crate::sql::version_i64).transpose()?);
                     let (deleted,): (i64,) = $crate::sql::bind_audit!(query, row)
                         .fetch_one(&self.pool)
                         .await
@@ -635,7 +676,7 @@ macro_rules! sql_plugin_store {
                 let mut tx = self.pool.begin().await.map_err($crate::sql::map_err)?;
                 let done = sqlx::query($queries.delete)
                     .bind(id.as_str())
-                    .bind(expected_jti.as_deref())
+                    .bind(expected_version.map($crate::sql::version_i64).transpose()?)
                     .execute(&mut *tx)
                     .await
                     .map_err($crate::sql::map_err)?;
@@ -653,13 +694,47 @@ macro_rules! sql_plugin_store {
                 &self,
                 before: OffsetDateTime,
             ) -> Result<u64, StoreError> {
-                let done = sqlx::query($queries.revoke_before)
-                    .bind($crate::sql::to_micros(before))
-                    .bind(vivified_ports::REVOKED_JTI)
-                    .execute(&self.pool)
-                    .await
-                    .map_err($crate::sql::map_err)?;
-                Ok(done.rows_affected())
+                // Page by id; each record revoked by a conditional write, read again
+                // and retried if another write came first.
+                let mut revoked = 0;
+                let mut after = None;
+                loop {
+                    let page = self.list(after.clone(), 500).await?;
+                    let Some(last) = page.last() else {
+                        break;
+                    };
+                    after = Some(last.plugin_id.clone());
+                    for mut record in page {
+                        let mut attempts = 0;
+                        loop {
+                            let version = record.version;
+                            if !record.revoke_issued_before(before) {
+                                break;
+                            }
+                            match self.replace(record.clone(), version).await {
+                                Ok(_) => {
+                                    revoked += 1;
+                                    break;
+                                }
+                                Err(StoreError::PreconditionFailed) if attempts < 8 => {
+                                    attempts += 1;
+                                }
+                                Err(StoreError::NotFound) => break,
+                                Err(StoreError::PreconditionFailed) => {
+                                    return Err(StoreError::Unavailable(
+                                        "a record kept changing during a revocation".into(),
+                                    ));
+                                }
+                                Err(e) => return Err(e),
+                            }
+                            match self.get(&record.plugin_id).await? {
+                                Some(again) => record = again,
+                                None => break,
+                            }
+                        }
+                    }
+                }
+                Ok(revoked)
             }
 
             async fn create_enrollment(

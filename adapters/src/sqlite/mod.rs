@@ -22,7 +22,7 @@ use crate::sql::{Queries, map_err, sql_plugin_store};
 
 macro_rules! cols {
     () => {
-        "plugin_id, manifest, status, health, enabled, disabled_reason, registered_at, last_heartbeat, token_jti, next_deadline, version, token_issued_at, approved_traits"
+        "plugin_id, manifest, status, health, enabled, disabled_reason, registered_at, last_heartbeat, next_deadline, version, approved_traits, instances"
     };
 }
 
@@ -83,6 +83,13 @@ pub fn migrator() -> Migrator {
             "approved_traits".into(),
             MigrationType::Simple,
             include_str!("../../migrations/sqlite/0008_approved_traits.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            9,
+            "instances".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0009_instances.sql").into_sql_str(),
             false,
         ),
     ])
@@ -160,9 +167,9 @@ impl SqlitePluginStore {
 
 const QUERIES: Queries = Queries {
     insert: concat!(
-        "INSERT INTO plugins (",
-        cols!(),
-        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?11, ?12) RETURNING ",
+        "INSERT INTO plugins (plugin_id, manifest, status, health, enabled, disabled_reason, ",
+        "registered_at, last_heartbeat, instances, next_deadline, version, approved_traits, token_jti) ",
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?11, '-') RETURNING ",
         cols!()
     ),
     get: concat!("SELECT ", cols!(), " FROM plugins WHERE plugin_id = ?"),
@@ -173,45 +180,26 @@ const QUERIES: Queries = Queries {
     ),
     replace: concat!(
         "UPDATE plugins SET manifest = ?1, status = ?2, health = ?3, enabled = ?4, disabled_reason = ?5, ",
-        "registered_at = ?6, last_heartbeat = ?7, token_jti = ?8, next_deadline = ?9, ",
-        "token_issued_at = ?12, approved_traits = ?13, version = version + 1 ",
+        "registered_at = ?6, last_heartbeat = ?7, instances = ?8, next_deadline = ?9, ",
+        "approved_traits = ?12, version = version + 1 ",
         "WHERE plugin_id = ?10 AND version = ?11 RETURNING ",
-        cols!()
-    ),
-    heartbeat_live: concat!(
-        "UPDATE plugins SET last_heartbeat = ?, health = ?, status = 'active', next_deadline = ?, ",
-        "version = version + 1 ",
-        "WHERE plugin_id = ? AND token_jti = ? AND enabled AND status <> 'stale' RETURNING ",
-        cols!()
-    ),
-    heartbeat_stale: concat!(
-        "UPDATE plugins SET last_heartbeat = ?, health = ?, status = 'active', next_deadline = ?, ",
-        "version = version + 1 ",
-        "WHERE plugin_id = ? AND token_jti = ? AND enabled AND status = 'stale' RETURNING ",
         cols!()
     ),
     earliest_deadline: "SELECT next_deadline FROM plugins WHERE next_deadline IS NOT NULL \
                         ORDER BY next_deadline LIMIT 1",
     liveness_counts: "SELECT COUNT(*), COALESCE(SUM(CASE WHEN next_deadline <= ? THEN 1 ELSE 0 END), 0) \
                       FROM plugins WHERE enabled AND status IN ('registered', 'active')",
-    // One statement under SQLite's single writer: each record changes once.
-    mark_stale: concat!(
-        "UPDATE plugins SET status = 'stale', version = version + 1, ",
-        "next_deadline = CASE WHEN ?2 IS NULL THEN NULL ELSE next_deadline + ?2 END ",
-        "WHERE plugin_id IN (SELECT plugin_id FROM plugins WHERE enabled ",
-        "AND status IN ('registered', 'active') AND next_deadline <= ?1 ",
-        "ORDER BY next_deadline LIMIT ?3) RETURNING ",
+    due: concat!(
+        "SELECT ",
+        cols!(),
+        " FROM plugins WHERE enabled AND next_deadline <= ?1 ORDER BY next_deadline LIMIT ?2"
+    ),
+    // `?1`/`?2`: the version is bound once and used twice.
+    delete: "DELETE FROM plugins WHERE plugin_id = ?1 AND (?2 IS NULL OR version = ?2)",
+    lock: concat!(
+        "UPDATE plugins SET version = version WHERE plugin_id = ?1 RETURNING ",
         cols!()
     ),
-    remove_expired: concat!(
-        "DELETE FROM plugins WHERE plugin_id IN (SELECT plugin_id FROM plugins WHERE enabled ",
-        "AND status = 'stale' AND next_deadline <= ?1 ORDER BY next_deadline LIMIT ?2) RETURNING ",
-        cols!()
-    ),
-    revoke_before: "UPDATE plugins SET token_jti = ?2, version = version + 1 \
-                    WHERE token_jti <> ?2 AND (token_issued_at IS NULL OR token_issued_at <= ?1)",
-    // `?1`/`?2`: the token id is bound once and used twice.
-    delete: "DELETE FROM plugins WHERE plugin_id = ?1 AND (?2 IS NULL OR token_jti = ?2)",
     enrollment_insert: "INSERT INTO enrollments (enrollment_id, token_hash, plugin_id, created_at, \
                         expires_at, created_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     enrollment_get: concat!(
@@ -242,7 +230,6 @@ const QUERIES: Queries = Queries {
     ),
     enrollment_purge: "DELETE FROM enrollments WHERE used_at < ?1 OR expires_at < ?1",
     exists: "SELECT 1 FROM plugins WHERE plugin_id = ?",
-    heartbeat_check: "SELECT token_jti, enabled FROM plugins WHERE plugin_id = ?",
     outbox_insert: "INSERT INTO lifecycle_outbox (event_type, plugin_id, token_jti, version, at) \
                     VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
     claim_outbox: "UPDATE lifecycle_outbox SET at = ?2 WHERE rowid IN (SELECT rowid FROM lifecycle_outbox \
@@ -343,7 +330,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(got.token_jti, "j1");
+        assert_eq!(got.instances[0].token_jti, "j1");
         again.pool().close().await;
         std::fs::remove_dir_all(&dir).unwrap();
     }

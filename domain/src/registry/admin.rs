@@ -43,8 +43,9 @@ impl Registry {
         }
     }
 
-    /// Deregisters plugin `id` (admin, or the plugin with its current token). Its token
-    /// stops working and its id is free.
+    /// Deregisters plugin `id` (admin), or the calling instance (the plugin with its
+    /// current token; the plugin goes with its last instance). The tokens of what was
+    /// removed stop working; a plugin removed frees its id.
     ///
     /// # Errors
     /// `Unauthorized`, `Forbidden`, `NotFound` (admin only), `Unavailable`.
@@ -54,23 +55,37 @@ impl Registry {
         bearer: Option<&str>,
         trace_id: &str,
     ) -> Result<(), RegistryError> {
-        let (actor, mut record) = match self.authenticate(bearer).await? {
+        let (actor, mut record, own_jti) = match self.authenticate(bearer).await? {
             Caller::Admin => {
                 let id = PluginId::parse(id).map_err(|_| RegistryError::NotFound)?;
                 let record = self.existing(&id).await?;
-                ("admin".to_owned(), record)
+                ("admin".to_owned(), record, None)
             }
             Caller::Plugin(_) => {
                 let (claims, record) = self.authorize_plugin(id, bearer).await?;
-                (claims.plugin_id.to_string(), record)
+                (claims.plugin_id.to_string(), record, Some(claims.jti))
             }
         };
-        let admin = actor == "admin";
-        // Delete exactly the record read (by its token id), so that the audit entry and
-        // a possible undo describe what was really removed.
+        let admin = own_jti.is_none();
+        // Remove exactly what was read (conditional on its version), so that the audit
+        // entry and a possible undo describe what was really removed.
         let mut attempts = 0;
-        let in_tx;
-        loop {
+        let (in_tx, instance, kept) = loop {
+            let instance = match &own_jti {
+                Some(jti) => Some(
+                    record
+                        .instance_by_jti(jti)
+                        .ok_or(RegistryError::Unauthorized("revoked_token"))?
+                        .instance_id
+                        .clone(),
+                ),
+                None => None,
+            };
+            let remaining = instance.as_ref().and_then(|i| {
+                let mut next = record.clone();
+                next.remove_instance(i);
+                (!next.instances.is_empty()).then_some(next)
+            });
             let entry = self.tx_entry(
                 trace_id,
                 &Subject {
@@ -79,37 +94,36 @@ impl Registry {
                     target: record.plugin_id.as_str(),
                 },
                 "deregistered",
-                || Value::Null,
+                || deregister_details(instance.as_ref(), remaining.is_none()),
             );
-            match self
-                .store_delete(
-                    &record.plugin_id,
-                    Some(record.token_jti.clone()),
-                    entry.as_ref(),
-                )
-                .await
-            {
-                Ok(()) => {
-                    in_tx = entry.is_some();
-                    break;
-                }
+            let written = match remaining {
+                Some(next) => self
+                    .store_replace(next, record.version, entry.as_ref())
+                    .await
+                    .map(Some),
+                None => self
+                    .store_delete(&record.plugin_id, Some(record.version), entry.as_ref())
+                    .await
+                    .map(|()| None),
+            };
+            match written {
+                Ok(kept) => break (entry.is_some(), instance, kept),
                 Err(StoreError::NotFound) if admin => return Err(RegistryError::NotFound),
                 Err(StoreError::NotFound) => {
                     return Err(RegistryError::Unauthorized("unknown_plugin"));
                 }
-                Err(StoreError::PreconditionFailed) if admin && attempts < CAS_ATTEMPTS => {
+                Err(StoreError::PreconditionFailed) if attempts < CAS_ATTEMPTS => {
                     attempts += 1;
-                    record = self.existing(&record.plugin_id).await?;
+                    record = match self.inner.ports.store.get(&record.plugin_id).await? {
+                        Some(r) => r,
+                        None if admin => return Err(RegistryError::NotFound),
+                        None => return Err(RegistryError::Unauthorized("unknown_plugin")),
+                    };
                 }
-                Err(StoreError::PreconditionFailed) if admin => {
-                    return Err(too_contended());
-                }
-                Err(StoreError::PreconditionFailed) => {
-                    return Err(RegistryError::Unauthorized("revoked_token"));
-                }
+                Err(StoreError::PreconditionFailed) => return Err(too_contended()),
                 Err(e) => return Err(RegistryError::store(e)),
             }
-        }
+        };
         let audited = if in_tx {
             Ok(())
         } else {
@@ -122,22 +136,36 @@ impl Registry {
                 },
                 AuditOutcome::Success,
                 "deregistered",
-                Value::Null,
+                deregister_details(instance.as_ref(), kept.is_none()),
             )
             .await
         };
         if let Err(e) = audited {
-            // Fail closed: put the plugin back as it was (its token works again).
-            if let Err(undo) = self.inner.ports.store.insert(record.clone()).await {
+            // Fail closed: put back what was removed (its token works again).
+            let undone = match &kept {
+                Some(stored) => self
+                    .inner
+                    .ports
+                    .store
+                    .replace(record.clone(), stored.version)
+                    .await
+                    .map(drop),
+                None => self.inner.ports.store.insert(record.clone()).await.map(drop),
+            };
+            if let Err(undo) = undone {
                 tracing::error!(plugin_id = %record.plugin_id, error = %undo, "could not undo an unaudited deregistration");
             }
             return Err(e);
+        }
+        if kept.is_some() {
+            tracing::info!(plugin_id = %record.plugin_id, instance = ?instance, "instance deregistered");
+            return Ok(());
         }
         tracing::info!(plugin_id = %record.plugin_id, "plugin deregistered");
         self.lifecycle(
             "plugin.deregistered",
             &record.plugin_id,
-            &record.token_jti,
+            &record.registration_key(),
             trace_id,
         )
         .await;
@@ -149,7 +177,7 @@ impl Registry {
         tracing::info!(plugin_id = %record.plugin_id, "plugin recovered");
         self.audit_system(trace_id, "plugin.recovered", &record.plugin_id, "heartbeat")
             .await;
-        let key = format!("{}:{}", record.token_jti, record.version);
+        let key = format!("{}:{}", record.registration_key(), record.version);
         self.lifecycle("plugin.recovered", &record.plugin_id, &key, trace_id)
             .await;
     }
@@ -237,7 +265,7 @@ impl Registry {
             let mut next = current.clone();
             next.enabled = enable;
             next.disabled_reason = reason;
-            next.next_deadline = self.deadline_for(&next, self.now());
+            self.reset_deadlines(&mut next, self.now());
             let subject = Subject {
                 actor: "admin",
                 action,
@@ -261,7 +289,7 @@ impl Registry {
                 Ok(stored) => {
                     if changed {
                         tracing::info!(plugin_id = %id, event, "plugin {}", if enable { "enabled" } else { "disabled" });
-                        let key = format!("{}:{}", stored.token_jti, stored.version);
+                        let key = format!("{}:{}", stored.registration_key(), stored.version);
                         self.lifecycle(event, &id, &key, trace_id).await;
                     }
                     return Ok(stored);
@@ -271,4 +299,10 @@ impl Registry {
         }
         Err(too_contended())
     }
+}
+
+/// The audit details of a deregistration: the instance that asked (none: an operator)
+/// and whether the plugin went with it.
+fn deregister_details(instance: Option<&InstanceId>, plugin_removed: bool) -> Value {
+    json!({ "instance": instance, "plugin_removed": plugin_removed })
 }

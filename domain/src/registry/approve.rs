@@ -102,7 +102,7 @@ impl Registry {
             {
                 Ok(stored) => {
                     tracing::info!(plugin_id = %id, traits = ?pending, "sensitive traits approved");
-                    let key = format!("{}:{}", stored.token_jti, stored.version);
+                    let key = format!("{}:{}", stored.registration_key(), stored.version);
                     self.lifecycle("plugin.approved", &id, &key, trace_id).await;
                     return Ok(stored);
                 }
@@ -145,7 +145,7 @@ impl Registry {
             let mut next = current.clone();
             next.enabled = false;
             next.disabled_reason = Some(disabled_reason.clone());
-            next.next_deadline = self.deadline_for(&next, self.now());
+            self.reset_deadlines(&mut next, self.now());
             let subject = Subject {
                 actor: "admin",
                 action: "plugin.approval_refused",
@@ -169,7 +169,7 @@ impl Registry {
                 Ok(stored) => {
                     tracing::info!(plugin_id = %id, traits = ?pending, "sensitive traits refused; plugin disabled");
                     if was_enabled {
-                        let key = format!("{}:{}", stored.token_jti, stored.version);
+                        let key = format!("{}:{}", stored.registration_key(), stored.version);
                         self.lifecycle("plugin.disabled", &id, &key, trace_id).await;
                     }
                     return Ok(stored);

@@ -164,7 +164,7 @@ impl Registry {
             .get(&claims.plugin_id)
             .await?
             .ok_or(RegistryError::Unauthorized("unknown_plugin"))?;
-        if record.token_jti != claims.jti {
+        if record.instance_by_jti(&claims.jti).is_none() {
             return Err(RegistryError::Unauthorized("revoked_token"));
         }
         Ok(record)

@@ -123,6 +123,7 @@ impl Registry {
     pub(super) async fn register_enrolled(
         &self,
         manifest: Value,
+        instance: &InstanceId,
         token: &str,
         trace_id: &str,
     ) -> Result<(IssuedRegistration, Option<PluginRecord>), RegistryError> {
@@ -169,10 +170,15 @@ impl Registry {
             }
             Err(e) => return Err(RegistryError::store(e)),
         };
-        let registered = match self.insert_new(&valid, trace_id).await {
+        let registered = match self.insert_new(&valid, instance, trace_id).await {
             Ok(reg) => Ok((reg, None)),
             Err(RegistryError::AlreadyRegistered) => {
-                self.replace_held(&valid, false, trace_id).await
+                match self.replace_held(&valid, instance, false, trace_id).await {
+                    Err(RegistryError::AlreadyRegistered) => {
+                        self.admit_enrolled(&valid, instance, trace_id).await
+                    }
+                    replaced => replaced,
+                }
             }
             Err(e) => Err(e),
         };

@@ -116,7 +116,7 @@ impl Registry {
                 // Rare path: find out which condition failed.
                 match self.inner.ports.store.get(&claims.plugin_id).await? {
                     None => Err(RegistryError::Unauthorized("unknown_plugin")),
-                    Some(r) if r.token_jti != claims.jti => {
+                    Some(r) if r.instance_by_jti(&claims.jti).is_none() => {
                         Err(RegistryError::Unauthorized("revoked_token"))
                     }
                     Some(r) if !r.enabled => Err(RegistryError::PluginDisabled),

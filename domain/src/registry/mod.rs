@@ -10,6 +10,7 @@ mod approve;
 mod auth;
 mod enroll;
 mod heartbeat;
+mod instances;
 mod outbox;
 mod register;
 mod replace;
@@ -31,9 +32,9 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use vivified_ports::{
-    AuditEntry, AuditLog, AuditOutcome, BusEvent, Clock, EventBus, Health, IssuedToken, Liveness,
-    OutboxEntry, PluginId, PluginRecord, PluginStore, Secret, StoreError, StoredManifest,
-    TokenClaims, TokenError, TokenIssuer, VerifyOptions,
+    AuditEntry, AuditLog, AuditOutcome, BusEvent, Clock, EventBus, Health, InstanceId,
+    InstanceRecord, IssuedToken, Liveness, OutboxEntry, PluginId, PluginRecord, PluginStore,
+    Secret, StoreError, StoredManifest, TokenClaims, TokenError, TokenIssuer, VerifyOptions,
 };
 
 use crate::manifest::{ManifestValidator, Violation};
@@ -87,6 +88,10 @@ pub struct RegistryConfig {
     /// back by itself. An id held by a live or disabled plugin still answers 409.
     /// Ignored in production mode.
     pub replace_stale: bool,
+    /// Most instances one plugin may have. A new instance beyond it first takes the
+    /// place of stale ones (the longest silent first); if none is stale, it is refused
+    /// (409 `too_many_instances`).
+    pub max_instances: usize,
 }
 
 impl Default for RegistryConfig {
@@ -105,6 +110,7 @@ impl Default for RegistryConfig {
             outbox_lease: Duration::from_secs(30),
             audit_in_store: false,
             replace_stale: true,
+            max_instances: 64,
         }
     }
 }
@@ -150,7 +156,7 @@ pub enum RegistryError {
     #[error("plugin already registered")]
     AlreadyRegistered,
     /// 409 `conflict`, with a reason code: the resource is in a state that refuses
-    /// the request (`enrollment_used`).
+    /// the request (`enrollment_used`, `nothing_pending`, `too_many_instances`).
     #[error("conflict: {0}")]
     Conflict(&'static str),
     /// 503 `unavailable`: a port failed; the cause is kept for the log, never sent.
@@ -216,14 +222,21 @@ pub struct HeartbeatReport {
 pub struct IssuedRegistration {
     /// The plugin's id.
     pub plugin_id: PluginId,
+    /// The instance the token is for.
+    pub instance_id: InstanceId,
+    /// The new token's `jti`.
+    pub token_jti: String,
     /// Its new token.
     pub token: Secret,
     /// When the token expires.
     pub expires_at: OffsetDateTime,
     /// How often the plugin must heartbeat.
     pub heartbeat_interval: Duration,
-    /// Whether this replaced an existing registration.
+    /// Whether this re-registered a plugin that was registered already (its instance,
+    /// or a new instance of it).
     pub reregistered: bool,
+    /// Whether this added an instance to a plugin that was registered already.
+    pub new_instance: bool,
     /// When the registration this one replaced was made, if it replaced a stale one
     /// (dev mode, [`RegistryConfig::replace_stale`]). Such a registration is new
     /// (`reregistered` is false): every earlier token of the plugin is revoked.
@@ -270,10 +283,14 @@ pub struct SweepReport {
     pub live: u64,
     /// Of those, silent: past their deadline or within one `ttl - 2 × interval` of it.
     pub silent: u64,
-    /// Marked stale.
+    /// Plugins marked stale (their last live instance went stale).
     pub stale: usize,
-    /// Deregistered.
+    /// Plugins deregistered (their last instance was removed).
     pub deregistered: usize,
+    /// Instances marked stale (including those of plugins marked stale).
+    pub instances_stale: usize,
+    /// Instances removed (including those of plugins deregistered).
+    pub instances_removed: usize,
     /// Expiry was held back (self-preservation).
     pub self_preservation: bool,
     /// Events of earlier sweeps' transitions published now (their sweep died

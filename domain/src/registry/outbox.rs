@@ -63,9 +63,9 @@ impl Registry {
     /// deregisters (a record is deleted once); `plugin.stale` adds the version.
     pub(super) async fn publish_outbox(&self, entry: &OutboxEntry) -> bool {
         let key = if entry.event_type == "plugin.deregistered" {
-            entry.token_jti.clone()
+            entry.registration.clone()
         } else {
-            format!("{}:{}", entry.token_jti, entry.version)
+            format!("{}:{}", entry.registration, entry.version)
         };
         self.lifecycle(&entry.event_type, &entry.plugin_id, &key, "system")
             .await
@@ -114,21 +114,8 @@ impl Registry {
         Ok(published.len())
     }
 
-    /// The outbox entries the store wrote with these records.
-    pub(super) fn outbox_of(
-        event_type: &str,
-        records: &[PluginRecord],
-        at: OffsetDateTime,
-    ) -> Vec<OutboxEntry> {
-        records
-            .iter()
-            .map(|r| OutboxEntry {
-                event_type: event_type.to_owned(),
-                plugin_id: r.plugin_id.clone(),
-                token_jti: r.token_jti.clone(),
-                version: r.version,
-                at,
-            })
-            .collect()
+    /// The outbox entries the store wrote with these sweep steps.
+    pub(super) fn outbox_of(swept: &[vivified_ports::Swept], at: OffsetDateTime) -> Vec<OutboxEntry> {
+        swept.iter().filter_map(|s| s.outbox(at)).collect()
     }
 }

@@ -20,18 +20,35 @@ impl Registry {
         bearer: Option<&str>,
         trace_id: &str,
     ) -> Result<IssuedRegistration, RegistryError> {
-        self.register_owned(manifest.clone(), bearer, trace_id)
+        self.register_instance(manifest.clone(), None, bearer, trace_id)
             .await
     }
 
-    /// [`Registry::register`] taking the manifest by value, which saves a copy of it
-    /// (the server's request path).
+    /// [`Registry::register`] taking the manifest by value, which saves a copy of it.
     ///
     /// # Errors
     /// As [`Registry::register`].
     pub async fn register_owned(
         &self,
         manifest: Value,
+        bearer: Option<&str>,
+        trace_id: &str,
+    ) -> Result<IssuedRegistration, RegistryError> {
+        self.register_instance(manifest, None, bearer, trace_id)
+            .await
+    }
+
+    /// [`Registry::register_owned`] for the instance `instance` (`None`: the bearer
+    /// token's own instance, or `default`). The rules of instances are in
+    /// `registry/instances.rs`: a new instance of a registered plugin needs a current
+    /// token of one of its instances or an enrollment token.
+    ///
+    /// # Errors
+    /// As [`Registry::register`]; `Conflict("too_many_instances")`.
+    pub async fn register_instance(
+        &self,
+        manifest: Value,
+        instance: Option<InstanceId>,
         bearer: Option<&str>,
         trace_id: &str,
     ) -> Result<IssuedRegistration, RegistryError> {
@@ -42,7 +59,9 @@ impl Registry {
             .unwrap_or("-")
             .to_owned();
         let target = target.as_str();
-        let result = self.register_inner(manifest, bearer, trace_id).await;
+        let result = self
+            .register_inner(manifest, instance.as_ref(), bearer, trace_id)
+            .await;
         match &result {
             Ok((reg, _)) if reg.replaced.is_some() => metrics::counter!(
                 "vivified_registrations_total",
@@ -93,7 +112,7 @@ impl Registry {
                         },
                         AuditOutcome::Success,
                         "registered",
-                        json!({ "token_expires_at": reg.expires_at.unix_timestamp() }),
+                        registered_details(reg),
                     )
                     .await
                 };
@@ -107,7 +126,7 @@ impl Registry {
                 } else {
                     "plugin.registered"
                 };
-                self.lifecycle(event, &reg.plugin_id, &reg.record.token_jti, trace_id)
+                self.lifecycle(event, &reg.plugin_id, &reg.token_jti, trace_id)
                     .await;
                 if previous
                     .as_ref()
@@ -126,6 +145,7 @@ impl Registry {
                         (*r, Value::Null)
                     }
                     RegistryError::AlreadyRegistered => ("already_registered", Value::Null),
+                    RegistryError::Conflict(r) => (*r, Value::Null),
                     _ => return result.map(|(reg, _)| reg),
                 };
                 self.audit(
@@ -162,7 +182,7 @@ impl Registry {
                 self.inner
                     .ports
                     .store
-                    .delete(&written.plugin_id, Some(written.token_jti.clone()))
+                    .delete(&written.plugin_id, Some(written.version))
                     .await
             }
         };
@@ -175,11 +195,15 @@ impl Registry {
     pub(super) async fn register_inner(
         &self,
         manifest: Value,
+        instance: Option<&InstanceId>,
         bearer: Option<&str>,
         trace_id: &str,
     ) -> Result<(IssuedRegistration, Option<PluginRecord>), RegistryError> {
         if let Some(token) = bearer.filter(|b| enroll::is_enrollment_token(b)) {
-            return self.register_enrolled(manifest, token, trace_id).await;
+            let instance = Self::named_or_default(instance);
+            return self
+                .register_enrolled(manifest, &instance, token, trace_id)
+                .await;
         }
         let claimed_id = manifest
             .get("id")
@@ -199,13 +223,15 @@ impl Registry {
                 .validator
                 .check_owned(manifest)
                 .map_err(RegistryError::InvalidManifest)?;
-            return match self.insert_new(&valid, trace_id).await {
+            let instance = Self::named_or_default(instance);
+            return match self.insert_new(&valid, &instance, trace_id).await {
                 // A held id: a registration credential takes it over only from a
                 // registration whose tokens were revoked, or (dev mode, no credential)
                 // from a stale one.
                 Err(RegistryError::AlreadyRegistered) => {
                     let stale_too = bearer.is_none() && self.replaces_stale();
-                    self.replace_held(&valid, stale_too, trace_id).await
+                    self.replace_held(&valid, &instance, stale_too, trace_id)
+                        .await
                 }
                 inserted => inserted.map(|reg| (reg, None)),
             };
@@ -215,7 +241,10 @@ impl Registry {
             None => None,
         };
         match existing {
-            Some(current) => self.reregister(manifest, bearer, current, trace_id).await,
+            Some(current) => {
+                self.reregister(manifest, instance, bearer, current, trace_id)
+                    .await
+            }
             None => {
                 if self.inner.config.mode == Mode::Production
                     && !bearer.is_some_and(|b| {
@@ -229,22 +258,25 @@ impl Registry {
                     .validator
                     .check_owned(manifest)
                     .map_err(RegistryError::InvalidManifest)?;
-                self.insert_new(&valid, trace_id)
+                self.insert_new(&valid, &Self::named_or_default(instance), trace_id)
                     .await
                     .map(|reg| (reg, None))
             }
         }
     }
 
-    /// The record of a new registration of `valid` made `now` with token `issued`:
-    /// `registered`, health unknown, enabled, its first deadline a TTL away.
+    /// The record of a new registration of `valid` made `now` with token `issued` for
+    /// instance `instance`: `registered`, health unknown, enabled, its first deadline a
+    /// TTL away.
     pub(super) fn fresh_record(
         &self,
         valid: &crate::manifest::CheckedManifest,
+        instance: &InstanceId,
         issued: &IssuedToken,
         now: OffsetDateTime,
         version: u64,
     ) -> PluginRecord {
+        let deadline = now + self.inner.config.heartbeat_ttl;
         PluginRecord {
             plugin_id: valid.id.clone(),
             // Kept as compact text: the tree of a manifest is several KB per plugin.
@@ -255,10 +287,14 @@ impl Registry {
             disabled_reason: None,
             registered_at: now,
             last_heartbeat: None,
-            token_jti: issued.jti.clone(),
-            token_issued_at: Some(now),
+            instances: vec![InstanceRecord::new(
+                instance.clone(),
+                issued.jti.clone(),
+                now,
+                Some(deadline),
+            )],
             approved_traits: self.initial_approval(&valid.raw),
-            next_deadline: Some(now + self.inner.config.heartbeat_ttl),
+            next_deadline: Some(deadline),
             version,
         }
     }
@@ -267,11 +303,12 @@ impl Registry {
     pub(super) async fn insert_new(
         &self,
         valid: &crate::manifest::CheckedManifest,
+        instance: &InstanceId,
         trace_id: &str,
     ) -> Result<IssuedRegistration, RegistryError> {
         let now = self.now();
         let issued = self.issue(&valid.id, now).await?;
-        let record = self.fresh_record(valid, &issued, now, 0);
+        let record = self.fresh_record(valid, instance, &issued, now, 0);
         let entry = self.tx_entry(
             trace_id,
             &Subject {
@@ -280,7 +317,13 @@ impl Registry {
                 target: valid.id.as_str(),
             },
             "registered",
-            || json!({ "token_expires_at": issued.expires_at.unix_timestamp() }),
+            || {
+                json!({
+                    "instance": instance,
+                    "new_instance": false,
+                    "token_expires_at": issued.expires_at.unix_timestamp(),
+                })
+            },
         );
         let stored = self
             .store_insert(record, entry.as_ref())
@@ -289,20 +332,21 @@ impl Registry {
                 StoreError::Conflict => RegistryError::AlreadyRegistered,
                 e => RegistryError::store(e),
             })?;
-        tracing::info!(plugin_id = %stored.plugin_id, "plugin registered");
-        Ok(self.issued(issued, stored, false, entry.is_some()))
+        tracing::info!(plugin_id = %stored.plugin_id, instance = %instance, "plugin registered");
+        Ok(self.issued(issued, instance, stored, false, entry.is_some()))
     }
 
     pub(super) async fn reregister(
         &self,
         manifest: Value,
+        instance: Option<&InstanceId>,
         bearer: Option<&str>,
         mut current: PluginRecord,
         trace_id: &str,
     ) -> Result<(IssuedRegistration, Option<PluginRecord>), RegistryError> {
         // 401 (a credential that does not verify, or a revoked token of the plugin
         // itself) before 400 (the manifest's violations) before 409 (a valid manifest
-        // with a credential that cannot take a held id).
+        // with a credential that cannot take a held id or instance).
         let validate = |manifest: Value| {
             self.inner
                 .validator
@@ -326,28 +370,24 @@ impl Registry {
             return conflict(manifest);
         }
         // 401 before 400: a revoked token learns nothing about its manifest.
-        if current.token_jti != claims.jti {
+        let Some(own) = current.instance_by_jti(&claims.jti) else {
             return Err(RegistryError::Unauthorized("revoked_token"));
-        }
+        };
+        let target = Self::target_instance(instance, &own.instance_id);
         let valid = validate(manifest)?;
-        let raw = StoredManifest::from_value(&valid.raw);
         for _ in 0..CAS_ATTEMPTS {
-            if current.token_jti != claims.jti {
+            let Some(own) = current.instance_by_jti(&claims.jti) else {
                 return Err(RegistryError::Unauthorized("revoked_token"));
+            };
+            // A token re-registers its own instance; another instance that exists is
+            // its own holder's.
+            let new_instance = current.instance(&target).is_none();
+            if own.instance_id != target && !new_instance {
+                return Err(RegistryError::AlreadyRegistered);
             }
             let now = self.now();
             let issued = self.issue(&current.plugin_id, now).await?;
-            let mut next = current.clone();
-            next.manifest = raw.clone();
-            next.token_jti = issued.jti.clone();
-            next.token_issued_at = Some(now);
-            next.approved_traits = self.approval_after(&current, &valid.raw);
-            // A re-registration is a sign of life: a stale plugin is registered again
-            // and every enabled plugin gets a fresh deadline.
-            if next.status == Liveness::Stale {
-                next.status = Liveness::Registered;
-            }
-            next.next_deadline = self.deadline_for(&next, now);
+            let next = self.with_instance(&current, &valid, &target, &issued.jti, now)?;
             let entry = self.tx_entry(
                 trace_id,
                 &Subject {
@@ -356,18 +396,23 @@ impl Registry {
                     target: current.plugin_id.as_str(),
                 },
                 "registered",
-                || json!({ "token_expires_at": issued.expires_at.unix_timestamp() }),
+                || {
+                    json!({
+                        "instance": target,
+                        "new_instance": new_instance,
+                        "token_expires_at": issued.expires_at.unix_timestamp(),
+                    })
+                },
             );
             match self
                 .store_replace(next, current.version, entry.as_ref())
                 .await
             {
                 Ok(stored) => {
-                    tracing::info!(plugin_id = %stored.plugin_id, "plugin re-registered");
-                    return Ok((
-                        self.issued(issued, stored, true, entry.is_some()),
-                        Some(current),
-                    ));
+                    tracing::info!(plugin_id = %stored.plugin_id, instance = %target, new_instance, "plugin re-registered");
+                    let mut reg = self.issued(issued, &target, stored, true, entry.is_some());
+                    reg.new_instance = new_instance;
+                    return Ok((reg, Some(current)));
                 }
                 Err(e) => current = self.reread_for_retry(&claims.plugin_id, e).await?,
             }
@@ -421,16 +466,20 @@ impl Registry {
     pub(super) fn issued(
         &self,
         token: IssuedToken,
+        instance: &InstanceId,
         record: PluginRecord,
         reregistered: bool,
         audited: bool,
     ) -> IssuedRegistration {
         IssuedRegistration {
             plugin_id: record.plugin_id.clone(),
+            instance_id: instance.clone(),
+            token_jti: token.jti,
             token: token.token,
             expires_at: token.expires_at,
             heartbeat_interval: self.inner.config.heartbeat_interval,
             reregistered,
+            new_instance: false,
             replaced: None,
             record,
             enrollment_id: None,
@@ -537,17 +586,17 @@ impl Registry {
     pub(super) async fn store_delete(
         &self,
         id: &PluginId,
-        expected_jti: Option<String>,
+        expected_version: Option<u64>,
         entry: Option<&AuditEntry>,
     ) -> Result<(), StoreError> {
         let store = &self.inner.ports.store;
         match entry {
             Some(entry) => {
-                let r = store.delete_audited(id, expected_jti, entry).await;
+                let r = store.delete_audited(id, expected_version, entry).await;
                 Self::count_tx_append(&r);
                 r
             }
-            None => store.delete(id, expected_jti).await,
+            None => store.delete(id, expected_version).await,
         }
     }
 
@@ -575,17 +624,20 @@ impl Registry {
     ) -> Result<IssuedRegistration, RegistryError> {
         let (claims, mut current) = self.authorize_plugin(id, bearer).await?;
         for _ in 0..CAS_ATTEMPTS {
-            if current.token_jti != claims.jti {
+            let Some(own) = current.instance_by_jti(&claims.jti) else {
                 return Err(RegistryError::Unauthorized("revoked_token"));
-            }
+            };
             if !current.enabled {
                 return Err(RegistryError::PluginDisabled);
             }
             let now = self.now();
             let issued = self.issue(&current.plugin_id, now).await?;
+            let instance = own.instance_id.clone();
+            let mut own = own.clone();
+            own.token_jti = issued.jti.clone();
+            own.token_issued_at = Some(now);
             let mut next = current.clone();
-            next.token_jti = issued.jti.clone();
-            next.token_issued_at = Some(now);
+            next.put_instance(own);
             let subject = Subject {
                 actor: current.plugin_id.as_str(),
                 action: "token.refresh",
@@ -599,7 +651,7 @@ impl Registry {
                         trace_id,
                         subject,
                         reason: "refreshed",
-                        details: || Value::Null,
+                        details: || json!({ "instance": instance }),
                     },
                     true,
                 )
@@ -607,7 +659,7 @@ impl Registry {
             {
                 Ok(stored) => {
                     let in_tx = self.inner.config.audit_in_store;
-                    return Ok(self.issued(issued, stored, false, in_tx));
+                    return Ok(self.issued(issued, &instance, stored, false, in_tx));
                 }
                 Err(WriteFailed::Audit(e)) => return Err(e),
                 Err(WriteFailed::Store(e)) => {
@@ -617,4 +669,13 @@ impl Registry {
         }
         Err(too_contended())
     }
+}
+
+/// The audit details of a (re-)registration.
+fn registered_details(reg: &IssuedRegistration) -> Value {
+    json!({
+        "instance": reg.instance_id,
+        "new_instance": reg.new_instance,
+        "token_expires_at": reg.expires_at.unix_timestamp(),
+    })
 }

@@ -17,15 +17,16 @@ impl Registry {
     }
 
     /// Whether `record` may be replaced at `now`: enabled (an operator's disable
-    /// stands), and its tokens revoked, or (`stale_too`) stale, by the sweep or by its
-    /// deadline having passed (a sweep may not have run yet, or self-preservation may
-    /// be holding it back).
+    /// stands), and the tokens of all its instances revoked, or (`stale_too`) every
+    /// instance stale, by the sweep or by its deadline having passed (a sweep may not
+    /// have run yet, or self-preservation may be holding it back).
     fn is_replaceable(record: &PluginRecord, now: OffsetDateTime, stale_too: bool) -> bool {
         record.enabled
             && (record.token_revoked()
                 || stale_too
-                    && (record.status == Liveness::Stale
-                        || record.next_deadline.is_some_and(|d| d <= now)))
+                    && record.instances.iter().all(|i| {
+                        i.status == Liveness::Stale || i.next_deadline.is_some_and(|d| d <= now)
+                    }))
     }
 
     /// Replaces the registration of `valid.id` (its tokens revoked, or stale if
@@ -41,6 +42,7 @@ impl Registry {
     pub(super) async fn replace_held(
         &self,
         valid: &CheckedManifest,
+        instance: &InstanceId,
         stale_too: bool,
         trace_id: &str,
     ) -> Result<(IssuedRegistration, Option<PluginRecord>), RegistryError> {
@@ -56,7 +58,7 @@ impl Registry {
             }
             let reason = replaced_reason(&current);
             let issued = self.issue(&valid.id, now).await?;
-            let record = self.fresh_record(valid, &issued, now, current.version);
+            let record = self.fresh_record(valid, instance, &issued, now, current.version);
             let entry = self.tx_entry(
                 trace_id,
                 &Subject {
@@ -72,7 +74,7 @@ impl Registry {
                 .await
             {
                 Ok(stored) => {
-                    let mut reg = self.issued(issued, stored, false, entry.is_some());
+                    let mut reg = self.issued(issued, instance, stored, false, entry.is_some());
                     reg.replaced = Some(current.registered_at);
                     return Ok((reg, Some(current)));
                 }
@@ -125,7 +127,7 @@ impl Registry {
             reason = previous.map_or("stale_registration_replaced", replaced_reason),
             "registration replaced by a new one without its token; its earlier tokens stay revoked"
         );
-        self.lifecycle(REPLACED, &reg.plugin_id, &reg.record.token_jti, trace_id)
+        self.lifecycle(REPLACED, &reg.plugin_id, &reg.token_jti, trace_id)
             .await;
         Ok(())
     }

@@ -1,8 +1,7 @@
 //! Revocation by time: every token of one plugin, or of every plugin, issued at or before an
 //! instant stops working on every replica at its next request (each request checks
-//! the store's `token_jti`, which a revocation sets to [`REVOKED_JTI`]).
-
-use vivified_ports::REVOKED_JTI;
+//! its instance's `token_jti` in the store, which a revocation sets to
+//! [`vivified_ports::REVOKED_JTI`]).
 
 use super::*;
 
@@ -52,15 +51,26 @@ impl Registry {
         let id = PluginId::parse(id).map_err(|_| RegistryError::NotFound)?;
         for _ in 0..CAS_ATTEMPTS {
             let current = self.existing(&id).await?;
-            let old =
-                !current.token_revoked() && current.token_issued_at.is_none_or(|t| t <= before);
+            let mut next = current.clone();
+            let old = next.revoke_issued_before(before);
+            let instances = next
+                .instances
+                .iter()
+                .zip(&current.instances)
+                .filter(|(n, c)| n.token_jti != c.token_jti)
+                .count();
             let subject = Subject {
                 actor: "admin",
                 action: "plugin.revoke_tokens",
                 target: id.as_str(),
             };
-            let details =
-                || json!({ "before": before.unix_timestamp(), "revoked": u64::from(old) });
+            let details = || {
+                json!({
+                    "before": before.unix_timestamp(),
+                    "revoked": u64::from(old),
+                    "instances": instances,
+                })
+            };
             if !old {
                 self.audit(
                     trace_id,
@@ -72,8 +82,6 @@ impl Registry {
                 .await?;
                 return Ok(Revocation { before, revoked: 0 });
             }
-            let mut next = current.clone();
-            next.token_jti = REVOKED_JTI.to_owned();
             // Fail closed the other way round: a revocation is never undone; the
             // operator is told when it was not recorded.
             match self
@@ -92,7 +100,7 @@ impl Registry {
             {
                 Ok(stored) => {
                     tracing::warn!(plugin_id = %id, "plugin tokens revoked");
-                    let key = format!("{}:{}", stored.token_jti, stored.version);
+                    let key = format!("{}:{}", stored.registration_key(), stored.version);
                     self.lifecycle("plugin.tokens_revoked", &id, &key, trace_id)
                         .await;
                     return Ok(Revocation { before, revoked: 1 });

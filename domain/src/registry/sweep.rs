@@ -3,21 +3,6 @@
 use super::*;
 
 impl Registry {
-    /// The deadline a record should carry from `now`, when it last showed life.
-    pub(super) fn deadline_for(
-        &self,
-        record: &PluginRecord,
-        now: OffsetDateTime,
-    ) -> Option<OffsetDateTime> {
-        if !record.enabled {
-            return None;
-        }
-        match record.status {
-            Liveness::Registered | Liveness::Active => Some(now + self.inner.config.heartbeat_ttl),
-            Liveness::Stale => self.inner.config.deregister_after.map(|d| now + d),
-        }
-    }
-
     /// Whether this replica's last sweep held back a mass expiry (self-preservation).
     pub fn self_preservation(&self) -> bool {
         self.inner.self_preservation.load(Ordering::Relaxed)
@@ -90,42 +75,43 @@ impl Registry {
             return Ok(report);
         }
         self.leave_self_preservation();
+        let deregister_in = self
+            .inner
+            .config
+            .deregister_after
+            .map(|d| d.saturating_sub(self.inner.config.heartbeat_ttl));
         loop {
-            let stale = self
+            let swept = self
                 .inner
                 .ports
                 .store
-                .mark_stale(
-                    now,
-                    self.inner
-                        .config
-                        .deregister_after
-                        .map(|d| d.saturating_sub(self.inner.config.heartbeat_ttl)),
-                    batch,
-                )
+                .sweep(now, deregister_in, batch)
                 .await?;
-            for record in &stale {
-                tracing::info!(plugin_id = %record.plugin_id, "plugin stale: no heartbeat within the ttl");
+            for step in &swept {
+                let id = &step.record.plugin_id;
+                for instance in &step.stale {
+                    tracing::info!(plugin_id = %id, instance = %instance, "instance stale: no heartbeat within the ttl");
+                }
+                for instance in &step.removed {
+                    tracing::info!(plugin_id = %id, instance = %instance, "instance removed: silent beyond deregister_after");
+                }
+                match step.event {
+                    Some("plugin.stale") => {
+                        report.stale += 1;
+                        tracing::info!(plugin_id = %id, "plugin stale: no instance heartbeat within the ttl");
+                    }
+                    Some("plugin.deregistered") => {
+                        report.deregistered += 1;
+                        tracing::info!(plugin_id = %id, "plugin deregistered: silent beyond deregister_after");
+                    }
+                    _ => {}
+                }
+                report.instances_stale += step.stale.len();
+                report.instances_removed += step.removed.len();
             }
-            self.flush_outbox(Self::outbox_of("plugin.stale", &stale, now))
-                .await?;
-            report.stale += stale.len();
-            if stale.len() < batch {
+            self.flush_outbox(Self::outbox_of(&swept, now)).await?;
+            if swept.len() < batch {
                 break;
-            }
-        }
-        if self.inner.config.deregister_after.is_some() {
-            loop {
-                let gone = self.inner.ports.store.remove_expired(now, batch).await?;
-                for record in &gone {
-                    tracing::info!(plugin_id = %record.plugin_id, "plugin deregistered: silent beyond deregister_after");
-                }
-                self.flush_outbox(Self::outbox_of("plugin.deregistered", &gone, now))
-                    .await?;
-                report.deregistered += gone.len();
-                if gone.len() < batch {
-                    break;
-                }
             }
         }
         Ok(report)

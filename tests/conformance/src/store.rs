@@ -9,6 +9,7 @@ use time::{Duration, OffsetDateTime};
 
 use vivified_ports::plugin::{Health, Liveness, PluginId, PluginRecord, StoredManifest};
 use vivified_ports::store::{LivenessCounts, OutboxEntry, PluginStore, StoreError};
+use vivified_ports::{InstanceId, InstanceRecord, Swept};
 
 /// A fixed instant for test records (2026-01-01T00:00:00Z), truncated to whole
 /// microseconds so every backend stores it exactly.
@@ -16,8 +17,11 @@ pub fn t0() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_767_225_600).expect("valid timestamp")
 }
 
-/// A minimal record for `id`, as the registry would insert it.
+/// A minimal record for `id` with one instance, `default`, holding token `jti`, as the
+/// registry would insert it.
 pub fn record(id: &str, jti: &str) -> PluginRecord {
+    let mut instance = InstanceRecord::new(InstanceId::default_instance(), jti.to_owned(), t0(), None);
+    instance.token_issued_at = Some(t0());
     PluginRecord {
         plugin_id: PluginId::parse(id).expect("test ids are valid"),
         manifest: StoredManifest::from_value(
@@ -29,12 +33,40 @@ pub fn record(id: &str, jti: &str) -> PluginRecord {
         disabled_reason: None,
         registered_at: t0(),
         last_heartbeat: None,
-        token_jti: jti.to_owned(),
-        token_issued_at: Some(t0()),
+        instances: vec![instance],
         approved_traits: Some(Vec::new()),
         next_deadline: None,
         version: 0,
     }
+}
+
+/// The token id of a record's first instance.
+pub fn jti(record: &PluginRecord) -> &str {
+    &record.instances[0].token_jti
+}
+
+/// `record` with its first instance's token id set to `jti`.
+pub fn with_jti(mut record: PluginRecord, jti: &str) -> PluginRecord {
+    record.instances[0].token_jti = jti.to_owned();
+    record
+}
+
+/// An instance `id` of a test record, holding token `jti`, in `status`, due at
+/// `deadline`.
+pub fn instance(
+    id: &str,
+    jti: &str,
+    status: Liveness,
+    deadline: Option<OffsetDateTime>,
+) -> InstanceRecord {
+    let mut i = InstanceRecord::new(
+        InstanceId::parse(id).expect("test instance ids are valid"),
+        jti.to_owned(),
+        t0(),
+        deadline,
+    );
+    i.status = status;
+    i
 }
 
 fn pid(id: &str) -> PluginId {
@@ -57,6 +89,7 @@ pub async fn plugin_store_conformance(store: Arc<dyn PluginStore>) {
     replace_is_conditional_on_version(&*store).await;
     replace_never_resurrects(&*store).await;
     heartbeat_is_conditional(&*store).await;
+    instances_heartbeat_and_sweep_apart(&*store).await;
     delete_is_conditional(&*store).await;
     concurrent_inserts_one_winner(&store).await;
     concurrent_replaces_no_lost_update(&store).await;
@@ -77,6 +110,13 @@ async fn insert_then_get_round_trips(store: &dyn PluginStore) {
         .edited(|m| m["extra"] = serde_json::json!({"kept": [1, 2, 3]}));
     rec.disabled_reason = Some("why not".into());
     rec.approved_traits = Some(vec!["handles_phi".into()]);
+    // No deadline: the sweeps of later checks leave it alone.
+    let mut second = instance("pod-7f.x_1", "jti-a2", Liveness::Stale, None);
+    second.health = Health::Unhealthy;
+    second.last_heartbeat = Some(t0() + Duration::microseconds(1_500_001));
+    second.token_issued_at = None;
+    rec.instances.push(second);
+    rec.settle();
     let stored = store
         .insert(rec.clone())
         .await
@@ -127,10 +167,7 @@ async fn insert_duplicate_conflicts(store: &dyn PluginStore) {
         "a duplicate insert MUST be Conflict, got {err:?}"
     );
     let got = store.get(&pid("conf-a")).await.unwrap().unwrap();
-    assert_eq!(
-        got.token_jti, "jti-a",
-        "a failed insert MUST NOT change the record"
-    );
+    assert_eq!(jti(&got), "jti-a", "a failed insert MUST NOT change the record");
 }
 
 async fn get_missing_is_none(store: &dyn PluginStore) {
@@ -167,24 +204,22 @@ async fn list_is_sorted_and_paged(store: &dyn PluginStore) {
 
 async fn replace_is_conditional_on_version(store: &dyn PluginStore) {
     let stored = store.insert(record("conf-r", "j1")).await.unwrap();
-    let mut next = stored.clone();
-    next.token_jti = "j2".into();
+    let mut next = with_jti(stored.clone(), "j2");
     next.manifest = next.manifest.edited(|m| m["version"] = "2.0.0".into());
     let replaced = store
         .replace(next.clone(), stored.version)
         .await
         .expect("replace at the current version MUST succeed");
     assert_eq!(replaced.version, 2, "replace MUST bump the version");
-    assert_eq!(replaced.token_jti, "j2");
-    let mut stale = stored.clone();
-    stale.token_jti = "j3".into();
+    assert_eq!(jti(&replaced), "j2");
+    let stale = with_jti(stored.clone(), "j3");
     let err = store
         .replace(stale, stored.version)
         .await
         .expect_err("replace at an old version MUST fail");
     assert!(matches!(err, StoreError::PreconditionFailed), "got {err:?}");
     let got = store.get(&pid("conf-r")).await.unwrap().unwrap();
-    assert_eq!(got.token_jti, "j2", "a failed replace MUST NOT write");
+    assert_eq!(jti(&got), "j2", "a failed replace MUST NOT write");
     assert_eq!(got.manifest["version"], "2.0.0");
 }
 
@@ -269,17 +304,17 @@ async fn heartbeat_is_conditional(store: &dyn PluginStore) {
 }
 
 async fn delete_is_conditional(store: &dyn PluginStore) {
-    store.insert(record("conf-del", "mine")).await.unwrap();
+    let stored = store.insert(record("conf-del", "mine")).await.unwrap();
     let err = store
-        .delete(&pid("conf-del"), Some("other".into()))
+        .delete(&pid("conf-del"), Some(stored.version + 1))
         .await
-        .expect_err("delete with another jti MUST fail");
+        .expect_err("delete at another version MUST fail");
     assert!(matches!(err, StoreError::PreconditionFailed), "got {err:?}");
     assert!(store.get(&pid("conf-del")).await.unwrap().is_some());
     store
-        .delete(&pid("conf-del"), Some("mine".into()))
+        .delete(&pid("conf-del"), Some(stored.version))
         .await
-        .expect("delete with the current jti MUST succeed");
+        .expect("delete at the current version MUST succeed");
     assert!(store.get(&pid("conf-del")).await.unwrap().is_none());
     let err = store
         .delete(&pid("conf-del"), None)
@@ -290,6 +325,51 @@ async fn delete_is_conditional(store: &dyn PluginStore) {
         .insert(record("conf-del", "again"))
         .await
         .expect("a deleted id MUST be free again");
+}
+
+/// Two instances of one plugin: each heartbeats with its own token, goes stale and is
+/// removed on its own deadline; the plugin is stale with its last live instance and
+/// deregistered with its last instance.
+async fn instances_heartbeat_and_sweep_apart(store: &dyn PluginStore) {
+    let s = |n: i64| t0() + Duration::seconds(n);
+    let mut rec = record("conf-two", "ja");
+    rec.instances[0].next_deadline = Some(s(10));
+    rec.instances
+        .push(instance("b", "jb", Liveness::Registered, Some(s(50))));
+    let stored = store.insert(rec).await.unwrap();
+    assert_eq!(stored.next_deadline, Some(s(10)), "the earliest deadline");
+    let hb = store
+        .record_heartbeat(&pid("conf-two"), "jb", Health::Healthy, s(5), s(60))
+        .await
+        .expect("each instance MUST heartbeat with its own token");
+    let b = hb.record.instance(&InstanceId::parse("b").unwrap()).unwrap();
+    assert_eq!((b.status, b.last_heartbeat), (Liveness::Active, Some(s(5))));
+    let default = hb.record.instance(&InstanceId::default_instance()).unwrap();
+    assert_eq!(default.status, Liveness::Registered);
+    assert_eq!(hb.record.status, Liveness::Active, "active while any instance is");
+    let ttl = Some(std::time::Duration::from_secs(100));
+    let swept = store.sweep(s(20), ttl, 10).await.unwrap();
+    assert_eq!(swept.len(), 1);
+    assert_eq!(swept[0].stale, [InstanceId::default_instance()]);
+    assert_eq!(swept[0].event, None, "one instance of two stale: the plugin lives");
+    assert_eq!(swept[0].record.status, Liveness::Active);
+    assert_eq!(swept[0].record.next_deadline, Some(s(60)));
+    assert_eq!(
+        store.get(&pid("conf-two")).await.unwrap().unwrap(),
+        swept[0].record,
+        "sweep MUST return the record as stored"
+    );
+    let swept = store.sweep(s(60), ttl, 10).await.unwrap();
+    assert_eq!(swept[0].event, Some("plugin.stale"), "its last live instance went");
+    let swept = store.sweep(s(110), ttl, 10).await.unwrap();
+    assert_eq!(swept[0].removed, [InstanceId::default_instance()]);
+    assert_eq!(swept[0].event, None);
+    assert_eq!(swept[0].record.instances.len(), 1);
+    let swept = store.sweep(s(160), ttl, 10).await.unwrap();
+    assert_eq!(swept[0].event, Some("plugin.deregistered"));
+    assert_eq!(swept[0].record.instances.len(), 1, "as it was");
+    assert!(store.get(&pid("conf-two")).await.unwrap().is_none());
+    drain_outbox(store).await;
 }
 
 async fn concurrent_inserts_one_winner(store: &Arc<dyn PluginStore>) {
@@ -343,7 +423,10 @@ async fn concurrent_replaces_no_lost_update(store: &Arc<dyn PluginStore>) {
 }
 
 async fn concurrent_heartbeats_all_counted(store: &Arc<dyn PluginStore>) {
-    store.insert(record("conf-hbs", "j")).await.unwrap();
+    let mut rec = record("conf-hbs", "j0");
+    rec.instances
+        .push(instance("b", "j1", Liveness::Registered, None));
+    store.insert(rec).await.unwrap();
     let n = 20u64;
     let results = join_all((0..n).map(|i| {
         let store = Arc::clone(store);
@@ -351,7 +434,7 @@ async fn concurrent_heartbeats_all_counted(store: &Arc<dyn PluginStore>) {
             store
                 .record_heartbeat(
                     &pid("conf-hbs"),
-                    "j",
+                    &format!("j{}", i % 2),
                     Health::Healthy,
                     t0() + Duration::seconds(i as i64),
                     t0() + Duration::seconds(60),
@@ -370,22 +453,32 @@ async fn concurrent_heartbeats_all_counted(store: &Arc<dyn PluginStore>) {
         1 + n,
         "every heartbeat MUST bump the version exactly once"
     );
+    assert!(
+        got.instances.iter().all(|i| i.status == Liveness::Active),
+        "concurrent heartbeats of two instances MUST each apply"
+    );
 }
 
 fn due_at(id: &str, status: Liveness, deadline: Option<OffsetDateTime>) -> PluginRecord {
-    PluginRecord {
-        status,
-        next_deadline: deadline,
-        ..record(id, &format!("jti-{id}"))
-    }
+    let mut r = record(id, &format!("jti-{id}"));
+    r.instances[0].status = status;
+    r.instances[0].next_deadline = deadline;
+    r.settle();
+    r
+}
+
+/// The ids of the swept records, in order.
+fn swept_ids(swept: &[Swept]) -> Vec<&str> {
+    swept.iter().map(|s| s.record.plugin_id.as_str()).collect()
 }
 
 async fn revocation_by_time(store: &dyn PluginStore) {
     clear(store).await;
     let at = |s: i64| t0() + Duration::seconds(s);
-    let issued = |id: &str, when: Option<OffsetDateTime>| PluginRecord {
-        token_issued_at: when,
-        ..record(id, &format!("jti-{id}"))
+    let issued = |id: &str, when: Option<OffsetDateTime>| {
+        let mut r = record(id, &format!("jti-{id}"));
+        r.instances[0].token_issued_at = when;
+        r
     };
     for r in [
         issued("rev-old", Some(at(0))),
@@ -407,7 +500,7 @@ async fn revocation_by_time(store: &dyn PluginStore) {
             if gone { 2 } else { 1 },
             "a revocation MUST bump the version"
         );
-        assert_eq!(r.token_jti == format!("jti-{id}"), !gone);
+        assert_eq!(jti(&r) == format!("jti-{id}"), !gone);
     }
     let again = store.revoke_tokens_issued_before(at(9)).await.unwrap();
     assert_eq!(again, 0, "revoked tokens MUST be left alone");
@@ -424,13 +517,10 @@ async fn revocation_by_time(store: &dyn PluginStore) {
     assert!(matches!(err, StoreError::PreconditionFailed), "{err:?}");
     // A new token replaces the revoked id, and its issue time round-trips.
     let old = store.get(&pid("rev-old")).await.unwrap().unwrap();
-    let next = PluginRecord {
-        token_jti: "jti-rev-old-2".into(),
-        token_issued_at: Some(at(30)),
-        ..old.clone()
-    };
+    let mut next = with_jti(old.clone(), "jti-rev-old-2");
+    next.instances[0].token_issued_at = Some(at(30));
     let stored = store.replace(next, old.version).await.unwrap();
-    assert_eq!(stored.token_issued_at, Some(at(30)));
+    assert_eq!(stored.instances[0].token_issued_at, Some(at(30)));
     assert_eq!(
         store.revoke_tokens_issued_before(at(10)).await.unwrap(),
         1,
@@ -715,55 +805,49 @@ async fn deadlines_round_trip_and_order(store: &dyn PluginStore) {
         LivenessCounts { live: 3, due: 2 },
         "a deadline equal to now is due"
     );
-    // Nothing due yet: nothing changes.
-    assert!(store.mark_stale(s(9), None, 100).await.unwrap().is_empty());
-    assert!(store.remove_expired(s(19), 100).await.unwrap().is_empty());
+    // Nothing due yet (live-e is due, but disabled): nothing changes.
+    assert!(store.sweep(s(9), None, 100).await.unwrap().is_empty());
     // Limits are honoured, earliest first.
-    let stale = store
-        .mark_stale(s(40), Some(std::time::Duration::from_secs(100)), 1)
+    let swept = store
+        .sweep(s(40), Some(std::time::Duration::from_secs(100)), 1)
         .await
         .unwrap();
-    let ids: Vec<&str> = stale.iter().map(|r| r.plugin_id.as_str()).collect();
     assert_eq!(
-        ids,
+        swept_ids(&swept),
         ["live-b"],
-        "mark_stale MUST take the earliest deadline first"
+        "sweep MUST take the earliest deadline first"
     );
-    assert_eq!(stale[0].status, Liveness::Stale);
+    let b = &swept[0];
+    assert_eq!(b.event, Some("plugin.stale"));
+    assert_eq!(b.stale, [InstanceId::default_instance()]);
+    assert_eq!(b.record.status, Liveness::Stale);
     assert_eq!(
-        stale[0].next_deadline,
+        b.record.next_deadline,
         Some(s(110)),
-        "mark_stale MUST move the deadline on by deregister_in"
+        "sweep MUST move a stale instance's deadline on by deregister_in"
     );
-    assert_eq!(stale[0].version, 2, "mark_stale MUST bump the version");
-    let stale = store.mark_stale(s(40), None, 100).await.unwrap();
-    let ids: Vec<&str> = stale.iter().map(|r| r.plugin_id.as_str()).collect();
+    assert_eq!(b.record.version, 2, "sweep MUST bump the version");
+    // live-c (stale, due at 20) is removed, live-a (due at 30) goes stale; live-b (stale,
+    // due at 110) is not due yet, live-d has no deadline, live-e is disabled.
+    let swept = store.sweep(s(40), None, 100).await.unwrap();
+    assert_eq!(swept_ids(&swept), ["live-c", "live-a"]);
+    assert_eq!(swept[0].event, Some("plugin.deregistered"));
+    assert_eq!(swept[0].removed, [InstanceId::default_instance()]);
+    assert!(store.get(&pid("live-c")).await.unwrap().is_none());
+    assert_eq!(swept[1].event, Some("plugin.stale"));
     assert_eq!(
-        ids,
-        ["live-a"],
-        "disabled and deadline-less records MUST NOT go stale"
-    );
-    assert_eq!(
-        stale[0].next_deadline, None,
+        swept[1].record.next_deadline, None,
         "no deregistration: no deadline"
     );
-    assert_eq!(store.get(&pid("live-a")).await.unwrap().unwrap(), stale[0]);
-    // live-c (stale, due at 20) is removed; live-b (stale, due at 110) is not yet.
-    let gone = store.remove_expired(s(40), 100).await.unwrap();
-    let ids: Vec<&str> = gone.iter().map(|r| r.plugin_id.as_str()).collect();
-    assert_eq!(
-        ids,
-        ["live-c"],
-        "remove_expired MUST delete exactly the due stale records"
-    );
-    assert!(store.get(&pid("live-c")).await.unwrap().is_none());
-    let gone = store.remove_expired(s(110), 100).await.unwrap();
-    assert_eq!(gone.len(), 1);
-    assert_eq!(gone[0].plugin_id.as_str(), "live-b");
+    assert_eq!(store.get(&pid("live-a")).await.unwrap().unwrap(), swept[1].record);
+    let swept = store.sweep(s(110), None, 100).await.unwrap();
+    assert_eq!(swept_ids(&swept), ["live-b"]);
+    assert_eq!(swept[0].event, Some("plugin.deregistered"));
     assert!(
         store.get(&pid("live-e")).await.unwrap().is_some(),
         "a disabled record MUST NOT be removed"
     );
+    drain_outbox(store).await;
     clear(store).await;
 }
 
@@ -773,7 +857,7 @@ async fn stale_plugins_recover_on_heartbeat(store: &dyn PluginStore) {
         .insert(due_at("live-r", Liveness::Active, Some(s(10))))
         .await
         .unwrap();
-    let stale = store.mark_stale(s(11), None, 10).await.unwrap();
+    let stale = store.sweep(s(11), None, 10).await.unwrap();
     assert_eq!(stale.len(), 1);
     let hb = store
         .record_heartbeat(&pid("live-r"), "jti-live-r", Health::Healthy, s(12), s(42))
@@ -806,64 +890,44 @@ async fn sweeps_apply_each_expiry_once(store: &Arc<dyn PluginStore>) {
             .await
             .unwrap();
     }
-    let deregister_in = Some(std::time::Duration::from_secs(1000));
-    let marked = join_all((0..6).map(|_| {
-        let store = Arc::clone(store);
-        async move {
-            let mut mine = Vec::new();
-            loop {
-                let batch = store.mark_stale(s(1000), deregister_in, 3).await.unwrap();
-                if batch.is_empty() {
-                    return mine;
+    // Deadlines move past the first round's `now`: each record changes once per round.
+    let deregister_in = Some(std::time::Duration::from_secs(2000));
+    for (now, batch, want) in [
+        (s(1000), 3, "plugin.stale"),
+        (s(5000), 4, "plugin.deregistered"),
+    ] {
+        let swept = join_all((0..6).map(|_| {
+            let store = Arc::clone(store);
+            async move {
+                let mut mine = Vec::new();
+                loop {
+                    let got = store.sweep(now, deregister_in, batch).await.unwrap();
+                    if got.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(got);
                 }
-                mine.extend(batch.into_iter().map(|r| r.plugin_id));
             }
-        }
-    }))
-    .await;
-    let mut all: Vec<PluginId> = marked.into_iter().flatten().collect();
-    all.sort();
-    let before = all.len();
-    all.dedup();
-    assert_eq!(
-        before,
-        all.len(),
-        "concurrent sweeps MUST NOT mark a record stale twice"
-    );
-    assert_eq!(
-        all.len(),
-        n as usize,
-        "concurrent sweeps MUST mark every due record"
-    );
-    let removed = join_all((0..6).map(|_| {
-        let store = Arc::clone(store);
-        async move {
-            let mut mine = Vec::new();
-            loop {
-                let batch = store.remove_expired(s(5000), 4).await.unwrap();
-                if batch.is_empty() {
-                    return mine;
-                }
-                mine.extend(batch.into_iter().map(|r| r.plugin_id));
-            }
-        }
-    }))
-    .await;
-    let mut all: Vec<PluginId> = removed.into_iter().flatten().collect();
-    all.sort();
-    let before = all.len();
-    all.dedup();
-    assert_eq!(
-        before,
-        all.len(),
-        "concurrent sweeps MUST NOT remove a record twice"
-    );
-    assert_eq!(
-        all.len(),
-        n as usize,
-        "concurrent sweeps MUST remove every due record"
-    );
+        }))
+        .await;
+        let mut all: Vec<(PluginId, Option<&str>)> = swept
+            .into_iter()
+            .flatten()
+            .map(|s| (s.record.plugin_id, s.event))
+            .collect();
+        all.sort();
+        let before = all.len();
+        all.dedup();
+        assert_eq!(
+            before,
+            all.len(),
+            "concurrent sweeps MUST NOT apply a step twice ({want})"
+        );
+        assert_eq!(all.len(), n as usize, "concurrent sweeps MUST apply every due step");
+        assert!(all.iter().all(|(_, e)| *e == Some(want)), "{want}");
+    }
     assert!(store.list(None, 10).await.unwrap().is_empty());
+    drain_outbox(&**store).await;
 }
 
 /// Claims and acknowledges every outbox entry; returns them.
@@ -884,7 +948,7 @@ async fn outbox_holds_each_transition_until_acked(store: &Arc<dyn PluginStore>) 
             .unwrap();
     }
     let stale = store
-        .mark_stale(s(10), Some(std::time::Duration::from_secs(100)), 10)
+        .sweep(s(10), Some(std::time::Duration::from_secs(100)), 10)
         .await
         .unwrap();
     assert_eq!(stale.len(), 3);
@@ -901,13 +965,14 @@ async fn outbox_holds_each_transition_until_acked(store: &Arc<dyn PluginStore>) 
     for e in &first {
         assert_eq!(e.event_type, "plugin.stale");
         assert_eq!(e.at, s(20), "a claim MUST move `at` to now");
-        let r = stale
+        let r = &stale
             .iter()
-            .find(|r| r.plugin_id == e.plugin_id)
-            .expect("one of ours");
+            .find(|s| s.record.plugin_id == e.plugin_id)
+            .expect("one of ours")
+            .record;
         assert_eq!(
-            (e.token_jti.as_str(), e.version),
-            (r.token_jti.as_str(), r.version)
+            (e.registration.clone(), e.version),
+            (r.registration_key(), r.version)
         );
     }
     let second = store.claim_outbox(s(10), s(21), 10).await.unwrap();
@@ -939,13 +1004,13 @@ async fn outbox_holds_each_transition_until_acked(store: &Arc<dyn PluginStore>) 
             .is_empty()
     );
 
-    let gone = store.remove_expired(s(200), 10).await.unwrap();
+    let gone = store.sweep(s(200), None, 10).await.unwrap();
     assert_eq!(gone.len(), 3);
     let mut entries = store.claim_outbox(s(200), s(201), 10).await.unwrap();
     entries.sort();
     let mut want: Vec<(String, u64)> = gone
         .iter()
-        .map(|r| (r.plugin_id.to_string(), r.version))
+        .map(|s| (s.record.plugin_id.to_string(), s.record.version))
         .collect();
     want.sort();
     assert!(
@@ -959,7 +1024,7 @@ async fn outbox_holds_each_transition_until_acked(store: &Arc<dyn PluginStore>) 
         .collect();
     assert_eq!(
         got, want,
-        "remove_expired MUST write one entry per removed record"
+        "sweep MUST write one entry per removed record"
     );
     store.ack_outbox(&entries).await.unwrap();
 
@@ -970,7 +1035,7 @@ async fn outbox_holds_each_transition_until_acked(store: &Arc<dyn PluginStore>) 
             .await
             .unwrap();
     }
-    assert_eq!(store.mark_stale(s(100), None, 100).await.unwrap().len(), 30);
+    assert_eq!(store.sweep(s(100), None, 100).await.unwrap().len(), 30);
     let claimed = join_all((0..6).map(|_| {
         let store = Arc::clone(store);
         async move {
