@@ -188,11 +188,7 @@ impl PluginStore for InMemoryPluginStore {
         Ok(HeartbeatOutcome { record, recovered })
     }
 
-    async fn delete(
-        &self,
-        id: &PluginId,
-        expected_version: Option<u64>,
-    ) -> Result<(), StoreError> {
+    async fn delete(&self, id: &PluginId, expected_version: Option<u64>) -> Result<(), StoreError> {
         let mut inner = self.write();
         let slot = inner.by_id.get(id).ok_or(StoreError::NotFound)?;
         if expected_version.is_some_and(|v| v != slot.version) {
@@ -243,7 +239,7 @@ impl PluginStore for InMemoryPluginStore {
                 step.record.version = r.version;
                 inner.put(r);
             }
-            if let Some(entry) = step.outbox(now) {
+            if let Some(entry) = OutboxEntry::of(&step, now) {
                 inner.outbox.insert(outbox_key(&entry), now);
             }
             swept.push(step);

@@ -788,10 +788,19 @@ fn failures_never_panic_on_a_current_thread_runtime() {
 
 /// A stale record of `id` (dev-mode replaceable) with current token `tok(id, jti)`.
 fn stale(id: &str, jti: &str) -> PluginRecord {
-    PluginRecord {
-        status: vivified_ports::Liveness::Stale,
-        ..stored(id, jti)
-    }
+    with_status(stored(id, jti), vivified_ports::Liveness::Stale, None)
+}
+
+/// `record` with its one instance in `status`, due at `deadline`.
+fn with_status(
+    mut record: PluginRecord,
+    status: vivified_ports::Liveness,
+    deadline: Option<time::OffsetDateTime>,
+) -> PluginRecord {
+    record.instances[0].status = status;
+    record.instances[0].next_deadline = deadline;
+    record.settle();
+    record
 }
 
 #[tokio::test]
@@ -828,10 +837,12 @@ async fn a_replacement_that_loses_to_a_heartbeat_is_409() {
             stale("alpha", "j1")
         } else {
             PluginRecord {
-                status: vivified_ports::Liveness::Active,
-                next_deadline: Some(t0() + time::Duration::hours(1)),
                 version: 4,
-                ..stored("alpha", "j1")
+                ..with_status(
+                    stored("alpha", "j1"),
+                    vivified_ports::Liveness::Active,
+                    Some(t0() + time::Duration::hours(1)),
+                )
             }
         }))
     });

@@ -16,8 +16,8 @@ pub mod audit;
 pub mod bus;
 pub mod clock;
 pub mod enrollment;
-pub mod instance;
 pub mod plugin;
+pub mod record;
 pub mod secret;
 pub mod store;
 pub mod token;
@@ -29,12 +29,13 @@ pub use audit::{
 pub use bus::{BusError, BusEvent, Cursor, EventBus, Pulled};
 pub use clock::Clock;
 pub use enrollment::Enrollment;
-pub use instance::{
-    DEFAULT_INSTANCE, InstanceId, InstanceRecord, InvalidInstanceId, MAX_INSTANCE_ID_LEN, Swept,
-};
 pub use plugin::{
-    Health, InvalidPluginId, Liveness, PluginId, PluginRecord, REVOKED_JTI, SENSITIVE_TRAITS,
-    StoredManifest, sensitive_traits_of,
+    Health, InvalidPluginId, Liveness, PluginId, REVOKED_JTI, SENSITIVE_TRAITS, StoredManifest,
+    sensitive_traits_of,
+};
+pub use record::{
+    DEFAULT_INSTANCE, HeartbeatRefused, InstanceId, InstanceRecord, InvalidInstanceId,
+    MAX_INSTANCE_ID_LEN, PluginRecord, Swept,
 };
 pub use secret::Secret;
 pub use store::{HeartbeatOutcome, LivenessCounts, OutboxEntry, PluginStore, StoreError};

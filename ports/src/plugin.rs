@@ -9,7 +9,6 @@ use std::sync::{Arc, OnceLock};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
-use time::OffsetDateTime;
 
 /// Longest plugin id the manifest schema accepts (a DNS label's length).
 pub const MAX_PLUGIN_ID_LEN: usize = 63;
@@ -277,41 +276,6 @@ pub const REVOKED_JTI: &str = "-";
 /// takes part: it handles PHI, or it reaches services outside the platform.
 pub const SENSITIVE_TRAITS: &[&str] = &["handles_phi", "external_service"];
 
-impl PluginRecord {
-    /// The sensitive traits its manifest declares, in [`SENSITIVE_TRAITS`] order.
-    pub fn sensitive_traits(&self) -> Vec<String> {
-        sensitive_traits_of(&self.manifest)
-    }
-
-    /// The declared sensitive traits an operator has not approved (empty: nothing is
-    /// pending).
-    pub fn pending_traits(&self) -> Vec<String> {
-        match &self.approved_traits {
-            None => Vec::new(),
-            Some(approved) => self
-                .sensitive_traits()
-                .into_iter()
-                .filter(|t| !approved.contains(t))
-                .collect(),
-        }
-    }
-
-    /// Whether the plugin waits for an operator's approval of a sensitive trait: it may
-    /// heartbeat, refresh, re-register and read its record, but not publish, pull or
-    /// introspect, and it receives no events.
-    pub fn pending_approval(&self) -> bool {
-        // On every publish and pull: answered without building the lists.
-        let Some(approved) = &self.approved_traits else {
-            return false;
-        };
-        let declared = self.manifest.get("traits").and_then(Value::as_array);
-        SENSITIVE_TRAITS.iter().any(|t| {
-            declared.is_some_and(|d| d.iter().any(|v| v.as_str() == Some(*t)))
-                && !approved.iter().any(|a| a == t)
-        })
-    }
-}
-
 /// The sensitive traits a manifest declares, in [`SENSITIVE_TRAITS`] order.
 pub fn sensitive_traits_of(manifest: &Value) -> Vec<String> {
     let declared = manifest.get("traits").and_then(Value::as_array);
@@ -320,51 +284,6 @@ pub fn sensitive_traits_of(manifest: &Value) -> Vec<String> {
         .filter(|t| declared.is_some_and(|d| d.iter().any(|v| v.as_str() == Some(**t))))
         .map(|t| (*t).to_owned())
         .collect()
-}
-
-/// What the store keeps for one registered plugin: its manifest, its operator's
-/// decisions, and its instances (each with the id, `jti`, of its one current token, never
-/// the token itself). Its liveness fields are its instances' taken together
-/// ([`PluginRecord::settle`]); every store settles a record before writing it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PluginRecord {
-    /// The plugin's id (also `manifest.id`).
-    pub plugin_id: PluginId,
-    /// The manifest as the plugin sent it, validated, unknown members kept. Shared:
-    /// records are cloned on every read, the manifest need not be.
-    pub manifest: StoredManifest,
-    /// Liveness: `active` while any instance is, else `registered` while any is, else
-    /// `stale`.
-    pub status: Liveness,
-    /// Self-reported health of its instances together (see [`PluginRecord::settle`]).
-    pub health: Health,
-    /// False while an operator has disabled the plugin.
-    pub enabled: bool,
-    /// Why an operator disabled it.
-    pub disabled_reason: Option<String>,
-    /// First registration of this id (kept across re-registrations).
-    #[serde(with = "time::serde::rfc3339")]
-    pub registered_at: OffsetDateTime,
-    /// Last accepted heartbeat of any instance.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub last_heartbeat: Option<OffsetDateTime>,
-    /// Its instances, sorted by id; at least one. A token whose `jti` no instance holds
-    /// is revoked.
-    pub instances: Vec<crate::instance::InstanceRecord>,
-    /// The sensitive traits ([`SENSITIVE_TRAITS`]) an operator approved for this
-    /// plugin. A declared sensitive trait not in it is pending approval. `None`: the
-    /// record predates approval, and whatever its manifest declares counts as approved.
-    #[serde(default)]
-    pub approved_traits: Option<Vec<String>>,
-    /// When the sweeper next has to look at this record: the earliest deadline of its
-    /// instances (for a `registered` or `active` instance the moment it goes stale, for
-    /// a `stale` one the moment it is removed); `None` when nothing is due (disabled, or
-    /// stale with automatic deregistration off). Indexed by every store, so a sweep
-    /// costs what expires.
-    #[serde(with = "time::serde::rfc3339::option", default)]
-    pub next_deadline: Option<OffsetDateTime>,
-    /// Optimistic-concurrency version: 1 on insert, +1 on every write.
-    pub version: u64,
 }
 
 #[cfg(test)]
@@ -423,45 +342,6 @@ mod tests {
         }
         assert_ne!(text, text.edited(|v| v["version"] = "2.0.0".into()));
         assert!(StoredManifest::from_json("{\"id\":").is_err());
-    }
-
-    #[test]
-    fn pending_approval_agrees_with_pending_traits() {
-        let record = |traits: Value, approved: Option<Vec<&str>>| PluginRecord {
-            plugin_id: PluginId::parse("p").unwrap(),
-            manifest: StoredManifest::from_tree(json!({ "id": "p", "traits": traits })),
-            status: Liveness::Registered,
-            health: Health::Unknown,
-            enabled: true,
-            disabled_reason: None,
-            registered_at: OffsetDateTime::UNIX_EPOCH,
-            last_heartbeat: None,
-            instances: Vec::new(),
-            approved_traits: approved.map(|a| a.into_iter().map(str::to_owned).collect()),
-            next_deadline: None,
-            version: 1,
-        };
-        let phi_ext = json!(["handles_phi", "external_service", "audit_required"]);
-        for (r, pending) in [
-            (record(phi_ext.clone(), None), vec![]),
-            (
-                record(phi_ext.clone(), Some(vec![])),
-                vec!["handles_phi", "external_service"],
-            ),
-            (
-                record(phi_ext.clone(), Some(vec!["handles_phi"])),
-                vec!["external_service"],
-            ),
-            (
-                record(phi_ext, Some(vec!["external_service", "handles_phi"])),
-                vec![],
-            ),
-            (record(json!(["handles_pii"]), Some(vec![])), vec![]),
-            (record(json!("not a list"), Some(vec![])), vec![]),
-        ] {
-            assert_eq!(r.pending_traits(), pending);
-            assert_eq!(r.pending_approval(), !pending.is_empty());
-        }
     }
 
     #[test]

@@ -6,8 +6,8 @@ use time::OffsetDateTime;
 use crate::BoxError;
 use crate::audit::AuditEntry;
 use crate::enrollment::Enrollment;
-use crate::instance::Swept;
-use crate::plugin::{Health, PluginId, PluginRecord};
+use crate::plugin::{Health, PluginId};
+use crate::record::{HeartbeatRefused, PluginRecord, Swept};
 
 /// Errors of every [`PluginStore`] operation.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +59,25 @@ pub struct OutboxEntry {
     pub version: u64,
     /// When it was written, or last claimed.
     pub at: OffsetDateTime,
+}
+
+impl OutboxEntry {
+    /// The entry of a sweep step's plugin transition, if it has one (at `at`).
+    pub fn of(swept: &Swept, at: OffsetDateTime) -> Option<Self> {
+        swept.event.map(|event_type| Self {
+            event_type: event_type.to_owned(),
+            plugin_id: swept.record.plugin_id.clone(),
+            registration: swept.record.registration_key(),
+            version: swept.record.version,
+            at,
+        })
+    }
+}
+
+impl From<HeartbeatRefused> for StoreError {
+    fn from(_: HeartbeatRefused) -> Self {
+        Self::PreconditionFailed
+    }
 }
 
 /// How many plugins are alive and how many of them are past their deadline.
@@ -145,8 +164,7 @@ pub trait PluginStore: Send + Sync {
     /// MUST return [`StoreError::NotFound`] if no such record exists,
     /// [`StoreError::PreconditionFailed`] if `expected_version` differs (nothing
     /// deleted), [`StoreError::Unavailable`] if the backend fails.
-    async fn delete(&self, id: &PluginId, expected_version: Option<u64>)
-    -> Result<(), StoreError>;
+    async fn delete(&self, id: &PluginId, expected_version: Option<u64>) -> Result<(), StoreError>;
 
     /// The earliest `next_deadline` of any record, or `None` if no record has one.
     /// MUST cost about the same whatever the number of records (an index lookup).
@@ -168,7 +186,7 @@ pub trait PluginStore: Send + Sync {
     /// stale already, are removed; a record left without instances is deleted. Each
     /// record changed is written (version bumped) or deleted in one atomic conditional
     /// write with, when the plugin as a whole went stale or was deregistered, its
-    /// [`OutboxEntry`] (from [`Swept::outbox`], at `now`). Each step is applied by
+    /// [`OutboxEntry`] (from [`OutboxEntry::of`], at `now`). Each step is applied by
     /// exactly one of several concurrent callers (across processes sharing the
     /// backend); a record another write changed meanwhile is left for the next sweep.
     ///

@@ -53,12 +53,14 @@ pub const RECORD_FIELDS: &[&str] = &[
     "next_deadline",
     "approval",
     "pending_traits",
+    "instances",
 ];
 
 /// The members of a register/refresh answer, exactly.
 pub const TOKEN_FIELDS: &[&str] = &[
     "status",
     "plugin_id",
+    "instance_id",
     "token",
     "expires_at",
     "heartbeat_interval_secs",

@@ -14,6 +14,7 @@ mod events;
 mod health;
 mod heartbeat;
 mod helpers;
+mod instances;
 mod introspect;
 mod limits;
 mod list;

@@ -118,10 +118,10 @@ async fn arm_sqlite(store: &SqlitePluginStore) {
         instances_sql(micros(t0()), past)
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
-    .bind(past)
-    .execute(store.pool())
-    .await
-    .expect("arm");
+        .bind(past)
+        .execute(store.pool())
+        .await
+        .expect("arm");
 }
 
 fn sweeps(c: &mut Criterion) {

@@ -853,9 +853,15 @@ fn lifecycle(event_type: &str, id: &str, jti: &str) -> String {
     format!("{event_type}:{id}:{jti} {event_type} {id}")
 }
 
-/// A transition that can repeat: its id also carries the record version.
+/// A transition that can repeat: its id carries the registration's key and the record
+/// version.
 fn transition(event_type: &str, id: &str, rec: &Rec) -> String {
-    lifecycle(event_type, id, &format!("{}:{}", rec.jti, rec.version))
+    lifecycle(event_type, id, &format!("{}:{}", key(rec), rec.version))
+}
+
+/// The key of a registration (`PluginRecord::registration_key`): when it was made.
+fn key(rec: &Rec) -> String {
+    (rec.registered_at.unix_timestamp_nanos() / 1_000).to_string()
 }
 
 fn drain_events(w: &mut World) -> Result<Vec<String>, TestCaseError> {
@@ -1102,7 +1108,7 @@ async fn step(
                     .records
                     .remove(id)
                     .ok_or_else(|| fail(format!("deregistered {id}, which the model lacks")))?;
-                events.push(lifecycle("plugin.deregistered", id, &removed.jti));
+                events.push(lifecycle("plugin.deregistered", id, &key(&removed)));
             }
         }
         Action::Get { id, cred } => {
@@ -1199,7 +1205,7 @@ async fn step(
                     .collect();
                 for id in expired {
                     let rec = m.records.remove(&id).expect("listed above");
-                    events.push(lifecycle("plugin.deregistered", &id, &rec.jti));
+                    events.push(lifecycle("plugin.deregistered", &id, &key(&rec)));
                     gone += 1;
                 }
                 if stale > 0 {

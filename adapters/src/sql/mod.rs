@@ -9,7 +9,9 @@ pub(crate) use enrollments::{EnrollmentRow, enrollment, enrollment_cols};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use vivified_ports::{InstanceId, InstanceRecord, PluginId, PluginRecord, StoreError, StoredManifest};
+use vivified_ports::{
+    InstanceId, InstanceRecord, PluginId, PluginRecord, StoreError, StoredManifest,
+};
 
 /// One row of `plugins`, as both backends return it.
 #[derive(Debug)]
@@ -63,13 +65,15 @@ pub(crate) fn instances_text(record: &PluginRecord) -> String {
 }
 
 fn instances_of(text: Option<&str>) -> Result<Vec<InstanceRecord>, StoreError> {
-    let stored: Vec<StoredInstance> = serde_json::from_str(text.ok_or_else(|| corrupt("instances"))?)
-        .map_err(|_| corrupt("instances"))?;
+    let stored: Vec<StoredInstance> =
+        serde_json::from_str(text.ok_or_else(|| corrupt("instances"))?)
+            .map_err(|_| corrupt("instances"))?;
     stored
         .into_iter()
         .map(|i| {
             Ok(InstanceRecord {
-                instance_id: InstanceId::parse(&i.instance_id).map_err(|_| corrupt("instance id"))?,
+                instance_id: InstanceId::parse(&i.instance_id)
+                    .map_err(|_| corrupt("instance id"))?,
                 token_jti: i.token_jti,
                 token_issued_at: i.token_issued_at.map(from_micros).transpose()?,
                 registered_at: from_micros(i.registered_at)?,
@@ -359,7 +363,7 @@ macro_rules! sql_plugin_store {
                     };
                     step.record = row.try_into()?;
                 }
-                if let Some(entry) = step.outbox(now) {
+                if let Some(entry) = OutboxEntry::of(&step, now) {
                     self.write_outbox(&mut tx, &entry).await?;
                 }
                 tx.commit().await.map_err($crate::sql::map_err)?;
@@ -455,14 +459,11 @@ macro_rules! sql_plugin_store {
                 let version = record.version;
                 let recovered = record.apply_heartbeat(token_jti, health, at, next_deadline)?;
                 record.settle();
-                let row: Option<$crate::sql::PluginRow> = $crate::sql::bind_replace!(
-                    sqlx::query_as($queries.replace),
-                    record,
-                    version
-                )
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err($crate::sql::map_err)?;
+                let row: Option<$crate::sql::PluginRow> =
+                    $crate::sql::bind_replace!(sqlx::query_as($queries.replace), record, version)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err($crate::sql::map_err)?;
                 let record = PluginRecord::try_from(row.ok_or(StoreError::PreconditionFailed)?)?;
                 tx.commit().await.map_err($crate::sql::map_err)?;
                 Ok(HeartbeatOutcome { record, recovered })

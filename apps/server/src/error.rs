@@ -141,6 +141,11 @@ impl ApiError {
                 "nothing_pending" => {
                     "The plugin waits for no approval: there is nothing to refuse.".to_owned()
                 }
+                "too_many_instances" => {
+                    "The plugin has as many instances as VIVIFIED_MAX_INSTANCES allows and none \
+                     of them is stale; deregister one first."
+                        .to_owned()
+                }
                 _ => "The resource's state refuses this request.".to_owned(),
             },
             Self::PayloadTooLarge(limit) => format!("The request body exceeds {limit} bytes."),

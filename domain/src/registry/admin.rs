@@ -150,7 +150,13 @@ impl Registry {
                     .replace(record.clone(), stored.version)
                     .await
                     .map(drop),
-                None => self.inner.ports.store.insert(record.clone()).await.map(drop),
+                None => self
+                    .inner
+                    .ports
+                    .store
+                    .insert(record.clone())
+                    .await
+                    .map(drop),
             };
             if let Err(undo) = undone {
                 tracing::error!(plugin_id = %record.plugin_id, error = %undo, "could not undo an unaudited deregistration");

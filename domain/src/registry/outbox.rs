@@ -115,7 +115,13 @@ impl Registry {
     }
 
     /// The outbox entries the store wrote with these sweep steps.
-    pub(super) fn outbox_of(swept: &[vivified_ports::Swept], at: OffsetDateTime) -> Vec<OutboxEntry> {
-        swept.iter().filter_map(|s| s.outbox(at)).collect()
+    pub(super) fn outbox_of(
+        swept: &[vivified_ports::Swept],
+        at: OffsetDateTime,
+    ) -> Vec<OutboxEntry> {
+        swept
+            .iter()
+            .filter_map(|s| OutboxEntry::of(s, at))
+            .collect()
     }
 }

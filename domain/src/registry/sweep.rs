@@ -110,7 +110,9 @@ impl Registry {
                 report.instances_removed += step.removed.len();
             }
             self.flush_outbox(Self::outbox_of(&swept, now)).await?;
-            if swept.len() < batch {
+            // Until nothing is due: a step can leave its record due again (an instance
+            // stale beyond `deregister_after` already is removed by the next step).
+            if swept.is_empty() {
                 break;
             }
         }

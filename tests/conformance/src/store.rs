@@ -7,9 +7,9 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 use time::{Duration, OffsetDateTime};
 
-use vivified_ports::plugin::{Health, Liveness, PluginId, PluginRecord, StoredManifest};
+use vivified_ports::plugin::{Health, Liveness, PluginId, StoredManifest};
 use vivified_ports::store::{LivenessCounts, OutboxEntry, PluginStore, StoreError};
-use vivified_ports::{InstanceId, InstanceRecord, Swept};
+use vivified_ports::{InstanceId, InstanceRecord, PluginRecord, Swept};
 
 /// A fixed instant for test records (2026-01-01T00:00:00Z), truncated to whole
 /// microseconds so every backend stores it exactly.
@@ -20,7 +20,8 @@ pub fn t0() -> OffsetDateTime {
 /// A minimal record for `id` with one instance, `default`, holding token `jti`, as the
 /// registry would insert it.
 pub fn record(id: &str, jti: &str) -> PluginRecord {
-    let mut instance = InstanceRecord::new(InstanceId::default_instance(), jti.to_owned(), t0(), None);
+    let mut instance =
+        InstanceRecord::new(InstanceId::default_instance(), jti.to_owned(), t0(), None);
     instance.token_issued_at = Some(t0());
     PluginRecord {
         plugin_id: PluginId::parse(id).expect("test ids are valid"),
@@ -167,7 +168,11 @@ async fn insert_duplicate_conflicts(store: &dyn PluginStore) {
         "a duplicate insert MUST be Conflict, got {err:?}"
     );
     let got = store.get(&pid("conf-a")).await.unwrap().unwrap();
-    assert_eq!(jti(&got), "jti-a", "a failed insert MUST NOT change the record");
+    assert_eq!(
+        jti(&got),
+        "jti-a",
+        "a failed insert MUST NOT change the record"
+    );
 }
 
 async fn get_missing_is_none(store: &dyn PluginStore) {
@@ -342,16 +347,26 @@ async fn instances_heartbeat_and_sweep_apart(store: &dyn PluginStore) {
         .record_heartbeat(&pid("conf-two"), "jb", Health::Healthy, s(5), s(60))
         .await
         .expect("each instance MUST heartbeat with its own token");
-    let b = hb.record.instance(&InstanceId::parse("b").unwrap()).unwrap();
+    let b = hb
+        .record
+        .instance(&InstanceId::parse("b").unwrap())
+        .unwrap();
     assert_eq!((b.status, b.last_heartbeat), (Liveness::Active, Some(s(5))));
     let default = hb.record.instance(&InstanceId::default_instance()).unwrap();
     assert_eq!(default.status, Liveness::Registered);
-    assert_eq!(hb.record.status, Liveness::Active, "active while any instance is");
+    assert_eq!(
+        hb.record.status,
+        Liveness::Active,
+        "active while any instance is"
+    );
     let ttl = Some(std::time::Duration::from_secs(100));
     let swept = store.sweep(s(20), ttl, 10).await.unwrap();
     assert_eq!(swept.len(), 1);
     assert_eq!(swept[0].stale, [InstanceId::default_instance()]);
-    assert_eq!(swept[0].event, None, "one instance of two stale: the plugin lives");
+    assert_eq!(
+        swept[0].event, None,
+        "one instance of two stale: the plugin lives"
+    );
     assert_eq!(swept[0].record.status, Liveness::Active);
     assert_eq!(swept[0].record.next_deadline, Some(s(60)));
     assert_eq!(
@@ -360,7 +375,11 @@ async fn instances_heartbeat_and_sweep_apart(store: &dyn PluginStore) {
         "sweep MUST return the record as stored"
     );
     let swept = store.sweep(s(60), ttl, 10).await.unwrap();
-    assert_eq!(swept[0].event, Some("plugin.stale"), "its last live instance went");
+    assert_eq!(
+        swept[0].event,
+        Some("plugin.stale"),
+        "its last live instance went"
+    );
     let swept = store.sweep(s(110), ttl, 10).await.unwrap();
     assert_eq!(swept[0].removed, [InstanceId::default_instance()]);
     assert_eq!(swept[0].event, None);
@@ -839,7 +858,10 @@ async fn deadlines_round_trip_and_order(store: &dyn PluginStore) {
         swept[1].record.next_deadline, None,
         "no deregistration: no deadline"
     );
-    assert_eq!(store.get(&pid("live-a")).await.unwrap().unwrap(), swept[1].record);
+    assert_eq!(
+        store.get(&pid("live-a")).await.unwrap().unwrap(),
+        swept[1].record
+    );
     let swept = store.sweep(s(110), None, 100).await.unwrap();
     assert_eq!(swept_ids(&swept), ["live-b"]);
     assert_eq!(swept[0].event, Some("plugin.deregistered"));
@@ -923,7 +945,11 @@ async fn sweeps_apply_each_expiry_once(store: &Arc<dyn PluginStore>) {
             all.len(),
             "concurrent sweeps MUST NOT apply a step twice ({want})"
         );
-        assert_eq!(all.len(), n as usize, "concurrent sweeps MUST apply every due step");
+        assert_eq!(
+            all.len(),
+            n as usize,
+            "concurrent sweeps MUST apply every due step"
+        );
         assert!(all.iter().all(|(_, e)| *e == Some(want)), "{want}");
     }
     assert!(store.list(None, 10).await.unwrap().is_empty());
@@ -1022,10 +1048,7 @@ async fn outbox_holds_each_transition_until_acked(store: &Arc<dyn PluginStore>) 
         .iter()
         .map(|e| (e.plugin_id.to_string(), e.version))
         .collect();
-    assert_eq!(
-        got, want,
-        "sweep MUST write one entry per removed record"
-    );
+    assert_eq!(got, want, "sweep MUST write one entry per removed record");
     store.ack_outbox(&entries).await.unwrap();
 
     // Concurrent claimers: each entry goes to exactly one.

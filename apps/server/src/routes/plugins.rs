@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use vivified_domain::{HeartbeatReport, IssuedRegistration};
-use vivified_ports::{Health, PluginId, PluginRecord, StoredManifest};
+use vivified_ports::{Health, InstanceId, InstanceRecord, PluginId, PluginRecord, StoredManifest};
 
 use crate::error::ApiError;
 use crate::extract::{Bearer, JsonObject, OptionalJson};
@@ -22,13 +22,14 @@ use crate::wire::rfc3339;
 struct TokenBody<'a> {
     status: &'a str,
     plugin_id: &'a str,
+    instance_id: &'a str,
     token: &'a str,
     expires_at: String,
     heartbeat_interval_secs: u64,
     heartbeat_interval_ms: u128,
 }
 
-/// `{"status","plugin_id","token","expires_at","heartbeat_interval_secs","heartbeat_interval_ms"}`.
+/// `{"status","plugin_id","instance_id","token","expires_at","heartbeat_interval_secs","heartbeat_interval_ms"}`.
 fn token_body(status: &str, reg: &IssuedRegistration) -> Response {
     (
         [(
@@ -38,6 +39,7 @@ fn token_body(status: &str, reg: &IssuedRegistration) -> Response {
         token_json(
             status,
             reg.plugin_id.as_str(),
+            reg.instance_id.as_str(),
             reg.token.expose(),
             reg.expires_at,
             reg.heartbeat_interval,
@@ -49,6 +51,7 @@ fn token_body(status: &str, reg: &IssuedRegistration) -> Response {
 fn token_json(
     status: &str,
     plugin_id: &str,
+    instance_id: &str,
     token: &str,
     expires_at: OffsetDateTime,
     heartbeat_interval: std::time::Duration,
@@ -56,6 +59,7 @@ fn token_json(
     let body = TokenBody {
         status,
         plugin_id,
+        instance_id,
         token,
         expires_at: rfc3339(expires_at),
         heartbeat_interval_secs: heartbeat_interval.as_secs().max(1),
@@ -65,17 +69,34 @@ fn token_json(
     serde_json::to_string(&body).unwrap_or_default()
 }
 
-/// `POST /plugins/register`.
+/// Query of `POST /plugins/register`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterQuery {
+    /// The instance registering (default: the presented token's own, or `default`).
+    instance: Option<String>,
+}
+
+/// `POST /plugins/register[?instance=ID]`.
 pub async fn register(
     _admitted: crate::extract::Admitted,
     State(state): State<AppState>,
     TraceId(trace_id): TraceId,
+    query: Result<Query<RegisterQuery>, axum::extract::rejection::QueryRejection>,
     bearer: Bearer,
     JsonObject(manifest): JsonObject,
 ) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|_| {
+        ApiError::InvalidBody("bad query string: the only parameter is `instance`".into())
+    })?;
+    let instance = q
+        .instance
+        .map(|i| InstanceId::parse(&i))
+        .transpose()
+        .map_err(|e| ApiError::InvalidBody(format!("`instance`: {e}")))?;
     let reg = state
         .registry
-        .register_owned(manifest, bearer.as_deref(), &trace_id)
+        .register_instance(manifest, instance, bearer.as_deref(), &trace_id)
         .await
         .map_err(|e| {
             tracing::info!(reason = %e, "registration refused");
@@ -188,6 +209,33 @@ pub struct PluginView<'a> {
     next_deadline: Option<String>,
     approval: &'static str,
     pending_traits: Vec<String>,
+    instances: Vec<InstanceView<'a>>,
+}
+
+/// One instance of a plugin on the wire (no token id).
+#[derive(Serialize)]
+pub struct InstanceView<'a> {
+    instance_id: &'a str,
+    status: &'static str,
+    health: &'static str,
+    registered_at: String,
+    last_heartbeat: Option<String>,
+    next_deadline: Option<String>,
+    token_revoked: bool,
+}
+
+impl<'a> From<&'a InstanceRecord> for InstanceView<'a> {
+    fn from(i: &'a InstanceRecord) -> Self {
+        Self {
+            instance_id: i.instance_id.as_str(),
+            status: i.status.as_str(),
+            health: i.health.as_str(),
+            registered_at: rfc3339(i.registered_at),
+            last_heartbeat: i.last_heartbeat.map(rfc3339),
+            next_deadline: i.next_deadline.map(rfc3339),
+            token_revoked: i.token_revoked(),
+        }
+    }
 }
 
 impl<'a> From<&'a PluginRecord> for PluginView<'a> {
@@ -209,6 +257,7 @@ impl<'a> From<&'a PluginRecord> for PluginView<'a> {
                 "approved"
             },
             pending_traits: r.pending_traits(),
+            instances: r.instances.iter().map(InstanceView::from).collect(),
         }
     }
 }
@@ -427,12 +476,14 @@ mod tests {
             ("re\"fresh\\ed", "a\u{1}b", "t\"o\nken"),
         ] {
             let body: Value =
-                serde_json::from_str(&token_json(status, id, token, at, interval)).unwrap();
+                serde_json::from_str(&token_json(status, id, "pod-1", token, at, interval))
+                    .unwrap();
             assert_eq!(
                 body,
                 json!({
                     "status": status,
                     "plugin_id": id,
+                    "instance_id": "pod-1",
                     "token": token,
                     "expires_at": "2026-01-01T00:00:00.25Z",
                     "heartbeat_interval_secs": 1,
@@ -444,6 +495,7 @@ mod tests {
         let body: Value = serde_json::from_str(&token_json(
             "registered",
             "p",
+            "default",
             "t",
             at,
             std::time::Duration::from_millis(200),

@@ -37,6 +37,10 @@ pub(super) const KEYS: &[Key] = &[
         env: &["VIVIFIED_REGISTRATION_SECRET_ALLOWED"],
     },
     Key {
+        key: "max_instances",
+        env: &["VIVIFIED_MAX_INSTANCES"],
+    },
+    Key {
         key: "registration_rate_limit",
         env: &["VIVIFIED_REGISTRATION_RATE_LIMIT"],
     },

@@ -96,6 +96,9 @@ pub struct Settings {
     /// Registration and enrollment requests a minute per client address
     /// (`VIVIFIED_REGISTRATION_RATE_LIMIT`; default 600 in production, 0 = off in dev).
     pub registration_rate_limit: u32,
+    /// Most instances one plugin may have (`VIVIFIED_MAX_INSTANCES`, 1 to 10000,
+    /// default 64).
+    pub max_instances: usize,
     /// JWT signing secret; generated in dev mode when missing.
     pub jwt_secret: Option<Secret>,
     /// Older JWT secrets whose tokens still verify.
@@ -259,6 +262,7 @@ impl Settings {
             self_preservation_threshold: self.self_preservation_threshold,
             self_preservation_min_live: self.self_preservation_min_plugins,
             replace_stale: self.dev_replace_stale,
+            max_instances: self.max_instances,
             ..vivified_domain::RegistryConfig::default()
         }
     }

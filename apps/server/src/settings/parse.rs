@@ -201,6 +201,15 @@ impl Settings {
                 ));
             }
         };
+        let max_instances = match get("max_instances") {
+            None => 64,
+            Some((n, v)) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|m| (1..=10_000).contains(m))
+                .ok_or_else(|| invalid(n, "expected a number between 1 and 10000".into()))?,
+        };
         let max_body_bytes = match get("max_body_bytes") {
             None => 64 * 1024,
             Some((n, v)) => v
@@ -258,6 +267,7 @@ impl Settings {
             registration_secret: secret("registration_secret"),
             registration_secret_allowed: boolean("registration_secret_allowed")?,
             registration_rate_limit,
+            max_instances,
             jwt_secret: secret("jwt_secret"),
             jwt_previous_secrets: list("jwt_previous_secrets")
                 .into_iter()

@@ -1,5 +1,6 @@
-//! Instances: the running copies of one plugin. Each has its own token (`jti`), health
-//! and heartbeat deadline; the plugin's liveness is theirs taken together.
+//! The record the store keeps for each registered plugin, and its instances: the
+//! running copies of one plugin. Each instance has its own token (`jti`), health and
+//! heartbeat deadline; the plugin's liveness is theirs taken together.
 //!
 //! The rules here are the one definition every store applies (in memory, and in the
 //! SQL stores on the row they read before their conditional write): a heartbeat, a
@@ -11,8 +12,11 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::plugin::{Health, Liveness, PluginRecord, REVOKED_JTI};
-use crate::store::{OutboxEntry, StoreError};
+use serde_json::Value;
+
+use crate::plugin::{
+    Health, Liveness, PluginId, REVOKED_JTI, SENSITIVE_TRAITS, StoredManifest, sensitive_traits_of,
+};
 
 /// The instance a registration names when it names none (and that every plugin
 /// registered before instances existed became).
@@ -153,15 +157,93 @@ pub struct Swept {
     pub event: Option<&'static str>,
 }
 
-impl Swept {
-    /// The outbox entry of the plugin's transition, if there is one (at `at`).
-    pub fn outbox(&self, at: OffsetDateTime) -> Option<OutboxEntry> {
-        self.event.map(|event_type| OutboxEntry {
-            event_type: event_type.to_owned(),
-            plugin_id: self.record.plugin_id.clone(),
-            registration: self.record.registration_key(),
-            version: self.record.version,
-            at,
+/// Why [`PluginRecord::apply_heartbeat`] refused a heartbeat (nothing changed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HeartbeatRefused {
+    /// The plugin is disabled.
+    #[error("the plugin is disabled")]
+    Disabled,
+    /// No instance holds the token.
+    #[error("no instance holds this token")]
+    UnknownToken,
+}
+
+/// What the store keeps for one registered plugin: its manifest, its operator's
+/// decisions, and its instances (each with the id, `jti`, of its one current token, never
+/// the token itself). Its liveness fields are its instances' taken together
+/// ([`PluginRecord::settle`]); every store settles a record before writing it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PluginRecord {
+    /// The plugin's id (also `manifest.id`).
+    pub plugin_id: PluginId,
+    /// The manifest as the plugin sent it, validated, unknown members kept. Shared:
+    /// records are cloned on every read, the manifest need not be.
+    pub manifest: StoredManifest,
+    /// Liveness: `active` while any instance is, else `registered` while any is, else
+    /// `stale`.
+    pub status: Liveness,
+    /// Self-reported health of its instances together (see [`PluginRecord::settle`]).
+    pub health: Health,
+    /// False while an operator has disabled the plugin.
+    pub enabled: bool,
+    /// Why an operator disabled it.
+    pub disabled_reason: Option<String>,
+    /// First registration of this id (kept across re-registrations).
+    #[serde(with = "time::serde::rfc3339")]
+    pub registered_at: OffsetDateTime,
+    /// Last accepted heartbeat of any instance.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_heartbeat: Option<OffsetDateTime>,
+    /// Its instances, sorted by id; at least one. A token whose `jti` no instance holds
+    /// is revoked.
+    pub instances: Vec<InstanceRecord>,
+    /// The sensitive traits ([`SENSITIVE_TRAITS`]) an operator approved for this
+    /// plugin. A declared sensitive trait not in it is pending approval. `None`: the
+    /// record predates approval, and whatever its manifest declares counts as approved.
+    #[serde(default)]
+    pub approved_traits: Option<Vec<String>>,
+    /// When the sweeper next has to look at this record: the earliest deadline of its
+    /// instances (for a `registered` or `active` instance the moment it goes stale, for
+    /// a `stale` one the moment it is removed); `None` when nothing is due (disabled, or
+    /// stale with automatic deregistration off). Indexed by every store, so a sweep
+    /// costs what expires.
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub next_deadline: Option<OffsetDateTime>,
+    /// Optimistic-concurrency version: 1 on insert, +1 on every write.
+    pub version: u64,
+}
+
+impl PluginRecord {
+    /// The sensitive traits its manifest declares, in [`SENSITIVE_TRAITS`] order.
+    pub fn sensitive_traits(&self) -> Vec<String> {
+        sensitive_traits_of(&self.manifest)
+    }
+
+    /// The declared sensitive traits an operator has not approved (empty: nothing is
+    /// pending).
+    pub fn pending_traits(&self) -> Vec<String> {
+        match &self.approved_traits {
+            None => Vec::new(),
+            Some(approved) => self
+                .sensitive_traits()
+                .into_iter()
+                .filter(|t| !approved.contains(t))
+                .collect(),
+        }
+    }
+
+    /// Whether the plugin waits for an operator's approval of a sensitive trait: it may
+    /// heartbeat, refresh, re-register and read its record, but not publish, pull or
+    /// introspect, and it receives no events.
+    pub fn pending_approval(&self) -> bool {
+        // On every publish and pull: answered without building the lists.
+        let Some(approved) = &self.approved_traits else {
+            return false;
+        };
+        let declared = self.manifest.get("traits").and_then(Value::as_array);
+        SENSITIVE_TRAITS.iter().any(|t| {
+            declared.is_some_and(|d| d.iter().any(|v| v.as_str() == Some(*t)))
+                && !approved.iter().any(|a| a == t)
         })
     }
 }
@@ -220,7 +302,8 @@ impl PluginRecord {
     ///   differ, `unknown` if none reported;
     /// - `last_heartbeat`: the latest; `next_deadline`: the earliest.
     pub fn settle(&mut self) {
-        self.instances.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+        self.instances
+            .sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
         let any = |s: Liveness| self.instances.iter().any(|i| i.status == s);
         self.status = if any(Liveness::Active) {
             Liveness::Active
@@ -250,24 +333,24 @@ impl PluginRecord {
     /// before (it has recovered).
     ///
     /// # Errors
-    /// [`StoreError::PreconditionFailed`] (nothing changed) if no instance holds `jti`
-    /// or the plugin is disabled.
+    /// [`HeartbeatRefused`] (nothing changed) if the plugin is disabled or no instance
+    /// holds `jti`.
     pub fn apply_heartbeat(
         &mut self,
         jti: &str,
         health: Health,
         at: OffsetDateTime,
         next_deadline: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, HeartbeatRefused> {
         if !self.enabled {
-            return Err(StoreError::PreconditionFailed);
+            return Err(HeartbeatRefused::Disabled);
         }
         let was_stale = self.status == Liveness::Stale;
         let instance = self
             .instances
             .iter_mut()
             .find(|i| i.token_jti == jti && jti != REVOKED_JTI)
-            .ok_or(StoreError::PreconditionFailed)?;
+            .ok_or(HeartbeatRefused::UnknownToken)?;
         instance.last_heartbeat = Some(at);
         instance.health = health;
         instance.status = Liveness::Active;
@@ -293,7 +376,8 @@ impl PluginRecord {
         let before = self.clone();
         let mut stale = Vec::new();
         let mut removed = Vec::new();
-        let shift = deregister_in.map(|d| time::Duration::try_from(d).unwrap_or(time::Duration::MAX));
+        let shift =
+            deregister_in.map(|d| time::Duration::try_from(d).unwrap_or(time::Duration::MAX));
         self.instances.retain_mut(|i| {
             let Some(deadline) = i.next_deadline.filter(|d| *d <= now) else {
                 return true;
@@ -346,7 +430,7 @@ impl PluginRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::{PluginId, StoredManifest};
+    use serde_json::json;
     use std::time::Duration;
 
     fn t(s: i64) -> OffsetDateTime {
@@ -399,21 +483,31 @@ mod tests {
             (r.status, r.health, r.next_deadline),
             (Liveness::Registered, Health::Unknown, Some(t(20)))
         );
-        assert!(!r.apply_heartbeat("ja", Health::Healthy, t(5), t(35)).unwrap());
+        assert!(
+            !r.apply_heartbeat("ja", Health::Healthy, t(5), t(35))
+                .unwrap()
+        );
         assert_eq!((r.status, r.health), (Liveness::Active, Health::Healthy));
-        assert_eq!((r.last_heartbeat, r.next_deadline), (Some(t(5)), Some(t(30))));
-        r.apply_heartbeat("jb", Health::Unhealthy, t(6), t(36)).unwrap();
+        assert_eq!(
+            (r.last_heartbeat, r.next_deadline),
+            (Some(t(5)), Some(t(30)))
+        );
+        r.apply_heartbeat("jb", Health::Unhealthy, t(6), t(36))
+            .unwrap();
         assert_eq!(r.health, Health::Degraded);
         assert!(matches!(
             r.apply_heartbeat("nobody", Health::Healthy, t(7), t(37)),
-            Err(StoreError::PreconditionFailed)
+            Err(HeartbeatRefused::UnknownToken)
         ));
         assert!(matches!(
             r.apply_heartbeat(REVOKED_JTI, Health::Healthy, t(7), t(37)),
-            Err(StoreError::PreconditionFailed)
+            Err(HeartbeatRefused::UnknownToken)
         ));
         r.enabled = false;
-        assert!(r.apply_heartbeat("ja", Health::Healthy, t(7), t(37)).is_err());
+        assert!(
+            r.apply_heartbeat("ja", Health::Healthy, t(7), t(37))
+                .is_err()
+        );
     }
 
     #[test]
@@ -426,14 +520,19 @@ mod tests {
         assert_eq!(r.status, Liveness::Registered);
         let s = r.sweep_step(t(20), ttl).unwrap();
         assert_eq!(s.event, Some("plugin.stale"));
-        assert_eq!(s.outbox(t(20)).unwrap().registration, r.registration_key());
         assert_eq!(r.next_deadline, Some(t(110)));
         // A stale instance's heartbeat revives the plugin.
-        assert!(r.apply_heartbeat("jb", Health::Healthy, t(21), t(200)).unwrap());
+        assert!(
+            r.apply_heartbeat("jb", Health::Healthy, t(21), t(200))
+                .unwrap()
+        );
         let s = r.sweep_step(t(110), ttl).unwrap();
         assert_eq!((s.stale.len(), s.removed.len(), s.event), (0, 1, None));
         assert_eq!(r.instances.len(), 1);
-        assert_eq!(r.sweep_step(t(200), ttl).unwrap().event, Some("plugin.stale"));
+        assert_eq!(
+            r.sweep_step(t(200), ttl).unwrap().event,
+            Some("plugin.stale")
+        );
         let s = r.sweep_step(t(300), ttl).unwrap();
         assert_eq!(s.event, Some("plugin.deregistered"));
         assert_eq!(s.record.instances.len(), 1, "as it was");
@@ -473,9 +572,59 @@ mod tests {
         assert_eq!(r.next_deadline, Some(t(20)));
         r.put_instance(inst("a", "ja2", 40));
         assert_eq!(r.instances.len(), 2);
-        assert_eq!(r.instance(&InstanceId::parse("a").unwrap()).unwrap().token_jti, "ja2");
-        assert!(r.remove_instance(&InstanceId::parse("b").unwrap()).is_some());
+        assert_eq!(
+            r.instance(&InstanceId::parse("a").unwrap())
+                .unwrap()
+                .token_jti,
+            "ja2"
+        );
+        assert!(
+            r.remove_instance(&InstanceId::parse("b").unwrap())
+                .is_some()
+        );
         assert_eq!(r.next_deadline, Some(t(40)));
-        assert!(r.remove_instance(&InstanceId::parse("b").unwrap()).is_none());
+        assert!(
+            r.remove_instance(&InstanceId::parse("b").unwrap())
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn pending_approval_agrees_with_pending_traits() {
+        let record = |traits: Value, approved: Option<Vec<&str>>| PluginRecord {
+            plugin_id: PluginId::parse("p").unwrap(),
+            manifest: StoredManifest::from_tree(json!({ "id": "p", "traits": traits })),
+            status: Liveness::Registered,
+            health: Health::Unknown,
+            enabled: true,
+            disabled_reason: None,
+            registered_at: OffsetDateTime::UNIX_EPOCH,
+            last_heartbeat: None,
+            instances: Vec::new(),
+            approved_traits: approved.map(|a| a.into_iter().map(str::to_owned).collect()),
+            next_deadline: None,
+            version: 1,
+        };
+        let phi_ext = json!(["handles_phi", "external_service", "audit_required"]);
+        for (r, pending) in [
+            (record(phi_ext.clone(), None), vec![]),
+            (
+                record(phi_ext.clone(), Some(vec![])),
+                vec!["handles_phi", "external_service"],
+            ),
+            (
+                record(phi_ext.clone(), Some(vec!["handles_phi"])),
+                vec!["external_service"],
+            ),
+            (
+                record(phi_ext, Some(vec!["external_service", "handles_phi"])),
+                vec![],
+            ),
+            (record(json!(["handles_pii"]), Some(vec![])), vec![]),
+            (record(json!("not a list"), Some(vec![])), vec![]),
+        ] {
+            assert_eq!(r.pending_traits(), pending);
+            assert_eq!(r.pending_approval(), !pending.is_empty());
+        }
     }
 }
