@@ -108,6 +108,8 @@ impl CoreError {
 pub struct Registration {
     /// The plugin id.
     pub plugin_id: String,
+    /// The instance the token is for (`None` from a core without instances).
+    pub instance_id: Option<String>,
     /// The new token (the previous one no longer works).
     pub token: Secret,
     /// When it expires.
@@ -119,6 +121,8 @@ pub struct Registration {
 #[derive(Deserialize)]
 struct RegistrationBody {
     plugin_id: String,
+    #[serde(default)]
+    instance_id: Option<String>,
     token: Secret,
     #[serde(with = "time::serde::rfc3339")]
     expires_at: OffsetDateTime,
@@ -348,10 +352,27 @@ impl CoreClient {
         manifest: &Manifest,
         bearer: Option<&Secret>,
     ) -> Result<Registration, CoreError> {
-        let mut req = self
-            .http
-            .post(format!("{}/plugins/register", self.base))
-            .json(manifest);
+        self.register_instance(manifest, None, bearer).await
+    }
+
+    /// [`CoreClient::register`] for instance `instance` of the plugin
+    /// (`POST /plugins/register?instance=…`; `None`: the token's own instance, or
+    /// `default`).
+    ///
+    /// # Errors
+    /// [`CoreError`].
+    pub async fn register_instance(
+        &self,
+        manifest: &Manifest,
+        instance: Option<&str>,
+        bearer: Option<&Secret>,
+    ) -> Result<Registration, CoreError> {
+        let mut url = reqwest::Url::parse(&format!("{}/plugins/register", self.base))
+            .map_err(|e| CoreError::Protocol(format!("registration URL: {e}")))?;
+        if let Some(instance) = instance {
+            url.query_pairs_mut().append_pair("instance", instance);
+        }
+        let mut req = self.http.post(url).json(manifest);
         if let Some(b) = bearer {
             req = req.bearer_auth(b.expose());
         }
@@ -547,6 +568,7 @@ fn parse_registration(body: &[u8]) -> Result<Registration, CoreError> {
     };
     Ok(Registration {
         plugin_id: b.plugin_id,
+        instance_id: b.instance_id,
         token: b.token,
         expires_at: b.expires_at,
         heartbeat_interval,

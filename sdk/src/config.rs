@@ -32,6 +32,11 @@ pub struct Config {
     /// 0600). Without it a restarted plugin cannot re-register its id on a core that
     /// still holds it (409) until an operator frees the id.
     pub token_file: Option<PathBuf>,
+    /// This replica's instance id (`PLUGIN_INSTANCE_ID`: 1 to 64 characters of
+    /// `[A-Za-z0-9._-]`, starting with a letter or digit, e.g. the pod name). Without
+    /// it, a plugin with a token file generates one on its first start and keeps it
+    /// there; a plugin without one registers the instance `default`.
+    pub instance_id: Option<String>,
     /// Bound on every request to the core (`PLUGIN_REQUEST_TIMEOUT`, default 10 s).
     pub request_timeout: Duration,
     /// Retry delays (`PLUGIN_BACKOFF_INITIAL`, default 250 ms; `PLUGIN_BACKOFF_MAX`,
@@ -56,6 +61,7 @@ impl Default for Config {
             registration_secret: None,
             enrollment_token: None,
             token_file: None,
+            instance_id: None,
             request_timeout: Duration::from_secs(10),
             backoff: Backoff::default(),
             deregister_on_shutdown: false,
@@ -146,6 +152,15 @@ impl Config {
                 reason: "must not exceed PLUGIN_BACKOFF_MAX".into(),
             });
         }
+        let instance_id = get("PLUGIN_INSTANCE_ID");
+        if instance_id.as_deref().is_some_and(|i| !is_instance_id(i)) {
+            return Err(ConfigError {
+                name: "PLUGIN_INSTANCE_ID",
+                reason: "must be 1 to 64 characters of letters, digits, '.', '_' and '-', \
+                         starting with a letter or digit"
+                    .into(),
+            });
+        }
         let introspection_cache = duration("PLUGIN_INTROSPECTION_CACHE", d.introspection_cache)?;
         if introspection_cache > MAX_INTROSPECTION_CACHE {
             return Err(ConfigError {
@@ -159,12 +174,23 @@ impl Config {
             registration_secret: get("VIVIFIED_REGISTRATION_SECRET").map(Secret::new),
             enrollment_token: get("VIVIFIED_ENROLLMENT_TOKEN").map(Secret::new),
             token_file: get("PLUGIN_TOKEN_FILE").map(PathBuf::from),
+            instance_id,
             request_timeout: duration("PLUGIN_REQUEST_TIMEOUT", d.request_timeout)?,
             backoff,
             deregister_on_shutdown,
             introspection_cache,
         })
     }
+}
+
+/// Whether `id` is an instance id the core accepts.
+pub(crate) fn is_instance_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.as_bytes()[0].is_ascii_alphanumeric()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 #[cfg(test)]
@@ -198,8 +224,10 @@ mod tests {
             ("PLUGIN_BACKOFF_MAX", "1s"),
             ("PLUGIN_DEREGISTER_ON_SHUTDOWN", "yes"),
             ("PLUGIN_INTROSPECTION_CACHE", "30s"),
+            ("PLUGIN_INSTANCE_ID", "pod-7f9c.x_1"),
         ])
         .unwrap();
+        assert_eq!(c.instance_id.as_deref(), Some("pod-7f9c.x_1"));
         assert_eq!(c.core_url, "http://10.0.0.2:9000");
         assert_eq!(c.ca_cert, Some(PathBuf::from("/etc/vivified/ca.pem")));
         assert_eq!(c.registration_secret.unwrap().expose(), "reg-secret-value");
@@ -226,6 +254,8 @@ mod tests {
             ("PLUGIN_BACKOFF_MAX", "-1"),
             ("PLUGIN_DEREGISTER_ON_SHUTDOWN", "maybe"),
             ("PLUGIN_INTROSPECTION_CACHE", "5m"),
+            ("PLUGIN_INSTANCE_ID", "-pod"),
+            ("PLUGIN_INSTANCE_ID", "a/b"),
         ] {
             let e = load(&[(k, v)]).unwrap_err();
             assert_eq!(e.name, k);

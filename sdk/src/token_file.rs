@@ -1,6 +1,7 @@
 //! Keeps the plugin's token on disk between restarts: a small JSON file
-//! (`{"plugin_id": …, "token": …}`), written atomically (temp file, fsync, rename) with
-//! mode 0600, in a directory created with mode 0700 when missing.
+//! (`{"plugin_id": …, "instance_id": …, "token": …}`), written atomically (temp file,
+//! fsync, rename) with mode 0600, in a directory created with mode 0700 when missing.
+//! The instance id outlives a dead token (the file then keeps an empty token).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,7 +23,19 @@ pub struct TokenFileError {
 #[derive(Serialize, Deserialize)]
 struct OnDisk {
     plugin_id: String,
+    /// Absent in files written before instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    instance_id: Option<String>,
     token: String,
+}
+
+/// What a token file keeps for a plugin.
+#[derive(Debug, Default)]
+pub(crate) struct Kept {
+    /// Its token, if it has a live one.
+    pub(crate) token: Option<Secret>,
+    /// Its instance id, if one was kept.
+    pub(crate) instance_id: Option<String>,
 }
 
 /// A token file at a path.
@@ -47,12 +60,19 @@ impl TokenFile {
         }
     }
 
-    /// The token kept for `plugin_id`; `Ok(None)` when there is no file or it belongs
-    /// to another plugin id.
+    /// The token kept for `plugin_id`; `Ok(None)` when there is no file, it belongs to
+    /// another plugin id, or its token is dead.
+    #[cfg(test)]
     pub(crate) fn load(&self, plugin_id: &str) -> Result<Option<Secret>, TokenFileError> {
+        self.load_kept(plugin_id).map(|k| k.token)
+    }
+
+    /// What is kept for `plugin_id`: nothing when there is no file or it belongs to
+    /// another plugin id.
+    pub(crate) fn load_kept(&self, plugin_id: &str) -> Result<Kept, TokenFileError> {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Kept::default()),
             Err(e) => return Err(self.err(e)),
         };
         // The parse error would quote the content: report only its position.
@@ -63,17 +83,35 @@ impl TokenFile {
                 e.column()
             ))
         })?;
-        if on_disk.plugin_id != plugin_id || on_disk.token.is_empty() {
-            return Ok(None);
+        if on_disk.plugin_id != plugin_id {
+            return Ok(Kept::default());
         }
-        Ok(Some(Secret::new(on_disk.token)))
+        Ok(Kept {
+            token: (!on_disk.token.is_empty()).then(|| Secret::new(on_disk.token)),
+            instance_id: on_disk
+                .instance_id
+                .filter(|i| crate::config::is_instance_id(i)),
+        })
     }
 
     /// Replaces the file with `token` for `plugin_id`.
+    #[cfg(test)]
     pub(crate) fn save(&self, plugin_id: &str, token: &Secret) -> Result<(), TokenFileError> {
+        self.save_kept(plugin_id, None, Some(token))
+    }
+
+    /// Replaces the file with `token` (none: a dead one) and `instance_id` for
+    /// `plugin_id`.
+    pub(crate) fn save_kept(
+        &self,
+        plugin_id: &str,
+        instance_id: Option<&str>,
+        token: Option<&Secret>,
+    ) -> Result<(), TokenFileError> {
         let body = serde_json::to_vec(&OnDisk {
             plugin_id: plugin_id.to_owned(),
-            token: token.expose().to_owned(),
+            instance_id: instance_id.map(str::to_owned),
+            token: token.map(|t| t.expose().to_owned()).unwrap_or_default(),
         })
         .map_err(|e| self.err(e))?;
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty())

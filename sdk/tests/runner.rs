@@ -427,9 +427,10 @@ async fn deregisters_on_shutdown_when_configured() {
     task.await.unwrap().unwrap();
     assert!(shut_down.load(Ordering::SeqCst));
     assert_eq!(core.plugin("leaver").await.unwrap(), None, "deregistered");
-    assert!(
-        !dir.join("token.json").exists(),
-        "the dead token is removed"
+    assert_eq!(
+        token_in(&dir.join("token.json")),
+        "",
+        "the dead token is removed; the instance id stays"
     );
 }
 
@@ -574,6 +575,80 @@ async fn a_disabled_plugin_keeps_running_and_comes_back_when_enabled() {
     })
     .await
     .unwrap();
+    handle.stop();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn replicas_register_as_instances_and_keep_their_instance_ids() {
+    let core = TestCore::builder().enrollment_only().start().await.unwrap();
+    let dir = TempDir::new("replicas");
+    let config = |file: &str, instance: Option<&str>, enrollment: String| {
+        let mut config = fast_config(core.url());
+        config.enrollment_token = Some(vivified_plugin_sdk::Secret::new(enrollment));
+        config.token_file = Some(dir.path().join(file));
+        config.instance_id = instance.map(str::to_owned);
+        config
+    };
+    let kept_instance = |file: &str| -> String {
+        let text = std::fs::read_to_string(dir.path().join(file)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["instance_id"].as_str().unwrap().to_owned()
+    };
+    let a = config("a.json", None, core.enroll("replicated").await.unwrap());
+    let b = config(
+        "b.json",
+        Some("replica-b"),
+        core.enroll("replicated").await.unwrap(),
+    );
+    let mut tasks = Vec::new();
+    for c in [a.clone(), b] {
+        let runner = Runner::new(TestPlugin::new("replicated"), c).unwrap();
+        let handle = runner.handle();
+        tasks.push((handle.clone(), spawn(runner)));
+        handle
+            .wait_for(WAIT, PluginStatus::is_registered)
+            .await
+            .unwrap();
+    }
+    let both = core
+        .wait_for_plugin("replicated", WAIT, "two active instances", |r| {
+            r["instances"]
+                .as_array()
+                .is_some_and(|i| i.len() == 2 && i.iter().all(|i| i["status"] == "active"))
+        })
+        .await
+        .unwrap();
+    let generated = kept_instance("a.json");
+    assert!(generated.starts_with("i-"), "{generated}");
+    assert_eq!(kept_instance("b.json"), "replica-b");
+    let mut ids: Vec<&str> = both["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["instance_id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let mut want = [generated.as_str(), "replica-b"];
+    want.sort_unstable();
+    assert_eq!(ids, want);
+    // A restarted replica comes back as the same instance, with its kept token.
+    let (handle, task) = tasks.remove(0);
+    handle.stop();
+    task.await.unwrap().unwrap();
+    let runner = Runner::new(TestPlugin::new("replicated"), a).unwrap();
+    let handle = runner.handle();
+    let task = spawn(runner);
+    handle
+        .wait_for(WAIT, PluginStatus::is_registered)
+        .await
+        .unwrap();
+    assert_eq!(kept_instance("a.json"), generated);
+    let after = core.plugin("replicated").await.unwrap().unwrap();
+    assert_eq!(after["instances"].as_array().unwrap().len(), 2, "{after}");
+    handle.stop();
+    task.await.unwrap().unwrap();
+    let (handle, task) = tasks.remove(0);
     handle.stop();
     task.await.unwrap().unwrap();
 }

@@ -26,7 +26,12 @@ impl<P: Plugin> Runner<P> {
             match &mut phase {
                 Phase::Register => {
                     let (kind, bearer) = self.bearer();
-                    match self.client.register(&self.manifest, bearer.as_ref()).await {
+                    let instance = self.instance();
+                    match self
+                        .client
+                        .register_instance(&self.manifest, instance.as_deref(), bearer.as_ref())
+                        .await
+                    {
                         Ok(reg) => {
                             if kind == Bearer::Enrollment {
                                 // One use: a later registration needs another credential.

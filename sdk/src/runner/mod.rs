@@ -158,6 +158,9 @@ pub struct Runner<P: Plugin> {
     events: Option<SharedHandler>,
     /// The enrollment token has registered the plugin: it is never presented again.
     enrollment_spent: AtomicBool,
+    /// This replica's instance id, once known (configured, kept, generated, or as the
+    /// core answered); `None`: the kept token's own instance, or `default`.
+    instance: std::sync::Mutex<Option<String>>,
 }
 
 impl<P: Plugin + EventHandler> Runner<P> {
@@ -204,6 +207,7 @@ impl<P: Plugin> Runner<P> {
             introspector,
             events: None,
             enrollment_spent: AtomicBool::new(false),
+            instance: std::sync::Mutex::new(None),
         })
     }
 
@@ -308,17 +312,32 @@ impl<P: Plugin> Runner<P> {
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> Result<(), RunError> {
         let id = self.manifest.id.clone();
         self.status.send_replace(PluginStatus::Starting);
+        let mut kept = crate::token_file::Kept::default();
         if let Some(file) = &self.token_file {
-            match file.load(&id) {
-                Ok(Some(token)) => {
-                    tracing::info!(plugin_id = %id, path = %file.path().display(), "using the token kept from the previous run");
-                    self.shared.set_token(Some(token));
-                }
-                Ok(None) => {}
+            match file.load_kept(&id) {
+                Ok(k) => kept = k,
                 Err(e) => {
                     tracing::warn!(plugin_id = %id, error = %e, "ignoring an unreadable token file")
                 }
             }
+        }
+        // The instance: configured, else kept, else (a token file to keep it in, and no
+        // kept token whose own instance the core will name) generated.
+        let instance = self
+            .config
+            .instance_id
+            .clone()
+            .or(kept.instance_id)
+            .or_else(|| {
+                (self.token_file.is_some() && kept.token.is_none())
+                    .then(|| format!("i-{:016x}", fastrand::u64(..)))
+            });
+        self.set_instance(instance);
+        if let Some(token) = kept.token {
+            if let Some(file) = &self.token_file {
+                tracing::info!(plugin_id = %id, path = %file.path().display(), "using the token kept from the previous run");
+            }
+            self.shared.set_token(Some(token));
         }
         let ctx = PluginContext {
             plugin_id: id.clone(),
@@ -386,11 +405,33 @@ impl<P: Plugin> Runner<P> {
         }
     }
 
+    /// This replica's instance id, if known.
+    pub(super) fn instance(&self) -> Option<String> {
+        self.instance
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_instance(&self, instance: Option<String>) {
+        *self
+            .instance
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = instance;
+    }
+
     /// Takes a new token: in memory, on disk, and the refresh schedule.
     fn adopt(&self, reg: &Registration, next_beat: Instant) -> Active {
         self.shared.set_token(Some(reg.token.clone()));
+        if let Some(instance) = &reg.instance_id {
+            self.set_instance(Some(instance.clone()));
+        }
         if let Some(file) = &self.token_file
-            && let Err(e) = file.save(&self.manifest.id, &reg.token)
+            && let Err(e) = file.save_kept(
+                &self.manifest.id,
+                self.instance().as_deref(),
+                Some(&reg.token),
+            )
         {
             tracing::warn!(plugin_id = %self.manifest.id, error = %e, "cannot keep the token on disk; a restart will need a new registration");
         }
@@ -411,11 +452,15 @@ impl<P: Plugin> Runner<P> {
         }
     }
 
-    /// Drops the token (it is dead): memory and disk.
+    /// Drops the token (it is dead): memory and disk (the instance id stays kept).
     fn forget_token(&self) {
         self.shared.set_token(None);
+        let instance = self.instance();
         if let Some(file) = &self.token_file
-            && let Err(e) = file.remove()
+            && let Err(e) = match &instance {
+                Some(i) => file.save_kept(&self.manifest.id, Some(i), None),
+                None => file.remove(),
+            }
         {
             tracing::warn!(plugin_id = %self.manifest.id, error = %e, "cannot remove the dead token from disk");
         }
