@@ -6,6 +6,7 @@
 //! `PluginStore` adapter can run the same model.
 
 mod audit_tx;
+mod instances;
 mod outbox;
 mod registry;
 
@@ -128,4 +129,43 @@ fn registry_matches_the_model_on_postgres() {
         let pool = s.pool().clone();
         rt.block_on(async move { pool.close().await });
     }
+}
+
+/// The instances model on the in-memory store and on SQLite; each outcome it is built
+/// to reach is reached.
+#[test]
+fn instances_match_the_model() {
+    let coverage = instances::run_model(
+        || async { Arc::new(InMemoryPluginStore::new()) as Arc<dyn vivified_ports::PluginStore> },
+        256,
+    );
+    for (label, n) in &coverage {
+        eprintln!("{n:6} {label}");
+    }
+    for label in [
+        "register 1→2",
+        "register 2→2",
+        "register 0→1",
+        "deregister 2→1",
+        "deregister 1→0",
+        "sweep 2→1",
+        "sweep 1→0",
+        "heartbeat 2→2",
+        "refresh 2→2",
+    ] {
+        assert!(
+            coverage.get(label).is_some_and(|n| *n > 0),
+            "no action sequence reached `{label}`: {coverage:#?}"
+        );
+    }
+    instances::run_model(
+        || async {
+            Arc::new(
+                vivified_adapters::sqlite::SqlitePluginStore::in_memory()
+                    .await
+                    .expect("sqlite"),
+            ) as Arc<dyn vivified_ports::PluginStore>
+        },
+        32,
+    );
 }
