@@ -48,6 +48,45 @@ async fn migrations_are_idempotent_across_replicas() {
     db.drop_db().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_stored_before_instances_becomes_the_instance_default() {
+    use vivified_ports::{Health, PluginStore};
+    let Some(db) = ScratchDb::create("vivified_test").await else {
+        return;
+    };
+    // The database as the previous version left it: migrations 1 to 8, one plugin.
+    let pool = sqlx::PgPool::connect(db.url()).await.expect("connect");
+    let mut old = vivified_adapters::postgres::migrator();
+    old.migrations = std::borrow::Cow::Owned(old.migrations[..8].to_vec());
+    old.run(&pool).await.expect("migrations 1 to 8");
+    sqlx::query(
+        "INSERT INTO plugins (plugin_id, manifest, status, health, enabled, disabled_reason, \
+         registered_at, last_heartbeat, token_jti, next_deadline, version, token_issued_at, \
+         approved_traits) VALUES ('old', '{\"id\":\"old\"}', 'active', 'degraded', true, NULL, \
+         1000000, 2000000, 'jti-old', 3000000, 7, 1500000, '[]')",
+    )
+    .execute(&pool)
+    .await
+    .expect("an old row");
+    pool.close().await;
+    let store = PostgresPluginStore::connect(db.url(), &PostgresConfig::default())
+        .await
+        .expect("connect and migrate");
+    let got = store
+        .get(&"old".parse().unwrap())
+        .await
+        .unwrap()
+        .expect("kept");
+    vivified_conformance::store::assert_migrated_to_default_instance(&got);
+    let at = got.last_heartbeat.unwrap() + time::Duration::seconds(1);
+    store
+        .record_heartbeat(&got.plugin_id, "jti-old", Health::Healthy, at, at)
+        .await
+        .expect("the kept token heartbeats");
+    store.pool().close().await;
+    db.drop_db().await;
+}
+
 #[tokio::test]
 async fn bad_url_and_unreachable_server_are_unavailable_without_the_password() {
     use vivified_ports::StoreError;

@@ -334,4 +334,49 @@ mod tests {
         again.pool().close().await;
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[tokio::test]
+    async fn a_plugin_stored_before_instances_becomes_the_instance_default() {
+        let dir =
+            std::env::temp_dir().join(format!("vivified-sqlite-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("old.db");
+        // The database as the previous version left it: migrations 1 to 8, one plugin.
+        let pool = SqlitePoolOptions::new()
+            .connect_with(
+                SqliteConnectOptions::new()
+                    .filename(&path)
+                    .create_if_missing(true),
+            )
+            .await
+            .unwrap();
+        let mut old = migrator();
+        old.migrations = std::borrow::Cow::Owned(old.migrations[..8].to_vec());
+        old.run(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO plugins (plugin_id, manifest, status, health, enabled, disabled_reason, \
+             registered_at, last_heartbeat, token_jti, next_deadline, version, token_issued_at, \
+             approved_traits) VALUES ('old', '{\"id\":\"old\"}', 'active', 'degraded', 1, NULL, \
+             1000000, 2000000, 'jti-old', 3000000, 7, 1500000, '[]')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        let store = SqlitePluginStore::open(&path).await.unwrap();
+        let got = store
+            .get(&PluginId::parse("old").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        vivified_conformance::store::assert_migrated_to_default_instance(&got);
+        // Its token keeps working.
+        let at = got.last_heartbeat.unwrap() + time::Duration::seconds(1);
+        store
+            .record_heartbeat(&got.plugin_id, "jti-old", Health::Healthy, at, at)
+            .await
+            .expect("the kept token heartbeats");
+        store.pool().close().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -70,6 +70,26 @@ pub fn instance(
     i
 }
 
+/// Checks what migration 9 made of the plugin the migration tests store before it (id
+/// `old`, token `jti-old` issued at 1.5 s, registered at 1 s, active and degraded, last
+/// heartbeat at 2 s, due at 3 s, version 7): one instance `default` holding all of it.
+pub fn assert_migrated_to_default_instance(got: &PluginRecord) {
+    let s = |us: i64| OffsetDateTime::UNIX_EPOCH + Duration::microseconds(us);
+    assert_eq!(got.instances.len(), 1, "{got:?}");
+    let i = &got.instances[0];
+    assert_eq!(i.instance_id, InstanceId::default_instance());
+    assert_eq!(i.token_jti, "jti-old");
+    assert_eq!(i.token_issued_at, Some(s(1_500_000)));
+    assert_eq!(i.registered_at, s(1_000_000));
+    assert_eq!((i.status, i.health), (Liveness::Active, Health::Degraded));
+    assert_eq!(i.last_heartbeat, Some(s(2_000_000)));
+    assert_eq!(i.next_deadline, Some(s(3_000_000)));
+    assert_eq!(
+        (got.status, got.health, got.next_deadline, got.version),
+        (Liveness::Active, Health::Degraded, Some(s(3_000_000)), 7)
+    );
+}
+
 fn pid(id: &str) -> PluginId {
     PluginId::parse(id).expect("test ids are valid")
 }
