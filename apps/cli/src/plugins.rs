@@ -99,6 +99,21 @@ struct Record {
     approval: Option<String>,
     #[serde(default)]
     pending_traits: Vec<String>,
+    /// Absent from a core without instances.
+    #[serde(default)]
+    instances: Vec<Instance>,
+}
+
+/// One instance of a plugin record.
+#[derive(Debug, Deserialize)]
+struct Instance {
+    instance_id: String,
+    status: String,
+    health: String,
+    #[serde(default)]
+    last_heartbeat: Option<String>,
+    #[serde(default)]
+    token_revoked: bool,
 }
 
 impl Record {
@@ -314,9 +329,31 @@ fn show_text(r: &Record) -> String {
         ),
     ];
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    rows.iter()
+    let mut text: String = rows
+        .iter()
         .map(|(k, v)| format!("{k:<width$}  {}\n", safe(v)))
-        .collect()
+        .collect();
+    if !r.instances.is_empty() {
+        let rows: Vec<Vec<String>> = r
+            .instances
+            .iter()
+            .map(|i| {
+                vec![
+                    i.instance_id.clone(),
+                    i.status.clone(),
+                    i.health.clone(),
+                    i.last_heartbeat.clone().unwrap_or_else(|| "-".into()),
+                    if i.token_revoked { "revoked" } else { "valid" }.to_owned(),
+                ]
+            })
+            .collect();
+        text.push('\n');
+        text.push_str(&table(
+            &["INSTANCE", "STATUS", "HEALTH", "LAST HEARTBEAT", "TOKEN"],
+            &rows,
+        ));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -332,7 +369,13 @@ mod tests {
                          "security": {"data_classification": ["pii"]}},
             "status": "active", "health": "healthy", "enabled": enabled,
             "disabled_reason": if enabled { Value::Null } else { json!("maintenance") },
-            "registered_at": "2026-01-01T00:00:00Z", "last_heartbeat": null
+            "registered_at": "2026-01-01T00:00:00Z", "last_heartbeat": null,
+            "instances": [
+                {"instance_id": "default", "status": "active", "health": "healthy",
+                 "last_heartbeat": "2026-01-01T00:00:05Z", "token_revoked": false},
+                {"instance_id": "pod-\u{1b}b", "status": "stale", "health": "unknown",
+                 "last_heartbeat": null, "token_revoked": true}
+            ]
         }))
         .unwrap()
     }
@@ -358,5 +401,13 @@ mod tests {
         assert!(t.contains("disabled_reason      maintenance"));
         assert!(t.contains("traits               handles_pii"));
         assert!(!t.contains('\u{1b}'));
+        let instances: Vec<&str> = t
+            .lines()
+            .skip_while(|l| !l.starts_with("INSTANCE"))
+            .collect();
+        assert_eq!(instances.len(), 3, "{t}");
+        assert!(instances[1].starts_with("default"), "{t}");
+        assert!(instances[1].contains("2026-01-01T00:00:05Z"), "{t}");
+        assert!(instances[2].ends_with("revoked"), "{t}");
     }
 }
