@@ -98,7 +98,7 @@ impl Registry {
                 match step.event {
                     Some("plugin.stale") => {
                         report.stale += 1;
-                        tracing::info!(plugin_id = %id, "plugin stale: no instance heartbeat within the ttl");
+                        tracing::info!(plugin_id = %id, "plugin stale: no heartbeat within the ttl");
                     }
                     Some("plugin.deregistered") => {
                         report.deregistered += 1;

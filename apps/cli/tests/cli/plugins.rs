@@ -99,11 +99,20 @@ fn show_prints_one_record_and_json_is_the_record() {
     );
     assert_eq!(run.code, 0, "{run:?}");
     assert_no_token(&run);
+    // The fields, then a blank line and the instances' table.
     let fields: Vec<(&str, &str)> = run
         .stdout
         .lines()
+        .take_while(|l| !l.is_empty())
         .map(|l| l.split_once("  ").map(|(k, v)| (k, v.trim())).unwrap())
         .collect();
+    let instances: Vec<&str> = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("INSTANCE"))
+        .collect();
+    assert_eq!(instances.len(), 2, "one instance: {}", run.stdout);
+    assert!(instances[1].starts_with("default"), "{}", run.stdout);
     let get = |k: &str| fields.iter().find(|(f, _)| *f == k).map(|(_, v)| *v);
     assert_eq!(get("plugin_id"), Some("user-management"));
     assert_eq!(get("name"), Some("User Management Plugin"));
