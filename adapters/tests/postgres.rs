@@ -59,15 +59,10 @@ async fn a_plugin_stored_before_instances_becomes_the_instance_default() {
     let mut old = vivified_adapters::postgres::migrator();
     old.migrations = std::borrow::Cow::Owned(old.migrations[..8].to_vec());
     old.run(&pool).await.expect("migrations 1 to 8");
-    sqlx::query(
-        "INSERT INTO plugins (plugin_id, manifest, status, health, enabled, disabled_reason, \
-         registered_at, last_heartbeat, token_jti, next_deadline, version, token_issued_at, \
-         approved_traits) VALUES ('old', '{\"id\":\"old\"}', 'active', 'degraded', true, NULL, \
-         1000000, 2000000, 'jti-old', 3000000, 7, 1500000, '[]')",
-    )
-    .execute(&pool)
-    .await
-    .expect("an old row");
+    sqlx::query(vivified_conformance::store::PLUGIN_BEFORE_INSTANCES)
+        .execute(&pool)
+        .await
+        .expect("an old row");
     pool.close().await;
     let store = PostgresPluginStore::connect(db.url(), &PostgresConfig::default())
         .await

@@ -353,15 +353,10 @@ mod tests {
         let mut old = migrator();
         old.migrations = std::borrow::Cow::Owned(old.migrations[..8].to_vec());
         old.run(&pool).await.unwrap();
-        sqlx::query(
-            "INSERT INTO plugins (plugin_id, manifest, status, health, enabled, disabled_reason, \
-             registered_at, last_heartbeat, token_jti, next_deadline, version, token_issued_at, \
-             approved_traits) VALUES ('old', '{\"id\":\"old\"}', 'active', 'degraded', 1, NULL, \
-             1000000, 2000000, 'jti-old', 3000000, 7, 1500000, '[]')",
-        )
-        .execute(&pool)
-        .await
-        .unwrap();
+        sqlx::query(vivified_conformance::store::PLUGIN_BEFORE_INSTANCES)
+            .execute(&pool)
+            .await
+            .unwrap();
         pool.close().await;
         let store = SqlitePluginStore::open(&path).await.unwrap();
         let got = store

@@ -122,41 +122,56 @@ impl Registry {
             if !current.enabled || existing.is_some_and(|i| !i.token_revoked()) {
                 return Err(RegistryError::AlreadyRegistered);
             }
-            let new_instance = existing.is_none();
-            let now = self.now();
-            let issued = self.issue(&valid.id, now).await?;
-            let next = self.with_instance(&current, valid, target, &issued.jti, now)?;
-            let entry = self.tx_entry(
-                trace_id,
-                &Subject {
-                    actor: valid.id.as_str(),
-                    action: "plugin.reregister",
-                    target: valid.id.as_str(),
-                },
-                "registered",
-                || {
-                    json!({
-                        "instance": target,
-                        "new_instance": new_instance,
-                        "token_expires_at": issued.expires_at.unix_timestamp(),
-                    })
-                },
-            );
-            match self
-                .store_replace(next, current.version, entry.as_ref())
-                .await
-            {
-                Ok(stored) => {
-                    tracing::info!(plugin_id = %stored.plugin_id, instance = %target, new_instance, "instance enrolled");
-                    let mut reg = self.issued(issued, target, stored, true, entry.is_some());
-                    reg.new_instance = new_instance;
-                    return Ok((reg, Some(current)));
-                }
+            match self.register_in(&current, valid, target, trace_id).await? {
+                Ok(reg) => return Ok((reg, Some(current))),
                 Err(StoreError::PreconditionFailed | StoreError::NotFound) => {}
                 Err(e) => return Err(RegistryError::store(e)),
             }
         }
         Err(too_contended())
+    }
+
+    /// Registers instance `target` of `current` with `valid` and a new token
+    /// ([`Registry::with_instance`]), conditional on `current`'s version, audited as
+    /// `plugin.reregister` with the instance. The inner error is the store's refusal
+    /// of the write, for the caller to retry or answer.
+    pub(super) async fn register_in(
+        &self,
+        current: &PluginRecord,
+        valid: &CheckedManifest,
+        target: &InstanceId,
+        trace_id: &str,
+    ) -> Result<Result<IssuedRegistration, StoreError>, RegistryError> {
+        let new_instance = current.instance(target).is_none();
+        let now = self.now();
+        let issued = self.issue(&current.plugin_id, now).await?;
+        let next = self.with_instance(current, valid, target, &issued.jti, now)?;
+        let id = current.plugin_id.as_str();
+        let entry = self.tx_entry(
+            trace_id,
+            &Subject {
+                actor: id,
+                action: "plugin.reregister",
+                target: id,
+            },
+            "registered",
+            || {
+                json!({
+                    "instance": target,
+                    "new_instance": new_instance,
+                    "token_expires_at": issued.expires_at.unix_timestamp(),
+                })
+            },
+        );
+        Ok(self
+            .store_replace(next, current.version, entry.as_ref())
+            .await
+            .map(|stored| {
+                tracing::info!(plugin_id = %stored.plugin_id, instance = %target, new_instance, "plugin re-registered");
+                let mut reg = self.issued(issued, target, stored, true, entry.is_some());
+                reg.new_instance = new_instance;
+                reg
+            }))
     }
 
     /// The instance a registration presenting a token of instance `own` is for: the

@@ -385,35 +385,11 @@ impl Registry {
             if own.instance_id != target && !new_instance {
                 return Err(RegistryError::AlreadyRegistered);
             }
-            let now = self.now();
-            let issued = self.issue(&current.plugin_id, now).await?;
-            let next = self.with_instance(&current, &valid, &target, &issued.jti, now)?;
-            let entry = self.tx_entry(
-                trace_id,
-                &Subject {
-                    actor: current.plugin_id.as_str(),
-                    action: "plugin.reregister",
-                    target: current.plugin_id.as_str(),
-                },
-                "registered",
-                || {
-                    json!({
-                        "instance": target,
-                        "new_instance": new_instance,
-                        "token_expires_at": issued.expires_at.unix_timestamp(),
-                    })
-                },
-            );
             match self
-                .store_replace(next, current.version, entry.as_ref())
-                .await
+                .register_in(&current, &valid, &target, trace_id)
+                .await?
             {
-                Ok(stored) => {
-                    tracing::info!(plugin_id = %stored.plugin_id, instance = %target, new_instance, "plugin re-registered");
-                    let mut reg = self.issued(issued, &target, stored, true, entry.is_some());
-                    reg.new_instance = new_instance;
-                    return Ok((reg, Some(current)));
-                }
+                Ok(reg) => return Ok((reg, Some(current))),
                 Err(e) => current = self.reread_for_retry(&claims.plugin_id, e).await?,
             }
         }

@@ -70,9 +70,16 @@ pub fn instance(
     i
 }
 
-/// Checks what migration 9 made of the plugin the migration tests store before it (id
-/// `old`, token `jti-old` issued at 1.5 s, registered at 1 s, active and degraded, last
-/// heartbeat at 2 s, due at 3 s, version 7): one instance `default` holding all of it.
+/// A plugin as the store kept it before instances (migrations 1 to 8), in SQL both
+/// backends run: id `old`, token `jti-old` issued at 1.5 s, registered at 1 s, active
+/// and degraded, last heartbeat at 2 s, due at 3 s, version 7.
+pub const PLUGIN_BEFORE_INSTANCES: &str = "INSERT INTO plugins (plugin_id, manifest, status, \
+    health, enabled, disabled_reason, registered_at, last_heartbeat, token_jti, next_deadline, \
+    version, token_issued_at, approved_traits) VALUES ('old', '{\"id\":\"old\"}', 'active', \
+    'degraded', true, NULL, 1000000, 2000000, 'jti-old', 3000000, 7, 1500000, '[]')";
+
+/// Checks what migration 9 made of [`PLUGIN_BEFORE_INSTANCES`]: one instance `default`
+/// holding all of it.
 pub fn assert_migrated_to_default_instance(got: &PluginRecord) {
     let s = |us: i64| OffsetDateTime::UNIX_EPOCH + Duration::microseconds(us);
     assert_eq!(got.instances.len(), 1, "{got:?}");
