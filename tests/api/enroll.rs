@@ -202,6 +202,7 @@ async fn enrollments_are_for_the_admin_with_a_valid_id_and_lifetime() {
         (json!({"plugin_id": "billing", "ttl": "0s"}), "ttl"),
         (json!({"plugin_id": "billing", "ttl": "soon"}), "ttl"),
         (json!({"plugin_id": "billing", "ttl": 3600}), "ttl"),
+        (json!({"plugin_id": "billing", "ttl": null}), "ttl"),
     ] {
         let resp = app
             .post_json("/enrollments", Some(ADMIN_TOKEN), &body)

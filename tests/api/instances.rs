@@ -166,3 +166,86 @@ async fn instances_are_bounded_and_named_strictly() {
         .await;
     assert_error(&resp, StatusCode::BAD_REQUEST, "invalid_body");
 }
+
+#[tokio::test]
+async fn revocation_by_time_takes_every_instance_issued_before_it() {
+    let app = TestApp::dev();
+    let a = app.register_ok("revoked-pair").await;
+    app.clock.advance(time::Duration::seconds(10));
+    let cut = app
+        .clock_now()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    app.clock.advance(time::Duration::seconds(10));
+    let b = register_instance(&app, "revoked-pair", "b", Some(&a))
+        .await
+        .token();
+    // Only the instance whose token was issued before the instant loses it.
+    let revoke = |at: Value| {
+        let app = &app;
+        async move {
+            let resp = app
+                .post_json(
+                    "/plugins/revoked-pair/revoke-before",
+                    Some(ADMIN_TOKEN),
+                    &json!({ "at": at }),
+                )
+                .await;
+            assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+        }
+    };
+    revoke(json!(cut)).await;
+    assert_error(
+        &app.heartbeat("revoked-pair", Some(&a), None).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    assert_eq!(
+        app.heartbeat("revoked-pair", Some(&b), None).await.status,
+        StatusCode::OK
+    );
+    // An enrollment re-registers the instance whose token was revoked; the other keeps
+    // its token.
+    let enrollment = app
+        .post_json(
+            "/enrollments",
+            Some(ADMIN_TOKEN),
+            &json!({"plugin_id": "revoked-pair"}),
+        )
+        .await
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let back = register_instance(&app, "revoked-pair", "default", Some(&enrollment)).await;
+    assert_eq!(back.status, StatusCode::OK, "{}", back.text());
+    assert_eq!(
+        app.heartbeat("revoked-pair", Some(&back.token()), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.heartbeat("revoked-pair", Some(&b), None).await.status,
+        StatusCode::OK
+    );
+    // "now" takes every instance.
+    revoke(json!("now")).await;
+    let record = app.record("revoked-pair").await;
+    assert_eq!(instance_ids(&record), ["b", "default"]);
+    assert!(
+        record["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["token_revoked"] == true),
+        "{record}"
+    );
+    for token in [b, back.token()] {
+        assert_error(
+            &app.heartbeat("revoked-pair", Some(&token), None).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        );
+    }
+}

@@ -217,6 +217,7 @@ async fn revocation_is_for_the_admin_and_checks_its_instant() {
         for bad in [
             json!({"at": future}),
             json!({"at": 1_765_000_000}),
+            json!({"at": null}),
             json!({"at": "yesterday"}),
             json!({"at": "2026-12-07T09:30:00"}),
         ] {

@@ -15,8 +15,9 @@ Reads `VIVIFIED_CONTRACT_URL` (the core's base URL) and `VIVIFIED_ADMIN_TOKEN`.
   those of deregistered plugins, so the stateful phase's chains (register, then
   heartbeat, refresh, pull, deregister, ...) run with the plugin's current token.
 - The kept plugin ("main") is repaired between requests: enabled again if a request
-  disabled it; replaced by a fresh id if a request deregistered it or revoked its
-  token, so that a read after a deregistration never finds the id registered again.
+  disabled it (or refused its approval); replaced by a fresh id if a request
+  deregistered it or revoked its token, so that a read after a deregistration never
+  finds the id registered again. A revocation of every token empties the run's tokens.
 
 Only the standard library is used besides schemathesis itself.
 """
@@ -59,9 +60,23 @@ ADMIN_ONLY = {
     ("GET", "/plugins"),
     ("POST", "/plugins/{id}/disable"),
     ("POST", "/plugins/{id}/enable"),
+    ("POST", "/plugins/{id}/approve"),
+    ("POST", "/plugins/{id}/refuse"),
+    ("POST", "/plugins/{id}/revoke-before"),
+    ("POST", "/tokens/revoke-before"),
+    ("POST", "/enrollments"),
+    ("GET", "/enrollments"),
+    ("DELETE", "/enrollments/{id}"),
     ("GET", "/audit"),
     ("GET", "/audit/verify"),
     ("GET", "/audit/export"),
+}
+# Admin actions that take the kept plugin out of service: pointed at it less often.
+DISRUPTIVE = {
+    ("DELETE", "/plugins/{id}"),
+    ("POST", "/plugins/{id}/disable"),
+    ("POST", "/plugins/{id}/refuse"),
+    ("POST", "/plugins/{id}/revoke-before"),
 }
 
 
@@ -231,7 +246,7 @@ def map_path_parameters(ctx, path_parameters):
     op = ctx.operation
     key = (op.method.upper(), op.path)
     if key in PLUGIN_ONLY or key in EITHER or key in ADMIN_ONLY:
-        share = 0.15 if key in {("DELETE", "/plugins/{id}"), ("POST", "/plugins/{id}/disable")} else 0.5
+        share = 0.15 if key in DISRUPTIVE else 0.5
         drawn = path_parameters.get("id")
         # Only a drawn id that is itself valid is replaced: a negative case stays negative.
         if isinstance(drawn, str) and VALID_ID.fullmatch(drawn) and _rng.random() < share:
@@ -258,6 +273,14 @@ def after_call(ctx, case, response):
         elif key == ("DELETE", "/plugins/{id}") and response.status_code == 204:
             pid = (case.path_parameters or {}).get("id")
             _tokens.pop(pid, None)
+        elif key == ("POST", "/plugins/{id}/revoke-before") and response.status_code == 200:
+            if isinstance(body, dict) and body.get("revoked"):
+                _tokens.pop((case.path_parameters or {}).get("id"), None)
+        elif key == ("POST", "/tokens/revoke-before") and response.status_code == 200:
+            if isinstance(body, dict) and body.get("revoked"):
+                # Every token this run holds may be gone: register anew when needed
+                # (a held id whose tokens were all revoked is taken back in dev mode).
+                _tokens.clear()
 
 
 @schemathesis.hook

@@ -21,6 +21,8 @@ pub const DEFAULT_TTL: std::time::Duration = std::time::Duration::from_secs(3600
 #[derive(Debug, Default, Deserialize)]
 pub struct EnrollBody {
     plugin_id: Option<Value>,
+    /// Absent: the default; `null` is refused like any other non-string.
+    #[serde(default, deserialize_with = "crate::wire::present")]
     ttl: Option<Value>,
 }
 

@@ -18,6 +18,8 @@ use crate::wire::rfc3339;
 /// Body of the revoke-before routes.
 #[derive(Debug, Default, Deserialize)]
 pub struct RevokeBody {
+    /// Absent: now; `null` is refused like any other non-string.
+    #[serde(default, deserialize_with = "crate::wire::present")]
     at: Option<Value>,
 }
 
