@@ -72,10 +72,11 @@ ADMIN_ONLY = {
     ("GET", "/audit/export"),
 }
 # Admin actions that take the kept plugin out of service: pointed at it less often.
+# (Refusing its approval is not one here: a dev core approves at once, so it answers
+# 409 `nothing_pending`.)
 DISRUPTIVE = {
     ("DELETE", "/plugins/{id}"),
     ("POST", "/plugins/{id}/disable"),
-    ("POST", "/plugins/{id}/refuse"),
     ("POST", "/plugins/{id}/revoke-before"),
 }
 
