@@ -155,13 +155,7 @@ impl Registry {
                 target: id,
             },
             "registered",
-            || {
-                json!({
-                    "instance": target,
-                    "new_instance": new_instance,
-                    "token_expires_at": issued.expires_at.unix_timestamp(),
-                })
-            },
+            || super::register::registration_details(target, new_instance, issued.expires_at),
         );
         Ok(self
             .store_replace(next, current.version, entry.as_ref())

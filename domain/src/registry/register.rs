@@ -112,7 +112,7 @@ impl Registry {
                         },
                         AuditOutcome::Success,
                         "registered",
-                        registered_details(reg),
+                        registration_details(&reg.instance_id, reg.new_instance, reg.expires_at),
                     )
                     .await
                 };
@@ -317,13 +317,7 @@ impl Registry {
                 target: valid.id.as_str(),
             },
             "registered",
-            || {
-                json!({
-                    "instance": instance,
-                    "new_instance": false,
-                    "token_expires_at": issued.expires_at.unix_timestamp(),
-                })
-            },
+            || registration_details(instance, false, issued.expires_at),
         );
         let stored = self
             .store_insert(record, entry.as_ref())
@@ -647,11 +641,16 @@ impl Registry {
     }
 }
 
-/// The audit details of a (re-)registration.
-fn registered_details(reg: &IssuedRegistration) -> Value {
+/// The audit details of a (re-)registration of `instance` (`new_instance`: added to a
+/// registered plugin) whose token expires at `expires_at` (Unix seconds).
+pub(super) fn registration_details(
+    instance: &InstanceId,
+    new_instance: bool,
+    expires_at: OffsetDateTime,
+) -> Value {
     json!({
-        "instance": reg.instance_id,
-        "new_instance": reg.new_instance,
-        "token_expires_at": reg.expires_at.unix_timestamp(),
+        "instance": instance,
+        "new_instance": new_instance,
+        "token_expires_at": expires_at.unix_timestamp(),
     })
 }
