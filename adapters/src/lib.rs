@@ -10,6 +10,8 @@
 //! - [`audit_memory`], `sqlite::SqliteAuditLog`, `postgres::PostgresAuditLog`: the
 //!   tamper-evident audit chain (pending entries, one sealer); the SQL dialects share
 //!   one core and never depend on each other.
+//! - [`buffered`]: `BufferedHeartbeats`, in front of a durable store: heartbeats that
+//!   change nothing but times answered from memory and written in batches.
 //! - [`clock`]: `SystemClock` and a controllable `ManualClock` for tests.
 //!
 //! Architecture Invariant: adapters depend on `vivified-ports`, never on
@@ -17,6 +19,7 @@
 
 #[cfg(feature = "memory")]
 pub mod audit_memory;
+pub mod buffered;
 pub mod clock;
 #[cfg(feature = "jwt")]
 pub mod jwt;

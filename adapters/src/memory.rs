@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use vivified_ports::Enrollment;
 use vivified_ports::{
-    Health, HeartbeatOutcome, LivenessCounts, OutboxEntry, PluginId, PluginRecord, PluginStore,
-    StoreError, Swept,
+    BufferedBeat, Health, HeartbeatOutcome, LivenessCounts, OutboxEntry, PluginId, PluginRecord,
+    PluginStore, StoreError, Swept,
 };
 
 /// A [`PluginStore`] in a `BTreeMap` behind a lock: every operation is atomic. An
@@ -186,6 +186,24 @@ impl PluginStore for InMemoryPluginStore {
             }
         }
         Ok(HeartbeatOutcome { record, recovered })
+    }
+
+    async fn record_heartbeats(&self, beats: &[BufferedBeat]) -> Result<u64, StoreError> {
+        let mut inner = self.write();
+        let mut changed = BTreeSet::new();
+        for beat in beats {
+            let Some(record) = inner.by_id.get(&beat.plugin_id) else {
+                continue;
+            };
+            let mut record = record.clone();
+            if record.apply_buffered_beat(beat) {
+                if changed.insert(beat.plugin_id.clone()) {
+                    record.version += 1;
+                }
+                inner.put(record);
+            }
+        }
+        Ok(u64::try_from(changed.len()).unwrap_or(u64::MAX))
     }
 
     async fn delete(&self, id: &PluginId, expected_version: Option<u64>) -> Result<(), StoreError> {

@@ -34,8 +34,8 @@ pub use plugin::{
     sensitive_traits_of,
 };
 pub use record::{
-    DEFAULT_INSTANCE, HeartbeatRefused, InstanceId, InstanceRecord, InvalidInstanceId,
-    MAX_INSTANCE_ID_LEN, PluginRecord, Swept,
+    BufferedBeat, DEFAULT_INSTANCE, HeartbeatRefused, InstanceId, InstanceRecord,
+    InvalidInstanceId, MAX_INSTANCE_ID_LEN, PluginRecord, Swept,
 };
 pub use secret::Secret;
 pub use store::{HeartbeatOutcome, LivenessCounts, OutboxEntry, PluginStore, StoreError};

@@ -157,6 +157,23 @@ pub struct Swept {
     pub event: Option<&'static str>,
 }
 
+/// A heartbeat a core answered from its memory, written later with others by
+/// [`PluginStore::record_heartbeats`](crate::PluginStore::record_heartbeats)
+/// ([`PluginRecord::apply_buffered_beat`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BufferedBeat {
+    /// The plugin.
+    pub plugin_id: PluginId,
+    /// The token id of the instance that beat.
+    pub token_jti: String,
+    /// The health it reported.
+    pub health: Health,
+    /// When it beat.
+    pub at: OffsetDateTime,
+    /// Its new deadline.
+    pub next_deadline: OffsetDateTime,
+}
+
 /// Why [`PluginRecord::apply_heartbeat`] refused a heartbeat (nothing changed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HeartbeatRefused {
@@ -357,6 +374,44 @@ impl PluginRecord {
         instance.next_deadline = Some(next_deadline);
         self.settle();
         Ok(was_stale)
+    }
+
+    /// Whether a heartbeat of the instance holding `jti`, reporting `health`, changes
+    /// nothing but times: the plugin is enabled and the instance is `active` with that
+    /// health already. Only such a beat may be answered before it is written.
+    pub fn beat_changes_only_times(&self, jti: &str, health: Health) -> bool {
+        self.enabled
+            && self.instance_by_jti(jti).is_some_and(|i| {
+                i.status == Liveness::Active && i.health == health && i.next_deadline.is_some()
+            })
+    }
+
+    /// Applies a beat answered before it was written: only to an enabled plugin's
+    /// `active` instance still holding the beat's token, and only if it is newer than
+    /// that instance's last heartbeat; the deadline only moves later. It never makes an
+    /// instance active (a beat that would is written at once, by
+    /// [`PluginRecord::apply_heartbeat`]), so a beat written late, or lost, can only
+    /// leave a deadline earlier than it would have been. Returns whether anything
+    /// changed.
+    pub fn apply_buffered_beat(&mut self, beat: &BufferedBeat) -> bool {
+        if !self.enabled || beat.token_jti == REVOKED_JTI {
+            return false;
+        }
+        let Some(instance) = self
+            .instances
+            .iter_mut()
+            .find(|i| i.token_jti == beat.token_jti && i.status == Liveness::Active)
+        else {
+            return false;
+        };
+        if instance.last_heartbeat.is_some_and(|t| t >= beat.at) {
+            return false;
+        }
+        instance.last_heartbeat = Some(beat.at);
+        instance.health = beat.health;
+        instance.next_deadline = instance.next_deadline.max(Some(beat.next_deadline));
+        self.settle();
+        true
     }
 
     /// One sweep step at `now` of an enabled plugin: each live instance past its

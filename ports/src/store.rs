@@ -7,7 +7,7 @@ use crate::BoxError;
 use crate::audit::AuditEntry;
 use crate::enrollment::Enrollment;
 use crate::plugin::{Health, PluginId};
-use crate::record::{HeartbeatRefused, PluginRecord, Swept};
+use crate::record::{BufferedBeat, HeartbeatRefused, PluginRecord, Swept};
 
 /// Errors of every [`PluginStore`] operation.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +156,19 @@ pub trait PluginStore: Send + Sync {
         at: OffsetDateTime,
         next_deadline: OffsetDateTime,
     ) -> Result<HeartbeatOutcome, StoreError>;
+
+    /// Writes heartbeats a core answered before writing them: each record concerned is
+    /// read, every beat of it applied ([`PluginRecord::apply_buffered_beat`]), and
+    /// written with its version bumped by one atomic write conditional on the version
+    /// read (read again and retried if another write came first). Beats that no longer
+    /// apply are dropped. A backend writes a batch in as few statements as it can.
+    /// Returns how many records changed.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Unavailable`] if the backend fails (what was written
+    /// stays written; writing a beat again changes nothing, so the caller may retry
+    /// them all).
+    async fn record_heartbeats(&self, beats: &[BufferedBeat]) -> Result<u64, StoreError>;
 
     /// Deletes the record; if `expected_version` is given, only if its `version` equals
     /// it.

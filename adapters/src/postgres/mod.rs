@@ -194,6 +194,17 @@ const QUERIES: Queries = Queries {
         " WHERE plugin_id = $10 AND version = $11 RETURNING ",
         cols!()
     ),
+    get_many: concat!(
+        "SELECT ",
+        cols!(),
+        " FROM plugins WHERE plugin_id IN (SELECT jsonb_array_elements_text($1::jsonb))"
+    ),
+    write_liveness: "UPDATE plugins AS p SET status = j.status, health = j.health, \
+                     last_heartbeat = j.last_heartbeat, next_deadline = j.next_deadline, \
+                     instances = j.instances::jsonb, version = p.version + 1 \
+                     FROM jsonb_to_recordset($1::jsonb) AS j(id text, version bigint, status text, \
+                     health text, last_heartbeat bigint, next_deadline bigint, instances text) \
+                     WHERE p.plugin_id = j.id AND p.version = j.version RETURNING p.plugin_id",
     earliest_deadline: "SELECT next_deadline FROM plugins WHERE next_deadline IS NOT NULL \
                         ORDER BY next_deadline LIMIT 1",
     liveness_counts: "SELECT COUNT(*), COALESCE(SUM(CASE WHEN next_deadline <= $1 THEN 1 ELSE 0 END), 0)::bigint \

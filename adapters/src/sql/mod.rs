@@ -49,6 +49,19 @@ pub(crate) fn manifest_text(record: &PluginRecord) -> String {
     record.manifest.to_json().into_owned()
 }
 
+/// A record's liveness columns as one object of [`Queries::write_liveness`]'s array.
+pub(crate) fn liveness_json(record: &PluginRecord) -> serde_json::Value {
+    serde_json::json!({
+        "id": record.plugin_id.as_str(),
+        "version": record.version,
+        "status": record.status.as_str(),
+        "health": record.health.as_str(),
+        "last_heartbeat": record.last_heartbeat.map(to_micros),
+        "next_deadline": record.next_deadline.map(to_micros),
+        "instances": instances_text(record),
+    })
+}
+
 pub(crate) fn limit_i64(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
@@ -64,6 +77,13 @@ pub(crate) struct Queries {
     pub list: &'static str,
     /// Replace if the version matches, returning the row.
     pub replace: &'static str,
+    /// The records whose ids are in the JSON array of strings $1.
+    pub get_many: &'static str,
+    /// Writes the liveness columns of several records, each only if its version is still
+    /// the one read: $1 is a JSON array of objects (id, version, status, health,
+    /// last_heartbeat, next_deadline, and instances as JSON text); returns the ids
+    /// written.
+    pub write_liveness: &'static str,
     /// The smallest deadline.
     pub earliest_deadline: &'static str,
     /// `(live, due)` at $1.
@@ -342,6 +362,73 @@ macro_rules! sql_plugin_store {
                 let record = PluginRecord::try_from(row.ok_or(StoreError::PreconditionFailed)?)?;
                 tx.commit().await.map_err($crate::sql::map_err)?;
                 Ok(HeartbeatOutcome { record, recovered })
+            }
+
+            async fn record_heartbeats(
+                &self,
+                beats: &[vivified_ports::BufferedBeat],
+            ) -> Result<u64, StoreError> {
+                // Read the records, apply the beats, write every changed record in one
+                // statement conditional on the version read; those another write changed
+                // meanwhile are read again.
+                let mut todo: std::collections::BTreeMap<
+                    &PluginId,
+                    Vec<&vivified_ports::BufferedBeat>,
+                > = std::collections::BTreeMap::new();
+                for beat in beats {
+                    todo.entry(&beat.plugin_id).or_default().push(beat);
+                }
+                // Each round, at least one of several racing writers of a record wins.
+                let mut written = 0;
+                for _ in 0..64 {
+                    if todo.is_empty() {
+                        return Ok(written);
+                    }
+                    let ids: Vec<&str> = todo.keys().map(|id| id.as_str()).collect();
+                    let rows: Vec<$crate::sql::PluginRow> = sqlx::query_as($queries.get_many)
+                        .bind(
+                            serde_json::to_string(&ids)
+                                .map_err(|e| StoreError::Unavailable(Box::new(e)))?,
+                        )
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err($crate::sql::map_err)?;
+                    let mut changed = Vec::new();
+                    let mut changed_ids = std::collections::BTreeSet::new();
+                    for row in rows {
+                        let mut record = PluginRecord::try_from(row)?;
+                        let mut any = false;
+                        for beat in todo.get(&record.plugin_id).into_iter().flatten() {
+                            any |= record.apply_buffered_beat(beat);
+                        }
+                        if any {
+                            changed.push($crate::sql::liveness_json(&record));
+                            changed_ids.insert(record.plugin_id.as_str().to_owned());
+                        }
+                    }
+                    let done: Vec<(String,)> = if changed.is_empty() {
+                        Vec::new()
+                    } else {
+                        sqlx::query_as($queries.write_liveness)
+                            .bind(serde_json::Value::Array(changed).to_string())
+                            .fetch_all(&self.pool)
+                            .await
+                            .map_err($crate::sql::map_err)?
+                    };
+                    written += u64::try_from(done.len()).unwrap_or(0);
+                    for (id,) in done {
+                        changed_ids.remove(&id);
+                    }
+                    // Left: records that lost their version race.
+                    todo.retain(|id, _| changed_ids.contains(id.as_str()));
+                }
+                if todo.is_empty() {
+                    Ok(written)
+                } else {
+                    Err(StoreError::Unavailable(
+                        "records kept changing while heartbeats were written".into(),
+                    ))
+                }
             }
 
             async fn earliest_deadline(&self) -> Result<Option<OffsetDateTime>, StoreError> {

@@ -185,6 +185,17 @@ const QUERIES: Queries = Queries {
         "WHERE plugin_id = ?10 AND version = ?11 RETURNING ",
         cols!()
     ),
+    get_many: concat!(
+        "SELECT ",
+        cols!(),
+        " FROM plugins WHERE plugin_id IN (SELECT value FROM json_each(?1))"
+    ),
+    write_liveness: "UPDATE plugins SET status = j.value ->> 'status', health = j.value ->> 'health', \
+                     last_heartbeat = j.value ->> 'last_heartbeat', \
+                     next_deadline = j.value ->> 'next_deadline', instances = j.value ->> 'instances', \
+                     version = plugins.version + 1 FROM json_each(?1) AS j \
+                     WHERE plugins.plugin_id = j.value ->> 'id' AND plugins.version = j.value ->> 'version' \
+                     RETURNING plugins.plugin_id",
     earliest_deadline: "SELECT next_deadline FROM plugins WHERE next_deadline IS NOT NULL \
                         ORDER BY next_deadline LIMIT 1",
     liveness_counts: "SELECT COUNT(*), COALESCE(SUM(CASE WHEN next_deadline <= ? THEN 1 ELSE 0 END), 0) \

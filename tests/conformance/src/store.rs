@@ -9,7 +9,7 @@ use time::{Duration, OffsetDateTime};
 
 use vivified_ports::plugin::{Health, Liveness, PluginId, StoredManifest};
 use vivified_ports::store::{LivenessCounts, OutboxEntry, PluginStore, StoreError};
-use vivified_ports::{InstanceId, InstanceRecord, PluginRecord, Swept};
+use vivified_ports::{BufferedBeat, InstanceId, InstanceRecord, PluginRecord, Swept};
 
 /// A fixed instant for test records (2026-01-01T00:00:00Z), truncated to whole
 /// microseconds so every backend stores it exactly.
@@ -118,6 +118,8 @@ pub async fn plugin_store_conformance(store: Arc<dyn PluginStore>) {
     replace_never_resurrects(&*store).await;
     heartbeat_is_conditional(&*store).await;
     instances_heartbeat_and_sweep_apart(&*store).await;
+    buffered_beats_apply_only_where_they_may(&*store).await;
+    buffered_beats_race_without_loss(&store).await;
     delete_is_conditional(&*store).await;
     concurrent_inserts_one_winner(&store).await;
     concurrent_replaces_no_lost_update(&store).await;
@@ -333,6 +335,170 @@ async fn heartbeat_is_conditional(store: &dyn PluginStore) {
         .await
         .expect_err("heartbeat of an unknown id MUST fail");
     assert!(matches!(err, StoreError::NotFound), "got {err:?}");
+}
+
+/// A beat answered before it was written, for [`PluginStore::record_heartbeats`].
+pub fn beat(
+    id: &str,
+    jti: &str,
+    at: OffsetDateTime,
+    next_deadline: OffsetDateTime,
+) -> BufferedBeat {
+    BufferedBeat {
+        plugin_id: pid(id),
+        token_jti: jti.to_owned(),
+        health: Health::Healthy,
+        at,
+        next_deadline,
+    }
+}
+
+async fn buffered_beats_apply_only_where_they_may(store: &dyn PluginStore) {
+    let s = |n: i64| t0() + Duration::seconds(n);
+    let mut rec = record("conf-bb", "ja");
+    rec.instances
+        .push(instance("b", "jb", Liveness::Stale, Some(s(500))));
+    store.insert(rec).await.unwrap();
+    let active = store
+        .record_heartbeat(&pid("conf-bb"), "ja", Health::Healthy, s(1), s(31))
+        .await
+        .unwrap()
+        .record;
+    let mut many = Vec::new();
+    for n in 0..40 {
+        let id = format!("conf-bbm-{n}");
+        store.insert(record(&id, "j")).await.unwrap();
+        store
+            .record_heartbeat(&pid(&id), "j", Health::Healthy, s(1), s(31))
+            .await
+            .unwrap();
+        many.push(beat(&id, "j", s(2), s(32)));
+    }
+    let mut batch = vec![
+        beat("conf-bb", "ja", s(5), s(35)),
+        // Older than the one before it, in the same batch: changes nothing.
+        beat("conf-bb", "ja", s(3), s(33)),
+        // A stale instance is not made active by a late write.
+        beat("conf-bb", "jb", s(5), s(35)),
+        beat("conf-bb", "revoked", s(6), s(36)),
+        beat("conf-nobody", "ja", s(5), s(35)),
+    ];
+    batch.extend(many);
+    let written = store
+        .record_heartbeats(&batch)
+        .await
+        .expect("record_heartbeats MUST succeed on a healthy store");
+    assert_eq!(written, 41, "one write per record changed");
+    let got = store.get(&pid("conf-bb")).await.unwrap().unwrap();
+    assert_eq!(
+        got.version,
+        active.version + 1,
+        "MUST bump the version once"
+    );
+    let a = got.instance(&InstanceId::default_instance()).unwrap();
+    assert_eq!(
+        (a.status, a.last_heartbeat, a.next_deadline),
+        (Liveness::Active, Some(s(5)), Some(s(35))),
+        "the newest beat of an active instance MUST be written"
+    );
+    let b = got.instance(&InstanceId::parse("b").unwrap()).unwrap();
+    assert_eq!(
+        (b.status, b.last_heartbeat),
+        (Liveness::Stale, None),
+        "a buffered beat MUST NOT make an instance active"
+    );
+    assert_eq!(got.next_deadline, Some(s(35)));
+    for n in 0..40 {
+        let r = store
+            .get(&pid(&format!("conf-bbm-{n}")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            r.next_deadline,
+            Some(s(32)),
+            "every record of a batch MUST be written"
+        );
+    }
+    // A later beat with an earlier deadline moves the beat, never the deadline back.
+    store
+        .record_heartbeats(&[beat("conf-bb", "ja", s(7), s(20))])
+        .await
+        .unwrap();
+    let got = store.get(&pid("conf-bb")).await.unwrap().unwrap();
+    let a = got.instance(&InstanceId::default_instance()).unwrap();
+    assert_eq!(
+        (a.last_heartbeat, a.next_deadline),
+        (Some(s(7)), Some(s(35)))
+    );
+    // Written twice: nothing changes.
+    assert_eq!(
+        store
+            .record_heartbeats(&[beat("conf-bb", "ja", s(7), s(37))])
+            .await
+            .unwrap(),
+        0
+    );
+    let mut disabled = got.clone();
+    disabled.enabled = false;
+    let disabled = store.replace(disabled, got.version).await.unwrap();
+    assert_eq!(
+        store
+            .record_heartbeats(&[beat("conf-bb", "ja", s(9), s(39))])
+            .await
+            .unwrap(),
+        0,
+        "a disabled plugin's beats MUST be dropped"
+    );
+    assert_eq!(store.get(&pid("conf-bb")).await.unwrap().unwrap(), disabled);
+    store.delete(&pid("conf-bb"), None).await.unwrap();
+    for n in 0..40 {
+        store
+            .delete(&pid(&format!("conf-bbm-{n}")), None)
+            .await
+            .unwrap();
+    }
+}
+
+async fn buffered_beats_race_without_loss(store: &Arc<dyn PluginStore>) {
+    let s = |n: i64| t0() + Duration::seconds(n);
+    store.insert(record("conf-bbr", "j")).await.unwrap();
+    store
+        .record_heartbeat(&pid("conf-bbr"), "j", Health::Healthy, s(1), s(31))
+        .await
+        .unwrap();
+    // Batches racing each other and an unrelated conditional write of the record.
+    let writes = (2..12).map(|n| {
+        let store = Arc::clone(store);
+        async move {
+            store
+                .record_heartbeats(&[beat("conf-bbr", "j", s(n), s(n + 30))])
+                .await
+                .expect("racing batches MUST all be written")
+        }
+    });
+    let rename = async {
+        loop {
+            let r = store.get(&pid("conf-bbr")).await.unwrap().unwrap();
+            let mut changed = r.clone();
+            changed.disabled_reason = Some("note".into());
+            if store.replace(changed, r.version).await.is_ok() {
+                break;
+            }
+        }
+    };
+    let (_, ()) = futures_util::future::join(join_all(writes), rename).await;
+    let got = store.get(&pid("conf-bbr")).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            got.last_heartbeat,
+            got.next_deadline,
+            got.disabled_reason.as_deref()
+        ),
+        (Some(s(11)), Some(s(41)), Some("note")),
+        "no racing write may be lost"
+    );
+    store.delete(&pid("conf-bbr"), None).await.unwrap();
 }
 
 async fn delete_is_conditional(store: &dyn PluginStore) {

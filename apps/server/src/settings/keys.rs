@@ -73,6 +73,14 @@ pub(super) const KEYS: &[Key] = &[
         env: &["VIVIFIED_HEARTBEAT_TTL"],
     },
     Key {
+        key: "heartbeat_flush",
+        env: &["VIVIFIED_HEARTBEAT_FLUSH"],
+    },
+    Key {
+        key: "group_commit_wait",
+        env: &["VIVIFIED_GROUP_COMMIT_WAIT"],
+    },
+    Key {
         key: "deregister_after",
         env: &["VIVIFIED_DEREGISTER_AFTER"],
     },

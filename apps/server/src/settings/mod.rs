@@ -115,6 +115,13 @@ pub struct Settings {
     pub heartbeat_interval: Duration,
     /// Silence after which a plugin is stale (default 3 × interval).
     pub heartbeat_ttl: Duration,
+    /// How long a durable store may hold heartbeats that change nothing but times
+    /// before writing them in one batch (`VIVIFIED_HEARTBEAT_FLUSH`; default 1 s or a
+    /// quarter of the TTL, whichever is shorter; zero: every beat written at once).
+    pub heartbeat_flush: Duration,
+    /// How long a durable store's write waits for others to commit with it in one
+    /// transaction (`VIVIFIED_GROUP_COMMIT_WAIT`; default 2 ms; zero: each alone).
+    pub group_commit_wait: Duration,
     /// Silence after which a plugin is deregistered (`None`: never).
     pub deregister_after: Option<Duration>,
     /// How often this replica sweeps liveness deadlines.

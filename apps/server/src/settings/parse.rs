@@ -6,6 +6,9 @@ use super::*;
 /// The largest `max_header_bytes` accepted: hyper reads at most ~400 KB of request head.
 const MAX_HEADER_BYTES_CAP: usize = 256 * 1024;
 
+/// The longest a write may wait for others to commit with.
+const MAX_GROUP_COMMIT_WAIT: Duration = Duration::from_millis(100);
+
 impl Settings {
     pub(super) fn from_raw(raw: &Raw) -> Result<Self, SettingsError> {
         let get = |k: &str| raw.get(k).map(|(n, v)| (n.as_str(), v.as_str()));
@@ -255,6 +258,30 @@ impl Settings {
                 .unwrap_or_default()
         };
         let heartbeat_interval = duration("heartbeat_interval", Duration::from_secs(10))?;
+        let heartbeat_ttl = duration("heartbeat_ttl", heartbeat_interval * 3)?;
+        let heartbeat_flush = match get("heartbeat_flush") {
+            None => (heartbeat_ttl / 4).min(Duration::from_secs(1)),
+            Some((n, _)) => {
+                let flush = duration("heartbeat_flush", Duration::ZERO)?;
+                if flush >= heartbeat_ttl / 4 {
+                    return Err(invalid(
+                        n,
+                        format!(
+                            "must be shorter than a quarter of VIVIFIED_HEARTBEAT_TTL ({}), or 0 to write every heartbeat at once",
+                            humantime::format_duration(heartbeat_ttl / 4)
+                        ),
+                    ));
+                }
+                flush
+            }
+        };
+        let group_commit_wait = duration("group_commit_wait", Duration::from_millis(2))?;
+        if group_commit_wait > MAX_GROUP_COMMIT_WAIT {
+            return Err(invalid(
+                get("group_commit_wait").map_or("VIVIFIED_GROUP_COMMIT_WAIT", |(n, _)| n),
+                "must be at most 100ms (0 turns group commit off)".into(),
+            ));
+        }
         Ok(Self {
             mode,
             bind,
@@ -280,7 +307,9 @@ impl Settings {
             token_ttl: duration("token_ttl", Duration::from_secs(24 * 3600))?,
             reregister_grace: duration("reregister_grace", Duration::from_secs(7 * 24 * 3600))?,
             heartbeat_interval,
-            heartbeat_ttl: duration("heartbeat_ttl", heartbeat_interval * 3)?,
+            heartbeat_ttl,
+            heartbeat_flush,
+            group_commit_wait,
             deregister_after: match get("deregister_after") {
                 None => None,
                 Some(_) => Some(duration("deregister_after", Duration::ZERO)?),

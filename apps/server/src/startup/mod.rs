@@ -5,7 +5,7 @@ mod backends;
 mod serve;
 
 pub use backends::{Backends, MEMORY_AUDIT_CAPACITY, open_backends, open_store};
-use serve::{ConnLimits, serve_connection, sweep_forever};
+use serve::{ConnLimits, flush_forever, serve_connection, sweep_forever};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,6 +19,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use vivified_adapters::buffered::BufferedHeartbeats;
 use vivified_adapters::clock::SystemClock;
 use vivified_adapters::jwt::{JwtConfig, JwtConfigError, JwtTokenIssuer};
 use vivified_adapters::memory::{
@@ -134,6 +135,9 @@ pub struct Application {
     audit: AuditChain,
     /// The chain did not agree with its stored checkpoint at start-up (logged).
     audit_broken_at_start: bool,
+    /// Heartbeats held in memory in front of a durable store, flushed every
+    /// `heartbeat_flush` (`None`: the memory store, or buffering off).
+    heartbeats: Option<Arc<BufferedHeartbeats>>,
 }
 
 impl Application {
@@ -206,6 +210,22 @@ impl Application {
         let jwks =
             serde_json::to_value(tokens.jwks()).unwrap_or_else(|_| serde_json::json!({"keys": []}));
         let Backends { store, audit } = open_backends(&settings).await?;
+        let clock: Arc<SystemClock> = Arc::new(SystemClock);
+        // A durable store answers heartbeats that change nothing but times from memory
+        // and writes them in batches; the memory store is memory already.
+        let heartbeats = (settings.store != StoreSetting::Memory
+            && !settings.heartbeat_flush.is_zero())
+        .then(|| {
+            Arc::new(BufferedHeartbeats::new(
+                store.clone(),
+                clock.clone(),
+                BrokerConfig::default().directory_ttl,
+            ))
+        });
+        let store: Arc<dyn PluginStore> = match &heartbeats {
+            Some(buffered) => buffered.clone(),
+            None => store,
+        };
         let bus: Arc<dyn EventBus> = match &settings.bus {
             BusSetting::Memory => Arc::new(InMemoryEventBus::with_config(InMemoryBusConfig {
                 queue_bound: settings.event_queue_bound,
@@ -232,7 +252,7 @@ impl Application {
         let ports = Ports {
             store,
             tokens: Arc::new(tokens),
-            clock: Arc::new(SystemClock),
+            clock,
             bus: Arc::clone(&bus),
             audit: audit.clone(),
         };
@@ -335,6 +355,7 @@ impl Application {
             settings,
             audit,
             audit_broken_at_start,
+            heartbeats,
         })
     }
 
@@ -401,6 +422,10 @@ impl Application {
             self.registry.clone(),
             self.settings.sweep_interval,
         ));
+        let flusher = self
+            .heartbeats
+            .clone()
+            .map(|buffered| tokio::spawn(flush_forever(buffered, self.settings.heartbeat_flush)));
         let metrics_server = self.metrics.map(|(listener, router)| {
             tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, router).await {
@@ -483,6 +508,9 @@ impl Application {
         }
         tracing::info!("shutting down: draining connections");
         sweeper.abort();
+        if let Some(f) = flusher {
+            f.abort();
+        }
         if let Some(m) = metrics_server {
             m.abort();
         }
@@ -492,6 +520,12 @@ impl Application {
             .is_err()
         {
             tracing::warn!("connections still open after the drain timeout; closing them");
+        }
+        // Every heartbeat answered is written before the core stops.
+        if let Some(buffered) = &self.heartbeats
+            && let Err(e) = buffered.flush().await
+        {
+            tracing::error!(error = %e, pending = buffered.pending(), "heartbeats answered were not written at shutdown");
         }
         // The stop is audited, then sealed with the rest and checkpointed.
         if let Err(e) = self

@@ -61,6 +61,31 @@ const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
 /// Streams one HTTP/2 connection may have open at once.
 const HTTP2_MAX_STREAMS: u32 = 128;
 
+/// Writes the heartbeats held in memory every `every` until aborted. A failing store
+/// is logged once per outage; the beats are kept and written at the next tick that
+/// works.
+pub(super) async fn flush_forever(buffered: Arc<BufferedHeartbeats>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        match buffered.flush().await {
+            Ok(_) if failing => {
+                tracing::info!("heartbeats are written again");
+                failing = false;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, pending = buffered.pending(), "writing heartbeats failed; retrying every tick");
+                    failing = true;
+                }
+            }
+        }
+    }
+}
+
 /// How often the sweeper deletes enrollments that ended long ago.
 const ENROLLMENT_PURGE_EVERY: Duration = Duration::from_secs(3600);
 

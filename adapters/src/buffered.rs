@@ -1,0 +1,428 @@
+//! `BufferedHeartbeats`: a [`PluginStore`] in front of a durable one that answers a
+//! heartbeat changing nothing but times from memory, and writes such beats in batches
+//! ([`BufferedHeartbeats::flush`], driven by its owner at least every flush interval).
+//!
+//! Heartbeats are the steady load of a core: with every beat its own durable commit,
+//! a store on disk answers no faster than it can sync. Here a beat is answered once it
+//! is authenticated against the replica's **view** of its plugin (the record as last
+//! read or written through this store) and recorded in memory. What stays true:
+//! - A beat that changes a state (an instance becoming active, a stale plugin
+//!   recovering, a new health) is written at once, as before.
+//! - A view older than `view_ttl` is read again first, so a plugin disabled, revoked or
+//!   deregistered through another replica is refused within `view_ttl`; through this
+//!   one, at once.
+//! - A buffered beat only moves deadlines later and never makes an instance active
+//!   ([`PluginRecord::apply_buffered_beat`]); a crash loses at most the beats since the
+//!   last flush, which can only leave a stored deadline earlier.
+//! - A sweep through this store flushes first, and fails if the flush fails: no plugin
+//!   whose beats are held here is swept.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use vivified_ports::{
+    AuditEntry, BufferedBeat, Clock, Enrollment, Health, HeartbeatOutcome, LivenessCounts,
+    OutboxEntry, PluginId, PluginRecord, PluginStore, StoreError, Swept,
+};
+
+/// A [`PluginStore`] that buffers heartbeats in front of `inner` (see the module).
+pub struct BufferedHeartbeats {
+    inner: Arc<dyn PluginStore>,
+    clock: Arc<dyn Clock>,
+    view_ttl: time::Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The record of each plugin as last read or written here (with the beats of
+    /// `pending` applied), and when it was read.
+    views: HashMap<PluginId, View>,
+    /// Beats answered and not yet written: the newest of each instance.
+    pending: HashMap<PluginId, Vec<BufferedBeat>>,
+}
+
+struct View {
+    record: PluginRecord,
+    read_at: OffsetDateTime,
+}
+
+/// Views not used for this many `view_ttl`s are dropped at a flush.
+const VIEW_IDLE_TTLS: i32 = 60;
+
+impl BufferedHeartbeats {
+    /// Buffers heartbeats in front of `inner`; a view of a plugin is trusted for
+    /// `view_ttl` after it was read (by `clock`).
+    pub fn new(
+        inner: Arc<dyn PluginStore>,
+        clock: Arc<dyn Clock>,
+        view_ttl: std::time::Duration,
+    ) -> Self {
+        Self {
+            inner,
+            clock,
+            view_ttl: time::Duration::try_from(view_ttl).unwrap_or(time::Duration::MAX),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many beats are answered and not yet written.
+    pub fn pending(&self) -> usize {
+        self.state().pending.values().map(Vec::len).sum()
+    }
+
+    /// Writes every buffered beat, in one batch ([`PluginStore::record_heartbeats`]).
+    /// Returns how many records changed. On failure the beats are kept for the next
+    /// flush (a newer beat of the same instance replaces its older one).
+    ///
+    /// # Errors
+    /// The store's error.
+    pub async fn flush(&self) -> Result<u64, StoreError> {
+        let beats: Vec<BufferedBeat> = {
+            let mut state = self.state();
+            let now = self.clock.now();
+            let idle = self.view_ttl.saturating_mul(VIEW_IDLE_TTLS);
+            state.views.retain(|_, v| now - v.read_at < idle);
+            state.pending.drain().flat_map(|(_, b)| b).collect()
+        };
+        if beats.is_empty() {
+            return Ok(0);
+        }
+        match self.inner.record_heartbeats(&beats).await {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                let mut state = self.state();
+                for beat in beats {
+                    keep_newest(&mut state.pending, beat);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Buffers `beat` if `view` allows it; returns the answer.
+    fn try_buffer(
+        state: &mut State,
+        beat: &BufferedBeat,
+        health: Health,
+    ) -> Option<HeartbeatOutcome> {
+        let view = state.views.get_mut(&beat.plugin_id)?;
+        if !view.record.beat_changes_only_times(&beat.token_jti, health) {
+            return None;
+        }
+        view.record.apply_buffered_beat(beat);
+        let record = view.record.clone();
+        keep_newest(&mut state.pending, beat.clone());
+        Some(HeartbeatOutcome {
+            record,
+            recovered: false,
+        })
+    }
+
+    /// Remembers `record` as just read or written (with the beats still buffered
+    /// applied) and returns that view of it.
+    fn remember(&self, mut record: PluginRecord) -> PluginRecord {
+        let mut state = self.state();
+        overlay(&state.pending, &mut record);
+        state.views.insert(
+            record.plugin_id.clone(),
+            View {
+                record: record.clone(),
+                read_at: self.clock.now(),
+            },
+        );
+        record
+    }
+
+    fn forget(&self, id: &PluginId) {
+        self.state().views.remove(id);
+    }
+
+    /// `result` of a write of `id`: the view follows it.
+    fn after_write(
+        &self,
+        id: &PluginId,
+        result: Result<PluginRecord, StoreError>,
+    ) -> Result<PluginRecord, StoreError> {
+        match result {
+            Ok(record) => Ok(self.remember(record)),
+            Err(e) => {
+                self.forget(id);
+                Err(e)
+            }
+        }
+    }
+
+    fn after_delete(
+        &self,
+        id: &PluginId,
+        result: Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state();
+        state.views.remove(id);
+        if result.is_ok() {
+            state.pending.remove(id);
+        }
+        result
+    }
+}
+
+/// Applies the buffered beats of `record`'s plugin to it.
+fn overlay(pending: &HashMap<PluginId, Vec<BufferedBeat>>, record: &mut PluginRecord) {
+    for beat in pending.get(&record.plugin_id).into_iter().flatten() {
+        record.apply_buffered_beat(beat);
+    }
+}
+
+fn keep_newest(pending: &mut HashMap<PluginId, Vec<BufferedBeat>>, beat: BufferedBeat) {
+    let beats = pending.entry(beat.plugin_id.clone()).or_default();
+    match beats.iter_mut().find(|b| b.token_jti == beat.token_jti) {
+        Some(old) if old.at >= beat.at => {}
+        Some(old) => *old = beat,
+        None => beats.push(beat),
+    }
+}
+
+#[async_trait]
+impl PluginStore for BufferedHeartbeats {
+    async fn insert(&self, record: PluginRecord) -> Result<PluginRecord, StoreError> {
+        let id = record.plugin_id.clone();
+        let result = self.inner.insert(record).await;
+        self.after_write(&id, result)
+    }
+
+    async fn get(&self, id: &PluginId) -> Result<Option<PluginRecord>, StoreError> {
+        match self.inner.get(id).await? {
+            Some(record) => Ok(Some(self.remember(record))),
+            None => {
+                self.forget(id);
+                Ok(None)
+            }
+        }
+    }
+
+    async fn list(
+        &self,
+        after: Option<PluginId>,
+        limit: usize,
+    ) -> Result<Vec<PluginRecord>, StoreError> {
+        let mut records = self.inner.list(after, limit).await?;
+        let state = self.state();
+        for record in &mut records {
+            overlay(&state.pending, record);
+        }
+        Ok(records)
+    }
+
+    async fn replace(
+        &self,
+        record: PluginRecord,
+        expected_version: u64,
+    ) -> Result<PluginRecord, StoreError> {
+        let id = record.plugin_id.clone();
+        let result = self.inner.replace(record, expected_version).await;
+        self.after_write(&id, result)
+    }
+
+    async fn record_heartbeat(
+        &self,
+        id: &PluginId,
+        token_jti: &str,
+        health: Health,
+        at: OffsetDateTime,
+        next_deadline: OffsetDateTime,
+    ) -> Result<HeartbeatOutcome, StoreError> {
+        let beat = BufferedBeat {
+            plugin_id: id.clone(),
+            token_jti: token_jti.to_owned(),
+            health,
+            at,
+            next_deadline,
+        };
+        let fresh = {
+            let mut state = self.state();
+            let now = self.clock.now();
+            let fresh = state
+                .views
+                .get(id)
+                .is_some_and(|v| now - v.read_at < self.view_ttl);
+            if fresh && let Some(answer) = Self::try_buffer(&mut state, &beat, health) {
+                return Ok(answer);
+            }
+            fresh
+        };
+        if !fresh {
+            // Read through: another replica may have changed the plugin.
+            let Some(record) = self.inner.get(id).await? else {
+                self.forget(id);
+                return Err(StoreError::NotFound);
+            };
+            self.remember(record);
+            if let Some(answer) = Self::try_buffer(&mut self.state(), &beat, health) {
+                return Ok(answer);
+            }
+        }
+        // A state changes (or the beat is refused): written at once, as it always was.
+        match self
+            .inner
+            .record_heartbeat(id, token_jti, health, at, next_deadline)
+            .await
+        {
+            Ok(outcome) => {
+                {
+                    let mut state = self.state();
+                    if let Some(beats) = state.pending.get_mut(id) {
+                        beats.retain(|b| b.token_jti != token_jti || b.at > at);
+                    }
+                }
+                Ok(HeartbeatOutcome {
+                    record: self.remember(outcome.record),
+                    recovered: outcome.recovered,
+                })
+            }
+            Err(e) => {
+                self.forget(id);
+                Err(e)
+            }
+        }
+    }
+
+    async fn record_heartbeats(&self, beats: &[BufferedBeat]) -> Result<u64, StoreError> {
+        self.inner.record_heartbeats(beats).await
+    }
+
+    async fn delete(&self, id: &PluginId, expected_version: Option<u64>) -> Result<(), StoreError> {
+        let result = self.inner.delete(id, expected_version).await;
+        self.after_delete(id, result)
+    }
+
+    async fn earliest_deadline(&self) -> Result<Option<OffsetDateTime>, StoreError> {
+        self.inner.earliest_deadline().await
+    }
+
+    async fn liveness_counts(&self, due_by: OffsetDateTime) -> Result<LivenessCounts, StoreError> {
+        self.inner.liveness_counts(due_by).await
+    }
+
+    async fn sweep(
+        &self,
+        now: OffsetDateTime,
+        deregister_in: Option<std::time::Duration>,
+        limit: usize,
+    ) -> Result<Vec<Swept>, StoreError> {
+        // Never sweep a plugin whose beats are held here.
+        self.flush().await?;
+        let swept = self.inner.sweep(now, deregister_in, limit).await?;
+        for step in &swept {
+            if step.event == Some("plugin.deregistered") {
+                self.after_delete(&step.record.plugin_id, Ok(())).ok();
+            } else {
+                self.remember(step.record.clone());
+            }
+        }
+        Ok(swept)
+    }
+
+    async fn claim_outbox(
+        &self,
+        older_than: OffsetDateTime,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.inner.claim_outbox(older_than, now, limit).await
+    }
+
+    async fn ack_outbox(&self, entries: &[OutboxEntry]) -> Result<(), StoreError> {
+        self.inner.ack_outbox(entries).await
+    }
+
+    async fn revoke_tokens_issued_before(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let result = self.inner.revoke_tokens_issued_before(before).await;
+        self.state().views.clear();
+        result
+    }
+
+    async fn create_enrollment(&self, enrollment: &Enrollment) -> Result<(), StoreError> {
+        self.inner.create_enrollment(enrollment).await
+    }
+
+    async fn enrollment(&self, token_hash: &str) -> Result<Option<Enrollment>, StoreError> {
+        self.inner.enrollment(token_hash).await
+    }
+
+    async fn use_enrollment(
+        &self,
+        token_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<Enrollment, StoreError> {
+        self.inner.use_enrollment(token_hash, now).await
+    }
+
+    async fn release_enrollment(
+        &self,
+        token_hash: &str,
+        used_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.inner.release_enrollment(token_hash, used_at).await
+    }
+
+    async fn list_enrollments(
+        &self,
+        plugin_id: Option<PluginId>,
+        limit: usize,
+    ) -> Result<Vec<Enrollment>, StoreError> {
+        self.inner.list_enrollments(plugin_id, limit).await
+    }
+
+    async fn cancel_enrollment(&self, id: &str) -> Result<Enrollment, StoreError> {
+        self.inner.cancel_enrollment(id).await
+    }
+
+    async fn purge_enrollments(&self, ended_before: OffsetDateTime) -> Result<u64, StoreError> {
+        self.inner.purge_enrollments(ended_before).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+
+    async fn insert_audited(
+        &self,
+        record: PluginRecord,
+        entry: &AuditEntry,
+    ) -> Result<PluginRecord, StoreError> {
+        let id = record.plugin_id.clone();
+        let result = self.inner.insert_audited(record, entry).await;
+        self.after_write(&id, result)
+    }
+
+    async fn replace_audited(
+        &self,
+        record: PluginRecord,
+        expected_version: u64,
+        entry: &AuditEntry,
+    ) -> Result<PluginRecord, StoreError> {
+        let id = record.plugin_id.clone();
+        let result = self
+            .inner
+            .replace_audited(record, expected_version, entry)
+            .await;
+        self.after_write(&id, result)
+    }
+
+    async fn delete_audited(
+        &self,
+        id: &PluginId,
+        expected_version: Option<u64>,
+        entry: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let result = self.inner.delete_audited(id, expected_version, entry).await;
+        self.after_delete(id, result)
+    }
+}
