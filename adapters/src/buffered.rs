@@ -426,3 +426,216 @@ impl PluginStore for BufferedHeartbeats {
         self.after_delete(id, result)
     }
 }
+
+#[cfg(all(test, feature = "memory"))]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::memory::InMemoryPluginStore;
+    use time::Duration;
+    use vivified_conformance::store::{record, t0};
+    use vivified_ports::Liveness;
+
+    const TTL: Duration = Duration::seconds(30);
+
+    struct Fixture {
+        inner: Arc<InMemoryPluginStore>,
+        clock: Arc<ManualClock>,
+        store: BufferedHeartbeats,
+    }
+
+    fn id(s: &str) -> PluginId {
+        PluginId::parse(s).unwrap()
+    }
+
+    /// A buffer over a memory store holding plugin `p` (token `j`), active after one
+    /// beat at t0.
+    async fn fixture() -> Fixture {
+        let inner = Arc::new(InMemoryPluginStore::new());
+        let clock = Arc::new(ManualClock::new(t0()));
+        let store = BufferedHeartbeats::new(
+            inner.clone(),
+            clock.clone(),
+            std::time::Duration::from_secs(1),
+        );
+        store.insert(record("p", "j")).await.unwrap();
+        let first = store
+            .record_heartbeat(&id("p"), "j", Health::Healthy, t0(), t0() + TTL)
+            .await
+            .unwrap();
+        assert_eq!(first.record.status, Liveness::Active);
+        assert_eq!(store.pending(), 0, "becoming active is written at once");
+        Fixture {
+            inner,
+            clock,
+            store,
+        }
+    }
+
+    impl Fixture {
+        async fn beat(&self, jti: &str, health: Health) -> Result<HeartbeatOutcome, StoreError> {
+            let now = self.clock.now();
+            self.store
+                .record_heartbeat(&id("p"), jti, health, now, now + TTL)
+                .await
+        }
+
+        async fn stored(&self) -> PluginRecord {
+            self.inner.get(&id("p")).await.unwrap().unwrap()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_steady_beat_is_answered_from_memory_and_written_at_the_flush() {
+        let f = fixture().await;
+        let before = f.stored().await;
+        f.clock.advance(Duration::milliseconds(300));
+        let answer = f.beat("j", Health::Healthy).await.unwrap();
+        let at = t0() + Duration::milliseconds(300);
+        assert_eq!(answer.record.last_heartbeat, Some(at));
+        assert_eq!(answer.record.next_deadline, Some(at + TTL));
+        assert_eq!(f.stored().await, before, "not written yet");
+        assert_eq!(f.store.pending(), 1);
+        let seen = f.store.get(&id("p")).await.unwrap().unwrap();
+        assert_eq!(seen.last_heartbeat, Some(at), "reads include it");
+        let listed = f.store.list(None, 10).await.unwrap();
+        assert_eq!(listed[0].last_heartbeat, Some(at));
+        assert_eq!(f.store.flush().await.unwrap(), 1);
+        let stored = f.stored().await;
+        assert_eq!(
+            (stored.last_heartbeat, stored.next_deadline, stored.version),
+            (Some(at), Some(at + TTL), before.version + 1)
+        );
+        assert_eq!(f.store.pending(), 0);
+        assert_eq!(f.store.flush().await.unwrap(), 0, "nothing left");
+    }
+
+    #[tokio::test]
+    async fn a_beat_that_changes_a_state_is_written_at_once() {
+        let f = fixture().await;
+        let before = f.stored().await;
+        f.clock.advance(Duration::milliseconds(100));
+        f.beat("j", Health::Degraded).await.unwrap();
+        let stored = f.stored().await;
+        assert_eq!(
+            (stored.health, stored.version),
+            (Health::Degraded, before.version + 1),
+            "a new health is written at once"
+        );
+        // Stale (by a sweep through this store), then recovering: written at once.
+        f.clock.advance(TTL);
+        let now = f.clock.now();
+        let swept = f.store.sweep(now, None, 10).await.unwrap();
+        assert_eq!(swept[0].event, Some("plugin.stale"));
+        f.clock.advance(Duration::milliseconds(100));
+        let answer = f.beat("j", Health::Degraded).await.unwrap();
+        assert!(answer.recovered);
+        assert_eq!(f.stored().await.status, Liveness::Active);
+        assert_eq!(f.store.pending(), 0);
+    }
+
+    #[tokio::test]
+    async fn writes_through_this_store_are_seen_at_once() {
+        let f = fixture().await;
+        let mut revoked = f.store.get(&id("p")).await.unwrap().unwrap();
+        revoked.instances[0].token_jti = "other".into();
+        f.store
+            .replace(revoked.clone(), revoked.version)
+            .await
+            .unwrap();
+        let err = f.beat("j", Health::Healthy).await.unwrap_err();
+        assert!(matches!(err, StoreError::PreconditionFailed), "{err:?}");
+        let current = f.store.get(&id("p")).await.unwrap().unwrap();
+        f.store
+            .delete(&id("p"), Some(current.version))
+            .await
+            .unwrap();
+        let err = f.beat("other", Health::Healthy).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn another_replicas_write_is_seen_once_the_view_is_older_than_its_ttl() {
+        let f = fixture().await;
+        // Another replica disables the plugin (straight in the shared store).
+        let mut disabled = f.stored().await;
+        disabled.enabled = false;
+        f.inner
+            .replace(disabled.clone(), disabled.version)
+            .await
+            .unwrap();
+        f.clock.advance(Duration::milliseconds(500));
+        f.beat("j", Health::Healthy)
+            .await
+            .expect("within the view's ttl the view answers");
+        f.clock.advance(Duration::milliseconds(600));
+        let err = f.beat("j", Health::Healthy).await.unwrap_err();
+        assert!(matches!(err, StoreError::PreconditionFailed), "{err:?}");
+        f.store.flush().await.unwrap();
+        assert_eq!(
+            f.stored().await.last_heartbeat,
+            disabled.last_heartbeat,
+            "the beat answered meanwhile is dropped: the plugin is disabled"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sweep_writes_the_beats_held_first() {
+        let f = fixture().await;
+        f.clock.advance(Duration::seconds(20));
+        f.beat("j", Health::Healthy).await.unwrap();
+        // Past the stored deadline (t0 + 30 s), before the beat's (t0 + 50 s).
+        f.clock.advance(Duration::seconds(15));
+        let now = f.clock.now();
+        assert!(
+            f.stored().await.next_deadline < Some(now),
+            "stored deadline passed"
+        );
+        assert!(f.store.sweep(now, None, 10).await.unwrap().is_empty());
+        assert_eq!(f.stored().await.status, Liveness::Active);
+    }
+
+    #[tokio::test]
+    async fn a_failed_flush_keeps_the_beats_for_the_next() {
+        let mut mock = vivified_ports::store::MockPluginStore::new();
+        let mut active = record("p", "j");
+        active.instances[0].status = Liveness::Active;
+        active.instances[0].health = Health::Healthy;
+        active.instances[0].next_deadline = Some(t0() + TTL);
+        active.settle();
+        mock.expect_get()
+            .returning(move |_| Ok(Some(active.clone())));
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        mock.expect_record_heartbeats()
+            .times(2)
+            .returning(move |beats| {
+                if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    return Err(StoreError::Unavailable("down".into()));
+                }
+                assert_eq!(beats.len(), 1);
+                assert_eq!(beats[0].at, t0() + Duration::seconds(2), "the newest");
+                Ok(1)
+            });
+        let clock = Arc::new(ManualClock::new(t0() + Duration::seconds(1)));
+        let store = BufferedHeartbeats::new(
+            Arc::new(mock),
+            clock.clone(),
+            std::time::Duration::from_secs(1),
+        );
+        let at = t0() + Duration::seconds(1);
+        store
+            .record_heartbeat(&id("p"), "j", Health::Healthy, at, at + TTL)
+            .await
+            .unwrap();
+        assert!(store.flush().await.is_err());
+        assert_eq!(store.pending(), 1, "kept");
+        let at = t0() + Duration::seconds(2);
+        store
+            .record_heartbeat(&id("p"), "j", Health::Healthy, at, at + TTL)
+            .await
+            .unwrap();
+        assert_eq!(store.pending(), 1, "the newer beat replaces the older");
+        assert_eq!(store.flush().await.unwrap(), 1);
+        assert_eq!(store.pending(), 0);
+    }
+}

@@ -24,6 +24,41 @@ async fn postgres_store_passes_the_conformance_suite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_passes_its_conformance_suite() {
+    let Some(db) = ScratchDb::create("vivified_test").await else {
+        return;
+    };
+    let config = PostgresConfig::default();
+    let a = PostgresPluginStore::connect(db.url(), &config)
+        .await
+        .expect("connect");
+    sqlx::raw_sql(
+        "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN \
+         IF NEW.plugin_id = 'g-poison' THEN RAISE EXCEPTION 'poisoned'; END IF; \
+         RETURN NEW; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER poison BEFORE INSERT ON plugins FOR EACH ROW EXECUTE FUNCTION poison();",
+    )
+    .execute(a.pool())
+    .await
+    .expect("install the trigger");
+    let wait = std::time::Duration::from_millis(200);
+    let a = a.with_group_commit(wait);
+    let b = PostgresPluginStore::connect(db.url(), &config)
+        .await
+        .expect("connect")
+        .with_group_commit(wait);
+    vivified_conformance::store::group_commit_conformance(
+        Arc::new(a.clone()),
+        Arc::new(b.clone()),
+        "g-poison",
+    )
+    .await;
+    a.pool().close().await;
+    b.pool().close().await;
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_are_idempotent_across_replicas() {
     let Some(db) = ScratchDb::create("vivified_test").await else {
         return;

@@ -6,6 +6,7 @@
 //! `PluginStore` adapter can run the same model.
 
 mod audit_tx;
+mod heartbeats;
 mod instances;
 mod outbox;
 mod registry;
@@ -159,6 +160,42 @@ fn instances_match_the_model() {
         );
     }
     instances::run_model(
+        || async {
+            Arc::new(
+                vivified_adapters::sqlite::SqlitePluginStore::in_memory()
+                    .await
+                    .expect("sqlite"),
+            ) as Arc<dyn vivified_ports::PluginStore>
+        },
+        32,
+    );
+}
+
+/// Heartbeats held in memory keep their promises through flushes, sweeps of either
+/// replica and crashes, in front of the in-memory store and SQLite.
+#[test]
+fn buffered_heartbeats_keep_their_promises() {
+    let coverage = heartbeats::run_model(
+        || async { Arc::new(InMemoryPluginStore::new()) as Arc<dyn vivified_ports::PluginStore> },
+        256,
+    );
+    for (label, n) in &coverage {
+        eprintln!("{n:6} {label}");
+    }
+    for label in [
+        "steady beat",
+        "beat changing health",
+        "sweep marking stale",
+        "own sweep",
+        "foreign sweep",
+        "crash",
+    ] {
+        assert!(
+            coverage.get(label).is_some_and(|n| *n > 0),
+            "no action sequence reached `{label}`: {coverage:#?}"
+        );
+    }
+    heartbeats::run_model(
         || async {
             Arc::new(
                 vivified_adapters::sqlite::SqlitePluginStore::in_memory()

@@ -138,6 +138,8 @@ impl Default for PostgresConfig {
 #[derive(Clone, Debug)]
 pub struct PostgresPluginStore {
     pool: PgPool,
+    /// Record writes committed in groups (`with_group_commit`); `None`: each alone.
+    group: Option<std::sync::Arc<crate::sql::group::GroupCommit>>,
 }
 
 impl PostgresPluginStore {
@@ -171,7 +173,7 @@ impl PostgresPluginStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-        Ok(Self { pool })
+        Ok(Self { pool, group: None })
     }
 
     /// The connection pool.
@@ -182,6 +184,11 @@ impl PostgresPluginStore {
 
 const QUERIES: Queries = Queries {
     insert: concat!(insert_row!(), " RETURNING ", cols!()),
+    insert_skip: concat!(
+        insert_row!(),
+        " ON CONFLICT (plugin_id) DO NOTHING RETURNING ",
+        cols!()
+    ),
     get: concat!("SELECT ", cols!(), " FROM plugins WHERE plugin_id = $1"),
     list: concat!(
         "SELECT ",
@@ -298,6 +305,7 @@ impl crate::sql::HasDb for PostgresPluginStore {
 }
 
 sql_plugin_store!(PostgresPluginStore, QUERIES);
+crate::sql::group::sql_group_commit!(PostgresPluginStore, QUERIES);
 /// Inserts one pending audit entry with `exec` — a pool, a connection, or the
 /// transaction of the state change it records (`&mut *tx`): the transactional append.
 ///

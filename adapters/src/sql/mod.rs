@@ -5,6 +5,7 @@
 
 pub(crate) mod audit;
 mod enrollments;
+pub(crate) mod group;
 mod plugin_row;
 
 pub(crate) use enrollments::{EnrollmentRow, enrollment, enrollment_cols};
@@ -71,6 +72,8 @@ pub(crate) fn limit_i64(limit: usize) -> i64 {
 pub(crate) struct Queries {
     /// Insert a record with version 1, returning it.
     pub insert: &'static str,
+    /// `insert`, but no row (and no error) if the id is taken.
+    pub insert_skip: &'static str,
     /// One record by id.
     pub get: &'static str,
     /// Records with id > $1, by id, limit $2.
@@ -284,6 +287,12 @@ macro_rules! sql_plugin_store {
         impl PluginStore for $store {
             async fn insert(&self, mut record: PluginRecord) -> Result<PluginRecord, StoreError> {
                 record.settle();
+                if let Some(done) = self
+                    .grouped($crate::sql::group::Op::Insert(record.clone()), None)
+                    .await
+                {
+                    return done?.record();
+                }
                 let row: $crate::sql::PluginRow =
                     $crate::sql::bind_insert!(sqlx::query_as($queries.insert), record)
                         .fetch_one(&self.pool)
@@ -321,6 +330,15 @@ macro_rules! sql_plugin_store {
                 expected_version: u64,
             ) -> Result<PluginRecord, StoreError> {
                 record.settle();
+                if let Some(done) = self
+                    .grouped(
+                        $crate::sql::group::Op::Replace(record.clone(), expected_version),
+                        None,
+                    )
+                    .await
+                {
+                    return done?.record();
+                }
                 let row: Option<$crate::sql::PluginRow> = $crate::sql::bind_replace!(
                     sqlx::query_as($queries.replace),
                     record,
@@ -531,6 +549,15 @@ macro_rules! sql_plugin_store {
                 id: &PluginId,
                 expected_version: Option<u64>,
             ) -> Result<(), StoreError> {
+                if let Some(done) = self
+                    .grouped(
+                        $crate::sql::group::Op::Delete(id.clone(), expected_version),
+                        None,
+                    )
+                    .await
+                {
+                    return done.map(drop);
+                }
                 let done = sqlx::query($queries.delete)
                     .bind(id.as_str())
                     .bind(expected_version.map($crate::sql::version_i64).transpose()?)
@@ -550,6 +577,12 @@ macro_rules! sql_plugin_store {
                 entry: &vivified_ports::AuditEntry,
             ) -> Result<PluginRecord, StoreError> {
                 record.settle();
+                if let Some(done) = self
+                    .grouped($crate::sql::group::Op::Insert(record.clone()), Some(entry))
+                    .await
+                {
+                    return done?.record();
+                }
                 let row = $crate::sql::pending_row(entry)?;
                 if let Some(sql) = $queries.insert_audited {
                     let stored: $crate::sql::PluginRow = $crate::sql::bind_audit!(
@@ -581,6 +614,15 @@ macro_rules! sql_plugin_store {
                 entry: &vivified_ports::AuditEntry,
             ) -> Result<PluginRecord, StoreError> {
                 record.settle();
+                if let Some(done) = self
+                    .grouped(
+                        $crate::sql::group::Op::Replace(record.clone(), expected_version),
+                        Some(entry),
+                    )
+                    .await
+                {
+                    return done?.record();
+                }
                 let row = $crate::sql::pending_row(entry)?;
                 if let Some(sql) = $queries.replace_audited {
                     let stored: Option<$crate::sql::PluginRow> = $crate::sql::bind_audit!(
@@ -621,6 +663,15 @@ macro_rules! sql_plugin_store {
                 expected_version: Option<u64>,
                 entry: &vivified_ports::AuditEntry,
             ) -> Result<(), StoreError> {
+                if let Some(done) = self
+                    .grouped(
+                        $crate::sql::group::Op::Delete(id.clone(), expected_version),
+                        Some(entry),
+                    )
+                    .await
+                {
+                    return done.map(drop);
+                }
                 let row = $crate::sql::pending_row(entry)?;
                 if let Some(sql) = $queries.delete_audited {
                     let query = sqlx::query_as(sql)

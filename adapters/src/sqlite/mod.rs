@@ -101,6 +101,8 @@ pub struct SqlitePluginStore {
     pool: SqlitePool,
     /// The database file (`None`: in memory).
     path: Option<std::path::PathBuf>,
+    /// Record writes committed in groups (`with_group_commit`); `None`: each alone.
+    group: Option<std::sync::Arc<crate::sql::group::GroupCommit>>,
 }
 
 impl SqlitePluginStore {
@@ -151,7 +153,11 @@ impl SqlitePluginStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-        Ok(Self { pool, path: None })
+        Ok(Self {
+            pool,
+            path: None,
+            group: None,
+        })
     }
 
     /// The connection pool (for tests and tools that inspect the file).
@@ -170,6 +176,12 @@ const QUERIES: Queries = Queries {
         "INSERT INTO plugins (plugin_id, manifest, status, health, enabled, disabled_reason, ",
         "registered_at, last_heartbeat, instances, next_deadline, version, approved_traits, token_jti) ",
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?11, '-') RETURNING ",
+        cols!()
+    ),
+    insert_skip: concat!(
+        "INSERT INTO plugins (plugin_id, manifest, status, health, enabled, disabled_reason, ",
+        "registered_at, last_heartbeat, instances, next_deadline, version, approved_traits, token_jti) ",
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?11, '-') ON CONFLICT (plugin_id) DO NOTHING RETURNING ",
         cols!()
     ),
     get: concat!("SELECT ", cols!(), " FROM plugins WHERE plugin_id = ?"),
@@ -267,6 +279,7 @@ impl crate::sql::HasDb for SqlitePluginStore {
 }
 
 sql_plugin_store!(SqlitePluginStore, QUERIES);
+crate::sql::group::sql_group_commit!(SqlitePluginStore, QUERIES);
 
 /// Inserts one pending entry with `exec` — a pool, a connection, or the transaction of
 /// the state change it records (`&mut *tx`): the transactional append. Takes no lock
@@ -314,6 +327,37 @@ mod tests {
             .unwrap();
         vivified_conformance::store::plugin_store_conformance(Arc::new(store.clone())).await;
         store.pool().close().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn group_commit_passes_its_conformance_suite() {
+        let dir =
+            std::env::temp_dir().join(format!("vivified-sqlite-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("group.db");
+        let a = SqlitePluginStore::open(&path).await.unwrap();
+        sqlx::query(
+            "CREATE TRIGGER poison BEFORE INSERT ON plugins WHEN NEW.plugin_id = 'g-poison' \
+             BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+        )
+        .execute(a.pool())
+        .await
+        .unwrap();
+        let wait = Duration::from_millis(200);
+        let a = a.with_group_commit(wait);
+        let b = SqlitePluginStore::open(&path)
+            .await
+            .unwrap()
+            .with_group_commit(wait);
+        vivified_conformance::store::group_commit_conformance(
+            Arc::new(a.clone()),
+            Arc::new(b.clone()),
+            "g-poison",
+        )
+        .await;
+        a.pool().close().await;
+        b.pool().close().await;
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

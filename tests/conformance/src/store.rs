@@ -1279,3 +1279,94 @@ async fn outbox_holds_each_transition_until_acked(store: &Arc<dyn PluginStore>) 
     store.ack_outbox(&all).await.unwrap();
     clear(&**store).await;
 }
+
+/// Checks group commit on two stores `a` and `b` sharing one database, each committing
+/// its writes in groups with a wait long enough (≥ 100 ms) that writes started together
+/// share a group. `poisoned` is an id whose insert the database refuses (a trigger the
+/// caller installed). The database MUST be empty when the suite starts.
+pub async fn group_commit_conformance(
+    a: Arc<dyn PluginStore>,
+    b: Arc<dyn PluginStore>,
+    poisoned: &str,
+) {
+    // A taken id in the middle of a group fails that write only.
+    let inserts = ["g-1", "g-2", "g-1", "g-3"].map(|id| a.insert(record(id, id)));
+    let results = join_all(inserts).await;
+    let ok: Vec<&str> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|r| r.plugin_id.as_str()))
+        .collect();
+    assert_eq!(ok.len(), 3, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .filter(|r| matches!(r, Err(StoreError::Conflict)))
+            .count()
+            == 1,
+        "the second insert of g-1 MUST fail alone: {results:?}"
+    );
+    // A changed version or a missing record fails that write only.
+    let g2 = a.get(&pid("g-2")).await.unwrap().unwrap();
+    let g3 = a.get(&pid("g-3")).await.unwrap().unwrap();
+    let mut g2_changed = g2.clone();
+    g2_changed.disabled_reason = Some("changed".into());
+    let mut g3_changed = g3.clone();
+    g3_changed.disabled_reason = Some("changed".into());
+    let (r2, r3, gone, absent) = futures_util::future::join4(
+        a.replace(g2_changed, g2.version),
+        a.replace(g3_changed, g3.version + 5),
+        a.delete(&pid("g-nobody"), None),
+        a.replace(record("g-nobody", "x"), 1),
+    )
+    .await;
+    assert_eq!(r2.unwrap().disabled_reason.as_deref(), Some("changed"));
+    assert!(matches!(r3, Err(StoreError::PreconditionFailed)), "{r3:?}");
+    assert!(matches!(gone, Err(StoreError::NotFound)), "{gone:?}");
+    assert!(matches!(absent, Err(StoreError::NotFound)), "{absent:?}");
+    // A statement that fails fails its whole group, none of it applied.
+    let g2 = a.get(&pid("g-2")).await.unwrap().unwrap();
+    let mut g2_again = g2.clone();
+    g2_again.disabled_reason = Some("again".into());
+    let (r4, poison, r2) = futures_util::future::join3(
+        a.insert(record("g-4", "g-4")),
+        a.insert(record(poisoned, "p")),
+        a.replace(g2_again, g2.version),
+    )
+    .await;
+    for r in [r4.map(drop), poison.map(drop), r2.map(drop)] {
+        assert!(
+            matches!(r, Err(StoreError::Unavailable(_))),
+            "every write of a failed group MUST fail: {r:?}"
+        );
+    }
+    assert!(a.get(&pid("g-4")).await.unwrap().is_none(), "none applied");
+    assert_eq!(
+        a.get(&pid("g-2")).await.unwrap().unwrap(),
+        g2,
+        "none applied"
+    );
+    // The next group is unaffected.
+    a.insert(record("g-4", "g-4"))
+        .await
+        .expect("a group after a failed one MUST work");
+    // Racing replicas: one id registered exactly once.
+    let racers = (0..40).map(|n| {
+        let store = if n % 2 == 0 { &a } else { &b };
+        store.insert(record("g-race", &format!("j{n}")))
+    });
+    let results = join_all(racers).await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "exactly one of racing inserts across replicas MUST win: {results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .all(|r| r.is_ok() || matches!(r, Err(StoreError::Conflict))),
+        "{results:?}"
+    );
+    for id in ["g-1", "g-2", "g-3", "g-4", "g-race"] {
+        b.delete(&pid(id), None).await.unwrap();
+    }
+}

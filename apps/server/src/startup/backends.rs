@@ -41,7 +41,8 @@ pub async fn open_backends(settings: &Settings) -> Result<Backends, StartupError
             }
             let store = SqlitePluginStore::open(path)
                 .await
-                .map_err(|e| fail("sqlite", e))?;
+                .map_err(|e| fail("sqlite", e))?
+                .with_group_commit(settings.group_commit_wait);
             Backends {
                 audit: Arc::new(SqliteAuditLog::new(&store)),
                 store: Arc::new(store),
@@ -54,7 +55,8 @@ pub async fn open_backends(settings: &Settings) -> Result<Backends, StartupError
             };
             let store = PostgresPluginStore::connect(url.expose(), &config)
                 .await
-                .map_err(|e| fail("postgres", e))?;
+                .map_err(|e| fail("postgres", e))?
+                .with_group_commit(settings.group_commit_wait);
             Backends {
                 audit: Arc::new(PostgresAuditLog::new(&store)),
                 store: Arc::new(store),

@@ -1,0 +1,305 @@
+//! Group commit: the record writes of one store (inserts, replaces, deletes, each with
+//! its audit entry) that arrive together are written in one transaction, so a burst of
+//! registrations costs one durable commit instead of one each.
+//!
+//! A write waits at most `wait` after it arrived for others to join it (under load it
+//! has waited longer already, behind the commit before, and does not wait again), and
+//! a group holds at most [`MAX_GROUP`] writes. Each write in a group still succeeds or
+//! fails alone: a taken id, a changed version or a missing record is found by the
+//! statement itself (`ON CONFLICT DO NOTHING`, a conditional `UPDATE`/`DELETE`) and
+//! fails that write only. A statement or commit that fails fails every write of the
+//! group, none of them applied. Nothing is answered before its group's commit.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use vivified_ports::{PluginId, PluginRecord, StoreError};
+
+use crate::sql::audit::PendingRow;
+
+/// The most writes one group commits.
+pub(crate) const MAX_GROUP: usize = 128;
+
+/// Writes waiting for a group, at most; a writer beyond it waits for room.
+const QUEUE: usize = 4096;
+
+/// One record write.
+pub(crate) enum Op {
+    /// Insert; `Conflict` if the id is taken.
+    Insert(PluginRecord),
+    /// Replace if the version matches.
+    Replace(PluginRecord, u64),
+    /// Delete, if the version matches when given.
+    Delete(PluginId, Option<u64>),
+}
+
+impl Op {
+    /// The record written (groups are written in id order, so that two replicas'
+    /// groups lock rows in one order).
+    pub(crate) fn id(&self) -> &PluginId {
+        match self {
+            Self::Insert(r) | Self::Replace(r, _) => &r.plugin_id,
+            Self::Delete(id, _) => id,
+        }
+    }
+}
+
+/// What a write did.
+pub(crate) enum Done {
+    /// The record as stored.
+    Record(PluginRecord),
+    /// Deleted.
+    Deleted,
+}
+
+impl Done {
+    pub(crate) fn record(self) -> Result<PluginRecord, StoreError> {
+        match self {
+            Self::Record(r) => Ok(r),
+            Self::Deleted => Err(StoreError::Unavailable(
+                "a write answered as a delete".into(),
+            )),
+        }
+    }
+}
+
+/// A write waiting for its group.
+pub(crate) struct Job {
+    /// The write.
+    pub(crate) op: Op,
+    /// Its audit entry, written in the same transaction.
+    pub(crate) audit: Option<PendingRow>,
+    arrived: Instant,
+    reply: oneshot::Sender<Result<Done, StoreError>>,
+}
+
+impl Job {
+    /// Answers the writer.
+    pub(crate) fn answer(self, result: Result<Done, StoreError>) {
+        // A writer that went away (its request cancelled) needs no answer.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The queue of a store's writes and the task committing them in groups.
+#[derive(Debug)]
+pub(crate) struct GroupCommit {
+    sender: mpsc::Sender<Job>,
+}
+
+impl GroupCommit {
+    /// Starts the committing task: `commit` writes one group and answers each job.
+    /// The task ends when the last handle to this queue is dropped.
+    pub(crate) fn start<F, Fut>(wait: Duration, commit: F) -> Self
+    where
+        F: Fn(Vec<Job>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let (sender, mut receiver) = mpsc::channel::<Job>(QUEUE);
+        tokio::spawn(async move {
+            let mut group = Vec::with_capacity(MAX_GROUP);
+            while receiver.recv_many(&mut group, MAX_GROUP).await > 0 {
+                let until = group[0].arrived + wait;
+                while group.len() < MAX_GROUP {
+                    let room = MAX_GROUP - group.len();
+                    match tokio::time::timeout_at(until, receiver.recv_many(&mut group, room)).await
+                    {
+                        Ok(n) if n > 0 => {}
+                        _ => break,
+                    }
+                }
+                commit(std::mem::take(&mut group)).await;
+            }
+        });
+        Self { sender }
+    }
+
+    /// Queues `op` (with `audit`) and waits for its group's commit.
+    pub(crate) async fn submit(
+        &self,
+        op: Op,
+        audit: Option<PendingRow>,
+    ) -> Result<Done, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            op,
+            audit,
+            arrived: Instant::now(),
+            reply,
+        };
+        let gone = || StoreError::Unavailable("the group commit task has stopped".into());
+        self.sender.send(job).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+/// Every job of a group that failed as a whole gets this error.
+pub(crate) fn group_failed(e: &StoreError) -> StoreError {
+    let cause = std::error::Error::source(e).map_or_else(|| e.to_string(), ToString::to_string);
+    StoreError::Unavailable(
+        format!("the group of writes this one was committed with failed: {cause}").into(),
+    )
+}
+
+/// Gives a SQL store type (with `pool` and `group` fields) its group commit: the
+/// `with_group_commit` switch and the function that writes one group.
+macro_rules! sql_group_commit {
+    ($store:ty, $queries:expr) => {
+        impl $store {
+            /// Commits this store's record writes (registrations, refreshes, state
+            /// changes, with their audit entries) in groups: a write waits at most
+            /// `wait` for others (zero: each alone, the default). Needs a Tokio runtime.
+            #[must_use]
+            pub fn with_group_commit(mut self, wait: std::time::Duration) -> Self {
+                self.group = (!wait.is_zero()).then(|| {
+                    let pool = self.pool.clone();
+                    std::sync::Arc::new($crate::sql::group::GroupCommit::start(
+                        wait,
+                        move |jobs| {
+                            let pool = pool.clone();
+                            async move { Self::commit_group(&pool, jobs).await }
+                        },
+                    ))
+                });
+                self
+            }
+
+            /// Writes `op` through the group commit if it is on; `None` if it is off.
+            async fn grouped(
+                &self,
+                op: $crate::sql::group::Op,
+                audit: Option<&vivified_ports::AuditEntry>,
+            ) -> Option<Result<$crate::sql::group::Done, StoreError>> {
+                let group = self.group.as_ref()?;
+                let audit = match audit.map($crate::sql::pending_row).transpose() {
+                    Ok(audit) => audit,
+                    Err(e) => return Some(Err(e)),
+                };
+                Some(group.submit(op, audit).await)
+            }
+
+            /// Writes one group in one transaction, in id order, and answers each job.
+            async fn commit_group(
+                pool: &sqlx::Pool<<$store as $crate::sql::HasDb>::Db>,
+                jobs: Vec<$crate::sql::group::Job>,
+            ) {
+                let mut order: Vec<usize> = (0..jobs.len()).collect();
+                order.sort_by(|&a, &b| jobs[a].op.id().cmp(jobs[b].op.id()));
+                let applied = async {
+                    let mut tx = pool.begin().await.map_err($crate::sql::map_err)?;
+                    let mut out: Vec<Option<Result<$crate::sql::group::Done, StoreError>>> =
+                        (0..jobs.len()).map(|_| None).collect();
+                    for &i in &order {
+                        out[i] = Some(Self::apply_job(&mut tx, &jobs[i]).await?);
+                    }
+                    tx.commit().await.map_err($crate::sql::map_err)?;
+                    Ok::<_, StoreError>(out)
+                }
+                .await;
+                match applied {
+                    Ok(out) => {
+                        for (job, result) in jobs.into_iter().zip(out) {
+                            job.answer(result.unwrap_or_else(|| {
+                                Err(StoreError::Unavailable("a write was left out".into()))
+                            }));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, writes = jobs.len(), "a group commit failed");
+                        for job in jobs {
+                            job.answer(Err($crate::sql::group::group_failed(&e)));
+                        }
+                    }
+                }
+            }
+
+            /// One job inside the group's transaction: `Err` fails the whole group (a
+            /// statement failed), `Ok(Err(_))` this job only.
+            async fn apply_job(
+                tx: &mut sqlx::Transaction<'static, <$store as $crate::sql::HasDb>::Db>,
+                job: &$crate::sql::group::Job,
+            ) -> Result<Result<$crate::sql::group::Done, StoreError>, StoreError> {
+                use $crate::sql::group::{Done, Op};
+                let record_of = |row: Option<$crate::sql::PluginRow>| {
+                    row.map(|row| PluginRecord::try_from(row).map(Done::Record))
+                };
+                match &job.op {
+                    Op::Insert(record) => {
+                        let row: Option<$crate::sql::PluginRow> =
+                            $crate::sql::bind_insert!(sqlx::query_as($queries.insert_skip), (*record))
+                                .fetch_optional(&mut **tx)
+                                .await
+                                .map_err($crate::sql::map_err)?;
+                        if row.is_some() {
+                            Self::audit_in(tx, job).await?;
+                        }
+                        Ok(record_of(row).unwrap_or(Err(StoreError::Conflict)))
+                    }
+                    Op::Replace(record, version) => {
+                        let row: Option<$crate::sql::PluginRow> = $crate::sql::bind_replace!(
+                            sqlx::query_as($queries.replace),
+                            (*record),
+                            *version
+                        )
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err($crate::sql::map_err)?;
+                        match record_of(row) {
+                            Some(done) => {
+                                Self::audit_in(tx, job).await?;
+                                Ok(done)
+                            }
+                            None => Ok(Err(Self::missed_in(tx, &record.plugin_id).await?)),
+                        }
+                    }
+                    Op::Delete(id, version) => {
+                        let done = sqlx::query($queries.delete)
+                            .bind(id.as_str())
+                            .bind(version.map($crate::sql::version_i64).transpose()?)
+                            .execute(&mut **tx)
+                            .await
+                            .map_err($crate::sql::map_err)?;
+                        if done.rows_affected() == 1 {
+                            Self::audit_in(tx, job).await?;
+                            Ok(Ok(Done::Deleted))
+                        } else {
+                            Ok(Err(Self::missed_in(tx, id).await?))
+                        }
+                    }
+                }
+            }
+
+            async fn audit_in(
+                tx: &mut sqlx::Transaction<'static, <$store as $crate::sql::HasDb>::Db>,
+                job: &$crate::sql::group::Job,
+            ) -> Result<(), StoreError> {
+                match &job.audit {
+                    Some(row) => <$store as $crate::sql::HasDb>::insert_audit(tx, row)
+                        .await
+                        .map_err($crate::sql::map_err),
+                    None => Ok(()),
+                }
+            }
+
+            /// `NotFound` if the record is gone, else `PreconditionFailed`.
+            async fn missed_in(
+                tx: &mut sqlx::Transaction<'static, <$store as $crate::sql::HasDb>::Db>,
+                id: &PluginId,
+            ) -> Result<StoreError, StoreError> {
+                let exists: Option<(i32,)> = sqlx::query_as($queries.exists)
+                    .bind(id.as_str())
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err($crate::sql::map_err)?;
+                Ok(if exists.is_some() {
+                    StoreError::PreconditionFailed
+                } else {
+                    StoreError::NotFound
+                })
+            }
+        }
+    };
+}
+pub(crate) use sql_group_commit;
