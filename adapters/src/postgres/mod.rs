@@ -184,6 +184,8 @@ impl PostgresPluginStore {
 
 const QUERIES: Queries = Queries {
     insert: concat!(insert_row!(), " RETURNING ", cols!()),
+    cols: cols!(),
+    json_cast: "::jsonb",
     insert_skip: concat!(
         insert_row!(),
         " ON CONFLICT (plugin_id) DO NOTHING RETURNING ",

@@ -180,19 +180,53 @@ macro_rules! sql_group_commit {
                 Some(group.submit(op, audit).await)
             }
 
-            /// Writes one group in one transaction, in id order, and answers each job.
+            /// Writes one group in one transaction and answers each job: the new records
+            /// in one statement and their audit entries in another, then the other
+            /// writes one by one in id order.
             async fn commit_group(
                 pool: &sqlx::Pool<<$store as $crate::sql::HasDb>::Db>,
                 jobs: Vec<$crate::sql::group::Job>,
             ) {
+                use $crate::sql::group::Op;
                 let mut order: Vec<usize> = (0..jobs.len()).collect();
                 order.sort_by(|&a, &b| jobs[a].op.id().cmp(jobs[b].op.id()));
                 let applied = async {
                     let mut tx = pool.begin().await.map_err($crate::sql::map_err)?;
                     let mut out: Vec<Option<Result<$crate::sql::group::Done, StoreError>>> =
                         (0..jobs.len()).map(|_| None).collect();
+                    // Inserts: the first of each id is tried; a later one of the same id
+                    // fails as taken, whoever wins.
+                    let mut first = std::collections::BTreeMap::new();
+                    for (i, job) in jobs.iter().enumerate() {
+                        if let Op::Insert(record) = &job.op {
+                            if first.contains_key(&record.plugin_id) {
+                                out[i] = Some(Err(StoreError::Conflict));
+                            } else {
+                                first.insert(record.plugin_id.clone(), i);
+                            }
+                        }
+                    }
+                    if !first.is_empty() {
+                        let mut inserted = Self::insert_many(&mut tx, &jobs, &first).await?;
+                        let mut audited = Vec::new();
+                        for (id, &i) in &first {
+                            out[i] = Some(match inserted.remove(id) {
+                                Some(row) => {
+                                    audited.push(i);
+                                    PluginRecord::try_from(row)
+                                        .map($crate::sql::group::Done::Record)
+                                }
+                                None => Err(StoreError::Conflict),
+                            });
+                        }
+                        // The entries in the order their writes arrived.
+                        audited.sort_unstable();
+                        Self::audit_many(&mut tx, &jobs, &audited).await?;
+                    }
                     for &i in &order {
-                        out[i] = Some(Self::apply_job(&mut tx, &jobs[i]).await?);
+                        if out[i].is_none() {
+                            out[i] = Some(Self::apply_job(&mut tx, &jobs[i]).await?);
+                        }
                     }
                     tx.commit().await.map_err($crate::sql::map_err)?;
                     Ok::<_, StoreError>(out)
@@ -269,6 +303,90 @@ macro_rules! sql_group_commit {
                         }
                     }
                 }
+            }
+
+            /// Inserts the records of `jobs` at the indices of `first` (one per id, in id
+            /// order) in one statement, skipping taken ids; returns the rows inserted.
+            async fn insert_many(
+                tx: &mut sqlx::Transaction<'static, <$store as $crate::sql::HasDb>::Db>,
+                jobs: &[$crate::sql::group::Job],
+                first: &std::collections::BTreeMap<PluginId, usize>,
+            ) -> Result<std::collections::BTreeMap<PluginId, $crate::sql::PluginRow>, StoreError> {
+                let mut query = sqlx::QueryBuilder::<<$store as $crate::sql::HasDb>::Db>::new(
+                    "INSERT INTO plugins (plugin_id, manifest, status, health, enabled, \
+                     disabled_reason, registered_at, last_heartbeat, instances, next_deadline, \
+                     version, approved_traits, token_jti) ",
+                );
+                let records = first.values().filter_map(|&i| match &jobs[i].op {
+                    $crate::sql::group::Op::Insert(record) => Some(record),
+                    _ => None,
+                });
+                query.push_values(records, |mut row, r| {
+                    row.push_bind(r.plugin_id.as_str().to_owned())
+                        .push_bind($crate::sql::manifest_text(r))
+                        .push_unseparated($queries.json_cast)
+                        .push_bind(r.status.as_str())
+                        .push_bind(r.health.as_str())
+                        .push_bind(r.enabled)
+                        .push_bind(r.disabled_reason.clone())
+                        .push_bind($crate::sql::to_micros(r.registered_at))
+                        .push_bind(r.last_heartbeat.map($crate::sql::to_micros))
+                        .push_bind($crate::sql::instances_text(r))
+                        .push_unseparated($queries.json_cast)
+                        .push_bind(r.next_deadline.map($crate::sql::to_micros))
+                        .push("1")
+                        .push_bind($crate::sql::approved_text(r))
+                        .push("'-'");
+                });
+                query.push(" ON CONFLICT (plugin_id) DO NOTHING RETURNING ");
+                query.push($queries.cols);
+                let rows: Vec<$crate::sql::PluginRow> = query
+                    .build_query_as()
+                    .persistent(false)
+                    .fetch_all(&mut **tx)
+                    .await
+                    .map_err($crate::sql::map_err)?;
+                let mut by_id = std::collections::BTreeMap::new();
+                for row in rows {
+                    let id = PluginId::parse(&row.plugin_id)
+                        .map_err(|_| StoreError::Unavailable("corrupt plugin row: id".into()))?;
+                    by_id.insert(id, row);
+                }
+                Ok(by_id)
+            }
+
+            /// Inserts the audit entries of `jobs` at `indices`, in one statement.
+            async fn audit_many(
+                tx: &mut sqlx::Transaction<'static, <$store as $crate::sql::HasDb>::Db>,
+                jobs: &[$crate::sql::group::Job],
+                indices: &[usize],
+            ) -> Result<(), StoreError> {
+                let rows: Vec<&$crate::sql::audit::PendingRow> =
+                    indices.iter().filter_map(|&i| jobs[i].audit.as_ref()).collect();
+                if rows.is_empty() {
+                    return Ok(());
+                }
+                let mut query = sqlx::QueryBuilder::<<$store as $crate::sql::HasDb>::Db>::new(
+                    "INSERT INTO audit_pending (at, actor, action, target, outcome, reason, \
+                     trace_id, details) ",
+                );
+                query.push_values(rows, |mut b, row| {
+                    b.push_bind(row.at)
+                        .push_bind(row.actor.clone())
+                        .push_bind(row.action.clone())
+                        .push_bind(row.target.clone())
+                        .push_bind(row.outcome)
+                        .push_bind(row.reason.clone())
+                        .push_bind(row.trace_id.clone())
+                        .push_bind(row.details.clone());
+                });
+                query
+                    .build()
+                    .persistent(false)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err($crate::sql::map_err)
+                    .map(drop)
             }
 
             async fn audit_in(

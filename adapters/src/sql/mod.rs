@@ -74,6 +74,10 @@ pub(crate) struct Queries {
     pub insert: &'static str,
     /// `insert`, but no row (and no error) if the id is taken.
     pub insert_skip: &'static str,
+    /// The columns a record's row is read back with.
+    pub cols: &'static str,
+    /// The cast a JSON column's bound text needs (`::jsonb`), or nothing.
+    pub json_cast: &'static str,
     /// One record by id.
     pub get: &'static str,
     /// Records with id > $1, by id, limit $2.

@@ -184,6 +184,8 @@ const QUERIES: Queries = Queries {
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?11, '-') ON CONFLICT (plugin_id) DO NOTHING RETURNING ",
         cols!()
     ),
+    cols: cols!(),
+    json_cast: "",
     get: concat!("SELECT ", cols!(), " FROM plugins WHERE plugin_id = ?"),
     list: concat!(
         "SELECT ",
