@@ -49,9 +49,6 @@ struct View {
     read_at: OffsetDateTime,
 }
 
-/// Views not used for this many `view_ttl`s are dropped at a flush.
-const VIEW_IDLE_TTLS: i32 = 60;
-
 impl BufferedHeartbeats {
     /// Buffers heartbeats in front of `inner`; a view of a plugin is trusted for
     /// `view_ttl` after it was read (by `clock`).
@@ -87,8 +84,9 @@ impl BufferedHeartbeats {
         let beats: Vec<BufferedBeat> = {
             let mut state = self.state();
             let now = self.clock.now();
-            let idle = self.view_ttl.saturating_mul(VIEW_IDLE_TTLS);
-            state.views.retain(|_, v| now - v.read_at < idle);
+            // A view past its ttl is read again before it is used: drop it.
+            let ttl = self.view_ttl;
+            state.views.retain(|_, v| now - v.read_at < ttl);
             state.pending.drain().flat_map(|(_, b)| b).collect()
         };
         if beats.is_empty() {
@@ -126,17 +124,20 @@ impl BufferedHeartbeats {
     }
 
     /// Remembers `record` as just read or written (with the beats still buffered
-    /// applied) and returns that view of it.
-    fn remember(&self, mut record: PluginRecord) -> PluginRecord {
+    /// applied) and returns that view of it. Only the heartbeat path starts a view;
+    /// other reads and writes refresh one that exists.
+    fn remember(&self, mut record: PluginRecord, start: bool) -> PluginRecord {
         let mut state = self.state();
         overlay(&state.pending, &mut record);
-        state.views.insert(
-            record.plugin_id.clone(),
-            View {
-                record: record.clone(),
-                read_at: self.clock.now(),
-            },
-        );
+        if start || state.views.contains_key(&record.plugin_id) {
+            state.views.insert(
+                record.plugin_id.clone(),
+                View {
+                    record: record.clone(),
+                    read_at: self.clock.now(),
+                },
+            );
+        }
         record
     }
 
@@ -151,7 +152,7 @@ impl BufferedHeartbeats {
         result: Result<PluginRecord, StoreError>,
     ) -> Result<PluginRecord, StoreError> {
         match result {
-            Ok(record) => Ok(self.remember(record)),
+            Ok(record) => Ok(self.remember(record, false)),
             Err(e) => {
                 self.forget(id);
                 Err(e)
@@ -199,7 +200,7 @@ impl PluginStore for BufferedHeartbeats {
 
     async fn get(&self, id: &PluginId) -> Result<Option<PluginRecord>, StoreError> {
         match self.inner.get(id).await? {
-            Some(record) => Ok(Some(self.remember(record))),
+            Some(record) => Ok(Some(self.remember(record, false))),
             None => {
                 self.forget(id);
                 Ok(None)
@@ -263,7 +264,7 @@ impl PluginStore for BufferedHeartbeats {
                 self.forget(id);
                 return Err(StoreError::NotFound);
             };
-            self.remember(record);
+            self.remember(record, true);
             if let Some(answer) = Self::try_buffer(&mut self.state(), &beat, health) {
                 return Ok(answer);
             }
@@ -282,7 +283,7 @@ impl PluginStore for BufferedHeartbeats {
                     }
                 }
                 Ok(HeartbeatOutcome {
-                    record: self.remember(outcome.record),
+                    record: self.remember(outcome.record, true),
                     recovered: outcome.recovered,
                 })
             }
@@ -323,7 +324,7 @@ impl PluginStore for BufferedHeartbeats {
             if step.event == Some("plugin.deregistered") {
                 self.after_delete(&step.record.plugin_id, Ok(())).ok();
             } else {
-                self.remember(step.record.clone());
+                self.remember(step.record.clone(), false);
             }
         }
         Ok(swept)

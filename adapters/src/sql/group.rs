@@ -2,9 +2,10 @@
 //! its audit entry) that arrive together are written in one transaction, so a burst of
 //! registrations costs one durable commit instead of one each.
 //!
-//! A write waits at most `wait` after it arrived for others to join it (under load it
-//! has waited longer already, behind the commit before, and does not wait again), and
-//! a group holds at most [`MAX_GROUP`] writes. Each write in a group still succeeds or
+//! A write waits at most `wait` after it arrived for others to join it, and only while
+//! its group is smaller than the one before (so a lone write at low load is committed
+//! at once, and under a steady load a group goes as soon as as many writers as last
+//! time have come); a group holds at most [`MAX_GROUP`] writes. Each write in a group still succeeds or
 //! fails alone: a taken id, a changed version or a missing record is found by the
 //! statement itself (`ON CONFLICT DO NOTHING`, a conditional `UPDATE`/`DELETE`) and
 //! fails that write only. A statement or commit that fails fails every write of the
@@ -100,9 +101,13 @@ impl GroupCommit {
         let (sender, mut receiver) = mpsc::channel::<Job>(QUEUE);
         tokio::spawn(async move {
             let mut group = Vec::with_capacity(MAX_GROUP);
+            // Wait for more only while fewer writers came than to the group before:
+            // when as many as last time are here (all the writers there are, under a
+            // steady load) or the wait is up, commit.
+            let mut last = 1;
             while receiver.recv_many(&mut group, MAX_GROUP).await > 0 {
                 let until = group[0].arrived + wait;
-                while group.len() < MAX_GROUP {
+                while group.len() < last {
                     let room = MAX_GROUP - group.len();
                     match tokio::time::timeout_at(until, receiver.recv_many(&mut group, room)).await
                     {
@@ -110,6 +115,7 @@ impl GroupCommit {
                         _ => break,
                     }
                 }
+                last = group.len();
                 commit(std::mem::take(&mut group)).await;
             }
         });
@@ -164,6 +170,41 @@ macro_rules! sql_group_commit {
                     ))
                 });
                 self
+            }
+
+            /// Inserts through the group commit if it is on; `None` if it is off.
+            async fn group_insert(
+                &self,
+                record: &PluginRecord,
+                audit: Option<&vivified_ports::AuditEntry>,
+            ) -> Option<Result<PluginRecord, StoreError>> {
+                let done = self
+                    .grouped($crate::sql::group::Op::Insert(record.clone()), audit)
+                    .await?;
+                Some(done.and_then($crate::sql::group::Done::record))
+            }
+
+            /// Replaces through the group commit if it is on; `None` if it is off.
+            async fn group_replace(
+                &self,
+                record: &PluginRecord,
+                expected_version: u64,
+                audit: Option<&vivified_ports::AuditEntry>,
+            ) -> Option<Result<PluginRecord, StoreError>> {
+                let op = $crate::sql::group::Op::Replace(record.clone(), expected_version);
+                let done = self.grouped(op, audit).await?;
+                Some(done.and_then($crate::sql::group::Done::record))
+            }
+
+            /// Deletes through the group commit if it is on; `None` if it is off.
+            async fn group_delete(
+                &self,
+                id: &PluginId,
+                expected_version: Option<u64>,
+                audit: Option<&vivified_ports::AuditEntry>,
+            ) -> Option<Result<(), StoreError>> {
+                let op = $crate::sql::group::Op::Delete(id.clone(), expected_version);
+                Some(self.grouped(op, audit).await?.map(drop))
             }
 
             /// Writes `op` through the group commit if it is on; `None` if it is off.

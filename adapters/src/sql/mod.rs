@@ -291,11 +291,8 @@ macro_rules! sql_plugin_store {
         impl PluginStore for $store {
             async fn insert(&self, mut record: PluginRecord) -> Result<PluginRecord, StoreError> {
                 record.settle();
-                if let Some(done) = self
-                    .grouped($crate::sql::group::Op::Insert(record.clone()), None)
-                    .await
-                {
-                    return done?.record();
+                if let Some(done) = self.group_insert(&record, None).await {
+                    return done;
                 }
                 let row: $crate::sql::PluginRow =
                     $crate::sql::bind_insert!(sqlx::query_as($queries.insert), record)
@@ -334,14 +331,8 @@ macro_rules! sql_plugin_store {
                 expected_version: u64,
             ) -> Result<PluginRecord, StoreError> {
                 record.settle();
-                if let Some(done) = self
-                    .grouped(
-                        $crate::sql::group::Op::Replace(record.clone(), expected_version),
-                        None,
-                    )
-                    .await
-                {
-                    return done?.record();
+                if let Some(done) = self.group_replace(&record, expected_version, None).await {
+                    return done;
                 }
                 let row: Option<$crate::sql::PluginRow> = $crate::sql::bind_replace!(
                     sqlx::query_as($queries.replace),
@@ -553,14 +544,8 @@ macro_rules! sql_plugin_store {
                 id: &PluginId,
                 expected_version: Option<u64>,
             ) -> Result<(), StoreError> {
-                if let Some(done) = self
-                    .grouped(
-                        $crate::sql::group::Op::Delete(id.clone(), expected_version),
-                        None,
-                    )
-                    .await
-                {
-                    return done.map(drop);
+                if let Some(done) = self.group_delete(id, expected_version, None).await {
+                    return done;
                 }
                 let done = sqlx::query($queries.delete)
                     .bind(id.as_str())
@@ -581,11 +566,8 @@ macro_rules! sql_plugin_store {
                 entry: &vivified_ports::AuditEntry,
             ) -> Result<PluginRecord, StoreError> {
                 record.settle();
-                if let Some(done) = self
-                    .grouped($crate::sql::group::Op::Insert(record.clone()), Some(entry))
-                    .await
-                {
-                    return done?.record();
+                if let Some(done) = self.group_insert(&record, Some(entry)).await {
+                    return done;
                 }
                 let row = $crate::sql::pending_row(entry)?;
                 if let Some(sql) = $queries.insert_audited {
@@ -619,13 +601,10 @@ macro_rules! sql_plugin_store {
             ) -> Result<PluginRecord, StoreError> {
                 record.settle();
                 if let Some(done) = self
-                    .grouped(
-                        $crate::sql::group::Op::Replace(record.clone(), expected_version),
-                        Some(entry),
-                    )
+                    .group_replace(&record, expected_version, Some(entry))
                     .await
                 {
-                    return done?.record();
+                    return done;
                 }
                 let row = $crate::sql::pending_row(entry)?;
                 if let Some(sql) = $queries.replace_audited {
@@ -667,14 +646,8 @@ macro_rules! sql_plugin_store {
                 expected_version: Option<u64>,
                 entry: &vivified_ports::AuditEntry,
             ) -> Result<(), StoreError> {
-                if let Some(done) = self
-                    .grouped(
-                        $crate::sql::group::Op::Delete(id.clone(), expected_version),
-                        Some(entry),
-                    )
-                    .await
-                {
-                    return done.map(drop);
+                if let Some(done) = self.group_delete(id, expected_version, Some(entry)).await {
+                    return done;
                 }
                 let row = $crate::sql::pending_row(entry)?;
                 if let Some(sql) = $queries.delete_audited {

@@ -24,8 +24,10 @@ const TAKE_PENDING: &str = "DELETE FROM audit_pending WHERE id IN \
      (SELECT id FROM audit_pending ORDER BY id LIMIT ?) \
      RETURNING id, at, actor, action, target, outcome, reason, trace_id, details";
 const INSERT_SEALED: &str = "INSERT INTO audit_entries \
-     (seq, at, actor, action, target, outcome, reason, trace_id, details, hash) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     (seq, at, actor, action, target, outcome, reason, trace_id, details, hash) ";
+/// Sealed entries written by one statement (10 parameters each, well under SQLite's
+/// limit of 32,766).
+const SEALED_PER_STATEMENT: usize = 500;
 const WRITE_CHECKPOINT: &str = "INSERT INTO audit_checkpoint (id, seq, hash, mac) VALUES (1, ?, ?, ?) \
      ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac";
 
@@ -126,18 +128,33 @@ impl SqliteAuditLog {
         let plan = SealPlan::new(keys, head, row_mark.iter().chain(file_mark.iter()))?;
         let sealed = chain_taken(&plan, head, taken)?;
         let details = sealed_details(&sealed)?;
-        for (e, details) in sealed.iter().zip(details) {
-            sqlx::query(INSERT_SEALED)
-                .bind(seq_i64(e.seq)?)
-                .bind(to_micros(e.entry.at))
-                .bind(&e.entry.actor)
-                .bind(&e.entry.action)
-                .bind(&e.entry.target)
-                .bind(outcome_str(e.entry.outcome))
-                .bind(&e.entry.reason)
-                .bind(&e.entry.trace_id)
-                .bind(details)
-                .bind(e.hash.as_bytes().to_vec())
+        // Many rows a statement: the write lock is held for less time.
+        let rows: Vec<(&SealedEntry, String)> = sealed.iter().zip(details).collect();
+        for chunk in rows.chunks(SEALED_PER_STATEMENT) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(INSERT_SEALED);
+            let mut bad_seq = None;
+            insert.push_values(chunk, |mut row, (e, details)| {
+                let seq = seq_i64(e.seq).unwrap_or_else(|err| {
+                    bad_seq = Some(err);
+                    0
+                });
+                row.push_bind(seq)
+                    .push_bind(to_micros(e.entry.at))
+                    .push_bind(e.entry.actor.clone())
+                    .push_bind(e.entry.action.clone())
+                    .push_bind(e.entry.target.clone())
+                    .push_bind(outcome_str(e.entry.outcome))
+                    .push_bind(e.entry.reason.clone())
+                    .push_bind(e.entry.trace_id.clone())
+                    .push_bind(details.clone())
+                    .push_bind(e.hash.as_bytes().to_vec());
+            });
+            if let Some(err) = bad_seq {
+                return Err(err);
+            }
+            insert
+                .build()
+                .persistent(false)
                 .execute(&mut **tx)
                 .await
                 .map_err(unavailable)?;

@@ -1281,8 +1281,8 @@ async fn outbox_holds_each_transition_until_acked(store: &Arc<dyn PluginStore>) 
 }
 
 /// Checks group commit on two stores `a` and `b` sharing one database, each committing
-/// its writes in groups with a wait long enough (≥ 100 ms) that writes started together
-/// share a group. `poisoned` is an id whose insert the database refuses (a trigger the
+/// its writes in groups; run on a single-threaded runtime, so that writes started
+/// together are all queued before the committing task runs and share a group. `poisoned` is an id whose insert the database refuses (a trigger the
 /// caller installed). The database MUST be empty when the suite starts.
 pub async fn group_commit_conformance(
     a: Arc<dyn PluginStore>,
