@@ -116,7 +116,15 @@ impl GroupCommit {
                     }
                 }
                 last = group.len();
+                let waited = group[0].arrived.elapsed();
+                let started = Instant::now();
                 commit(std::mem::take(&mut group)).await;
+                tracing::debug!(
+                    writes = last,
+                    waited_us = u64::try_from(waited.as_micros()).unwrap_or(0),
+                    commit_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(0),
+                    "group committed"
+                );
             }
         });
         Self { sender }
@@ -353,16 +361,22 @@ macro_rules! sql_group_commit {
                 jobs: &[$crate::sql::group::Job],
                 first: &std::collections::BTreeMap<PluginId, usize>,
             ) -> Result<std::collections::BTreeMap<PluginId, $crate::sql::PluginRow>, StoreError> {
+                let records: Vec<&PluginRecord> = first
+                    .values()
+                    .filter_map(|&i| match &jobs[i].op {
+                        $crate::sql::group::Op::Insert(record) => Some(record),
+                        _ => None,
+                    })
+                    .collect();
+                let mut by_id = std::collections::BTreeMap::new();
+                let size = |r: &&PluginRecord| r.manifest.to_json().len() + 512;
+                for chunk in $crate::sql::statement_chunks(&records, size) {
                 let mut query = sqlx::QueryBuilder::<<$store as $crate::sql::HasDb>::Db>::new(
                     "INSERT INTO plugins (plugin_id, manifest, status, health, enabled, \
                      disabled_reason, registered_at, last_heartbeat, instances, next_deadline, \
                      version, approved_traits, token_jti) ",
                 );
-                let records = first.values().filter_map(|&i| match &jobs[i].op {
-                    $crate::sql::group::Op::Insert(record) => Some(record),
-                    _ => None,
-                });
-                query.push_values(records, |mut row, r| {
+                query.push_values(chunk, |mut row, r| {
                     row.push_bind(r.plugin_id.as_str().to_owned())
                         .push_bind($crate::sql::manifest_text(r))
                         .push_unseparated($queries.json_cast)
@@ -387,11 +401,11 @@ macro_rules! sql_group_commit {
                     .fetch_all(&mut **tx)
                     .await
                     .map_err($crate::sql::map_err)?;
-                let mut by_id = std::collections::BTreeMap::new();
                 for row in rows {
                     let id = PluginId::parse(&row.plugin_id)
                         .map_err(|_| StoreError::Unavailable("corrupt plugin row: id".into()))?;
                     by_id.insert(id, row);
+                }
                 }
                 Ok(by_id)
             }
@@ -404,14 +418,13 @@ macro_rules! sql_group_commit {
             ) -> Result<(), StoreError> {
                 let rows: Vec<&$crate::sql::audit::PendingRow> =
                     indices.iter().filter_map(|&i| jobs[i].audit.as_ref()).collect();
-                if rows.is_empty() {
-                    return Ok(());
-                }
+                let size = |row: &&$crate::sql::audit::PendingRow| row.details.len() + 512;
+                for chunk in $crate::sql::statement_chunks(&rows, size) {
                 let mut query = sqlx::QueryBuilder::<<$store as $crate::sql::HasDb>::Db>::new(
                     "INSERT INTO audit_pending (at, actor, action, target, outcome, reason, \
                      trace_id, details) ",
                 );
-                query.push_values(rows, |mut b, row| {
+                query.push_values(chunk, |mut b, row| {
                     b.push_bind(row.at)
                         .push_bind(row.actor.clone())
                         .push_bind(row.action.clone())
@@ -426,8 +439,9 @@ macro_rules! sql_group_commit {
                     .persistent(false)
                     .execute(&mut **tx)
                     .await
-                    .map_err($crate::sql::map_err)
-                    .map(drop)
+                    .map_err($crate::sql::map_err)?;
+                }
+                Ok(())
             }
 
             async fn audit_in(
