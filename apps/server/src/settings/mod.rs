@@ -650,6 +650,52 @@ mod tests {
     }
 
     #[test]
+    fn heartbeat_flush_and_group_commit_have_safe_defaults_and_limits() {
+        let s = load(&[]).unwrap();
+        assert_eq!(
+            s.heartbeat_flush,
+            Duration::from_secs(1),
+            "1 s under a 30 s TTL"
+        );
+        assert_eq!(s.group_commit_wait, Duration::from_millis(2));
+        let s = load(&[("VIVIFIED_HEARTBEAT_INTERVAL", "200ms")]).unwrap();
+        assert_eq!(
+            s.heartbeat_flush,
+            Duration::from_millis(150),
+            "a quarter of 600 ms"
+        );
+        let s = load(&[
+            ("VIVIFIED_HEARTBEAT_FLUSH", "0"),
+            ("VIVIFIED_GROUP_COMMIT_WAIT", "0"),
+        ])
+        .unwrap();
+        assert!(s.heartbeat_flush.is_zero() && s.group_commit_wait.is_zero());
+        let s = load(&[("VIVIFIED_HEARTBEAT_FLUSH", "7s")]).unwrap();
+        assert_eq!(s.heartbeat_flush, Duration::from_secs(7));
+        for (pairs, name) in [
+            (
+                &[("VIVIFIED_HEARTBEAT_FLUSH", "7500ms")][..],
+                "VIVIFIED_HEARTBEAT_FLUSH",
+            ),
+            (
+                &[("VIVIFIED_HEARTBEAT_FLUSH", "soon")][..],
+                "VIVIFIED_HEARTBEAT_FLUSH",
+            ),
+            (
+                &[("VIVIFIED_GROUP_COMMIT_WAIT", "1s")][..],
+                "VIVIFIED_GROUP_COMMIT_WAIT",
+            ),
+        ] {
+            match load(pairs) {
+                Err(SettingsError::Invalid { name: n, reason }) => {
+                    assert_eq!(n, name, "{pairs:?}: {reason}");
+                }
+                other => panic!("{pairs:?}: expected a refusal, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn liveness_settings_are_checked() {
         let bad = |pairs: &[(&str, &str)], name: &str| match load(pairs) {
             Err(SettingsError::Invalid { name: n, .. }) => assert_eq!(n, name, "{pairs:?}"),
