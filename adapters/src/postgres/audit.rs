@@ -109,45 +109,51 @@ impl PostgresAuditLog {
             return Ok(seal_report(&[], head));
         }
         let sealed = chain_taken(&plan, head, taken)?;
-        let n = sealed.len();
-        let (mut seq, mut at) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut actor, mut action, mut target) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let (mut outcome, mut reason, mut trace) = (
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-            Vec::with_capacity(n),
-        );
-        let mut hash = Vec::with_capacity(n);
         let details = sealed_details(&sealed)?;
-        for e in &sealed {
-            seq.push(seq_i64(e.seq)?);
-            at.push(to_micros(e.entry.at));
-            actor.push(e.entry.actor.clone());
-            action.push(e.entry.action.clone());
-            target.push(e.entry.target.clone());
-            outcome.push(outcome_str(e.entry.outcome).to_owned());
-            reason.push(e.entry.reason.clone());
-            trace.push(e.entry.trace_id.clone());
-            hash.push(e.hash.as_bytes().to_vec());
+        let rows: Vec<(&SealedEntry, String)> = sealed.iter().zip(details).collect();
+        // Statements of at most about 8 KB (see `sql::statement_chunks`).
+        let size = |(e, d): &(&SealedEntry, String)| d.len() + e.entry.target.len() + 256;
+        for chunk in crate::sql::statement_chunks(&rows, size) {
+            let n = chunk.len();
+            let (mut seq, mut at) = (Vec::with_capacity(n), Vec::with_capacity(n));
+            let (mut actor, mut action, mut target) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            let (mut outcome, mut reason, mut trace) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            let (mut details, mut hash) = (Vec::with_capacity(n), Vec::with_capacity(n));
+            for (e, d) in chunk {
+                seq.push(seq_i64(e.seq)?);
+                at.push(to_micros(e.entry.at));
+                actor.push(e.entry.actor.clone());
+                action.push(e.entry.action.clone());
+                target.push(e.entry.target.clone());
+                outcome.push(outcome_str(e.entry.outcome).to_owned());
+                reason.push(e.entry.reason.clone());
+                trace.push(e.entry.trace_id.clone());
+                details.push(d.clone());
+                hash.push(e.hash.as_bytes().to_vec());
+            }
+            sqlx::query(INSERT_SEALED)
+                .bind(seq)
+                .bind(at)
+                .bind(actor)
+                .bind(action)
+                .bind(target)
+                .bind(outcome)
+                .bind(reason)
+                .bind(trace)
+                .bind(details)
+                .bind(hash)
+                .execute(&mut **tx)
+                .await
+                .map_err(unavailable)?;
         }
-        sqlx::query(INSERT_SEALED)
-            .bind(seq)
-            .bind(at)
-            .bind(actor)
-            .bind(action)
-            .bind(target)
-            .bind(outcome)
-            .bind(reason)
-            .bind(trace)
-            .bind(details)
-            .bind(hash)
-            .execute(&mut **tx)
-            .await
-            .map_err(unavailable)?;
         let report = seal_report(&sealed, head);
         if let Some(head) = report.head {
             let (seq, hash, mac) = checkpoint_row(plan.checkpoint(head))?;
