@@ -230,7 +230,7 @@ macro_rules! sql_group_commit {
             }
 
             /// Writes one group in one transaction and answers each job: the new records
-            /// in one statement and their audit entries in another, then the other
+            /// in multi-row statements and their audit entries likewise, then the other
             /// writes one by one in id order.
             async fn commit_group(
                 pool: &sqlx::Pool<<$store as $crate::sql::HasDb>::Db>,
@@ -355,7 +355,8 @@ macro_rules! sql_group_commit {
             }
 
             /// Inserts the records of `jobs` at the indices of `first` (one per id, in id
-            /// order) in one statement, skipping taken ids; returns the rows inserted.
+            /// order) in as few statements as stay under about 8 KB each, skipping taken
+            /// ids; returns the rows inserted.
             async fn insert_many(
                 tx: &mut sqlx::Transaction<'static, <$store as $crate::sql::HasDb>::Db>,
                 jobs: &[$crate::sql::group::Job],
@@ -371,46 +372,47 @@ macro_rules! sql_group_commit {
                 let mut by_id = std::collections::BTreeMap::new();
                 let size = |r: &&PluginRecord| r.manifest.to_json().len() + 512;
                 for chunk in $crate::sql::statement_chunks(&records, size) {
-                let mut query = sqlx::QueryBuilder::<<$store as $crate::sql::HasDb>::Db>::new(
-                    "INSERT INTO plugins (plugin_id, manifest, status, health, enabled, \
-                     disabled_reason, registered_at, last_heartbeat, instances, next_deadline, \
-                     version, approved_traits, token_jti) ",
-                );
-                query.push_values(chunk, |mut row, r| {
-                    row.push_bind(r.plugin_id.as_str().to_owned())
-                        .push_bind($crate::sql::manifest_text(r))
-                        .push_unseparated($queries.json_cast)
-                        .push_bind(r.status.as_str())
-                        .push_bind(r.health.as_str())
-                        .push_bind(r.enabled)
-                        .push_bind(r.disabled_reason.clone())
-                        .push_bind($crate::sql::to_micros(r.registered_at))
-                        .push_bind(r.last_heartbeat.map($crate::sql::to_micros))
-                        .push_bind($crate::sql::instances_text(r))
-                        .push_unseparated($queries.json_cast)
-                        .push_bind(r.next_deadline.map($crate::sql::to_micros))
-                        .push("1")
-                        .push_bind($crate::sql::approved_text(r))
-                        .push("'-'");
-                });
-                query.push(" ON CONFLICT (plugin_id) DO NOTHING RETURNING ");
-                query.push($queries.cols);
-                let rows: Vec<$crate::sql::PluginRow> = query
-                    .build_query_as()
-                    .persistent(false)
-                    .fetch_all(&mut **tx)
-                    .await
-                    .map_err($crate::sql::map_err)?;
-                for row in rows {
-                    let id = PluginId::parse(&row.plugin_id)
-                        .map_err(|_| StoreError::Unavailable("corrupt plugin row: id".into()))?;
-                    by_id.insert(id, row);
-                }
+                    let mut query = sqlx::QueryBuilder::<<$store as $crate::sql::HasDb>::Db>::new(
+                        "INSERT INTO plugins (plugin_id, manifest, status, health, enabled, \
+                         disabled_reason, registered_at, last_heartbeat, instances, next_deadline, \
+                         version, approved_traits, token_jti) ",
+                    );
+                    query.push_values(chunk, |mut row, r| {
+                        row.push_bind(r.plugin_id.as_str().to_owned())
+                            .push_bind($crate::sql::manifest_text(r))
+                            .push_unseparated($queries.json_cast)
+                            .push_bind(r.status.as_str())
+                            .push_bind(r.health.as_str())
+                            .push_bind(r.enabled)
+                            .push_bind(r.disabled_reason.clone())
+                            .push_bind($crate::sql::to_micros(r.registered_at))
+                            .push_bind(r.last_heartbeat.map($crate::sql::to_micros))
+                            .push_bind($crate::sql::instances_text(r))
+                            .push_unseparated($queries.json_cast)
+                            .push_bind(r.next_deadline.map($crate::sql::to_micros))
+                            .push("1")
+                            .push_bind($crate::sql::approved_text(r))
+                            .push("'-'");
+                    });
+                    query.push(" ON CONFLICT (plugin_id) DO NOTHING RETURNING ");
+                    query.push($queries.cols);
+                    let rows: Vec<$crate::sql::PluginRow> = query
+                        .build_query_as()
+                        .persistent(false)
+                        .fetch_all(&mut **tx)
+                        .await
+                        .map_err($crate::sql::map_err)?;
+                    for row in rows {
+                        let id = PluginId::parse(&row.plugin_id)
+                            .map_err(|_| StoreError::Unavailable("corrupt plugin row: id".into()))?;
+                        by_id.insert(id, row);
+                    }
                 }
                 Ok(by_id)
             }
 
-            /// Inserts the audit entries of `jobs` at `indices`, in one statement.
+            /// Inserts the audit entries of `jobs` at `indices`, in as few statements as
+            /// stay under about 8 KB each.
             async fn audit_many(
                 tx: &mut sqlx::Transaction<'static, <$store as $crate::sql::HasDb>::Db>,
                 jobs: &[$crate::sql::group::Job],
@@ -420,26 +422,26 @@ macro_rules! sql_group_commit {
                     indices.iter().filter_map(|&i| jobs[i].audit.as_ref()).collect();
                 let size = |row: &&$crate::sql::audit::PendingRow| row.details.len() + 512;
                 for chunk in $crate::sql::statement_chunks(&rows, size) {
-                let mut query = sqlx::QueryBuilder::<<$store as $crate::sql::HasDb>::Db>::new(
-                    "INSERT INTO audit_pending (at, actor, action, target, outcome, reason, \
-                     trace_id, details) ",
-                );
-                query.push_values(chunk, |mut b, row| {
-                    b.push_bind(row.at)
-                        .push_bind(row.actor.clone())
-                        .push_bind(row.action.clone())
-                        .push_bind(row.target.clone())
-                        .push_bind(row.outcome)
-                        .push_bind(row.reason.clone())
-                        .push_bind(row.trace_id.clone())
-                        .push_bind(row.details.clone());
-                });
-                query
-                    .build()
-                    .persistent(false)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err($crate::sql::map_err)?;
+                    let mut query = sqlx::QueryBuilder::<<$store as $crate::sql::HasDb>::Db>::new(
+                        "INSERT INTO audit_pending (at, actor, action, target, outcome, reason, \
+                         trace_id, details) ",
+                    );
+                    query.push_values(chunk, |mut b, row| {
+                        b.push_bind(row.at)
+                            .push_bind(row.actor.clone())
+                            .push_bind(row.action.clone())
+                            .push_bind(row.target.clone())
+                            .push_bind(row.outcome)
+                            .push_bind(row.reason.clone())
+                            .push_bind(row.trace_id.clone())
+                            .push_bind(row.details.clone());
+                    });
+                    query
+                        .build()
+                        .persistent(false)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err($crate::sql::map_err)?;
                 }
                 Ok(())
             }
