@@ -222,7 +222,7 @@ fn audit(c: &mut Criterion) {
         .block_on(SqlitePluginStore::open(&dir.join("audit.db")))
         .expect("sqlite");
     bench_backend(c, &rt, &Backend::Sqlite(sqlite.clone()));
-    rt.block_on(sqlite.pool().close());
+    rt.block_on(sqlite.close());
     let _ = std::fs::remove_dir_all(&dir);
 
     if std::env::var_os(vivified_test_support::services::POSTGRES_URL_VAR).is_some() {

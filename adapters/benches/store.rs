@@ -73,7 +73,7 @@ fn stores(c: &mut Criterion) {
         .block_on(SqlitePluginStore::open(&dir.join("bench.db")))
         .expect("sqlite");
     bench_store(c, &rt, "sqlite", Arc::new(sqlite.clone()));
-    rt.block_on(sqlite.pool().close());
+    rt.block_on(sqlite.close());
     let _ = std::fs::remove_dir_all(&dir);
 
     if std::env::var_os(vivified_test_support::services::POSTGRES_URL_VAR).is_some() {

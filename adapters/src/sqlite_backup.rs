@@ -396,10 +396,10 @@ mod tests {
             .map(|r| r.plugin_id.as_str().to_owned())
             .collect();
         assert_eq!(ids, ["alpha", "beta"]);
-        copy.pool().close().await;
+        copy.close().await;
 
         // A closed store (its -wal and -shm gone with the last connection) too.
-        store.pool().close().await;
+        store.close().await;
         let again = backups.join("closed.db");
         let summary = backup_sqlite(&db, &again).await.unwrap();
         assert_eq!(summary.plugins, 3);
@@ -465,7 +465,7 @@ mod tests {
             "{e}"
         );
 
-        store.pool().close().await;
+        store.close().await;
         assert!(!dir.0.join("a.db").exists() && !dir.0.join("b.db").exists());
         assert!(!dir.0.join("c.db").exists());
         let leftovers: Vec<_> = std::fs::read_dir(&dir.0)

@@ -170,7 +170,7 @@ fn sweeps(c: &mut Criterion) {
                 BatchSize::PerIteration,
             );
         });
-        rt.block_on(sqlite.pool().close());
+        rt.block_on(sqlite.close());
         let _ = std::fs::remove_dir_all(&dir);
     }
     g.finish();

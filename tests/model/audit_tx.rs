@@ -351,7 +351,7 @@ async fn the_same_holds_on_postgres_in_one_statement() {
                 b.is_some_and(|b| b.enabled),
                 "nothing changed without its entry"
             );
-            store.pool().close().await;
+            store.close().await;
         }
     })
     .await;

@@ -36,6 +36,8 @@ const WRITE_CHECKPOINT: &str = "INSERT INTO audit_checkpoint (id, seq, hash, mac
 #[derive(Clone, Debug)]
 pub struct PostgresAuditLog {
     pool: PgPool,
+    /// Where appends go (the store's writer: the same pool).
+    writer: PgPool,
 }
 
 impl PostgresAuditLog {
@@ -43,6 +45,7 @@ impl PostgresAuditLog {
     pub fn new(store: &PostgresPluginStore) -> Self {
         Self {
             pool: store.pool().clone(),
+            writer: store.pool().clone(),
         }
     }
 
@@ -113,7 +116,7 @@ impl PostgresAuditLog {
         let rows: Vec<(&SealedEntry, String)> = sealed.iter().zip(details).collect();
         // Statements of at most about 8 KB (see `sql::statement_chunks`).
         let size = |(e, d): &(&SealedEntry, String)| d.len() + e.entry.target.len() + 256;
-        for chunk in crate::sql::statement_chunks(&rows, size) {
+        for chunk in crate::sql::statement_chunks(&rows, crate::sql::TCP_STATEMENT_BYTES, size) {
             let n = chunk.len();
             let (mut seq, mut at) = (Vec::with_capacity(n), Vec::with_capacity(n));
             let (mut actor, mut action, mut target) = (

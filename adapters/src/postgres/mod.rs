@@ -138,6 +138,8 @@ impl Default for PostgresConfig {
 #[derive(Clone, Debug)]
 pub struct PostgresPluginStore {
     pool: PgPool,
+    /// Where writes go: the same pool (Postgres takes concurrent writers).
+    writer: PgPool,
     /// Record writes committed in groups (`with_group_commit`); `None`: each alone.
     group: Option<std::sync::Arc<crate::sql::group::GroupCommit>>,
 }
@@ -173,12 +175,21 @@ impl PostgresPluginStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-        Ok(Self { pool, group: None })
+        Ok(Self {
+            writer: pool.clone(),
+            pool,
+            group: None,
+        })
     }
 
     /// The connection pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Closes the pool, waiting for connections in use to come back.
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 }
 
@@ -293,6 +304,7 @@ const QUERIES: Queries = Queries {
         "(at, actor, action, target, outcome, reason, trace_id, details) ",
         "SELECT $3, $4, $5, $6, $7, $8, $9, $10 FROM rec) SELECT count(*) FROM rec"
     )),
+    statement_bytes: crate::sql::TCP_STATEMENT_BYTES,
 };
 
 impl crate::sql::HasDb for PostgresPluginStore {

@@ -197,7 +197,7 @@ macro_rules! sql_audit_reads {
         impl AuditLog for $log {
             async fn append(&self, entry: AuditEntry) -> Result<(), AuditError> {
                 let row = PendingRow::new(&entry)?;
-                $insert(&self.pool, &row).await.map_err(unavailable)
+                $insert(&self.writer, &row).await.map_err(unavailable)
             }
 
             async fn seal(

@@ -168,7 +168,7 @@ macro_rules! sql_group_commit {
             #[must_use]
             pub fn with_group_commit(mut self, wait: std::time::Duration) -> Self {
                 self.group = (!wait.is_zero()).then(|| {
-                    let pool = self.pool.clone();
+                    let pool = self.writer.clone();
                     std::sync::Arc::new($crate::sql::group::GroupCommit::start(
                         wait,
                         move |jobs| {
@@ -371,7 +371,9 @@ macro_rules! sql_group_commit {
                     .collect();
                 let mut by_id = std::collections::BTreeMap::new();
                 let size = |r: &&PluginRecord| r.manifest.to_json().len() + 512;
-                for chunk in $crate::sql::statement_chunks(&records, size) {
+                for chunk in
+                    $crate::sql::statement_chunks(&records, $queries.statement_bytes, size)
+                {
                     let mut query = sqlx::QueryBuilder::<<$store as $crate::sql::HasDb>::Db>::new(
                         "INSERT INTO plugins (plugin_id, manifest, status, health, enabled, \
                          disabled_reason, registered_at, last_heartbeat, instances, next_deadline, \
@@ -421,7 +423,8 @@ macro_rules! sql_group_commit {
                 let rows: Vec<&$crate::sql::audit::PendingRow> =
                     indices.iter().filter_map(|&i| jobs[i].audit.as_ref()).collect();
                 let size = |row: &&$crate::sql::audit::PendingRow| row.details.len() + 512;
-                for chunk in $crate::sql::statement_chunks(&rows, size) {
+                for chunk in $crate::sql::statement_chunks(&rows, $queries.statement_bytes, size)
+                {
                     let mut query = sqlx::QueryBuilder::<<$store as $crate::sql::HasDb>::Db>::new(
                         "INSERT INTO audit_pending (at, actor, action, target, outcome, reason, \
                          trace_id, details) ",

@@ -11,7 +11,7 @@ mod statements;
 
 pub(crate) use enrollments::{EnrollmentRow, enrollment, enrollment_cols};
 pub(crate) use plugin_row::{PluginRow, instances_text};
-pub(crate) use statements::{Queries, statement_chunks};
+pub(crate) use statements::{Queries, TCP_STATEMENT_BYTES, statement_chunks};
 
 use time::OffsetDateTime;
 use vivified_ports::{PluginRecord, StoreError};
@@ -174,7 +174,7 @@ macro_rules! sql_plugin_store {
                 mut step: vivified_ports::Swept,
                 now: OffsetDateTime,
             ) -> Result<Option<vivified_ports::Swept>, StoreError> {
-                let mut tx = self.pool.begin().await.map_err($crate::sql::map_err)?;
+                let mut tx = self.writer.begin().await.map_err($crate::sql::map_err)?;
                 if step.event == Some("plugin.deregistered") {
                     let done = sqlx::query($queries.delete)
                         .bind(before.plugin_id.as_str())
@@ -229,7 +229,7 @@ macro_rules! sql_plugin_store {
                 }
                 let row: $crate::sql::PluginRow =
                     $crate::sql::bind_insert!(sqlx::query_as($queries.insert), record)
-                        .fetch_one(&self.pool)
+                        .fetch_one(&self.writer)
                         .await
                         .map_err($crate::sql::map_err)?;
                 row.try_into()
@@ -272,7 +272,7 @@ macro_rules! sql_plugin_store {
                     record,
                     expected_version
                 )
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await
                 .map_err($crate::sql::map_err)?;
                 match row {
@@ -291,7 +291,7 @@ macro_rules! sql_plugin_store {
             ) -> Result<HeartbeatOutcome, StoreError> {
                 // Lock the row, apply the rule, write: one transaction, so concurrent
                 // heartbeats of several instances queue instead of retrying.
-                let mut tx = self.pool.begin().await.map_err($crate::sql::map_err)?;
+                let mut tx = self.writer.begin().await.map_err($crate::sql::map_err)?;
                 let row: Option<$crate::sql::PluginRow> = sqlx::query_as($queries.lock)
                     .bind(id.as_str())
                     .fetch_optional(&mut *tx)
@@ -355,11 +355,13 @@ macro_rules! sql_plugin_store {
                     let mut done: Vec<(String,)> = Vec::new();
                     let size =
                         |v: &serde_json::Value| v["instances"].as_str().map_or(0, str::len) + 256;
-                    for chunk in $crate::sql::statement_chunks(&changed, size) {
+                    for chunk in
+                        $crate::sql::statement_chunks(&changed, $queries.statement_bytes, size)
+                    {
                         done.extend(
                             sqlx::query_as::<_, (String,)>($queries.write_liveness)
                                 .bind(serde_json::Value::Array(chunk.to_vec()).to_string())
-                                .fetch_all(&self.pool)
+                                .fetch_all(&self.writer)
                                 .await
                                 .map_err($crate::sql::map_err)?,
                         );
@@ -440,7 +442,7 @@ macro_rules! sql_plugin_store {
                         .bind($crate::sql::to_micros(older_than))
                         .bind($crate::sql::to_micros(now))
                         .bind($crate::sql::limit_i64(limit))
-                        .fetch_all(&self.pool)
+                        .fetch_all(&self.writer)
                         .await
                         .map_err($crate::sql::map_err)?;
                 let corrupt = || StoreError::Unavailable("corrupt outbox row".into());
@@ -461,7 +463,7 @@ macro_rules! sql_plugin_store {
                 if entries.is_empty() {
                     return Ok(());
                 }
-                let mut tx = self.pool.begin().await.map_err($crate::sql::map_err)?;
+                let mut tx = self.writer.begin().await.map_err($crate::sql::map_err)?;
                 for e in entries {
                     sqlx::query($queries.ack_outbox)
                         .bind(&e.event_type)
@@ -486,7 +488,7 @@ macro_rules! sql_plugin_store {
                 let done = sqlx::query($queries.delete)
                     .bind(id.as_str())
                     .bind(expected_version.map($crate::sql::version_i64).transpose()?)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err($crate::sql::map_err)?;
                 if done.rows_affected() == 1 {
@@ -511,12 +513,12 @@ macro_rules! sql_plugin_store {
                         $crate::sql::bind_insert!(sqlx::query_as(sql), record),
                         row
                     )
-                    .fetch_one(&self.pool)
+                    .fetch_one(&self.writer)
                     .await
                     .map_err($crate::sql::map_err)?;
                     return stored.try_into();
                 }
-                let mut tx = self.pool.begin().await.map_err($crate::sql::map_err)?;
+                let mut tx = self.writer.begin().await.map_err($crate::sql::map_err)?;
                 let stored: $crate::sql::PluginRow =
                     $crate::sql::bind_insert!(sqlx::query_as($queries.insert), record)
                         .fetch_one(&mut *tx)
@@ -548,7 +550,7 @@ macro_rules! sql_plugin_store {
                         $crate::sql::bind_replace!(sqlx::query_as(sql), record, expected_version),
                         row
                     )
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.writer)
                     .await
                     .map_err($crate::sql::map_err)?;
                     return match stored {
@@ -556,7 +558,7 @@ macro_rules! sql_plugin_store {
                         None => Err(self.missed(&record.plugin_id).await),
                     };
                 }
-                let mut tx = self.pool.begin().await.map_err($crate::sql::map_err)?;
+                let mut tx = self.writer.begin().await.map_err($crate::sql::map_err)?;
                 let stored: Option<$crate::sql::PluginRow> = $crate::sql::bind_replace!(
                     sqlx::query_as($queries.replace),
                     record,
@@ -591,7 +593,7 @@ macro_rules! sql_plugin_store {
                         .bind(id.as_str())
                         .bind(expected_version.map($crate::sql::version_i64).transpose()?);
                     let (deleted,): (i64,) = $crate::sql::bind_audit!(query, row)
-                        .fetch_one(&self.pool)
+                        .fetch_one(&self.writer)
                         .await
                         .map_err($crate::sql::map_err)?;
                     return if deleted == 1 {
@@ -600,7 +602,7 @@ macro_rules! sql_plugin_store {
                         Err(self.missed(id).await)
                     };
                 }
-                let mut tx = self.pool.begin().await.map_err($crate::sql::map_err)?;
+                let mut tx = self.writer.begin().await.map_err($crate::sql::map_err)?;
                 let done = sqlx::query($queries.delete)
                     .bind(id.as_str())
                     .bind(expected_version.map($crate::sql::version_i64).transpose()?)
@@ -675,7 +677,7 @@ macro_rules! sql_plugin_store {
                     .bind($crate::sql::to_micros(e.created_at))
                     .bind($crate::sql::to_micros(e.expires_at))
                     .bind(&e.created_by)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err($crate::sql::map_err)
                     .map(drop)
@@ -703,7 +705,7 @@ macro_rules! sql_plugin_store {
                     sqlx::query_as($queries.enrollment_use)
                         .bind(token_hash)
                         .bind($crate::sql::to_micros(now))
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&self.writer)
                         .await
                         .map_err($crate::sql::map_err)?;
                 match row {
@@ -723,7 +725,7 @@ macro_rules! sql_plugin_store {
                 sqlx::query($queries.enrollment_release)
                     .bind(token_hash)
                     .bind($crate::sql::to_micros(used_at))
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err($crate::sql::map_err)
                     .map(drop)
@@ -751,7 +753,7 @@ macro_rules! sql_plugin_store {
                 let row: Option<$crate::sql::EnrollmentRow> =
                     sqlx::query_as($queries.enrollment_cancel)
                         .bind(id)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&self.writer)
                         .await
                         .map_err($crate::sql::map_err)?;
                 if let Some(row) = row {
@@ -775,7 +777,7 @@ macro_rules! sql_plugin_store {
             ) -> Result<u64, StoreError> {
                 let done = sqlx::query($queries.enrollment_purge)
                     .bind($crate::sql::to_micros(ended_before))
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await
                     .map_err($crate::sql::map_err)?;
                 Ok(done.rows_affected())

@@ -68,21 +68,27 @@ pub(crate) struct Queries {
     /// `delete` and the pending audit insert ($3..$10) in one statement; returns the
     /// number of records deleted.
     pub delete_audited: Option<&'static str>,
+    /// About the most bytes a statement of many rows carries (see [`TCP_STATEMENT_BYTES`]).
+    pub statement_bytes: usize,
 }
 
-/// About the most bytes one statement of many rows carries. sqlx 0.9.0 does not set
+/// About the most bytes one statement of many rows carries over TCP. sqlx 0.9.0 does not set
 /// `TCP_NODELAY` on its sockets (an upstream regression, fixed after that release): a message
 /// the kernel takes in two writes then waits for the server's delayed ACK, 40 ms on
 /// Linux. Statements that stay well under a socket's first send buffer (16 KiB) avoid it.
-const STATEMENT_BYTES: usize = 8 * 1024;
+pub(crate) const TCP_STATEMENT_BYTES: usize = 8 * 1024;
 
-/// `items` in runs of at most [`STATEMENT_BYTES`] by `size` (at least one item a run).
-pub(crate) fn statement_chunks<T>(items: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
+/// `items` in runs of at most `max_bytes` by `size` (at least one item a run).
+pub(crate) fn statement_chunks<T>(
+    items: &[T],
+    max_bytes: usize,
+    size: impl Fn(&T) -> usize,
+) -> Vec<&[T]> {
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (i, item) in items.iter().enumerate() {
         let n = size(item);
-        if i > start && bytes + n > STATEMENT_BYTES {
+        if i > start && bytes + n > max_bytes {
             out.push(&items[start..i]);
             (start, bytes) = (i, 0);
         }
@@ -101,9 +107,9 @@ mod tests {
     #[test]
     fn statements_are_cut_by_bytes_with_at_least_one_row_each() {
         let sizes = [3000, 3000, 3000, 9000, 100, 100];
-        let chunks = statement_chunks(&sizes, |n| *n);
+        let chunks = statement_chunks(&sizes, 8 * 1024, |n| *n);
         let lens: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
         assert_eq!(lens, [2, 1, 1, 2], "{chunks:?}");
-        assert!(statement_chunks(&[] as &[usize], |n| *n).is_empty());
+        assert!(statement_chunks(&[] as &[usize], 8 * 1024, |n| *n).is_empty());
     }
 }

@@ -39,6 +39,8 @@ const WRITE_CHECKPOINT: &str = "INSERT INTO audit_checkpoint (id, seq, hash, mac
 #[derive(Clone, Debug)]
 pub struct SqliteAuditLog {
     pool: SqlitePool,
+    /// The store's one writing connection: appends and seals.
+    writer: SqlitePool,
     sealing: Arc<AtomicBool>,
     file: Option<Arc<CheckpointFile>>,
 }
@@ -49,6 +51,7 @@ impl SqliteAuditLog {
     pub fn new(store: &SqlitePluginStore) -> Self {
         Self {
             pool: store.pool().clone(),
+            writer: store.writer().clone(),
             sealing: Arc::new(AtomicBool::new(false)),
             file: store.path().map(|db| Arc::new(CheckpointFile::beside(db))),
         }
@@ -77,7 +80,7 @@ impl SqliteAuditLog {
         // The write lock first: no other writer between reading the head and
         // writing after it.
         let mut tx = self
-            .pool
+            .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(unavailable)?;
@@ -87,12 +90,17 @@ impl SqliteAuditLog {
             Ok((report, mark)) => (finish(tx, Ok(report)).await?, mark),
             Err(e) => return finish(tx, Err(e)).await,
         };
-        if let (Some(file), Some(mark)) = (&self.file, mark)
-            && let Err(e) = file.write(mark)
-        {
-            // The row in the database holds the same checkpoint; the file catches up
-            // at the next seal.
-            tracing::warn!(error = %e, "the audit checkpoint file could not be written");
+        if let (Some(file), Some(mark)) = (&self.file, mark) {
+            // Its fsync blocks: off the runtime's threads, so that requests go on.
+            let file = Arc::clone(file);
+            let written = tokio::task::spawn_blocking(move || file.write(mark))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            if let Err(e) = written {
+                // The row in the database holds the same checkpoint; the file catches
+                // up at the next seal.
+                tracing::warn!(error = %e, "the audit checkpoint file could not be written");
+            }
         }
         Ok(report)
     }

@@ -98,7 +98,13 @@ pub fn migrator() -> Migrator {
 /// A [`PluginStore`] in one SQLite file.
 #[derive(Clone, Debug)]
 pub struct SqlitePluginStore {
+    /// Reads: several connections, which WAL lets read while one writes.
     pool: SqlitePool,
+    /// Writes: one connection. SQLite takes one writer at a time; two connections of
+    /// this process that both wanted to write would make one sleep in SQLite's busy
+    /// handler (1, 2, 5, 10, … ms), where waiting here for the connection is a fair
+    /// queue that hands it over as soon as it is free.
+    writer: SqlitePool,
     /// The database file (`None`: in memory).
     path: Option<std::path::PathBuf>,
     /// Record writes committed in groups (`with_group_commit`); `None`: each alone.
@@ -139,21 +145,31 @@ impl SqlitePluginStore {
     }
 
     async fn with_options(options: SqliteConnectOptions) -> Result<Self, StoreError> {
-        let pool = SqlitePoolOptions::new()
+        // The writer first: it creates the file and runs the migrations.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.clone())
+            .await
+            .map_err(map_err)?;
+        let mut store = Self::from_pool(writer).await?;
+        store.pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await
             .map_err(map_err)?;
-        Self::from_pool(pool).await
+        Ok(store)
     }
 
+    /// A store whose reads and writes share `pool`.
     async fn from_pool(pool: SqlitePool) -> Result<Self, StoreError> {
         migrator()
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         Ok(Self {
+            writer: pool.clone(),
             pool,
             path: None,
             group: None,
@@ -163,6 +179,18 @@ impl SqlitePluginStore {
     /// The connection pool (for tests and tools that inspect the file).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// Closes the store's connections (its reads' and its writer's), waiting for those
+    /// in use to come back.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.pool.close().await;
+    }
+
+    /// The one connection writes go through (the audit log's too).
+    pub(crate) fn writer(&self) -> &SqlitePool {
+        &self.writer
     }
 
     /// The database file (`None` for an in-memory database).
@@ -267,6 +295,8 @@ const QUERIES: Queries = Queries {
     insert_audited: None,
     replace_audited: None,
     delete_audited: None,
+    // In-process: no socket to stall; a group's rows (at most 128) go in one statement.
+    statement_bytes: usize::MAX,
 };
 
 impl crate::sql::HasDb for SqlitePluginStore {
@@ -328,7 +358,7 @@ mod tests {
             .await
             .unwrap();
         vivified_conformance::store::plugin_store_conformance(Arc::new(store.clone())).await;
-        store.pool().close().await;
+        store.close().await;
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -360,8 +390,8 @@ mod tests {
             "g-poison",
         )
         .await;
-        a.pool().close().await;
-        b.pool().close().await;
+        a.close().await;
+        b.close().await;
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -382,7 +412,7 @@ mod tests {
             .insert(vivified_conformance::store::record("kept", "j1"))
             .await
             .unwrap();
-        store.pool().close().await;
+        store.close().await;
         let again = SqlitePluginStore::open(&path).await.unwrap();
         let got = again
             .get(&PluginId::parse("kept").unwrap())
@@ -390,7 +420,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(got.instances[0].token_jti, "j1");
-        again.pool().close().await;
+        again.close().await;
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -430,7 +460,7 @@ mod tests {
             .record_heartbeat(&got.plugin_id, "jti-old", Health::Healthy, at, at)
             .await
             .expect("the kept token heartbeats");
-        store.pool().close().await;
+        store.close().await;
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -24,8 +24,9 @@ use vivified_domain::audit_chain::{
 };
 use vivified_ports::{AuditEntry, AuditError, AuditLog, AuditOutcome};
 
-/// Entries sealed per `seal` call.
-pub const SEAL_BATCH: usize = 1000;
+/// Entries sealed per `seal` call: one transaction each, holding SQLite's one writer
+/// (so a group of registrations may wait for it) for a few milliseconds at most.
+pub const SEAL_BATCH: usize = 250;
 
 /// How long the last seal at shutdown may wait for another replica's sealer.
 const FINAL_SEAL_BUDGET: Duration = Duration::from_secs(3);
