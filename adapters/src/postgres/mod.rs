@@ -305,6 +305,7 @@ const QUERIES: Queries = Queries {
         "SELECT $3, $4, $5, $6, $7, $8, $9, $10 FROM rec) SELECT count(*) FROM rec"
     )),
     statement_bytes: crate::sql::TCP_STATEMENT_BYTES,
+    group_lanes: 4,
 };
 
 impl crate::sql::HasDb for PostgresPluginStore {

@@ -14,7 +14,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 use vivified_ports::{PluginId, PluginRecord, StoreError};
 
@@ -91,14 +93,17 @@ pub(crate) struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the committing task: `commit` writes one group and answers each job.
-    /// The task ends when the last handle to this queue is dropped.
-    pub(crate) fn start<F, Fut>(wait: Duration, commit: F) -> Self
+    /// Starts the committing task: `commit` writes one group and answers each job; at
+    /// most `lanes` groups are being committed at once (1 for a database with one
+    /// writer). The task ends when the last handle to this queue is dropped.
+    pub(crate) fn start<F, Fut>(wait: Duration, lanes: usize, commit: F) -> Self
     where
-        F: Fn(Vec<Job>) -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send,
+        F: Fn(Vec<Job>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
     {
         let (sender, mut receiver) = mpsc::channel::<Job>(QUEUE);
+        let lanes = Arc::new(Semaphore::new(lanes.max(1)));
+        let commit = Arc::new(commit);
         tokio::spawn(async move {
             let mut group = Vec::with_capacity(MAX_GROUP);
             // Wait for more only while fewer writers came than to the group before:
@@ -115,16 +120,32 @@ impl GroupCommit {
                         _ => break,
                     }
                 }
+                // A free lane; the writes that came meanwhile join this group.
+                let Ok(lane) = Arc::clone(&lanes).acquire_owned().await else {
+                    return;
+                };
+                while group.len() < MAX_GROUP {
+                    match receiver.try_recv() {
+                        Ok(job) => group.push(job),
+                        Err(_) => break,
+                    }
+                }
                 last = group.len();
                 let waited = group[0].arrived.elapsed();
-                let started = Instant::now();
-                commit(std::mem::take(&mut group)).await;
-                tracing::debug!(
-                    writes = last,
-                    waited_us = u64::try_from(waited.as_micros()).unwrap_or(0),
-                    commit_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(0),
-                    "group committed"
-                );
+                let jobs = std::mem::replace(&mut group, Vec::with_capacity(MAX_GROUP));
+                let commit = Arc::clone(&commit);
+                tokio::spawn(async move {
+                    let started = Instant::now();
+                    let writes = jobs.len();
+                    commit(jobs).await;
+                    drop(lane);
+                    tracing::debug!(
+                        writes,
+                        waited_us = u64::try_from(waited.as_micros()).unwrap_or(0),
+                        commit_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(0),
+                        "group committed"
+                    );
+                });
             }
         });
         Self { sender }
@@ -171,6 +192,7 @@ macro_rules! sql_group_commit {
                     let pool = self.writer.clone();
                     std::sync::Arc::new($crate::sql::group::GroupCommit::start(
                         wait,
+                        $queries.group_lanes,
                         move |jobs| {
                             let pool = pool.clone();
                             async move { Self::commit_group(&pool, jobs).await }

@@ -70,6 +70,10 @@ pub(crate) struct Queries {
     pub delete_audited: Option<&'static str>,
     /// About the most bytes a statement of many rows carries (see [`TCP_STATEMENT_BYTES`]).
     pub statement_bytes: usize,
+    /// How many groups of writes one store commits at once: 1 where the database takes
+    /// one writer; more where transactions run side by side (their rows are locked in
+    /// id order, as two replicas' groups are).
+    pub group_lanes: usize,
 }
 
 /// About the most bytes one statement of many rows carries over TCP. sqlx 0.9.0 does not set

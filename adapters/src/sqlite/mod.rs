@@ -297,6 +297,7 @@ const QUERIES: Queries = Queries {
     delete_audited: None,
     // In-process: no socket to stall; a group's rows (at most 128) go in one statement.
     statement_bytes: usize::MAX,
+    group_lanes: 1,
 };
 
 impl crate::sql::HasDb for SqlitePluginStore {
