@@ -189,8 +189,8 @@ pub(crate) fn build_query(query: &AuditQuery, pg: bool) -> (String, Vec<Bind>) {
     (sql, binds)
 }
 
-/// Implements the backend-independent part of `AuditLog` for `$log` (a struct with a
-/// `pool` field) in `$ph` placeholder style; `seal` is each backend's own.
+/// Implements the backend-independent part of `AuditLog` for `$log` (a struct with
+/// `pool` and `writer` fields) in `$ph` placeholder style; `seal` is each backend's own.
 macro_rules! sql_audit_reads {
     ($log:ty, pg = $pg:expr, range = $range:expr, head = $head:expr, insert = $insert:path) => {
         #[async_trait]

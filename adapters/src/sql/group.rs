@@ -178,7 +178,7 @@ pub(crate) fn group_failed(e: &StoreError) -> StoreError {
     )
 }
 
-/// Gives a SQL store type (with `pool` and `group` fields) its group commit: the
+/// Gives a SQL store type (with `writer` and `group` fields) its group commit: the
 /// `with_group_commit` switch and the function that writes one group.
 macro_rules! sql_group_commit {
     ($store:ty, $queries:expr) => {

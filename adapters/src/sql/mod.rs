@@ -142,7 +142,8 @@ macro_rules! bind_audit {
 }
 pub(crate) use bind_audit;
 
-/// Implements `PluginStore` for a store type with a `pool` field, running `$queries`.
+/// Implements `PluginStore` for a store type with `pool` (reads) and `writer` (writes)
+/// fields, running `$queries`.
 /// One implementation for every SQL backend: only the dialect differs.
 macro_rules! sql_plugin_store {
     ($store:ty, $queries:expr) => {
