@@ -36,8 +36,6 @@ const WRITE_CHECKPOINT: &str = "INSERT INTO audit_checkpoint (id, seq, hash, mac
 #[derive(Clone, Debug)]
 pub struct PostgresAuditLog {
     pool: PgPool,
-    /// Where appends go (the store's writer: the same pool).
-    writer: PgPool,
 }
 
 impl PostgresAuditLog {
@@ -45,8 +43,12 @@ impl PostgresAuditLog {
     pub fn new(store: &PostgresPluginStore) -> Self {
         Self {
             pool: store.pool().clone(),
-            writer: store.pool().clone(),
         }
+    }
+
+    /// Where appends go: the same pool, as for the store.
+    fn writer(&self) -> &PgPool {
+        &self.pool
     }
 
     /// Only the row of `audit_checkpoint`: replicas share no file.

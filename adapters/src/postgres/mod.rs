@@ -138,8 +138,6 @@ impl Default for PostgresConfig {
 #[derive(Clone, Debug)]
 pub struct PostgresPluginStore {
     pool: PgPool,
-    /// Where writes go: the same pool (Postgres takes concurrent writers).
-    writer: PgPool,
     /// Record writes committed in groups (`with_group_commit`); `None`: each alone.
     group: Option<std::sync::Arc<crate::sql::group::GroupCommit>>,
 }
@@ -175,15 +173,16 @@ impl PostgresPluginStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-        Ok(Self {
-            writer: pool.clone(),
-            pool,
-            group: None,
-        })
+        Ok(Self { pool, group: None })
     }
 
     /// The connection pool.
     pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Where writes go: the same pool (Postgres takes concurrent writers).
+    pub(crate) fn writer(&self) -> &PgPool {
         &self.pool
     }
 

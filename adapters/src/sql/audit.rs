@@ -189,15 +189,16 @@ pub(crate) fn build_query(query: &AuditQuery, pg: bool) -> (String, Vec<Bind>) {
     (sql, binds)
 }
 
-/// Implements the backend-independent part of `AuditLog` for `$log` (a struct with
-/// `pool` and `writer` fields) in `$ph` placeholder style; `seal` is each backend's own.
+/// Implements the backend-independent part of `AuditLog` for `$log` (a struct with a
+/// `pool` field and a `writer()` method) in `$ph` placeholder style; `seal` is each
+/// backend's own.
 macro_rules! sql_audit_reads {
     ($log:ty, pg = $pg:expr, range = $range:expr, head = $head:expr, insert = $insert:path) => {
         #[async_trait]
         impl AuditLog for $log {
             async fn append(&self, entry: AuditEntry) -> Result<(), AuditError> {
                 let row = PendingRow::new(&entry)?;
-                $insert(&self.writer, &row).await.map_err(unavailable)
+                $insert(self.writer(), &row).await.map_err(unavailable)
             }
 
             async fn seal(

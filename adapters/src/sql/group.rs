@@ -178,7 +178,7 @@ pub(crate) fn group_failed(e: &StoreError) -> StoreError {
     )
 }
 
-/// Gives a SQL store type (with `writer` and `group` fields) its group commit: the
+/// Gives a SQL store type (with a `writer()` method and a `group` field) its group commit: the
 /// `with_group_commit` switch and the function that writes one group.
 macro_rules! sql_group_commit {
     ($store:ty, $queries:expr) => {
@@ -189,7 +189,7 @@ macro_rules! sql_group_commit {
             #[must_use]
             pub fn with_group_commit(mut self, wait: std::time::Duration) -> Self {
                 self.group = (!wait.is_zero()).then(|| {
-                    let pool = self.writer.clone();
+                    let pool = self.writer().clone();
                     std::sync::Arc::new($crate::sql::group::GroupCommit::start(
                         wait,
                         $queries.group_lanes,

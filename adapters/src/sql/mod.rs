@@ -142,8 +142,8 @@ macro_rules! bind_audit {
 }
 pub(crate) use bind_audit;
 
-/// Implements `PluginStore` for a store type with `pool` (reads) and `writer` (writes)
-/// fields, running `$queries`.
+/// Implements `PluginStore` for a store type with a `pool` field (reads) and a `writer()`
+/// method (where writes go), running `$queries`.
 /// One implementation for every SQL backend: only the dialect differs.
 macro_rules! sql_plugin_store {
     ($store:ty, $queries:expr) => {
@@ -175,7 +175,7 @@ macro_rules! sql_plugin_store {
                 mut step: vivified_ports::Swept,
                 now: OffsetDateTime,
             ) -> Result<Option<vivified_ports::Swept>, StoreError> {
-                let mut tx = self.writer.begin().await.map_err($crate::sql::map_err)?;
+                let mut tx = self.writer().begin().await.map_err($crate::sql::map_err)?;
                 if step.event == Some("plugin.deregistered") {
                     let done = sqlx::query($queries.delete)
                         .bind(before.plugin_id.as_str())
@@ -230,7 +230,7 @@ macro_rules! sql_plugin_store {
                 }
                 let row: $crate::sql::PluginRow =
                     $crate::sql::bind_insert!(sqlx::query_as($queries.insert), record)
-                        .fetch_one(&self.writer)
+                        .fetch_one(self.writer())
                         .await
                         .map_err($crate::sql::map_err)?;
                 row.try_into()
@@ -273,7 +273,7 @@ macro_rules! sql_plugin_store {
                     record,
                     expected_version
                 )
-                .fetch_optional(&self.writer)
+                .fetch_optional(self.writer())
                 .await
                 .map_err($crate::sql::map_err)?;
                 match row {
@@ -292,7 +292,7 @@ macro_rules! sql_plugin_store {
             ) -> Result<HeartbeatOutcome, StoreError> {
                 // Lock the row, apply the rule, write: one transaction, so concurrent
                 // heartbeats of several instances queue instead of retrying.
-                let mut tx = self.writer.begin().await.map_err($crate::sql::map_err)?;
+                let mut tx = self.writer().begin().await.map_err($crate::sql::map_err)?;
                 let row: Option<$crate::sql::PluginRow> = sqlx::query_as($queries.lock)
                     .bind(id.as_str())
                     .fetch_optional(&mut *tx)
@@ -362,7 +362,7 @@ macro_rules! sql_plugin_store {
                         done.extend(
                             sqlx::query_as::<_, (String,)>($queries.write_liveness)
                                 .bind(serde_json::Value::Array(chunk.to_vec()).to_string())
-                                .fetch_all(&self.writer)
+                                .fetch_all(self.writer())
                                 .await
                                 .map_err($crate::sql::map_err)?,
                         );
@@ -443,7 +443,7 @@ macro_rules! sql_plugin_store {
                         .bind($crate::sql::to_micros(older_than))
                         .bind($crate::sql::to_micros(now))
                         .bind($crate::sql::limit_i64(limit))
-                        .fetch_all(&self.writer)
+                        .fetch_all(self.writer())
                         .await
                         .map_err($crate::sql::map_err)?;
                 let corrupt = || StoreError::Unavailable("corrupt outbox row".into());
@@ -464,7 +464,7 @@ macro_rules! sql_plugin_store {
                 if entries.is_empty() {
                     return Ok(());
                 }
-                let mut tx = self.writer.begin().await.map_err($crate::sql::map_err)?;
+                let mut tx = self.writer().begin().await.map_err($crate::sql::map_err)?;
                 for e in entries {
                     sqlx::query($queries.ack_outbox)
                         .bind(&e.event_type)
@@ -489,7 +489,7 @@ macro_rules! sql_plugin_store {
                 let done = sqlx::query($queries.delete)
                     .bind(id.as_str())
                     .bind(expected_version.map($crate::sql::version_i64).transpose()?)
-                    .execute(&self.writer)
+                    .execute(self.writer())
                     .await
                     .map_err($crate::sql::map_err)?;
                 if done.rows_affected() == 1 {
@@ -514,12 +514,12 @@ macro_rules! sql_plugin_store {
                         $crate::sql::bind_insert!(sqlx::query_as(sql), record),
                         row
                     )
-                    .fetch_one(&self.writer)
+                    .fetch_one(self.writer())
                     .await
                     .map_err($crate::sql::map_err)?;
                     return stored.try_into();
                 }
-                let mut tx = self.writer.begin().await.map_err($crate::sql::map_err)?;
+                let mut tx = self.writer().begin().await.map_err($crate::sql::map_err)?;
                 let stored: $crate::sql::PluginRow =
                     $crate::sql::bind_insert!(sqlx::query_as($queries.insert), record)
                         .fetch_one(&mut *tx)
@@ -551,7 +551,7 @@ macro_rules! sql_plugin_store {
                         $crate::sql::bind_replace!(sqlx::query_as(sql), record, expected_version),
                         row
                     )
-                    .fetch_optional(&self.writer)
+                    .fetch_optional(self.writer())
                     .await
                     .map_err($crate::sql::map_err)?;
                     return match stored {
@@ -559,7 +559,7 @@ macro_rules! sql_plugin_store {
                         None => Err(self.missed(&record.plugin_id).await),
                     };
                 }
-                let mut tx = self.writer.begin().await.map_err($crate::sql::map_err)?;
+                let mut tx = self.writer().begin().await.map_err($crate::sql::map_err)?;
                 let stored: Option<$crate::sql::PluginRow> = $crate::sql::bind_replace!(
                     sqlx::query_as($queries.replace),
                     record,
@@ -594,7 +594,7 @@ macro_rules! sql_plugin_store {
                         .bind(id.as_str())
                         .bind(expected_version.map($crate::sql::version_i64).transpose()?);
                     let (deleted,): (i64,) = $crate::sql::bind_audit!(query, row)
-                        .fetch_one(&self.writer)
+                        .fetch_one(self.writer())
                         .await
                         .map_err($crate::sql::map_err)?;
                     return if deleted == 1 {
@@ -603,7 +603,7 @@ macro_rules! sql_plugin_store {
                         Err(self.missed(id).await)
                     };
                 }
-                let mut tx = self.writer.begin().await.map_err($crate::sql::map_err)?;
+                let mut tx = self.writer().begin().await.map_err($crate::sql::map_err)?;
                 let done = sqlx::query($queries.delete)
                     .bind(id.as_str())
                     .bind(expected_version.map($crate::sql::version_i64).transpose()?)
@@ -678,7 +678,7 @@ macro_rules! sql_plugin_store {
                     .bind($crate::sql::to_micros(e.created_at))
                     .bind($crate::sql::to_micros(e.expires_at))
                     .bind(&e.created_by)
-                    .execute(&self.writer)
+                    .execute(self.writer())
                     .await
                     .map_err($crate::sql::map_err)
                     .map(drop)
@@ -706,7 +706,7 @@ macro_rules! sql_plugin_store {
                     sqlx::query_as($queries.enrollment_use)
                         .bind(token_hash)
                         .bind($crate::sql::to_micros(now))
-                        .fetch_optional(&self.writer)
+                        .fetch_optional(self.writer())
                         .await
                         .map_err($crate::sql::map_err)?;
                 match row {
@@ -726,7 +726,7 @@ macro_rules! sql_plugin_store {
                 sqlx::query($queries.enrollment_release)
                     .bind(token_hash)
                     .bind($crate::sql::to_micros(used_at))
-                    .execute(&self.writer)
+                    .execute(self.writer())
                     .await
                     .map_err($crate::sql::map_err)
                     .map(drop)
@@ -754,7 +754,7 @@ macro_rules! sql_plugin_store {
                 let row: Option<$crate::sql::EnrollmentRow> =
                     sqlx::query_as($queries.enrollment_cancel)
                         .bind(id)
-                        .fetch_optional(&self.writer)
+                        .fetch_optional(self.writer())
                         .await
                         .map_err($crate::sql::map_err)?;
                 if let Some(row) = row {
@@ -778,7 +778,7 @@ macro_rules! sql_plugin_store {
             ) -> Result<u64, StoreError> {
                 let done = sqlx::query($queries.enrollment_purge)
                     .bind($crate::sql::to_micros(ended_before))
-                    .execute(&self.writer)
+                    .execute(self.writer())
                     .await
                     .map_err($crate::sql::map_err)?;
                 Ok(done.rows_affected())

@@ -57,6 +57,11 @@ impl SqliteAuditLog {
         }
     }
 
+    /// Where appends and seals go: the store's one writing connection.
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
     fn other_checkpoints(&self) -> Option<StoredCheckpoint> {
         self.file.as_ref().and_then(|f| f.stored())
     }
