@@ -13,6 +13,7 @@ use vivified_ports::{
     BufferedBeat, Health, HeartbeatOutcome, LivenessCounts, OutboxEntry, PluginId, PluginRecord,
     PluginStore, StoreError, Swept,
 };
+use vivified_ports::{Operator, OperatorName, OperatorStore, OperatorToken, Role};
 
 /// A [`PluginStore`] in a `BTreeMap` behind a lock: every operation is atomic. An
 /// ordered set of `(next_deadline, id)` beside it makes a sweep cost what expires.
@@ -30,6 +31,10 @@ struct Records {
     outbox: BTreeMap<OutboxKey, OffsetDateTime>,
     /// Enrollments by token hash.
     enrollments: BTreeMap<String, Enrollment>,
+    /// Operators by name.
+    operators: BTreeMap<OperatorName, Operator>,
+    /// Operator tokens by prefix.
+    operator_tokens: BTreeMap<String, OperatorToken>,
 }
 
 type OutboxKey = (String, PluginId, String, u64);
@@ -412,6 +417,111 @@ pub use crate::memory_bus::{InMemoryBusConfig, InMemoryEventBus};
 
 pub use crate::audit_memory::InMemoryAuditLog;
 
+#[async_trait]
+impl OperatorStore for InMemoryPluginStore {
+    async fn create_operator(&self, operator: &Operator) -> Result<(), StoreError> {
+        match self.write().operators.entry(operator.name.clone()) {
+            Entry::Occupied(_) => Err(StoreError::Conflict),
+            Entry::Vacant(v) => {
+                v.insert(operator.clone());
+                Ok(())
+            }
+        }
+    }
+
+    async fn operator(&self, name: &OperatorName) -> Result<Option<Operator>, StoreError> {
+        Ok(self.read().operators.get(name).cloned())
+    }
+
+    async fn list_operators(
+        &self,
+        after: Option<&OperatorName>,
+        limit: usize,
+    ) -> Result<Vec<Operator>, StoreError> {
+        let inner = self.read();
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(inner
+            .operators
+            .range((from, Bound::Unbounded))
+            .take(limit)
+            .map(|(_, o)| o.clone())
+            .collect())
+    }
+
+    async fn delete_operator(&self, name: &OperatorName) -> Result<Operator, StoreError> {
+        let mut inner = self.write();
+        let removed = inner.operators.remove(name).ok_or(StoreError::NotFound)?;
+        inner.operator_tokens.retain(|_, t| &t.operator != name);
+        Ok(removed)
+    }
+
+    async fn create_operator_token(&self, token: &OperatorToken) -> Result<(), StoreError> {
+        let mut inner = self.write();
+        if !inner.operators.contains_key(&token.operator) {
+            return Err(StoreError::NotFound);
+        }
+        if inner.operator_tokens.contains_key(&token.prefix)
+            || inner
+                .operator_tokens
+                .values()
+                .any(|t| t.token_hash == token.token_hash)
+        {
+            return Err(StoreError::Conflict);
+        }
+        inner
+            .operator_tokens
+            .insert(token.prefix.clone(), token.clone());
+        Ok(())
+    }
+
+    async fn operator_token(
+        &self,
+        prefix: &str,
+    ) -> Result<Option<(OperatorToken, Operator)>, StoreError> {
+        let inner = self.read();
+        Ok(inner.operator_tokens.get(prefix).and_then(|t| {
+            inner
+                .operators
+                .get(&t.operator)
+                .map(|o| (t.clone(), o.clone()))
+        }))
+    }
+
+    async fn operator_tokens(&self, name: &OperatorName) -> Result<Vec<OperatorToken>, StoreError> {
+        let mut tokens: Vec<OperatorToken> = self
+            .read()
+            .operator_tokens
+            .values()
+            .filter(|t| &t.operator == name)
+            .cloned()
+            .collect();
+        tokens.sort_by(|a, b| (a.created_at, &a.prefix).cmp(&(b.created_at, &b.prefix)));
+        Ok(tokens)
+    }
+
+    async fn delete_operator_token(
+        &self,
+        name: &OperatorName,
+        prefix: &str,
+    ) -> Result<OperatorToken, StoreError> {
+        let mut inner = self.write();
+        match inner.operator_tokens.entry(prefix.to_owned()) {
+            Entry::Occupied(e) if &e.get().operator == name => Ok(e.remove()),
+            _ => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn count_operators(&self, role: Role, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let n = self
+            .read()
+            .operators
+            .values()
+            .filter(|o| o.role == role && o.is_current(now))
+            .count();
+        Ok(u64::try_from(n).unwrap_or(u64::MAX))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -422,5 +532,13 @@ mod tests {
     async fn in_memory_store_passes_the_conformance_suite() {
         vivified_conformance::store::plugin_store_conformance(Arc::new(InMemoryPluginStore::new()))
             .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn in_memory_store_passes_the_operator_conformance_suite() {
+        vivified_conformance::operators::operator_store_conformance(Arc::new(
+            InMemoryPluginStore::new(),
+        ))
+        .await;
     }
 }

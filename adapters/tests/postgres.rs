@@ -19,6 +19,7 @@ async fn postgres_store_passes_the_conformance_suite() {
         .await
         .expect("connect");
     vivified_conformance::store::plugin_store_conformance(Arc::new(store.clone())).await;
+    vivified_conformance::operators::operator_store_conformance(Arc::new(store.clone())).await;
     store.pool().close().await;
     db.drop_db().await;
 }

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod bus;
 pub mod clock;
 pub mod enrollment;
+pub mod operator;
 pub mod plugin;
 pub mod record;
 pub mod secret;
@@ -29,6 +30,9 @@ pub use audit::{
 pub use bus::{BusError, BusEvent, Cursor, EventBus, Pulled};
 pub use clock::Clock;
 pub use enrollment::Enrollment;
+pub use operator::{
+    InvalidOperatorName, Operator, OperatorName, OperatorStore, OperatorToken, Role,
+};
 pub use plugin::{
     Health, InvalidPluginId, Liveness, PluginId, REVOKED_JTI, SENSITIVE_TRAITS, StoredManifest,
     sensitive_traits_of,

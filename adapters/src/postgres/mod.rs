@@ -112,6 +112,13 @@ pub fn migrator() -> Migrator {
             include_str!("../../migrations/postgres/0009_instances.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            10,
+            "operators".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0010_operators.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -319,6 +326,7 @@ impl crate::sql::HasDb for PostgresPluginStore {
 }
 
 sql_plugin_store!(PostgresPluginStore, QUERIES);
+crate::sql::operators::sql_operator_store!(PostgresPluginStore, crate::sql::operators::POSTGRES);
 crate::sql::group::sql_group_commit!(PostgresPluginStore, QUERIES);
 /// Inserts one pending audit entry with `exec` — a pool, a connection, or the
 /// transaction of the state change it records (`&mut *tx`): the transactional append.

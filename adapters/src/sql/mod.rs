@@ -6,6 +6,7 @@
 pub(crate) mod audit;
 mod enrollments;
 pub(crate) mod group;
+pub(crate) mod operators;
 mod plugin_row;
 mod statements;
 

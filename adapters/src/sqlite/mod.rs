@@ -92,6 +92,13 @@ pub fn migrator() -> Migrator {
             include_str!("../../migrations/sqlite/0009_instances.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            10,
+            "operators".into(),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0010_operators.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -312,6 +319,7 @@ impl crate::sql::HasDb for SqlitePluginStore {
 }
 
 sql_plugin_store!(SqlitePluginStore, QUERIES);
+crate::sql::operators::sql_operator_store!(SqlitePluginStore, crate::sql::operators::SQLITE);
 crate::sql::group::sql_group_commit!(SqlitePluginStore, QUERIES);
 
 /// Inserts one pending entry with `exec` — a pool, a connection, or the transaction of
@@ -359,6 +367,7 @@ mod tests {
             .await
             .unwrap();
         vivified_conformance::store::plugin_store_conformance(Arc::new(store.clone())).await;
+        vivified_conformance::operators::operator_store_conformance(Arc::new(store.clone())).await;
         store.close().await;
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -399,7 +408,8 @@ mod tests {
     #[tokio::test]
     async fn sqlite_memory_store_passes_the_conformance_suite() {
         let store = SqlitePluginStore::in_memory().await.unwrap();
-        vivified_conformance::store::plugin_store_conformance(Arc::new(store)).await;
+        vivified_conformance::store::plugin_store_conformance(Arc::new(store.clone())).await;
+        vivified_conformance::operators::operator_store_conformance(Arc::new(store)).await;
     }
 
     #[tokio::test]

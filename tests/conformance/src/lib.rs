@@ -8,4 +8,5 @@
 
 pub mod audit;
 pub mod bus;
+pub mod operators;
 pub mod store;
