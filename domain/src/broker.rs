@@ -203,7 +203,7 @@ impl Broker {
     /// 401/403 as the registry decides; the admin token is `plugin_token_required`.
     pub async fn plugin_caller(&self, bearer: Option<&str>) -> Result<PluginRecord, BrokerError> {
         match self.inner.registry.authenticate(bearer).await? {
-            Caller::Admin => Err(RegistryError::Forbidden("plugin_token_required").into()),
+            Caller::Operator(_) => Err(RegistryError::Forbidden("plugin_token_required").into()),
             Caller::Plugin(claims) => {
                 Ok(self.inner.registry.current_enabled_record(&claims).await?)
             }

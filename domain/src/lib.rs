@@ -18,8 +18,10 @@
 //! use vivified_ports::{Health, Liveness, Secret};
 //!
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let store = Arc::new(InMemoryPluginStore::new());
 //! let ports = Ports {
-//!     store: Arc::new(InMemoryPluginStore::new()),
+//!     store: store.clone(),
+//!     operators: store,
 //!     tokens: Arc::new(JwtTokenIssuer::new(JwtConfig::new(Secret::new("a-secret-of-at-least-32-bytes!!!")))?),
 //!     clock: Arc::new(SystemClock),
 //!     bus: Arc::new(InMemoryEventBus::new(64)),
@@ -66,6 +68,7 @@ pub use policy::{
     Action, CompiledFacts, DataTraits, Decision, Effect, PluginFacts, Policy, PolicyError,
 };
 pub use registry::{
-    Caller, HeartbeatReport, Introspection, IssuedRegistration, Mode, Ports, Registry,
-    RegistryConfig, RegistryError, Revocation, SweepReport,
+    AuthMethod, Caller, HeartbeatReport, Introspection, IssuedOperatorToken, IssuedRegistration,
+    Mode, Operation, OperatorDetails, Ports, Principal, Registry, RegistryConfig, RegistryError,
+    Revocation, SweepReport,
 };

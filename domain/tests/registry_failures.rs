@@ -121,6 +121,7 @@ fn registry_with(
     audit: impl vivified_ports::AuditLog + 'static,
 ) -> Registry {
     let ports = Ports {
+        operators: Arc::new(vivified_adapters::memory::InMemoryPluginStore::new()),
         store,
         tokens: Arc::new(tokens),
         clock: Arc::new(ManualClock::new(t0())),
@@ -879,6 +880,7 @@ async fn a_replacement_is_not_made_in_production_or_when_turned_off() {
         let store = Arc::new(InMemoryPluginStore::new());
         store.insert(stale("alpha", "j1")).await.unwrap();
         let ports = Ports {
+            operators: Arc::new(vivified_adapters::memory::InMemoryPluginStore::new()),
             store: store.clone(),
             tokens: Arc::new(fake_tokens()),
             clock: Arc::new(ManualClock::new(t0())),

@@ -87,7 +87,7 @@ async fn a_phi_plugin_waits_for_an_operator_before_it_takes_part() {
     assert!(drain_lifecycle(&mut rx).is_empty());
     let audited = sealed_entries(&app, "plugin.approve").await;
     assert_eq!(audited.len(), 1);
-    assert_eq!(audited[0].entry.actor, "admin");
+    assert_eq!(audited[0].entry.actor, "operator:bootstrap");
     assert_eq!(audited[0].entry.details["traits"], json!(["handles_phi"]));
 }
 
@@ -215,7 +215,7 @@ async fn a_refusal_disables_the_plugin_and_keeps_it_waiting() {
     // Audited with the traits and the reason; the same refusal again changes nothing.
     let entries = sealed_entries(&app, "plugin.approval_refused").await;
     assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0].entry.actor, "admin");
+    assert_eq!(entries[0].entry.actor, "operator:bootstrap");
     assert_eq!(
         entries[0].entry.details,
         json!({"traits": ["handles_phi"], "reason": "no BAA on file"})

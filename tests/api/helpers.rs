@@ -71,6 +71,7 @@ pub const TOKEN_FIELDS: &[&str] = &[
 pub struct AppBuilder {
     env: BTreeMap<String, String>,
     store: Option<Arc<dyn PluginStore>>,
+    operators: Arc<dyn vivified_ports::OperatorStore>,
     audit: Option<Arc<dyn AuditLog>>,
     policy: Option<Policy>,
 }
@@ -153,6 +154,7 @@ impl AppBuilder {
         );
         let ports = Ports {
             store: store.clone(),
+            operators: self.operators,
             tokens: Arc::new(tokens),
             clock: clock.clone(),
             bus: bus.clone(),
@@ -269,6 +271,7 @@ impl TestApp {
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
             store: None,
+            operators: Arc::new(InMemoryPluginStore::new()),
             audit: None,
             policy: None,
         }

@@ -108,7 +108,11 @@ async fn revoking_a_plugin_locks_out_its_token_until_it_registers_again() {
         .map(|e| e.entry.reason.as_str())
         .collect();
     assert_eq!(reasons, ["revoked", "nothing_to_revoke"]);
-    assert!(revocations.iter().all(|e| e.entry.actor == "admin"));
+    assert!(
+        revocations
+            .iter()
+            .all(|e| e.entry.actor == "operator:bootstrap")
+    );
     assert_eq!(revocations[0].entry.target, "leaky");
     assert_eq!(revocations[0].entry.details["revoked"], 1);
     let replaced = sealed_entries(&app, "plugin.replaced").await;
@@ -148,7 +152,7 @@ async fn an_instant_in_the_past_spares_tokens_issued_after_it() {
     assert_eq!(counts, [&json!(1), &json!(0), &json!(1)]);
     assert!(
         all.iter()
-            .all(|e| e.entry.target == "*" && e.entry.actor == "admin")
+            .all(|e| e.entry.target == "*" && e.entry.actor == "operator:bootstrap")
     );
 }
 

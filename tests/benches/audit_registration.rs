@@ -152,6 +152,7 @@ impl Core {
             ChainKey::new(AUDIT_KEY.as_bytes()).expect("audit key"),
         );
         let ports = Ports {
+            operators: Arc::new(vivified_adapters::memory::InMemoryPluginStore::new()),
             store,
             tokens: Arc::new(tokens),
             clock: Arc::new(SystemClock),

@@ -99,6 +99,7 @@ fn app(bus: Arc<dyn EventBus>) -> (App, AuditChain) {
         ChainKey::new(AUDIT_KEY.as_bytes()).expect("audit key"),
     );
     let ports = Ports {
+        operators: Arc::new(vivified_adapters::memory::InMemoryPluginStore::new()),
         store: Arc::new(InMemoryPluginStore::new()),
         tokens: Arc::new(tokens),
         clock: Arc::new(SystemClock),

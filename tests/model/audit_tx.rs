@@ -41,6 +41,7 @@ fn manifest(id: &str) -> serde_json::Value {
 fn registry(store: Arc<dyn PluginStore>) -> (Registry, Arc<InMemoryAuditLog>) {
     let port_log = Arc::new(InMemoryAuditLog::new(100));
     let ports = Ports {
+        operators: Arc::new(vivified_adapters::memory::InMemoryPluginStore::new()),
         store,
         tokens: Arc::new(
             JwtTokenIssuer::new(JwtConfig::new(Secret::new(
@@ -141,9 +142,9 @@ async fn every_change_and_its_entry_are_written_together_on_sqlite() {
         ("tx-a", "plugin.register", "registered"),
         ("tx-a", "token.refresh", "refreshed"),
         ("tx-a", "plugin.reregister", "registered"),
-        ("admin", "plugin.disable", "plugin.disable"),
-        ("admin", "plugin.enable", "plugin.enable"),
-        ("admin", "plugin.deregister", "deregistered"),
+        ("operator:bootstrap", "plugin.disable", "plugin.disable"),
+        ("operator:bootstrap", "plugin.enable", "plugin.enable"),
+        ("operator:bootstrap", "plugin.deregister", "deregistered"),
     ]
     .iter()
     .map(|(a, b, c)| ((*a).to_owned(), (*b).to_owned(), (*c).to_owned()))

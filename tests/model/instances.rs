@@ -103,6 +103,7 @@ fn world(store: Arc<dyn PluginStore>) -> World {
     let mut jwt = JwtConfig::new(Secret::new("model-jwt-secret-of-at-least-32-bytes"));
     jwt.ttl = StdDuration::from_secs(30 * 24 * 3600);
     let ports = Ports {
+        operators: Arc::new(vivified_adapters::memory::InMemoryPluginStore::new()),
         store: Arc::clone(&store),
         tokens: Arc::new(JwtTokenIssuer::new(jwt).expect("jwt config")),
         clock: clock.clone(),

@@ -108,6 +108,7 @@ fn replica_with_audit(
         .expect("jwt config"),
     );
     let ports = Ports {
+        operators: Arc::new(vivified_adapters::memory::InMemoryPluginStore::new()),
         store,
         tokens,
         clock,

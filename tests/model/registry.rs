@@ -324,6 +324,7 @@ fn class<T>(r: &Result<T, RegistryError>) -> Outcome {
         Ok(_) => Outcome::Ok,
         Err(RegistryError::Unauthorized(why)) => Outcome::Unauthorized(why),
         Err(RegistryError::Forbidden(why)) => Outcome::Forbidden(why),
+        Err(RegistryError::RoleRequired(_)) => Outcome::Forbidden("insufficient_role"),
         Err(RegistryError::PluginDisabled) => Outcome::PluginDisabled,
         Err(RegistryError::NotFound) => Outcome::NotFound,
         Err(RegistryError::AlreadyRegistered) => Outcome::AlreadyRegistered,
@@ -702,6 +703,7 @@ fn world(store: Arc<dyn PluginStore>, mode: Mode) -> World {
     let bus = Arc::new(InMemoryEventBus::new(256));
     let events = bus.subscribe();
     let ports = Ports {
+        operators: Arc::new(vivified_adapters::memory::InMemoryPluginStore::new()),
         store: Arc::clone(&store),
         tokens: tokens.clone(),
         clock: clock.clone(),

@@ -21,6 +21,8 @@ pub enum ApiError {
     Unauthorized(&'static str),
     /// 403 `forbidden`, with a reason code.
     Forbidden(&'static str),
+    /// 403 `forbidden`, reason `insufficient_role`: the operator's role is below this.
+    RoleRequired(vivified_ports::Role),
     /// 403 `plugin_disabled`.
     PluginDisabled,
     /// 403 `policy_denied`: the policy refuses, with the rule and reason code.
@@ -56,9 +58,10 @@ impl ApiError {
         match self {
             Self::InvalidBody(_) | Self::InvalidManifest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) | Self::PluginDisabled | Self::PolicyDenied { .. } => {
-                StatusCode::FORBIDDEN
-            }
+            Self::Forbidden(_)
+            | Self::RoleRequired(_)
+            | Self::PluginDisabled
+            | Self::PolicyDenied { .. } => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::AlreadyRegistered | Self::Conflict(_) => StatusCode::CONFLICT,
@@ -76,7 +79,7 @@ impl ApiError {
             Self::InvalidBody(_) => "invalid_body",
             Self::InvalidManifest(_) => "invalid_manifest",
             Self::Unauthorized(_) => "unauthorized",
-            Self::Forbidden(_) => "forbidden",
+            Self::Forbidden(_) | Self::RoleRequired(_) => "forbidden",
             Self::PluginDisabled => "plugin_disabled",
             Self::PolicyDenied { .. } => "policy_denied",
             Self::NotFound => "not_found",
@@ -119,13 +122,18 @@ impl ApiError {
                 _ => "The credential is not valid.".to_owned(),
             },
             Self::Forbidden(reason) => match *reason {
-                "admin_token_required" => "This endpoint requires the admin token.".to_owned(),
+                "admin_token_required" => {
+                    "This endpoint requires an operator's credential (an operator token, or the admin token), not a plugin's token.".to_owned()
+                }
                 "pending_approval" => "The plugin declares a sensitive trait (handles_phi, external_service) an operator has not approved yet; until then it may only heartbeat, refresh, re-register and read its record.".to_owned(),
                 "plugin_token_required" => {
                     "This endpoint requires the plugin's own token.".to_owned()
                 }
                 _ => "The token does not grant access to this plugin.".to_owned(),
             },
+            Self::RoleRequired(role) => {
+                format!("This requires the {role} role (or a role above it).")
+            }
             Self::PluginDisabled => "The plugin has been disabled by an operator.".to_owned(),
             Self::PolicyDenied { .. } => "The policy does not allow this event.".to_owned(),
             Self::NotFound => "No such resource.".to_owned(),
@@ -177,6 +185,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::InvalidManifest(v) => Self::InvalidManifest(v),
             RegistryError::Unauthorized(r) => Self::Unauthorized(r),
             RegistryError::Forbidden(r) => Self::Forbidden(r),
+            RegistryError::RoleRequired(role) => Self::RoleRequired(role),
             RegistryError::PluginDisabled => Self::PluginDisabled,
             RegistryError::NotFound => Self::NotFound,
             RegistryError::InvalidRequest(m) => Self::InvalidBody(m.into()),
@@ -198,6 +207,10 @@ impl IntoResponse for ApiError {
             Self::InvalidManifest(v) => body["violations"] = json!(v),
             Self::Unauthorized(r) | Self::Forbidden(r) | Self::Conflict(r) => {
                 body["reason"] = json!(r);
+            }
+            Self::RoleRequired(role) => {
+                body["reason"] = json!("insufficient_role");
+                body["required_role"] = json!(role.as_str());
             }
             Self::PolicyDenied { rule, reason } => {
                 body["reason"] = json!(&**reason);

@@ -19,7 +19,8 @@ impl Registry {
     /// `Unauthorized`, `Forbidden`, `NotFound` (admin only), `Unavailable`.
     pub async fn get(&self, id: &str, bearer: Option<&str>) -> Result<PluginRecord, RegistryError> {
         match self.authenticate(bearer).await? {
-            Caller::Admin => {
+            Caller::Operator(p) => {
+                p.require(Operation::ReadPlugins)?;
                 let id = PluginId::parse(id).map_err(|_| RegistryError::NotFound)?;
                 self.existing(&id).await
             }
@@ -38,7 +39,10 @@ impl Registry {
         limit: usize,
     ) -> Result<Vec<PluginRecord>, RegistryError> {
         match self.authenticate(bearer).await? {
-            Caller::Admin => Ok(self.inner.ports.store.list(after, limit).await?),
+            Caller::Operator(p) => {
+                p.require(Operation::ReadPlugins)?;
+                Ok(self.inner.ports.store.list(after, limit).await?)
+            }
             Caller::Plugin(claims) => Err(self.refuse_plugin_on_admin_route(&claims).await),
         }
     }
@@ -55,15 +59,16 @@ impl Registry {
         bearer: Option<&str>,
         trace_id: &str,
     ) -> Result<(), RegistryError> {
-        let (actor, mut record, own_jti) = match self.authenticate(bearer).await? {
-            Caller::Admin => {
+        let (actor, principal, mut record, own_jti) = match self.authenticate(bearer).await? {
+            Caller::Operator(p) => {
+                p.require(Operation::ManagePlugins)?;
                 let id = PluginId::parse(id).map_err(|_| RegistryError::NotFound)?;
                 let record = self.existing(&id).await?;
-                ("admin".to_owned(), record, None)
+                (p.actor(), Some(p), record, None)
             }
             Caller::Plugin(_) => {
                 let (claims, record) = self.authorize_plugin(id, bearer).await?;
-                (claims.plugin_id.to_string(), record, Some(claims.jti))
+                (claims.plugin_id.to_string(), None, record, Some(claims.jti))
             }
         };
         let admin = own_jti.is_none();
@@ -94,7 +99,7 @@ impl Registry {
                     target: record.plugin_id.as_str(),
                 },
                 "deregistered",
-                || deregister_details(instance.as_ref(), remaining.is_none()),
+                || deregister_details(principal.as_ref(), instance.as_ref(), remaining.is_none()),
             );
             let written = match remaining {
                 Some(next) => self
@@ -136,7 +141,7 @@ impl Registry {
                 },
                 AuditOutcome::Success,
                 "deregistered",
-                deregister_details(instance.as_ref(), kept.is_none()),
+                deregister_details(principal.as_ref(), instance.as_ref(), kept.is_none()),
             )
             .await
         };
@@ -253,7 +258,8 @@ impl Registry {
         disable_reason: Option<&str>,
         trace_id: &str,
     ) -> Result<PluginRecord, RegistryError> {
-        self.require_admin(bearer).await?;
+        let principal = self.authorize(bearer, Operation::ManagePlugins).await?;
+        let actor = principal.actor();
         let id = PluginId::parse(id).map_err(|_| RegistryError::NotFound)?;
         let enable = disable_reason.is_none();
         let (action, event) = if enable {
@@ -273,7 +279,7 @@ impl Registry {
             next.disabled_reason = reason;
             self.reset_deadlines(&mut next, self.now());
             let subject = Subject {
-                actor: "admin",
+                actor: &actor,
                 action,
                 target: id.as_str(),
             };
@@ -286,7 +292,7 @@ impl Registry {
                         trace_id,
                         subject,
                         reason: reason_code,
-                        details: || Value::Null,
+                        details: || principal.stamp(Value::Null),
                     },
                     true,
                 )
@@ -309,6 +315,15 @@ impl Registry {
 
 /// The audit details of a deregistration: the instance that asked (none: an operator)
 /// and whether the plugin went with it.
-fn deregister_details(instance: Option<&InstanceId>, plugin_removed: bool) -> Value {
-    json!({ "instance": instance, "plugin_removed": plugin_removed })
+/// An operator's deregistration says how the operator authenticated.
+fn deregister_details(
+    by: Option<&Principal>,
+    instance: Option<&InstanceId>,
+    plugin_removed: bool,
+) -> Value {
+    let details = json!({ "instance": instance, "plugin_removed": plugin_removed });
+    match by {
+        Some(p) => p.stamp(details),
+        None => details,
+    }
 }

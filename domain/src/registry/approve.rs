@@ -68,7 +68,8 @@ impl Registry {
         bearer: Option<&str>,
         trace_id: &str,
     ) -> Result<PluginRecord, RegistryError> {
-        self.require_admin(bearer).await?;
+        let principal = self.authorize(bearer, Operation::ApproveTraits).await?;
+        let actor = principal.actor();
         let id = PluginId::parse(id).map_err(|_| RegistryError::NotFound)?;
         for _ in 0..CAS_ATTEMPTS {
             let current = self.existing(&id).await?;
@@ -81,11 +82,11 @@ impl Registry {
             approved.extend(pending.iter().cloned());
             next.approved_traits = Some(approved);
             let subject = Subject {
-                actor: "admin",
+                actor: &actor,
                 action: "plugin.approve",
                 target: id.as_str(),
             };
-            let details = || json!({ "traits": pending });
+            let details = || principal.stamp(json!({ "traits": pending }));
             match self
                 .replace_and_audit(
                     next,
@@ -129,7 +130,8 @@ impl Registry {
         reason: &str,
         trace_id: &str,
     ) -> Result<PluginRecord, RegistryError> {
-        self.require_admin(bearer).await?;
+        let principal = self.authorize(bearer, Operation::ManagePlugins).await?;
+        let actor = principal.actor();
         let id = PluginId::parse(id).map_err(|_| RegistryError::NotFound)?;
         let disabled_reason = format!("approval refused: {reason}");
         for _ in 0..CAS_ATTEMPTS {
@@ -147,11 +149,11 @@ impl Registry {
             next.disabled_reason = Some(disabled_reason.clone());
             self.reset_deadlines(&mut next, self.now());
             let subject = Subject {
-                actor: "admin",
+                actor: &actor,
                 action: "plugin.approval_refused",
                 target: id.as_str(),
             };
-            let details = || json!({ "traits": pending, "reason": reason });
+            let details = || principal.stamp(json!({ "traits": pending, "reason": reason }));
             match self
                 .replace_and_audit(
                     next,

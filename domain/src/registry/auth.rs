@@ -83,7 +83,13 @@ impl Registry {
     pub async fn authenticate(&self, bearer: Option<&str>) -> Result<Caller, RegistryError> {
         let bearer = bearer.ok_or(RegistryError::Unauthorized("missing_credentials"))?;
         if Self::is_secret(bearer, self.inner.config.admin_token.as_ref()) {
-            return Ok(Caller::Admin);
+            return Ok(Caller::Operator(Principal::bootstrap()));
+        }
+        if operators::is_operator_token(bearer) {
+            return self
+                .authenticate_operator_token(bearer)
+                .await
+                .map(Caller::Operator);
         }
         self.verify(bearer, Duration::ZERO)
             .await
@@ -191,7 +197,7 @@ impl Registry {
         bearer: Option<&str>,
     ) -> Result<(TokenClaims, PluginRecord), RegistryError> {
         let claims = match self.authenticate(bearer).await? {
-            Caller::Admin => return Err(RegistryError::Forbidden("plugin_token_required")),
+            Caller::Operator(_) => return Err(RegistryError::Forbidden("plugin_token_required")),
             Caller::Plugin(c) => c,
         };
         let record = self.current_record(&claims).await?;
@@ -211,14 +217,6 @@ impl Registry {
             .await
     }
 
-    /// Requires the admin token; 401/403 otherwise.
-    pub(super) async fn require_admin(&self, bearer: Option<&str>) -> Result<(), RegistryError> {
-        match self.authenticate(bearer).await? {
-            Caller::Admin => Ok(()),
-            Caller::Plugin(claims) => Err(self.refuse_plugin_on_admin_route(&claims).await),
-        }
-    }
-
     /// Token introspection for plugins that serve other plugins: the caller (a plugin
     /// with its own current token, or the admin) asks whether `token` is a current
     /// token of an enabled plugin, and what that plugin declared. An inactive answer
@@ -231,8 +229,11 @@ impl Registry {
         bearer: Option<&str>,
         token: &str,
     ) -> Result<Introspection, RegistryError> {
-        if let Caller::Plugin(claims) = self.authenticate(bearer).await? {
-            self.current_enabled_record(&claims).await?;
+        match self.authenticate(bearer).await? {
+            Caller::Plugin(claims) => {
+                self.current_enabled_record(&claims).await?;
+            }
+            Caller::Operator(p) => p.require(Operation::ReadPlugins)?,
         }
         let claims = match self.verify_token(token, Duration::ZERO).await {
             Ok(claims) => claims,

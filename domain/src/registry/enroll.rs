@@ -60,7 +60,8 @@ impl Registry {
         ttl: Duration,
         trace_id: &str,
     ) -> Result<IssuedEnrollment, RegistryError> {
-        self.require_admin(bearer).await?;
+        let principal = self.authorize(bearer, Operation::Enroll).await?;
+        let actor = principal.actor();
         let plugin_id = PluginId::parse(plugin_id).map_err(|_| {
             RegistryError::InvalidRequest(
                 "`plugin_id` must be 1 to 63 characters of lowercase letters, digits and '-'",
@@ -84,7 +85,7 @@ impl Registry {
             token_hash: token_hash(&token),
             created_at: now,
             expires_at: now + ttl,
-            created_by: "admin".to_owned(),
+            created_by: actor.clone(),
             used_at: None,
         };
         self.inner
@@ -95,16 +96,16 @@ impl Registry {
         self.audit(
             trace_id,
             Subject {
-                actor: "admin",
+                actor: &actor,
                 action: "enrollment.create",
                 target: plugin_id.as_str(),
             },
             AuditOutcome::Success,
             "created",
-            json!({
+            principal.stamp(json!({
                 "enrollment_id": enrollment.id,
                 "expires_at": enrollment.expires_at.unix_timestamp(),
-            }),
+            })),
         )
         .await?;
         tracing::info!(plugin_id = %plugin_id, enrollment_id = %enrollment.id, "enrollment token minted");
@@ -208,7 +209,7 @@ impl Registry {
         plugin_id: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Enrollment>, RegistryError> {
-        self.require_admin(bearer).await?;
+        self.authorize(bearer, Operation::Enroll).await?;
         let plugin_id = plugin_id
             .map(|p| {
                 PluginId::parse(p).map_err(|_| {
@@ -238,7 +239,8 @@ impl Registry {
         id: &str,
         trace_id: &str,
     ) -> Result<Enrollment, RegistryError> {
-        self.require_admin(bearer).await?;
+        let principal = self.authorize(bearer, Operation::Enroll).await?;
+        let actor = principal.actor();
         let cancelled = match self.inner.ports.store.cancel_enrollment(id).await {
             Ok(e) => e,
             Err(StoreError::NotFound) => return Err(RegistryError::NotFound),
@@ -250,13 +252,13 @@ impl Registry {
         self.audit(
             trace_id,
             Subject {
-                actor: "admin",
+                actor: &actor,
                 action: "enrollment.cancel",
                 target: cancelled.plugin_id.as_str(),
             },
             AuditOutcome::Success,
             "cancelled",
-            json!({ "enrollment_id": cancelled.id }),
+            principal.stamp(json!({ "enrollment_id": cancelled.id })),
         )
         .await?;
         tracing::info!(plugin_id = %cancelled.plugin_id, enrollment_id = %cancelled.id, "enrollment cancelled");

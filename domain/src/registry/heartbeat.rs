@@ -31,7 +31,7 @@ impl Registry {
         bearer: Option<&str>,
     ) -> Result<TokenClaims, RegistryError> {
         let claims = match self.authenticate(bearer).await? {
-            Caller::Admin => return Err(RegistryError::Forbidden("plugin_token_required")),
+            Caller::Operator(_) => return Err(RegistryError::Forbidden("plugin_token_required")),
             Caller::Plugin(c) => c,
         };
         if claims.plugin_id.as_str() != id {

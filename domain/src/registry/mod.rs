@@ -5,20 +5,28 @@
 //! or a credential that does not verify, or a token whose plugin or `jti` is gone) →
 //! 403 (a valid credential for something else) → 404 (unknown id, admin only).
 
+mod access;
 mod admin;
 mod approve;
 mod auth;
 mod enroll;
 mod heartbeat;
 mod instances;
+mod operators;
 mod outbox;
 mod register;
 mod replace;
 mod revoke;
 
+pub use access::Operation;
 pub use enroll::{
     ENROLLMENT_PREFIX, ENROLLMENT_RETENTION, IssuedEnrollment, MAX_ENROLLMENT_PAGE,
     MAX_ENROLLMENT_TTL,
+};
+pub use operators::{
+    AuthMethod, BOOTSTRAP_OPERATOR, DEFAULT_OPERATOR_TOKEN_TTL, IssuedOperatorToken,
+    MAX_OPERATOR_PAGE, MAX_OPERATOR_TOKEN_TTL, MAX_TOKEN_LABEL_CHARS, OPERATOR_TOKEN_PREFIX,
+    OperatorDetails, Principal,
 };
 pub use revoke::Revocation;
 mod sweep;
@@ -120,6 +128,8 @@ impl Default for RegistryConfig {
 pub struct Ports {
     /// Plugin records.
     pub store: Arc<dyn PluginStore>,
+    /// Operators and their API tokens (usually the same store as `store`).
+    pub operators: Arc<dyn vivified_ports::OperatorStore>,
     /// Token signing and verification.
     pub tokens: Arc<dyn TokenIssuer>,
     /// Time.
@@ -143,6 +153,9 @@ pub enum RegistryError {
     /// 403 `forbidden`, with a reason code.
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// 403 `forbidden`, reason `insufficient_role`: the operator's role is below this.
+    #[error("forbidden: the {0} role is required")]
+    RoleRequired(vivified_ports::Role),
     /// 403 `plugin_disabled`.
     #[error("plugin disabled")]
     PluginDisabled,
@@ -178,6 +191,7 @@ impl RegistryError {
         match self {
             Self::InvalidManifest(_) => "invalid_manifest",
             Self::Unauthorized(r) | Self::Forbidden(r) | Self::Conflict(r) => r,
+            Self::RoleRequired(_) => "insufficient_role",
             Self::PluginDisabled => "plugin_disabled",
             Self::NotFound => "not_found",
             Self::InvalidRequest(_) => "invalid_body",
@@ -204,8 +218,9 @@ impl From<StoreError> for RegistryError {
 /// Who is calling, once the credential has verified.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Caller {
-    /// The operator, with the admin token.
-    Admin,
+    /// An operator: a named one with its API token, or the bootstrap principal with
+    /// the admin token.
+    Operator(Principal),
     /// A plugin, with a correctly signed, unexpired token (revocation not yet checked).
     Plugin(TokenClaims),
 }

@@ -46,7 +46,8 @@ impl Registry {
         at: Option<OffsetDateTime>,
         trace_id: &str,
     ) -> Result<Revocation, RegistryError> {
-        self.require_admin(bearer).await?;
+        let principal = self.authorize(bearer, Operation::ManagePlugins).await?;
+        let actor = principal.actor();
         let before = self.revocation_instant(at)?;
         let id = PluginId::parse(id).map_err(|_| RegistryError::NotFound)?;
         for _ in 0..CAS_ATTEMPTS {
@@ -60,16 +61,16 @@ impl Registry {
                 .filter(|(n, c)| n.token_jti != c.token_jti)
                 .count();
             let subject = Subject {
-                actor: "admin",
+                actor: &actor,
                 action: "plugin.revoke_tokens",
                 target: id.as_str(),
             };
             let details = || {
-                json!({
+                principal.stamp(json!({
                     "before": before.unix_timestamp(),
                     "revoked": u64::from(old),
                     "instances": instances,
-                })
+                }))
             };
             if !old {
                 self.audit(
@@ -125,7 +126,8 @@ impl Registry {
         at: Option<OffsetDateTime>,
         trace_id: &str,
     ) -> Result<Revocation, RegistryError> {
-        self.require_admin(bearer).await?;
+        let principal = self.authorize(bearer, Operation::RevokeAllTokens).await?;
+        let actor = principal.actor();
         let before = self.revocation_instant(at)?;
         let revoked = self
             .inner
@@ -141,13 +143,13 @@ impl Registry {
             .audit(
                 trace_id,
                 Subject {
-                    actor: "admin",
+                    actor: &actor,
                     action: "tokens.revoke",
                     target: "*",
                 },
                 AuditOutcome::Success,
                 "revoked",
-                json!({ "before": before.unix_timestamp(), "revoked": revoked }),
+                principal.stamp(json!({ "before": before.unix_timestamp(), "revoked": revoked })),
             )
             .await;
         if let Err(e) = audited {

@@ -1,4 +1,4 @@
-//! The audit trail over HTTP (admin token): `GET /audit` (sealed entries, filtered and
+//! The audit trail over HTTP (the auditor role and up): `GET /audit` (sealed entries, filtered and
 //! paged), `GET /audit/verify` (a bounded walk of the chain, optionally against a
 //! checkpoint) and `GET /audit/export` (JSON lines for a SIEM, streamed page by page).
 //!
@@ -15,7 +15,7 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use vivified_domain::Caller;
+use vivified_domain::Operation;
 use vivified_domain::audit_chain::{
     ChainHead, ChainVerifier, Checkpoint, CheckpointError, MAX_FIELD_BYTES, VerifyReport,
     check_stored_checkpoints, stored_checkpoint,
@@ -41,16 +41,14 @@ const PAGE: u64 = 1000;
 
 type RawQuery = Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>;
 
-/// 401/403 unless the caller holds the admin token.
-async fn require_admin(state: &AppState, bearer: &Bearer) -> Result<(), ApiError> {
-    match state.registry.authenticate(bearer.as_deref()).await? {
-        Caller::Admin => Ok(()),
-        Caller::Plugin(claims) => Err(state
-            .registry
-            .refuse_plugin_on_admin_route(&claims)
-            .await
-            .into()),
-    }
+/// 401/403 unless the caller is an operator whose role may read the audit trail.
+async fn require_auditor(state: &AppState, bearer: &Bearer) -> Result<(), ApiError> {
+    state
+        .registry
+        .authorize(bearer.as_deref(), Operation::ReadAudit)
+        .await
+        .map(drop)
+        .map_err(Into::into)
 }
 
 /// The query parameters, each given at most once, none outside `allowed`.
@@ -136,7 +134,7 @@ pub async fn list(
     bearer: Bearer,
     query: RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&state, &bearer).await?;
+    require_auditor(&state, &bearer).await?;
     let map = params(
         query,
         &["after", "limit", "order", "actor", "action", "outcome"],
@@ -302,7 +300,7 @@ pub async fn verify(
     bearer: Bearer,
     query: RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&state, &bearer).await?;
+    require_auditor(&state, &bearer).await?;
     let map = params(query, &["checkpoint", "max_entries", "resume"])?;
     let budget = count_param(
         &map,
@@ -392,7 +390,7 @@ pub async fn export(
     bearer: Bearer,
     query: RawQuery,
 ) -> Result<Response, ApiError> {
-    require_admin(&state, &bearer).await?;
+    require_auditor(&state, &bearer).await?;
     let map = params(query, &["after"])?;
     let after = seq_param(&map, "after")?.unwrap_or(0);
     let log = Arc::clone(&state.audit.log);

@@ -8,6 +8,8 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use vivified_domain::Operation;
+
 use crate::error::ApiError;
 use crate::extract::{Bearer, OptionalJson};
 use crate::state::AppState;
@@ -43,7 +45,7 @@ pub async fn create(
     ApiError,
 > {
     // 401/403 before 400.
-    super::admin_first(&state, &bearer).await?;
+    super::authorize_first(&state, &bearer, Operation::Enroll).await?;
     let body = body?.0;
     let Some(Value::String(plugin_id)) = body.plugin_id else {
         return Err(ApiError::InvalidBody(
@@ -116,7 +118,7 @@ pub async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     // 401/403 before 400.
-    super::admin_first(&state, &bearer).await?;
+    super::authorize_first(&state, &bearer, Operation::Enroll).await?;
     let Query(q) = query.map_err(|_| ApiError::InvalidBody("bad query string".into()))?;
     let limit = super::page_limit(
         q.limit.as_deref(),

@@ -1,42 +1,45 @@
 //! The HTTP API: the router and its handlers, one module per resource. Handlers are
 //! thin translations between wire bodies and the domain services in [`AppState`].
 
+pub mod access;
 pub mod audit;
 pub mod enrollments;
 pub mod events;
 pub mod health;
+pub mod operators;
 pub mod plugins;
 pub mod tokens;
 
 use std::time::Duration;
 
 use axum::Router;
+use axum::handler::Handler;
 use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use vivified_domain::Mode;
+use vivified_domain::Operation;
 
+use self::access::{Access, RouteAccess};
 use crate::error::ApiError;
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::telemetry;
 
-/// 401/403 come before 400: a plugin token gets its refusal before the body is read.
-pub(crate) async fn admin_first(
+/// 401/403 come before 400: a caller who may not perform `operation` gets its refusal
+/// before the body is read.
+pub(crate) async fn authorize_first(
     state: &AppState,
     bearer: &crate::extract::Bearer,
+    operation: vivified_domain::Operation,
 ) -> Result<(), ApiError> {
-    if let vivified_domain::Caller::Plugin(claims) =
-        state.registry.authenticate(bearer.as_deref()).await?
-    {
-        return Err(state
-            .registry
-            .refuse_plugin_on_admin_route(&claims)
-            .await
-            .into());
-    }
-    Ok(())
+    state
+        .registry
+        .authorize(bearer.as_deref(), operation)
+        .await
+        .map(drop)
+        .map_err(Into::into)
 }
 
 /// A `limit` query parameter: `default` when absent, else 1 to `max`.
@@ -51,55 +54,209 @@ fn page_limit(raw: Option<&str>, default: usize, max: usize) -> Result<usize, Ap
     }
 }
 
-/// The HTTP API over `state`. Tests drive it with `tower::ServiceExt::oneshot`.
-pub fn router(state: AppState, settings: &Settings) -> App {
-    let mut routes: Vec<(&'static str, MethodRouter<AppState>)> = vec![
-        ("/health", get(health::health)),
-        ("/ready", get(health::ready)),
-        ("/.well-known/jwks.json", get(tokens::jwks)),
-        ("/plugins", get(plugins::list)),
-        ("/plugins/register", post(plugins::register)),
-        (
+type Entry = (RouteAccess, MethodRouter<AppState>);
+
+fn route<H, T>(method: Method, path: &'static str, access: Access, handler: H) -> Entry
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let methods = match method {
+        Method::GET => get(handler),
+        Method::DELETE => delete(handler),
+        _ => post(handler),
+    };
+    (
+        RouteAccess {
+            method,
+            path,
+            access,
+        },
+        methods,
+    )
+}
+
+/// Every route with who may call it, and its handler.
+fn entries(settings: &Settings) -> Vec<Entry> {
+    use Access::{Anyone, Operator, Plugin, PluginOr, Public, Registration, SelfOr};
+    use Operation::{
+        ApproveTraits, Enroll, ManageOperators, ManagePlugins, ReadAudit, ReadOperators,
+        ReadPlugins, RevokeAllTokens,
+    };
+    let (g, p, d) = (Method::GET, Method::POST, Method::DELETE);
+    let mut routes = vec![
+        route(g.clone(), "/health", Public, health::health),
+        route(g.clone(), "/ready", Public, health::ready),
+        route(g.clone(), "/.well-known/jwks.json", Public, tokens::jwks),
+        route(g.clone(), "/whoami", Anyone, operators::whoami),
+        route(g.clone(), "/plugins", Operator(ReadPlugins), plugins::list),
+        route(
+            p.clone(),
+            "/plugins/register",
+            Registration,
+            plugins::register,
+        ),
+        route(
+            p.clone(),
             "/enrollments",
-            post(enrollments::create).get(enrollments::list),
+            Operator(Enroll),
+            enrollments::create,
         ),
-        ("/enrollments/{id}", delete(enrollments::cancel)),
-        (
+        route(
+            g.clone(),
+            "/enrollments",
+            Operator(Enroll),
+            enrollments::list,
+        ),
+        route(
+            d.clone(),
+            "/enrollments/{id}",
+            Operator(Enroll),
+            enrollments::cancel,
+        ),
+        route(
+            g.clone(),
             "/plugins/{id}",
-            get(plugins::get).delete(plugins::deregister),
+            PluginOr(ReadPlugins),
+            plugins::get,
         ),
-        ("/plugins/{id}/heartbeat", post(plugins::heartbeat)),
-        ("/plugins/{id}/token", post(plugins::refresh)),
-        ("/plugins/{id}/disable", post(plugins::disable)),
-        ("/plugins/{id}/enable", post(plugins::enable)),
-        ("/plugins/{id}/approve", post(plugins::approve)),
-        ("/plugins/{id}/refuse", post(plugins::refuse)),
-        ("/plugins/{id}/revoke-before", post(tokens::revoke_plugin)),
-        ("/tokens/introspect", post(plugins::introspect)),
-        ("/tokens/revoke-before", post(tokens::revoke_all)),
-        ("/events", post(events::publish)),
+        route(
+            d.clone(),
+            "/plugins/{id}",
+            PluginOr(ManagePlugins),
+            plugins::deregister,
+        ),
+        route(
+            p.clone(),
+            "/plugins/{id}/heartbeat",
+            Plugin,
+            plugins::heartbeat,
+        ),
+        route(p.clone(), "/plugins/{id}/token", Plugin, plugins::refresh),
+        route(
+            p.clone(),
+            "/plugins/{id}/disable",
+            Operator(ManagePlugins),
+            plugins::disable,
+        ),
+        route(
+            p.clone(),
+            "/plugins/{id}/enable",
+            Operator(ManagePlugins),
+            plugins::enable,
+        ),
+        route(
+            p.clone(),
+            "/plugins/{id}/approve",
+            Operator(ApproveTraits),
+            plugins::approve,
+        ),
+        route(
+            p.clone(),
+            "/plugins/{id}/refuse",
+            Operator(ManagePlugins),
+            plugins::refuse,
+        ),
+        route(
+            p.clone(),
+            "/plugins/{id}/revoke-before",
+            Operator(ManagePlugins),
+            tokens::revoke_plugin,
+        ),
+        route(
+            p.clone(),
+            "/tokens/introspect",
+            PluginOr(ReadPlugins),
+            plugins::introspect,
+        ),
+        route(
+            p.clone(),
+            "/tokens/revoke-before",
+            Operator(RevokeAllTokens),
+            tokens::revoke_all,
+        ),
+        route(p.clone(), "/events", Plugin, events::publish),
         // The original Python core's path, for plugins written for it: the same
         // handler, so the same authentication, policy, sanitising, audit and answer.
-        ("/messaging/events", post(events::publish)),
-        (telemetry::LONG_POLL_ROUTE, get(events::pull)),
-        ("/audit", get(audit::list)),
-        ("/audit/verify", get(audit::verify)),
-        ("/audit/export", get(audit::export)),
+        route(p.clone(), "/messaging/events", Plugin, events::publish),
+        route(g.clone(), telemetry::LONG_POLL_ROUTE, Plugin, events::pull),
+        route(g.clone(), "/audit", Operator(ReadAudit), audit::list),
+        route(
+            g.clone(),
+            "/audit/verify",
+            Operator(ReadAudit),
+            audit::verify,
+        ),
+        route(
+            g.clone(),
+            "/audit/export",
+            Operator(ReadAudit),
+            audit::export,
+        ),
+        route(
+            p.clone(),
+            "/operators",
+            Operator(ManageOperators),
+            operators::create,
+        ),
+        route(
+            g.clone(),
+            "/operators",
+            Operator(ReadOperators),
+            operators::list,
+        ),
+        route(
+            g.clone(),
+            "/operators/{name}",
+            SelfOr(ReadOperators),
+            operators::get,
+        ),
+        route(
+            d.clone(),
+            "/operators/{name}",
+            Operator(ManageOperators),
+            operators::delete,
+        ),
+        route(
+            p.clone(),
+            "/operators/{name}/tokens",
+            SelfOr(ManageOperators),
+            operators::create_token,
+        ),
+        route(
+            d,
+            "/operators/{name}/tokens/{prefix}",
+            SelfOr(ManageOperators),
+            operators::revoke_token,
+        ),
     ];
     if settings.mode == Mode::Dev {
-        routes.push(("/openapi.json", get(openapi)));
+        routes.push(route(g.clone(), "/openapi.json", Public, openapi));
     }
+    if settings.metrics_bind.is_none() {
+        routes.push(route(g, "/metrics", Public, crate::metrics::render));
+    }
+    routes
+}
+
+/// Every route of the router `settings` build, with who may call it.
+#[must_use]
+pub fn route_table(settings: &Settings) -> Vec<RouteAccess> {
+    entries(settings).into_iter().map(|(r, _)| r).collect()
+}
+
+/// The HTTP API over `state`. Tests drive it with `tower::ServiceExt::oneshot`.
+pub fn router(state: AppState, settings: &Settings) -> App {
+    let routes = entries(settings);
     // Install the recorder before the first request records anything.
     crate::metrics::handle();
-    if settings.metrics_bind.is_none() {
-        routes.push(("/metrics", get(crate::metrics::render)));
-    }
     // The trace layer labels requests with the same templates the router routes by.
-    let templates: Vec<&'static str> = routes.iter().map(|(t, _)| *t).collect();
+    let templates: Vec<&'static str> = routes.iter().map(|(r, _)| r.path).collect();
+    // Several methods of one path are merged into one method router.
     let mut app = routes
         .into_iter()
-        .fold(Router::new(), |api, (template, methods)| {
-            api.route(template, methods)
+        .fold(Router::new(), |api, (r, methods)| {
+            api.route(r.path, methods)
         })
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

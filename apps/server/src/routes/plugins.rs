@@ -11,6 +11,8 @@ use time::OffsetDateTime;
 use vivified_domain::{HeartbeatReport, IssuedRegistration};
 use vivified_ports::{Health, InstanceId, InstanceRecord, PluginId, PluginRecord, StoredManifest};
 
+use vivified_domain::Operation;
+
 use crate::error::ApiError;
 use crate::extract::{Bearer, JsonObject, OptionalJson};
 use crate::state::AppState;
@@ -281,7 +283,7 @@ pub async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     // 401/403 before 400.
-    super::admin_first(&state, &bearer).await?;
+    super::authorize_first(&state, &bearer, Operation::ReadPlugins).await?;
     let Query(q) = query.map_err(|_| ApiError::InvalidBody("bad query string".into()))?;
     let limit = super::page_limit(q.limit.as_deref(), DEFAULT_PAGE, MAX_PAGE)?;
     let after = match q.after.as_deref() {
@@ -343,7 +345,7 @@ pub async fn disable(
     body: Result<OptionalJson<DisableBody>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     // 401/403 before 400.
-    super::admin_first(&state, &bearer).await?;
+    super::authorize_first(&state, &bearer, Operation::ManagePlugins).await?;
     let reason = reason_of(body?.0)?;
     let record = state
         .registry
@@ -377,7 +379,7 @@ pub async fn refuse(
     body: Result<OptionalJson<DisableBody>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     // 401/403 before 400.
-    super::admin_first(&state, &bearer).await?;
+    super::authorize_first(&state, &bearer, Operation::ManagePlugins).await?;
     let reason = reason_of(body?.0)?;
     let record = state
         .registry

@@ -9,6 +9,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use vivified_domain::Revocation;
 
+use vivified_domain::Operation;
+
 use crate::error::ApiError;
 use crate::extract::{Bearer, OptionalJson};
 use crate::state::AppState;
@@ -64,7 +66,7 @@ pub async fn revoke_plugin(
     bearer: Bearer,
     body: Result<OptionalJson<RevokeBody>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    super::admin_first(&state, &bearer).await?;
+    super::authorize_first(&state, &bearer, Operation::ManagePlugins).await?;
     let at = body?.0.instant()?;
     let revocation = state
         .registry
@@ -80,7 +82,7 @@ pub async fn revoke_all(
     bearer: Bearer,
     body: Result<OptionalJson<RevokeBody>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    super::admin_first(&state, &bearer).await?;
+    super::authorize_first(&state, &bearer, Operation::RevokeAllTokens).await?;
     let at = body?.0.instant()?;
     let revocation = state
         .registry

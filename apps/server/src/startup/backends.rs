@@ -2,6 +2,7 @@
 //! database.
 
 use super::*;
+use vivified_ports::OperatorStore;
 
 /// The plugin store and the audit log, on one database: the audit log follows the
 /// store (SQLite → `SqliteAuditLog` on the same pool, Postgres → `PostgresAuditLog`,
@@ -9,6 +10,8 @@ use super::*;
 pub struct Backends {
     /// Plugin records.
     pub store: Arc<dyn PluginStore>,
+    /// Operators and their tokens (the same database).
+    pub operators: Arc<dyn OperatorStore>,
     /// The audit chain's entries.
     pub audit: Arc<dyn AuditLog>,
 }
@@ -27,10 +30,14 @@ pub async fn open_backends(settings: &Settings) -> Result<Backends, StartupError
         reason: std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string),
     };
     Ok(match &settings.store {
-        StoreSetting::Memory => Backends {
-            store: Arc::new(InMemoryPluginStore::new()),
-            audit: Arc::new(InMemoryAuditLog::new(MEMORY_AUDIT_CAPACITY)),
-        },
+        StoreSetting::Memory => {
+            let store = Arc::new(InMemoryPluginStore::new());
+            Backends {
+                store: store.clone(),
+                operators: store,
+                audit: Arc::new(InMemoryAuditLog::new(MEMORY_AUDIT_CAPACITY)),
+            }
+        }
         StoreSetting::Sqlite(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 crate::dev_secrets::create_private_dir(dir).map_err(|e| StartupError::Store {
@@ -43,9 +50,11 @@ pub async fn open_backends(settings: &Settings) -> Result<Backends, StartupError
                 .await
                 .map_err(|e| fail("sqlite", e))?
                 .with_group_commit(settings.group_commit_wait);
+            let store = Arc::new(store);
             Backends {
                 audit: Arc::new(SqliteAuditLog::new(&store)),
-                store: Arc::new(store),
+                store: store.clone(),
+                operators: store,
             }
         }
         StoreSetting::Postgres(url) => {
@@ -57,9 +66,11 @@ pub async fn open_backends(settings: &Settings) -> Result<Backends, StartupError
                 .await
                 .map_err(|e| fail("postgres", e))?
                 .with_group_commit(settings.group_commit_wait);
+            let store = Arc::new(store);
             Backends {
                 audit: Arc::new(PostgresAuditLog::new(&store)),
-                store: Arc::new(store),
+                store: store.clone(),
+                operators: store,
             }
         }
     })

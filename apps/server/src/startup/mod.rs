@@ -209,7 +209,11 @@ impl Application {
         })?;
         let jwks =
             serde_json::to_value(tokens.jwks()).unwrap_or_else(|_| serde_json::json!({"keys": []}));
-        let Backends { store, audit } = open_backends(&settings).await?;
+        let Backends {
+            store,
+            operators,
+            audit,
+        } = open_backends(&settings).await?;
         let clock: Arc<SystemClock> = Arc::new(SystemClock);
         // A durable store answers heartbeats that change nothing but times from memory
         // and writes them in batches; the memory store is memory already.
@@ -251,6 +255,7 @@ impl Application {
         let policy_untagged = policy.untagged().as_str();
         let ports = Ports {
             store,
+            operators,
             tokens: Arc::new(tokens),
             clock,
             bus: Arc::clone(&bus),
