@@ -218,7 +218,7 @@ async fn a_refusal_disables_the_plugin_and_keeps_it_waiting() {
     assert_eq!(entries[0].entry.actor, "operator:bootstrap");
     assert_eq!(
         entries[0].entry.details,
-        json!({"traits": ["handles_phi"], "reason": "no BAA on file"})
+        json!({"traits": ["handles_phi"], "reason": "no BAA on file", "auth": "bootstrap_token"})
     );
     assert_eq!(refuse(json!("no BAA on file")).await.status, StatusCode::OK);
     assert_eq!(

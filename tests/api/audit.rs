@@ -154,7 +154,7 @@ async fn filters_paging_and_newest_first() {
     assert_eq!(denied[0]["reason"], "invalid_manifest");
     assert_eq!(denied[1]["reason"], "already_registered");
 
-    let admin = audit(&app, "?actor=admin").await;
+    let admin = audit(&app, "?actor=operator:bootstrap").await;
     assert_eq!(admin["entries"].as_array().unwrap().len(), 1, "{admin}");
     assert_eq!(admin["entries"][0]["action"], "plugin.disable");
     assert_eq!(admin["entries"][0]["target"], "p3");

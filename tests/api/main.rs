@@ -20,6 +20,7 @@ mod limits;
 mod list;
 mod liveness;
 mod metrics;
+mod operators;
 mod ordering;
 mod plugin_get;
 mod production;
