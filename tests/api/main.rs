@@ -1,6 +1,7 @@
 //! HTTP API tests: every row of the API table and every error code, through the real
 //! router (`vivified_server::routes::router`) driven with `tower::ServiceExt::oneshot`.
 
+mod access;
 mod approve;
 mod audit;
 mod checkpoints;

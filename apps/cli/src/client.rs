@@ -29,7 +29,7 @@ pub enum ClientError {
     },
     /// `VIVIFIED_ADMIN_TOKEN` is missing.
     #[error(
-        "VIVIFIED_ADMIN_TOKEN is not set: the plugins and audit commands need the core's admin token"
+        "neither VIVIFIED_OPERATOR_TOKEN nor VIVIFIED_ADMIN_TOKEN is set: the commands that talk to a core need an operator token (or the bootstrap admin token)"
     )]
     NoAdminToken,
     /// The argument is not a plugin id.
@@ -429,6 +429,18 @@ impl CoreClient {
     pub async fn cancel_enrollment(&self, id: &str) -> Result<Value, ClientError> {
         let url = self.url_at("enrollments", &[id]);
         self.record(Method::DELETE, url, None).await
+    }
+
+    /// `method base/root/segments` with `body`: the JSON answered (`None` for 204).
+    pub async fn send(
+        &self,
+        method: Method,
+        root: &str,
+        segments: &[&str],
+        body: Option<Value>,
+    ) -> Result<Option<Value>, ClientError> {
+        let url = self.url_at(root, segments);
+        self.call(method, url, body).await.map(|(_, v)| v)
     }
 
     /// Deregisters a plugin (`DELETE /plugins/{id}`, 204).

@@ -1,6 +1,7 @@
 //! How the operator's commands reach a running core: its URL, a bound on each request,
-//! a CA for https, and whether to print the core's JSON. The admin token comes from
-//! `VIVIFIED_ADMIN_TOKEN`, never a flag (it would show in `ps`).
+//! a CA for https, and whether to print the core's JSON. The credential comes from
+//! `VIVIFIED_OPERATOR_TOKEN` (an operator's own token), else `VIVIFIED_ADMIN_TOKEN`
+//! (the bootstrap admin token) — never a flag (it would show in `ps`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,7 +33,7 @@ pub struct Connect {
 }
 
 impl Connect {
-    /// A client of the core with the admin token from the environment.
+    /// A client of the core with the operator's credential from the environment.
     ///
     /// # Errors
     /// A bad URL or CA file.
@@ -44,7 +45,10 @@ impl Connect {
         };
         Ok(CoreClient::with_ca_cert(
             core_url,
-            std::env::var("VIVIFIED_ADMIN_TOKEN").ok(),
+            std::env::var("VIVIFIED_OPERATOR_TOKEN")
+                .ok()
+                .filter(|t| !t.trim().is_empty())
+                .or_else(|| std::env::var("VIVIFIED_ADMIN_TOKEN").ok()),
             self.timeout,
             self.ca_cert.as_deref(),
         )?)

@@ -16,6 +16,7 @@ mod enrollments;
 mod error;
 mod healthcheck;
 mod new_plugin;
+mod operators;
 mod plugins;
 #[cfg(feature = "serve")]
 mod serve;
@@ -54,6 +55,12 @@ enum Command {
     /// List the enrollments minted (never their tokens) and cancel unused ones (admin
     /// token from VIVIFIED_ADMIN_TOKEN).
     Enrollments(enrollments::Args),
+    /// Create, list, show and remove the operators of a running core, and their API
+    /// tokens (credential from VIVIFIED_OPERATOR_TOKEN or VIVIFIED_ADMIN_TOKEN).
+    Operators(operators::Args),
+    /// Who the configured credential is (VIVIFIED_OPERATOR_TOKEN or
+    /// VIVIFIED_ADMIN_TOKEN).
+    Whoami(operators::WhoamiArgs),
     /// Verify the audit chain of a running core (exit 0 intact, 1 tampered, 2 error)
     /// and read its entries (admin token from VIVIFIED_ADMIN_TOKEN).
     Audit(audit::Args),
@@ -77,6 +84,8 @@ fn main() -> ExitCode {
         Command::Plugins(args) => plugins::run(args),
         Command::Enroll(args) => enroll::run(&args),
         Command::Enrollments(args) => enrollments::run(&args),
+        Command::Operators(args) => operators::run(&args),
+        Command::Whoami(args) => operators::whoami(&args),
         Command::Audit(args) => audit::run(args),
         Command::Healthcheck(args) => healthcheck::run(&args),
         Command::NewPlugin(args) => new_plugin::run(args),

@@ -5,6 +5,7 @@
 mod audit;
 mod common;
 mod healthcheck;
+mod operators;
 mod plugins;
 mod serve;
 mod validate;
