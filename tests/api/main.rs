@@ -20,6 +20,7 @@ mod introspect;
 mod limits;
 mod list;
 mod liveness;
+mod lockout;
 mod metrics;
 mod operators;
 mod ordering;

@@ -182,6 +182,9 @@ impl Core {
                 registration_limit: vivified_server::rate_limit::AddressLimit::per_minute(
                     settings.registration_rate_limit,
                 ),
+                auth_failures: vivified_server::rate_limit::FailureLimit::per_minute(
+                    settings.auth_failure_limit,
+                ),
             }),
             &settings,
         );

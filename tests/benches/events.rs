@@ -127,6 +127,9 @@ fn app(bus: Arc<dyn EventBus>) -> (App, AuditChain) {
             registration_limit: vivified_server::rate_limit::AddressLimit::per_minute(
                 settings.registration_rate_limit,
             ),
+            auth_failures: vivified_server::rate_limit::FailureLimit::per_minute(
+                settings.auth_failure_limit,
+            ),
         }),
         &settings,
     );

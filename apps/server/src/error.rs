@@ -48,6 +48,9 @@ pub enum ApiError {
     HeadersTooLarge(usize),
     /// 429 `rate_limited`: this address asked too often; it may ask again after this.
     RateLimited(std::time::Duration),
+    /// 429 `too_many_requests`: too many failed authentications from this address or
+    /// with this credential; it may try again after this.
+    TooManyFailures(std::time::Duration),
     /// 503 `unavailable`: a dependency failed or the request took too long.
     Unavailable(&'static str),
 }
@@ -68,7 +71,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited(_) | Self::TooManyFailures(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -90,6 +93,7 @@ impl ApiError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::HeadersTooLarge(_) => "request_header_fields_too_large",
             Self::RateLimited(_) => "rate_limited",
+            Self::TooManyFailures(_) => "too_many_requests",
             Self::Unavailable(_) => "unavailable",
         }
     }
@@ -167,6 +171,10 @@ impl ApiError {
             Self::HeadersTooLarge(limit) => {
                 format!("The request's header fields exceed {limit} bytes.")
             }
+            Self::TooManyFailures(wait) => format!(
+                "Too many failed authentications from this address or with this credential; retry in {} s.",
+                retry_after_secs(*wait)
+            ),
             Self::Unavailable(what) => {
                 format!("The service is temporarily unavailable ({what}); retry later.")
             }
@@ -216,7 +224,9 @@ impl IntoResponse for ApiError {
                 body["reason"] = json!(&**reason);
                 body["rule"] = json!(&**rule);
             }
-            Self::RateLimited(wait) => body["retry_after_secs"] = json!(retry_after_secs(*wait)),
+            Self::RateLimited(wait) | Self::TooManyFailures(wait) => {
+                body["retry_after_secs"] = json!(retry_after_secs(*wait));
+            }
             _ => {}
         }
         if status.is_client_error() {
@@ -227,7 +237,7 @@ impl IntoResponse for ApiError {
             );
         }
         let mut resp = (status, Json(body)).into_response();
-        if let Self::RateLimited(wait) = self {
+        if let Self::RateLimited(wait) | Self::TooManyFailures(wait) = self {
             resp.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after_secs(wait)),

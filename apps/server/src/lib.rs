@@ -6,6 +6,7 @@ pub mod conn_watch;
 pub mod dev_secrets;
 pub mod error;
 pub mod extract;
+pub mod lockout;
 pub mod metrics;
 pub mod rate_limit;
 pub mod routes;

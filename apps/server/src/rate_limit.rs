@@ -53,6 +53,108 @@ impl AddressLimit {
     }
 }
 
+/// What a lock-out is keyed by: the client's address, or the credential presented.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum FailureKey {
+    /// The TCP peer.
+    Address(IpAddr),
+    /// The public part of a credential: an operator token's prefix, a plugin token's
+    /// subject (its plugin id, read without verifying), or a hash of anything else.
+    Credential(String),
+}
+
+/// Failed authentications a minute per key; a key that fails more is locked out until
+/// its allowance is back: its requests are answered 429 before anything is verified,
+/// so guessing goes no faster than the limit. `governor`'s GCRA counts the failures.
+pub struct FailureLimit {
+    limiter: Option<DefaultKeyedRateLimiter<FailureKey>>,
+    clock: DefaultClock,
+    /// Keys locked out, until when.
+    locked: std::sync::Mutex<std::collections::HashMap<FailureKey, std::time::Instant>>,
+    /// Whether any key is locked out (the common case reads only this).
+    any_locked: std::sync::atomic::AtomicBool,
+}
+
+impl FailureLimit {
+    /// `per_minute` failures per key and minute; 0 turns the limit off.
+    pub fn per_minute(per_minute: u32) -> Self {
+        Self {
+            limiter: NonZeroU32::new(per_minute)
+                .map(|n| RateLimiter::keyed(Quota::per_minute(n).allow_burst(n))),
+            clock: DefaultClock::default(),
+            locked: std::sync::Mutex::new(std::collections::HashMap::new()),
+            any_locked: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn locked(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<FailureKey, std::time::Instant>> {
+        self.locked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether failures are limited at all.
+    pub fn is_on(&self) -> bool {
+        self.limiter.is_some()
+    }
+
+    /// Whether any key may be locked out now.
+    pub fn any_locked(&self) -> bool {
+        self.any_locked.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// How long the longest lock-out among `keys` still lasts, if any.
+    pub fn blocked<'k>(&self, keys: impl IntoIterator<Item = &'k FailureKey>) -> Option<Duration> {
+        if !self.any_locked() {
+            return None;
+        }
+        let now = std::time::Instant::now();
+        let mut locked = self.locked();
+        locked.retain(|_, until| *until > now);
+        if locked.is_empty() {
+            self.any_locked
+                .store(false, std::sync::atomic::Ordering::Release);
+            return None;
+        }
+        keys.into_iter()
+            .filter_map(|k| locked.get(k))
+            .map(|until| until.saturating_duration_since(now))
+            .max()
+    }
+
+    /// Counts one failure against each of `keys`; returns the keys this failure locked
+    /// out (their allowance is used up), with how long.
+    pub fn failed(&self, keys: &[FailureKey]) -> Vec<(FailureKey, Duration)> {
+        let Some(limiter) = &self.limiter else {
+            return Vec::new();
+        };
+        if limiter.len() > MAX_TRACKED {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        let now = std::time::Instant::now();
+        let mut newly = Vec::new();
+        for key in keys {
+            if let Err(not_until) = limiter.check_key(key) {
+                let wait = not_until.wait_time_from(self.clock.now());
+                let mut locked = self.locked();
+                if locked.len() >= MAX_TRACKED {
+                    locked.retain(|_, until| *until > now);
+                }
+                if locked.len() < MAX_TRACKED {
+                    locked.insert(key.clone(), now + wait);
+                    self.any_locked
+                        .store(true, std::sync::atomic::Ordering::Release);
+                    newly.push((key.clone(), wait));
+                }
+            }
+        }
+        newly
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

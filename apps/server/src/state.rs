@@ -44,4 +44,6 @@ pub struct Services {
     pub jwks: serde_json::Value,
     /// Per-address limit of registration and enrollment requests.
     pub registration_limit: crate::rate_limit::AddressLimit,
+    /// Lock-out after repeated failed authentications, per address and credential.
+    pub auth_failures: crate::rate_limit::FailureLimit,
 }

@@ -261,6 +261,10 @@ pub fn router(state: AppState, settings: &Settings) -> App {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::lockout::lock_out,
+        ))
         .with_state(state);
     if !settings.allowed_origins.is_empty() {
         let origins: Vec<HeaderValue> = settings

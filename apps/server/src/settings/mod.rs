@@ -29,6 +29,10 @@ pub const MAX_AUDIT_SEAL_INTERVAL: Duration = Duration::from_secs(60);
 /// Registration and enrollment requests a minute per client address in production.
 pub const DEFAULT_REGISTRATION_RATE_LIMIT: u32 = 600;
 
+/// Failed authentications a minute per client address, and per credential, in
+/// production unless configured.
+pub const DEFAULT_AUTH_FAILURE_LIMIT: u32 = 20;
+
 /// Where plugin records live.
 #[derive(Clone, PartialEq, Eq)]
 pub enum StoreSetting {
@@ -96,6 +100,11 @@ pub struct Settings {
     /// Registration and enrollment requests a minute per client address
     /// (`VIVIFIED_REGISTRATION_RATE_LIMIT`; default 600 in production, 0 = off in dev).
     pub registration_rate_limit: u32,
+    /// Failed authentications (401 answers) a minute per client address, and per
+    /// credential, before further requests from it, or with it, are answered 429
+    /// `too_many_requests` unread (`VIVIFIED_AUTH_FAILURE_LIMIT`; default 20 in
+    /// production, 0 = off in dev).
+    pub auth_failure_limit: u32,
     /// Most instances one plugin may have (`VIVIFIED_MAX_INSTANCES`, 1 to 10000,
     /// default 64).
     pub max_instances: usize,

@@ -114,6 +114,22 @@ impl Settings {
                     )
                 })?,
         };
+        let auth_failure_limit = match get("auth_failure_limit") {
+            None if mode == Mode::Production => DEFAULT_AUTH_FAILURE_LIMIT,
+            None => 0,
+            Some((n, v)) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|c| *c <= 1_000_000)
+                .ok_or_else(|| {
+                    invalid(
+                        n,
+                        "expected failed authentications per minute, 0 to 1000000 (0: no limit)"
+                            .into(),
+                    )
+                })?,
+        };
         let bus = match get("bus") {
             None => BusSetting::Memory,
             Some((_, v)) if v.trim() == "memory" => BusSetting::Memory,
@@ -294,6 +310,7 @@ impl Settings {
             registration_secret: secret("registration_secret"),
             registration_secret_allowed: boolean("registration_secret_allowed")?,
             registration_rate_limit,
+            auth_failure_limit,
             max_instances,
             jwt_secret: secret("jwt_secret"),
             jwt_previous_secrets: list("jwt_previous_secrets")

@@ -278,6 +278,7 @@ impl Application {
             registration_limit: crate::rate_limit::AddressLimit::per_minute(
                 settings.registration_rate_limit,
             ),
+            auth_failures: crate::rate_limit::FailureLimit::per_minute(settings.auth_failure_limit),
         });
         let metrics = match settings.metrics_bind {
             None => None,
