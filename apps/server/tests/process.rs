@@ -254,6 +254,52 @@ async fn trace_logs_carry_no_token_secret_or_pii() {
         "the API itself returns the manifest"
     );
 
+    // An operator's token: minted, used, guessed at, revoked.
+    let resp = http
+        .post(server.url("/operators"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "alice", "role": "operator"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let resp = http
+        .post(server.url("/operators/alice/tokens"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"label": "laptop"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let operator_token = json_body(resp).await["token"].as_str().unwrap().to_owned();
+    let (_, operator_secret) = operator_token.rsplit_once('_').unwrap();
+    let operator_secret = operator_secret.to_owned();
+    let prefix = operator_token.split('_').nth(2).unwrap().to_owned();
+    for bearer in [
+        operator_token.clone(),
+        format!("viv_op_{prefix}_{}", "e".repeat(64)),
+    ] {
+        http.get(server.url("/plugins"))
+            .bearer_auth(&bearer)
+            .send()
+            .await
+            .unwrap();
+    }
+    let resp = http
+        .delete(server.url(&format!("/operators/alice/tokens/{prefix}")))
+        .bearer_auth(&operator_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let resp = http
+        .get(server.url("/whoami"))
+        .bearer_auth(&operator_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "revoked");
+
     let resp = http
         .get(server.url("/plugins/secrecy-probe"))
         .bearer_auth(&refreshed)
@@ -283,6 +329,8 @@ async fn trace_logs_carry_no_token_secret_or_pii() {
         ("the refreshed token", refreshed.clone()),
         ("the refreshed token's signature", signature(&refreshed)),
         ("the admin token", ADMIN.to_owned()),
+        ("the operator token", operator_token.clone()),
+        ("the operator token's secret", operator_secret.clone()),
         ("the JWT secret", JWT.to_owned()),
         ("the registration secret", REGISTRATION.to_owned()),
         ("the manifest name", NAME_MARKER.to_owned()),

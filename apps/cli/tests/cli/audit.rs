@@ -146,7 +146,7 @@ fn verify_exits_2_when_it_cannot_tell() {
             .args(["audit", "verify"]),
     );
     assert_eq!(run.code, 2, "{run:?}");
-    run.assert_one_error_line("vivified", "VIVIFIED_ADMIN_TOKEN is not set");
+    run.assert_one_error_line("vivified", "nor VIVIFIED_ADMIN_TOKEN is set");
     let token = core.register("not-an-admin");
     let run = Run::of(
         vivified(dir.path())

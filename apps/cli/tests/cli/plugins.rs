@@ -201,7 +201,7 @@ fn usage_errors_exit_2_before_any_request() {
             .args(["plugins", "list"]),
     );
     assert_eq!(run.code, 2, "{run:?}");
-    run.assert_one_error_line("vivified", "VIVIFIED_ADMIN_TOKEN is not set");
+    run.assert_one_error_line("vivified", "nor VIVIFIED_ADMIN_TOKEN is set");
 
     let run = Run::of(core.cli(dir.path()).args(["plugins", "show", "../admin"]));
     assert_eq!(run.code, 2, "{run:?}");

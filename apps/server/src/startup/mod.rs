@@ -328,6 +328,18 @@ impl Application {
             "audit chain ready"
         );
         let audit_broken_at_start = crate::audit::check_at_start(&audit).await;
+        if settings.mode == Mode::Production && settings.admin_token.is_some() {
+            // The bootstrap token is for creating the first named admin; once there is
+            // one, a shared secret that acts as `bootstrap` should be retired.
+            match registry.named_admins().await {
+                Ok(n) if n > 0 => tracing::warn!(
+                    named_admins = n,
+                    "VIVIFIED_ADMIN_TOKEN (the bootstrap admin) is still set although named admins exist: unset it so every action is taken by a named operator"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not count the named admins"),
+            }
+        }
         if let Some((listener, _)) = &metrics
             && let Ok(addr) = listener.local_addr()
             && !addr.ip().is_loopback()
