@@ -9,11 +9,11 @@ use std::sync::{PoisonError, RwLock};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 use vivified_ports::Enrollment;
+use vivified_ports::{BreakGlass, Operator, OperatorName, OperatorStore, OperatorToken, Role};
 use vivified_ports::{
     BufferedBeat, Health, HeartbeatOutcome, LivenessCounts, OutboxEntry, PluginId, PluginRecord,
     PluginStore, StoreError, Swept,
 };
-use vivified_ports::{Operator, OperatorName, OperatorStore, OperatorToken, Role};
 
 /// A [`PluginStore`] in a `BTreeMap` behind a lock: every operation is atomic. An
 /// ordered set of `(next_deadline, id)` beside it makes a sweep cost what expires.
@@ -509,6 +509,17 @@ impl OperatorStore for InMemoryPluginStore {
             Entry::Occupied(e) if &e.get().operator == name => Ok(e.remove()),
             _ => Err(StoreError::NotFound),
         }
+    }
+
+    async fn set_break_glass(
+        &self,
+        name: &OperatorName,
+        grant: Option<&BreakGlass>,
+    ) -> Result<Operator, StoreError> {
+        let mut inner = self.write();
+        let operator = inner.operators.get_mut(name).ok_or(StoreError::NotFound)?;
+        operator.break_glass = grant.cloned();
+        Ok(operator.clone())
     }
 
     async fn count_operators(&self, role: Role, now: OffsetDateTime) -> Result<u64, StoreError> {

@@ -31,7 +31,7 @@ pub use bus::{BusError, BusEvent, Cursor, EventBus, Pulled};
 pub use clock::Clock;
 pub use enrollment::Enrollment;
 pub use operator::{
-    InvalidOperatorName, Operator, OperatorName, OperatorStore, OperatorToken, Role,
+    BreakGlass, InvalidOperatorName, Operator, OperatorName, OperatorStore, OperatorToken, Role,
 };
 pub use plugin::{
     Health, InvalidPluginId, Liveness, PluginId, REVOKED_JTI, SENSITIVE_TRAITS, StoredManifest,

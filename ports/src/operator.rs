@@ -102,6 +102,17 @@ impl std::fmt::Display for OperatorName {
     }
 }
 
+/// An emergency elevation of an operator to the admin role, for a bounded time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BreakGlass {
+    /// Why, in the operator's words (audited; never logged).
+    pub reason: String,
+    /// When it was granted.
+    pub granted_at: OffsetDateTime,
+    /// It ends at this instant.
+    pub until: OffsetDateTime,
+}
+
 /// An operator as the store keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Operator {
@@ -115,6 +126,8 @@ pub struct Operator {
     pub created_by: String,
     /// It authenticates with nothing from this instant on (`None`: no expiry).
     pub expires_at: Option<OffsetDateTime>,
+    /// Its emergency elevation, current or past (`None`: never, or ended).
+    pub break_glass: Option<BreakGlass>,
 }
 
 impl Operator {
@@ -213,6 +226,18 @@ pub trait OperatorStore: Send + Sync {
         name: &OperatorName,
         prefix: &str,
     ) -> Result<OperatorToken, StoreError>;
+
+    /// Sets (`Some`) or ends (`None`) operator `name`'s emergency elevation; returns
+    /// the operator as stored after it.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::NotFound`] if there is no such operator,
+    /// [`StoreError::Unavailable`] if the backend fails.
+    async fn set_break_glass(
+        &self,
+        name: &OperatorName,
+        grant: Option<&BreakGlass>,
+    ) -> Result<Operator, StoreError>;
 
     /// How many operators with role `role` are current at `now` (the start-up warning
     /// about the bootstrap token, and the guard against deleting the last admin).

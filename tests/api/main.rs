@@ -4,6 +4,7 @@
 mod access;
 mod approve;
 mod audit;
+mod break_glass;
 mod checkpoints;
 mod compat;
 mod concurrency;

@@ -726,6 +726,7 @@ fn world(store: Arc<dyn PluginStore>, mode: Mode) -> World {
         outbox_lease: StdDuration::from_secs(30),
         audit_in_store: false,
         replace_stale: true,
+        break_glass: false,
     };
     let registry = Registry::new(
         ports,

@@ -6,7 +6,11 @@ CREATE TABLE IF NOT EXISTS operators (
     role       TEXT   NOT NULL,
     created_at BIGINT NOT NULL,
     created_by TEXT   NOT NULL,
-    expires_at BIGINT
+    expires_at BIGINT,
+    -- An emergency elevation to admin (break-glass): why, when, until when.
+    break_glass_reason TEXT,
+    break_glass_at     BIGINT,
+    break_glass_until  BIGINT
 );
 CREATE TABLE IF NOT EXISTS operator_tokens (
     prefix     TEXT   PRIMARY KEY NOT NULL,

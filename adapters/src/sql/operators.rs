@@ -2,12 +2,22 @@
 //! statements of each dialect, and the `OperatorStore` implementation.
 
 use time::OffsetDateTime;
-use vivified_ports::{Operator, OperatorName, OperatorToken, Role, StoreError};
+use vivified_ports::{BreakGlass, Operator, OperatorName, OperatorToken, Role, StoreError};
 
 use super::{corrupt, from_micros};
 
-/// One row of `operators`: name, role, created, by, expires.
-pub(crate) type OperatorRow = (String, String, i64, String, Option<i64>);
+/// One row of `operators`: name, role, created, by, expires, and the break-glass
+/// reason, start and end.
+pub(crate) type OperatorRow = (
+    String,
+    String,
+    i64,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+);
 
 /// One row of `operator_tokens`: prefix, operator, hash, label, created, expires.
 pub(crate) type TokenRow = (String, String, String, String, i64, i64);
@@ -24,6 +34,9 @@ pub(crate) type TokenOperatorRow = (
     i64,
     String,
     Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
 );
 
 /// The statements of one SQL dialect.
@@ -33,6 +46,7 @@ pub(crate) struct OperatorQueries {
     pub(crate) list: &'static str,
     pub(crate) delete: &'static str,
     pub(crate) count: &'static str,
+    pub(crate) break_glass: &'static str,
     pub(crate) token_insert: &'static str,
     pub(crate) token_get: &'static str,
     pub(crate) tokens_of: &'static str,
@@ -41,7 +55,8 @@ pub(crate) struct OperatorQueries {
 
 macro_rules! operator_cols {
     () => {
-        "name, role, created_at, created_by, expires_at"
+        "name, role, created_at, created_by, expires_at, break_glass_reason, break_glass_at, \
+         break_glass_until"
     };
 }
 macro_rules! token_cols {
@@ -55,7 +70,7 @@ pub(crate) const SQLITE: OperatorQueries = OperatorQueries {
     insert: concat!(
         "INSERT INTO operators (",
         operator_cols!(),
-        ") VALUES (?1, ?2, ?3, ?4, ?5)"
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
     ),
     get: concat!(
         "SELECT ",
@@ -72,13 +87,19 @@ pub(crate) const SQLITE: OperatorQueries = OperatorQueries {
         operator_cols!()
     ),
     count: "SELECT COUNT(*) FROM operators WHERE role = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+    break_glass: concat!(
+        "UPDATE operators SET break_glass_reason = ?2, break_glass_at = ?3, break_glass_until = ?4 \
+         WHERE name = ?1 RETURNING ",
+        operator_cols!()
+    ),
     token_insert: concat!(
         "INSERT INTO operator_tokens (",
         token_cols!(),
         ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
     ),
     token_get: "SELECT t.prefix, t.operator, t.token_hash, t.label, t.created_at, t.expires_at, \
-                o.role, o.created_at, o.created_by, o.expires_at \
+                o.role, o.created_at, o.created_by, o.expires_at, \
+                o.break_glass_reason, o.break_glass_at, o.break_glass_until \
                 FROM operator_tokens t JOIN operators o ON o.name = t.operator WHERE t.prefix = ?1",
     tokens_of: concat!(
         "SELECT ",
@@ -96,7 +117,7 @@ pub(crate) const POSTGRES: OperatorQueries = OperatorQueries {
     insert: concat!(
         "INSERT INTO operators (",
         operator_cols!(),
-        ") VALUES ($1, $2, $3, $4, $5)"
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
     ),
     get: concat!(
         "SELECT ",
@@ -113,13 +134,19 @@ pub(crate) const POSTGRES: OperatorQueries = OperatorQueries {
         operator_cols!()
     ),
     count: "SELECT COUNT(*) FROM operators WHERE role = $1 AND (expires_at IS NULL OR expires_at > $2)",
+    break_glass: concat!(
+        "UPDATE operators SET break_glass_reason = $2, break_glass_at = $3, break_glass_until = $4 \
+         WHERE name = $1 RETURNING ",
+        operator_cols!()
+    ),
     token_insert: concat!(
         "INSERT INTO operator_tokens (",
         token_cols!(),
         ") VALUES ($1, $2, $3, $4, $5, $6)"
     ),
     token_get: "SELECT t.prefix, t.operator, t.token_hash, t.label, t.created_at, t.expires_at, \
-                o.role, o.created_at, o.created_by, o.expires_at \
+                o.role, o.created_at, o.created_by, o.expires_at, \
+                o.break_glass_reason, o.break_glass_at, o.break_glass_until \
                 FROM operator_tokens t JOIN operators o ON o.name = t.operator WHERE t.prefix = $1",
     tokens_of: concat!(
         "SELECT ",
@@ -137,13 +164,22 @@ fn name(s: &str) -> Result<OperatorName, StoreError> {
 }
 
 pub(crate) fn operator(r: OperatorRow) -> Result<Operator, StoreError> {
-    let (n, role, created_at, created_by, expires_at) = r;
+    let (n, role, created_at, created_by, expires_at, bg_reason, bg_at, bg_until) = r;
+    let break_glass = match (bg_reason, bg_at, bg_until) {
+        (Some(reason), Some(at), Some(until)) => Some(BreakGlass {
+            reason,
+            granted_at: from_micros(at)?,
+            until: from_micros(until)?,
+        }),
+        _ => None,
+    };
     Ok(Operator {
         name: name(&n)?,
         role: Role::parse(&role).ok_or_else(|| corrupt("operator role"))?,
         created_at: from_micros(created_at)?,
         created_by,
         expires_at: expires_at.map(from_micros).transpose()?,
+        break_glass,
     })
 }
 
@@ -162,9 +198,25 @@ pub(crate) fn token(r: TokenRow) -> Result<OperatorToken, StoreError> {
 pub(crate) fn token_and_operator(
     r: TokenOperatorRow,
 ) -> Result<(OperatorToken, Operator), StoreError> {
-    let (prefix, op, hash, label, t_created, t_expires, role, o_created, by, o_expires) = r;
+    let (
+        prefix,
+        op,
+        hash,
+        label,
+        t_created,
+        t_expires,
+        role,
+        o_created,
+        by,
+        o_expires,
+        bg_reason,
+        bg_at,
+        bg_until,
+    ) = r;
     let token = token((prefix, op.clone(), hash, label, t_created, t_expires))?;
-    let operator = operator((op, role, o_created, by, o_expires))?;
+    let operator = operator((
+        op, role, o_created, by, o_expires, bg_reason, bg_at, bg_until,
+    ))?;
     Ok((token, operator))
 }
 
@@ -196,6 +248,13 @@ macro_rules! sql_operator_store {
                     .bind($crate::sql::to_micros(o.created_at))
                     .bind(&o.created_by)
                     .bind($crate::sql::operators::micros_opt(o.expires_at))
+                    .bind(o.break_glass.as_ref().map(|g| g.reason.as_str()))
+                    .bind($crate::sql::operators::micros_opt(
+                        o.break_glass.as_ref().map(|g| g.granted_at),
+                    ))
+                    .bind($crate::sql::operators::micros_opt(
+                        o.break_glass.as_ref().map(|g| g.until),
+                    ))
                     .execute(self.writer())
                     .await
                     .map_err($crate::sql::map_err)
@@ -307,6 +366,27 @@ macro_rules! sql_operator_store {
                         .await
                         .map_err($crate::sql::map_err)?;
                 row.map($crate::sql::operators::token)
+                    .transpose()?
+                    .ok_or(vivified_ports::StoreError::NotFound)
+            }
+
+            async fn set_break_glass(
+                &self,
+                name: &vivified_ports::OperatorName,
+                grant: Option<&vivified_ports::BreakGlass>,
+            ) -> Result<vivified_ports::Operator, vivified_ports::StoreError> {
+                let row: Option<$crate::sql::operators::OperatorRow> =
+                    sqlx::query_as($queries.break_glass)
+                        .bind(name.as_str())
+                        .bind(grant.map(|g| g.reason.as_str()))
+                        .bind($crate::sql::operators::micros_opt(
+                            grant.map(|g| g.granted_at),
+                        ))
+                        .bind($crate::sql::operators::micros_opt(grant.map(|g| g.until)))
+                        .fetch_optional(self.writer())
+                        .await
+                        .map_err($crate::sql::map_err)?;
+                row.map($crate::sql::operators::operator)
                     .transpose()?
                     .ok_or(vivified_ports::StoreError::NotFound)
             }

@@ -133,6 +133,12 @@ impl ApiError {
                 "plugin_token_required" => {
                     "This endpoint requires the plugin's own token.".to_owned()
                 }
+                "break_glass_disabled" => {
+                    "Break-glass is off on this core (VIVIFIED_BREAK_GLASS).".to_owned()
+                }
+                "break_glass_for_operators" => {
+                    "Break-glass raises a named operator with the operator role, by its own token; this credential is not one.".to_owned()
+                }
                 _ => "The token does not grant access to this plugin.".to_owned(),
             },
             Self::RoleRequired(role) => {

@@ -24,11 +24,13 @@ pub enum Operation {
     RevokeAllTokens,
     /// Create and delete operators, and manage anyone's API tokens.
     ManageOperators,
+    /// Raise oneself to admin in an emergency (break-glass), and end it.
+    BreakGlass,
 }
 
 impl Operation {
     /// Every operation.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::ReadPlugins,
         Self::ReadAudit,
         Self::ReadOperators,
@@ -37,6 +39,7 @@ impl Operation {
         Self::ApproveTraits,
         Self::RevokeAllTokens,
         Self::ManageOperators,
+        Self::BreakGlass,
     ];
 
     /// The least role that may perform it.
@@ -45,7 +48,7 @@ impl Operation {
         match self {
             Self::ReadPlugins => Role::Viewer,
             Self::ReadAudit | Self::ReadOperators => Role::Auditor,
-            Self::ManagePlugins | Self::Enroll => Role::Operator,
+            Self::ManagePlugins | Self::Enroll | Self::BreakGlass => Role::Operator,
             Self::ApproveTraits | Self::RevokeAllTokens | Self::ManageOperators => Role::Admin,
         }
     }

@@ -25,8 +25,8 @@ pub use enroll::{
 };
 pub use operators::{
     AuthMethod, BOOTSTRAP_OPERATOR, DEFAULT_OPERATOR_TOKEN_TTL, IssuedOperatorToken,
-    MAX_OPERATOR_PAGE, MAX_OPERATOR_TOKEN_TTL, MAX_TOKEN_LABEL_CHARS, OPERATOR_TOKEN_PREFIX,
-    OperatorDetails, Principal,
+    MAX_BREAK_GLASS, MAX_OPERATOR_PAGE, MAX_OPERATOR_TOKEN_TTL, MAX_TOKEN_LABEL_CHARS,
+    OPERATOR_TOKEN_PREFIX, OperatorDetails, Principal,
 };
 pub use revoke::Revocation;
 mod sweep;
@@ -96,6 +96,9 @@ pub struct RegistryConfig {
     /// back by itself. An id held by a live or disabled plugin still answers 409.
     /// Ignored in production mode.
     pub replace_stale: bool,
+    /// Whether an operator may raise itself to admin for a bounded time
+    /// ([`Registry::break_glass`]); while off, existing grants raise no one.
+    pub break_glass: bool,
     /// Most instances one plugin may have. A new instance beyond it first takes the
     /// place of stale ones (the longest silent first); if none is stale, it is refused
     /// (409 `too_many_instances`).
@@ -119,6 +122,7 @@ impl Default for RegistryConfig {
             audit_in_store: false,
             replace_stale: true,
             max_instances: 64,
+            break_glass: false,
         }
     }
 }

@@ -17,6 +17,7 @@ pub fn operator(name: &str, role: Role) -> Operator {
         created_at: t0(),
         created_by: "operator:bootstrap".to_owned(),
         expires_at: None,
+        break_glass: None,
     }
 }
 
@@ -52,6 +53,7 @@ pub async fn operator_store_conformance(store: Arc<dyn OperatorStore>) {
     keeps_tokens_of_existing_operators_only(store.as_ref()).await;
     deletes_tokens_one_by_one_and_with_their_operator(store.as_ref()).await;
     counts_current_operators_by_role(store.as_ref()).await;
+    keeps_a_break_glass_grant(store.as_ref()).await;
     exactly_one_of_racing_creations_wins(store).await;
 }
 
@@ -274,6 +276,47 @@ async fn counts_current_operators_by_role(store: &dyn OperatorStore) {
     for n in ["a1", "a2", "a3", "v1"] {
         store.delete_operator(&name(n)).await.unwrap();
     }
+}
+
+async fn keeps_a_break_glass_grant(store: &dyn OperatorStore) {
+    assert!(matches!(
+        store.set_break_glass(&name("nobody"), None).await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .create_operator(&operator("hank", Role::Operator))
+        .await
+        .unwrap();
+    store
+        .create_operator_token(&token("hank", "abab0001", Duration::ZERO))
+        .await
+        .unwrap();
+    let grant = vivified_ports::BreakGlass {
+        reason: "EHR outage, ticket 4711".to_owned(),
+        granted_at: t0() + Duration::from_micros(5),
+        until: t0() + Duration::from_secs(1800) + Duration::from_micros(7),
+    };
+    let after = store
+        .set_break_glass(&name("hank"), Some(&grant))
+        .await
+        .unwrap();
+    assert_eq!(after.break_glass.as_ref(), Some(&grant));
+    assert_eq!(after.role, Role::Operator, "the stored role is unchanged");
+    // The authentication read sees it.
+    let (_, owner) = store.operator_token("abab0001").await.unwrap().unwrap();
+    assert_eq!(owner.break_glass, Some(grant));
+    let ended = store.set_break_glass(&name("hank"), None).await.unwrap();
+    assert_eq!(ended.break_glass, None);
+    assert_eq!(
+        store
+            .operator(&name("hank"))
+            .await
+            .unwrap()
+            .unwrap()
+            .break_glass,
+        None
+    );
+    store.delete_operator(&name("hank")).await.unwrap();
 }
 
 async fn exactly_one_of_racing_creations_wins(store: Arc<dyn OperatorStore>) {

@@ -80,8 +80,8 @@ where
 fn entries(settings: &Settings) -> Vec<Entry> {
     use Access::{Anyone, Operator, Plugin, PluginOr, Public, Registration, SelfOr};
     use Operation::{
-        ApproveTraits, Enroll, ManageOperators, ManagePlugins, ReadAudit, ReadOperators,
-        ReadPlugins, RevokeAllTokens,
+        ApproveTraits, BreakGlass, Enroll, ManageOperators, ManagePlugins, ReadAudit,
+        ReadOperators, ReadPlugins, RevokeAllTokens,
     };
     let (g, p, d) = (Method::GET, Method::POST, Method::DELETE);
     let mut routes = vec![
@@ -224,10 +224,22 @@ fn entries(settings: &Settings) -> Vec<Entry> {
             operators::create_token,
         ),
         route(
-            d,
+            d.clone(),
             "/operators/{name}/tokens/{prefix}",
             SelfOr(ManageOperators),
             operators::revoke_token,
+        ),
+        route(
+            p.clone(),
+            "/break-glass",
+            Operator(BreakGlass),
+            operators::break_glass,
+        ),
+        route(
+            d,
+            "/break-glass",
+            Operator(BreakGlass),
+            operators::end_break_glass,
         ),
     ];
     if settings.mode == Mode::Dev {

@@ -260,3 +260,62 @@ pub async fn whoami(
         },
     ))
 }
+
+/// Body of `POST /break-glass`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlassBody {
+    reason: Option<Value>,
+    duration: Option<Value>,
+}
+
+const DURATION_RULE: &str = "`duration` must be between 1s and 4h, e.g. \"30m\"";
+
+/// `POST /break-glass` (an operator with the operator role, if `VIVIFIED_BREAK_GLASS`),
+/// body `{"reason", "duration"}` → 201 `{"operator", "role": "admin", "until"}`.
+pub async fn break_glass(
+    State(state): State<AppState>,
+    TraceId(trace_id): TraceId,
+    bearer: Bearer,
+    body: Result<OptionalJson<BreakGlassBody>, ApiError>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let principal = state
+        .registry
+        .authorize(bearer.as_deref(), Operation::BreakGlass)
+        .await?;
+    let body = body?.0;
+    let reason = string_member(
+        body.reason,
+        "`reason` is required: why, in 10 to 1000 characters",
+    )?;
+    let duration = match body.duration {
+        Some(Value::String(s)) => humantime::parse_duration(s.trim())
+            .map_err(|_| ApiError::InvalidBody(DURATION_RULE.into()))?,
+        _ => return Err(ApiError::InvalidBody(DURATION_RULE.into())),
+    };
+    let grant = state
+        .registry
+        .break_glass(bearer.as_deref(), &reason, duration, &trace_id)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "operator": principal.name,
+            "role": "admin",
+            "until": rfc3339(grant.until),
+        })),
+    ))
+}
+
+/// `DELETE /break-glass`: ends the caller's elevation → 204.
+pub async fn end_break_glass(
+    State(state): State<AppState>,
+    TraceId(trace_id): TraceId,
+    bearer: Bearer,
+) -> Result<StatusCode, ApiError> {
+    state
+        .registry
+        .end_break_glass(bearer.as_deref(), &trace_id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -45,6 +45,10 @@ pub(super) const KEYS: &[Key] = &[
         env: &["VIVIFIED_REGISTRATION_RATE_LIMIT"],
     },
     Key {
+        key: "break_glass",
+        env: &["VIVIFIED_BREAK_GLASS"],
+    },
+    Key {
         key: "auth_failure_limit",
         env: &["VIVIFIED_AUTH_FAILURE_LIMIT"],
     },

@@ -105,6 +105,9 @@ pub struct Settings {
     /// `too_many_requests` unread (`VIVIFIED_AUTH_FAILURE_LIMIT`; default 20 in
     /// production, 0 = off in dev).
     pub auth_failure_limit: u32,
+    /// Operators with the operator role may raise themselves to admin for at most 4 h
+    /// (`VIVIFIED_BREAK_GLASS`, default false).
+    pub break_glass: bool,
     /// Most instances one plugin may have (`VIVIFIED_MAX_INSTANCES`, 1 to 10000,
     /// default 64).
     pub max_instances: usize,
@@ -279,6 +282,7 @@ impl Settings {
             self_preservation_min_live: self.self_preservation_min_plugins,
             replace_stale: self.dev_replace_stale,
             max_instances: self.max_instances,
+            break_glass: self.break_glass,
             ..vivified_domain::RegistryConfig::default()
         }
     }

@@ -309,6 +309,7 @@ impl Settings {
             admin_token: secret("admin_token"),
             registration_secret: secret("registration_secret"),
             registration_secret_allowed: boolean("registration_secret_allowed")?,
+            break_glass: boolean("break_glass")?,
             registration_rate_limit,
             auth_failure_limit,
             max_instances,
