@@ -7,6 +7,8 @@
 //!   [`sqlite_backup`]: an online-consistent copy of it (`VACUUM INTO`).
 //! - [`postgres`] (feature `postgres`): `PostgresPluginStore`, for production and replicas.
 //! - [`nats`] (feature `nats`): `NatsEventBus`, deliveries in JetStream, for replicas.
+//! - [`oidc`] (feature `oidc`): `OidcVerifier`, operators' tokens from an OpenID
+//!   Connect identity provider, its keys fetched and cached.
 //! - [`audit_memory`], `sqlite::SqliteAuditLog`, `postgres::PostgresAuditLog`: the
 //!   tamper-evident audit chain (pending entries, one sealer); the SQL dialects share
 //!   one core and never depend on each other.
@@ -29,6 +31,8 @@ pub mod memory;
 mod memory_bus;
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "oidc")]
+pub mod oidc;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

@@ -23,6 +23,7 @@ const INVALID: &str = include_str!("../../schemas/examples/invalid/schema-errors
 fn registry() -> Registry {
     let ports = Ports {
         operators: Arc::new(vivified_adapters::memory::InMemoryPluginStore::new()),
+        identity: None,
         store: Arc::new(InMemoryPluginStore::new()),
         tokens: Arc::new(
             JwtTokenIssuer::new(JwtConfig::new(Secret::new(

@@ -19,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let audit = Arc::new(InMemoryAuditLog::new(100));
         let ports = Ports {
             operators: Arc::new(vivified_adapters::memory::InMemoryPluginStore::new()),
+            identity: None,
             store: Arc::new(InMemoryPluginStore::new()),
             tokens: Arc::new(JwtTokenIssuer::new(JwtConfig::new(Secret::new(
                 "an-embedded-secret-of-32-bytes!!",

@@ -22,6 +22,7 @@
 //! let ports = Ports {
 //!     store: store.clone(),
 //!     operators: store,
+//!     identity: None,
 //!     tokens: Arc::new(JwtTokenIssuer::new(JwtConfig::new(Secret::new("a-secret-of-at-least-32-bytes!!!")))?),
 //!     clock: Arc::new(SystemClock),
 //!     bus: Arc::new(InMemoryEventBus::new(64)),

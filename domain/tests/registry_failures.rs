@@ -122,6 +122,7 @@ fn registry_with(
 ) -> Registry {
     let ports = Ports {
         operators: Arc::new(vivified_adapters::memory::InMemoryPluginStore::new()),
+        identity: None,
         store,
         tokens: Arc::new(tokens),
         clock: Arc::new(ManualClock::new(t0())),
@@ -881,6 +882,7 @@ async fn a_replacement_is_not_made_in_production_or_when_turned_off() {
         store.insert(stale("alpha", "j1")).await.unwrap();
         let ports = Ports {
             operators: Arc::new(vivified_adapters::memory::InMemoryPluginStore::new()),
+            identity: None,
             store: store.clone(),
             tokens: Arc::new(fake_tokens()),
             clock: Arc::new(ManualClock::new(t0())),

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod bus;
 pub mod clock;
 pub mod enrollment;
+pub mod identity;
 pub mod operator;
 pub mod plugin;
 pub mod record;
@@ -30,6 +31,7 @@ pub use audit::{
 pub use bus::{BusError, BusEvent, Cursor, EventBus, Pulled};
 pub use clock::Clock;
 pub use enrollment::Enrollment;
+pub use identity::{ExternalClaims, ExternalIdentity, IdentityError};
 pub use operator::{
     BreakGlass, InvalidOperatorName, Operator, OperatorName, OperatorStore, OperatorToken, Role,
 };

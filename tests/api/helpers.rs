@@ -72,6 +72,7 @@ pub struct AppBuilder {
     env: BTreeMap<String, String>,
     store: Option<Arc<dyn PluginStore>>,
     operators: Arc<dyn vivified_ports::OperatorStore>,
+    identity: Option<Arc<dyn vivified_ports::ExternalIdentity>>,
     audit: Option<Arc<dyn AuditLog>>,
     policy: Option<Policy>,
 }
@@ -98,6 +99,13 @@ impl AppBuilder {
     /// Uses `store` instead of a fresh in-memory store.
     pub fn store(mut self, store: Arc<dyn PluginStore>) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// Verifies single sign-on tokens with `identity` (as the server does when
+    /// `VIVIFIED_OIDC_ISSUER` is set).
+    pub fn identity(mut self, identity: Arc<dyn vivified_ports::ExternalIdentity>) -> Self {
+        self.identity = Some(identity);
         self
     }
 
@@ -155,6 +163,7 @@ impl AppBuilder {
         let ports = Ports {
             store: store.clone(),
             operators: self.operators,
+            identity: self.identity,
             tokens: Arc::new(tokens),
             clock: clock.clone(),
             bus: bus.clone(),
@@ -275,6 +284,7 @@ impl TestApp {
             .collect(),
             store: None,
             operators: Arc::new(InMemoryPluginStore::new()),
+            identity: None,
             audit: None,
             policy: None,
         }

@@ -23,6 +23,7 @@ mod list;
 mod liveness;
 mod lockout;
 mod metrics;
+mod oidc;
 mod operators;
 mod ordering;
 mod plugin_get;

@@ -153,6 +153,7 @@ impl Core {
         );
         let ports = Ports {
             operators: Arc::new(vivified_adapters::memory::InMemoryPluginStore::new()),
+            identity: None,
             store,
             tokens: Arc::new(tokens),
             clock: Arc::new(SystemClock),

@@ -100,6 +100,7 @@ fn app(bus: Arc<dyn EventBus>) -> (App, AuditChain) {
     );
     let ports = Ports {
         operators: Arc::new(vivified_adapters::memory::InMemoryPluginStore::new()),
+        identity: None,
         store: Arc::new(InMemoryPluginStore::new()),
         tokens: Arc::new(tokens),
         clock: Arc::new(SystemClock),

@@ -24,6 +24,7 @@ const SIZES: [usize; 2] = [1_000, 100_000];
 fn registry(store: Arc<dyn PluginStore>) -> Registry {
     let ports = Ports {
         operators: Arc::new(vivified_adapters::memory::InMemoryPluginStore::new()),
+        identity: None,
         store,
         tokens: Arc::new(
             JwtTokenIssuer::new(JwtConfig::new(Secret::new(

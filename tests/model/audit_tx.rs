@@ -42,6 +42,7 @@ fn registry(store: Arc<dyn PluginStore>) -> (Registry, Arc<InMemoryAuditLog>) {
     let port_log = Arc::new(InMemoryAuditLog::new(100));
     let ports = Ports {
         operators: Arc::new(vivified_adapters::memory::InMemoryPluginStore::new()),
+        identity: None,
         store,
         tokens: Arc::new(
             JwtTokenIssuer::new(JwtConfig::new(Secret::new(

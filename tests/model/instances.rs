@@ -104,6 +104,7 @@ fn world(store: Arc<dyn PluginStore>) -> World {
     jwt.ttl = StdDuration::from_secs(30 * 24 * 3600);
     let ports = Ports {
         operators: Arc::new(vivified_adapters::memory::InMemoryPluginStore::new()),
+        identity: None,
         store: Arc::clone(&store),
         tokens: Arc::new(JwtTokenIssuer::new(jwt).expect("jwt config")),
         clock: clock.clone(),

@@ -109,6 +109,7 @@ fn replica_with_audit(
     );
     let ports = Ports {
         operators: Arc::new(vivified_adapters::memory::InMemoryPluginStore::new()),
+        identity: None,
         store,
         tokens,
         clock,

@@ -704,6 +704,7 @@ fn world(store: Arc<dyn PluginStore>, mode: Mode) -> World {
     let events = bus.subscribe();
     let ports = Ports {
         operators: Arc::new(vivified_adapters::memory::InMemoryPluginStore::new()),
+        identity: None,
         store: Arc::clone(&store),
         tokens: tokens.clone(),
         clock: clock.clone(),
@@ -727,6 +728,7 @@ fn world(store: Arc<dyn PluginStore>, mode: Mode) -> World {
         audit_in_store: false,
         replace_stale: true,
         break_glass: false,
+        oidc_role_map: RegistryConfig::default().oidc_role_map,
     };
     let registry = Registry::new(
         ports,

@@ -91,6 +91,14 @@ impl Registry {
                 .await
                 .map(Caller::Operator);
         }
+        if let Some(identity) = &self.inner.ports.identity
+            && identity.recognizes(bearer)
+        {
+            return self
+                .authenticate_external(identity.as_ref(), bearer)
+                .await
+                .map(Caller::Operator);
+        }
         self.verify(bearer, Duration::ZERO)
             .await
             .map(Caller::Plugin)

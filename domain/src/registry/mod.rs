@@ -99,6 +99,9 @@ pub struct RegistryConfig {
     /// Whether an operator may raise itself to admin for a bounded time
     /// ([`Registry::break_glass`]); while off, existing grants raise no one.
     pub break_glass: bool,
+    /// Role names of the identity provider's tokens and the role each gives (the
+    /// highest one a token carries applies). Default: the four role names themselves.
+    pub oidc_role_map: Vec<(String, vivified_ports::Role)>,
     /// Most instances one plugin may have. A new instance beyond it first takes the
     /// place of stale ones (the longest silent first); if none is stale, it is refused
     /// (409 `too_many_instances`).
@@ -123,6 +126,10 @@ impl Default for RegistryConfig {
             replace_stale: true,
             max_instances: 64,
             break_glass: false,
+            oidc_role_map: vivified_ports::Role::ALL
+                .into_iter()
+                .map(|r| (r.as_str().to_owned(), r))
+                .collect(),
         }
     }
 }
@@ -134,6 +141,9 @@ pub struct Ports {
     pub store: Arc<dyn PluginStore>,
     /// Operators and their API tokens (usually the same store as `store`).
     pub operators: Arc<dyn vivified_ports::OperatorStore>,
+    /// Operators' tokens from the organisation's identity provider (`None`: no single
+    /// sign-on).
+    pub identity: Option<Arc<dyn vivified_ports::ExternalIdentity>>,
     /// Token signing and verification.
     pub tokens: Arc<dyn TokenIssuer>,
     /// Time.

@@ -44,6 +44,8 @@ pub enum AuthMethod {
     BootstrapToken,
     /// An operator token, with the operator raised to admin by a break-glass grant.
     BreakGlass,
+    /// A token of the organisation's identity provider (OpenID Connect).
+    Oidc,
 }
 
 impl AuthMethod {
@@ -54,6 +56,7 @@ impl AuthMethod {
             Self::Token => "token",
             Self::BootstrapToken => "bootstrap_token",
             Self::BreakGlass => "break_glass",
+            Self::Oidc => "oidc",
         }
     }
 }
@@ -208,6 +211,52 @@ impl Registry {
             self.note_rejection(None, reason).await;
         }
         principal
+    }
+
+    /// The operator an identity provider's token names, with the highest role it
+    /// carries (mapped by [`RegistryConfig::oidc_role_map`]).
+    pub(super) async fn authenticate_external(
+        &self,
+        identity: &dyn vivified_ports::ExternalIdentity,
+        token: &str,
+    ) -> Result<Principal, RegistryError> {
+        let claims = match identity.verify(token, self.now()).await {
+            Ok(claims) => claims,
+            Err(vivified_ports::IdentityError::Invalid(reason)) => {
+                self.note_rejection(None, reason).await;
+                return Err(RegistryError::Unauthorized(reason));
+            }
+            Err(vivified_ports::IdentityError::Unavailable(source)) => {
+                return Err(RegistryError::Unavailable {
+                    what: "identity provider",
+                    source,
+                });
+            }
+        };
+        if claims.name.chars().count() > 255 || claims.name.chars().any(char::is_control) {
+            return Err(RegistryError::Unauthorized("invalid_token"));
+        }
+        let role = claims
+            .roles
+            .iter()
+            .filter_map(|r| {
+                self.inner
+                    .config
+                    .oidc_role_map
+                    .iter()
+                    .find(|(name, _)| name == r)
+                    .map(|(_, role)| *role)
+            })
+            .max()
+            .ok_or(RegistryError::Forbidden("no_role"))?;
+        let subject: String = claims.subject.chars().take(255).collect();
+        Ok(Principal {
+            name: claims.name,
+            role,
+            auth: AuthMethod::Oidc,
+            credential: Some(format!("sub:{subject}")),
+            expires_at: Some(claims.expires_at),
+        })
     }
 
     async fn operator_principal(&self, token: &str) -> Result<Principal, RegistryError> {

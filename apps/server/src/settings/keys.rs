@@ -45,6 +45,30 @@ pub(super) const KEYS: &[Key] = &[
         env: &["VIVIFIED_REGISTRATION_RATE_LIMIT"],
     },
     Key {
+        key: "oidc_issuer",
+        env: &["VIVIFIED_OIDC_ISSUER"],
+    },
+    Key {
+        key: "oidc_audience",
+        env: &["VIVIFIED_OIDC_AUDIENCE"],
+    },
+    Key {
+        key: "oidc_jwks_url",
+        env: &["VIVIFIED_OIDC_JWKS_URL"],
+    },
+    Key {
+        key: "oidc_role_claim",
+        env: &["VIVIFIED_OIDC_ROLE_CLAIM"],
+    },
+    Key {
+        key: "oidc_role_map",
+        env: &["VIVIFIED_OIDC_ROLE_MAP"],
+    },
+    Key {
+        key: "oidc_name_claim",
+        env: &["VIVIFIED_OIDC_NAME_CLAIM"],
+    },
+    Key {
         key: "break_glass",
         env: &["VIVIFIED_BREAK_GLASS"],
     },

@@ -6,7 +6,10 @@
 
 mod checks;
 mod keys;
+mod oidc;
 mod parse;
+
+pub use oidc::{OidcSettings, oidc_config};
 
 use keys::KEYS;
 use parse::read_file;
@@ -108,6 +111,8 @@ pub struct Settings {
     /// Operators with the operator role may raise themselves to admin for at most 4 h
     /// (`VIVIFIED_BREAK_GLASS`, default false).
     pub break_glass: bool,
+    /// Operators' single sign-on (`VIVIFIED_OIDC_*`); `None`: off.
+    pub oidc: Option<OidcSettings>,
     /// Most instances one plugin may have (`VIVIFIED_MAX_INSTANCES`, 1 to 10000,
     /// default 64).
     pub max_instances: usize,
@@ -283,6 +288,11 @@ impl Settings {
             replace_stale: self.dev_replace_stale,
             max_instances: self.max_instances,
             break_glass: self.break_glass,
+            oidc_role_map: self
+                .oidc
+                .as_ref()
+                .map(|o| o.role_map.clone())
+                .unwrap_or_else(|| vivified_domain::RegistryConfig::default().oidc_role_map),
             ..vivified_domain::RegistryConfig::default()
         }
     }

@@ -310,6 +310,7 @@ impl Settings {
             registration_secret: secret("registration_secret"),
             registration_secret_allowed: boolean("registration_secret_allowed")?,
             break_glass: boolean("break_glass")?,
+            oidc: super::oidc::parse(raw)?,
             registration_rate_limit,
             auth_failure_limit,
             max_instances,

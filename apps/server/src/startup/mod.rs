@@ -214,6 +214,13 @@ impl Application {
             operators,
             audit,
         } = open_backends(&settings).await?;
+        let identity: Option<Arc<dyn vivified_ports::ExternalIdentity>> = match &settings.oidc {
+            None => None,
+            Some(oidc) => Some(Arc::new(
+                vivified_adapters::oidc::OidcVerifier::start(crate::settings::oidc_config(oidc))
+                    .await,
+            )),
+        };
         let clock: Arc<SystemClock> = Arc::new(SystemClock);
         // A durable store answers heartbeats that change nothing but times from memory
         // and writes them in batches; the memory store is memory already.
@@ -256,6 +263,7 @@ impl Application {
         let ports = Ports {
             store,
             operators,
+            identity,
             tokens: Arc::new(tokens),
             clock,
             bus: Arc::clone(&bus),
