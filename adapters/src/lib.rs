@@ -41,3 +41,5 @@ mod sql;
 pub mod sqlite;
 #[cfg(feature = "sqlite")]
 pub mod sqlite_backup;
+#[cfg(any(feature = "jwt", feature = "oidc"))]
+pub mod verified;

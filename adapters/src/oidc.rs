@@ -102,6 +102,10 @@ struct Keys {
 pub struct OidcVerifier {
     config: OidcConfig,
     http: reqwest::Client,
+    /// Tokens that verified, with their claims: a request with a token seen before
+    /// costs a hash and a comparison, not a signature check. Emptied whenever the
+    /// keys are fetched again; the times are checked on every use.
+    verified: crate::verified::VerifiedTokens<ExternalClaims>,
     keys: tokio::sync::RwLock<Keys>,
     /// One fetch at a time: callers that find a fetch under way wait for it.
     fetching: tokio::sync::Mutex<()>,
@@ -136,6 +140,7 @@ impl OidcVerifier {
             }),
             config,
             http,
+            verified: crate::verified::VerifiedTokens::new(crate::verified::DEFAULT_CAPACITY),
             fetching: tokio::sync::Mutex::new(()),
         }
     }
@@ -238,6 +243,8 @@ impl OidcVerifier {
         let mut keys = self.keys.write().await;
         keys.by_kid = by_kid;
         keys.fresh_until = Some(Instant::now() + ttl);
+        // A key may be gone: what it verified is verified again.
+        self.verified.clear();
         Ok(())
     }
 
@@ -354,6 +361,36 @@ impl ExternalIdentity for OidcVerifier {
     }
 
     async fn verify(
+        &self,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<ExternalClaims, IdentityError> {
+        let leeway =
+            time::Duration::seconds(i64::try_from(self.config.leeway.as_secs()).unwrap_or(60));
+        let cache_key = self.verified.key(token);
+        if let Some(claims) = self.verified.get(cache_key, token) {
+            let fresh = self
+                .keys
+                .read()
+                .await
+                .fresh_until
+                .is_some_and(|t| Instant::now() < t);
+            if fresh {
+                if now >= claims.expires_at + leeway {
+                    return Err(IdentityError::Invalid("expired_token"));
+                }
+                return Ok(claims);
+            }
+        }
+        let claims = self.verify_fresh(token, now).await?;
+        self.verified.insert(cache_key, token, &claims);
+        Ok(claims)
+    }
+}
+
+impl OidcVerifier {
+    /// A full verification: key, signature, claims, times.
+    async fn verify_fresh(
         &self,
         token: &str,
         now: OffsetDateTime,

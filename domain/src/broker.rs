@@ -26,7 +26,7 @@ use vivified_ports::{
 
 use crate::events::{is_valid_event_type, matches, subscriptions_of};
 use crate::policy::{Action, CompiledFacts, Effect, PluginFacts, Policy};
-use crate::registry::{Caller, Registry, RegistryError, Subject};
+use crate::registry::{Caller, Registry, RegistryError, Subject, plugin_actor};
 
 /// Limits and timings of the broker.
 #[derive(Clone, Debug)]
@@ -281,8 +281,9 @@ impl Broker {
                 "data_traits": policy.untagged_traits(&facts),
             })
         });
+        let actor = plugin_actor(source_id);
         let subject = Subject {
-            actor: source_id,
+            actor: &actor,
             action: "event.publish",
             target: &req.event_type,
         };

@@ -97,7 +97,7 @@ async fn registrations_appear_once_sealed() {
             "{e}"
         );
         assert_eq!(e["action"], "plugin.register");
-        assert_eq!(e["actor"], id);
+        assert_eq!(e["actor"], format!("plugin:{id}"));
         assert_eq!(e["target"], id);
         assert_eq!(e["outcome"], "success");
         assert_eq!(e["reason"], "registered");
@@ -445,7 +445,7 @@ async fn tampering_with_the_sqlite_file_is_located() {
     assert_eq!(report["reason"], "hash_mismatch");
     assert_eq!(report["verified_up_to"], 4);
     assert_eq!(report["complete"], true);
-    exec("UPDATE audit_entries SET actor = 's4' WHERE seq = 5")
+    exec("UPDATE audit_entries SET actor = 'plugin:s4' WHERE seq = 5")
         .execute(&mut db)
         .await
         .unwrap();
@@ -477,7 +477,7 @@ async fn tampering_with_the_sqlite_file_is_located() {
     assert_eq!(report["reason"], "hash_mismatch");
     exec(
         "UPDATE audit_entries SET target = CASE seq WHEN 2 THEN 's1' ELSE 's6' END, \
-         actor = CASE seq WHEN 2 THEN 's1' ELSE 's6' END WHERE seq IN (2, 7)",
+         actor = CASE seq WHEN 2 THEN 'plugin:s1' ELSE 'plugin:s6' END WHERE seq IN (2, 7)",
     )
     .execute(&mut db)
     .await

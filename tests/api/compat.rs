@@ -365,7 +365,7 @@ async fn dev_mode_replaces_a_stale_registration_without_its_token() {
     let e = &replaced[0].entry;
     assert_eq!(
         (e.actor.as_str(), e.target.as_str()),
-        ("restarts", "restarts")
+        ("plugin:restarts", "restarts")
     );
     assert_eq!(e.reason, "stale_registration_replaced");
     assert_eq!(

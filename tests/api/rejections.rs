@@ -65,7 +65,7 @@ async fn a_flood_of_bad_tokens_is_audited_once_per_plugin_reason_and_minute() {
                 "invalid_token".to_owned()
             ),
             (
-                "rej-a".to_owned(),
+                "plugin:rej-a".to_owned(),
                 "rej-a".to_owned(),
                 "revoked_token".to_owned()
             ),

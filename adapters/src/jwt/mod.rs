@@ -19,7 +19,6 @@
 //! against the wall clock `jsonwebtoken` would read.
 
 mod keys;
-mod verified;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -33,8 +32,8 @@ use vivified_ports::{
     IssuedToken, PluginId, Secret, TokenClaims, TokenError, TokenIssuer, VerifyOptions,
 };
 
+pub use crate::verified::{DEFAULT_CAPACITY as VERIFIED_TOKENS_CAPACITY, VerifiedTokens};
 pub use keys::generate_ed25519_pem;
-pub use verified::{DEFAULT_CAPACITY as VERIFIED_TOKENS_CAPACITY, VerifiedTokens};
 
 /// Issuer claim.
 pub const ISSUER: &str = "vivified";

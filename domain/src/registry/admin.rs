@@ -68,7 +68,12 @@ impl Registry {
             }
             Caller::Plugin(_) => {
                 let (claims, record) = self.authorize_plugin(id, bearer).await?;
-                (claims.plugin_id.to_string(), None, record, Some(claims.jti))
+                (
+                    plugin_actor(claims.plugin_id.as_str()),
+                    None,
+                    record,
+                    Some(claims.jti),
+                )
             }
         };
         let admin = own_jti.is_none();

@@ -148,11 +148,12 @@ impl Registry {
             }
             seen.insert(key, now);
         }
+        let actor = plugin.map_or_else(|| "anonymous".to_owned(), |p| plugin_actor(p.as_str()));
         let audited = self
             .audit(
                 "-",
                 Subject {
-                    actor: if plugin.is_some() { who } else { "anonymous" },
+                    actor: &actor,
                     action: "token.rejected",
                     target: who,
                 },

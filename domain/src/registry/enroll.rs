@@ -308,7 +308,7 @@ impl Registry {
         self.audit(
             trace_id,
             Subject {
-                actor: reg.plugin_id.as_str(),
+                actor: &plugin_actor(reg.plugin_id.as_str()),
                 action: "enrollment.use",
                 target: reg.plugin_id.as_str(),
             },

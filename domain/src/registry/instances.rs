@@ -150,7 +150,7 @@ impl Registry {
         let entry = self.tx_entry(
             trace_id,
             &Subject {
-                actor: id,
+                actor: &plugin_actor(id),
                 action: "plugin.reregister",
                 target: id,
             },

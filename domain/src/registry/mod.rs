@@ -327,6 +327,12 @@ pub struct SweepReport {
     pub republished: usize,
 }
 
+/// A plugin as an audit entry's actor: `plugin:<id>` (operators are `operator:<name>`,
+/// the core itself `system`).
+pub(crate) fn plugin_actor(id: &str) -> String {
+    format!("plugin:{id}")
+}
+
 /// Who did what to what, for an audit entry.
 #[derive(Clone, Copy)]
 pub(crate) struct Subject<'a> {

@@ -106,7 +106,7 @@ impl Registry {
                     self.audit(
                         trace_id,
                         Subject {
-                            actor: target,
+                            actor: &plugin_actor(target),
                             action,
                             target,
                         },
@@ -312,7 +312,7 @@ impl Registry {
         let entry = self.tx_entry(
             trace_id,
             &Subject {
-                actor: valid.id.as_str(),
+                actor: &plugin_actor(valid.id.as_str()),
                 action: "plugin.register",
                 target: valid.id.as_str(),
             },
@@ -608,8 +608,9 @@ impl Registry {
             own.token_issued_at = Some(now);
             let mut next = current.clone();
             next.put_instance(own);
+            let actor = plugin_actor(current.plugin_id.as_str());
             let subject = Subject {
-                actor: current.plugin_id.as_str(),
+                actor: &actor,
                 action: "token.refresh",
                 target: current.plugin_id.as_str(),
             };

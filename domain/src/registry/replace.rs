@@ -62,7 +62,7 @@ impl Registry {
             let entry = self.tx_entry(
                 trace_id,
                 &Subject {
-                    actor: valid.id.as_str(),
+                    actor: &plugin_actor(valid.id.as_str()),
                     action: REPLACED,
                     target: valid.id.as_str(),
                 },
@@ -108,7 +108,7 @@ impl Registry {
                 .audit(
                     trace_id,
                     Subject {
-                        actor: id,
+                        actor: &plugin_actor(id),
                         action: REPLACED,
                         target: id,
                     },

@@ -1,5 +1,6 @@
 //! `VerifiedTokens`: a bounded memory of tokens whose signature and claims checked
-//! out, so a plugin's heartbeats pay for its token's HMAC and JSON once.
+//! out, so a plugin's heartbeats pay for its token's HMAC and JSON once, and an
+//! operator's single sign-on token for its provider's signature once.
 //!
 //! Kept because the load harness measures it: 39 % of heartbeat throughput per
 //! server-CPU-second (`docs/PERFORMANCE.md`, "Maintained crates on the hot paths"). It
@@ -25,18 +26,20 @@ pub const DEFAULT_CAPACITY: usize = 4096;
 ///   SipHash key and used only if the token equals it byte for byte, compared in
 ///   constant time: neither the look-up nor the comparison lets a caller learn a
 ///   remembered token's bytes by timing.
-/// - The keys that verify a token are fixed for the issuer's life, so an entry never
-///   goes stale; a remembered answer is exactly what a fresh verification would give.
+/// - The keys that verify a plugin token are fixed for the issuer's life, so an entry
+///   never goes stale; a remembered answer is exactly what a fresh verification would
+///   give. An identity provider's keys change: its verifier empties the memory
+///   ([`Self::clear`]) whenever it fetches them again.
 /// - Bounded: when full, it is emptied (the tokens in use come back on their next
 ///   request). Only correctly signed tokens enter, so a caller without the secret
 ///   cannot fill it.
-pub struct VerifiedTokens {
+pub struct VerifiedTokens<C = TokenClaims> {
     hasher: RandomState,
     capacity: usize,
-    entries: Mutex<HashMap<u64, (Box<str>, TokenClaims)>>,
+    entries: Mutex<HashMap<u64, (Box<str>, C)>>,
 }
 
-impl VerifiedTokens {
+impl<C: Clone> VerifiedTokens<C> {
     /// Remembers at most `capacity` tokens (0: none).
     pub fn new(capacity: usize) -> Self {
         Self {
@@ -53,7 +56,7 @@ impl VerifiedTokens {
     }
 
     /// The claims remembered for exactly `token`, if any.
-    pub fn get(&self, key: u64, token: &str) -> Option<TokenClaims> {
+    pub fn get(&self, key: u64, token: &str) -> Option<C> {
         if self.capacity == 0 {
             return None;
         }
@@ -63,7 +66,7 @@ impl VerifiedTokens {
     }
 
     /// Remembers that `token` verified to `claims`.
-    pub fn insert(&self, key: u64, token: &str, claims: &TokenClaims) {
+    pub fn insert(&self, key: u64, token: &str, claims: &C) {
         if self.capacity == 0 {
             return;
         }
@@ -84,18 +87,23 @@ impl VerifiedTokens {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Box<str>, TokenClaims)>> {
+    /// Forgets every token.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Box<str>, C)>> {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Puts `token` under `key` whatever its hash (tests: a forged collision).
     #[cfg(test)]
-    pub(crate) fn insert_at(&self, key: u64, token: &str, claims: TokenClaims) {
+    pub(crate) fn insert_at(&self, key: u64, token: &str, claims: C) {
         self.lock().insert(key, (token.into(), claims));
     }
 }
 
-impl std::fmt::Debug for VerifiedTokens {
+impl<C: Clone> std::fmt::Debug for VerifiedTokens<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VerifiedTokens")
             .field("capacity", &self.capacity)
@@ -122,7 +130,7 @@ mod tests {
 
     #[test]
     fn answers_only_for_the_same_bytes() {
-        let v = VerifiedTokens::new(4);
+        let v: VerifiedTokens = VerifiedTokens::new(4);
         let k = v.key("a.b.c");
         assert!(v.get(k, "a.b.c").is_none());
         v.insert(k, "a.b.c", &claims("p1"));
@@ -133,7 +141,7 @@ mod tests {
 
     #[test]
     fn bounded_by_emptying() {
-        let v = VerifiedTokens::new(3);
+        let v: VerifiedTokens = VerifiedTokens::new(3);
         for n in 0..10 {
             let t = format!("t{n}");
             v.insert(v.key(&t), &t, &claims("p1"));
@@ -149,7 +157,7 @@ mod tests {
 
     #[test]
     fn capacity_zero_keeps_nothing() {
-        let v = VerifiedTokens::new(0);
+        let v: VerifiedTokens = VerifiedTokens::new(0);
         v.insert(v.key("t"), "t", &claims("p1"));
         assert!(v.is_empty());
         assert!(v.get(v.key("t"), "t").is_none());
