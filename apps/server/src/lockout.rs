@@ -62,11 +62,11 @@ pub async fn lock_out(
         keys.extend(credential_key(authorization.as_ref()));
         keys
     };
-    if limit.any_locked() {
-        if let Some(wait) = limit.blocked(&keys()) {
-            metrics::counter!("vivified_auth_locked_out_total").increment(1);
-            return ApiError::TooManyFailures(wait).into_response();
-        }
+    if limit.any_locked()
+        && let Some(wait) = limit.blocked(&keys())
+    {
+        metrics::counter!("vivified_auth_locked_out_total").increment(1);
+        return ApiError::TooManyFailures(wait).into_response();
     }
     let resp = next.run(req).await;
     if resp.status() == StatusCode::UNAUTHORIZED {
