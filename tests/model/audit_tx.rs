@@ -140,9 +140,9 @@ async fn every_change_and_its_entry_are_written_together_on_sqlite() {
         .expect("deregister");
     let got = pending_actions(&log).await;
     let want: Vec<(String, String, String)> = [
-        ("tx-a", "plugin.register", "registered"),
-        ("tx-a", "token.refresh", "refreshed"),
-        ("tx-a", "plugin.reregister", "registered"),
+        ("plugin:tx-a", "plugin.register", "registered"),
+        ("plugin:tx-a", "token.refresh", "refreshed"),
+        ("plugin:tx-a", "plugin.reregister", "registered"),
         ("operator:bootstrap", "plugin.disable", "plugin.disable"),
         ("operator:bootstrap", "plugin.enable", "plugin.enable"),
         ("operator:bootstrap", "plugin.deregister", "deregistered"),

@@ -9,6 +9,7 @@ mod access;
 mod admin;
 mod approve;
 mod auth;
+mod break_glass;
 mod enroll;
 mod heartbeat;
 mod instances;
@@ -19,14 +20,15 @@ mod replace;
 mod revoke;
 
 pub use access::Operation;
+pub use break_glass::MAX_BREAK_GLASS;
 pub use enroll::{
     ENROLLMENT_PREFIX, ENROLLMENT_RETENTION, IssuedEnrollment, MAX_ENROLLMENT_PAGE,
     MAX_ENROLLMENT_TTL,
 };
 pub use operators::{
     AuthMethod, BOOTSTRAP_OPERATOR, DEFAULT_OPERATOR_TOKEN_TTL, IssuedOperatorToken,
-    MAX_BREAK_GLASS, MAX_OPERATOR_PAGE, MAX_OPERATOR_TOKEN_TTL, MAX_TOKEN_LABEL_CHARS,
-    OPERATOR_TOKEN_PREFIX, OperatorDetails, Principal,
+    MAX_OPERATOR_PAGE, MAX_OPERATOR_TOKEN_TTL, MAX_TOKEN_LABEL_CHARS, OPERATOR_TOKEN_PREFIX,
+    OperatorDetails, Principal,
 };
 pub use revoke::Revocation;
 mod sweep;

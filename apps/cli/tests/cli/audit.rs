@@ -191,7 +191,13 @@ fn tail_prints_the_newest_entries_oldest_first() {
     assert_eq!(lines[2][0], "6");
     assert_eq!(
         &lines[2][2..],
-        ["t-4", "plugin.register", "t-4", "success", "registered"]
+        [
+            "plugin:t-4",
+            "plugin.register",
+            "t-4",
+            "success",
+            "registered"
+        ]
     );
     assert!(lines[2][1].ends_with('Z'), "{}", lines[2][1]);
 
