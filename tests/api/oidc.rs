@@ -34,6 +34,23 @@ impl Key {
         Self::with(kid, Algorithm::ES256, encoding)
     }
 
+    fn ed25519(kid: &str) -> Self {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let encoding = EncodingKey::from_ed_der(&pair.serialize_der());
+        // The public JWK from the raw public key (OKP, RFC 8037).
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key_raw());
+        let jwk: Jwk = serde_json::from_value(
+            json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA"}),
+        )
+        .unwrap();
+        Self {
+            kid: kid.to_owned(),
+            alg: Algorithm::EdDSA,
+            encoding,
+            jwk,
+        }
+    }
+
     fn rs256(kid: &str) -> Self {
         // RSA key generation is the openssl tool's job (fast, and standard here).
         let dir = vivified_test_support::fs::TempDir::new("oidc-rsa");
@@ -168,10 +185,11 @@ async fn whoami(app: &TestApp, token: &str) -> TestResponse {
 async fn a_providers_token_acts_with_the_role_it_carries() {
     let es = Key::es256("es-1");
     let rs = Key::rs256("rs-1");
-    let idp = Idp::start(&[&es, &rs]).await;
+    let ed = Key::ed25519("ed-1");
+    let idp = Idp::start(&[&es, &rs, &ed]).await;
     let app = idp.app(idp.config(), &[]);
 
-    for (key, name) in [(&es, "alice"), (&rs, "bob")] {
+    for (key, name) in [(&es, "alice"), (&rs, "bob"), (&ed, "erin")] {
         let token = key.sign(&idp.claims(&app, name, &["auditor", "unrelated"]));
         let me = whoami(&app, &token).await;
         assert_eq!(me.status, StatusCode::OK, "{}", me.text());
@@ -205,6 +223,28 @@ async fn a_providers_token_acts_with_the_role_it_carries() {
         1,
         "keys are cached"
     );
+}
+
+#[tokio::test]
+async fn a_provider_user_is_not_the_local_operator_of_the_same_name() {
+    let es = Key::es256("es-1");
+    let idp = Idp::start(&[&es]).await;
+    let app = idp.app(idp.config(), &[]);
+    crate::operators::operator_with_token(&app, "alice", "viewer").await;
+    let impostor = es.sign(&idp.claims(&app, "alice", &["viewer"]));
+    for resp in [
+        app.get("/operators/alice", Some(&impostor)).await,
+        app.post_json("/operators/alice/tokens", Some(&impostor), &json!({}))
+            .await,
+    ] {
+        assert_error(&resp, StatusCode::FORBIDDEN, "forbidden");
+        assert_eq!(
+            resp.json()["reason"],
+            "insufficient_role",
+            "{}",
+            resp.text()
+        );
+    }
 }
 
 #[tokio::test]

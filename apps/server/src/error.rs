@@ -133,6 +133,9 @@ impl ApiError {
                 "plugin_token_required" => {
                     "This endpoint requires the plugin's own token.".to_owned()
                 }
+                "no_role" => {
+                    "The identity provider's token carries no role that maps onto viewer, auditor, operator or admin (VIVIFIED_OIDC_ROLE_CLAIM, VIVIFIED_OIDC_ROLE_MAP).".to_owned()
+                }
                 "break_glass_disabled" => {
                     "Break-glass is off on this core (VIVIFIED_BREAK_GLASS).".to_owned()
                 }

@@ -180,11 +180,44 @@ async fn trace_logs_carry_no_token_secret_or_pii() {
     const PII_MARKER: &str = "PII-MARKER-jane.doe@example.com";
     const DETAILS_MARKER: &str = "DETAILS-MARKER-ssn-078-05-1120";
 
+    // A test-owned identity provider: single sign-on tokens must not leak either.
+    let idp_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let idp_encoding = jsonwebtoken::EncodingKey::from_ec_der(&idp_key.serialize_der());
+    let mut jwk =
+        jsonwebtoken::jwk::Jwk::from_encoding_key(&idp_encoding, jsonwebtoken::Algorithm::ES256)
+            .unwrap();
+    jwk.common.key_id = Some("idp-1".to_owned());
+    let idp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", idp_listener.local_addr().unwrap());
+    let keys = jsonwebtoken::jwk::JwkSet { keys: vec![jwk] };
+    let idp = axum::Router::new().route(
+        "/jwks",
+        axum::routing::get(move || {
+            let keys = keys.clone();
+            async move { axum::Json(keys) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(idp_listener, idp).await });
+    let sign = |kid: &str, exp: i64| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(
+            &header,
+            &json!({"iss": issuer, "aud": "vivified", "sub": "s-1",
+                    "preferred_username": "olga", "roles": ["viewer"], "exp": exp}),
+            &idp_encoding,
+        )
+        .unwrap()
+    };
+
     let mut server = vivified()
         .env("RUST_LOG", "trace")
         .env("VIVIFIED_ADMIN_TOKEN", ADMIN)
         .env("JWT_SECRET", JWT)
         .env("VIVIFIED_REGISTRATION_SECRET", REGISTRATION)
+        .env("VIVIFIED_OIDC_ISSUER", &issuer)
+        .env("VIVIFIED_OIDC_AUDIENCE", "vivified")
+        .env("VIVIFIED_OIDC_JWKS_URL", &format!("{issuer}/jwks"))
         .start()
         .await;
     let http = client();
@@ -253,6 +286,25 @@ async fn trace_logs_carry_no_token_secret_or_pii() {
         list.contains(PII_MARKER),
         "the API itself returns the manifest"
     );
+
+    // A single sign-on token: used, then one the provider's keys do not know.
+    let exp = time::OffsetDateTime::now_utc().unix_timestamp() + 600;
+    let sso = sign("idp-1", exp);
+    let resp = http
+        .get(server.url("/whoami"))
+        .bearer_auth(&sso)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "single sign-on works");
+    let unknown = sign("idp-2", exp);
+    let resp = http
+        .get(server.url("/plugins"))
+        .bearer_auth(&unknown)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
     // An operator's token: minted, used, guessed at, revoked.
     let resp = http
@@ -330,6 +382,12 @@ async fn trace_logs_carry_no_token_secret_or_pii() {
         ("the refreshed token's signature", signature(&refreshed)),
         ("the admin token", ADMIN.to_owned()),
         ("the operator token", operator_token.clone()),
+        ("the single sign-on token", sso.clone()),
+        ("its signature", signature(&sso)),
+        (
+            "the unknown single sign-on token's signature",
+            signature(&unknown),
+        ),
         ("the operator token's secret", operator_secret.clone()),
         ("the JWT secret", JWT.to_owned()),
         ("the registration secret", REGISTRATION.to_owned()),

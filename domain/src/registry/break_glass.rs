@@ -108,8 +108,9 @@ impl Registry {
         trace_id: &str,
     ) -> Result<(), RegistryError> {
         let principal = self.authorize(bearer, Operation::BreakGlass).await?;
-        if principal.credential.is_none() {
-            // The bootstrap principal is never raised: nothing to end.
+        if !matches!(principal.auth, AuthMethod::Token | AuthMethod::BreakGlass) {
+            // The bootstrap principal and a provider's user are never raised: nothing
+            // to end (and a provider's user named like an operator is not it).
             return Ok(());
         }
         let name = operator_name(&principal.name)?;

@@ -105,10 +105,12 @@ impl Principal {
         }
     }
 
-    /// Whether it is operator `name`.
+    /// Whether it is the stored operator `name`, authenticated by one of its own
+    /// tokens (an identity provider's user of the same name is not).
     #[must_use]
     pub fn is(&self, name: &OperatorName) -> bool {
-        self.name == name.as_str()
+        matches!(self.auth, AuthMethod::Token | AuthMethod::BreakGlass)
+            && self.name == name.as_str()
     }
 
     /// `details` with how the principal authenticated (`auth`, and `credential`: the
@@ -313,18 +315,23 @@ impl Registry {
     }
 
     /// The operator behind `bearer` if it is operator `name` itself, or if its role
-    /// allows `operation`.
+    /// allows `operation`; and `name` parsed. 401/403 come first: a name that is not
+    /// an operator name is 404 only to a caller allowed the operation.
     async fn authorize_self_or(
         &self,
         bearer: Option<&str>,
-        name: &OperatorName,
+        name: &str,
         operation: Operation,
-    ) -> Result<Principal, RegistryError> {
-        match self.authenticate(bearer).await? {
-            Caller::Operator(p) if p.is(name) => Ok(p),
-            Caller::Operator(p) => p.require(operation).map(|()| p),
-            Caller::Plugin(claims) => Err(self.refuse_plugin_on_admin_route(&claims).await),
-        }
+    ) -> Result<(Principal, OperatorName), RegistryError> {
+        let parsed = OperatorName::parse(name).ok();
+        let principal = match self.authenticate(bearer).await? {
+            Caller::Operator(p) if parsed.as_ref().is_some_and(|n| p.is(n)) => p,
+            Caller::Operator(p) => p.require(operation).map(|()| p)?,
+            Caller::Plugin(claims) => {
+                return Err(self.refuse_plugin_on_admin_route(&claims).await);
+            }
+        };
+        Ok((principal, parsed.ok_or(RegistryError::NotFound)?))
     }
 
     pub(super) async fn audit_by(
@@ -437,15 +444,9 @@ impl Registry {
         bearer: Option<&str>,
         name: &str,
     ) -> Result<OperatorDetails, RegistryError> {
-        let name = OperatorName::parse(name).ok();
-        match &name {
-            Some(n) => {
-                self.authorize_self_or(bearer, n, Operation::ReadOperators)
-                    .await?
-            }
-            None => self.authorize(bearer, Operation::ReadOperators).await?,
-        };
-        let name = name.ok_or(RegistryError::NotFound)?;
+        let (_, name) = self
+            .authorize_self_or(bearer, name, Operation::ReadOperators)
+            .await?;
         let operators = &self.inner.ports.operators;
         let operator = operators
             .operator(&name)
@@ -500,15 +501,9 @@ impl Registry {
         ttl: Option<Duration>,
         trace_id: &str,
     ) -> Result<IssuedOperatorToken, RegistryError> {
-        let name = OperatorName::parse(name).map_err(|_| RegistryError::NotFound);
-        let principal = match &name {
-            Ok(n) => {
-                self.authorize_self_or(bearer, n, Operation::ManageOperators)
-                    .await?
-            }
-            Err(_) => self.authorize(bearer, Operation::ManageOperators).await?,
-        };
-        let name = name?;
+        let (principal, name) = self
+            .authorize_self_or(bearer, name, Operation::ManageOperators)
+            .await?;
         if label.chars().count() > MAX_TOKEN_LABEL_CHARS || label.chars().any(char::is_control) {
             return Err(RegistryError::InvalidRequest(
                 "`label` must be at most 100 characters, none of them a control character",
@@ -583,15 +578,9 @@ impl Registry {
         prefix: &str,
         trace_id: &str,
     ) -> Result<OperatorToken, RegistryError> {
-        let name = OperatorName::parse(name).map_err(|_| RegistryError::NotFound);
-        let principal = match &name {
-            Ok(n) => {
-                self.authorize_self_or(bearer, n, Operation::ManageOperators)
-                    .await?
-            }
-            Err(_) => self.authorize(bearer, Operation::ManageOperators).await?,
-        };
-        let name = name?;
+        let (principal, name) = self
+            .authorize_self_or(bearer, name, Operation::ManageOperators)
+            .await?;
         let revoked = match self
             .inner
             .ports

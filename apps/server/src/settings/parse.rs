@@ -98,38 +98,34 @@ impl Settings {
                 .filter(|c| (1..=1000).contains(c))
                 .ok_or_else(|| invalid(n, "expected a number between 1 and 1000".into()))?,
         };
-        let registration_rate_limit = match get("registration_rate_limit") {
-            None if mode == Mode::Production => DEFAULT_REGISTRATION_RATE_LIMIT,
-            None => 0,
-            Some((n, v)) => v
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|c| *c <= 1_000_000)
-                .ok_or_else(|| {
-                    invalid(
-                        n,
-                        "expected requests per minute per address, 0 to 1000000 (0: no limit)"
-                            .into(),
-                    )
-                })?,
+        // A per-minute limit: on in production by default, off in dev; 0 turns it off.
+        let per_minute = |k: &str, production: u32, what: &str| -> Result<u32, SettingsError> {
+            match get(k) {
+                None if mode == Mode::Production => Ok(production),
+                None => Ok(0),
+                Some((n, v)) => v
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|c| *c <= 1_000_000)
+                    .ok_or_else(|| {
+                        invalid(
+                            n,
+                            format!("expected {what} per minute, 0 to 1000000 (0: no limit)"),
+                        )
+                    }),
+            }
         };
-        let auth_failure_limit = match get("auth_failure_limit") {
-            None if mode == Mode::Production => DEFAULT_AUTH_FAILURE_LIMIT,
-            None => 0,
-            Some((n, v)) => v
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|c| *c <= 1_000_000)
-                .ok_or_else(|| {
-                    invalid(
-                        n,
-                        "expected failed authentications per minute, 0 to 1000000 (0: no limit)"
-                            .into(),
-                    )
-                })?,
-        };
+        let registration_rate_limit = per_minute(
+            "registration_rate_limit",
+            DEFAULT_REGISTRATION_RATE_LIMIT,
+            "requests per address",
+        )?;
+        let auth_failure_limit = per_minute(
+            "auth_failure_limit",
+            DEFAULT_AUTH_FAILURE_LIMIT,
+            "failed authentications",
+        )?;
         let bus = match get("bus") {
             None => BusSetting::Memory,
             Some((_, v)) if v.trim() == "memory" => BusSetting::Memory,
