@@ -11,6 +11,25 @@ use super::*;
 pub const MAX_BREAK_GLASS: Duration = Duration::from_secs(4 * 3600);
 
 impl Registry {
+    /// Stores (or ends) `name`'s grant; an operator deleted meanwhile is the caller's
+    /// credential gone.
+    async fn store_grant(
+        &self,
+        name: &vivified_ports::OperatorName,
+        grant: Option<&BreakGlass>,
+    ) -> Result<(), RegistryError> {
+        match self
+            .inner
+            .ports
+            .operators
+            .set_break_glass(name, grant)
+            .await
+        {
+            Err(StoreError::NotFound) => Err(RegistryError::Unauthorized("invalid_token")),
+            other => other.map(drop).map_err(Into::into),
+        }
+    }
+
     /// Raises the calling operator (role `operator`, by its own token) to `admin` for
     /// `duration` (at most [`MAX_BREAK_GLASS`]), giving `reason` (at least 10
     /// characters), if break-glass is on. Audited (`access.break_glass`, with the reason
@@ -53,16 +72,7 @@ impl Registry {
             until: now + duration,
         };
         let name = operator_name(&principal.name)?;
-        match self
-            .inner
-            .ports
-            .operators
-            .set_break_glass(&name, Some(&grant))
-            .await
-        {
-            Err(StoreError::NotFound) => return Err(RegistryError::Unauthorized("invalid_token")),
-            other => other?,
-        };
+        self.store_grant(&name, Some(&grant)).await?;
         let target = principal.actor();
         self.audit_by(
             &principal,
@@ -118,16 +128,7 @@ impl Registry {
         if before.and_then(|o| o.break_glass).is_none() {
             return Ok(());
         }
-        match self
-            .inner
-            .ports
-            .operators
-            .set_break_glass(&name, None)
-            .await
-        {
-            Err(StoreError::NotFound) => return Err(RegistryError::Unauthorized("invalid_token")),
-            other => other?,
-        };
+        self.store_grant(&name, None).await?;
         let target = principal.actor();
         self.audit_by(
             &principal,
